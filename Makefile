@@ -1,0 +1,39 @@
+# para_sync — PGXS build of the extension.
+#
+#   make && make install        build and install the extension
+#   make installcheck           pg_regress + isolation + TAP against PGHOST/PGPORT
+#   test/run-all                every test (what .ci/run and the README call)
+
+EXTENSION = para_sync
+DATA = para_sync--0.1.sql
+MODULE_big = para_sync
+OBJS = \
+	src/common/envelope.o \
+	src/common/key_escape.o \
+	src/para_sync.o \
+	src/table_cache.o \
+	src/keys.o \
+	src/row_encode.o \
+	src/sequence_store.o \
+	src/capture.o \
+	src/snapshot.o \
+	src/registry.o \
+	src/envelope_json.o
+
+REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume
+REGRESS_OPTS = --inputdir=. --load-extension=para_sync
+ISOLATION = concurrent_writers late_commit
+ISOLATION_OPTS = --inputdir=test
+TAP_TESTS = 1
+
+PG_CPPFLAGS = -I$(srcdir)/include -I$(srcdir)/src $(shell pkg-config --cflags msgpack libnats) -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
+SHLIB_LINK = $(shell pkg-config --libs msgpack libnats)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# TAP tests live in test/t (PGXS looks in ./t by default).
+PROVE_TESTS = test/t/*.pl
+
+-include client.mk

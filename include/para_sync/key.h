@@ -1,0 +1,44 @@
+/*
+ * para_sync/key.h — object keys (SPEC §2), shared by server and client.
+ *
+ * A key is "<sync name>:<pk1>[:<pk2>...]" where each primary-key part is the
+ * column's text output with every byte outside [A-Za-z0-9_-] written as %XX
+ * (upper-case hex).  A key is therefore always a single NATS subject token.
+ */
+#ifndef PARA_SYNC_KEY_H
+#define PARA_SYNC_KEY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* True for the bytes a key part may carry unescaped: [A-Za-z0-9_-]. */
+bool		psync_key_byte_is_plain(unsigned char c);
+
+/* Largest escaped size of len input bytes. */
+#define PSYNC_KEY_ESCAPED_MAX(len) ((len) * 3)
+
+/*
+ * Escape len bytes of in into out (room for PSYNC_KEY_ESCAPED_MAX(len)).
+ * Returns the number of bytes written; out is not NUL-terminated.
+ */
+size_t		psync_key_escape(const char *in, size_t len, char *out);
+
+/*
+ * Undo psync_key_escape on one key part.  out needs len bytes.  Returns the
+ * decoded length, or -1 when in holds a byte that escaping would never
+ * produce or a malformed %XX.
+ */
+long		psync_key_unescape(const char *in, size_t len, char *out);
+
+/* True when name is a valid sync name: 1..63 bytes of [A-Za-z0-9_-]. */
+bool		psync_sync_name_is_valid(const char *name, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif							/* PARA_SYNC_KEY_H */

@@ -1,0 +1,18 @@
+/*
+ * para_sync.c — module entry point: magic block and _PG_init.
+ *
+ * Registers the per-backend caches' invalidation callbacks.  The publisher
+ * (background worker) registers its settings and worker from here too when
+ * the library is in shared_preload_libraries.
+ */
+#include "para_sync.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	table_cache_init();
+}

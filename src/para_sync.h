@@ -1,0 +1,127 @@
+/*
+ * para_sync.h — declarations shared by the extension's C files.
+ *
+ * Each subsystem lives in its own file; this header is the table of
+ * contents between them.
+ */
+#ifndef PARA_SYNC_H
+#define PARA_SYNC_H
+
+#include "postgres.h"
+
+#include "access/attnum.h"
+#include "access/tupdesc.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/relcache.h"
+
+#include "para_sync/envelope.h"
+#include "para_sync/key.h"
+
+/* ---- table_cache.c: what the capture trigger and snapshot() know of a table */
+
+/* How one column's values become MessagePack (SPEC §3). */
+typedef enum ValueKind
+{
+	VK_INT,						/* int2, int4, int8 */
+	VK_OID,
+	VK_FLOAT4,
+	VK_FLOAT8,
+	VK_BOOL,
+	VK_TEXT,					/* text, varchar, bpchar, citext */
+	VK_NAME,
+	VK_BYTEA,
+	VK_JSON,
+	VK_JSONB,
+	VK_TIMESTAMP,				/* timestamp and timestamptz */
+	VK_ARRAY,
+	VK_OUTPUT					/* anything else: the type's output function */
+} ValueKind;
+
+typedef struct ValueCodec
+{
+	ValueKind	kind;
+	Oid			typid;			/* base type (domains resolved) */
+	FmgrInfo	output;			/* for VK_OUTPUT (and numeric, uuid, ...) */
+	/* arrays: how to walk elements */
+	struct ValueCodec *element;
+	int16		elmlen;
+	bool		elmbyval;
+	char		elmalign;
+} ValueCodec;
+
+typedef struct SyncedColumn
+{
+	AttrNumber	attnum;
+	char	   *name;
+	int			name_len;
+	ValueCodec	codec;
+} SyncedColumn;
+
+typedef struct KeyColumn
+{
+	AttrNumber	attnum;
+	Oid			typid;
+	FmgrInfo	output;
+	Oid			input_fn;
+	Oid			typioparam;
+	Oid			eq_opr;			/* btree equality of the key's opclass */
+} KeyColumn;
+
+typedef struct SyncedTable
+{
+	Oid			relid;
+	bool		valid;
+	char	   *sync_name;
+	char	   *schema_version;
+	int			ncolumns;		/* synced (non-excluded, live) columns */
+	SyncedColumn *columns;
+	int			nkeys;			/* primary-key columns, index order */
+	KeyColumn  *keys;
+	void	   *snapshot_plan;	/* SPIPlanPtr, built on first snapshot() */
+} SyncedTable;
+
+extern void table_cache_init(void);
+extern SyncedTable *table_cache_get(Relation rel, int nargs, char **args);
+extern SyncedTable *table_cache_get_registered(Relation rel);
+
+/* ---- row_encode.c: datum → MessagePack (SPEC §3 value mapping) */
+
+extern void msgpack_buffer_init(StringInfo buf);
+extern int	msgpack_buffer_write(void *data, const char *bytes, size_t len);
+extern void row_encode_values(StringInfo buf, SyncedTable *table,
+							  Datum *values, bool *nulls);
+
+/* ---- keys.c: object keys */
+
+extern void key_build(StringInfo key, SyncedTable *table,
+					  Datum *values, bool *nulls);
+extern void key_parse(const char *key, SyncedTable *table, Datum *datums);
+
+/* ---- sequence_store.c: outbox, counters, and acting as extension owner */
+
+extern Oid	para_sync_internal_owner(void);
+
+/* Run internal statements as the extension owner, then switch back. */
+typedef struct OwnerSwitch
+{
+	Oid			saved_user;
+	int			saved_context;
+} OwnerSwitch;
+extern void become_internal_owner(OwnerSwitch *sw);
+extern void restore_user(const OwnerSwitch *sw);
+extern int64 sequence_store_last(const char *key, int key_len, bool latest);
+extern void sequence_store_append(const char *key, int key_len, int64 seq,
+								  int64 txid, bytea *envelope);
+extern void sequence_store_reset_plans(void);
+
+/* ---- envelope building (capture.c) */
+
+extern bytea *envelope_build(const char *key, int key_len, StringInfo value,
+							 const char *schema_version, uint64 sequence,
+							 psync_op op, bool has_txid, uint64 txid);
+
+/* Set once a transaction wrote an envelope; the publisher wakes on commit. */
+extern bool para_sync_xact_wrote_envelopes;
+
+#endif							/* PARA_SYNC_H */

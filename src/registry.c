@@ -1,0 +1,276 @@
+/*
+ * registry.c — checks and writes behind sync_table(), set_schema_version()
+ * and unsync_table().
+ *
+ * These C functions run with the caller's rights and first check that the
+ * caller owns the table; only then do they write para_sync.tables, as the
+ * extension owner.  That keeps the SQL wrappers SECURITY INVOKER (so the
+ * caller's own identity is what is checked) while table owners need no
+ * privilege on para_sync's tables.
+ */
+#include "para_sync.h"
+
+#include "access/genam.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+PG_FUNCTION_INFO_V1(para_sync_check_syncable);
+PG_FUNCTION_INFO_V1(para_sync_registry_write);
+
+static void
+require_owner(Relation rel)
+{
+	if (!pg_class_ownercheck(RelationGetRelid(rel), GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER,
+					   get_relkind_objtype(rel->rd_rel->relkind),
+					   RelationGetRelationName(rel));
+}
+
+static void
+require_plain_table(Relation rel)
+{
+	const char *name = RelationGetRelationName(rel);
+
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot sync partitioned table \"%s\"", name),
+				 errhint("Sync each partition under its own sync name.")));
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", name),
+				 errhint("Only ordinary tables can be synced.")));
+	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot sync temporary or unlogged table \"%s\"", name),
+				 errdetail("Its rows do not survive a crash, but its published changes would.")));
+	if (RelationGetNamespace(rel) == get_namespace_oid("para_sync", false))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot sync para_sync's own table \"%s\"", name)));
+}
+
+/* Primary-key index of rel, checked usable; caller closes it. */
+static Relation
+open_primary_key(Relation rel)
+{
+	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	Relation	index;
+
+	if (!OidIsValid(pk))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" has no primary key", RelationGetRelationName(rel)),
+				 errhint("Synced objects are keyed by the primary key: add one with ALTER TABLE ... ADD PRIMARY KEY.")));
+	index = index_open(pk, AccessShareLock);
+	if (!index->rd_index->indimmediate)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("primary key of table \"%s\" is deferrable", RelationGetRelationName(rel)),
+				 errdetail("Per-object sequences rely on the primary key serializing writers of one object."),
+				 errhint("Make the primary key NOT DEFERRABLE.")));
+	return index;
+}
+
+static bool
+is_key_column(Relation index, AttrNumber attnum)
+{
+	for (int i = 0; i < index->rd_index->indnkeyatts; i++)
+		if (index->rd_index->indkey.values[i] == attnum)
+			return true;
+	return false;
+}
+
+static void
+check_excluded_columns(Relation rel, Relation index, ArrayType *excluded)
+{
+	Datum	   *names;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(excluded, TEXTOID, -1, false, TYPALIGN_INT, &names, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		char	   *name;
+		AttrNumber	attnum;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("excluded column names must not be null")));
+		name = TextDatumGetCString(names[i]);
+		attnum = get_attnum(RelationGetRelid(rel), name);
+		if (attnum == InvalidAttrNumber || attnum < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of table \"%s\" does not exist", name,
+							RelationGetRelationName(rel))));
+		if (is_key_column(index, attnum))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cannot exclude primary-key column \"%s\"", name),
+					 errdetail("Primary-key columns make up the object key.")));
+	}
+}
+
+Datum
+para_sync_check_syncable(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	ArrayType  *excluded = PG_GETARG_ARRAYTYPE_P(1);
+	Relation	rel = relation_open(relid, AccessShareLock);
+	Relation	index;
+	Datum	   *key_names;
+	int			nkeys;
+
+	require_owner(rel);
+	require_plain_table(rel);
+	index = open_primary_key(rel);
+	check_excluded_columns(rel, index, excluded);
+
+	nkeys = index->rd_index->indnkeyatts;
+	key_names = palloc(sizeof(Datum) * nkeys);
+	for (int i = 0; i < nkeys; i++)
+		key_names[i] = CStringGetTextDatum(get_attname(relid,
+													   index->rd_index->indkey.values[i],
+													   false));
+	index_close(index, AccessShareLock);
+	relation_close(rel, AccessShareLock);
+	PG_RETURN_ARRAYTYPE_P(construct_array(key_names, nkeys, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* Run sql with args as the extension owner; returns SPI_processed. */
+static uint64
+run_as_owner(const char *sql, int nargs, Oid *types, Datum *args, const char *nulls)
+{
+	OwnerSwitch sw;
+	int			rc;
+
+	become_internal_owner(&sw);
+	rc = SPI_execute_with_args(sql, nargs, types, args, nulls, false, 0);
+	restore_user(&sw);
+	if (rc < 0)
+		elog(ERROR, "para_sync registry statement failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+static void
+require_schema_version(text *version)
+{
+	if (version == NULL || VARSIZE_ANY_EXHDR(version) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("schema_version must not be empty")));
+}
+
+static void
+not_synced(Relation rel)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("table \"%s\" is not synced", RelationGetRelationName(rel)),
+			 errhint("See para_sync.synced_tables for the synced tables.")));
+}
+
+static void
+registry_insert(Relation rel, text *name, text *version, Datum excluded)
+{
+	char	   *sync_name = text_to_cstring(name);
+	Oid			types[4] = {OIDOID, TEXTOID, TEXTOID, TEXTARRAYOID};
+	Datum		args[4];
+
+	if (!psync_sync_name_is_valid(sync_name, strlen(sync_name)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid sync name \"%s\"", sync_name),
+				 errhint("A sync name is 1 to 63 characters of A-Z, a-z, 0-9, \"_\" and \"-\"; pass name => '...' to choose one.")));
+	require_schema_version(version);
+
+	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	args[1] = PointerGetDatum(name);
+	if (run_as_owner("SELECT 1 FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
+					 1, types, args, NULL) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("table \"%s\" is already synced", RelationGetRelationName(rel)),
+				 errhint("Use para_sync.set_schema_version() to change its schema version, or para_sync.unsync_table() first.")));
+	if (run_as_owner("SELECT 1 FROM para_sync.tables WHERE sync_name OPERATOR(pg_catalog.=) $1",
+					 1, types + 1, args + 1, NULL) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("sync name \"%s\" is already in use", sync_name),
+				 errhint("Pass name => '...' to sync_table() to choose another sync name.")));
+
+	args[2] = PointerGetDatum(version);
+	args[3] = excluded;
+	run_as_owner("INSERT INTO para_sync.tables (relid, sync_name, schema_version, exclude_columns)"
+				 " VALUES ($1, $2, $3, $4)", 4, types, args, NULL);
+}
+
+Datum
+para_sync_registry_write(PG_FUNCTION_ARGS)
+{
+	char	   *action;
+	Relation	rel;
+	text	   *name = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
+	text	   *version = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("action and table must not be null")));
+	action = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	rel = relation_open(PG_GETARG_OID(1), ShareRowExclusiveLock);
+	require_owner(rel);
+	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (strcmp(action, "insert") == 0)
+	{
+		if (name == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("sync name must not be null")));
+		registry_insert(rel, name, version,
+						PG_ARGISNULL(4) ? PointerGetDatum(construct_empty_array(TEXTOID))
+						: PG_GETARG_DATUM(4));
+	}
+	else if (strcmp(action, "update") == 0)
+	{
+		require_schema_version(version);
+		args[1] = PointerGetDatum(version);
+		if (run_as_owner("UPDATE para_sync.tables SET schema_version = $2"
+						 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args, NULL) == 0)
+			not_synced(rel);
+	}
+	else if (strcmp(action, "delete") == 0)
+	{
+		if (run_as_owner("DELETE FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
+						 1, types, args, NULL) == 0)
+			not_synced(rel);
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown registry action \"%s\"", action)));
+	SPI_finish();
+	relation_close(rel, NoLock);
+	if (name == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(name);
+}

@@ -1,0 +1,324 @@
+/*
+ * table_cache.c — per-backend cache of what para_sync knows about a synced
+ * table: its sync name and schema version (the capture trigger's arguments),
+ * the synced columns with their value codecs, and the primary-key columns.
+ *
+ * The capture trigger runs once per changed row, so everything that needs a
+ * catalog look-up is resolved once here.  Entries are invalidated through a
+ * relcache callback: any ALTER TABLE, and any re-creation of the trigger
+ * (which is how sync_table/set_schema_version change the arguments), sends
+ * a relcache invalidation for the table.
+ */
+#include "para_sync.h"
+
+#include "access/htup_details.h"
+#include "access/genam.h"
+#include "access/relation.h"
+#include "access/stratnum.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+typedef struct CacheEntry
+{
+	Oid			relid;			/* hash key */
+	MemoryContext cxt;			/* everything the entry points to */
+	SyncedTable *table;
+} CacheEntry;
+
+static HTAB *table_cache = NULL;
+
+static void
+invalidate_entry(CacheEntry *entry)
+{
+	if (entry->table != NULL)
+		entry->table->valid = false;
+}
+
+static void
+table_cache_relcache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	CacheEntry *entry;
+
+	if (table_cache == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		entry = hash_search(table_cache, &relid, HASH_FIND, NULL);
+		if (entry != NULL)
+			invalidate_entry(entry);
+		return;
+	}
+	hash_seq_init(&status, table_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		invalidate_entry(entry);
+}
+
+void
+table_cache_init(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(CacheEntry);
+	ctl.hcxt = CacheMemoryContext;
+	table_cache = hash_create("para_sync table cache", 64, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	CacheRegisterRelcacheCallback(table_cache_relcache_callback, (Datum) 0);
+}
+
+/* Is typid the citext extension's type?  It is text on the wire. */
+static bool
+type_is_citext(Oid typid)
+{
+	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	bool		result = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		result = strcmp(NameStr(((Form_pg_type) GETSTRUCT(tup))->typname),
+						"citext") == 0;
+		ReleaseSysCache(tup);
+	}
+	return result;
+}
+
+static void
+codec_init(ValueCodec *codec, Oid typid, MemoryContext cxt)
+{
+	Oid			base = getBaseType(typid);
+	Oid			element;
+
+	memset(codec, 0, sizeof(*codec));
+	codec->typid = base;
+	switch (base)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			codec->kind = VK_INT;
+			return;
+		case OIDOID:
+			codec->kind = VK_OID;
+			return;
+		case FLOAT4OID:
+			codec->kind = VK_FLOAT4;
+			return;
+		case FLOAT8OID:
+			codec->kind = VK_FLOAT8;
+			return;
+		case BOOLOID:
+			codec->kind = VK_BOOL;
+			return;
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+			codec->kind = VK_TEXT;
+			return;
+		case NAMEOID:
+			codec->kind = VK_NAME;
+			return;
+		case BYTEAOID:
+			codec->kind = VK_BYTEA;
+			return;
+		case JSONOID:
+			codec->kind = VK_JSON;
+			return;
+		case JSONBOID:
+			codec->kind = VK_JSONB;
+			return;
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			codec->kind = VK_TIMESTAMP;
+			return;
+		default:
+			break;
+	}
+
+	element = get_element_type(base);
+	if (OidIsValid(element))
+	{
+		codec->kind = VK_ARRAY;
+		codec->element = MemoryContextAlloc(cxt, sizeof(ValueCodec));
+		codec_init(codec->element, element, cxt);
+		get_typlenbyvalalign(element, &codec->elmlen, &codec->elmbyval,
+							 &codec->elmalign);
+		return;
+	}
+	if (type_is_citext(base))
+	{
+		codec->kind = VK_TEXT;
+		return;
+	}
+
+	{
+		Oid			output_fn;
+		bool		is_varlena;
+
+		codec->kind = VK_OUTPUT;
+		getTypeOutputInfo(base, &output_fn, &is_varlena);
+		fmgr_info_cxt(output_fn, &codec->output, cxt);
+	}
+}
+
+static bool
+column_is_excluded(const char *name, int nargs, char **args)
+{
+	for (int i = 2; i < nargs; i++)
+		if (strcmp(args[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void
+load_columns(SyncedTable *table, Relation rel, int nargs, char **args,
+			 MemoryContext cxt)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	table->columns = MemoryContextAllocZero(cxt, sizeof(SyncedColumn) * desc->natts);
+	table->ncolumns = 0;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		SyncedColumn *col;
+
+		if (att->attisdropped || column_is_excluded(NameStr(att->attname), nargs, args))
+			continue;
+		col = &table->columns[table->ncolumns++];
+		col->attnum = att->attnum;
+		col->name = MemoryContextStrdup(cxt, NameStr(att->attname));
+		col->name_len = strlen(col->name);
+		codec_init(&col->codec, att->atttypid, cxt);
+	}
+}
+
+static void
+load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
+{
+	Oid			pk_oid = RelationGetPrimaryKeyIndex(rel);
+	Relation	index;
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	if (!OidIsValid(pk_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("synced table \"%s\" has no primary key",
+						RelationGetRelationName(rel)),
+				 errhint("Add a primary key, or stop syncing the table with para_sync.unsync_table().")));
+
+	index = index_open(pk_oid, AccessShareLock);
+	table->nkeys = index->rd_index->indnkeyatts;
+	table->keys = MemoryContextAllocZero(cxt, sizeof(KeyColumn) * table->nkeys);
+	for (int i = 0; i < table->nkeys; i++)
+	{
+		KeyColumn  *key = &table->keys[i];
+		Form_pg_attribute att;
+		Oid			output_fn;
+		bool		is_varlena;
+
+		key->attnum = index->rd_index->indkey.values[i];
+		att = TupleDescAttr(desc, key->attnum - 1);
+		key->typid = att->atttypid;
+		getTypeOutputInfo(key->typid, &output_fn, &is_varlena);
+		fmgr_info_cxt(output_fn, &key->output, cxt);
+		getTypeInputInfo(key->typid, &key->input_fn, &key->typioparam);
+		key->eq_opr = get_opfamily_member(index->rd_opfamily[i],
+										  index->rd_opcintype[i],
+										  index->rd_opcintype[i],
+										  BTEqualStrategyNumber);
+	}
+	index_close(index, AccessShareLock);
+}
+
+static SyncedTable *
+build_entry(CacheEntry *entry, Relation rel, int nargs, char **args)
+{
+	MemoryContext cxt;
+	SyncedTable *table;
+
+	if (entry->cxt != NULL)
+	{
+		if (entry->table && entry->table->snapshot_plan)
+			SPI_freeplan((SPIPlanPtr) entry->table->snapshot_plan);
+		MemoryContextDelete(entry->cxt);
+	}
+	entry->cxt = NULL;
+	entry->table = NULL;
+
+	cxt = AllocSetContextCreate(CacheMemoryContext, "para_sync synced table",
+								ALLOCSET_SMALL_SIZES);
+	MemoryContextCopyAndSetIdentifier(cxt, RelationGetRelationName(rel));
+	entry->cxt = cxt;
+	table = MemoryContextAllocZero(cxt, sizeof(SyncedTable));
+	table->relid = RelationGetRelid(rel);
+	/* valid first: an invalidation that arrives while building clears it */
+	table->valid = true;
+	table->sync_name = MemoryContextStrdup(cxt, args[0]);
+	table->schema_version = MemoryContextStrdup(cxt, args[1]);
+	load_columns(table, rel, nargs, args, cxt);
+	load_keys(table, rel, cxt);
+	entry->table = table;
+	return table;
+}
+
+/*
+ * The cache entry of rel, (re)built from the capture trigger's arguments
+ * (sync name, schema version, excluded columns...) when needed.
+ */
+SyncedTable *
+table_cache_get(Relation rel, int nargs, char **args)
+{
+	Oid			relid = RelationGetRelid(rel);
+	CacheEntry *entry;
+	bool		found;
+
+	if (nargs < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("para_sync capture trigger on \"%s\" needs a sync name and a schema version",
+						RelationGetRelationName(rel)),
+				 errhint("Install the trigger with para_sync.sync_table().")));
+
+	entry = hash_search(table_cache, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		entry->cxt = NULL;
+		entry->table = NULL;
+	}
+	if (entry->table != NULL && entry->table->valid)
+		return entry->table;
+	return build_entry(entry, rel, nargs, args);
+}
+
+/*
+ * The cache entry of a registered table, from the capture trigger found in
+ * its relcache entry.  rel must be open.
+ */
+SyncedTable *
+table_cache_get_registered(Relation rel)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+
+	for (int i = 0; trigdesc != NULL && i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *trig = &trigdesc->triggers[i];
+
+		if (strcmp(trig->tgname, "para_sync_capture") == 0)
+			return table_cache_get(rel, trig->tgnargs, trig->tgargs);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("table \"%s\" is registered with para_sync but has no capture trigger",
+					RelationGetRelationName(rel)),
+			 errhint("Run para_sync.unsync_table() and para_sync.sync_table() on it again.")));
+	return NULL;				/* keep compiler quiet */
+}
