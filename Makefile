@@ -12,6 +12,7 @@ OBJS = \
 	src/common/key_escape.o \
 	src/para_sync.o \
 	src/table_cache.o \
+	src/canonical_text.o \
 	src/keys.o \
 	src/row_encode.o \
 	src/sequence_store.o \
@@ -23,7 +24,7 @@ OBJS = \
 REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
 ISOLATION = concurrent_writers late_commit
-ISOLATION_OPTS = --inputdir=test
+ISOLATION_OPTS = --inputdir=test --load-extension=para_sync
 TAP_TESTS = 1
 
 PG_CPPFLAGS = -I$(srcdir)/include -I$(srcdir)/src $(shell pkg-config --cflags msgpack libnats) -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
@@ -32,6 +33,9 @@ SHLIB_LINK = $(shell pkg-config --libs msgpack libnats)
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: rebuild everything when a header changes.
+$(OBJS): src/para_sync.h $(wildcard include/para_sync/*.h)
 
 # TAP tests live in test/t (PGXS looks in ./t by default).
 PROVE_TESTS = test/t/*.pl

@@ -43,6 +43,10 @@ CREATE TABLE para_sync.counters (
 
 REVOKE ALL ON para_sync.tables, para_sync.outbox, para_sync.counters FROM PUBLIC;
 
+-- Everyone may call the public API (snapshot(), sync_table() on tables they
+-- own, ...); the tables above stay private.
+GRANT USAGE ON SCHEMA para_sync TO PUBLIC;
+
 -- ---------------------------------------------------------------------------
 -- C functions.
 -- ---------------------------------------------------------------------------
@@ -118,24 +122,18 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION para_sync.install_triggers(tbl pg_catalog.regclass,
-										   sync_name pg_catalog.text,
-										   schema_version pg_catalog.text,
-										   exclude_columns pg_catalog.text[])
+-- (Re-)creates the capture and truncate-guard triggers.  Re-creating them
+-- is also what tells every backend to reload the table's registration.
+CREATE FUNCTION para_sync.install_triggers(tbl pg_catalog.regclass)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	args pg_catalog.text;
 BEGIN
 	PERFORM para_sync.drop_triggers(tbl);
-	SELECT pg_catalog.string_agg(pg_catalog.quote_literal(a), ', ')
-	  INTO args
-	  FROM pg_catalog.unnest(ARRAY[sync_name, schema_version] OPERATOR(pg_catalog.||) exclude_columns) AS a;
 	EXECUTE pg_catalog.format(
 		'CREATE TRIGGER para_sync_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
-		'FOR EACH ROW EXECUTE FUNCTION para_sync.capture(%s)', tbl, args);
+		'FOR EACH ROW EXECUTE FUNCTION para_sync.capture()', tbl);
 	EXECUTE pg_catalog.format(
 		'CREATE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON %s '
 		'FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate()', tbl);
@@ -157,7 +155,7 @@ BEGIN
 	PERFORM para_sync.check_syncable(tbl, excluded);
 	chosen := COALESCE(name, (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) tbl));
 	chosen := para_sync.registry_write('insert', tbl, chosen, schema_version, excluded);
-	PERFORM para_sync.install_triggers(tbl, chosen, schema_version, excluded);
+	PERFORM para_sync.install_triggers(tbl);
 	RETURN chosen;
 END
 $$;
@@ -168,13 +166,9 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	t record;
 BEGIN
 	PERFORM para_sync.registry_write('update', tbl, NULL, v, NULL);
-	SELECT s.sync_name, s.exclude_columns INTO t
-	  FROM para_sync.synced_tables s WHERE s.table_name OPERATOR(pg_catalog.=) tbl;
-	PERFORM para_sync.install_triggers(tbl, t.sync_name, v, t.exclude_columns);
+	PERFORM para_sync.install_triggers(tbl);
 END
 $$;
 

@@ -143,11 +143,9 @@ para_sync_capture(PG_FUNCTION_ARGS)
 
 	rel = trigdata->tg_relation;
 	desc = RelationGetDescr(rel);
-	table = table_cache_get(rel, trigdata->tg_trigger->tgnargs,
-							trigdata->tg_trigger->tgargs);
-
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	table = table_cache_get(rel);
 	if (TRIGGER_FIRED_BY_INSERT(event))
 		capture_one(table, desc, trigdata->tg_trigtuple, PSYNC_OP_UPSERT);
 	else if (TRIGGER_FIRED_BY_DELETE(event))

@@ -35,7 +35,7 @@ key_build(StringInfo key, SyncedTable *table, Datum *values, bool *nulls)
 		if (nulls[idx])
 			elog(ERROR, "primary-key column %d of \"%s\" is null",
 				 col->attnum, table->sync_name);
-		text = OutputFunctionCall(&col->output, values[idx]);
+		text = canonical_text(col->base_typid, values[idx], &col->output);
 		len = strlen(text);
 		enlargeStringInfo(key, (int) PSYNC_KEY_ESCAPED_MAX(len) + 1);
 		key->data[key->len++] = ':';

@@ -62,6 +62,7 @@ typedef struct KeyColumn
 {
 	AttrNumber	attnum;
 	Oid			typid;
+	Oid			base_typid;		/* domains resolved, for canonical_text */
 	FmgrInfo	output;
 	Oid			input_fn;
 	Oid			typioparam;
@@ -82,8 +83,7 @@ typedef struct SyncedTable
 } SyncedTable;
 
 extern void table_cache_init(void);
-extern SyncedTable *table_cache_get(Relation rel, int nargs, char **args);
-extern SyncedTable *table_cache_get_registered(Relation rel);
+extern SyncedTable *table_cache_get(Relation rel);
 
 /* ---- row_encode.c: datum → MessagePack (SPEC §3 value mapping) */
 
@@ -91,6 +91,10 @@ extern void msgpack_buffer_init(StringInfo buf);
 extern int	msgpack_buffer_write(void *data, const char *bytes, size_t len);
 extern void row_encode_values(StringInfo buf, SyncedTable *table,
 							  Datum *values, bool *nulls);
+
+/* ---- canonical_text.c: setting-independent text of a datum */
+
+extern char *canonical_text(Oid typid, Datum value, FmgrInfo *output);
 
 /* ---- keys.c: object keys */
 

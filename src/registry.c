@@ -62,6 +62,29 @@ require_plain_table(Relation rel)
 				 errmsg("cannot sync para_sync's own table \"%s\"", name)));
 }
 
+static Oid
+deferrable_primary_key(Relation rel)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			result = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		bool		primary = index->rd_index->indisprimary;
+
+		index_close(index, AccessShareLock);
+		if (primary)
+		{
+			result = lfirst_oid(lc);
+			break;
+		}
+	}
+	list_free(indexes);
+	return result;
+}
+
 /* Primary-key index of rel, checked usable; caller closes it. */
 static Relation
 open_primary_key(Relation rel)
@@ -69,6 +92,9 @@ open_primary_key(Relation rel)
 	Oid			pk = RelationGetPrimaryKeyIndex(rel);
 	Relation	index;
 
+	/* the relcache leaves deferrable primary keys out of rd_pkindex */
+	if (!OidIsValid(pk))
+		pk = deferrable_primary_key(rel);
 	if (!OidIsValid(pk))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -81,23 +81,36 @@ encode_timestamp(msgpack_packer *pk, Timestamp ts)
 	msgpack_pack_timestamp(pk, &mts);
 }
 
-/* A JSON number: an int when it is integral and fits int64, else a float. */
+/* A JSON number: an int when it is integral and fits 64 bits, else a float. */
 static void
 encode_json_number(msgpack_packer *pk, Numeric num)
 {
 	char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out,
 														   NumericGetDatum(num)));
 	char	   *end;
-	long long	as_int;
 
 	if (strpbrk(text, ".eE") == NULL)
 	{
 		errno = 0;
-		as_int = strtoll(text, &end, 10);
-		if (errno == 0 && *end == '\0')
+		if (text[0] == '-')
 		{
-			msgpack_pack_int64(pk, as_int);
-			return;
+			long long	as_int = strtoll(text, &end, 10);
+
+			if (errno == 0 && *end == '\0')
+			{
+				msgpack_pack_int64(pk, as_int);
+				return;
+			}
+		}
+		else
+		{
+			unsigned long long as_uint = strtoull(text, &end, 10);
+
+			if (errno == 0 && *end == '\0')
+			{
+				msgpack_pack_uint64(pk, as_uint);
+				return;
+			}
 		}
 	}
 	msgpack_pack_double(pk, strtod(text, NULL));
@@ -261,7 +274,8 @@ encode_datum(msgpack_packer *pk, const ValueCodec *codec, Datum value)
 			encode_array(pk, codec, value);
 			break;
 		case VK_OUTPUT:
-			pack_cstring(pk, OutputFunctionCall((FmgrInfo *) &codec->output, value));
+			pack_cstring(pk, canonical_text(codec->typid, value,
+											(FmgrInfo *) &codec->output));
 			break;
 	}
 }

@@ -174,7 +174,7 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 				 errhint("See para_sync.synced_tables for the synced tables.")));
 
 	rel = table_open(relid, AccessShareLock);
-	table = table_cache_get_registered(rel);
+	table = table_cache_get(rel);
 	key_datums = palloc(sizeof(Datum) * table->nkeys);
 	key_parse(key, table, key_datums);
 

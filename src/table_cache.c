@@ -1,13 +1,17 @@
 /*
  * table_cache.c — per-backend cache of what para_sync knows about a synced
- * table: its sync name and schema version (the capture trigger's arguments),
- * the synced columns with their value codecs, and the primary-key columns.
+ * table: its sync name, schema version and excluded columns (from the
+ * registry, para_sync.tables), the synced columns with their value codecs,
+ * and the primary-key columns.
  *
  * The capture trigger runs once per changed row, so everything that needs a
- * catalog look-up is resolved once here.  Entries are invalidated through a
- * relcache callback: any ALTER TABLE, and any re-creation of the trigger
- * (which is how sync_table/set_schema_version change the arguments), sends
- * a relcache invalidation for the table.
+ * catalog or registry look-up is resolved once here.  The registry, not the
+ * trigger definition, is the source of truth: a capture trigger that a table
+ * owner attached by hand to an unregistered table cannot claim another
+ * table's sync name.  Entries are invalidated through a relcache callback:
+ * any ALTER TABLE, and the trigger re-creation that sync_table(),
+ * set_schema_version() and unsync_table() perform, send a relcache
+ * invalidation for the table.
  */
 #include "para_sync.h"
 
@@ -18,6 +22,7 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -170,16 +175,16 @@ codec_init(ValueCodec *codec, Oid typid, MemoryContext cxt)
 }
 
 static bool
-column_is_excluded(const char *name, int nargs, char **args)
+column_is_excluded(const char *name, Datum *excluded, int nexcluded)
 {
-	for (int i = 2; i < nargs; i++)
-		if (strcmp(args[i], name) == 0)
+	for (int i = 0; i < nexcluded; i++)
+		if (strcmp(TextDatumGetCString(excluded[i]), name) == 0)
 			return true;
 	return false;
 }
 
 static void
-load_columns(SyncedTable *table, Relation rel, int nargs, char **args,
+load_columns(SyncedTable *table, Relation rel, Datum *excluded, int nexcluded,
 			 MemoryContext cxt)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -191,7 +196,7 @@ load_columns(SyncedTable *table, Relation rel, int nargs, char **args,
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 		SyncedColumn *col;
 
-		if (att->attisdropped || column_is_excluded(NameStr(att->attname), nargs, args))
+		if (att->attisdropped || column_is_excluded(NameStr(att->attname), excluded, nexcluded))
 			continue;
 		col = &table->columns[table->ncolumns++];
 		col->attnum = att->attnum;
@@ -228,6 +233,7 @@ load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
 		key->attnum = index->rd_index->indkey.values[i];
 		att = TupleDescAttr(desc, key->attnum - 1);
 		key->typid = att->atttypid;
+		key->base_typid = getBaseType(att->atttypid);
 		getTypeOutputInfo(key->typid, &output_fn, &is_varlena);
 		fmgr_info_cxt(output_fn, &key->output, cxt);
 		getTypeInputInfo(key->typid, &key->input_fn, &key->typioparam);
@@ -239,11 +245,59 @@ load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
 	index_close(index, AccessShareLock);
 }
 
+static SPIPlanPtr registry_plan = NULL;
+
+/*
+ * Read the registry row of rel into table (name, version) and return its
+ * excluded columns.  Caller is connected to SPI.
+ */
+static void
+load_registration(SyncedTable *table, Relation rel, MemoryContext cxt,
+				  Datum **excluded, int *nexcluded)
+{
+	Datum		arg = ObjectIdGetDatum(RelationGetRelid(rel));
+	OwnerSwitch sw;
+	int			rc;
+	bool		isnull;
+	HeapTuple	row;
+	TupleDesc	desc;
+
+	if (registry_plan == NULL)
+	{
+		Oid			types[1] = {OIDOID};
+
+		registry_plan = SPI_prepare("SELECT t.sync_name, t.schema_version, t.exclude_columns"
+									" FROM para_sync.tables t"
+									" WHERE t.relid OPERATOR(pg_catalog.=) $1", 1, types);
+		if (registry_plan == NULL || SPI_keepplan(registry_plan) != 0)
+			elog(ERROR, "could not prepare para_sync registry look-up");
+	}
+	become_internal_owner(&sw);
+	rc = SPI_execute_plan(registry_plan, &arg, NULL, true, 1);
+	restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not synced", RelationGetRelationName(rel)),
+				 errdetail("A para_sync capture trigger is attached to a table that is not in para_sync.tables."),
+				 errhint("Tag the table with para_sync.sync_table(), or drop the trigger.")));
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	table->sync_name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull)));
+	table->schema_version = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(row, desc, 3, &isnull)),
+					  TEXTOID, -1, false, TYPALIGN_INT, excluded, NULL, nexcluded);
+}
+
 static SyncedTable *
-build_entry(CacheEntry *entry, Relation rel, int nargs, char **args)
+build_entry(CacheEntry *entry, Relation rel)
 {
 	MemoryContext cxt;
 	SyncedTable *table;
+	Datum	   *excluded;
+	int			nexcluded;
 
 	if (entry->cxt != NULL)
 	{
@@ -262,31 +316,23 @@ build_entry(CacheEntry *entry, Relation rel, int nargs, char **args)
 	table->relid = RelationGetRelid(rel);
 	/* valid first: an invalidation that arrives while building clears it */
 	table->valid = true;
-	table->sync_name = MemoryContextStrdup(cxt, args[0]);
-	table->schema_version = MemoryContextStrdup(cxt, args[1]);
-	load_columns(table, rel, nargs, args, cxt);
+	load_registration(table, rel, cxt, &excluded, &nexcluded);
+	load_columns(table, rel, excluded, nexcluded, cxt);
 	load_keys(table, rel, cxt);
 	entry->table = table;
 	return table;
 }
 
 /*
- * The cache entry of rel, (re)built from the capture trigger's arguments
- * (sync name, schema version, excluded columns...) when needed.
+ * The cache entry of synced table rel, (re)built from the registry and the
+ * catalogs when needed.  Caller is connected to SPI.
  */
 SyncedTable *
-table_cache_get(Relation rel, int nargs, char **args)
+table_cache_get(Relation rel)
 {
 	Oid			relid = RelationGetRelid(rel);
 	CacheEntry *entry;
 	bool		found;
-
-	if (nargs < 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("para_sync capture trigger on \"%s\" needs a sync name and a schema version",
-						RelationGetRelationName(rel)),
-				 errhint("Install the trigger with para_sync.sync_table().")));
 
 	entry = hash_search(table_cache, &relid, HASH_ENTER, &found);
 	if (!found)
@@ -296,29 +342,5 @@ table_cache_get(Relation rel, int nargs, char **args)
 	}
 	if (entry->table != NULL && entry->table->valid)
 		return entry->table;
-	return build_entry(entry, rel, nargs, args);
-}
-
-/*
- * The cache entry of a registered table, from the capture trigger found in
- * its relcache entry.  rel must be open.
- */
-SyncedTable *
-table_cache_get_registered(Relation rel)
-{
-	TriggerDesc *trigdesc = rel->trigdesc;
-
-	for (int i = 0; trigdesc != NULL && i < trigdesc->numtriggers; i++)
-	{
-		Trigger    *trig = &trigdesc->triggers[i];
-
-		if (strcmp(trig->tgname, "para_sync_capture") == 0)
-			return table_cache_get(rel, trig->tgnargs, trig->tgargs);
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("table \"%s\" is registered with para_sync but has no capture trigger",
-					RelationGetRelationName(rel)),
-			 errhint("Run para_sync.unsync_table() and para_sync.sync_table() on it again.")));
-	return NULL;				/* keep compiler quiet */
+	return build_entry(entry, rel);
 }
