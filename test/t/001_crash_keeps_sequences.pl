@@ -1,0 +1,71 @@
+# The outbox and sequences are durable: after an immediate shutdown (crash)
+# every committed envelope is still there, nothing of an uncommitted
+# transaction is, and sequences continue without a gap or a reuse.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('crash');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'para_sync'");
+$node->start;
+
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION para_sync;
+	CREATE TABLE public.t (id int PRIMARY KEY, v int);
+	SELECT para_sync.sync_table('public.t');
+	INSERT INTO public.t SELECT g, 0 FROM generate_series(1, 50) g;
+	UPDATE public.t SET v = v + 1;
+});
+
+# a transaction left open across the crash
+my $open = $node->background_psql('postgres');
+$open->query_safe('BEGIN');
+$open->query_safe('UPDATE public.t SET v = 1000 WHERE id <= 10');
+
+# and some commits with synchronous_commit = on after it
+$node->safe_psql('postgres', 'UPDATE public.t SET v = v + 1 WHERE id > 40');
+
+$node->stop('immediate');
+$open->quit;
+$node->start;
+
+is($node->safe_psql('postgres', 'SELECT count(*) FROM para_sync.outbox'),
+	'110', 'every committed envelope survived the crash: 50 inserts, 50 + 10 updates')
+  or diag($node->safe_psql('postgres', 'SELECT key, seq FROM para_sync.outbox ORDER BY 1, 2'));
+
+is( $node->safe_psql(
+		'postgres', q{
+	SELECT count(*) FROM para_sync.outbox o, para_sync.envelope_to_jsonb(o.envelope) e
+	 WHERE (e->'value'->>'v')::int = 1000}),
+	'0',
+	'nothing of the uncommitted transaction is in the outbox');
+
+# sequences are contiguous per key: 1..max with no hole
+is( $node->safe_psql(
+		'postgres', q{
+	SELECT count(*) FROM (
+		SELECT key, max(seq) AS m, count(*) AS n FROM para_sync.outbox GROUP BY key) s
+	 WHERE m <> n}),
+	'0',
+	'per-key sequences are contiguous');
+
+# after recovery the counters continue from the last committed change
+$node->safe_psql('postgres', 'UPDATE public.t SET v = v + 1 WHERE id IN (1, 45)');
+is( $node->safe_psql(
+		'postgres', q{
+	SELECT string_agg(key || '=' || seq, ',' ORDER BY key)
+	  FROM (SELECT key, max(seq) AS seq FROM para_sync.outbox
+			 WHERE key IN ('t:1', 't:45') GROUP BY key) s}),
+	't:1=3,t:45=4',
+	'sequences continue after crash recovery');
+
+is( $node->safe_psql(
+		'postgres', q{SELECT para_sync.snapshot_json('t:45')->'sequence'}),
+	'4',
+	'snapshot agrees with the outbox');
+
+$node->stop;
+done_testing();
