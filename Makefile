@@ -19,7 +19,10 @@ OBJS = \
 	src/capture.o \
 	src/snapshot.o \
 	src/registry.o \
-	src/envelope_json.o
+	src/envelope_json.o \
+	src/status.o \
+	src/nats_conn.o \
+	src/worker.o
 
 REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
@@ -39,5 +42,12 @@ $(OBJS): src/para_sync.h $(wildcard include/para_sync/*.h)
 
 # TAP tests live in test/t (PGXS looks in ./t by default).
 PROVE_TESTS = test/t/*.pl
+
+# The publisher's TAP tests and bench use a small NATS subscriber.
+PSYNC_SUB = test/tools/psync_sub
+$(PSYNC_SUB): test/tools/psync_sub.c
+	$(CC) -O2 -Wall -Wextra -Wno-unused-parameter -Werror -o $@ $< $(shell pkg-config --cflags --libs libnats msgpack)
+installcheck: $(PSYNC_SUB)
+EXTRA_CLEAN += $(PSYNC_SUB)
 
 -include client.mk

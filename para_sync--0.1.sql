@@ -274,3 +274,39 @@ END;
 
 REVOKE ALL ON FUNCTION para_sync.consume(pg_catalog.int4, pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION para_sync.ack(pg_catalog.text[], pg_catalog.int8[]) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Publisher status (the background worker; see docs/publisher.md).  Read
+-- from shared memory: cheap to query.  Readable by pg_monitor members and
+-- the extension owner; last_error may name NATS servers.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION para_sync.publisher_status(
+	OUT pid pg_catalog.int4,
+	OUT state pg_catalog.text,
+	OUT nats_state pg_catalog.text,
+	OUT nats_server pg_catalog.text,
+	OUT mode pg_catalog.text,
+	OUT backlog pg_catalog.int8,
+	OUT oldest_unpublished pg_catalog.timestamptz,
+	OUT oldest_unpublished_age pg_catalog.interval,
+	OUT backlog_measured_at pg_catalog.timestamptz,
+	OUT published pg_catalog.int8,
+	OUT batches pg_catalog.int8,
+	OUT retries pg_catalog.int8,
+	OUT refetches pg_catalog.int8,
+	OUT last_error pg_catalog.text,
+	OUT last_error_at pg_catalog.timestamptz,
+	OUT last_publish_at pg_catalog.timestamptz,
+	OUT started_at pg_catalog.timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'para_sync_publisher_status'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE VIEW para_sync.status AS
+SELECT s.* FROM para_sync.publisher_status() s;
+
+REVOKE ALL ON FUNCTION para_sync.publisher_status() FROM PUBLIC;
+REVOKE ALL ON para_sync.status FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION para_sync.publisher_status() TO pg_monitor;
+GRANT SELECT ON para_sync.status TO pg_monitor;

@@ -15,4 +15,5 @@ void
 _PG_init(void)
 {
 	table_cache_init();
+	publisher_init();
 }

@@ -128,4 +128,9 @@ extern bytea *envelope_build(const char *key, int key_len, StringInfo value,
 /* Set once a transaction wrote an envelope; the publisher wakes on commit. */
 extern bool para_sync_xact_wrote_envelopes;
 
+/* ---- publisher (worker.c, nats_conn.c, status.c; internals in publisher.h) */
+
+/* Settings, commit wake-up, shared memory and the background worker. */
+extern void publisher_init(void);
+
 #endif							/* PARA_SYNC_H */

@@ -1,0 +1,126 @@
+/*
+ * publisher.h — internal interface of the publisher (issue 3): the
+ * background worker (worker.c), its NATS side (nats_conn.c) and its shared
+ * memory / status view (status.c).  Nothing outside these files uses it; the
+ * rest of the extension only sees publisher_init() in para_sync.h.
+ */
+#ifndef PARA_SYNC_PUBLISHER_H
+#define PARA_SYNC_PUBLISHER_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+
+/* ---- settings (worker.c) */
+
+extern char *psync_database;
+extern char *psync_nats_url;
+extern char *psync_subject_prefix;
+extern int	psync_batch_size;
+extern char *psync_jetstream_stream;
+extern char *psync_nats_token;
+extern char *psync_nats_user;
+extern char *psync_nats_password;
+extern char *psync_nats_credentials_file;
+extern char *psync_tls_ca_file;
+extern char *psync_tls_cert_file;
+extern char *psync_tls_key_file;
+extern bool psync_tls_required;
+extern int	psync_connect_timeout_ms;
+extern int	psync_confirm_timeout_ms;
+extern int	psync_reconnect_wait_ms;
+extern int	psync_backoff_min_ms;
+extern int	psync_backoff_max_ms;
+extern int	psync_poll_interval_ms;
+
+/* ---- shared state (status.c) */
+
+typedef enum PsyncWorkerState
+{
+	PSW_STOPPED = 0,
+	PSW_STARTING,
+	PSW_NO_EXTENSION,			/* waiting for CREATE EXTENSION */
+	PSW_CONNECTING,				/* (re)connecting to NATS */
+	PSW_IDLE,					/* waiting for a commit */
+	PSW_READING,				/* reading a batch from the outbox */
+	PSW_PUBLISHING,				/* publishing, waiting for NATS to confirm */
+	PSW_ACKING,					/* removing confirmed envelopes */
+	PSW_BACKOFF					/* NATS failed; waiting before a retry */
+} PsyncWorkerState;
+
+typedef enum PsyncNatsState
+{
+	PSN_DISCONNECTED = 0,
+	PSN_CONNECTING,
+	PSN_CONNECTED,
+	PSN_RECONNECTING,
+	PSN_FAILED
+} PsyncNatsState;
+
+typedef struct PsyncShared
+{
+	slock_t		mutex;			/* protects everything below but latch */
+	Latch	   *latch;			/* the worker's latch; NULL when none runs */
+	int			pid;
+	PsyncWorkerState state;
+	PsyncNatsState nats_state;
+	bool		jetstream;
+	char		server[256];	/* connected server, credentials stripped */
+	char		last_error[512];
+	TimestampTz last_error_at;
+	TimestampTz last_publish_at;
+	TimestampTz started_at;
+	int64		backlog;		/* -1: unknown */
+	TimestampTz oldest_queued_at;	/* 0: none */
+	TimestampTz backlog_at;		/* when backlog was measured */
+	uint64		published;
+	uint64		batches;
+	uint64		retries;
+	uint64		refetches;
+} PsyncShared;
+
+extern PsyncShared *psync_shared;
+
+extern void status_shmem_init(void);
+extern void status_set_state(PsyncWorkerState state);
+extern void status_set_nats(PsyncNatsState state, const char *server);
+extern void status_set_error(const char *error);
+extern void status_count_batch(uint64 published, uint64 refetches);
+extern void status_count_retry(void);
+extern void status_set_backlog(int64 backlog, TimestampTz oldest);
+extern void status_register_worker(void);
+
+/* ---- the NATS side (nats_conn.c); never touches PostgreSQL from its threads */
+
+/* One envelope ready to publish; the bytes stay owned by the caller. */
+typedef struct PsyncOutMsg
+{
+	const char *key;
+	int			key_len;
+	int64		seq;
+	int64		txid;
+	const char *data;
+	int			len;
+} PsyncOutMsg;
+
+typedef enum PsyncPubResult
+{
+	PSP_OK = 0,					/* every message confirmed */
+	PSP_NOT_CONNECTED,			/* nothing sent: no usable connection */
+	PSP_FAILED					/* sent, not (all) confirmed: retry later */
+} PsyncPubResult;
+
+extern bool nats_connect(char *errbuf, size_t errlen);
+extern void nats_disconnect(void);
+extern bool nats_is_connected(void);
+extern bool nats_poll_events(char *errbuf, size_t errlen);
+extern bool nats_is_closed(void);
+extern int64 nats_max_payload(void);
+extern PsyncPubResult nats_publish_batch(PsyncOutMsg *msgs, int n,
+										 char *errbuf, size_t errlen);
+extern char *nats_settings_fingerprint(void);
+extern void strip_url_credentials(const char *in, char *out, size_t outlen);
+
+#endif							/* PARA_SYNC_PUBLISHER_H */

@@ -1,0 +1,296 @@
+/*
+ * status.c — the publisher's shared memory: what the background worker is
+ * doing (para_sync.status), and its latch, which committing writers set.
+ *
+ * Owns: the shmem request/startup hooks, the commit-time wake-up of the
+ * worker (an XactCallback that SetLatch()es it when the transaction wrote
+ * envelopes, see capture.c), and para_sync.publisher_status(), the function
+ * behind the para_sync.status view.  Reading the view costs a spinlock and a
+ * memcpy: the worker measures the backlog itself, at most once a second.
+ */
+#include "para_sync.h"
+#include "publisher.h"
+
+#include "access/xact.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(para_sync_publisher_status);
+
+PsyncShared *psync_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static const char *const worker_state_names[] = {
+	[PSW_STOPPED] = "stopped",
+	[PSW_STARTING] = "starting",
+	[PSW_NO_EXTENSION] = "waiting for CREATE EXTENSION",
+	[PSW_CONNECTING] = "connecting",
+	[PSW_IDLE] = "idle",
+	[PSW_READING] = "reading",
+	[PSW_PUBLISHING] = "publishing",
+	[PSW_ACKING] = "acknowledging",
+	[PSW_BACKOFF] = "backoff",
+};
+
+static const char *const nats_state_names[] = {
+	[PSN_DISCONNECTED] = "disconnected",
+	[PSN_CONNECTING] = "connecting",
+	[PSN_CONNECTED] = "connected",
+	[PSN_RECONNECTING] = "reconnecting",
+	[PSN_FAILED] = "failed",
+};
+
+static void
+status_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(PsyncShared)));
+}
+
+static void
+status_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	psync_shared = ShmemInitStruct("para_sync publisher", sizeof(PsyncShared),
+								   &found);
+	if (!found)
+	{
+		memset(psync_shared, 0, sizeof(PsyncShared));
+		SpinLockInit(&psync_shared->mutex);
+		psync_shared->backlog = -1;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Commit of a transaction that wrote envelopes: wake the worker.  Runs after
+ * the commit is visible to new snapshots.  A stale latch pointer (worker just
+ * exited) is harmless: SetLatch on a latch nobody waits on only sets a flag.
+ */
+static void
+status_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (para_sync_xact_wrote_envelopes && psync_shared != NULL)
+			{
+				Latch	   *latch = ((volatile PsyncShared *) psync_shared)->latch;
+
+				if (latch != NULL)
+					SetLatch(latch);
+			}
+			para_sync_xact_wrote_envelopes = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared transaction is found by the fallback poll */
+			para_sync_xact_wrote_envelopes = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Called from _PG_init. */
+void
+status_shmem_init(void)
+{
+	RegisterXactCallback(status_xact_callback, NULL);
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = status_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = status_shmem_startup;
+}
+
+/* The worker announces itself (latch, pid) and withdraws at exit. */
+static void
+status_unregister_worker(int code, Datum arg)
+{
+	SpinLockAcquire(&psync_shared->mutex);
+	psync_shared->latch = NULL;
+	psync_shared->pid = 0;
+	psync_shared->state = PSW_STOPPED;
+	psync_shared->nats_state = PSN_DISCONNECTED;
+	psync_shared->server[0] = '\0';
+	SpinLockRelease(&psync_shared->mutex);
+}
+
+void
+status_register_worker(void)
+{
+	SpinLockAcquire(&psync_shared->mutex);
+	psync_shared->latch = MyLatch;
+	psync_shared->pid = MyProcPid;
+	psync_shared->state = PSW_STARTING;
+	psync_shared->nats_state = PSN_DISCONNECTED;
+	psync_shared->started_at = GetCurrentTimestamp();
+	psync_shared->backlog = -1;
+	SpinLockRelease(&psync_shared->mutex);
+	before_shmem_exit(status_unregister_worker, (Datum) 0);
+}
+
+void
+status_set_state(PsyncWorkerState state)
+{
+	SpinLockAcquire(&psync_shared->mutex);
+	psync_shared->state = state;
+	psync_shared->jetstream = psync_jetstream_stream[0] != '\0';
+	SpinLockRelease(&psync_shared->mutex);
+}
+
+void
+status_set_nats(PsyncNatsState state, const char *server)
+{
+	SpinLockAcquire(&psync_shared->mutex);
+	psync_shared->nats_state = state;
+	if (server != NULL)
+		strlcpy(psync_shared->server, server, sizeof(psync_shared->server));
+	SpinLockRelease(&psync_shared->mutex);
+}
+
+void
+status_set_error(const char *error)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&psync_shared->mutex);
+	strlcpy(psync_shared->last_error, error, sizeof(psync_shared->last_error));
+	psync_shared->last_error_at = now;
+	SpinLockRelease(&psync_shared->mutex);
+}
+
+void
+status_count_batch(uint64 published, uint64 refetches)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&psync_shared->mutex);
+	psync_shared->published += published;
+	psync_shared->refetches += refetches;
+	psync_shared->batches++;
+	psync_shared->last_publish_at = now;
+	SpinLockRelease(&psync_shared->mutex);
+}
+
+void
+status_count_retry(void)
+{
+	SpinLockAcquire(&psync_shared->mutex);
+	psync_shared->retries++;
+	SpinLockRelease(&psync_shared->mutex);
+}
+
+void
+status_set_backlog(int64 backlog, TimestampTz oldest)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&psync_shared->mutex);
+	psync_shared->backlog = backlog;
+	psync_shared->oldest_queued_at = oldest;
+	psync_shared->backlog_at = now;
+	SpinLockRelease(&psync_shared->mutex);
+}
+
+static Datum
+text_or_null(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL || s[0] == '\0');
+	return *isnull ? (Datum) 0 : CStringGetTextDatum(s);
+}
+
+static Datum
+timestamp_or_null(TimestampTz t, bool *isnull)
+{
+	*isnull = (t == 0);
+	return TimestampTzGetDatum(t);
+}
+
+#define STATUS_COLS 17
+
+Datum
+para_sync_publisher_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[STATUS_COLS];
+	bool		nulls[STATUS_COLS];
+	PsyncShared snap;
+	int			i = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	desc = BlessTupleDesc(desc);
+	if (desc->natts != STATUS_COLS)
+		elog(ERROR, "para_sync.publisher_status() returns %d columns, expected %d",
+			 desc->natts, STATUS_COLS);
+
+	memset(nulls, 0, sizeof(nulls));
+	if (psync_shared == NULL)
+	{
+		/* not preloaded: no worker can run */
+		memset(&snap, 0, sizeof(snap));
+		snap.backlog = -1;
+		strlcpy(snap.last_error,
+				"para_sync is not in shared_preload_libraries: no publisher runs",
+				sizeof(snap.last_error));
+	}
+	else
+	{
+		SpinLockAcquire(&psync_shared->mutex);
+		memcpy(&snap, psync_shared, sizeof(snap));
+		SpinLockRelease(&psync_shared->mutex);
+	}
+
+	values[i] = Int32GetDatum(snap.pid);
+	nulls[i++] = (snap.pid == 0);
+	values[i++] = CStringGetTextDatum(worker_state_names[snap.state]);
+	values[i++] = CStringGetTextDatum(nats_state_names[snap.nats_state]);
+	values[i] = text_or_null(snap.server, &nulls[i]);
+	i++;
+	values[i++] = CStringGetTextDatum(snap.jetstream ? "jetstream" : "core");
+	values[i] = Int64GetDatum(snap.backlog);
+	nulls[i++] = (snap.backlog < 0);
+	values[i] = timestamp_or_null(snap.oldest_queued_at, &nulls[i]);
+	i++;
+	if (snap.oldest_queued_at != 0)
+		values[i] = DirectFunctionCall2(timestamp_mi,
+										TimestampTzGetDatum(GetCurrentTimestamp()),
+										TimestampTzGetDatum(snap.oldest_queued_at));
+	else
+		nulls[i] = true;
+	i++;
+	values[i] = timestamp_or_null(snap.backlog_at, &nulls[i]);
+	i++;
+	values[i++] = Int64GetDatum((int64) snap.published);
+	values[i++] = Int64GetDatum((int64) snap.batches);
+	values[i++] = Int64GetDatum((int64) snap.retries);
+	values[i++] = Int64GetDatum((int64) snap.refetches);
+	values[i] = text_or_null(snap.last_error, &nulls[i]);
+	i++;
+	values[i] = timestamp_or_null(snap.last_error_at, &nulls[i]);
+	i++;
+	values[i] = timestamp_or_null(snap.last_publish_at, &nulls[i]);
+	i++;
+	values[i] = timestamp_or_null(snap.started_at, &nulls[i]);
+	i++;
+	Assert(i == STATUS_COLS);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
