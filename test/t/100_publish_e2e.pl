@@ -1,0 +1,120 @@
+# Publisher end to end: concurrent writers on many keys, a real nats-server
+# and a subscriber that records every message.  Every committed change
+# arrives, per-key sequences are contiguous after de-duplication, the last
+# value of each key equals snapshot(), rolled-back changes never go out, and
+# the worker is woken by commits (the fallback poll is set to an hour).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../tools";
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use PsyncTest;
+use Test::More;
+
+my $nats = start_nats(name => 'e2e_nats');
+my $node = new_publisher_node('e2e', $nats, "para_sync.poll_interval = '1h'\n");
+my $file = "${PostgreSQL::Test::Utils::tmp_check}/e2e.msgs";
+my $sub = start_sub($nats, $file);
+
+# the worker idles harmlessly until the extension exists
+ok( wait_for(sub {
+		$node->safe_psql('postgres', q{SELECT query FROM pg_stat_activity
+			WHERE backend_type = 'para_sync publisher'}) =~ /waiting for CREATE EXTENSION/ },
+		'worker to wait for the extension'),
+	'without the extension the worker waits, harmless');
+
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION para_sync;
+	CREATE TABLE public.items (id int PRIMARY KEY, v int NOT NULL, note text);
+	SELECT para_sync.sync_table('public.items');
+	INSERT INTO public.items SELECT g, 0, 'n' || g FROM generate_series(1, 200) g;
+});
+
+# the insert's commit must wake the worker: the poll is an hour
+ok( wait_for(sub {
+		$node->safe_psql('postgres', 'SELECT count(*) FROM para_sync.outbox') eq '0' }, 'first drain'),
+	'commit wakes the publisher (poll interval is 1h)');
+
+my $pgb = start_pgbench($node, q{
+\set id random(1, 200)
+\set id2 random(201, 300)
+UPDATE public.items SET v = v + 1 WHERE id = :id;
+INSERT INTO public.items VALUES (:id2, 1, 'new') ON CONFLICT (id) DO UPDATE SET v = public.items.v + 1;
+DELETE FROM public.items WHERE id = :id2 + 100;
+INSERT INTO public.items VALUES (:id2 + 100, 7, 'again') ON CONFLICT DO NOTHING;
+}, '-c', '4', '-j', '2', '-t', '300');
+
+# rolled-back transactions, interleaved with the load
+for my $i (1 .. 20)
+{
+	$node->safe_psql('postgres', qq{
+		BEGIN;
+		UPDATE public.items SET v = -1, note = 'rolled back' WHERE id IN ($i, $i + 50);
+		INSERT INTO public.items VALUES (100000 + $i, -1, 'rolled back');
+		ROLLBACK;});
+}
+my ($rc, $out, $err) = finish_pgbench($pgb);
+is($rc, 0, 'pgbench writers all succeeded') or diag($err);
+
+# everything committed drains
+my $total;
+ok( wait_for(sub {
+		$total = $node->safe_psql('postgres', q{
+			SELECT CASE WHEN (SELECT count(*) FROM para_sync.outbox) = 0
+			            THEN (SELECT sum(seq) FROM para_sync.counters) END});
+		return 0 if $total eq '';
+		my %seen = map { ("$_->[0]/$_->[1]" => 1) } @{ read_sub($file) };
+		return scalar(keys %seen) == $total;
+	}, 'every change to arrive'),
+	'every committed change arrived');
+
+my $msgs = read_sub($file);
+my @problems = check_contiguous($msgs);
+is_deeply(\@problems, [], 'per-key sequences contiguous, in order, one envelope per sequence');
+diag("received " . scalar(@$msgs) . " messages for $total changes");
+
+is(scalar(grep { $_->[0] =~ /^items:1000\d\d$/ } @$msgs), 0,
+	'no key that only a rolled-back transaction wrote was published');
+
+# last received value of every key == snapshot()
+my $latest = latest_by_key($msgs);
+my $values = join(",\n",
+	map { "('$_', $latest->{$_}[0], '$latest->{$_}[2]')" } sort keys %$latest);
+$node->safe_psql('postgres', "CREATE TABLE recv (key text, seq int8, env text);
+	INSERT INTO recv VALUES $values;");
+is( $node->safe_psql('postgres', q{
+	SELECT count(*) FROM recv r
+	 WHERE (para_sync.envelope_to_jsonb(decode(r.env, 'hex')) - 'txid' - 'op')
+	       IS DISTINCT FROM (para_sync.envelope_to_jsonb(para_sync.snapshot(r.key)) - 'op')}),
+	'0', 'last value and sequence of every key equal snapshot()');
+is( $node->safe_psql('postgres', q{
+	SELECT count(*) FROM recv r
+	 WHERE para_sync.envelope_to_jsonb(decode(r.env, 'hex'))->'value'->>'note' = 'rolled back'}),
+	'0', 'no rolled-back value was published');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM public.items WHERE id > 1000'), '0',
+	'sanity: rolled-back inserts are not in the table');
+
+# the status view, from shared memory
+my $st = $node->safe_psql('postgres', q{
+	SELECT state, nats_state, nats_server, mode, backlog, published >= } . $total . q{,
+	       batches > 0, last_publish_at IS NOT NULL, pid = (SELECT pid FROM pg_stat_activity
+	       WHERE backend_type = 'para_sync publisher')
+	  FROM para_sync.status});
+is($st, "idle|connected|" . nats_url($nats) . "|core|0|t|t|t|t", 'para_sync.status reports the worker');
+is( $node->safe_psql('postgres', q{
+	SELECT wait_event_type || ':' || wait_event || ':' || query FROM pg_stat_activity
+	 WHERE backend_type = 'para_sync publisher'}),
+	'Extension:Extension:para_sync publisher: waiting for commits',
+	'pg_stat_activity shows what the worker waits for');
+
+# not for PUBLIC
+$node->safe_psql('postgres', 'CREATE ROLE nobody LOGIN');
+my ($ret, $o, $e) = $node->psql('postgres', 'SELECT * FROM para_sync.status',
+	extra_params => [ '-U', 'nobody' ]);
+like($e, qr/permission denied/, 'para_sync.status is not readable by PUBLIC');
+
+stop_sub($sub);
+$node->stop;
+stop_nats($nats);
+done_testing();

@@ -1,0 +1,216 @@
+# PsyncTest.pm — helpers for the publisher's TAP tests (test/t/1*.pl):
+# a real nats-server on a free loopback port, the psync_sub recorder, a
+# PostgreSQL node with para_sync preloaded, and deadline-based polling.
+package PsyncTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use File::Path qw(make_path);
+use IO::Socket::INET;
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+our @EXPORT = qw(start_nats stop_nats nats_url start_sub stop_sub read_sub
+  wait_for new_publisher_node latest_by_key check_contiguous
+  start_pgbench finish_pgbench sub_tool worker_pid deadline_secs);
+
+# Generous: the tests poll until this many seconds pass, then fail.
+sub deadline_secs { return 180; }
+
+my $tools = "$ENV{TESTDIR}/test/tools";
+sub sub_tool { return "$tools/psync_sub"; }
+
+sub _port_open
+{
+	my ($port) = @_;
+	my $s = IO::Socket::INET->new(
+		PeerAddr => '127.0.0.1',
+		PeerPort => $port,
+		Proto => 'tcp',
+		Timeout => 1);
+	return 0 unless $s;
+	close $s;
+	return 1;
+}
+
+# Poll $cond every 100 ms until it is true or the deadline passed.
+sub wait_for
+{
+	my ($cond, $what, $secs) = @_;
+	my $deadline = time + ($secs // deadline_secs());
+	while (time < $deadline)
+	{
+		return 1 if $cond->();
+		usleep(100_000);
+	}
+	diag("timed out waiting for $what");
+	return 0;
+}
+
+# start_nats(name => ..., port => ..., js => 1, max_payload => n,
+#            token => ..., extra => "conf lines")
+sub start_nats
+{
+	my (%o) = @_;
+	my $name = $o{name} // 'nats';
+	my $port = $o{port} // PostgreSQL::Test::Cluster::get_free_port();
+	my $dir = "${PostgreSQL::Test::Utils::tmp_check}/$name";
+	make_path($dir);
+	my $conf = "listen: 127.0.0.1:$port\n";
+	$conf .= "max_payload: $o{max_payload}\n" if $o{max_payload};
+	$conf .= "authorization { token: \"$o{token}\" }\n" if $o{token};
+	$conf .= "jetstream { store_dir: \"$dir/js\" }\n" if $o{js};
+	$conf .= $o{extra} if $o{extra};
+	PostgreSQL::Test::Utils::append_to_file("$dir/nats.conf.new", $conf);
+	rename("$dir/nats.conf.new", "$dir/nats.conf");
+	my $log = "$dir/nats.log";
+	my $h = IPC::Run::start([ 'nats-server', '-c', "$dir/nats.conf" ],
+		'>>', $log, '2>>', $log);
+	wait_for(sub { _port_open($port) }, "nats-server on port $port", 30)
+	  or BAIL_OUT("nats-server did not start, see $log");
+	return { h => $h, port => $port, name => $name, %o };
+}
+
+sub stop_nats
+{
+	my ($n) = @_;
+	$n->{h}->signal('TERM');
+	$n->{h}->finish;
+	wait_for(sub { !_port_open($n->{port}) }, "nats-server to stop", 30);
+}
+
+sub nats_url
+{
+	my ($n) = @_;
+	return "nats://127.0.0.1:$n->{port}";
+}
+
+# Start the recorder; returns once its subscription is registered.
+sub start_sub
+{
+	my ($n, $file, @args) = @_;
+	my $ready = "$file.ready";
+	unlink $ready;
+	my $h = IPC::Run::start([ sub_tool(), '-u', nats_url($n), '-o', $file,
+			'-r', $ready, @args ],
+		'>>', "$file.out", '2>>', "$file.out");
+	wait_for(sub { -e $ready }, "subscriber ready", 30)
+	  or BAIL_OUT("psync_sub did not start");
+	return $h;
+}
+
+sub stop_sub
+{
+	my ($h) = @_;
+	$h->signal('TERM');
+	$h->finish;
+}
+
+# Every recorded message: [key, seq, op, hex envelope], in arrival order.
+sub read_sub
+{
+	my ($file) = @_;
+	return [] unless -e $file;
+	open my $fh, '<', $file or die "$file: $!";
+	my @m;
+	while (my $l = <$fh>)
+	{
+		next unless $l =~ /\n\z/;
+		chomp $l;
+		my @f = split / /, $l;
+		push @m, [@f] if @f == 4;
+	}
+	close $fh;
+	return \@m;
+}
+
+# key => [seq, op, hex] of the highest sequence received per key.
+sub latest_by_key
+{
+	my ($msgs) = @_;
+	my %l;
+	for my $m (@$msgs)
+	{
+		$l{ $m->[0] } = [ $m->[1], $m->[2], $m->[3] ]
+		  if !$l{ $m->[0] } || $l{ $m->[0] }[0] < $m->[1];
+	}
+	return \%l;
+}
+
+# Per key, after dropping duplicates, the sequences are exactly 1..max and
+# arrive in order (a resend may repeat older ones, never skip ahead).
+# Returns a list of problems (empty when fine).
+sub check_contiguous
+{
+	my ($msgs) = @_;
+	my (%high, %env, @problems);
+	for my $m (@$msgs)
+	{
+		my ($k, $s, undef, $hex) = @$m;
+		my $h = $high{$k} // 0;
+		if ($s > $h + 1)
+		{
+			push @problems, "$k: got $s after $h";
+		}
+		if (defined $env{"$k/$s"} && $env{"$k/$s"} ne $hex)
+		{
+			push @problems, "$k: two different envelopes for sequence $s";
+		}
+		$env{"$k/$s"} = $hex;
+		$high{$k} = $s if $s > $h;
+	}
+	return @problems;
+}
+
+# A node with para_sync preloaded and publishing to $nats (may be undef).
+sub new_publisher_node
+{
+	my ($name, $nats, $extra) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	my $url = $nats ? nats_url($nats) : 'nats://127.0.0.1:1';
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'para_sync'
+para_sync.database = 'postgres'
+para_sync.nats_url = '$url'
+para_sync.backoff_max = '1s'
+para_sync.reconnect_wait = '200ms'
+max_connections = 40
+} . ($extra // ''));
+	$node->start;
+	return $node;
+}
+
+sub worker_pid
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'para_sync publisher'});
+}
+
+# pgbench in the background: start_pgbench($node, $script_text, @args)
+sub start_pgbench
+{
+	my ($node, $script, @args) = @_;
+	my $file = "${PostgreSQL::Test::Utils::tmp_check}/pgbench_" . int(rand(1e9)) . '.sql';
+	PostgreSQL::Test::Utils::append_to_file($file, $script);
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'pgbench', '-n', '-h', $node->host, '-p', $node->port, '-f', $file, @args, 'postgres' ],
+		'>', \$out, '2>', \$err);
+	return { h => $h, out => \$out, err => \$err };
+}
+
+sub finish_pgbench
+{
+	my ($p) = @_;
+	$p->{h}->finish;
+	return ($p->{h}->result(0), ${ $p->{out} }, ${ $p->{err} });
+}
+
+1;
