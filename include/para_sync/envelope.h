@@ -74,6 +74,68 @@ const char *psync_op_name(psync_op op);
 int			psync_envelope_encode(const psync_envelope *env,
 								  psync_write_fn write, void *ctx);
 
+/* ---- Decoding (used by libparasync; the server only encodes) ---- */
+
+/* Deepest nesting of arrays/maps accepted inside a value (the value map is depth 1). */
+#define PSYNC_DECODE_MAX_DEPTH 32
+/* Longest schema_version accepted, in bytes. */
+#define PSYNC_MAX_SCHEMA_VERSION_LEN 255
+/* Largest sequence accepted: it must fit a PostgreSQL bigint. */
+#define PSYNC_MAX_SEQUENCE ((uint64_t) INT64_MAX)
+
+typedef enum psync_decode_error
+{
+	PSYNC_DECODE_OK = 0,
+	PSYNC_DECODE_TRUNCATED,		/* input ends inside an item, or a declared
+								 * length/count exceeds the input */
+	PSYNC_DECODE_INVALID_TYPE,	/* 0xc1, or a malformed extension */
+	PSYNC_DECODE_TRAILING_BYTES,	/* bytes after the envelope map */
+	PSYNC_DECODE_TOO_DEEP,		/* nesting beyond PSYNC_DECODE_MAX_DEPTH */
+	PSYNC_DECODE_NOT_A_MAP,		/* the envelope is not a map */
+	PSYNC_DECODE_BAD_FIELD_NAME,	/* a field name that is not a string */
+	PSYNC_DECODE_DUPLICATE_FIELD,
+	PSYNC_DECODE_MISSING_FIELD,
+	PSYNC_DECODE_WRONG_TYPE,	/* a known field with the wrong msgpack type */
+	PSYNC_DECODE_BAD_KEY,		/* empty, too long, or bytes a key never has */
+	PSYNC_DECODE_BAD_UTF8,		/* schema_version or a field name not UTF-8 */
+	PSYNC_DECODE_BAD_OP,		/* op not one of the four names */
+	PSYNC_DECODE_BAD_SEQUENCE,	/* negative or above PSYNC_MAX_SEQUENCE */
+	PSYNC_DECODE_TOO_LARGE		/* schema_version beyond its limit */
+} psync_decode_error;
+
+/*
+ * True for a key as it travels on the wire: 1..PSYNC_MAX_KEY_LEN bytes of
+ * [A-Za-z0-9_:%-] (escaped parts joined by ':'), so always one subject token.
+ */
+bool		psync_envelope_key_is_valid(const char *key, size_t len);
+
+/* Static English text for an error code ("truncated input", ...). */
+const char *psync_decode_error_text(psync_decode_error err);
+
+/*
+ * Decode one envelope from buf[0..len) into *out, without allocating.
+ *
+ * Strict and bounded: the whole input must be exactly one envelope map; every
+ * byte of the value is walked and its MessagePack structure validated (depth
+ * at most PSYNC_DECODE_MAX_DEPTH, every declared length inside the input), so
+ * the work is O(len) and malformed input of any kind is an error, never a
+ * crash.  key must be 1..PSYNC_MAX_KEY_LEN bytes of [A-Za-z0-9_:%-];
+ * schema_version valid UTF-8; sequence a non-negative int <= PSYNC_MAX_SEQUENCE;
+ * value a map or nil, absent only for op "refetch".  Field order is free and
+ * unknown fields (with valid msgpack values) are skipped, so newer servers can
+ * add fields.  On success out's pointers refer into buf; on error *out is
+ * zeroed.
+ */
+psync_decode_error psync_envelope_decode(const void *buf, size_t len,
+										 psync_envelope *out);
+
+/*
+ * Validate that buf[0..len) is exactly one well-formed MessagePack item of
+ * nesting depth at most max_depth.  Same rules as the value walk above.
+ */
+psync_decode_error psync_msgpack_validate(const void *buf, size_t len,
+										  int max_depth);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@
  * links it into para_sync.so and libparasync links the very same object.
  */
 #include "para_sync/envelope.h"
+#include "para_sync/key.h"
 
 #include <string.h>
 
@@ -81,4 +82,520 @@ psync_envelope_encode(const psync_envelope *env, psync_write_fn write, void *ctx
 			return -1;
 	}
 	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Decoding: a strict, allocation-free, bounded-depth MessagePack walker.
+ *
+ * Every item is checked against the bytes that remain before it is read, and
+ * every container element costs at least one input byte, so a declared count
+ * or length larger than the input is reported as truncation at once: the walk
+ * is O(len) whatever the input claims.
+ * ------------------------------------------------------------------------
+ */
+
+typedef struct mp_reader
+{
+	const uint8_t *p;
+	const uint8_t *end;
+} mp_reader;
+
+static const char *const decode_error_texts[] = {
+	[PSYNC_DECODE_OK] = "ok",
+	[PSYNC_DECODE_TRUNCATED] = "truncated input or declared length beyond the input",
+	[PSYNC_DECODE_INVALID_TYPE] = "invalid MessagePack type byte or extension",
+	[PSYNC_DECODE_TRAILING_BYTES] = "trailing bytes after the envelope",
+	[PSYNC_DECODE_TOO_DEEP] = "value nested too deeply",
+	[PSYNC_DECODE_NOT_A_MAP] = "envelope is not a map",
+	[PSYNC_DECODE_BAD_FIELD_NAME] = "envelope field name is not a string",
+	[PSYNC_DECODE_DUPLICATE_FIELD] = "duplicate envelope field",
+	[PSYNC_DECODE_MISSING_FIELD] = "required envelope field missing",
+	[PSYNC_DECODE_WRONG_TYPE] = "envelope field has the wrong type",
+	[PSYNC_DECODE_BAD_KEY] = "invalid key",
+	[PSYNC_DECODE_BAD_UTF8] = "invalid UTF-8",
+	[PSYNC_DECODE_BAD_OP] = "unknown op",
+	[PSYNC_DECODE_BAD_SEQUENCE] = "sequence negative or out of range",
+	[PSYNC_DECODE_TOO_LARGE] = "field longer than its limit",
+};
+
+const char *
+psync_decode_error_text(psync_decode_error err)
+{
+	if ((int) err < 0 ||
+		(size_t) err >= sizeof(decode_error_texts) / sizeof(decode_error_texts[0]))
+		return "unknown decode error";
+	return decode_error_texts[err];
+}
+
+static inline size_t
+mp_left(const mp_reader *r)
+{
+	return (size_t) (r->end - r->p);
+}
+
+static inline uint64_t
+mp_be(const uint8_t *p, int n)
+{
+	uint64_t	v = 0;
+
+	for (int i = 0; i < n; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* Read an n-byte big-endian unsigned length/count. */
+static inline psync_decode_error
+mp_read_be(mp_reader *r, int n, uint64_t *v)
+{
+	if (mp_left(r) < (size_t) n)
+		return PSYNC_DECODE_TRUNCATED;
+	*v = mp_be(r->p, n);
+	r->p += n;
+	return PSYNC_DECODE_OK;
+}
+
+static inline psync_decode_error
+mp_skip_bytes(mp_reader *r, uint64_t n)
+{
+	if (mp_left(r) < n)
+		return PSYNC_DECODE_TRUNCATED;
+	r->p += n;
+	return PSYNC_DECODE_OK;
+}
+
+/* An extension body: type byte then n data bytes; timestamps (-1) are 4/8/12. */
+static psync_decode_error
+mp_skip_ext(mp_reader *r, uint64_t n)
+{
+	int8_t		type;
+
+	if (mp_left(r) < 1 + n)
+		return PSYNC_DECODE_TRUNCATED;
+	type = (int8_t) r->p[0];
+	if (type == -1 && n != 4 && n != 8 && n != 12)
+		return PSYNC_DECODE_INVALID_TYPE;
+	r->p += 1 + n;
+	return PSYNC_DECODE_OK;
+}
+
+static psync_decode_error mp_skip_item(mp_reader *r, int depth, int max_depth);
+
+static psync_decode_error
+mp_skip_container(mp_reader *r, uint64_t items, int depth, int max_depth)
+{
+	if (depth >= max_depth)
+		return PSYNC_DECODE_TOO_DEEP;
+	if (items > mp_left(r))
+		return PSYNC_DECODE_TRUNCATED;
+	for (uint64_t i = 0; i < items; i++)
+	{
+		psync_decode_error err = mp_skip_item(r, depth + 1, max_depth);
+
+		if (err != PSYNC_DECODE_OK)
+			return err;
+	}
+	return PSYNC_DECODE_OK;
+}
+
+/* Fixed body sizes of the 0xc0..0xdf types that have one (-1: variable). */
+static const int8_t mp_fixed_size[32] = {
+	[0x00] = 0, [0x01] = -1, [0x02] = 0, [0x03] = 0,	/* nil, c1, false, true */
+	[0x04] = -1, [0x05] = -1, [0x06] = -1,	/* bin */
+	[0x07] = -1, [0x08] = -1, [0x09] = -1,	/* ext */
+	[0x0a] = 4, [0x0b] = 8,		/* float32/64 */
+	[0x0c] = 1, [0x0d] = 2, [0x0e] = 4, [0x0f] = 8,	/* uint */
+	[0x10] = 1, [0x11] = 2, [0x12] = 4, [0x13] = 8,	/* int */
+	[0x14] = -1, [0x15] = -1, [0x16] = -1, [0x17] = -1, [0x18] = -1,	/* fixext */
+	[0x19] = -1, [0x1a] = -1, [0x1b] = -1,	/* str */
+	[0x1c] = -1, [0x1d] = -1, [0x1e] = -1, [0x1f] = -1,	/* array, map */
+};
+
+static psync_decode_error
+mp_skip_variable(mp_reader *r, uint8_t b, int depth, int max_depth)
+{
+	uint64_t	n;
+	psync_decode_error err = PSYNC_DECODE_OK;
+
+	switch (b)
+	{
+		case 0xc4: case 0xd9:
+			err = mp_read_be(r, 1, &n);
+			break;
+		case 0xc5: case 0xda: case 0xdc: case 0xde:
+			err = mp_read_be(r, 2, &n);
+			break;
+		case 0xc6: case 0xdb: case 0xdd: case 0xdf:
+			err = mp_read_be(r, 4, &n);
+			break;
+		case 0xc7:
+			err = mp_read_be(r, 1, &n);
+			return err ? err : mp_skip_ext(r, n);
+		case 0xc8:
+			err = mp_read_be(r, 2, &n);
+			return err ? err : mp_skip_ext(r, n);
+		case 0xc9:
+			err = mp_read_be(r, 4, &n);
+			return err ? err : mp_skip_ext(r, n);
+		case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+			return mp_skip_ext(r, (uint64_t) 1 << (b - 0xd4));
+		default:
+			return PSYNC_DECODE_INVALID_TYPE;	/* 0xc1 */
+	}
+	if (err != PSYNC_DECODE_OK)
+		return err;
+	if (b == 0xdc || b == 0xdd)
+		return mp_skip_container(r, n, depth, max_depth);
+	if (b == 0xde || b == 0xdf)
+		return mp_skip_container(r, n * 2, depth, max_depth);
+	return mp_skip_bytes(r, n);
+}
+
+static psync_decode_error
+mp_skip_item(mp_reader *r, int depth, int max_depth)
+{
+	uint8_t		b;
+	int			size;
+
+	if (mp_left(r) < 1)
+		return PSYNC_DECODE_TRUNCATED;
+	b = *r->p++;
+	if (b <= 0x7f || b >= 0xe0)
+		return PSYNC_DECODE_OK;	/* fixint */
+	if (b <= 0x8f)
+		return mp_skip_container(r, (uint64_t) (b & 0x0f) * 2, depth, max_depth);
+	if (b <= 0x9f)
+		return mp_skip_container(r, b & 0x0f, depth, max_depth);
+	if (b <= 0xbf)
+		return mp_skip_bytes(r, b & 0x1f);
+	size = mp_fixed_size[b - 0xc0];
+	if (size >= 0)
+		return mp_skip_bytes(r, (uint64_t) size);
+	return mp_skip_variable(r, b, depth, max_depth);
+}
+
+psync_decode_error
+psync_msgpack_validate(const void *buf, size_t len, int max_depth)
+{
+	mp_reader	r = {(const uint8_t *) buf, (const uint8_t *) buf + len};
+	psync_decode_error err;
+
+	if (buf == NULL)
+		return PSYNC_DECODE_TRUNCATED;
+	err = mp_skip_item(&r, 0, max_depth);
+	if (err == PSYNC_DECODE_OK && r.p != r.end)
+		err = PSYNC_DECODE_TRAILING_BYTES;
+	return err;
+}
+
+/* Read a str header and body; non-str types are WRONG_TYPE. */
+static psync_decode_error
+mp_read_str(mp_reader *r, const char **s, size_t *len)
+{
+	uint8_t		b;
+	uint64_t	n;
+	psync_decode_error err = PSYNC_DECODE_OK;
+
+	if (mp_left(r) < 1)
+		return PSYNC_DECODE_TRUNCATED;
+	b = *r->p;
+	if (b >= 0xa0 && b <= 0xbf)
+	{
+		r->p++;
+		n = b & 0x1f;
+	}
+	else if (b >= 0xd9 && b <= 0xdb)
+	{
+		r->p++;
+		err = mp_read_be(r, 1 << (b - 0xd9), &n);
+	}
+	else
+		return PSYNC_DECODE_WRONG_TYPE;
+	if (err != PSYNC_DECODE_OK)
+		return err;
+	if (mp_left(r) < n)
+		return PSYNC_DECODE_TRUNCATED;
+	*s = (const char *) r->p;
+	*len = (size_t) n;
+	r->p += n;
+	return PSYNC_DECODE_OK;
+}
+
+/*
+ * Read a non-negative integer.  The server writes the uint family; a
+ * non-negative value in the int family (other encoders) is accepted too.
+ */
+static psync_decode_error
+mp_read_uint(mp_reader *r, uint64_t *v)
+{
+	uint8_t		b;
+	int64_t		s;
+
+	if (mp_left(r) < 1)
+		return PSYNC_DECODE_TRUNCATED;
+	b = *r->p++;
+	if (b <= 0x7f)
+	{
+		*v = b;
+		return PSYNC_DECODE_OK;
+	}
+	if (b >= 0xe0)
+		return PSYNC_DECODE_BAD_SEQUENCE;	/* negative fixint */
+	if (b >= 0xcc && b <= 0xcf)
+		return mp_read_be(r, 1 << (b - 0xcc), v);
+	if (b >= 0xd0 && b <= 0xd3)
+	{
+		int			n = 1 << (b - 0xd0);
+		psync_decode_error err = mp_read_be(r, n, v);
+
+		if (err != PSYNC_DECODE_OK)
+			return err;
+		s = n == 8 ? (int64_t) *v : (int64_t) (*v << (64 - 8 * n)) >> (64 - 8 * n);
+		if (s < 0)
+			return PSYNC_DECODE_BAD_SEQUENCE;
+		*v = (uint64_t) s;
+		return PSYNC_DECODE_OK;
+	}
+	return PSYNC_DECODE_WRONG_TYPE;
+}
+
+static bool
+utf8_is_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *) s;
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		unsigned char c = p[i];
+		size_t		n;
+		uint32_t	cp;
+
+		if (c < 0x80)
+		{
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3, cp = c & 0x07;
+		else
+			return false;
+		if (len - i <= n)
+			return false;
+		for (size_t k = 1; k <= n; k++)
+		{
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+			(n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+/* A key as the server writes it: escaped parts joined by ':' (SPEC §2). */
+bool
+psync_envelope_key_is_valid(const char *s, size_t len)
+{
+	if (len == 0 || len > PSYNC_MAX_KEY_LEN)
+		return false;
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (!psync_key_byte_is_plain(c) && c != ':' && c != '%')
+			return false;
+	}
+	return true;
+}
+
+static bool
+parse_op(const char *s, size_t len, psync_op *op)
+{
+	for (size_t i = 0; i < sizeof(op_names) / sizeof(op_names[0]); i++)
+	{
+		if (strlen(op_names[i]) == len && memcmp(op_names[i], s, len) == 0)
+		{
+			*op = (psync_op) i;
+			return true;
+		}
+	}
+	return false;
+}
+
+enum envelope_field
+{
+	FIELD_KEY = 1 << 0,
+	FIELD_VALUE = 1 << 1,
+	FIELD_SCHEMA_VERSION = 1 << 2,
+	FIELD_SEQUENCE = 1 << 3,
+	FIELD_OP = 1 << 4,
+	FIELD_TXID = 1 << 5,
+	FIELD_UNKNOWN = 0
+};
+
+static enum envelope_field
+field_of(const char *name, size_t len)
+{
+#define FIELD_IS(lit) (len == sizeof(lit) - 1 && memcmp(name, lit, len) == 0)
+	if (FIELD_IS("key"))
+		return FIELD_KEY;
+	if (FIELD_IS("value"))
+		return FIELD_VALUE;
+	if (FIELD_IS("schema_version"))
+		return FIELD_SCHEMA_VERSION;
+	if (FIELD_IS("sequence"))
+		return FIELD_SEQUENCE;
+	if (FIELD_IS("op"))
+		return FIELD_OP;
+	if (FIELD_IS("txid"))
+		return FIELD_TXID;
+#undef FIELD_IS
+	return FIELD_UNKNOWN;
+}
+
+/* The value: a map (validated to the depth limit) or nil. */
+static psync_decode_error
+decode_value(mp_reader *r, psync_envelope *out)
+{
+	const uint8_t *start = r->p;
+	uint8_t		b;
+	psync_decode_error err;
+
+	if (mp_left(r) < 1)
+		return PSYNC_DECODE_TRUNCATED;
+	b = *start;
+	if (b != 0xc0 && !(b >= 0x80 && b <= 0x8f) && b != 0xde && b != 0xdf)
+		return PSYNC_DECODE_WRONG_TYPE;
+	err = mp_skip_item(r, 0, PSYNC_DECODE_MAX_DEPTH);
+	if (err != PSYNC_DECODE_OK)
+		return err;
+	out->value = start;
+	out->value_len = (size_t) (r->p - start);
+	out->has_value = true;
+	return PSYNC_DECODE_OK;
+}
+
+static psync_decode_error
+decode_field(mp_reader *r, enum envelope_field field, psync_envelope *out)
+{
+	const char *s;
+	size_t		len;
+	psync_decode_error err;
+
+	switch (field)
+	{
+		case FIELD_KEY:
+			if ((err = mp_read_str(r, &out->key, &out->key_len)) != PSYNC_DECODE_OK)
+				return err;
+			return psync_envelope_key_is_valid(out->key, out->key_len) ? PSYNC_DECODE_OK : PSYNC_DECODE_BAD_KEY;
+		case FIELD_VALUE:
+			return decode_value(r, out);
+		case FIELD_SCHEMA_VERSION:
+			if ((err = mp_read_str(r, &s, &len)) != PSYNC_DECODE_OK)
+				return err;
+			if (len > PSYNC_MAX_SCHEMA_VERSION_LEN)
+				return PSYNC_DECODE_TOO_LARGE;
+			if (!utf8_is_valid(s, len))
+				return PSYNC_DECODE_BAD_UTF8;
+			out->schema_version = s;
+			out->schema_version_len = len;
+			return PSYNC_DECODE_OK;
+		case FIELD_SEQUENCE:
+			if ((err = mp_read_uint(r, &out->sequence)) != PSYNC_DECODE_OK)
+				return err;
+			return out->sequence <= PSYNC_MAX_SEQUENCE ? PSYNC_DECODE_OK : PSYNC_DECODE_BAD_SEQUENCE;
+		case FIELD_OP:
+			if ((err = mp_read_str(r, &s, &len)) != PSYNC_DECODE_OK)
+				return err;
+			return parse_op(s, len, &out->op) ? PSYNC_DECODE_OK : PSYNC_DECODE_BAD_OP;
+		case FIELD_TXID:
+			if ((err = mp_read_uint(r, &out->txid)) != PSYNC_DECODE_OK)
+				return err == PSYNC_DECODE_BAD_SEQUENCE ? PSYNC_DECODE_WRONG_TYPE : err;
+			out->has_txid = true;
+			return PSYNC_DECODE_OK;
+		case FIELD_UNKNOWN:
+			break;
+	}
+	return mp_skip_item(r, 0, PSYNC_DECODE_MAX_DEPTH);
+}
+
+static psync_decode_error
+decode_map_header(mp_reader *r, uint64_t *count)
+{
+	uint8_t		b;
+
+	if (mp_left(r) < 1)
+		return PSYNC_DECODE_TRUNCATED;
+	b = *r->p++;
+	if (b >= 0x80 && b <= 0x8f)
+	{
+		*count = b & 0x0f;
+		return PSYNC_DECODE_OK;
+	}
+	if (b == 0xde || b == 0xdf)
+		return mp_read_be(r, b == 0xde ? 2 : 4, count);
+	return PSYNC_DECODE_NOT_A_MAP;
+}
+
+static psync_decode_error
+decode_envelope(mp_reader *r, psync_envelope *out)
+{
+	uint64_t	count;
+	unsigned	seen = 0;
+	const unsigned required = FIELD_KEY | FIELD_SCHEMA_VERSION | FIELD_SEQUENCE | FIELD_OP;
+	psync_decode_error err = decode_map_header(r, &count);
+
+	if (err != PSYNC_DECODE_OK)
+		return err;
+	if (count * 2 > mp_left(r))
+		return PSYNC_DECODE_TRUNCATED;
+	for (uint64_t i = 0; i < count; i++)
+	{
+		const char *name;
+		size_t		name_len;
+		enum envelope_field field;
+
+		err = mp_read_str(r, &name, &name_len);
+		if (err == PSYNC_DECODE_WRONG_TYPE)
+			return PSYNC_DECODE_BAD_FIELD_NAME;
+		if (err != PSYNC_DECODE_OK)
+			return err;
+		field = field_of(name, name_len);
+		if (field == FIELD_UNKNOWN && !utf8_is_valid(name, name_len))
+			return PSYNC_DECODE_BAD_UTF8;
+		if (seen & field)
+			return PSYNC_DECODE_DUPLICATE_FIELD;
+		seen |= field;
+		if ((err = decode_field(r, field, out)) != PSYNC_DECODE_OK)
+			return err;
+	}
+	if (r->p != r->end)
+		return PSYNC_DECODE_TRAILING_BYTES;
+	if ((seen & required) != required)
+		return PSYNC_DECODE_MISSING_FIELD;
+	if (!(seen & FIELD_VALUE) && out->op != PSYNC_OP_REFETCH)
+		return PSYNC_DECODE_MISSING_FIELD;
+	return PSYNC_DECODE_OK;
+}
+
+psync_decode_error
+psync_envelope_decode(const void *buf, size_t len, psync_envelope *out)
+{
+	mp_reader	r = {(const uint8_t *) buf, (const uint8_t *) buf + len};
+	psync_decode_error err;
+
+	memset(out, 0, sizeof(*out));
+	if (buf == NULL)
+		return PSYNC_DECODE_TRUNCATED;
+	err = decode_envelope(&r, out);
+	if (err != PSYNC_DECODE_OK)
+		memset(out, 0, sizeof(*out));
+	return err;
 }

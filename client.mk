@@ -1,0 +1,127 @@
+# client.mk — libparasync, the para_sync client library, and its tools/tests.
+#
+# Included at the end of the PGXS Makefile, so `make` alone still builds only
+# the extension.  Every variable here is CLIENT_*-prefixed and every rule is
+# explicit: nothing leaks into or out of PGXS.
+#
+#   make client            build/libparasync.{so,a,pc}, build/para-sync-watch
+#   make client-check      unit + stress + ASan/UBSan + example + fuzz (bounded)
+#                          + NATS/libpq/integration tests; ends "N passed, N failed"
+#   make client-install    install library, header, pkg-config file, CLI
+#   make client-bench      decode + reconcile benchmark, C vs the seed's JS
+
+CLIENT_CC ?= gcc
+CLIENT_FUZZ_CC ?= clang
+CLIENT_BUILD := build
+CLIENT_PREFIX ?= /usr/local
+CLIENT_LIBDIR ?= $(CLIENT_PREFIX)/lib
+CLIENT_INCLUDEDIR ?= $(CLIENT_PREFIX)/include
+CLIENT_BINDIR ?= $(CLIENT_PREFIX)/bin
+CLIENT_ABI := 0
+CLIENT_VERSION := 0.1.0
+CLIENT_FUZZ_SECONDS ?= 30
+
+CLIENT_DEPS_CFLAGS := $(shell pkg-config --cflags msgpack libnats libpq)
+CLIENT_DEPS_LIBS := $(shell pkg-config --libs msgpack libnats libpq) -lpthread
+CLIENT_WARN := -Wall -Wextra -Werror -Wno-missing-field-initializers
+CLIENT_CFLAGS := -std=gnu11 -O2 -g -fPIC -D_GNU_SOURCE -Iinclude $(CLIENT_WARN) $(CLIENT_DEPS_CFLAGS)
+CLIENT_SAN_CFLAGS := -std=gnu11 -O1 -g -fPIC -D_GNU_SOURCE -Iinclude $(CLIENT_WARN) $(CLIENT_DEPS_CFLAGS) \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+CLIENT_LIB_SRCS := src/common/envelope.c src/common/key_escape.c \
+	src/client/status.c src/client/keymap.c src/client/transport.c \
+	src/client/transport_inprocess.c src/client/transport_nats.c \
+	src/client/replica.c src/client/refetch_pq.c
+CLIENT_HEADERS := include/para_sync/client.h include/para_sync/envelope.h include/para_sync/key.h \
+	src/client/keymap.h src/client/transport_internal.h
+CLIENT_LIB_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/obj/%.o,$(CLIENT_LIB_SRCS))
+CLIENT_SAN_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/san/%.o,$(CLIENT_LIB_SRCS))
+
+CLIENT_UNIT_TESTS := test_decode test_replica test_transport test_stress
+CLIENT_LIVE_TESTS := test_nats test_pq
+CLIENT_TEST_BINS := $(addprefix $(CLIENT_BUILD)/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration)
+CLIENT_SAN_BINS := $(addprefix $(CLIENT_BUILD)/san/test/,$(CLIENT_UNIT_TESTS))
+
+CLIENT_SO := $(CLIENT_BUILD)/libparasync.so.$(CLIENT_ABI)
+CLIENT_A := $(CLIENT_BUILD)/libparasync.a
+CLIENT_PC := $(CLIENT_BUILD)/libparasync.pc
+CLIENT_WATCH := $(CLIENT_BUILD)/para-sync-watch
+CLIENT_EXAMPLE := $(CLIENT_BUILD)/example-client
+
+.PHONY: client client-check client-install client-bench client-fuzz client-clean
+
+client: $(CLIENT_SO) $(CLIENT_BUILD)/libparasync.so $(CLIENT_A) $(CLIENT_PC) $(CLIENT_WATCH)
+
+$(CLIENT_BUILD)/obj/%.o: %.c $(CLIENT_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -Isrc/client -c $< -o $@
+
+$(CLIENT_BUILD)/san/%.o: %.c $(CLIENT_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CLIENT_CC) $(CLIENT_SAN_CFLAGS) -Isrc/client -c $< -o $@
+
+$(CLIENT_SO): $(CLIENT_LIB_OBJS) src/client/libparasync.map
+	$(CLIENT_CC) -shared -Wl,-soname,libparasync.so.$(CLIENT_ABI) \
+		-Wl,--version-script=src/client/libparasync.map -o $@ $(CLIENT_LIB_OBJS) $(CLIENT_DEPS_LIBS)
+
+$(CLIENT_BUILD)/libparasync.so: $(CLIENT_SO)
+	ln -sf libparasync.so.$(CLIENT_ABI) $@
+
+$(CLIENT_A): $(CLIENT_LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $(CLIENT_LIB_OBJS)
+
+$(CLIENT_PC): src/client/libparasync.pc.in
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(CLIENT_PREFIX)|' -e 's|@LIBDIR@|$(CLIENT_LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(CLIENT_INCLUDEDIR)|' -e 's|@VERSION@|$(CLIENT_VERSION)|' $< > $@
+
+$(CLIENT_WATCH): src/client/watch.c $(CLIENT_A) $(CLIENT_HEADERS)
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -o $@ $< $(CLIENT_A) $(CLIENT_DEPS_LIBS)
+
+# Tests: against the static library; the example against the shared one.
+$(CLIENT_BUILD)/test/%: test/client/%.c test/client/harness.h $(CLIENT_A)
+	@mkdir -p $(dir $@)
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -Isrc/client -o $@ $< $(CLIENT_A) $(CLIENT_DEPS_LIBS)
+
+$(CLIENT_BUILD)/san/test/%: test/client/%.c test/client/harness.h $(CLIENT_SAN_OBJS)
+	@mkdir -p $(dir $@)
+	$(CLIENT_CC) $(CLIENT_SAN_CFLAGS) -Isrc/client -o $@ $< $(CLIENT_SAN_OBJS) $(CLIENT_DEPS_LIBS)
+
+$(CLIENT_EXAMPLE): docs/example-client.c $(CLIENT_SO) $(CLIENT_BUILD)/libparasync.so
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -o $@ $< -L$(CLIENT_BUILD) -Wl,-rpath,'$$ORIGIN' -lparasync
+
+$(CLIENT_BUILD)/fuzz/fuzz_decode: test/fuzz/fuzz_decode.c src/common/envelope.c src/common/key_escape.c include/para_sync/envelope.h
+	@mkdir -p $(dir $@)
+	$(CLIENT_FUZZ_CC) -g -O1 -Iinclude $(CLIENT_DEPS_CFLAGS) -fsanitize=fuzzer,address,undefined \
+		-o $@ test/fuzz/fuzz_decode.c src/common/envelope.c src/common/key_escape.c $(CLIENT_DEPS_LIBS)
+
+client-fuzz: $(CLIENT_BUILD)/fuzz/fuzz_decode
+	CLIENT_FUZZ_SECONDS=$(CLIENT_FUZZ_SECONDS) test/fuzz/run-fuzz $(CLIENT_BUILD)/fuzz/fuzz_decode
+
+client-check: client $(CLIENT_TEST_BINS) $(CLIENT_SAN_BINS) $(CLIENT_EXAMPLE) $(CLIENT_BUILD)/fuzz/fuzz_decode
+	CLIENT_BUILD=$(CLIENT_BUILD) CLIENT_FUZZ_SECONDS=$(CLIENT_FUZZ_SECONDS) \
+		CLIENT_UNIT_TESTS="$(CLIENT_UNIT_TESTS)" CLIENT_LIVE_TESTS="$(CLIENT_LIVE_TESTS)" \
+		test/client/run-tests
+
+client-install: client
+	install -d $(DESTDIR)$(CLIENT_LIBDIR)/pkgconfig $(DESTDIR)$(CLIENT_INCLUDEDIR)/para_sync $(DESTDIR)$(CLIENT_BINDIR)
+	install -m 644 include/para_sync/client.h include/para_sync/envelope.h include/para_sync/key.h \
+		$(DESTDIR)$(CLIENT_INCLUDEDIR)/para_sync/
+	install -m 755 $(CLIENT_SO) $(DESTDIR)$(CLIENT_LIBDIR)/
+	ln -sf libparasync.so.$(CLIENT_ABI) $(DESTDIR)$(CLIENT_LIBDIR)/libparasync.so
+	install -m 644 $(CLIENT_A) $(DESTDIR)$(CLIENT_LIBDIR)/
+	install -m 644 $(CLIENT_PC) $(DESTDIR)$(CLIENT_LIBDIR)/pkgconfig/libparasync.pc
+	install -m 755 $(CLIENT_WATCH) $(DESTDIR)$(CLIENT_BINDIR)/
+	-[ -z "$(DESTDIR)" ] && ldconfig
+
+$(CLIENT_BUILD)/bench/client_bench: bench/client_bench.c $(CLIENT_A)
+	@mkdir -p $(dir $@)
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -O3 -o $@ $< $(CLIENT_A) $(CLIENT_DEPS_LIBS)
+
+client-bench: $(CLIENT_BUILD)/bench/client_bench
+	bench/client-bench $(CLIENT_BUILD)/bench/client_bench
+
+client-clean:
+	rm -rf $(CLIENT_BUILD)/obj $(CLIENT_BUILD)/san $(CLIENT_BUILD)/test $(CLIENT_BUILD)/fuzz \
+		$(CLIENT_BUILD)/bench $(CLIENT_BUILD)/libparasync* $(CLIENT_WATCH) $(CLIENT_EXAMPLE)

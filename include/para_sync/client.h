@@ -1,0 +1,397 @@
+/*
+ * para_sync/client.h — libparasync, the client half of para_sync (SPEC §6).
+ *
+ * Live, correct replicas of database objects in a C or C++ program:
+ *
+ *   psync_transport  carries change envelopes per key: in-process (a keyed
+ *                    emitter) or NATS (one NATS subscription per key).
+ *   psync_replica    one object's reconciler: parse gate, baseline (re)seed,
+ *                    apply iff sequence == current + 1, refetch on gaps.
+ *   psync_refetcher  fetches the authoritative snapshot when a replica needs
+ *                    one; libparasync ships one over libpq.
+ *
+ * Conventions (like libpq and nats.c):
+ *   - every handle is opaque; every *_new/_connect has a matching destroy;
+ *   - functions that can fail return psync_status; psync_status_text() names
+ *     it;
+ *   - every callback documents the thread it runs on;
+ *   - all functions are thread-safe unless stated otherwise.
+ *
+ * ABI policy: the library's soname is libparasync.so.<PSYNC_ABI_VERSION>.
+ * Within one ABI version, functions and enum values are only ever added;
+ * structs the application fills (psync_schema, psync_replica_options,
+ * psync_nats_options) are only extended at the end and are always
+ * initialised with the *_init() functions or zeroed, so old code keeps its
+ * meaning.  Any other change bumps PSYNC_ABI_VERSION.  Only psync_* symbols
+ * are exported.
+ */
+#ifndef PARA_SYNC_CLIENT_H
+#define PARA_SYNC_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "para_sync/envelope.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PSYNC_ABI_VERSION 0
+#define PSYNC_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- status */
+
+typedef enum psync_status
+{
+	PSYNC_OK = 0,
+	PSYNC_ERR_INVALID_ARGUMENT,	/* NULL handle, bad key, bad option */
+	PSYNC_ERR_NO_MEMORY,
+	PSYNC_ERR_MALFORMED,		/* bytes that psync_envelope_decode rejects */
+	PSYNC_ERR_NATS,				/* nats.c reported an error */
+	PSYNC_ERR_DATABASE,			/* libpq reported an error */
+	PSYNC_ERR_NOT_FOUND,		/* e.g. para_sync.snapshot returned NULL */
+	PSYNC_ERR_CLOSED,			/* the handle is shutting down */
+	PSYNC_ERR_TIMEOUT,
+	PSYNC_ERR_SYSTEM			/* thread or clock failure */
+} psync_status;
+
+/* Static English text for a status code; never NULL. */
+const char *psync_status_text(psync_status status);
+
+/* ------------------------------------------------------------- transport */
+
+typedef struct psync_transport psync_transport;
+
+/* Identifies one subscription; 0 is never a valid id. */
+typedef uint64_t psync_subscription_id;
+
+typedef enum psync_event_kind
+{
+	PSYNC_EVENT_ENVELOPE,		/* a decoded envelope for the key */
+	PSYNC_EVENT_MALFORMED,		/* a message for the key failed to decode */
+	PSYNC_EVENT_LOST			/* messages may have been lost (NATS reconnect
+								 * or slow consumer): resynchronise */
+} psync_event_kind;
+
+typedef struct psync_event
+{
+	psync_event_kind kind;
+	/* ENVELOPE: the envelope, valid only during the callback. */
+	const psync_envelope *envelope;
+	/* MALFORMED: why decoding failed. */
+	psync_decode_error decode_error;
+	/* ENVELOPE, MALFORMED: the key the message was addressed to. */
+	const char *key;
+	size_t		key_len;
+} psync_event;
+
+/*
+ * A subscriber.  Runs on the thread that delivers: the publishing thread for
+ * the in-process transport; a nats.c delivery thread (or its reconnect
+ * thread, for PSYNC_EVENT_LOST) for NATS.  A handler may subscribe,
+ * unsubscribe (even itself) and publish; it must not destroy the transport.
+ */
+typedef void (*psync_handler_fn) (void *ctx, const psync_event *event);
+
+/*
+ * In-process transport: a keyed emitter.  publish() delivers synchronously,
+ * on the publishing thread, to every handler subscribed to the key when
+ * publish() started, in subscription order; a handler added during delivery
+ * does not get that envelope, one removed during delivery is not called
+ * after its psync_unsubscribe() returned.  No retention, no validation, no
+ * dedupe: a dumb pipe.
+ */
+psync_status psync_inprocess_transport_new(psync_transport **out);
+
+typedef struct psync_nats_options
+{
+	const char *url;			/* e.g. "nats://127.0.0.1:4222" (required) */
+	const char *subject_prefix; /* default "synced" (SPEC §2) */
+	const char *name;			/* NATS connection name, optional */
+	int			max_reconnect;	/* -1 = forever (default) */
+	int			reconnect_wait_ms;	/* default 250 */
+	int			connect_timeout_ms; /* default 2000 */
+} psync_nats_options;
+
+void		psync_nats_options_init(psync_nats_options *opts);
+
+/*
+ * NATS transport (nats.c).  Connects (with retry on reconnect) and owns the
+ * connection.  One NATS subscription per key, shared by all local
+ * subscribers and removed with the last one; each message is decoded once
+ * and fanned out.  After a reconnect or a slow-consumer error every
+ * subscriber gets PSYNC_EVENT_LOST (core NATS may have dropped messages).
+ */
+psync_status psync_nats_transport_connect(const psync_nats_options *opts,
+										  psync_transport **out);
+
+/*
+ * Destroy a transport.  Unsubscribes everything and waits until no handler
+ * is running; must not be called from a handler.  Replicas using it must be
+ * disposed first.
+ */
+void		psync_transport_destroy(psync_transport *transport);
+
+/*
+ * Deliver env to the subscribers of env->key (and of the pattern
+ * "<table>:*").  In-process: synchronous, env passed as is.  NATS: env is
+ * encoded and handed to nats.c for "<prefix>.<key>" (sent asynchronously;
+ * psync_transport_flush waits for it).
+ */
+psync_status psync_transport_publish(psync_transport *transport,
+									 const psync_envelope *env);
+
+/*
+ * Publish already-encoded envelope bytes.  In-process: decoded (a decode
+ * failure is delivered as PSYNC_EVENT_MALFORMED); NATS: sent as they are to
+ * "<prefix>.<key>".
+ */
+psync_status psync_transport_publish_raw(psync_transport *transport,
+										 const char *key, const void *bytes,
+										 size_t len);
+
+/*
+ * Wait until everything published so far reached the NATS server (a PING/PONG
+ * round trip), at most timeout_ms.  In-process: returns PSYNC_OK at once.
+ */
+psync_status psync_transport_flush(psync_transport *transport, int timeout_ms);
+
+/*
+ * Subscribe handler to key.  key is either an object key ("users:123") or a
+ * table pattern "<sync name>:*" that receives every key of that table.
+ * *out_id receives the subscription id.
+ *
+ * NATS subjects: a key subscribes to "<prefix>.<key>".  Because a key is a
+ * single subject token, "users:*" cannot be a NATS wildcard; a table pattern
+ * subscribes to "<prefix>.*" and drops, before decoding, every subject that
+ * does not start with "<prefix>.<sync name>:".
+ */
+psync_status psync_transport_subscribe(psync_transport *transport,
+									   const char *key,
+									   psync_handler_fn handler, void *ctx,
+									   psync_subscription_id *out_id);
+
+/*
+ * Remove a subscription.  Idempotent: an unknown or already removed id is a
+ * no-op.  When it returns, the handler is not running on another thread and
+ * will not be called again (when called from that very handler, the current
+ * call finishes normally).
+ */
+void		psync_unsubscribe(psync_transport *transport, psync_subscription_id id);
+
+/* Diagnostic: number of keys (and patterns) with at least one subscriber. */
+size_t		psync_transport_key_count(psync_transport *transport);
+
+/* ------------------------------------------------------------- refetch */
+
+/*
+ * A refetch in flight.  Whoever receives one must finish it exactly once with
+ * psync_refetch_complete() or psync_refetch_fail(), from any thread, either
+ * inside the start callback or later.
+ */
+typedef struct psync_refetch_request psync_refetch_request;
+
+/*
+ * Start fetching the current snapshot of key.  Runs on the thread that
+ * triggered the refetch (a delivery thread, or the thread that called
+ * psync_replica_new); it must not block: hand the work to another thread.
+ */
+typedef void (*psync_refetch_fn) (void *ctx, const char *key,
+								  psync_refetch_request *request);
+
+/* Finish with snapshot envelope bytes (copied; not retained). */
+void		psync_refetch_complete(psync_refetch_request *request,
+								   const void *envelope, size_t len);
+
+/* Finish with a failure; the replica goes "stale". */
+void		psync_refetch_fail(psync_refetch_request *request, const char *error);
+
+/* The key the request is for (valid until it is finished). */
+const char *psync_refetch_key(const psync_refetch_request *request);
+
+/*
+ * libpq refetcher: one worker thread that runs
+ *   SELECT para_sync.snapshot($1)
+ * for each request, off the NATS delivery threads.  Connections come from
+ * the application:
+ *   - psync_pq_refetcher_new_conninfo: the refetcher opens (and reopens after
+ *     a failure) its own connection from a libpq conninfo string;
+ *   - psync_pq_refetcher_new_pool: acquire(ctx) returns a PGconn * (or NULL
+ *     on failure) and release(ctx, conn, broken) gives it back; both run on
+ *     the refetcher's worker thread.
+ */
+typedef struct psync_refetcher psync_refetcher;
+typedef struct pg_conn *(*psync_pq_acquire_fn) (void *ctx);
+typedef void (*psync_pq_release_fn) (void *ctx, struct pg_conn *conn, bool broken);
+
+psync_status psync_pq_refetcher_new_conninfo(const char *conninfo,
+											 psync_refetcher **out);
+psync_status psync_pq_refetcher_new_pool(psync_pq_acquire_fn acquire,
+										 psync_pq_release_fn release,
+										 void *ctx, psync_refetcher **out);
+
+/* The function and ctx to put in psync_replica_options. */
+psync_refetch_fn psync_pq_refetch_fn(void);
+void	   *psync_pq_refetch_ctx(psync_refetcher *refetcher);
+
+/*
+ * Fail every queued request, stop the worker (after its current query) and
+ * free.  Replicas using it must be disposed first.
+ */
+void		psync_refetcher_destroy(psync_refetcher *refetcher);
+
+/*
+ * Synchronously fetch the snapshot of key over conn into a malloc'd buffer
+ * (*out, *out_len; free() it).  Any thread; conn must not be in use.
+ */
+psync_status psync_pq_fetch_snapshot(struct pg_conn *conn, const char *key,
+									 void **out, size_t *out_len);
+
+/* --------------------------------------------------------------- replica */
+
+typedef struct psync_replica psync_replica;
+
+/*
+ * The parse gate, the C form of the seed's schema.parse.  Every inbound
+ * value (seed, receipt, refetch result) crosses it.
+ *
+ * parse(ctx, msgpack, len, envelope, recycled, &out, &error):
+ *   msgpack/len: the raw MessagePack value (a map, or 0xc0 for nil);
+ *   envelope: the whole envelope, for schema_version and key;
+ *   recycled: a value this parse produced earlier that the replica no longer
+ *     uses, or NULL; parse may reuse its memory (returning it as *out), so the
+ *     steady state needs no allocation.  If *out != recycled the replica
+ *     frees recycled itself (free_value).
+ * Return true with *out set (Ok) or false with *error set to a static
+ * message (Err).  Runs on the delivering thread with the replica locked: it
+ * must not call into this replica.
+ *
+ * free_value(ctx, value): releases a value produced by parse; any thread.
+ */
+typedef bool (*psync_parse_fn) (void *ctx, const uint8_t *msgpack, size_t len,
+								const psync_envelope *envelope, void *recycled,
+								void **out, const char **error);
+typedef void (*psync_free_fn) (void *ctx, void *value);
+
+typedef struct psync_schema
+{
+	psync_parse_fn parse;
+	psync_free_fn free_value;
+	void	   *ctx;
+} psync_schema;
+
+/*
+ * A ready schema that accepts any value and keeps its raw MessagePack bytes;
+ * values are psync_raw_value.  Reuses buffers: no allocation in steady state.
+ */
+typedef struct psync_raw_value
+{
+	size_t		len;
+	size_t		capacity;
+	uint8_t		data[];
+} psync_raw_value;
+
+void		psync_schema_raw(psync_schema *schema);
+
+typedef enum psync_replica_status
+{
+	PSYNC_REPLICA_OK,			/* last apply succeeded; replica is current */
+	PSYNC_REPLICA_STALE,		/* uninitialised, or a refetch failed / none
+								 * available */
+	PSYNC_REPLICA_SKEW,			/* an inbound value failed parse */
+	PSYNC_REPLICA_REFETCHING	/* a recovery refetch is in flight */
+} psync_replica_status;
+
+const char *psync_replica_status_name(psync_replica_status status);
+
+typedef struct psync_replica_metadata
+{
+	char		schema_version[PSYNC_MAX_SCHEMA_VERSION_LEN + 1];	/* "" if none */
+	bool		has_schema_version;
+	int64_t		sequence;		/* -1 when uninitialised */
+	psync_replica_status status;
+} psync_replica_metadata;
+
+typedef struct psync_replica_counters
+{
+	uint64_t	applied;
+	uint64_t	ignored_stale;
+	uint64_t	gaps;
+	uint64_t	parse_errors;
+	uint64_t	refetches;
+} psync_replica_counters;
+
+/*
+ * Called after the value or the metadata changed (an apply, or a status
+ * change), with the replica locked: value is the current value (NULL when
+ * uninitialised), valid during the call.  It may call psync_replica_get,
+ * _meta and _stats on this replica, but must not dispose it.  Runs on the
+ * thread that caused the change: a delivery thread, the refetcher's thread,
+ * or the caller of psync_replica_new.
+ */
+typedef void (*psync_change_fn) (void *ctx, psync_replica *replica,
+								 const void *value,
+								 const psync_replica_metadata *meta);
+
+typedef struct psync_replica_options
+{
+	const char *key;			/* required: object key, e.g. "users:123" */
+	psync_schema schema;		/* required: parse must be set */
+	psync_transport *transport; /* required */
+	/* SSR-style seed: envelope bytes applied at creation (hydration). */
+	const void *seed;
+	size_t		seed_len;
+	/* Recovery; NULL → no recovery, status goes "stale". */
+	psync_refetch_fn refetch;
+	void	   *refetch_ctx;
+	/* Start with a refetch when no seed is given (C services have no SSR). */
+	bool		initial_refetch;
+	psync_change_fn on_change;
+	void	   *on_change_ctx;
+	/* Envelopes buffered during a refetch; default 256 (older ones dropped). */
+	size_t		max_buffered;
+} psync_replica_options;
+
+void		psync_replica_options_init(psync_replica_options *opts);
+
+psync_status psync_replica_new(const psync_replica_options *opts,
+							   psync_replica **out);
+
+/*
+ * Visit the current value under the replica lock: fn(ctx, value, meta) with
+ * value NULL when uninitialised.  Runs fn on the calling thread before
+ * returning; fn must not dispose the replica.
+ */
+typedef void (*psync_value_fn) (void *ctx, const void *value,
+								const psync_replica_metadata *meta);
+void		psync_replica_get(psync_replica *replica, psync_value_fn fn, void *ctx);
+
+void		psync_replica_meta(psync_replica *replica, psync_replica_metadata *out);
+void		psync_replica_stats(psync_replica *replica, psync_replica_counters *out);
+
+/*
+ * Wait until no refetch is in flight (the seed's whenIdle).  timeout_ms < 0
+ * waits forever.  PSYNC_OK or PSYNC_ERR_TIMEOUT.  Not from a callback.
+ */
+psync_status psync_replica_wait_idle(psync_replica *replica, int timeout_ms);
+
+/*
+ * Ask for a refetch now (as after a NATS reconnect).  No-op while one is in
+ * flight; status "stale" without a refetch function.
+ */
+void		psync_replica_resync(psync_replica *replica);
+
+/*
+ * Stop listening and free.  Waits for a running handler on another thread;
+ * a refetch in flight finishes into the void.  Not from a callback of this
+ * replica.
+ */
+void		psync_replica_dispose(psync_replica *replica);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif							/* PARA_SYNC_CLIENT_H */

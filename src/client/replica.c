@@ -1,0 +1,728 @@
+/*
+ * replica.c — the client reconciler (psync_replica_*), SPEC §6.
+ *
+ * The C twin of the seed's createClientReplica, rule for rule:
+ *   - parse gate on every inbound value (hydration, receipt, refetch
+ *     result): Err → parse_errors++, status skew, value kept, refetch —
+ *     except for a refetch result (no Err→refetch loop);
+ *   - baseline (re)seed: hydration, a refetch result, or the first value
+ *     ever seen is applied as is;
+ *   - steady state: apply iff sequence == current + 1; <= current is
+ *     ignored as stale; > current + 1 is a gap → refetch;
+ *   - no refetch function → stale; failed refetch → stale.
+ * Beyond the seed: one refetch in flight at a time (a second reason to
+ * refetch is remembered and served after it); receipts that arrive during a
+ * refetch are buffered and replayed, in sequence order, after the snapshot
+ * (the stale ones are dropped by the ordinary rules); PSYNC_EVENT_LOST
+ * (NATS reconnect, slow consumer) and malformed messages refetch too.
+ *
+ * Threading: one recursive mutex per replica, held while the application's
+ * parse and change callbacks run (so they see a consistent replica and may
+ * read it).  The replica is reference-counted so that a refetch finishing
+ * after psync_replica_dispose() lands safely.  The in-order path does not
+ * allocate: the displaced value is handed back to parse as "recycled".
+ */
+#include "para_sync/client.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "transport_internal.h"
+
+#define DEFAULT_MAX_BUFFERED 256
+
+typedef enum ingest_source
+{
+	FROM_HYDRATION,
+	FROM_RECEIPT,
+	FROM_REFETCH
+} ingest_source;
+
+/* A receipt that arrived during a refetch: its own copy of the bytes. */
+typedef struct buffered_envelope
+{
+	uint64_t	sequence;
+	psync_op	op;
+	bool		has_value;
+	bool		has_txid;
+	uint64_t	txid;
+	size_t		schema_version_len;
+	size_t		value_len;
+	uint8_t		data[];			/* schema_version, then value */
+} buffered_envelope;
+
+struct psync_refetch_request
+{
+	psync_replica *replica;
+	char	   *key;
+};
+
+struct psync_replica
+{
+	pthread_mutex_t lock;		/* recursive */
+	pthread_cond_t idle;
+	atomic_int	refs;
+	char	   *key;
+	size_t		key_len;
+	psync_schema schema;
+	psync_transport *transport;
+	psync_subscription_id subscription;
+	psync_refetch_fn refetch;
+	void	   *refetch_ctx;
+	psync_change_fn on_change;
+	void	   *on_change_ctx;
+
+	void	   *value;
+	void	   *spare;			/* a displaced value, recycled by parse */
+	bool		initialized;
+	bool		disposed;
+	bool		refetching;
+	bool		refetch_again;
+	psync_replica_metadata meta;
+	psync_replica_counters stats;
+
+	buffered_envelope **buffer;
+	size_t		nbuffered;
+	size_t		max_buffered;
+};
+
+static void ingest(psync_replica *r, const psync_envelope *env, ingest_source src);
+
+/* ---- small helpers ---- */
+
+static void
+notify(psync_replica *r)
+{
+	if (r->on_change != NULL)
+		r->on_change(r->on_change_ctx, r, r->value, &r->meta);
+}
+
+static void
+set_status(psync_replica *r, psync_replica_status status)
+{
+	r->meta.status = status;
+	notify(r);
+}
+
+static void
+free_value(psync_replica *r, void *value)
+{
+	if (value != NULL && r->schema.free_value != NULL)
+		r->schema.free_value(r->schema.ctx, value);
+}
+
+/* Keep value as the spare (the one parse may recycle); free any older one. */
+static void
+keep_spare(psync_replica *r, void *value)
+{
+	if (value == r->spare)
+		return;
+	free_value(r, r->spare);
+	r->spare = value;
+}
+
+static void
+release(psync_replica *r)
+{
+	if (atomic_fetch_sub(&r->refs, 1) != 1)
+		return;
+	pthread_cond_destroy(&r->idle);
+	pthread_mutex_destroy(&r->lock);
+	free(r->key);
+	free(r);
+}
+
+static void
+clear_buffer(psync_replica *r)
+{
+	for (size_t i = 0; i < r->nbuffered; i++)
+		free(r->buffer[i]);
+	r->nbuffered = 0;
+}
+
+/* ---- refetch ---- */
+
+static void
+start_refetch(psync_replica *r)
+{
+	psync_refetch_request *req;
+
+	if (r->refetch == NULL)
+	{
+		set_status(r, PSYNC_REPLICA_STALE);
+		return;
+	}
+	if (r->refetching)
+	{
+		r->refetch_again = true;
+		return;
+	}
+	req = malloc(sizeof(*req));
+	if (req == NULL || (req->key = strdup(r->key)) == NULL)
+	{
+		free(req);
+		set_status(r, PSYNC_REPLICA_STALE);
+		return;
+	}
+	req->replica = r;
+	atomic_fetch_add(&r->refs, 1);
+	r->stats.refetches++;
+	r->refetching = true;
+	set_status(r, PSYNC_REPLICA_REFETCHING);
+	r->refetch(r->refetch_ctx, req->key, req);	/* may complete at once */
+}
+
+static void
+parse_failed(psync_replica *r, ingest_source src)
+{
+	r->stats.parse_errors++;
+	set_status(r, PSYNC_REPLICA_SKEW);
+	if (src != FROM_REFETCH)
+		start_refetch(r);
+}
+
+/* ---- buffering during a refetch ---- */
+
+static void
+buffer_receipt(psync_replica *r, const psync_envelope *env)
+{
+	size_t		sv_len = env->schema_version_len;
+	size_t		v_len = env->has_value ? env->value_len : 0;
+	buffered_envelope *b;
+	size_t		slot = r->nbuffered;
+
+	if (r->nbuffered == r->max_buffered)
+	{
+		/* full: the lowest sequence makes room (a gap → refetch later) */
+		slot = 0;
+		for (size_t i = 1; i < r->nbuffered; i++)
+			if (r->buffer[i]->sequence < r->buffer[slot]->sequence)
+				slot = i;
+		if (r->nbuffered == 0 || env->sequence <= r->buffer[slot]->sequence)
+		{
+			r->refetch_again = true;
+			return;
+		}
+	}
+	b = malloc(sizeof(*b) + sv_len + v_len);
+	if (b == NULL)
+	{
+		r->refetch_again = true;	/* lost it: look again afterwards */
+		return;
+	}
+	b->sequence = env->sequence;
+	b->op = env->op;
+	b->has_value = env->has_value;
+	b->has_txid = env->has_txid;
+	b->txid = env->txid;
+	b->schema_version_len = sv_len;
+	b->value_len = v_len;
+	if (sv_len > 0)
+		memcpy(b->data, env->schema_version, sv_len);
+	if (v_len > 0)
+		memcpy(b->data + sv_len, env->value, v_len);
+	if (slot < r->nbuffered)
+		free(r->buffer[slot]);
+	else
+		r->nbuffered++;
+	r->buffer[slot] = b;
+}
+
+static int
+compare_sequence(const void *a, const void *b)
+{
+	const buffered_envelope *x = *(buffered_envelope *const *) a;
+	const buffered_envelope *y = *(buffered_envelope *const *) b;
+
+	return (x->sequence > y->sequence) - (x->sequence < y->sequence);
+}
+
+/* Feed what arrived during the refetch through the ordinary receipt rules. */
+static void
+replay_buffer(psync_replica *r)
+{
+	size_t		n = r->nbuffered;
+	buffered_envelope **items;
+
+	if (n == 0)
+		return;
+	items = malloc(n * sizeof(*items));
+	if (items == NULL)
+	{
+		clear_buffer(r);
+		r->refetch_again = true;
+		return;
+	}
+	memcpy(items, r->buffer, n * sizeof(*items));
+	r->nbuffered = 0;
+	qsort(items, n, sizeof(*items), compare_sequence);
+	for (size_t i = 0; i < n; i++)
+	{
+		buffered_envelope *b = items[i];
+		psync_envelope env = {
+			.key = r->key,
+			.key_len = r->key_len,
+			.value = b->has_value ? b->data + b->schema_version_len : NULL,
+			.value_len = b->value_len,
+			.has_value = b->has_value,
+			.schema_version = (const char *) b->data,
+			.schema_version_len = b->schema_version_len,
+			.sequence = b->sequence,
+			.op = b->op,
+			.has_txid = b->has_txid,
+			.txid = b->txid,
+		};
+
+		if (r->refetching)
+			buffer_receipt(r, &env);	/* a new refetch started meanwhile */
+		else
+			ingest(r, &env, FROM_RECEIPT);
+		free(b);
+	}
+	free(items);
+}
+
+/* ---- the reconcile rules ---- */
+
+static void
+commit(psync_replica *r, void *parsed, const psync_envelope *env)
+{
+	size_t		sv_len = env->schema_version ? env->schema_version_len : 0;
+
+	if (sv_len > PSYNC_MAX_SCHEMA_VERSION_LEN)
+		sv_len = PSYNC_MAX_SCHEMA_VERSION_LEN;
+	if (r->value != NULL)
+		keep_spare(r, r->value);
+	r->value = parsed;
+	r->initialized = true;
+	if (sv_len > 0)
+		memcpy(r->meta.schema_version, env->schema_version, sv_len);
+	r->meta.schema_version[sv_len] = '\0';
+	r->meta.has_schema_version = env->schema_version != NULL;
+	r->meta.sequence = (int64_t) env->sequence;
+	r->meta.status = PSYNC_REPLICA_OK;
+	r->stats.applied++;
+	notify(r);
+}
+
+static bool
+envelope_fits(const psync_replica *r, const psync_envelope *env)
+{
+	return env->key_len == r->key_len &&
+		memcmp(env->key, r->key, r->key_len) == 0 &&
+		env->sequence <= PSYNC_MAX_SEQUENCE &&
+		(!env->has_value || (env->value != NULL && env->value_len > 0));
+}
+
+/* op "refetch": the change was too large for the bus; go and get it. */
+static void
+refetch_notice(psync_replica *r, const psync_envelope *env, ingest_source src)
+{
+	if (src == FROM_REFETCH)
+	{
+		parse_failed(r, src);	/* a snapshot must carry a value */
+		return;
+	}
+	if (src == FROM_RECEIPT && r->initialized &&
+		env->sequence <= (uint64_t) r->meta.sequence)
+	{
+		r->stats.ignored_stale++;
+		return;
+	}
+	start_refetch(r);
+}
+
+static void
+ingest(psync_replica *r, const psync_envelope *env, ingest_source src)
+{
+	static const uint8_t nil = 0xc0;
+	const uint8_t *value = env->has_value ? env->value : &nil;
+	size_t		value_len = env->has_value ? env->value_len : 1;
+	void	   *parsed = NULL;
+	const char *error = NULL;
+	uint64_t	cur;
+
+	if (r->disposed)
+		return;
+	if (!envelope_fits(r, env))
+	{
+		parse_failed(r, src);
+		return;
+	}
+	if (env->op == PSYNC_OP_REFETCH)
+	{
+		refetch_notice(r, env, src);
+		return;
+	}
+
+	/* parse gate */
+	if (!r->schema.parse(r->schema.ctx, value, value_len, env, r->spare,
+						 &parsed, &error))
+	{
+		parse_failed(r, src);
+		return;
+	}
+	if (parsed != r->spare)
+		free_value(r, r->spare);
+	r->spare = NULL;			/* parse took it, or it is gone */
+
+	/* baseline (re)seed */
+	if (src != FROM_RECEIPT || !r->initialized)
+	{
+		commit(r, parsed, env);
+		return;
+	}
+
+	/* steady state */
+	cur = (uint64_t) r->meta.sequence;
+	if (env->sequence <= cur)
+	{
+		r->stats.ignored_stale++;
+		keep_spare(r, parsed);
+		return;
+	}
+	if (env->sequence == cur + 1)
+	{
+		commit(r, parsed, env);
+		return;
+	}
+	r->stats.gaps++;
+	keep_spare(r, parsed);
+	start_refetch(r);
+}
+
+/* ---- transport events ---- */
+
+static void
+on_event(void *ctx, const psync_event *event)
+{
+	psync_replica *r = ctx;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->disposed)
+		;
+	else if (event->kind == PSYNC_EVENT_ENVELOPE)
+	{
+		if (r->refetching)
+			buffer_receipt(r, event->envelope);
+		else
+			ingest(r, event->envelope, FROM_RECEIPT);
+	}
+	else if (event->kind == PSYNC_EVENT_MALFORMED)
+	{
+		r->stats.parse_errors++;
+		if (r->refetching)
+			r->refetch_again = true;
+		else
+		{
+			set_status(r, PSYNC_REPLICA_SKEW);
+			start_refetch(r);
+		}
+	}
+	else
+		start_refetch(r);		/* LOST; remembered if one is in flight */
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- refetch completion (any thread) ---- */
+
+static void
+finish_refetch(psync_refetch_request *req, const void *bytes, size_t len,
+			   bool ok)
+{
+	psync_replica *r = req->replica;
+	psync_envelope env;
+	bool		again;
+
+	pthread_mutex_lock(&r->lock);
+	r->refetching = false;
+	if (!r->disposed)
+	{
+		again = r->refetch_again;
+		r->refetch_again = false;
+		if (!ok)
+			set_status(r, PSYNC_REPLICA_STALE);
+		else if (psync_envelope_decode(bytes, len, &env) != PSYNC_DECODE_OK)
+			parse_failed(r, FROM_REFETCH);
+		else
+			ingest(r, &env, FROM_REFETCH);
+		replay_buffer(r);
+		if (again)
+			start_refetch(r);
+	}
+	pthread_cond_broadcast(&r->idle);
+	pthread_mutex_unlock(&r->lock);
+	free(req->key);
+	free(req);
+	release(r);
+}
+
+void
+psync_refetch_complete(psync_refetch_request *req, const void *envelope, size_t len)
+{
+	if (req != NULL)
+		finish_refetch(req, envelope, len, envelope != NULL);
+}
+
+void
+psync_refetch_fail(psync_refetch_request *req, const char *error)
+{
+	(void) error;
+	if (req != NULL)
+		finish_refetch(req, NULL, 0, false);
+}
+
+const char *
+psync_refetch_key(const psync_refetch_request *req)
+{
+	return req != NULL ? req->key : NULL;
+}
+
+/* ---- the raw schema ---- */
+
+static bool
+raw_parse(void *ctx, const uint8_t *msgpack, size_t len,
+		  const psync_envelope *env, void *recycled, void **out,
+		  const char **error)
+{
+	psync_raw_value *v = recycled;
+
+	(void) ctx;
+	(void) env;
+	if (v == NULL || v->capacity < len)
+	{
+		size_t		cap = len < 128 ? 128 : len;
+
+		v = malloc(sizeof(*v) + cap);
+		if (v == NULL)
+		{
+			*error = "out of memory";
+			return false;
+		}
+		v->capacity = cap;
+	}
+	memcpy(v->data, msgpack, len);
+	v->len = len;
+	*out = v;
+	return true;
+}
+
+static void
+raw_free(void *ctx, void *value)
+{
+	(void) ctx;
+	free(value);
+}
+
+void
+psync_schema_raw(psync_schema *schema)
+{
+	schema->parse = raw_parse;
+	schema->free_value = raw_free;
+	schema->ctx = NULL;
+}
+
+/* ---- lifecycle and accessors ---- */
+
+void
+psync_replica_options_init(psync_replica_options *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->max_buffered = DEFAULT_MAX_BUFFERED;
+}
+
+static psync_status
+init_sync(psync_replica *r)
+{
+	pthread_mutexattr_t ma;
+	pthread_condattr_t ca;
+	int			rc;
+
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+	rc = pthread_mutex_init(&r->lock, &ma);
+	pthread_mutexattr_destroy(&ma);
+	if (rc != 0)
+		return PSYNC_ERR_SYSTEM;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	rc = pthread_cond_init(&r->idle, &ca);
+	pthread_condattr_destroy(&ca);
+	if (rc != 0)
+	{
+		pthread_mutex_destroy(&r->lock);
+		return PSYNC_ERR_SYSTEM;
+	}
+	return PSYNC_OK;
+}
+
+static psync_replica *
+replica_alloc(const psync_replica_options *opts)
+{
+	psync_replica *r = calloc(1, sizeof(*r));
+	size_t		max = opts->max_buffered ? opts->max_buffered : DEFAULT_MAX_BUFFERED;
+
+	if (r == NULL)
+		return NULL;
+	r->key = strdup(opts->key);
+	r->buffer = malloc(max * sizeof(*r->buffer));
+	if (r->key == NULL || r->buffer == NULL || init_sync(r) != PSYNC_OK)
+	{
+		free(r->key);
+		free(r->buffer);
+		free(r);
+		return NULL;
+	}
+	atomic_init(&r->refs, 1);
+	r->key_len = strlen(r->key);
+	r->max_buffered = max;
+	r->schema = opts->schema;
+	r->transport = opts->transport;
+	r->refetch = opts->refetch;
+	r->refetch_ctx = opts->refetch_ctx;
+	r->on_change = opts->on_change;
+	r->on_change_ctx = opts->on_change_ctx;
+	r->meta.sequence = -1;
+	r->meta.status = PSYNC_REPLICA_STALE;
+	return r;
+}
+
+static void
+hydrate(psync_replica *r, const psync_replica_options *opts)
+{
+	psync_envelope env;
+
+	pthread_mutex_lock(&r->lock);
+	if (opts->seed != NULL)
+	{
+		if (psync_envelope_decode(opts->seed, opts->seed_len, &env) == PSYNC_DECODE_OK)
+			ingest(r, &env, FROM_HYDRATION);
+		else
+			parse_failed(r, FROM_HYDRATION);
+	}
+	else if (opts->initial_refetch)
+		start_refetch(r);
+	pthread_mutex_unlock(&r->lock);
+}
+
+psync_status
+psync_replica_new(const psync_replica_options *opts, psync_replica **out)
+{
+	psync_replica *r;
+	size_t		table_len;
+	psync_status st;
+
+	if (out == NULL)
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	*out = NULL;
+	if (opts == NULL || opts->key == NULL || opts->schema.parse == NULL ||
+		opts->transport == NULL ||
+		!key_is_subscribable(opts->key, strlen(opts->key)) ||
+		key_is_pattern(opts->key, strlen(opts->key), &table_len))
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	if ((r = replica_alloc(opts)) == NULL)
+		return PSYNC_ERR_NO_MEMORY;
+	st = psync_transport_subscribe(r->transport, r->key, on_event, r,
+								   &r->subscription);
+	if (st != PSYNC_OK)
+	{
+		free(r->buffer);
+		release(r);
+		return st;
+	}
+	hydrate(r, opts);
+	*out = r;
+	return PSYNC_OK;
+}
+
+void
+psync_replica_get(psync_replica *r, psync_value_fn fn, void *ctx)
+{
+	if (r == NULL || fn == NULL)
+		return;
+	pthread_mutex_lock(&r->lock);
+	fn(ctx, r->value, &r->meta);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void
+psync_replica_meta(psync_replica *r, psync_replica_metadata *out)
+{
+	pthread_mutex_lock(&r->lock);
+	*out = r->meta;
+	pthread_mutex_unlock(&r->lock);
+}
+
+void
+psync_replica_stats(psync_replica *r, psync_replica_counters *out)
+{
+	pthread_mutex_lock(&r->lock);
+	*out = r->stats;
+	pthread_mutex_unlock(&r->lock);
+}
+
+void
+psync_replica_resync(psync_replica *r)
+{
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->lock);
+	if (!r->disposed)
+		start_refetch(r);
+	pthread_mutex_unlock(&r->lock);
+}
+
+psync_status
+psync_replica_wait_idle(psync_replica *r, int timeout_ms)
+{
+	struct timespec deadline;
+	psync_status st = PSYNC_OK;
+
+	if (r == NULL)
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	if (timeout_ms >= 0)
+	{
+		deadline.tv_sec += timeout_ms / 1000;
+		deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
+		if (deadline.tv_nsec >= 1000000000L)
+		{
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000L;
+		}
+	}
+	pthread_mutex_lock(&r->lock);
+	while (r->refetching && st == PSYNC_OK)
+	{
+		if (timeout_ms < 0)
+			pthread_cond_wait(&r->idle, &r->lock);
+		else if (pthread_cond_timedwait(&r->idle, &r->lock, &deadline) == ETIMEDOUT)
+			st = r->refetching ? PSYNC_ERR_TIMEOUT : PSYNC_OK;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return st;
+}
+
+void
+psync_replica_dispose(psync_replica *r)
+{
+	if (r == NULL)
+		return;
+	/* first: no handler runs or will run (it takes r->lock) */
+	psync_unsubscribe(r->transport, r->subscription);
+	pthread_mutex_lock(&r->lock);
+	r->disposed = true;
+	free_value(r, r->value);
+	free_value(r, r->spare);
+	r->value = r->spare = NULL;
+	clear_buffer(r);
+	free(r->buffer);
+	r->buffer = NULL;
+	pthread_cond_broadcast(&r->idle);
+	pthread_mutex_unlock(&r->lock);
+	release(r);
+}

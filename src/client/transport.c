@@ -1,0 +1,613 @@
+/*
+ * transport.c — the transport core: subscriptions, ids and delivery.
+ *
+ * Owns the contract every transport honours (SPEC §6, the seed's
+ * SyncTransport): handlers subscribed when a delivery starts each get the
+ * event, in subscription order; a handler added during delivery does not;
+ * unsubscribe is idempotent (ids are never reused) and, once it returns, the
+ * handler is neither running on another thread nor called again; a key with
+ * no subscribers is removed at once (key_count()).
+ *
+ * Delivery takes the lock twice (snapshot the handlers and mark them busy;
+ * unmark them) and never while a handler runs, so handlers may subscribe,
+ * unsubscribe and publish.  Up to DELIVERY_STACK handlers are snapshotted on
+ * the stack: the common path does not allocate.
+ */
+#include "transport_internal.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "para_sync/key.h"
+
+#define DELIVERY_STACK 32
+#define NO_SLOT SIZE_MAX
+
+struct subscription
+{
+	psync_subscription_id id;
+	key_entry  *entry;			/* NULL once unsubscribed */
+	psync_handler_fn fn;
+	void	   *ctx;
+	atomic_bool active;
+	unsigned	busy;			/* deliveries holding it; under the lock */
+	bool		free_when_idle; /* unsubscribed from inside its own handler */
+};
+
+struct sub_slot
+{
+	uint32_t	generation;
+	subscription *sub;
+	size_t		next_free;
+};
+
+/* Handlers running on this thread, innermost first (for unsubscribe). */
+typedef struct delivery_frame
+{
+	const subscription *sub;
+	struct delivery_frame *next;
+} delivery_frame;
+
+static __thread delivery_frame *tls_frames;
+
+psync_status
+transport_init(psync_transport *t, const transport_ops *ops, void *backend)
+{
+	memset(t, 0, sizeof(*t));
+	t->ops = ops;
+	t->backend = backend;
+	t->free_slot = NO_SLOT;
+	if (!keymap_init(&t->keys))
+		return PSYNC_ERR_NO_MEMORY;
+	if (pthread_mutex_init(&t->lock, NULL) != 0)
+	{
+		keymap_free(&t->keys);
+		return PSYNC_ERR_SYSTEM;
+	}
+	if (pthread_cond_init(&t->handler_done, NULL) != 0)
+	{
+		pthread_mutex_destroy(&t->lock);
+		keymap_free(&t->keys);
+		return PSYNC_ERR_SYSTEM;
+	}
+	return PSYNC_OK;
+}
+
+/* ---- keys ---- */
+
+bool
+key_is_subscribable(const char *key, size_t len)
+{
+	return psync_envelope_key_is_valid(key, len);
+}
+
+bool
+key_is_pattern(const char *key, size_t len, size_t *table_len)
+{
+	if (len < 3 || key[len - 1] != '*' || key[len - 2] != ':')
+		return false;
+	if (!psync_sync_name_is_valid(key, len - 2))
+		return false;
+	*table_len = len - 2;
+	return true;
+}
+
+/* ---- subscription ids: slot index + generation, never reused ---- */
+
+static psync_subscription_id
+slot_alloc(psync_transport *t, subscription *sub)
+{
+	size_t		i;
+
+	if (t->free_slot != NO_SLOT)
+	{
+		i = t->free_slot;
+		t->free_slot = t->slots[i].next_free;
+	}
+	else
+	{
+		if (t->nslots == t->slots_cap)
+		{
+			size_t		cap = t->slots_cap ? t->slots_cap * 2 : 16;
+			sub_slot   *slots = realloc(t->slots, cap * sizeof(*slots));
+
+			if (slots == NULL)
+				return 0;
+			t->slots = slots;
+			t->slots_cap = cap;
+		}
+		i = t->nslots++;
+		t->slots[i].generation = 0;
+	}
+	t->slots[i].generation++;
+	t->slots[i].sub = sub;
+	return ((uint64_t) t->slots[i].generation << 32) | (uint64_t) (i + 1);
+}
+
+static subscription *
+slot_take(psync_transport *t, psync_subscription_id id)
+{
+	size_t		i = (size_t) (id & 0xffffffffu);
+	uint32_t	generation = (uint32_t) (id >> 32);
+	subscription *sub;
+
+	if (i == 0 || i > t->nslots)
+		return NULL;
+	i--;
+	sub = t->slots[i].sub;
+	if (sub == NULL || t->slots[i].generation != generation)
+		return NULL;
+	t->slots[i].sub = NULL;
+	t->slots[i].next_free = t->free_slot;
+	t->free_slot = i;
+	return sub;
+}
+
+/* ---- entries ---- */
+
+static key_entry *
+entry_new(psync_transport *t, const char *key, size_t len)
+{
+	key_entry  *e = calloc(1, sizeof(*e));
+	size_t		table_len;
+
+	if (e == NULL || (e->key = malloc(len + 1)) == NULL)
+	{
+		free(e);
+		return NULL;
+	}
+	memcpy(e->key, key, len);
+	e->key[len] = '\0';
+	e->key_len = len;
+	e->is_pattern = key_is_pattern(key, len, &table_len);
+	if (!keymap_put(&t->keys, key, len, e))
+	{
+		free(e->key);
+		free(e);
+		return NULL;
+	}
+	if (e->is_pattern)
+		t->npatterns++;
+	return e;
+}
+
+static bool
+entry_append(key_entry *e, subscription *sub)
+{
+	if (e->nsubs == e->cap)
+	{
+		size_t		cap = e->cap ? e->cap * 2 : 4;
+		subscription **subs = realloc(e->subs, cap * sizeof(*subs));
+
+		if (subs == NULL)
+			return false;
+		e->subs = subs;
+		e->cap = cap;
+	}
+	e->subs[e->nsubs++] = sub;
+	sub->entry = e;
+	return true;
+}
+
+static void
+entry_remove_sub(key_entry *e, subscription *sub)
+{
+	for (size_t i = 0; i < e->nsubs; i++)
+	{
+		if (e->subs[i] == sub)
+		{
+			memmove(&e->subs[i], &e->subs[i + 1],
+					(e->nsubs - i - 1) * sizeof(*e->subs));
+			e->nsubs--;
+			break;
+		}
+	}
+	sub->entry = NULL;
+}
+
+/* Unlink an empty entry; returns its backend data for detach. */
+static void *
+entry_drop(psync_transport *t, key_entry *e)
+{
+	void	   *data = e->backend_data;
+
+	keymap_remove(&t->keys, e->key, e->key_len);
+	if (e->is_pattern)
+		t->npatterns--;
+	free(e->subs);
+	free(e->key);
+	free(e);
+	return data;
+}
+
+/* ---- subscribe / unsubscribe ---- */
+
+psync_status
+psync_transport_subscribe(psync_transport *t, const char *key,
+						  psync_handler_fn handler, void *ctx,
+						  psync_subscription_id *out_id)
+{
+	size_t		len,
+				table_len;
+	key_entry  *e;
+	subscription *sub;
+	bool		created = false;
+	void	   *data = NULL;
+	psync_status st;
+
+	if (t == NULL || key == NULL || handler == NULL || out_id == NULL)
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	len = strlen(key);
+	if (!key_is_subscribable(key, len) && !key_is_pattern(key, len, &table_len))
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	if ((sub = calloc(1, sizeof(*sub))) == NULL)
+		return PSYNC_ERR_NO_MEMORY;
+	sub->fn = handler;
+	sub->ctx = ctx;
+	atomic_init(&sub->active, true);
+
+	pthread_mutex_lock(&t->lock);
+	e = keymap_get(&t->keys, key, len);
+	if (e == NULL)
+	{
+		created = true;
+		e = entry_new(t, key, len);
+	}
+	if (e == NULL || !entry_append(e, sub) || (sub->id = slot_alloc(t, sub)) == 0)
+	{
+		if (e != NULL && sub->entry != NULL)
+			entry_remove_sub(e, sub);
+		if (e != NULL && e->nsubs == 0)
+			entry_drop(t, e);
+		pthread_mutex_unlock(&t->lock);
+		free(sub);
+		return PSYNC_ERR_NO_MEMORY;
+	}
+	*out_id = sub->id;
+	pthread_mutex_unlock(&t->lock);
+
+	if (!created || t->ops->attach == NULL)
+		return PSYNC_OK;
+	st = t->ops->attach(t, key, len, e->is_pattern, &data);
+	if (st != PSYNC_OK)
+	{
+		psync_unsubscribe(t, *out_id);
+		*out_id = 0;
+		return st;
+	}
+	pthread_mutex_lock(&t->lock);
+	e->backend_data = data;		/* e lives: our subscription is in it */
+	pthread_mutex_unlock(&t->lock);
+	return PSYNC_OK;
+}
+
+static unsigned
+frames_on_this_thread(const subscription *sub)
+{
+	unsigned	n = 0;
+
+	for (delivery_frame *f = tls_frames; f != NULL; f = f->next)
+		n += f->sub == sub;
+	return n;
+}
+
+void
+psync_unsubscribe(psync_transport *t, psync_subscription_id id)
+{
+	subscription *sub;
+	key_entry  *e;
+	void	   *detach_data = NULL;
+	bool		detach = false;
+	unsigned	own;
+
+	if (t == NULL || id == 0)
+		return;
+	pthread_mutex_lock(&t->lock);
+	sub = slot_take(t, id);
+	if (sub == NULL)
+	{
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	atomic_store(&sub->active, false);
+	e = sub->entry;
+	entry_remove_sub(e, sub);
+	if (e->nsubs == 0)
+	{
+		detach_data = entry_drop(t, e);
+		detach = true;
+	}
+	own = frames_on_this_thread(sub);
+	while (sub->busy > own)
+		pthread_cond_wait(&t->handler_done, &t->lock);
+	if (sub->busy == 0)
+		free(sub);
+	else
+		sub->free_when_idle = true;
+	pthread_mutex_unlock(&t->lock);
+	if (detach && detach_data != NULL && t->ops->detach != NULL)
+		t->ops->detach(t, detach_data);
+}
+
+size_t
+psync_transport_key_count(psync_transport *t)
+{
+	size_t		n;
+
+	if (t == NULL)
+		return 0;
+	pthread_mutex_lock(&t->lock);
+	n = t->keys.count;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+/* ---- delivery ---- */
+
+/* Call the snapshotted handlers, then release them (takes the lock). */
+static void
+run_handlers(psync_transport *t, subscription **subs, size_t n,
+			 const psync_event *event)
+{
+	for (size_t i = 0; i < n; i++)
+	{
+		delivery_frame frame = {subs[i], tls_frames};
+
+		if (!atomic_load(&subs[i]->active))
+			continue;
+		tls_frames = &frame;
+		subs[i]->fn(subs[i]->ctx, event);
+		tls_frames = frame.next;
+	}
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < n; i++)
+	{
+		if (--subs[i]->busy == 0 && subs[i]->free_when_idle)
+			free(subs[i]);
+	}
+	pthread_cond_broadcast(&t->handler_done);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Append e's handlers to the snapshot (lock held); false: no memory. */
+static bool
+snapshot_entry(key_entry *e, subscription ***subs, size_t *n, size_t *cap,
+			   subscription **stack)
+{
+	if (*n + e->nsubs > *cap)
+	{
+		size_t		want = (*n + e->nsubs) * 2;
+		subscription **grown = malloc(want * sizeof(*grown));
+
+		if (grown == NULL)
+			return false;
+		memcpy(grown, *subs, *n * sizeof(*grown));
+		if (*subs != stack)
+			free(*subs);
+		*subs = grown;
+		*cap = want;
+	}
+	for (size_t i = 0; i < e->nsubs; i++)
+	{
+		e->subs[i]->busy++;
+		(*subs)[(*n)++] = e->subs[i];
+	}
+	return true;
+}
+
+static void
+deliver_entries(psync_transport *t, key_entry **entries, size_t nentries,
+				const psync_event *event)
+{
+	subscription *stack[DELIVERY_STACK];
+	subscription **subs = stack;
+	size_t		n = 0,
+				cap = DELIVERY_STACK;
+
+	for (size_t i = 0; i < nentries; i++)
+		if (entries[i] != NULL && !snapshot_entry(entries[i], &subs, &n, &cap, stack))
+			break;				/* out of memory: deliver to those we have */
+	pthread_mutex_unlock(&t->lock);
+	if (n > 0)
+		run_handlers(t, subs, n, event);
+	if (subs != stack)
+		free(subs);
+}
+
+void
+transport_deliver(psync_transport *t, const char *key, size_t len,
+				  const psync_event *event)
+{
+	key_entry  *e;
+
+	pthread_mutex_lock(&t->lock);
+	e = keymap_get(&t->keys, key, len);
+	deliver_entries(t, &e, 1, event);	/* unlocks */
+}
+
+/* The table part of a key: up to the first ':' (the whole key if none). */
+static size_t
+table_len_of(const char *key, size_t len)
+{
+	const char *colon = memchr(key, ':', len);
+
+	return colon != NULL ? (size_t) (colon - key) : len;
+}
+
+void
+transport_deliver_key_and_pattern(psync_transport *t, const psync_event *event)
+{
+	key_entry  *entries[2] = {NULL, NULL};
+
+	pthread_mutex_lock(&t->lock);
+	entries[0] = keymap_get(&t->keys, event->key, event->key_len);
+	if (t->npatterns > 0)
+	{
+		size_t		tl = table_len_of(event->key, event->key_len);
+		char		pattern[PSYNC_MAX_KEY_LEN + 2];
+
+		if (tl <= PSYNC_MAX_KEY_LEN)
+		{
+			memcpy(pattern, event->key, tl);
+			pattern[tl] = ':';
+			pattern[tl + 1] = '*';
+			entries[1] = keymap_get(&t->keys, pattern, tl + 2);
+		}
+	}
+	deliver_entries(t, entries, 2, event);	/* unlocks */
+}
+
+typedef struct entry_list
+{
+	key_entry **items;
+	size_t		n;
+} entry_list;
+
+static void
+collect_entry(void *ctx, void *value)
+{
+	entry_list *list = ctx;
+
+	list->items[list->n++] = value;
+}
+
+void
+transport_deliver_all(psync_transport *t, const psync_event *event)
+{
+	entry_list	list = {NULL, 0};
+
+	pthread_mutex_lock(&t->lock);
+	list.items = malloc((t->keys.count + 1) * sizeof(*list.items));
+	if (list.items == NULL)
+	{
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	keymap_each(&t->keys, collect_entry, &list);
+	deliver_entries(t, list.items, list.n, event);	/* unlocks */
+	free(list.items);
+}
+
+/* ---- publish / destroy ---- */
+
+psync_status
+psync_transport_publish(psync_transport *t, const psync_envelope *env)
+{
+	if (t == NULL || env == NULL || env->key == NULL ||
+		!key_is_subscribable(env->key, env->key_len))
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	return t->ops->publish(t, env);
+}
+
+psync_status
+psync_transport_publish_raw(psync_transport *t, const char *key,
+							const void *bytes, size_t len)
+{
+	size_t		key_len;
+
+	if (t == NULL || key == NULL || (bytes == NULL && len > 0))
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	key_len = strlen(key);
+	if (!key_is_subscribable(key, key_len))
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	return t->ops->publish_raw(t, key, key_len, bytes, len);
+}
+
+psync_status
+psync_transport_flush(psync_transport *t, int timeout_ms)
+{
+	if (t == NULL)
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	return t->ops->flush != NULL ? t->ops->flush(t, timeout_ms) : PSYNC_OK;
+}
+
+void
+psync_transport_destroy(psync_transport *t)
+{
+	entry_list	list = {NULL, 0};
+
+	if (t == NULL)
+		return;
+	pthread_mutex_lock(&t->lock);
+	list.items = malloc((t->keys.count + 1) * sizeof(*list.items));
+	if (list.items != NULL)
+		keymap_each(&t->keys, collect_entry, &list);
+	for (size_t i = 0; i < list.n; i++)
+	{
+		key_entry  *e = list.items[i];
+
+		while (e->nsubs > 0)
+		{
+			subscription *sub = e->subs[0];
+
+			slot_take(t, sub->id);
+			atomic_store(&sub->active, false);
+			entry_remove_sub(e, sub);
+			while (sub->busy > 0)
+				pthread_cond_wait(&t->handler_done, &t->lock);
+			free(sub);
+		}
+		list.items[i] = entry_drop(t, e);	/* now: backend data */
+	}
+	pthread_mutex_unlock(&t->lock);
+	for (size_t i = 0; i < list.n; i++)
+		if (list.items[i] != NULL && t->ops->detach != NULL)
+			t->ops->detach(t, list.items[i]);
+	free(list.items);
+	if (t->ops->destroy != NULL)
+		t->ops->destroy(t);
+	keymap_free(&t->keys);
+	free(t->slots);
+	pthread_cond_destroy(&t->handler_done);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+/* ---- encoding helper for backends ---- */
+
+typedef struct grow_buffer
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+	bool		out_of_memory;
+} grow_buffer;
+
+static int
+grow_buffer_write(void *ctx, const char *bytes, size_t len)
+{
+	grow_buffer *b = ctx;
+
+	if (b->len + len > b->cap)
+	{
+		size_t		cap = (b->len + len) * 2;
+		char	   *data = realloc(b->data, cap);
+
+		if (data == NULL)
+		{
+			b->out_of_memory = true;
+			return -1;
+		}
+		b->data = data;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, bytes, len);
+	b->len += len;
+	return 0;
+}
+
+psync_status
+envelope_encode_alloc(const psync_envelope *env, char **out, size_t *out_len)
+{
+	grow_buffer b = {NULL, 0, 0, false};
+
+	if (psync_envelope_encode(env, grow_buffer_write, &b) != 0)
+	{
+		free(b.data);
+		return b.out_of_memory ? PSYNC_ERR_NO_MEMORY : PSYNC_ERR_INVALID_ARGUMENT;
+	}
+	*out = b.data;
+	*out_len = b.len;
+	return PSYNC_OK;
+}

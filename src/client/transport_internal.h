@@ -1,0 +1,85 @@
+/*
+ * transport_internal.h — the transport core shared by the in-process and
+ * NATS transports (internal to libparasync).
+ *
+ * The core owns subscriptions, their ids, the key → subscribers map and
+ * delivery; a backend (ops) only decides what "first subscriber of a key",
+ * "last one gone" and "publish" mean.
+ */
+#ifndef PSYNC_TRANSPORT_INTERNAL_H
+#define PSYNC_TRANSPORT_INTERNAL_H
+
+#include <pthread.h>
+
+#include "para_sync/client.h"
+#include "keymap.h"
+
+typedef struct subscription subscription;
+typedef struct sub_slot sub_slot;
+
+/* The subscribers of one key (or one "<table>:*" pattern). */
+typedef struct key_entry
+{
+	char	   *key;
+	size_t		key_len;
+	bool		is_pattern;
+	subscription **subs;		/* in subscription order */
+	size_t		nsubs;
+	size_t		cap;
+	void	   *backend_data;	/* e.g. the NATS subscription */
+} key_entry;
+
+typedef struct transport_ops
+{
+	/* First subscriber of a key: set up the bus side, *data for detach. */
+	psync_status (*attach) (psync_transport *t, const char *key, size_t len,
+							bool is_pattern, void **data);
+	/* Last subscriber gone: tear down what attach made (lock not held). */
+	void		(*detach) (psync_transport *t, void *backend_data);
+	psync_status (*publish) (psync_transport *t, const psync_envelope *env);
+	psync_status (*publish_raw) (psync_transport *t, const char *key,
+								 size_t key_len, const void *bytes, size_t len);
+	psync_status (*flush) (psync_transport *t, int timeout_ms);
+	/* Free the backend after every key was detached. */
+	void		(*destroy) (psync_transport *t);
+} transport_ops;
+
+struct psync_transport
+{
+	const transport_ops *ops;
+	void	   *backend;
+	pthread_mutex_t lock;
+	pthread_cond_t handler_done;
+	keymap		keys;
+	size_t		npatterns;
+	sub_slot   *slots;
+	size_t		nslots;
+	size_t		slots_cap;
+	size_t		free_slot;		/* head of the free list, or SIZE_MAX */
+};
+
+psync_status transport_init(psync_transport *t, const transport_ops *ops,
+							void *backend);
+
+/* Deliver event to the subscribers of key (exact entry only). */
+void		transport_deliver(psync_transport *t, const char *key, size_t len,
+							  const psync_event *event);
+
+/* Deliver to the exact key and to its table's pattern, if any. */
+void		transport_deliver_key_and_pattern(psync_transport *t,
+											  const psync_event *event);
+
+/* Deliver event to every subscriber of every key (e.g. PSYNC_EVENT_LOST). */
+void		transport_deliver_all(psync_transport *t, const psync_event *event);
+
+/* True for "<sync name>:*"; *table_len gets the sync name's length. */
+bool		key_is_pattern(const char *key, size_t len, size_t *table_len);
+
+/* True for a key that may appear on the bus (SPEC §2 charset, length). */
+bool		key_is_subscribable(const char *key, size_t len);
+
+/* Encode env into a malloc'd buffer. */
+psync_status envelope_encode_alloc(const psync_envelope *env, char **out,
+								   size_t *out_len);
+
+#endif							/* PSYNC_TRANSPORT_INTERNAL_H */

@@ -1,0 +1,393 @@
+/*
+ * transport_nats.c — the NATS transport backend (nats.c).
+ *
+ * The C twin of the seed's NatsTransport: subject "<prefix>.<key>" (SPEC
+ * §2), one NATS subscription per key shared by every local subscriber (the
+ * transport core fans out), torn down with the last one; each message is
+ * decoded once.  A table pattern "<table>:*" cannot be a NATS wildcard (a
+ * key is one subject token), so it subscribes to "<prefix>.*" and drops
+ * subjects outside "<prefix>.<table>:" before decoding.
+ *
+ * Core NATS is at-most-once: after a reconnect, or when nats.c reports a
+ * slow consumer (it dropped messages), every subscriber gets
+ * PSYNC_EVENT_LOST and replicas refetch.
+ *
+ * Lifetime: a message callback may still run after natsSubscription_
+ * Unsubscribe returns, so the per-key context is freed by nats.c's
+ * on-complete callback, and destroy waits for all of them.
+ */
+#include "transport_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nats/nats.h>
+
+#define DESTROY_WAIT_SECONDS 10
+
+typedef struct nats_backend
+{
+	natsConnection *conn;
+	psync_transport *transport;
+	char	   *prefix;
+	size_t		prefix_len;
+	pthread_mutex_t lock;
+	pthread_cond_t completed;
+	int			live_subs;		/* key subscriptions not yet completed */
+} nats_backend;
+
+/* One NATS subscription, for one key or one table pattern. */
+typedef struct nats_key_sub
+{
+	nats_backend *backend;
+	natsSubscription *sub;
+	bool		is_pattern;
+	char	   *key;			/* the transport key ("users:1", "users:*") */
+	size_t		key_len;
+	size_t		filter_len;		/* pattern: strlen("<prefix>.<table>:") */
+	char		subject[];		/* "<prefix>.<key>" or the filter */
+} nats_key_sub;
+
+static nats_backend *
+backend_of(psync_transport *t)
+{
+	return (nats_backend *) t->backend;
+}
+
+static void
+on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	nats_key_sub *ks = closure;
+	nats_backend *b = ks->backend;
+	const char *subject = natsMsg_GetSubject(msg);
+	size_t		subject_len = strlen(subject);
+	psync_envelope env;
+	psync_event event = {0};
+
+	(void) nc;
+	(void) sub;
+	if (ks->is_pattern &&
+		(subject_len <= ks->filter_len || memcmp(subject, ks->subject, ks->filter_len) != 0))
+	{
+		natsMsg_Destroy(msg);
+		return;
+	}
+	event.key = subject_len > b->prefix_len + 1 ? subject + b->prefix_len + 1 : "";
+	event.key_len = strlen(event.key);
+	event.decode_error = psync_envelope_decode(natsMsg_GetData(msg),
+											   (size_t) natsMsg_GetDataLength(msg), &env);
+	event.kind = event.decode_error == PSYNC_DECODE_OK ?
+		PSYNC_EVENT_ENVELOPE : PSYNC_EVENT_MALFORMED;
+	event.envelope = event.kind == PSYNC_EVENT_ENVELOPE ? &env : NULL;
+	transport_deliver(b->transport, ks->key, ks->key_len, &event);
+	natsMsg_Destroy(msg);
+}
+
+static void
+on_complete(void *closure)
+{
+	nats_key_sub *ks = closure;
+	nats_backend *b = ks->backend;
+
+	free(ks->key);
+	free(ks);
+	pthread_mutex_lock(&b->lock);
+	b->live_subs--;
+	pthread_cond_broadcast(&b->completed);
+	pthread_mutex_unlock(&b->lock);
+}
+
+static nats_key_sub *
+key_sub_new(nats_backend *b, const char *key, size_t len, bool is_pattern)
+{
+	/* subject: prefix '.' key; a pattern's filter replaces '*' with nothing */
+	nats_key_sub *ks = calloc(1, sizeof(*ks) + b->prefix_len + 1 + len + 1);
+
+	if (ks == NULL || (ks->key = strndup(key, len)) == NULL)
+	{
+		free(ks);
+		return NULL;
+	}
+	ks->backend = b;
+	ks->is_pattern = is_pattern;
+	ks->key_len = len;
+	memcpy(ks->subject, b->prefix, b->prefix_len);
+	ks->subject[b->prefix_len] = '.';
+	memcpy(ks->subject + b->prefix_len + 1, key, len);
+	if (is_pattern)
+	{
+		ks->filter_len = b->prefix_len + 1 + len - 1;	/* drop the '*' */
+		ks->subject[ks->filter_len] = '\0';
+	}
+	return ks;
+}
+
+static psync_status
+nats_attach(psync_transport *t, const char *key, size_t len, bool is_pattern,
+			void **data)
+{
+	nats_backend *b = backend_of(t);
+	nats_key_sub *ks = key_sub_new(b, key, len, is_pattern);
+	char		wildcard[256];
+	const char *subject;
+	natsStatus	s;
+
+	if (ks == NULL)
+		return PSYNC_ERR_NO_MEMORY;
+	subject = ks->subject;
+	if (is_pattern)
+	{
+		snprintf(wildcard, sizeof(wildcard), "%s.*", b->prefix);
+		subject = wildcard;
+	}
+	s = natsConnection_Subscribe(&ks->sub, b->conn, subject, on_message, ks);
+	if (s == NATS_OK)
+		s = natsSubscription_SetOnCompleteCB(ks->sub, on_complete, ks);
+	if (s != NATS_OK)
+	{
+		if (ks->sub != NULL)
+		{
+			natsSubscription_Unsubscribe(ks->sub);
+			natsSubscription_Destroy(ks->sub);
+		}
+		free(ks->key);
+		free(ks);			/* no callback can have run: it was never set up */
+		return PSYNC_ERR_NATS;
+	}
+	pthread_mutex_lock(&b->lock);
+	b->live_subs++;
+	pthread_mutex_unlock(&b->lock);
+	*data = ks;
+	return PSYNC_OK;
+}
+
+static void
+nats_detach(psync_transport *t, void *data)
+{
+	nats_key_sub *ks = data;
+	natsSubscription *sub = ks->sub;
+
+	(void) t;
+	natsSubscription_Unsubscribe(sub);	/* on_complete frees ks */
+	natsSubscription_Destroy(sub);
+}
+
+static psync_status
+nats_publish_raw(psync_transport *t, const char *key, size_t key_len,
+				 const void *bytes, size_t len)
+{
+	nats_backend *b = backend_of(t);
+	char		stack[PSYNC_MAX_KEY_LEN + 128];
+	char	   *subject = stack;
+	size_t		need = b->prefix_len + 1 + key_len + 1;
+	natsStatus	s;
+
+	if (need > sizeof(stack) && (subject = malloc(need)) == NULL)
+		return PSYNC_ERR_NO_MEMORY;
+	memcpy(subject, b->prefix, b->prefix_len);
+	subject[b->prefix_len] = '.';
+	memcpy(subject + b->prefix_len + 1, key, key_len);
+	subject[need - 1] = '\0';
+	s = natsConnection_Publish(b->conn, subject, bytes, (int) len);
+	if (subject != stack)
+		free(subject);
+	return s == NATS_OK ? PSYNC_OK : PSYNC_ERR_NATS;
+}
+
+static psync_status
+nats_publish(psync_transport *t, const psync_envelope *env)
+{
+	char	   *bytes;
+	size_t		len;
+	psync_status st = envelope_encode_alloc(env, &bytes, &len);
+
+	if (st != PSYNC_OK)
+		return st;
+	st = nats_publish_raw(t, env->key, env->key_len, bytes, len);
+	free(bytes);
+	return st;
+}
+
+static psync_status
+nats_flush(psync_transport *t, int timeout_ms)
+{
+	natsStatus	s = natsConnection_FlushTimeout(backend_of(t)->conn,
+												timeout_ms < 0 ? 60000 : timeout_ms);
+
+	return s == NATS_OK ? PSYNC_OK : s == NATS_TIMEOUT ? PSYNC_ERR_TIMEOUT : PSYNC_ERR_NATS;
+}
+
+static void
+wait_for_completions(nats_backend *b)
+{
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += DESTROY_WAIT_SECONDS;
+	pthread_mutex_lock(&b->lock);
+	while (b->live_subs > 0)
+		if (pthread_cond_timedwait(&b->completed, &b->lock, &deadline) == ETIMEDOUT)
+			break;				/* nats.c never completed: leak, never crash */
+	pthread_mutex_unlock(&b->lock);
+}
+
+static void
+nats_destroy(psync_transport *t)
+{
+	nats_backend *b = backend_of(t);
+
+	wait_for_completions(b);
+	if (b->conn != NULL)
+	{
+		natsConnection_Close(b->conn);
+		natsConnection_Destroy(b->conn);
+	}
+	pthread_cond_destroy(&b->completed);
+	pthread_mutex_destroy(&b->lock);
+	free(b->prefix);
+	free(b);
+}
+
+static const transport_ops nats_ops = {
+	.attach = nats_attach,
+	.detach = nats_detach,
+	.publish = nats_publish,
+	.publish_raw = nats_publish_raw,
+	.flush = nats_flush,
+	.destroy = nats_destroy,
+};
+
+/* ---- connection events: messages may have been lost ---- */
+
+static void
+on_reconnected(natsConnection *nc, void *closure)
+{
+	psync_event event = {.kind = PSYNC_EVENT_LOST};
+
+	(void) nc;
+	transport_deliver_all(closure, &event);
+}
+
+static void
+on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
+			   void *closure)
+{
+	psync_event event = {.kind = PSYNC_EVENT_LOST};
+
+	(void) nc;
+	(void) sub;
+	if (err == NATS_SLOW_CONSUMER)
+		transport_deliver_all(closure, &event);
+}
+
+/* ---- connect ---- */
+
+void
+psync_nats_options_init(psync_nats_options *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->subject_prefix = "synced";
+	opts->max_reconnect = -1;
+	opts->reconnect_wait_ms = 250;
+	opts->connect_timeout_ms = 2000;
+}
+
+static bool
+prefix_is_valid(const char *prefix)
+{
+	size_t		len = strlen(prefix);
+
+	if (len == 0 || len > 200 || prefix[0] == '.' || prefix[len - 1] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (prefix[i] <= ' ' || prefix[i] == '*' || prefix[i] == '>' || prefix[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static natsStatus
+make_nats_options(const psync_nats_options *o, psync_transport *t, natsOptions **out)
+{
+	natsOptions *no = NULL;
+	natsStatus	s = natsOptions_Create(&no);
+
+	if (s == NATS_OK)
+		s = natsOptions_SetURL(no, o->url);
+	if (s == NATS_OK && o->name != NULL)
+		s = natsOptions_SetName(no, o->name);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(no, o->max_reconnect);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectWait(no, o->reconnect_wait_ms > 0 ? o->reconnect_wait_ms : 250);
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(no, o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 2000);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(no, on_reconnected, t);
+	if (s == NATS_OK)
+		s = natsOptions_SetErrorHandler(no, on_async_error, t);
+	if (s != NATS_OK)
+		natsOptions_Destroy(no);
+	else
+		*out = no;
+	return s;
+}
+
+static nats_backend *
+backend_new(const psync_nats_options *opts)
+{
+	nats_backend *b = calloc(1, sizeof(*b));
+	const char *prefix = opts->subject_prefix ? opts->subject_prefix : "synced";
+
+	if (b == NULL || (b->prefix = strdup(prefix)) == NULL)
+	{
+		free(b);
+		return NULL;
+	}
+	b->prefix_len = strlen(prefix);
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_cond_init(&b->completed, NULL);
+	return b;
+}
+
+psync_status
+psync_nats_transport_connect(const psync_nats_options *opts, psync_transport **out)
+{
+	psync_transport *t;
+	nats_backend *b;
+	natsOptions *no = NULL;
+	psync_status st;
+
+	if (out == NULL)
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	*out = NULL;
+	if (opts == NULL || opts->url == NULL ||
+		(opts->subject_prefix != NULL && !prefix_is_valid(opts->subject_prefix)))
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	t = malloc(sizeof(*t));
+	b = backend_new(opts);
+	if (t == NULL || b == NULL || (st = transport_init(t, &nats_ops, b)) != PSYNC_OK)
+	{
+		if (b != NULL)
+		{
+			free(b->prefix);
+			free(b);
+		}
+		free(t);
+		return PSYNC_ERR_NO_MEMORY;
+	}
+	b->transport = t;
+	if (make_nats_options(opts, t, &no) != NATS_OK ||
+		natsConnection_Connect(&b->conn, no) != NATS_OK)
+	{
+		natsOptions_Destroy(no);
+		b->conn = NULL;
+		t->ops = &nats_ops;
+		psync_transport_destroy(t);
+		return PSYNC_ERR_NATS;
+	}
+	natsOptions_Destroy(no);
+	*out = t;
+	return PSYNC_OK;
+}
