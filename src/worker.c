@@ -27,6 +27,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -147,6 +148,37 @@ define_settings(void)
 			  &psync_poll_interval_ms, 1000, 10, 3600000);
 }
 
+/*
+ * The postmaster logs 'parameter "x" changed to "value"' when a reload
+ * changes a setting.  For the secret settings the value is cut off here.
+ */
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+static void
+redact_secrets(ErrorData *edata)
+{
+	static const char *const secrets[] = {
+		"\"para_sync.nats_token\"", "\"para_sync.nats_password\"",
+		"\"para_sync.nats_credentials_file\"", "\"para_sync.tls_key_file\""
+	};
+
+	if (edata->message != NULL && strncmp(edata->message, "parameter \"para_sync.", 21) == 0)
+	{
+		for (int i = 0; i < lengthof(secrets); i++)
+		{
+			const char *at = strstr(edata->message, secrets[i]);
+
+			if (at != NULL)
+			{
+				edata->message = psprintf("parameter %s changed (value not logged)", secrets[i]);
+				break;
+			}
+		}
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
 /* Called from _PG_init. */
 void
 publisher_init(void)
@@ -157,6 +189,9 @@ publisher_init(void)
 	status_shmem_init();
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = redact_secrets;
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -505,6 +540,24 @@ refresh_backlog(bool caught_up)
 	end_work();
 }
 
+/*
+ * Flush WAL up to the insert position read after the batch: every commit
+ * record the batch's snapshot saw ends at or before it.  At a page start the
+ * insert position lies after a page header that is not written yet; flush
+ * to the page boundary then (that is where the last record ended).
+ */
+static void
+flush_wal(void)
+{
+	XLogRecPtr	upto = GetXLogInsertRecPtr();
+
+	if (XLogSegmentOffset(upto, wal_segment_size) == SizeOfXLogLongPHD)
+		upto -= SizeOfXLogLongPHD;
+	else if (upto % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		upto -= SizeOfXLogShortPHD;
+	XLogFlush(upto);
+}
+
 typedef enum DrainResult
 {
 	DRAIN_CAUGHT_UP,			/* published everything there was */
@@ -527,7 +580,7 @@ drain_once(char *errbuf, size_t errlen)
 		return DRAIN_CAUGHT_UP;
 
 	/* publish only what is durable, whatever synchronous_commit was */
-	XLogFlush(GetXLogInsertRecPtr());
+	flush_wal();
 
 	shrink_oversized(&b);
 	set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");

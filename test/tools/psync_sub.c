@@ -13,6 +13,8 @@
  *   -q  do not write lines (benchmarks)
  *   -l  latency: each envelope's value has a timestamptz column "ts" (set by
  *       the writer); print p50/p90/p99/max of receive time - ts at exit
+ *   -w  reconnect wait in ms (default 50); after every reconnect the
+ *       file READYFILE.reconnected is created
  *   -j  instead of subscribing, read every message stored in JetStream stream
  *       STREAM (from its first), write the lines, and exit
  *
@@ -146,6 +148,22 @@ on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 	natsMsg_Destroy(msg);
 }
 
+static const char *ready = NULL;
+
+static void
+on_reconnected(natsConnection *nc, void *closure)
+{
+	char		path[4096];
+	FILE	   *f;
+
+	if (ready == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s.reconnected", ready);
+	f = fopen(path, "w");
+	if (f)
+		fclose(f);
+}
+
 static int
 cmp_i64(const void *a, const void *b)
 {
@@ -206,15 +224,16 @@ main(int argc, char **argv)
 {
 	const char *url = "nats://127.0.0.1:4222";
 	const char *subject = "synced.>";
-	const char *ready = NULL;
 	const char *stream = NULL;
+	natsOptions *opts = NULL;
+	int64_t		reconnect_wait = 50;
 	natsConnection *nc = NULL;
 	natsSubscription *sub = NULL;
 	natsStatus	s;
 	int			c;
 
 	out = stdout;
-	while ((c = getopt(argc, argv, "u:s:o:r:n:qlj:")) != -1)
+	while ((c = getopt(argc, argv, "u:s:o:r:n:qlj:w:")) != -1)
 	{
 		switch (c)
 		{
@@ -247,15 +266,24 @@ main(int argc, char **argv)
 			case 'j':
 				stream = optarg;
 				break;
+			case 'w':
+				reconnect_wait = atol(optarg);
+				break;
 			default:
-				fprintf(stderr, "usage: psync_sub -u URL [-s SUBJECT] [-o FILE] [-r READYFILE] [-n COUNT] [-q] [-l] [-j STREAM]\n");
+				fprintf(stderr, "usage: psync_sub -u URL [-s SUBJECT] [-o FILE] [-r READYFILE] [-n COUNT] [-q] [-l] [-w MS] [-j STREAM]\n");
 				return 2;
 		}
 	}
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 
-	if ((s = natsConnection_ConnectTo(&nc, url)) != NATS_OK)
+	if ((s = natsOptions_Create(&opts)) != NATS_OK ||
+		(s = natsOptions_SetURL(opts, url)) != NATS_OK ||
+		(s = natsOptions_SetMaxReconnect(opts, -1)) != NATS_OK ||
+		(s = natsOptions_SetReconnectWait(opts, reconnect_wait)) != NATS_OK ||
+		(s = natsOptions_SetReconnectedCB(opts, on_reconnected, NULL)) != NATS_OK)
+		die("options", s);
+	if ((s = natsConnection_Connect(&nc, opts)) != NATS_OK)
 		die("connect", s);
 	if (stream != NULL)
 		return dump_stream(nc, stream, subject);
