@@ -88,10 +88,12 @@ on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
 static void
 on_js_ack_error(jsCtx *ctx, jsPubAckErr *pae, void *closure)
 {
+	const char *status = natsStatus_GetText(pae->Err);
+	bool		extra = pae->ErrText != NULL && strcmp(pae->ErrText, status) != 0;
+
 	pthread_mutex_lock(&js_err_mutex);
-	snprintf(js_err_text, sizeof(js_err_text), "%s%s%s",
-			 natsStatus_GetText(pae->Err),
-			 pae->ErrText ? ": " : "", pae->ErrText ? pae->ErrText : "");
+	snprintf(js_err_text, sizeof(js_err_text), "%s%s%s", status,
+			 extra ? ": " : "", extra ? pae->ErrText : "");
 	pthread_mutex_unlock(&js_err_mutex);
 	pg_atomic_fetch_add_u64(&js_ack_errors, 1);
 	wake();

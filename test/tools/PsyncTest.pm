@@ -181,6 +181,7 @@ para_sync.nats_url = '$url'
 para_sync.backoff_max = '1s'
 para_sync.reconnect_wait = '200ms'
 max_connections = 40
+restart_after_crash = on
 } . ($extra // ''));
 	$node->start;
 	return $node;

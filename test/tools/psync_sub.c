@@ -15,6 +15,8 @@
  *       the writer); print p50/p90/p99/max of receive time - ts at exit
  *   -w  reconnect wait in ms (default 50); after every reconnect the
  *       file READYFILE.reconnected is created
+ *   -C  create JetStream stream STREAM for SUBJECT (file storage), exit
+ *   -D  delete JetStream stream STREAM, exit
  *   -j  instead of subscribing, read every message stored in JetStream stream
  *       STREAM (from its first), write the lines, and exit
  *
@@ -219,12 +221,47 @@ dump_stream(natsConnection *nc, const char *stream, const char *subject)
 	return 0;
 }
 
+static int
+manage_stream(natsConnection *nc, const char *stream, const char *subject,
+			  bool create)
+{
+	jsCtx	   *js = NULL;
+	jsStreamConfig cfg;
+	jsStreamInfo *si = NULL;
+	jsErrCode	jerr = 0;
+	natsStatus	s;
+
+	if ((s = natsConnection_JetStream(&js, nc, NULL)) != NATS_OK)
+		die("jetstream", s);
+	if (create)
+	{
+		jsStreamConfig_Init(&cfg);
+		cfg.Name = stream;
+		cfg.Subjects = &subject;
+		cfg.SubjectsLen = 1;
+		cfg.Storage = js_FileStorage;
+		s = js_AddStream(&si, js, &cfg, NULL, &jerr);
+		jsStreamInfo_Destroy(si);
+	}
+	else
+		s = js_DeleteStream(js, stream, NULL, &jerr);
+	if (s != NATS_OK)
+	{
+		fprintf(stderr, "psync_sub: stream %s: %s (%d)\n", stream, natsStatus_GetText(s), (int) jerr);
+		return 1;
+	}
+	jsCtx_Destroy(js);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *url = "nats://127.0.0.1:4222";
 	const char *subject = "synced.>";
 	const char *stream = NULL;
+	const char *manage = NULL;
+	bool		create = false;
 	natsOptions *opts = NULL;
 	int64_t		reconnect_wait = 50;
 	natsConnection *nc = NULL;
@@ -233,7 +270,7 @@ main(int argc, char **argv)
 	int			c;
 
 	out = stdout;
-	while ((c = getopt(argc, argv, "u:s:o:r:n:qlj:w:")) != -1)
+	while ((c = getopt(argc, argv, "u:s:o:r:n:qlj:w:C:D:")) != -1)
 	{
 		switch (c)
 		{
@@ -266,11 +303,16 @@ main(int argc, char **argv)
 			case 'j':
 				stream = optarg;
 				break;
+			case 'C':
+			case 'D':
+				manage = optarg;
+				create = (c == 'C');
+				break;
 			case 'w':
 				reconnect_wait = atol(optarg);
 				break;
 			default:
-				fprintf(stderr, "usage: psync_sub -u URL [-s SUBJECT] [-o FILE] [-r READYFILE] [-n COUNT] [-q] [-l] [-w MS] [-j STREAM]\n");
+				fprintf(stderr, "usage: psync_sub -u URL [-s SUBJECT] [-o FILE] [-r READYFILE] [-n COUNT] [-q] [-l] [-w MS] [-j STREAM | -C STREAM | -D STREAM]\n");
 				return 2;
 		}
 	}
@@ -285,6 +327,8 @@ main(int argc, char **argv)
 		die("options", s);
 	if ((s = natsConnection_Connect(&nc, opts)) != NATS_OK)
 		die("connect", s);
+	if (manage != NULL)
+		return manage_stream(nc, manage, subject, create);
 	if (stream != NULL)
 		return dump_stream(nc, stream, subject);
 
