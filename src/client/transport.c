@@ -8,10 +8,13 @@
  * handler is neither running on another thread nor called again; a key with
  * no subscribers is removed at once (key_count()).
  *
- * Delivery takes the lock twice (snapshot the handlers and mark them busy;
- * unmark them) and never while a handler runs, so handlers may subscribe,
- * unsubscribe and publish.  Up to DELIVERY_STACK handlers are snapshotted on
- * the stack: the common path does not allocate.
+ * Delivery takes the lock twice (snapshot the handlers, pinning their
+ * memory; unpin them) and never while a handler runs, so handlers may
+ * subscribe, unsubscribe and publish.  Whether a handler is running is an
+ * atomic counter checked against the atomic "active" flag in Dekker style:
+ * either the deliverer sees the unsubscription and skips the handler, or
+ * the unsubscriber sees it running and waits.  Up to DELIVERY_STACK handlers
+ * are snapshotted on the stack: the common path does not allocate.
  */
 #include "transport_internal.h"
 
@@ -31,8 +34,9 @@ struct subscription
 	psync_handler_fn fn;
 	void	   *ctx;
 	atomic_bool active;
-	unsigned	busy;			/* deliveries holding it; under the lock */
-	bool		free_when_idle; /* unsubscribed from inside its own handler */
+	atomic_uint running;		/* handler calls in progress */
+	unsigned	pins;			/* snapshots holding it; under the lock */
+	bool		free_when_unpinned; /* unsubscribed while pinned */
 };
 
 struct sub_slot
@@ -246,6 +250,7 @@ psync_transport_subscribe(psync_transport *t, const char *key,
 	sub->fn = handler;
 	sub->ctx = ctx;
 	atomic_init(&sub->active, true);
+	atomic_init(&sub->running, 0);
 
 	pthread_mutex_lock(&t->lock);
 	e = keymap_get(&t->keys, key, len);
@@ -292,6 +297,21 @@ frames_on_this_thread(const subscription *sub)
 	return n;
 }
 
+/*
+ * Wait (lock held) until sub's handler runs nowhere but, possibly, further
+ * up this thread's stack.  sub->active is already false.
+ */
+static void
+wait_until_not_running(psync_transport *t, subscription *sub)
+{
+	unsigned	own = frames_on_this_thread(sub);
+
+	atomic_fetch_add(&t->waiters, 1);
+	while (atomic_load(&sub->running) > own)
+		pthread_cond_wait(&t->handler_done, &t->lock);
+	atomic_fetch_sub(&t->waiters, 1);
+}
+
 void
 psync_unsubscribe(psync_transport *t, psync_subscription_id id)
 {
@@ -299,7 +319,6 @@ psync_unsubscribe(psync_transport *t, psync_subscription_id id)
 	key_entry  *e;
 	void	   *detach_data = NULL;
 	bool		detach = false;
-	unsigned	own;
 
 	if (t == NULL || id == 0)
 		return;
@@ -318,13 +337,11 @@ psync_unsubscribe(psync_transport *t, psync_subscription_id id)
 		detach_data = entry_drop(t, e);
 		detach = true;
 	}
-	own = frames_on_this_thread(sub);
-	while (sub->busy > own)
-		pthread_cond_wait(&t->handler_done, &t->lock);
-	if (sub->busy == 0)
+	wait_until_not_running(t, sub);
+	if (sub->pins == 0)
 		free(sub);
 	else
-		sub->free_when_idle = true;
+		sub->free_when_unpinned = true;
 	pthread_mutex_unlock(&t->lock);
 	if (detach && detach_data != NULL && t->ops->detach != NULL)
 		t->ops->detach(t, detach_data);
@@ -345,28 +362,37 @@ psync_transport_key_count(psync_transport *t)
 
 /* ---- delivery ---- */
 
-/* Call the snapshotted handlers, then release them (takes the lock). */
+/* Call the snapshotted handlers, then unpin them (takes the lock). */
 static void
 run_handlers(psync_transport *t, subscription **subs, size_t n,
 			 const psync_event *event)
 {
 	for (size_t i = 0; i < n; i++)
 	{
-		delivery_frame frame = {subs[i], tls_frames};
+		subscription *sub = subs[i];
+		delivery_frame frame = {sub, tls_frames};
 
-		if (!atomic_load(&subs[i]->active))
-			continue;
-		tls_frames = &frame;
-		subs[i]->fn(subs[i]->ctx, event);
-		tls_frames = frame.next;
+		atomic_fetch_add(&sub->running, 1);
+		if (atomic_load(&sub->active))
+		{
+			tls_frames = &frame;
+			sub->fn(sub->ctx, event);
+			tls_frames = frame.next;
+		}
+		atomic_fetch_sub(&sub->running, 1);
+		if (atomic_load(&t->waiters) > 0)
+		{
+			pthread_mutex_lock(&t->lock);
+			pthread_cond_broadcast(&t->handler_done);
+			pthread_mutex_unlock(&t->lock);
+		}
 	}
 	pthread_mutex_lock(&t->lock);
 	for (size_t i = 0; i < n; i++)
 	{
-		if (--subs[i]->busy == 0 && subs[i]->free_when_idle)
+		if (--subs[i]->pins == 0 && subs[i]->free_when_unpinned)
 			free(subs[i]);
 	}
-	pthread_cond_broadcast(&t->handler_done);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -390,7 +416,7 @@ snapshot_entry(key_entry *e, subscription ***subs, size_t *n, size_t *cap,
 	}
 	for (size_t i = 0; i < e->nsubs; i++)
 	{
-		e->subs[i]->busy++;
+		e->subs[i]->pins++;
 		(*subs)[(*n)++] = e->subs[i];
 	}
 	return true;
@@ -544,9 +570,11 @@ psync_transport_destroy(psync_transport *t)
 			slot_take(t, sub->id);
 			atomic_store(&sub->active, false);
 			entry_remove_sub(e, sub);
-			while (sub->busy > 0)
-				pthread_cond_wait(&t->handler_done, &t->lock);
-			free(sub);
+			wait_until_not_running(t, sub);
+			if (sub->pins == 0)
+				free(sub);
+			else
+				sub->free_when_unpinned = true;
 		}
 		list.items[i] = entry_drop(t, e);	/* now: backend data */
 	}

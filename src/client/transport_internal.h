@@ -10,6 +10,7 @@
 #define PSYNC_TRANSPORT_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "para_sync/client.h"
 #include "keymap.h"
@@ -49,7 +50,8 @@ struct psync_transport
 	const transport_ops *ops;
 	void	   *backend;
 	pthread_mutex_t lock;
-	pthread_cond_t handler_done;
+	pthread_cond_t handler_done;	/* a handler returned (waiters > 0) */
+	atomic_int	waiters;		/* unsubscribers waiting for a handler */
 	keymap		keys;
 	size_t		npatterns;
 	sub_slot   *slots;

@@ -81,11 +81,16 @@ test_buf_write(void *ctx, const char *bytes, size_t len)
 	return 0;
 }
 
-/* A value map {"name": name, "n": n} as msgpack bytes (static buffer). */
+/*
+ * A value map {"name": name, "n": n} as msgpack bytes, in one of 16 rotating
+ * static buffers (so a test can hold several envelopes at once).
+ */
 static inline const uint8_t *
 test_value(const char *name, long n, size_t *len)
 {
-	static __thread char storage[512];
+	static __thread char ring[16][512];
+	static __thread unsigned next;
+	char	   *storage = ring[next++ % 16];
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 
