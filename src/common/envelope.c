@@ -178,25 +178,6 @@ mp_skip_ext(mp_reader *r, uint64_t n)
 	return PSYNC_DECODE_OK;
 }
 
-static psync_decode_error mp_skip_item(mp_reader *r, int depth, int max_depth);
-
-static psync_decode_error
-mp_skip_container(mp_reader *r, uint64_t items, int depth, int max_depth)
-{
-	if (depth >= max_depth)
-		return PSYNC_DECODE_TOO_DEEP;
-	if (items > mp_left(r))
-		return PSYNC_DECODE_TRUNCATED;
-	for (uint64_t i = 0; i < items; i++)
-	{
-		psync_decode_error err = mp_skip_item(r, depth + 1, max_depth);
-
-		if (err != PSYNC_DECODE_OK)
-			return err;
-	}
-	return PSYNC_DECODE_OK;
-}
-
 /* Fixed body sizes of the 0xc0..0xdf types that have one (-1: variable). */
 static const int8_t mp_fixed_size[32] = {
 	[0x00] = 0, [0x01] = -1, [0x02] = 0, [0x03] = 0,	/* nil, c1, false, true */
@@ -210,8 +191,16 @@ static const int8_t mp_fixed_size[32] = {
 	[0x1c] = -1, [0x1d] = -1, [0x1e] = -1, [0x1f] = -1,	/* array, map */
 };
 
+/* Hard cap on max_depth: the walker's explicit stack lives on the C stack. */
+#define MP_DEPTH_CAP 64
+
+/*
+ * Skip one variable-size item that is not a container: bin, str, ext.
+ * Containers are reported through *items (their element count, maps
+ * doubled) for the caller's explicit stack; *items stays 0 otherwise.
+ */
 static psync_decode_error
-mp_skip_variable(mp_reader *r, uint8_t b, int depth, int max_depth)
+mp_skip_variable(mp_reader *r, uint8_t b, uint64_t *items)
 {
 	uint64_t	n;
 	psync_decode_error err = PSYNC_DECODE_OK;
@@ -244,33 +233,82 @@ mp_skip_variable(mp_reader *r, uint8_t b, int depth, int max_depth)
 	if (err != PSYNC_DECODE_OK)
 		return err;
 	if (b == 0xdc || b == 0xdd)
-		return mp_skip_container(r, n, depth, max_depth);
-	if (b == 0xde || b == 0xdf)
-		return mp_skip_container(r, n * 2, depth, max_depth);
-	return mp_skip_bytes(r, n);
+		*items = n;
+	else if (b == 0xde || b == 0xdf)
+		*items = n * 2;
+	else
+		return mp_skip_bytes(r, n);
+	return PSYNC_DECODE_OK;
 }
 
+/*
+ * Skip one item and all it contains.  Iterative, with an explicit stack of
+ * "items left" per open container: depth is bounded by max_depth, and every
+ * element costs at least one byte, so a count beyond the input is truncation.
+ */
 static psync_decode_error
 mp_skip_item(mp_reader *r, int depth, int max_depth)
 {
-	uint8_t		b;
-	int			size;
+	uint64_t	stack[MP_DEPTH_CAP];
+	int			top = 0;
+	uint64_t	left = 1;		/* items left in the innermost container */
 
-	if (mp_left(r) < 1)
-		return PSYNC_DECODE_TRUNCATED;
-	b = *r->p++;
-	if (b <= 0x7f || b >= 0xe0)
-		return PSYNC_DECODE_OK;	/* fixint */
-	if (b <= 0x8f)
-		return mp_skip_container(r, (uint64_t) (b & 0x0f) * 2, depth, max_depth);
-	if (b <= 0x9f)
-		return mp_skip_container(r, b & 0x0f, depth, max_depth);
-	if (b <= 0xbf)
-		return mp_skip_bytes(r, b & 0x1f);
-	size = mp_fixed_size[b - 0xc0];
-	if (size >= 0)
-		return mp_skip_bytes(r, (uint64_t) size);
-	return mp_skip_variable(r, b, depth, max_depth);
+	if (max_depth > MP_DEPTH_CAP)
+		max_depth = MP_DEPTH_CAP;
+	for (;;)
+	{
+		uint8_t		b;
+		uint64_t	items = 0;
+		bool		container = false;
+		psync_decode_error err = PSYNC_DECODE_OK;
+
+		while (left == 0)
+		{
+			if (top == 0)
+				return PSYNC_DECODE_OK;
+			left = stack[--top];
+		}
+		left--;
+		if (r->p == r->end)
+			return PSYNC_DECODE_TRUNCATED;
+		b = *r->p++;
+		if (b <= 0x7f || b >= 0xe0)
+			continue;			/* fixint */
+		if ((b & 0xe0) == 0xa0)
+		{						/* fixstr: the most common item in a row */
+			if (mp_left(r) < (size_t) (b & 0x1f))
+				return PSYNC_DECODE_TRUNCATED;
+			r->p += b & 0x1f;
+			continue;
+		}
+		if (b <= 0x8f)
+		{
+			items = (uint64_t) (b & 0x0f) * 2;
+			container = true;
+		}
+		else if (b <= 0x9f)
+		{
+			items = b & 0x0f;
+			container = true;
+		}
+		else if (mp_fixed_size[b - 0xc0] >= 0)
+			err = mp_skip_bytes(r, (uint64_t) mp_fixed_size[b - 0xc0]);
+		else
+		{
+			err = mp_skip_variable(r, b, &items);
+			container = b >= 0xdc;
+		}
+		if (err != PSYNC_DECODE_OK)
+			return err;
+		if (!container)
+			continue;
+		if (depth + top >= max_depth)
+			return PSYNC_DECODE_TOO_DEEP;
+		if (items > mp_left(r))
+			return PSYNC_DECODE_TRUNCATED;
+		stack[top++] = left;
+		left = items;
+	}
 }
 
 psync_decode_error
@@ -288,7 +326,7 @@ psync_msgpack_validate(const void *buf, size_t len, int max_depth)
 }
 
 /* Read a str header and body; non-str types are WRONG_TYPE. */
-static psync_decode_error
+static inline psync_decode_error
 mp_read_str(mp_reader *r, const char **s, size_t *len)
 {
 	uint8_t		b;
@@ -399,6 +437,26 @@ utf8_is_valid(const char *s, size_t len)
 	return true;
 }
 
+/* Bytes a key may hold: [A-Za-z0-9_-] (psync_key_byte_is_plain), ':' and '%'. */
+static const bool key_byte_ok[256] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+	0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,
+	0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 /* A key as the server writes it: escaped parts joined by ':' (SPEC §2). */
 bool
 psync_envelope_key_is_valid(const char *s, size_t len)
@@ -406,12 +464,8 @@ psync_envelope_key_is_valid(const char *s, size_t len)
 	if (len == 0 || len > PSYNC_MAX_KEY_LEN)
 		return false;
 	for (size_t i = 0; i < len; i++)
-	{
-		unsigned char c = (unsigned char) s[i];
-
-		if (!psync_key_byte_is_plain(c) && c != ':' && c != '%')
+		if (!key_byte_ok[(unsigned char) s[i]])
 			return false;
-	}
 	return true;
 }
 
@@ -440,24 +494,24 @@ enum envelope_field
 	FIELD_UNKNOWN = 0
 };
 
+/* The field names have distinct lengths: one memcmp decides. */
 static enum envelope_field
 field_of(const char *name, size_t len)
 {
-#define FIELD_IS(lit) (len == sizeof(lit) - 1 && memcmp(name, lit, len) == 0)
-	if (FIELD_IS("key"))
-		return FIELD_KEY;
-	if (FIELD_IS("value"))
-		return FIELD_VALUE;
-	if (FIELD_IS("schema_version"))
-		return FIELD_SCHEMA_VERSION;
-	if (FIELD_IS("sequence"))
-		return FIELD_SEQUENCE;
-	if (FIELD_IS("op"))
-		return FIELD_OP;
-	if (FIELD_IS("txid"))
-		return FIELD_TXID;
-#undef FIELD_IS
-	return FIELD_UNKNOWN;
+	const char *expect;
+	enum envelope_field field;
+
+	switch (len)
+	{
+		case 3: expect = "key"; field = FIELD_KEY; break;
+		case 5: expect = "value"; field = FIELD_VALUE; break;
+		case 14: expect = "schema_version"; field = FIELD_SCHEMA_VERSION; break;
+		case 8: expect = "sequence"; field = FIELD_SEQUENCE; break;
+		case 2: expect = "op"; field = FIELD_OP; break;
+		case 4: expect = "txid"; field = FIELD_TXID; break;
+		default: return FIELD_UNKNOWN;
+	}
+	return memcmp(name, expect, len) == 0 ? field : FIELD_UNKNOWN;
 }
 
 /* The value: a map (validated to the depth limit) or nil. */
