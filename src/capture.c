@@ -16,7 +16,6 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "commands/trigger.h"
-#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/rel.h"
@@ -143,8 +142,6 @@ para_sync_capture(PG_FUNCTION_ARGS)
 
 	rel = trigdata->tg_relation;
 	desc = RelationGetDescr(rel);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	table = table_cache_get(rel);
 	if (TRIGGER_FIRED_BY_INSERT(event))
 		capture_one(table, desc, trigdata->tg_trigtuple, PSYNC_OP_UPSERT);
@@ -153,7 +150,6 @@ para_sync_capture(PG_FUNCTION_ARGS)
 	else if (TRIGGER_FIRED_BY_UPDATE(event))
 		capture_update(table, desc, trigdata->tg_trigtuple,
 					   trigdata->tg_newtuple);
-	SPI_finish();
 
 	return PointerGetDatum(NULL);
 }

@@ -15,5 +15,6 @@ void
 _PG_init(void)
 {
 	table_cache_init();
+	sequence_store_init();
 	publisher_init();
 }

@@ -117,7 +117,7 @@ extern void restore_user(const OwnerSwitch *sw);
 extern int64 sequence_store_last(const char *key, int key_len, bool latest);
 extern void sequence_store_append(const char *key, int key_len, int64 seq,
 								  int64 txid, bytea *envelope);
-extern void sequence_store_reset_plans(void);
+extern void sequence_store_init(void);
 
 /* ---- envelope building (capture.c) */
 

@@ -3,8 +3,8 @@
  *
  * An object's last sequence is the highest seq of its rows still in
  * para_sync.outbox, or, once they were all consumed, its row in
- * para_sync.counters (written by para_sync.ack(), off the write path).  So a
- * change costs one read of two indexes and one outbox insert: the counter
+ * para_sync.counters (written by the publisher, off the write path).  So a
+ * change costs one or two index probes and one outbox insert: the counter
  * travels in the outbox row itself.
  *
  * Writers of one object are serialized by the row lock or unique-index
@@ -14,27 +14,104 @@
  * that commit even under REPEATABLE READ.  The outbox primary key (key, seq)
  * is the safety net: a duplicate sequence can never be stored.
  *
- * The statements run as the extension owner (table writers have no
- * privileges on para_sync's tables) through SPI plans prepared once.
+ * This is the hot path of every synced write, so it talks to the heap and
+ * the btree indexes directly (no SPI, no planner, no permission checks:
+ * table writers hold no privileges on these tables by design).  The
+ * relation OIDs are resolved once per backend and forgotten on any
+ * invalidation of those relations (e.g. DROP EXTENSION).
  */
 #include "para_sync.h"
 
+#include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
+#include "executor/tuptable.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-static SPIPlanPtr last_seq_plan = NULL;
-static SPIPlanPtr append_plan = NULL;
+typedef struct StoreRelations
+{
+	Oid			outbox;
+	Oid			outbox_pkey;
+	Oid			counters;
+	Oid			counters_pkey;
+} StoreRelations;
+
+static StoreRelations store = {InvalidOid, InvalidOid, InvalidOid, InvalidOid};
+static IndexInfo *outbox_pkey_info = NULL;
 static Oid	internal_owner = InvalidOid;
+
+static void
+store_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == store.outbox || relid == store.outbox_pkey ||
+		relid == store.counters || relid == store.counters_pkey)
+	{
+		store.outbox = InvalidOid;
+		internal_owner = InvalidOid;
+		outbox_pkey_info = NULL;	/* lives in CacheMemoryContext; small leak per reset */
+	}
+}
+
+void
+sequence_store_init(void)
+{
+	CacheRegisterRelcacheCallback(store_relcache_callback, (Datum) 0);
+}
+
+static Oid
+internal_relation(const char *name, Oid nsp)
+{
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"para_sync.%s\" does not exist", name),
+				 errhint("Run CREATE EXTENSION para_sync in this database.")));
+	return relid;
+}
+
+static const StoreRelations *
+store_relations(void)
+{
+	if (!OidIsValid(store.outbox))
+	{
+		Oid			nsp = get_namespace_oid("para_sync", false);
+		StoreRelations found;
+		MemoryContext old;
+		Relation	index;
+
+		found.outbox = internal_relation("outbox", nsp);
+		found.outbox_pkey = internal_relation("outbox_pkey", nsp);
+		found.counters = internal_relation("counters", nsp);
+		found.counters_pkey = internal_relation("counters_pkey", nsp);
+
+		index = index_open(found.outbox_pkey, AccessShareLock);
+		old = MemoryContextSwitchTo(CacheMemoryContext);
+		outbox_pkey_info = BuildIndexInfo(index);
+		MemoryContextSwitchTo(old);
+		index_close(index, AccessShareLock);
+		store = found;
+	}
+	return &store;
+}
 
 static Oid
 relation_owner(Oid relid)
@@ -54,64 +131,8 @@ Oid
 para_sync_internal_owner(void)
 {
 	if (!OidIsValid(internal_owner))
-	{
-		Oid			nsp = get_namespace_oid("para_sync", false);
-		Oid			outbox = get_relname_relid("outbox", nsp);
-
-		if (!OidIsValid(outbox))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("para_sync.outbox does not exist"),
-					 errhint("Run CREATE EXTENSION para_sync in this database.")));
-		internal_owner = relation_owner(outbox);
-	}
+		internal_owner = relation_owner(store_relations()->outbox);
 	return internal_owner;
-}
-
-/* Forget plans and owner (after the extension was dropped or re-created). */
-void
-sequence_store_reset_plans(void)
-{
-	internal_owner = InvalidOid;
-	if (last_seq_plan)
-		SPI_freeplan(last_seq_plan);
-	if (append_plan)
-		SPI_freeplan(append_plan);
-	last_seq_plan = append_plan = NULL;
-}
-
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	return plan;
-}
-
-static void
-prepare_plans(void)
-{
-	Oid			last_types[1] = {TEXTOID};
-	Oid			append_types[5] = {TEXTOID, INT8OID, INT8OID, TIMESTAMPTZOID, BYTEAOID};
-
-	if (last_seq_plan == NULL)
-		last_seq_plan = prepare_kept(
-			"SELECT COALESCE("
-			"(SELECT o.seq FROM para_sync.outbox o"
-			"  WHERE o.key OPERATOR(pg_catalog.=) $1 COLLATE \"C\""
-			"  ORDER BY o.key, o.seq DESC LIMIT 1),"
-			" (SELECT c.seq FROM para_sync.counters c"
-			"  WHERE c.key OPERATOR(pg_catalog.=) $1 COLLATE \"C\"),"
-			" 0)", 1, last_types);
-	if (append_plan == NULL)
-		append_plan = prepare_kept(
-			"INSERT INTO para_sync.outbox (key, seq, txid, queued_at, envelope)"
-			" VALUES ($1, $2, $3, $4, $5)", 5, append_types);
 }
 
 void
@@ -132,34 +153,55 @@ restore_user(const OwnerSwitch *sw)
 }
 
 /*
+ * The seq column of the last (or only) row for key in heap/index, as seen
+ * by snapshot; false when there is none.
+ */
+static bool
+probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
+			   AttrNumber seq_attnum, int64 *seq)
+{
+	Relation	heap = table_open(heap_oid, AccessShareLock);
+	Relation	index = index_open(index_oid, AccessShareLock);
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	bool		found;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
+	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, BackwardScanDirection, slot);
+	if (found)
+	{
+		bool		isnull;
+
+		*seq = DatumGetInt64(slot_getattr(slot, seq_attnum, &isnull));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	return found;
+}
+
+/*
  * The last sequence of key (0 if never seen).  latest: read with a fresh
  * snapshot (the capture trigger); otherwise with the active snapshot, so
- * that snapshot() reads value and sequence consistently.  Caller is
- * connected to SPI.
+ * that snapshot() reads value and sequence consistently.
  */
 int64
 sequence_store_last(const char *key, int key_len, bool latest)
 {
-	Datum		arg = PointerGetDatum(cstring_to_text_with_len(key, key_len));
-	OwnerSwitch sw;
-	int			rc;
-	bool		isnull;
-	int64		seq;
+	const StoreRelations *rels = store_relations();
+	text	   *key_text = cstring_to_text_with_len(key, key_len);
+	Snapshot	snapshot = RegisterSnapshot(latest ? GetLatestSnapshot() : GetActiveSnapshot());
+	int64		seq = 0;
 
-	prepare_plans();
-	become_internal_owner(&sw);
-	if (latest)
-		rc = SPI_execute_snapshot(last_seq_plan, &arg, NULL, GetLatestSnapshot(),
-								  InvalidSnapshot, true, false, 1);
-	else
-		rc = SPI_execute_plan(last_seq_plan, &arg, NULL, true, 1);
-	restore_user(&sw);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "para_sync: sequence look-up failed: %s",
-			 SPI_result_code_string(rc));
-	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									  SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_freetuptable(SPI_tuptable);
+	if (!probe_last_seq(rels->outbox, rels->outbox_pkey, key_text, snapshot, 2, &seq))
+		probe_last_seq(rels->counters, rels->counters_pkey, key_text, snapshot, 2, &seq);
+	UnregisterSnapshot(snapshot);
+	pfree(key_text);
 	return seq;
 }
 
@@ -168,22 +210,26 @@ void
 sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
 					  bytea *envelope)
 {
-	Datum		args[5];
-	OwnerSwitch sw;
-	int			rc;
+	const StoreRelations *rels = store_relations();
+	Relation	heap = table_open(rels->outbox, RowExclusiveLock);
+	Relation	index = index_open(rels->outbox_pkey, RowExclusiveLock);
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+	HeapTuple	tuple;
 
-	prepare_plans();
-	args[0] = PointerGetDatum(cstring_to_text_with_len(key, key_len));
-	args[1] = Int64GetDatum(seq);
-	args[2] = Int64GetDatum(txid);
-	args[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	args[4] = PointerGetDatum(envelope);
-	become_internal_owner(&sw);
-	rc = SPI_execute_plan(append_plan, args, NULL, false, 0);
-	restore_user(&sw);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "para_sync: outbox insert failed: %s",
-			 SPI_result_code_string(rc));
+	values[0] = PointerGetDatum(cstring_to_text_with_len(key, key_len));
+	values[1] = Int64GetDatum(seq);
+	values[2] = Int64GetDatum(txid);
+	values[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[4] = PointerGetDatum(envelope);
+	tuple = heap_form_tuple(RelationGetDescr(heap), values, nulls);
+	heap_insert(heap, tuple, GetCurrentCommandId(true), 0, NULL);
+	/* the primary key refuses a duplicate sequence, whatever happened */
+	index_insert(index, values, nulls, &tuple->t_self, heap, UNIQUE_CHECK_YES,
+				 false, outbox_pkey_info);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	heap_freetuple(tuple);
 	/* later look-ups in this transaction must see this row */
 	CommandCounterIncrement();
 }

@@ -249,7 +249,7 @@ static SPIPlanPtr registry_plan = NULL;
 
 /*
  * Read the registry row of rel into table (name, version) and return its
- * excluded columns.  Caller is connected to SPI.
+ * excluded columns (valid until SPI_finish).  Caller is connected to SPI.
  */
 static void
 load_registration(SyncedTable *table, Relation rel, MemoryContext cxt,
@@ -316,8 +316,11 @@ build_entry(CacheEntry *entry, Relation rel)
 	table->relid = RelationGetRelid(rel);
 	/* valid first: an invalidation that arrives while building clears it */
 	table->valid = true;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	load_registration(table, rel, cxt, &excluded, &nexcluded);
 	load_columns(table, rel, excluded, nexcluded, cxt);
+	SPI_finish();
 	load_keys(table, rel, cxt);
 	entry->table = table;
 	return table;
@@ -325,7 +328,7 @@ build_entry(CacheEntry *entry, Relation rel)
 
 /*
  * The cache entry of synced table rel, (re)built from the registry and the
- * catalogs when needed.  Caller is connected to SPI.
+ * catalogs when needed.
  */
 SyncedTable *
 table_cache_get(Relation rel)
