@@ -180,8 +180,9 @@ probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(heap, AccessShareLock);
+	/* keep the locks to the end of the transaction: the next row needs them */
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
 	return found;
 }
 
