@@ -9,6 +9,7 @@
 #                          + NATS/libpq/integration tests; ends "N passed, N failed"
 #   make client-install    install library, header, pkg-config file, CLI
 #   make client-bench      decode + reconcile benchmark, C vs the seed's JS
+#   make client-fuzz       run the decoder fuzzer alone (CLIENT_FUZZ_SECONDS)
 
 CLIENT_CC ?= gcc
 CLIENT_FUZZ_CC ?= clang
@@ -88,8 +89,22 @@ $(CLIENT_BUILD)/san/test/%: test/client/%.c test/client/harness.h $(CLIENT_SAN_O
 	@mkdir -p $(dir $@)
 	$(CLIENT_CC) $(CLIENT_SAN_CFLAGS) -Isrc/client -o $@ $< $(CLIENT_SAN_OBJS) $(CLIENT_DEPS_LIBS)
 
-$(CLIENT_EXAMPLE): docs/example-client.c $(CLIENT_SO) $(CLIENT_BUILD)/libparasync.so
-	$(CLIENT_CC) $(CLIENT_CFLAGS) -o $@ $< -L$(CLIENT_BUILD) -Wl,-rpath,'$$ORIGIN' -lparasync
+# The example program is the C block of docs/client.md between its
+# "example:begin" and "example:end" markers: the doc is what gets compiled.
+$(CLIENT_BUILD)/example-client.c: docs/client.md
+	@mkdir -p $(dir $@)
+	awk '/<!-- example:begin -->/ {on = 1; next} /<!-- example:end -->/ {on = 0} \
+		on && !/^```/' $< > $@
+	@test -s $@ || { echo "no example block in $<" >&2; rm -f $@; exit 1; }
+
+$(CLIENT_EXAMPLE): $(CLIENT_BUILD)/example-client.c $(CLIENT_SO) $(CLIENT_BUILD)/libparasync.so
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -o $@ $< -L$(CLIENT_BUILD) -Wl,-rpath,'$$ORIGIN' -lparasync \
+		$(shell pkg-config --libs msgpack)
+
+$(CLIENT_BUILD)/tsan/test/test_stress: test/client/test_stress.c test/client/harness.h $(CLIENT_LIB_SRCS) $(CLIENT_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CLIENT_CC) -std=gnu11 -O1 -g -D_GNU_SOURCE -Iinclude -Isrc/client $(CLIENT_WARN) $(CLIENT_DEPS_CFLAGS) \
+		-fsanitize=thread -o $@ $< $(CLIENT_LIB_SRCS) $(CLIENT_DEPS_LIBS)
 
 $(CLIENT_BUILD)/fuzz/fuzz_decode: test/fuzz/fuzz_decode.c src/common/envelope.c src/common/key_escape.c include/para_sync/envelope.h
 	@mkdir -p $(dir $@)
@@ -97,9 +112,12 @@ $(CLIENT_BUILD)/fuzz/fuzz_decode: test/fuzz/fuzz_decode.c src/common/envelope.c 
 		-o $@ test/fuzz/fuzz_decode.c src/common/envelope.c src/common/key_escape.c $(CLIENT_DEPS_LIBS)
 
 client-fuzz: $(CLIENT_BUILD)/fuzz/fuzz_decode
-	CLIENT_FUZZ_SECONDS=$(CLIENT_FUZZ_SECONDS) test/fuzz/run-fuzz $(CLIENT_BUILD)/fuzz/fuzz_decode
+	@mkdir -p $(CLIENT_BUILD)/fuzz/corpus
+	$(CLIENT_BUILD)/fuzz/fuzz_decode -max_total_time=$(CLIENT_FUZZ_SECONDS) -max_len=4096 \
+		$(CLIENT_BUILD)/fuzz/corpus test/fuzz/corpus
 
-client-check: client $(CLIENT_TEST_BINS) $(CLIENT_SAN_BINS) $(CLIENT_EXAMPLE) $(CLIENT_BUILD)/fuzz/fuzz_decode
+client-check: client $(CLIENT_TEST_BINS) $(CLIENT_SAN_BINS) $(CLIENT_BUILD)/tsan/test/test_stress \
+		$(CLIENT_EXAMPLE) $(CLIENT_BUILD)/fuzz/fuzz_decode
 	CLIENT_BUILD=$(CLIENT_BUILD) CLIENT_FUZZ_SECONDS=$(CLIENT_FUZZ_SECONDS) \
 		CLIENT_UNIT_TESTS="$(CLIENT_UNIT_TESTS)" CLIENT_LIVE_TESTS="$(CLIENT_LIVE_TESTS)" \
 		test/client/run-tests
@@ -123,5 +141,5 @@ client-bench: $(CLIENT_BUILD)/bench/client_bench
 	bench/client-bench $(CLIENT_BUILD)/bench/client_bench
 
 client-clean:
-	rm -rf $(CLIENT_BUILD)/obj $(CLIENT_BUILD)/san $(CLIENT_BUILD)/test $(CLIENT_BUILD)/fuzz \
-		$(CLIENT_BUILD)/bench $(CLIENT_BUILD)/libparasync* $(CLIENT_WATCH) $(CLIENT_EXAMPLE)
+	rm -rf $(CLIENT_BUILD)/obj $(CLIENT_BUILD)/san $(CLIENT_BUILD)/tsan $(CLIENT_BUILD)/test $(CLIENT_BUILD)/fuzz \
+		$(CLIENT_BUILD)/bench $(CLIENT_BUILD)/example-client.c $(CLIENT_BUILD)/libparasync* $(CLIENT_WATCH) $(CLIENT_EXAMPLE)

@@ -62,6 +62,14 @@ harness_finish(void)
 	return harness_failed ? 1 : 0;
 }
 
+/* A psync_free_fn for values made with malloc. */
+static inline void
+test_free_value(void *ctx, void *value)
+{
+	(void) ctx;
+	free(value);
+}
+
 /* ---- building envelopes ---- */
 
 typedef struct test_buf

@@ -141,13 +141,6 @@ always_ok(void *ctx, const uint8_t *mp, size_t len, const psync_envelope *env,
 	return true;
 }
 
-static void
-free_value(void *ctx, void *v)
-{
-	(void) ctx;
-	free(v);
-}
-
 static psync_replica *
 new_replica(const char *key)
 {
@@ -156,7 +149,7 @@ new_replica(const char *key)
 
 	psync_replica_options_init(&o);
 	o.key = key;
-	o.schema = (psync_schema) {always_ok, free_value, NULL};
+	o.schema = (psync_schema) {always_ok, test_free_value, NULL};
 	o.transport = transport;
 	o.refetch = queue_refetch;
 	o.initial_refetch = true;
