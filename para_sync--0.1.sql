@@ -35,11 +35,12 @@ CREATE TABLE para_sync.outbox (
 		autovacuum_vacuum_cost_delay = 0);
 
 -- Last sequence of every key whose outbox rows have all been consumed.
--- Written only by para_sync.ack(), never on the write path.
+-- Written only by the consumer (the publisher, para_sync.ack()), never on
+-- the write path.  Half-full pages keep its updates HOT.
 CREATE TABLE para_sync.counters (
 	key		pg_catalog.text COLLATE "C" PRIMARY KEY,
 	seq		pg_catalog.int8 NOT NULL
-);
+) WITH (fillfactor = 50);
 
 REVOKE ALL ON para_sync.tables, para_sync.outbox, para_sync.counters FROM PUBLIC;
 
@@ -227,50 +228,17 @@ GRANT SELECT ON para_sync.synced_tables TO PUBLIC;
 CREATE FUNCTION para_sync.consume(batch_size pg_catalog.int4,
 								  after_key pg_catalog.text DEFAULT '')
 RETURNS TABLE (key pg_catalog.text, seq pg_catalog.int8, envelope pg_catalog.bytea)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-	SELECT b.key, b.seq, b.envelope
-	  FROM ((SELECT 0 AS pass, o.key, o.seq, o.envelope
-			   FROM para_sync.outbox o
-			  WHERE o.key OPERATOR(pg_catalog.>=) after_key
-			  ORDER BY o.key, o.seq
-			  LIMIT batch_size)
-			UNION ALL
-			(SELECT 1 AS pass, o.key, o.seq, o.envelope
-			   FROM para_sync.outbox o
-			  WHERE o.key OPERATOR(pg_catalog.<) after_key
-			  ORDER BY o.key, o.seq
-			  LIMIT batch_size)) b
-	 ORDER BY b.pass, b.key, b.seq
-	 LIMIT batch_size;
-END;
+AS 'MODULE_PATHNAME', 'para_sync_consume'
+LANGUAGE C STABLE STRICT ROWS 1000;
 
 -- Marks envelopes as delivered: for each (keys[i], seqs[i]) removes that
--- key's outbox rows up to seqs[i] and records seqs[i] as its last sequence.
+-- key's outbox rows up to seqs[i] and records the highest removed sequence
+-- as the key's last sequence.  Returns how many rows were removed (NULL
+-- arrays acknowledge nothing).
 CREATE FUNCTION para_sync.ack(keys pg_catalog.text[], seqs pg_catalog.int8[])
 RETURNS pg_catalog.int8
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-	WITH acked AS (
-		SELECT a.key COLLATE "C" AS key, pg_catalog.max(a.seq) AS seq
-		  FROM ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(seqs)) AS a(key, seq)
-		 GROUP BY 1
-	), removed AS (
-		DELETE FROM para_sync.outbox o
-		 USING acked
-		 WHERE o.key OPERATOR(pg_catalog.=) acked.key
-		   AND o.seq OPERATOR(pg_catalog.<=) acked.seq
-		RETURNING o.key, o.seq
-	), remembered AS (
-		INSERT INTO para_sync.counters AS c (key, seq)
-		SELECT r.key, pg_catalog.max(r.seq) FROM removed r GROUP BY r.key
-		ON CONFLICT (key) DO UPDATE SET seq = GREATEST(c.seq, excluded.seq)
-		RETURNING 1
-	)
-	SELECT pg_catalog.count(*) FROM removed;
-END;
+AS 'MODULE_PATHNAME', 'para_sync_ack'
+LANGUAGE C VOLATILE;
 
 REVOKE ALL ON FUNCTION para_sync.consume(pg_catalog.int4, pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION para_sync.ack(pg_catalog.text[], pg_catalog.int8[]) FROM PUBLIC;

@@ -104,6 +104,16 @@ extern void key_parse(const char *key, SyncedTable *table, Datum *datums);
 
 /* ---- sequence_store.c: outbox, counters, and acting as extension owner */
 
+/* para_sync's own tables and their primary keys (resolved once). */
+typedef struct StoreRelations
+{
+	Oid			outbox;
+	Oid			outbox_pkey;
+	Oid			counters;
+	Oid			counters_pkey;
+} StoreRelations;
+extern const StoreRelations *store_relations(void);
+
 extern Oid	para_sync_internal_owner(void);
 
 /* Run internal statements as the extension owner, then switch back. */

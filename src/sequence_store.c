@@ -45,14 +45,6 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-typedef struct StoreRelations
-{
-	Oid			outbox;
-	Oid			outbox_pkey;
-	Oid			counters;
-	Oid			counters_pkey;
-} StoreRelations;
-
 static StoreRelations store = {InvalidOid, InvalidOid, InvalidOid, InvalidOid};
 static IndexInfo *outbox_pkey_info = NULL;
 static Oid	internal_owner = InvalidOid;
@@ -88,7 +80,7 @@ internal_relation(const char *name, Oid nsp)
 	return relid;
 }
 
-static const StoreRelations *
+const StoreRelations *
 store_relations(void)
 {
 	if (!OidIsValid(store.outbox))
