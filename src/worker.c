@@ -289,7 +289,7 @@ static void
 prepare_plans(void)
 {
 	Oid			read_types[2] = {TEXTOID, INT4OID};
-	Oid			ack_types[3] = {TIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
+	Oid			ack_types[1] = {TIDARRAYOID};
 
 	if (read_plan != NULL)
 		return;
@@ -301,20 +301,20 @@ prepare_plans(void)
 		"SELECT o.ctid, o.key, o.seq, o.txid, o.envelope FROM para_sync.outbox o"
 		" WHERE o.key OPERATOR(pg_catalog.<) $1"
 		" ORDER BY o.key, o.seq LIMIT $2", 2, read_types);
-	/* the (key, seq) check makes a row moved by VACUUM FULL merely resent */
+	/*
+	 * By ctid: read, publish and delete happen in one transaction, whose lock
+	 * and snapshot keep every read row where it is (no VACUUM FULL, no
+	 * pruning) until the delete.
+	 */
 	ack_plan = keep_plan(
 		"WITH done AS ("
 		"  DELETE FROM para_sync.outbox o"
-		"   USING ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
-		"                    pg_catalog.unnest($3)) AS a(t, k, s)"
-		"   WHERE o.ctid OPERATOR(pg_catalog.=) a.t"
-		"     AND o.key OPERATOR(pg_catalog.=) a.k"
-		"     AND o.seq OPERATOR(pg_catalog.=) a.s"
+		"   WHERE o.ctid OPERATOR(pg_catalog.=) ANY ($1)"
 		"  RETURNING o.key, o.seq)"
 		" INSERT INTO para_sync.counters AS c (key, seq)"
 		" SELECT d.key, pg_catalog.max(d.seq) FROM done d GROUP BY d.key"
 		" ON CONFLICT (key) DO UPDATE"
-		"   SET seq = pg_catalog.int8larger(c.seq, excluded.seq)", 3, ack_types);
+		"   SET seq = pg_catalog.int8larger(c.seq, excluded.seq)", 1, ack_types);
 	backlog_plan = keep_plan(
 		"SELECT pg_catalog.count(*), pg_catalog.min(o.queued_at)"
 		"  FROM para_sync.outbox o", 0, NULL);
@@ -388,7 +388,10 @@ collect_rows(Batch *b, MemoryContext into)
 	MemoryContextSwitchTo(old);
 }
 
-/* Read the next batch.  false: the extension is not installed. */
+/*
+ * Read the next batch, leaving the transaction open for ack_batch().
+ * false (and no transaction): the extension is not installed.
+ */
 static bool
 read_batch(Batch *b)
 {
@@ -418,7 +421,6 @@ read_batch(Batch *b)
 				 SPI_result_code_string(rc));
 		collect_rows(b, batch_cxt);
 	}
-	end_work();
 	return true;
 }
 
@@ -475,35 +477,23 @@ shrink_oversized(Batch *b)
 	}
 }
 
+/* Remove the published rows, in the transaction that read them. */
 static void
 ack_batch(Batch *b)
 {
 	Datum	   *tids = palloc(sizeof(Datum) * b->n);
-	Datum	   *keys = palloc(sizeof(Datum) * b->n);
-	Datum	   *seqs = palloc(sizeof(Datum) * b->n);
-	Datum		args[3];
+	Datum		arg;
 	int			rc;
 
 	for (int i = 0; i < b->n; i++)
-	{
 		tids[i] = PointerGetDatum(&b->tids[i]);
-		keys[i] = PointerGetDatum(cstring_to_text_with_len(b->msgs[i].key, b->msgs[i].key_len));
-		seqs[i] = Int64GetDatum(b->msgs[i].seq);
-	}
-	args[0] = PointerGetDatum(construct_array(tids, b->n, TIDOID,
-											  sizeof(ItemPointerData), false,
-											  TYPALIGN_SHORT));
-	args[1] = PointerGetDatum(construct_array(keys, b->n, TEXTOID, -1, false,
-											  TYPALIGN_INT));
-	args[2] = PointerGetDatum(construct_array(seqs, b->n, INT8OID, 8,
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (!begin_work())
-		return;					/* dropped meanwhile: nothing left to ack */
-	rc = SPI_execute_plan(ack_plan, args, NULL, false, 0);
+	arg = PointerGetDatum(construct_array(tids, b->n, TIDOID,
+										  sizeof(ItemPointerData), false,
+										  TYPALIGN_SHORT));
+	rc = SPI_execute_plan(ack_plan, &arg, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "para_sync publisher: removing published envelopes failed: %s",
 			 SPI_result_code_string(rc));
-	end_work();
 }
 
 static TimestampTz backlog_measured = 0;
@@ -577,7 +567,10 @@ drain_once(char *errbuf, size_t errlen)
 	if (!read_batch(&b))
 		return DRAIN_NO_EXTENSION;
 	if (b.n == 0)
+	{
+		end_work();
 		return DRAIN_CAUGHT_UP;
+	}
 
 	/* publish only what is durable, whatever synchronous_commit was */
 	flush_wal();
@@ -586,10 +579,14 @@ drain_once(char *errbuf, size_t errlen)
 	set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
 	r = nats_publish_batch(b.msgs, b.n, errbuf, errlen);
 	if (r != PSP_OK)
+	{
+		end_work();				/* read only: nothing to undo */
 		return DRAIN_FAILED;
+	}
 
 	set_activity(PSW_ACKING, "para_sync publisher: removing published envelopes");
 	ack_batch(&b);
+	end_work();
 	status_count_batch(b.n, b.refetched);
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
@@ -668,6 +665,8 @@ para_sync_worker_main(Datum main_arg)
 	pgstat_report_appname("para_sync publisher");
 	/* our deletes need not wait for the disk: a lost one is only a resend */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* the ack deletes by ctid: a TID scan, never a scan of the backlog */
+	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	before_shmem_exit(worker_exit, (Datum) 0);
 
 	batch_cxt = AllocSetContextCreate(TopMemoryContext, "para_sync publisher batch",
