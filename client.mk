@@ -77,8 +77,9 @@ $(CLIENT_PC): src/client/libparasync.pc.in
 	sed -e 's|@PREFIX@|$(CLIENT_PREFIX)|' -e 's|@LIBDIR@|$(CLIENT_LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(CLIENT_INCLUDEDIR)|' -e 's|@VERSION@|$(CLIENT_VERSION)|' $< > $@
 
-$(CLIENT_WATCH): src/client/watch.c $(CLIENT_A) $(CLIENT_HEADERS)
-	$(CLIENT_CC) $(CLIENT_CFLAGS) -o $@ $< $(CLIENT_A) $(CLIENT_DEPS_LIBS)
+$(CLIENT_WATCH): src/client/watch.c src/client/watch_json.c src/client/watch_json.h $(CLIENT_A) $(CLIENT_HEADERS)
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -Isrc/client -o $@ src/client/watch.c src/client/watch_json.c \
+		$(CLIENT_A) $(CLIENT_DEPS_LIBS) -lm
 
 # Tests: against the static library; the example against the shared one.
 $(CLIENT_BUILD)/test/%: test/client/%.c test/client/harness.h $(CLIENT_A)

@@ -163,7 +163,9 @@ psync_status psync_transport_flush(psync_transport *transport, int timeout_ms);
  * table pattern "<sync name>:*" that receives every key of that table.
  * *out_id receives the subscription id.
  *
- * NATS subjects: a key subscribes to "<prefix>.<key>".  Because a key is a
+ * NATS: when it returns, the server has the subscription (one round trip,
+ * at most 2 s when disconnected), so nothing published afterwards is missed.
+ * A key subscribes to "<prefix>.<key>".  Because a key is a
  * single subject token, "users:*" cannot be a NATS wildcard; a table pattern
  * subscribes to "<prefix>.*" and drops, before decoding, every subject that
  * does not start with "<prefix>.<sync name>:".

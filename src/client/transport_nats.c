@@ -26,6 +26,7 @@
 #include <nats/nats.h>
 
 #define DESTROY_WAIT_SECONDS 10
+#define SUBSCRIBE_FLUSH_MS 2000
 
 typedef struct nats_backend
 {
@@ -160,6 +161,14 @@ nats_attach(psync_transport *t, const char *key, size_t len, bool is_pattern,
 	b->live_subs++;
 	pthread_mutex_unlock(&b->lock);
 	*data = ks;
+
+	/*
+	 * One round trip, so that the server has the subscription when
+	 * subscribe returns: a replica's initial refetch then cannot miss a
+	 * change published in between.  When disconnected this times out and
+	 * the subscription is sent on reconnect (which raises LOST anyway).
+	 */
+	natsConnection_FlushTimeout(b->conn, SUBSCRIBE_FLUSH_MS);
 	return PSYNC_OK;
 }
 

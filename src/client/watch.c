@@ -1,1 +1,431 @@
-int main(void){return 0;}
+/*
+ * watch.c — para-sync-watch: live replicas of keys or whole tables, shown
+ * in a terminal.
+ *
+ *   para-sync-watch [-s NATS_URL] [-d CONNINFO] [-p PREFIX] [--lines]
+ *                   [--max-keys N] KEY|TABLE:* ...
+ *
+ * Holds a libparasync replica (NATS transport, libpq refetcher, initial
+ * refetch) per key named; a "TABLE:*" pattern adds a replica for every key
+ * of the table that changes while it runs.  On a terminal the table of
+ * keys is redrawn in place (at most 10 times a second); otherwise, or with
+ * --lines, one line is printed per change.
+ *
+ * Threads: change callbacks run on nats.c and refetcher threads; they only
+ * print (lines mode, under print_lock) or raise the atomic "dirty" flag.
+ * The main thread owns the list of watched keys and does all drawing.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "para_sync/client.h"
+#include "keymap.h"
+#include "watch_json.h"
+
+typedef struct watched
+{
+	char	   *key;
+	psync_replica *replica;
+	struct watched *next;
+} watched;
+
+typedef struct pending_key
+{
+	char	   *key;
+	struct pending_key *next;
+} pending_key;
+
+static struct
+{
+	psync_transport *transport;
+	psync_refetcher *refetcher;
+	bool		lines;
+	size_t		max_keys;
+	/* main thread only */
+	watched    *head;
+	watched   **tail;
+	size_t		count;
+	/* shared with the pattern handlers, under pending_lock */
+	pthread_mutex_t pending_lock;
+	keymap		known;
+	pending_key *pending;
+	size_t		dropped;
+	/* anywhere */
+	pthread_mutex_t print_lock;
+	atomic_bool dirty;
+} w;
+
+static volatile sig_atomic_t stop_requested;
+
+/* The value of w.known for keys named on the command line. */
+static pending_key named_key;
+
+static void
+on_signal(int sig)
+{
+	(void) sig;
+	stop_requested = 1;
+}
+
+/* ---- the parse gate: any value, kept as JSON text ---- */
+
+static bool
+parse_json(void *ctx, const uint8_t *msgpack, size_t len, const psync_envelope *env,
+		   void *recycled, void **out, const char **error)
+{
+	json_text  *j = recycled ? recycled : calloc(1, sizeof(json_text));
+
+	(void) ctx;
+	(void) env;
+	if (j == NULL || !msgpack_to_json(msgpack, len, j))
+	{
+		if (j != recycled && j != NULL)
+		{
+			free(j->data);
+			free(j);
+		}
+		*error = "value not renderable";
+		return false;
+	}
+	*out = j;
+	return true;
+}
+
+static void
+free_json(void *ctx, void *value)
+{
+	json_text  *j = value;
+
+	(void) ctx;
+	free(j->data);
+	free(j);
+}
+
+/* ---- change callbacks (any thread) ---- */
+
+static void
+print_line(const char *key, const void *value, const psync_replica_metadata *meta)
+{
+	time_t		now = time(NULL);
+	struct tm	tm;
+	char		stamp[16];
+
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
+	pthread_mutex_lock(&w.print_lock);
+	printf("%s %s seq=%" PRId64 " status=%s value=%s\n", stamp, key, meta->sequence,
+		   psync_replica_status_name(meta->status),
+		   value ? ((const json_text *) value)->data : "-");
+	fflush(stdout);
+	pthread_mutex_unlock(&w.print_lock);
+}
+
+static void
+on_change(void *ctx, psync_replica *replica, const void *value,
+		  const psync_replica_metadata *meta)
+{
+	(void) replica;
+	if (w.lines)
+		print_line(ctx, value, meta);
+	atomic_store(&w.dirty, true);
+}
+
+/* A table pattern saw a key: queue it for the main thread once. */
+static void
+on_pattern_event(void *ctx, const psync_event *event)
+{
+	pending_key *p;
+
+	(void) ctx;
+	if (event->kind != PSYNC_EVENT_ENVELOPE)
+		return;
+	pthread_mutex_lock(&w.pending_lock);
+	if (keymap_get(&w.known, event->key, event->key_len) == NULL)
+	{
+		if (w.known.count >= w.max_keys)
+			w.dropped++;
+		else if ((p = malloc(sizeof(*p))) != NULL &&
+				 (p->key = strndup(event->key, event->key_len)) != NULL &&
+				 keymap_put(&w.known, event->key, event->key_len, p))
+		{
+			p->next = w.pending;
+			w.pending = p;
+		}
+	}
+	pthread_mutex_unlock(&w.pending_lock);
+	atomic_store(&w.dirty, true);
+}
+
+/* ---- main-thread bookkeeping ---- */
+
+static bool
+watch_key(const char *key)
+{
+	watched    *entry = calloc(1, sizeof(*entry));
+	psync_replica_options o;
+	psync_status st;
+
+	if (entry == NULL || (entry->key = strdup(key)) == NULL)
+	{
+		free(entry);
+		return false;
+	}
+	psync_replica_options_init(&o);
+	o.key = entry->key;
+	o.schema = (psync_schema) {parse_json, free_json, NULL};
+	o.transport = w.transport;
+	o.refetch = psync_pq_refetch_fn();
+	o.refetch_ctx = psync_pq_refetch_ctx(w.refetcher);
+	o.initial_refetch = true;
+	o.on_change = on_change;
+	o.on_change_ctx = entry->key;
+	if ((st = psync_replica_new(&o, &entry->replica)) != PSYNC_OK)
+	{
+		fprintf(stderr, "para-sync-watch: %s: %s\n", key, psync_status_text(st));
+		free(entry->key);
+		free(entry);
+		return false;
+	}
+	*w.tail = entry;
+	w.tail = &entry->next;
+	w.count++;
+	return true;
+}
+
+static void
+adopt_pending_keys(void)
+{
+	pending_key *list,
+			   *oldest_first = NULL,
+			   *next;
+
+	pthread_mutex_lock(&w.pending_lock);
+	list = w.pending;
+	w.pending = NULL;
+	pthread_mutex_unlock(&w.pending_lock);
+	for (; list != NULL; list = next)
+	{
+		next = list->next;
+		list->next = oldest_first;
+		oldest_first = list;
+	}
+	for (pending_key *p = oldest_first; p != NULL; p = p->next)
+		watch_key(p->key);		/* p stays in w.known, freed at exit */
+}
+
+/* ---- drawing (main thread) ---- */
+
+typedef struct row_ctx
+{
+	char	   *buf;
+	size_t		size;
+	int			width;
+	const char *key;
+	psync_replica_counters stats;
+} row_ctx;
+
+static void
+format_row(void *ctx, const void *value, const psync_replica_metadata *meta)
+{
+	row_ctx    *r = ctx;
+	const char *v = value ? ((const json_text *) value)->data : "-";
+
+	snprintf(r->buf, r->size, "%-24s %8" PRId64 "  %-10s %7" PRIu64 " %5" PRIu64 " %4" PRIu64
+			 " %4" PRIu64 " %5" PRIu64 "  %s",
+			 r->key, meta->sequence, psync_replica_status_name(meta->status),
+			 r->stats.applied, r->stats.ignored_stale, r->stats.gaps,
+			 r->stats.parse_errors, r->stats.refetches, v);
+	if (r->width > 0 && strlen(r->buf) > (size_t) r->width)
+		r->buf[r->width] = '\0';
+}
+
+static int
+terminal_width(void)
+{
+	struct winsize ws;
+
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return 120;
+}
+
+static void
+redraw(const char *nats_url)
+{
+	static char line[8192];
+	int			width = terminal_width();
+	size_t		dropped;
+
+	pthread_mutex_lock(&w.pending_lock);
+	dropped = w.dropped;
+	pthread_mutex_unlock(&w.pending_lock);
+	printf("\x1b[H");
+	snprintf(line, sizeof(line), "para-sync-watch  %s  %zu keys%s  (Ctrl-C quits)", nats_url,
+			 w.count, dropped ? "  (--max-keys reached)" : "");
+	printf("%.*s\x1b[K\n\x1b[K\n", width, line);
+	snprintf(line, sizeof(line), "%-24s %8s  %-10s %7s %5s %4s %4s %5s  %s", "KEY", "SEQ",
+			 "STATUS", "APPLIED", "STALE", "GAPS", "ERR", "REFET", "VALUE");
+	printf("%.*s\x1b[K\n", width, line);
+	for (watched *e = w.head; e != NULL; e = e->next)
+	{
+		row_ctx		r = {line, sizeof(line), width, e->key};
+
+		psync_replica_stats(e->replica, &r.stats);
+		psync_replica_get(e->replica, format_row, &r);
+		printf("%s\x1b[K\n", line);
+	}
+	printf("\x1b[J");
+	fflush(stdout);
+}
+
+/* ---- main ---- */
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+			"usage: para-sync-watch [options] KEY|TABLE:* ...\n"
+			"  -s, --nats URL       NATS server (default $NATS_URL or nats://127.0.0.1:4222)\n"
+			"  -d, --db CONNINFO    libpq connection string for refetches (default: libpq's PG* env)\n"
+			"  -p, --prefix PREFIX  subject prefix, as para_sync.subject_prefix (default synced)\n"
+			"  -l, --lines          one line per change (the default when stdout is not a terminal)\n"
+			"  -m, --max-keys N     keys a TABLE:* pattern may add (default 1000)\n"
+			"  -h, --help\n");
+}
+
+static void
+shutdown_all(void)
+{
+	while (w.head != NULL)
+	{
+		watched    *e = w.head;
+
+		w.head = e->next;
+		psync_replica_dispose(e->replica);
+		free(e->key);
+		free(e);
+	}
+	psync_refetcher_destroy(w.refetcher);
+	psync_transport_destroy(w.transport);
+}
+
+static void
+free_pending(void *ctx, void *value)
+{
+	pending_key *p = value;
+
+	(void) ctx;
+	if (p == &named_key)
+		return;
+	free(p->key);
+	free(p);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"nats", required_argument, NULL, 's'},
+		{"db", required_argument, NULL, 'd'},
+		{"prefix", required_argument, NULL, 'p'},
+		{"lines", no_argument, NULL, 'l'},
+		{"max-keys", required_argument, NULL, 'm'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *nats_url = getenv("NATS_URL") ? getenv("NATS_URL") : "nats://127.0.0.1:4222";
+	const char *conninfo = "";
+	psync_nats_options no;
+	psync_status st;
+	int			opt;
+
+	psync_nats_options_init(&no);
+	w.max_keys = 1000;
+	while ((opt = getopt_long(argc, argv, "s:d:p:lm:h", longopts, NULL)) != -1)
+	{
+		switch (opt)
+		{
+			case 's': nats_url = optarg; break;
+			case 'd': conninfo = optarg; break;
+			case 'p': no.subject_prefix = optarg; break;
+			case 'l': w.lines = true; break;
+			case 'm': w.max_keys = strtoul(optarg, NULL, 10); break;
+			case 'h': usage(stdout); return 0;
+			default: usage(stderr); return 2;
+		}
+	}
+	if (optind >= argc)
+	{
+		usage(stderr);
+		return 2;
+	}
+	if (!isatty(STDOUT_FILENO))
+		w.lines = true;
+	w.tail = &w.head;
+	pthread_mutex_init(&w.pending_lock, NULL);
+	pthread_mutex_init(&w.print_lock, NULL);
+	if (!keymap_init(&w.known))
+		return 1;
+
+	no.url = nats_url;
+	no.name = "para-sync-watch";
+	if ((st = psync_nats_transport_connect(&no, &w.transport)) != PSYNC_OK)
+	{
+		fprintf(stderr, "para-sync-watch: NATS %s: %s\n", nats_url, psync_status_text(st));
+		return 1;
+	}
+	if ((st = psync_pq_refetcher_new_conninfo(conninfo, &w.refetcher)) != PSYNC_OK)
+	{
+		fprintf(stderr, "para-sync-watch: refetcher: %s\n", psync_status_text(st));
+		psync_transport_destroy(w.transport);
+		return 1;
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+
+	for (int i = optind; i < argc; i++)
+	{
+		size_t		len = strlen(argv[i]);
+		psync_subscription_id id;
+
+		if (len > 2 && strcmp(argv[i] + len - 2, ":*") == 0)
+			st = psync_transport_subscribe(w.transport, argv[i], on_pattern_event, NULL, &id);
+		else
+		{
+			pthread_mutex_lock(&w.pending_lock);
+			keymap_put(&w.known, argv[i], len, &named_key);
+			pthread_mutex_unlock(&w.pending_lock);
+			st = watch_key(argv[i]) ? PSYNC_OK : PSYNC_ERR_INVALID_ARGUMENT;
+		}
+		if (st != PSYNC_OK)
+		{
+			fprintf(stderr, "para-sync-watch: cannot watch \"%s\": %s\n", argv[i], psync_status_text(st));
+			shutdown_all();
+			return 2;
+		}
+	}
+	fprintf(stderr, "para-sync-watch: watching %d argument(s) on %s\n", argc - optind, nats_url);
+	if (!w.lines)
+		printf("\x1b[2J");
+	atomic_store(&w.dirty, true);
+	while (!stop_requested)
+	{
+		adopt_pending_keys();
+		if (!w.lines && atomic_exchange(&w.dirty, false))
+			redraw(nats_url);
+		usleep(100000);
+	}
+	shutdown_all();
+	keymap_each(&w.known, free_pending, NULL);
+	keymap_free(&w.known);
+	return 0;
+}
