@@ -132,7 +132,7 @@ client-install: client
 	install -m 644 $(CLIENT_A) $(DESTDIR)$(CLIENT_LIBDIR)/
 	install -m 644 $(CLIENT_PC) $(DESTDIR)$(CLIENT_LIBDIR)/pkgconfig/libparasync.pc
 	install -m 755 $(CLIENT_WATCH) $(DESTDIR)$(CLIENT_BINDIR)/
-	-[ -z "$(DESTDIR)" ] && ldconfig
+	if [ -z "$(DESTDIR)" ]; then ldconfig; fi
 
 $(CLIENT_BUILD)/bench/client_bench: bench/client_bench.c $(CLIENT_A)
 	@mkdir -p $(dir $@)
