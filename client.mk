@@ -41,7 +41,7 @@ CLIENT_SAN_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/san/%.o,$(CLIENT_LIB_SRCS))
 CLIENT_UNIT_TESTS := test_decode test_replica test_transport test_stress
 CLIENT_LIVE_TESTS := test_nats test_pq
 CLIENT_TEST_BINS := $(addprefix $(CLIENT_BUILD)/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration)
-CLIENT_SAN_BINS := $(addprefix $(CLIENT_BUILD)/san/test/,$(CLIENT_UNIT_TESTS))
+CLIENT_SAN_BINS := $(addprefix $(CLIENT_BUILD)/san/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration)
 
 CLIENT_SO := $(CLIENT_BUILD)/libparasync.so.$(CLIENT_ABI)
 CLIENT_A := $(CLIENT_BUILD)/libparasync.a
@@ -115,7 +115,7 @@ $(CLIENT_BUILD)/fuzz/fuzz_decode: test/fuzz/fuzz_decode.c src/common/envelope.c 
 client-fuzz: $(CLIENT_BUILD)/fuzz/fuzz_decode
 	@mkdir -p $(CLIENT_BUILD)/fuzz/corpus
 	$(CLIENT_BUILD)/fuzz/fuzz_decode -max_total_time=$(CLIENT_FUZZ_SECONDS) -max_len=4096 \
-		$(CLIENT_BUILD)/fuzz/corpus test/fuzz/corpus
+		-artifact_prefix=$(CLIENT_BUILD)/fuzz/ $(CLIENT_BUILD)/fuzz/corpus test/fuzz/corpus
 
 client-check: client $(CLIENT_TEST_BINS) $(CLIENT_SAN_BINS) $(CLIENT_BUILD)/tsan/test/test_stress \
 		$(CLIENT_EXAMPLE) $(CLIENT_BUILD)/fuzz/fuzz_decode
