@@ -61,7 +61,7 @@ bench_cleanup() {
 	[ -n "${NATS_PID:-}" ] && kill "$NATS_PID" 2>/dev/null
 	"$ROOT/scripts/pg-cluster" stop "$WORK/pg" 2>/dev/null
 	wait 2>/dev/null
-	rm -rf "$WORK"
+	[ -n "${KEEP:-}" ] || rm -rf "$WORK"
 }
 
 # the benchmark table: a synced row per key, with the writer's clock in ts

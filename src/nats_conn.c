@@ -512,7 +512,10 @@ publish_js_blocked(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 
 	if (!send_all(msgs, n, errbuf, errlen))
 		return PSP_FAILED;
-	s = js_PublishAsyncComplete(js, &po);
+	/* push the publishes out now rather than when nats.c's flusher runs */
+	s = flush_confirm();
+	if (s == NATS_OK)
+		s = js_PublishAsyncComplete(js, &po);
 	if (s != NATS_OK)
 	{
 		format_nats_error(errbuf, errlen, "JetStream did not acknowledge the batch", s);

@@ -52,7 +52,7 @@ PGDLLEXPORT void para_sync_worker_main(Datum main_arg);
 char	   *psync_database = NULL;
 char	   *psync_nats_url = NULL;
 char	   *psync_subject_prefix = NULL;
-int			psync_batch_size = 1000;
+int			psync_batch_size = 5000;
 char	   *psync_jetstream_stream = NULL;
 char	   *psync_nats_token = NULL;
 char	   *psync_nats_user = NULL;
@@ -100,7 +100,7 @@ define_settings(void)
 				  &psync_subject_prefix, "synced", PGC_SIGHUP, 0);
 	DefineCustomIntVariable("para_sync.batch_size",
 							"Largest number of envelopes published and confirmed as one batch.",
-							NULL, &psync_batch_size, 1000, 1, 100000,
+							NULL, &psync_batch_size, 5000, 1, 100000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	define_string("para_sync.jetstream_stream",
 				  "JetStream stream to publish into; empty publishes to core NATS.",
