@@ -12,7 +12,7 @@
 #   make client-fuzz       run the decoder fuzzer alone (CLIENT_FUZZ_SECONDS)
 
 CLIENT_CC ?= gcc
-CLIENT_FUZZ_CC ?= clang
+CLIENT_FUZZ_CC ?= $(shell command -v clang-14 || command -v clang || echo clang)
 CLIENT_BUILD := build
 CLIENT_PREFIX ?= /usr/local
 CLIENT_LIBDIR ?= $(CLIENT_PREFIX)/lib
