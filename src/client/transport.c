@@ -583,8 +583,8 @@ psync_transport_destroy(psync_transport *t)
 		if (list.items[i] != NULL && t->ops->detach != NULL)
 			t->ops->detach(t, list.items[i]);
 	free(list.items);
-	if (t->ops->destroy != NULL)
-		t->ops->destroy(t);
+	if (t->ops->destroy != NULL && !t->ops->destroy(t))
+		return;					/* a backend callback may still come: leak */
 	keymap_free(&t->keys);
 	free(t->slots);
 	pthread_cond_destroy(&t->handler_done);

@@ -41,8 +41,11 @@ typedef struct transport_ops
 	psync_status (*publish_raw) (psync_transport *t, const char *key,
 								 size_t key_len, const void *bytes, size_t len);
 	psync_status (*flush) (psync_transport *t, int timeout_ms);
-	/* Free the backend after every key was detached. */
-	void		(*destroy) (psync_transport *t);
+	/*
+	 * Free the backend after every key was detached.  false: callbacks may
+	 * still reach the transport, so it must be leaked rather than freed.
+	 */
+	bool		(*destroy) (psync_transport *t);
 } transport_ops;
 
 struct psync_transport

@@ -14,7 +14,14 @@
  *
  * Lifetime: a message callback may still run after natsSubscription_
  * Unsubscribe returns, so the per-key context is freed by nats.c's
- * on-complete callback, and destroy waits for all of them.
+ * on-complete callback, and destroy waits for all of them.  nats.c 3.4's
+ * read loop can also still be touching a subscription just removed from
+ * its table (nats.c issue #637, fixed in 3.6): a subscription object is
+ * therefore only destroyed after a flush round trip proves the read loop
+ * has moved past it, or, failing that, after the connection is closed.
+ *
+ * Deliveries use nats.c's global delivery thread pool, not one thread per
+ * subscription: a process may hold replicas of many thousands of keys.
  */
 #include "transport_internal.h"
 
@@ -37,6 +44,10 @@ typedef struct nats_backend
 	pthread_mutex_t lock;
 	pthread_cond_t completed;
 	int			live_subs;		/* key subscriptions not yet completed */
+	bool		closed;			/* nats.c ran the closed callback */
+	natsSubscription **graveyard;	/* unsubscribed, destroyed after close */
+	size_t		ngraveyard;
+	size_t		graveyard_cap;
 } nats_backend;
 
 /* One NATS subscription, for one key or one table pattern. */
@@ -172,15 +183,44 @@ nats_attach(psync_transport *t, const char *key, size_t len, bool is_pattern,
 	return PSYNC_OK;
 }
 
+/* Keep sub until the connection is closed; false when out of memory. */
+static bool
+bury(nats_backend *b, natsSubscription *sub)
+{
+	bool		ok = true;
+
+	pthread_mutex_lock(&b->lock);
+	if (b->ngraveyard == b->graveyard_cap)
+	{
+		size_t		cap = b->graveyard_cap ? b->graveyard_cap * 2 : 16;
+		natsSubscription **g = realloc(b->graveyard, cap * sizeof(*g));
+
+		if (g == NULL)
+			ok = false;
+		else
+		{
+			b->graveyard = g;
+			b->graveyard_cap = cap;
+		}
+	}
+	if (ok)
+		b->graveyard[b->ngraveyard++] = sub;
+	pthread_mutex_unlock(&b->lock);
+	return ok;
+}
+
 static void
 nats_detach(psync_transport *t, void *data)
 {
+	nats_backend *b = backend_of(t);
 	nats_key_sub *ks = data;
 	natsSubscription *sub = ks->sub;
 
-	(void) t;
 	natsSubscription_Unsubscribe(sub);	/* on_complete frees ks */
-	natsSubscription_Destroy(sub);
+	if (natsConnection_FlushTimeout(b->conn, SUBSCRIBE_FLUSH_MS) == NATS_OK)
+		natsSubscription_Destroy(sub);	/* the read loop is past it */
+	else
+		(void) bury(b, sub);	/* out of memory: leaked rather than crash */
 }
 
 static psync_status
@@ -228,35 +268,62 @@ nats_flush(psync_transport *t, int timeout_ms)
 	return s == NATS_OK ? PSYNC_OK : s == NATS_TIMEOUT ? PSYNC_ERR_TIMEOUT : PSYNC_ERR_NATS;
 }
 
-static void
-wait_for_completions(nats_backend *b)
+/* Wait until *flag (read under b->lock) or the deadline; false on timeout. */
+static bool
+wait_until(nats_backend *b, bool (*done) (nats_backend *b))
 {
 	struct timespec deadline;
+	bool		ok = true;
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += DESTROY_WAIT_SECONDS;
 	pthread_mutex_lock(&b->lock);
-	while (b->live_subs > 0)
-		if (pthread_cond_timedwait(&b->completed, &b->lock, &deadline) == ETIMEDOUT)
-			break;				/* nats.c never completed: leak, never crash */
+	while (!done(b) && ok)
+		ok = pthread_cond_timedwait(&b->completed, &b->lock, &deadline) != ETIMEDOUT || done(b);
 	pthread_mutex_unlock(&b->lock);
+	return ok;
 }
 
-static void
+static bool
+subscriptions_completed(nats_backend *b)
+{
+	return b->live_subs == 0;
+}
+
+static bool
+connection_closed(nats_backend *b)
+{
+	return b->closed;
+}
+
+/*
+ * Connection callbacks (reconnected, errors) run on nats.c's own thread with
+ * the transport as closure.  nats.c runs them in order, and the closed
+ * callback last: once it ran, none of ours can run again, and the
+ * transport may be freed.  (On a timeout: leak, never crash.)
+ */
+static bool
 nats_destroy(psync_transport *t)
 {
 	nats_backend *b = backend_of(t);
+	bool		safe = wait_until(b, subscriptions_completed);
 
-	wait_for_completions(b);
 	if (b->conn != NULL)
 	{
-		natsConnection_Close(b->conn);
+		natsConnection_Close(b->conn);	/* joins the read loop */
+		safe = wait_until(b, connection_closed) && safe;
+		for (size_t i = 0; i < b->ngraveyard; i++)
+			natsSubscription_Destroy(b->graveyard[i]);
 		natsConnection_Destroy(b->conn);
 	}
+	free(b->graveyard);
+	if (!safe)
+		return false;
 	pthread_cond_destroy(&b->completed);
 	pthread_mutex_destroy(&b->lock);
 	free(b->prefix);
 	free(b);
+	return true;
 }
 
 static const transport_ops nats_ops = {
@@ -277,6 +344,18 @@ on_reconnected(natsConnection *nc, void *closure)
 
 	(void) nc;
 	transport_deliver_all(closure, &event);
+}
+
+static void
+on_closed(natsConnection *nc, void *closure)
+{
+	nats_backend *b = backend_of(closure);
+
+	(void) nc;
+	pthread_mutex_lock(&b->lock);
+	b->closed = true;
+	pthread_cond_broadcast(&b->completed);
+	pthread_mutex_unlock(&b->lock);
 }
 
 static void
@@ -336,6 +415,10 @@ make_nats_options(const psync_nats_options *o, psync_transport *t, natsOptions *
 		s = natsOptions_SetReconnectedCB(no, on_reconnected, t);
 	if (s == NATS_OK)
 		s = natsOptions_SetErrorHandler(no, on_async_error, t);
+	if (s == NATS_OK)
+		s = natsOptions_SetClosedCB(no, on_closed, t);
+	if (s == NATS_OK)
+		s = natsOptions_UseGlobalMessageDelivery(no, true);
 	if (s != NATS_OK)
 		natsOptions_Destroy(no);
 	else

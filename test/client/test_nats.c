@@ -2,8 +2,9 @@
  * test_nats.c — the NATS transport against a real nats-server (started here
  * on free loopback ports): subject mapping, one NATS subscription per key
  * shared and torn down with the last subscriber, decode once / fan out,
- * malformed payloads, table patterns, subject prefixes, and LOST after a
- * reconnect and after a slow-consumer error.
+ * malformed payloads, table patterns, subject prefixes, LOST after a
+ * reconnect and after a slow-consumer error, and subscriptions coming and
+ * going on several threads while messages for them keep arriving.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -337,6 +338,79 @@ slow_consumer_makes_subscribers_resync(void)
 	psync_transport_destroy(pub);
 }
 
+/* ---- churn: subscriptions come and go while traffic flows ---- */
+
+typedef struct churn_ctx
+{
+	psync_transport *t;
+	atomic_bool stop;
+	int			seed;
+} churn_ctx;
+
+static void *
+churn_publisher(void *arg)
+{
+	churn_ctx  *c = arg;
+	uint64_t	seq = 0;
+	char		key[32];
+
+	while (!atomic_load(&c->stop))
+	{
+		snprintf(key, sizeof(key), "churn:%d", (int) (seq % 8));
+		publish(c->t, key, ++seq);
+	}
+	return NULL;
+}
+
+static void *
+churn_subscriber(void *arg)
+{
+	churn_ctx  *c = arg;
+	unsigned	rnd = (unsigned) c->seed;
+	inbox		in;
+
+	inbox_init(&in);
+	for (int i = 0; i < 150; i++)
+	{
+		psync_subscription_id id;
+		char		key[32];
+
+		rnd = rnd * 1103515245u + 12345u;
+		snprintf(key, sizeof(key), "churn:%u", (rnd >> 16) % 8);
+		if (psync_transport_subscribe(c->t, key, inbox_handler, &in, &id) == PSYNC_OK)
+			psync_unsubscribe(c->t, id);
+	}
+	return NULL;
+}
+
+static void
+subscription_churn_under_traffic(void)
+{
+	churn_ctx	pubc = {0},
+				subc[3];
+	pthread_t	pub,
+				subs[3];
+	long		base = live_nats_subscriptions(monitor_port);
+	psync_transport *t = connect_transport(NULL);
+
+	pubc.t = connect_transport(NULL);
+	pthread_create(&pub, NULL, churn_publisher, &pubc);
+	for (int i = 0; i < 3; i++)
+	{
+		subc[i] = (churn_ctx) {.t = t, .seed = i + 1};
+		pthread_create(&subs[i], NULL, churn_subscriber, &subc[i]);
+	}
+	for (int i = 0; i < 3; i++)
+		pthread_join(subs[i], NULL);
+	atomic_store(&pubc.stop, true);
+	pthread_join(pub, NULL);
+	CHECK_EQ_INT(psync_transport_key_count(t), 0);
+	psync_transport_flush(t, 5000);
+	CHECK(LIVE_WAIT_FOR(live_nats_subscriptions(monitor_port) == base, 5));
+	psync_transport_destroy(t);
+	psync_transport_destroy(pubc.t);
+}
+
 int
 main(void)
 {
@@ -357,6 +431,7 @@ main(void)
 	RUN(connect_failure_is_reported);
 	RUN(reconnect_makes_every_replica_refetch);
 	RUN(slow_consumer_makes_subscribers_resync);
+	RUN(subscription_churn_under_traffic);
 	live_stop(nats_pid);
 	return harness_finish();
 }
