@@ -38,7 +38,7 @@ CLIENT_HEADERS := include/para_sync/client.h include/para_sync/envelope.h includ
 CLIENT_LIB_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/obj/%.o,$(CLIENT_LIB_SRCS))
 CLIENT_SAN_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/san/%.o,$(CLIENT_LIB_SRCS))
 
-CLIENT_UNIT_TESTS := test_decode test_replica test_transport test_stress
+CLIENT_UNIT_TESTS := test_decode test_replica test_transport test_stress test_alloc
 CLIENT_LIVE_TESTS := test_nats test_pq
 CLIENT_TEST_BINS := $(addprefix $(CLIENT_BUILD)/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration)
 CLIENT_SAN_BINS := $(addprefix $(CLIENT_BUILD)/san/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration)
@@ -84,11 +84,15 @@ $(CLIENT_WATCH): src/client/watch.c src/client/watch_json.c src/client/watch_jso
 # Tests: against the static library; the example against the shared one.
 $(CLIENT_BUILD)/test/%: test/client/%.c test/client/harness.h $(CLIENT_A)
 	@mkdir -p $(dir $@)
-	$(CLIENT_CC) $(CLIENT_CFLAGS) -Isrc/client -o $@ $< $(CLIENT_A) $(CLIENT_DEPS_LIBS)
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -Isrc/client -o $@ $< $(CLIENT_A) $(CLIENT_DEPS_LIBS) $(CLIENT_TEST_LDFLAGS)
+
+# test_alloc counts every allocation the (static) library makes
+$(CLIENT_BUILD)/test/test_alloc $(CLIENT_BUILD)/san/test/test_alloc: \
+	CLIENT_TEST_LDFLAGS = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 
 $(CLIENT_BUILD)/san/test/%: test/client/%.c test/client/harness.h $(CLIENT_SAN_OBJS)
 	@mkdir -p $(dir $@)
-	$(CLIENT_CC) $(CLIENT_SAN_CFLAGS) -Isrc/client -o $@ $< $(CLIENT_SAN_OBJS) $(CLIENT_DEPS_LIBS)
+	$(CLIENT_CC) $(CLIENT_SAN_CFLAGS) -Isrc/client -o $@ $< $(CLIENT_SAN_OBJS) $(CLIENT_DEPS_LIBS) $(CLIENT_TEST_LDFLAGS)
 
 # The example program is the C block of docs/client.md between its
 # "example:begin" and "example:end" markers: the doc is what gets compiled.

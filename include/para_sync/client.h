@@ -118,8 +118,10 @@ typedef struct psync_nats_options
 void		psync_nats_options_init(psync_nats_options *opts);
 
 /*
- * NATS transport (nats.c).  Connects (with retry on reconnect) and owns the
- * connection.  One NATS subscription per key, shared by all local
+ * NATS transport (nats.c).  Connects (reconnecting forever by default) and
+ * owns the connection.  Messages are delivered by nats.c's global delivery
+ * thread pool (natsOptions_UseGlobalMessageDelivery; size it process-wide
+ * with nats_SetMessageDeliveryPoolSize), not a thread per key.  One NATS subscription per key, shared by all local
  * subscribers and removed with the last one; each message is decoded once
  * and fanned out.  After a reconnect or a slow-consumer error every
  * subscriber gets PSYNC_EVENT_LOST (core NATS may have dropped messages).
@@ -331,7 +333,9 @@ typedef struct psync_replica_counters
  * uninitialised), valid during the call.  It may call psync_replica_get,
  * _meta and _stats on this replica, but must not dispose it.  Runs on the
  * thread that caused the change: a delivery thread, the refetcher's thread,
- * or the caller of psync_replica_new.
+ * or the caller of psync_replica_new.  Keep it short and non-blocking, and do
+ * not publish to an in-process transport from it (that would lock other
+ * replicas while this one is locked): hand such work to another thread.
  */
 typedef void (*psync_change_fn) (void *ctx, psync_replica *replica,
 								 const void *value,
@@ -386,8 +390,9 @@ psync_status psync_replica_wait_idle(psync_replica *replica, int timeout_ms);
 void		psync_replica_resync(psync_replica *replica);
 
 /*
- * Stop listening and free.  Waits for a running handler on another thread;
- * a refetch in flight finishes into the void.  Not from a callback of this
+ * Stop listening and free (unlike the seed's dispose() it is not idempotent:
+ * the handle is gone).  Waits for a running handler on another thread; a
+ * refetch in flight finishes into the void.  Not from a callback of this
  * replica.
  */
 void		psync_replica_dispose(psync_replica *replica);
