@@ -31,6 +31,9 @@
 #include "keymap.h"
 #include "watch_json.h"
 
+/* Longest value printed in line mode (bytes of JSON); longer ones end "...". */
+#define LINE_VALUE_MAX 4096
+
 typedef struct watched
 {
 	char	   *key;
@@ -121,10 +124,14 @@ print_line(const char *key, const void *value, const psync_replica_metadata *met
 
 	localtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
+	const json_text *j = value;
+	bool		cut = j != NULL && j->len > LINE_VALUE_MAX;
+
 	pthread_mutex_lock(&w.print_lock);
-	printf("%s %s seq=%" PRId64 " status=%s value=%s\n", stamp, key, meta->sequence,
+	printf("%s %s seq=%" PRId64 " status=%s value=%.*s%s\n", stamp, key, meta->sequence,
 		   psync_replica_status_name(meta->status),
-		   value ? ((const json_text *) value)->data : "-");
+		   j ? (int) (cut ? LINE_VALUE_MAX : j->len) : 1, j ? j->data : "-",
+		   cut ? "..." : "");
 	fflush(stdout);
 	pthread_mutex_unlock(&w.print_lock);
 }
