@@ -89,8 +89,8 @@ typedef struct psync_event
 
 /*
  * A subscriber.  Runs on the thread that delivers: the publishing thread for
- * the in-process transport; a nats.c delivery thread (or its reconnect
- * thread, for PSYNC_EVENT_LOST) for NATS.  A handler may subscribe,
+ * the in-process transport; a nats.c delivery thread (or nats.c's
+ * connection-event thread, for PSYNC_EVENT_LOST) for NATS.  A handler may subscribe,
  * unsubscribe (even itself) and publish; it must not destroy the transport.
  */
 typedef void (*psync_handler_fn) (void *ctx, const psync_event *event);
@@ -121,9 +121,10 @@ void		psync_nats_options_init(psync_nats_options *opts);
  * NATS transport (nats.c).  Connects (reconnecting forever by default) and
  * owns the connection.  Messages are delivered by nats.c's global delivery
  * thread pool (natsOptions_UseGlobalMessageDelivery; size it process-wide
- * with nats_SetMessageDeliveryPoolSize), not a thread per key.  One NATS subscription per key, shared by all local
- * subscribers and removed with the last one; each message is decoded once
- * and fanned out.  After a reconnect or a slow-consumer error every
+ * with nats_SetMessageDeliveryPoolSize), not a thread per key.  One NATS
+ * subscription per key, shared by all local subscribers and removed with
+ * the last one (one flush round trip: see docs/client.md on nats.c 3.4);
+ * each message is decoded once and fanned out.  After a reconnect or a slow-consumer error every
  * subscriber gets PSYNC_EVENT_LOST (core NATS may have dropped messages).
  */
 psync_status psync_nats_transport_connect(const psync_nats_options *opts,
