@@ -12,6 +12,7 @@
 #   make client-fuzz       run the decoder fuzzer alone (CLIENT_FUZZ_SECONDS)
 
 CLIENT_CC ?= gcc
+CLIENT_CXX ?= g++
 CLIENT_FUZZ_CC ?= $(shell command -v clang-14 || command -v clang || echo clang)
 CLIENT_BUILD := build
 CLIENT_PREFIX ?= /usr/local
@@ -94,6 +95,10 @@ $(CLIENT_BUILD)/san/test/%: test/client/%.c test/client/harness.h $(CLIENT_SAN_O
 	@mkdir -p $(dir $@)
 	$(CLIENT_CC) $(CLIENT_SAN_CFLAGS) -Isrc/client -o $@ $< $(CLIENT_SAN_OBJS) $(CLIENT_DEPS_LIBS) $(CLIENT_TEST_LDFLAGS)
 
+$(CLIENT_BUILD)/test/cxx_header: test/client/cxx_header.cc $(CLIENT_A) $(CLIENT_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CLIENT_CXX) -std=c++17 -Wall -Wextra -Werror -Iinclude -o $@ $< $(CLIENT_A) $(CLIENT_DEPS_LIBS)
+
 # The example program is the C block of docs/client.md between its
 # "example:begin" and "example:end" markers: the doc is what gets compiled.
 $(CLIENT_BUILD)/example-client.c: docs/client.md
@@ -122,6 +127,7 @@ client-fuzz: $(CLIENT_BUILD)/fuzz/fuzz_decode
 		-artifact_prefix=$(CLIENT_BUILD)/fuzz/ $(CLIENT_BUILD)/fuzz/corpus test/fuzz/corpus
 
 client-check: client $(CLIENT_TEST_BINS) $(CLIENT_SAN_BINS) $(CLIENT_BUILD)/tsan/test/test_stress \
+		$(CLIENT_BUILD)/test/cxx_header \
 		$(CLIENT_EXAMPLE) $(CLIENT_BUILD)/fuzz/fuzz_decode
 	CLIENT_BUILD=$(CLIENT_BUILD) CLIENT_FUZZ_SECONDS=$(CLIENT_FUZZ_SECONDS) \
 		CLIENT_UNIT_TESTS="$(CLIENT_UNIT_TESTS)" CLIENT_LIVE_TESTS="$(CLIENT_LIVE_TESTS)" \

@@ -652,6 +652,8 @@ psync_replica_get(psync_replica *r, psync_value_fn fn, void *ctx)
 void
 psync_replica_meta(psync_replica *r, psync_replica_metadata *out)
 {
+	if (r == NULL || out == NULL)
+		return;
 	pthread_mutex_lock(&r->lock);
 	*out = r->meta;
 	pthread_mutex_unlock(&r->lock);
@@ -660,6 +662,8 @@ psync_replica_meta(psync_replica *r, psync_replica_metadata *out)
 void
 psync_replica_stats(psync_replica *r, psync_replica_counters *out)
 {
+	if (r == NULL || out == NULL)
+		return;
 	pthread_mutex_lock(&r->lock);
 	*out = r->stats;
 	pthread_mutex_unlock(&r->lock);
