@@ -224,6 +224,11 @@ unreachable_database_goes_stale(void)
 	psync_transport_destroy(t);
 }
 
+/*
+ * Replicas disposed while their refetches are still queued: destroying the
+ * refetcher fails those requests, which land in the void (ASan/LSan check
+ * that nothing is touched after free and nothing leaks).
+ */
 static void
 destroy_fails_queued_requests(void)
 {
@@ -236,18 +241,10 @@ destroy_fails_queued_requests(void)
 	CHECK_EQ_INT(psync_pq_refetcher_new_conninfo(getenv("PSYNC_TEST_CONNINFO"), &rf), PSYNC_OK);
 	for (int i = 0; i < 20; i++)
 		r[i] = replica_with(t, rf, &o);
-	for (int i = 0; i < 10; i++)
-		psync_replica_dispose(r[i]);	/* their refetches land in the void */
-	psync_refetcher_destroy(rf);	/* the rest fail: stale */
-	for (int i = 10; i < 20; i++)
-	{
-		psync_replica_metadata m;
-
-		CHECK_EQ_INT(psync_replica_wait_idle(r[i], 0), PSYNC_OK);
-		psync_replica_meta(r[i], &m);
-		CHECK(m.status == PSYNC_REPLICA_OK || m.status == PSYNC_REPLICA_STALE);
+	for (int i = 0; i < 20; i++)
 		psync_replica_dispose(r[i]);
-	}
+	psync_refetcher_destroy(rf);
+	CHECK_EQ_INT(psync_transport_key_count(t), 0);
 	psync_transport_destroy(t);
 }
 
