@@ -270,21 +270,38 @@ psync_transport_subscribe(psync_transport *t, const char *key,
 		return PSYNC_ERR_NO_MEMORY;
 	}
 	*out_id = sub->id;
+	if (!created)
+	{
+		/* the key is being set up by another thread: share its outcome */
+		while (e->attaching)
+			pthread_cond_wait(&t->handler_done, &t->lock);
+		st = e->attach_failed ? PSYNC_ERR_NATS : PSYNC_OK;
+		pthread_mutex_unlock(&t->lock);
+		if (st != PSYNC_OK)
+		{
+			psync_unsubscribe(t, *out_id);
+			*out_id = 0;
+		}
+		return st;
+	}
+	e->attaching = t->ops->attach != NULL;
 	pthread_mutex_unlock(&t->lock);
-
-	if (!created || t->ops->attach == NULL)
+	if (t->ops->attach == NULL)
 		return PSYNC_OK;
+
 	st = t->ops->attach(t, key, len, e->is_pattern, &data);
+	pthread_mutex_lock(&t->lock);
+	e->backend_data = data;		/* e lives: our subscription is in it */
+	e->attaching = false;
+	e->attach_failed = st != PSYNC_OK;
+	pthread_cond_broadcast(&t->handler_done);
+	pthread_mutex_unlock(&t->lock);
 	if (st != PSYNC_OK)
 	{
 		psync_unsubscribe(t, *out_id);
 		*out_id = 0;
-		return st;
 	}
-	pthread_mutex_lock(&t->lock);
-	e->backend_data = data;		/* e lives: our subscription is in it */
-	pthread_mutex_unlock(&t->lock);
-	return PSYNC_OK;
+	return st;
 }
 
 static unsigned

@@ -28,6 +28,8 @@ typedef struct key_entry
 	size_t		nsubs;
 	size_t		cap;
 	void	   *backend_data;	/* e.g. the NATS subscription */
+	bool		attaching;		/* the first subscriber is setting it up */
+	bool		attach_failed;
 } key_entry;
 
 typedef struct transport_ops
