@@ -41,7 +41,7 @@ CLIENT_SAN_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/san/%.o,$(CLIENT_LIB_SRCS))
 
 CLIENT_UNIT_TESTS := test_decode test_replica test_transport test_stress test_alloc
 CLIENT_LIVE_TESTS := test_nats test_pq
-CLIENT_TEST_BINS := $(addprefix $(CLIENT_BUILD)/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration)
+CLIENT_TEST_BINS := $(addprefix $(CLIENT_BUILD)/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration test_conformance)
 CLIENT_SAN_BINS := $(addprefix $(CLIENT_BUILD)/san/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration)
 
 CLIENT_SO := $(CLIENT_BUILD)/libparasync.so.$(CLIENT_ABI)
