@@ -91,6 +91,7 @@ struct psync_replica
 };
 
 static void ingest(psync_replica *r, const psync_envelope *env, ingest_source src);
+static bool envelope_fits(const psync_replica *r, const psync_envelope *env);
 
 /* ---- small helpers ---- */
 
@@ -195,6 +196,12 @@ buffer_receipt(psync_replica *r, const psync_envelope *env)
 	buffered_envelope *b;
 	size_t		slot = r->nbuffered;
 
+	if (!envelope_fits(r, env))
+	{
+		r->stats.parse_errors++;	/* as ingest would; look again after */
+		r->refetch_again = true;
+		return;
+	}
 	if (r->nbuffered == r->max_buffered)
 	{
 		/* full: the lowest sequence makes room (a gap → refetch later) */

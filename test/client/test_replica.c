@@ -637,6 +637,23 @@ malformed_message_counts_and_refetches(void)
 }
 
 static void
+unfit_envelope_during_refetch(void)
+{
+	fixture		f;
+	psync_envelope seed = test_envelope("users:1", 5, "v5");
+	psync_envelope broken = test_envelope("users:1", 7, "x");
+
+	fixture_init(&f, (fixture_opts) {.refetch = true, .seed = &seed});
+	psync_replica_resync(f.r);
+	broken.value = NULL;		/* in-process envelopes are not decoded */
+	psync_transport_publish(f.t, &broken);
+	CHECK_EQ_INT(stats_of(&f).parse_errors, 1);
+	CHECK(manual_complete(&f.m, "users:1", 6, "s6"));
+	CHECK_EQ_INT(f.m.calls, 2);	/* looked again after the snapshot */
+	fixture_done(&f);
+}
+
+static void
 refetch_notice_on_the_bus(void)
 {
 	fixture		f;
@@ -888,6 +905,7 @@ main(void)
 	RUN(buffered_gap_after_snapshot_refetches_again);
 	RUN(buffer_overflow_keeps_newest_and_recovers);
 	RUN(malformed_message_counts_and_refetches);
+	RUN(unfit_envelope_during_refetch);
 	RUN(refetch_notice_on_the_bus);
 	RUN(initial_refetch_hydrates_without_seed);
 	RUN(lost_without_refetch_goes_stale);
