@@ -322,6 +322,7 @@ envelope_fits(const psync_replica *r, const psync_envelope *env)
 	return env->key_len == r->key_len &&
 		memcmp(env->key, r->key, r->key_len) == 0 &&
 		env->sequence <= PSYNC_MAX_SEQUENCE &&
+		(env->schema_version != NULL || env->schema_version_len == 0) &&
 		(!env->has_value || (env->value != NULL && env->value_len > 0));
 }
 
