@@ -3,7 +3,7 @@
  * every NATS message it receives.
  *
  *   psync_sub -u URL [-s SUBJECT] [-o FILE] [-r READYFILE]
- *             [-n COUNT] [-q] [-l] [-j STREAM]
+ *             [-n COUNT] [-q|-p] [-l] [-j STREAM]
  *
  *   -s  subject to subscribe to (default "synced.>")
  *   -o  write one line per message: "<key> <sequence> <op> <hex envelope>"
@@ -11,6 +11,7 @@
  *   -r  create READYFILE once the subscription is registered with the server
  *   -n  exit after COUNT messages, printing "received N in S s (R msg/s)"
  *   -q  do not write lines (benchmarks)
+ *   -p  write lines for people: "<key> #<sequence> <op> <value as JSON-ish>"
  *   -l  latency: each envelope's value has a timestamptz column "ts" (set by
  *       the writer); print p50/p90/p99/max of receive time - ts at exit
  *   -w  reconnect wait in ms (default 50); after every reconnect the
@@ -38,6 +39,7 @@
 
 static FILE *out;
 static bool quiet = false;
+static bool pretty = false;
 static bool latency = false;
 static long want = -1;
 static atomic_long received;
@@ -127,7 +129,18 @@ record(const char *data, int len)
 			}
 		}
 	}
-	if (!quiet)
+	if (pretty)
+	{
+		char		value[1024] = "";
+		msgpack_object_map *m = up.data.type == MSGPACK_OBJECT_MAP ? &up.data.via.map : NULL;
+
+		for (uint32_t i = 0; m != NULL && i < m->size; i++)
+			if (str_eq(&m->ptr[i].key, "value"))
+				msgpack_object_print_buffer(value, sizeof(value), m->ptr[i].val);
+		fprintf(out, "%.*s #%" PRIu64 " %.*s %s\n", key_len, key, seq, op_len, op, value);
+		fflush(out);
+	}
+	else if (!quiet)
 	{
 		fprintf(out, "%.*s %" PRIu64 " %.*s ", key_len, key, seq, op_len, op);
 		for (int i = 0; i < len; i++)
@@ -270,7 +283,7 @@ main(int argc, char **argv)
 	int			c;
 
 	out = stdout;
-	while ((c = getopt(argc, argv, "u:s:o:r:n:qlj:w:C:D:")) != -1)
+	while ((c = getopt(argc, argv, "u:s:o:r:n:qplj:w:C:D:")) != -1)
 	{
 		switch (c)
 		{
@@ -297,6 +310,9 @@ main(int argc, char **argv)
 			case 'q':
 				quiet = true;
 				break;
+			case 'p':
+				pretty = true;
+				break;
 			case 'l':
 				latency = true;
 				break;
@@ -312,7 +328,7 @@ main(int argc, char **argv)
 				reconnect_wait = atol(optarg);
 				break;
 			default:
-				fprintf(stderr, "usage: psync_sub -u URL [-s SUBJECT] [-o FILE] [-r READYFILE] [-n COUNT] [-q] [-l] [-w MS] [-j STREAM | -C STREAM | -D STREAM]\n");
+				fprintf(stderr, "usage: psync_sub -u URL [-s SUBJECT] [-o FILE] [-r READYFILE] [-n COUNT] [-q|-p] [-l] [-w MS] [-j STREAM | -C STREAM | -D STREAM]\n");
 				return 2;
 		}
 	}
