@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -91,6 +92,7 @@ live_start_nats(int port, int mport)
 	{
 		int			devnull = open("/dev/null", O_WRONLY);
 
+		prctl(PR_SET_PDEATHSIG, SIGKILL);	/* no orphan if the test crashes */
 		dup2(devnull, 1);
 		dup2(devnull, 2);
 		execlp(live_nats_server_path(), "nats-server", "-a", "127.0.0.1", "-p", p,
