@@ -624,7 +624,7 @@ reload_settings(char *startup_database)
 						startup_database, psync_database)));
 		proc_exit(1);			/* the postmaster starts us again */
 	}
-	fp = MemoryContextStrdup(TopMemoryContext, nats_settings_fingerprint());
+	fp = nats_settings_fingerprint();
 	if (strcmp(fp, nats_fingerprint) != 0)
 	{
 		char		safe[512];
@@ -636,7 +636,8 @@ reload_settings(char *startup_database)
 		last_problem[0] = '\0';
 	}
 	pfree(nats_fingerprint);
-	nats_fingerprint = fp;
+	nats_fingerprint = MemoryContextStrdup(TopMemoryContext, fp);
+	pfree(fp);
 }
 
 static long
@@ -672,7 +673,12 @@ para_sync_worker_main(Datum main_arg)
 	batch_cxt = AllocSetContextCreate(TopMemoryContext, "para_sync publisher batch",
 									  ALLOCSET_DEFAULT_SIZES);
 	after_key = MemoryContextStrdup(TopMemoryContext, "");
-	nats_fingerprint = MemoryContextStrdup(TopMemoryContext, nats_settings_fingerprint());
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		nats_fingerprint = nats_settings_fingerprint();
+		MemoryContextSwitchTo(old);
+	}
 	ereport(LOG, (errmsg("para_sync publisher started on database \"%s\"", startup_database)));
 
 	for (;;)

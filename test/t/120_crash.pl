@@ -45,15 +45,14 @@ sub under_load
 	my ($what, $crash, $async) = @_;
 	local $ENV{PGOPTIONS} = $async ? '-c synchronous_commit=off' : '';
 	my $before = scalar(@{ read_sub($file) });
+	my $old_worker = worker_pid($node);
 	my $pgb = start_pgbench($node, $script, '-c', '4', '-j', '2', '-t', '3000');
 	ok(wait_for(sub { scalar(@{ read_sub($file) }) > $before + 500 }, "load before $what"),
 		"messages flow before $what");
 	$crash->();
 	finish_pgbench($pgb);    # clients lose their connections: expected
-	ok( wait_for(sub {
-			my ($r) = $node->psql('postgres', 'SELECT 1');
-			$r == 0 }, "server back after $what"),
-		"server accepts connections after $what");
+	ok(wait_new_worker($node, $old_worker, "server back after $what"),
+		"server and a new publisher back after $what");
 }
 
 # 1. the worker is SIGKILLed

@@ -66,10 +66,7 @@ UPDATE public.j SET v = v + 1 WHERE id = :id;
 			$node->safe_psql('postgres', 'SELECT published FROM para_sync.status') > 300 }, 'progress'),
 		"publishing under load, round $round");
 	kill 'KILL', $pid;
-	ok( wait_for(sub {
-			my ($r) = $node->psql('postgres', 'SELECT 1');
-			$r == 0 && worker_pid($node) ne '' && worker_pid($node) ne $pid }, 'restart'),
-		"worker restarted after SIGKILL $round");
+	ok(wait_new_worker($node, $pid, 'restart'), "worker restarted after SIGKILL $round");
 	finish_pgbench($pgb);
 }
 $node->safe_psql('postgres', 'UPDATE public.j SET v = v + 1');

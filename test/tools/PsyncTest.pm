@@ -17,7 +17,8 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(start_nats stop_nats nats_url start_sub stop_sub read_sub
   wait_for new_publisher_node latest_by_key check_contiguous
-  start_pgbench finish_pgbench sub_tool worker_pid deadline_secs);
+  start_pgbench finish_pgbench sub_tool worker_pid deadline_secs
+  wait_new_worker);
 
 # Generous: the tests poll until this many seconds pass, then fail.
 sub deadline_secs { return 180; }
@@ -192,6 +193,18 @@ sub worker_pid
 	my ($node) = @_;
 	return $node->safe_psql('postgres',
 		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'para_sync publisher'});
+}
+
+# After a crash: wait until the server accepts queries and a publisher
+# other than $old_pid runs (psql, not safe_psql: recovery may still start).
+sub wait_new_worker
+{
+	my ($node, $old_pid, $what) = @_;
+	return wait_for(sub {
+		my ($r, $out) = $node->psql('postgres',
+			q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'para_sync publisher'});
+		return $r == 0 && $out ne '' && $out ne ($old_pid // '');
+	}, $what);
 }
 
 # pgbench in the background: start_pgbench($node, $script_text, @args)
