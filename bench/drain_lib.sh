@@ -6,6 +6,9 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SUB="$ROOT/test/tools/psync_sub"
 
+# calc EXPR: floating-point arithmetic without bc
+calc() { awk "BEGIN { printf \"%.2f\", $* }"; }
+
 free_port() {
 	perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0)->sockport'
 }

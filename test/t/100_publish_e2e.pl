@@ -114,6 +114,20 @@ my ($ret, $o, $e) = $node->psql('postgres', 'SELECT * FROM para_sync.status',
 	extra_params => [ '-U', 'nobody' ]);
 like($e, qr/permission denied/, 'para_sync.status is not readable by PUBLIC');
 
+# DROP EXTENSION and CREATE EXTENSION again: the worker serves the new one
+# (its prepared statements referred to the dropped tables)
+my $before = grep { $_->[0] eq 'items:1' && $_->[1] == 1 } @{ read_sub($file) };
+my $pid0 = worker_pid($node);
+$node->safe_psql('postgres', q{
+	DROP EXTENSION para_sync CASCADE;
+	CREATE EXTENSION para_sync;
+	SELECT para_sync.sync_table('public.items');
+	UPDATE public.items SET v = 42 WHERE id = 1;});
+ok( wait_for(sub {
+		(grep { $_->[0] eq 'items:1' && $_->[1] == 1 } @{ read_sub($file) }) > $before }, 'after re-create'),
+	'after DROP and CREATE EXTENSION changes are published again');
+is(worker_pid($node), $pid0, 'same worker, no restart needed');
+
 stop_sub($sub);
 $node->stop;
 stop_nats($nats);
