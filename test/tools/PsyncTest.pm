@@ -145,15 +145,16 @@ sub latest_by_key
 
 # Per key, after dropping duplicates, the sequences are exactly 1..max and
 # arrive in order (a resend may repeat older ones, never skip ahead).
-# Returns a list of problems (empty when fine).
+# Returns a list of problems (empty when fine).  With $from_first, a key may
+# start at any sequence (a recorder that joined mid-stream).
 sub check_contiguous
 {
-	my ($msgs) = @_;
+	my ($msgs, $from_first) = @_;
 	my (%high, %env, @problems);
 	for my $m (@$msgs)
 	{
 		my ($k, $s, undef, $hex) = @$m;
-		my $h = $high{$k} // 0;
+		my $h = $high{$k} // ($from_first ? $s - 1 : 0);
 		if ($s > $h + 1)
 		{
 			push @problems, "$k: got $s after $h";
