@@ -9,7 +9,12 @@ use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('crash');
 $node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'para_sync'");
+# the publisher must not drain the outbox this test counts: point it nowhere
+$node->append_conf(
+	'postgresql.conf', qq{
+shared_preload_libraries = 'para_sync'
+para_sync.nats_url = 'nats://127.0.0.1:1'
+});
 $node->start;
 
 $node->safe_psql('postgres', q{
