@@ -29,6 +29,8 @@ SELECT sync_name, schema_version FROM para_sync.synced_tables ORDER BY sync_name
 SELECT para_sync.sync_table('public.nope');
 CREATE TABLE public.no_pk (a int);
 SELECT para_sync.sync_table('public.no_pk');
+-- the registry refuses it too when called directly
+SELECT para_sync.registry_write('insert', 'public.no_pk', 'no_pk', '1', '{}');
 SELECT para_sync.sync_table('public.users');
 CREATE TABLE public.users2 (id int PRIMARY KEY);
 SELECT para_sync.sync_table('public.users2', name => 'users');

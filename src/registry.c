@@ -151,30 +151,41 @@ check_excluded_columns(Relation rel, Relation index, ArrayType *excluded)
 	}
 }
 
-Datum
-para_sync_check_syncable(PG_FUNCTION_ARGS)
+/*
+ * Everything sync_table() requires of rel besides a valid name: a plain,
+ * logged table with an immediate primary key, and excluded columns that
+ * exist and are not key columns.  Returns the key column names.
+ */
+static ArrayType *
+check_table(Relation rel, ArrayType *excluded)
 {
-	Oid			relid = PG_GETARG_OID(0);
-	ArrayType  *excluded = PG_GETARG_ARRAYTYPE_P(1);
-	Relation	rel = relation_open(relid, AccessShareLock);
 	Relation	index;
 	Datum	   *key_names;
 	int			nkeys;
 
-	require_owner(rel);
 	require_plain_table(rel);
 	index = open_primary_key(rel);
 	check_excluded_columns(rel, index, excluded);
-
 	nkeys = index->rd_index->indnkeyatts;
 	key_names = palloc(sizeof(Datum) * nkeys);
 	for (int i = 0; i < nkeys; i++)
-		key_names[i] = CStringGetTextDatum(get_attname(relid,
+		key_names[i] = CStringGetTextDatum(get_attname(RelationGetRelid(rel),
 													   index->rd_index->indkey.values[i],
 													   false));
 	index_close(index, AccessShareLock);
+	return construct_array(key_names, nkeys, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+Datum
+para_sync_check_syncable(PG_FUNCTION_ARGS)
+{
+	Relation	rel = relation_open(PG_GETARG_OID(0), AccessShareLock);
+	ArrayType  *keys;
+
+	require_owner(rel);
+	keys = check_table(rel, PG_GETARG_ARRAYTYPE_P(1));
 	relation_close(rel, AccessShareLock);
-	PG_RETURN_ARRAYTYPE_P(construct_array(key_names, nkeys, TEXTOID, -1, false, TYPALIGN_INT));
+	PG_RETURN_ARRAYTYPE_P(keys);
 }
 
 /* Run sql with args as the extension owner; returns SPI_processed. */
@@ -216,6 +227,9 @@ registry_insert(Relation rel, text *name, text *version, Datum excluded)
 	char	   *sync_name = text_to_cstring(name);
 	Oid			types[4] = {OIDOID, TEXTOID, TEXTOID, TEXTARRAYOID};
 	Datum		args[4];
+
+	/* the same checks as check_syncable(), for callers that skipped it */
+	check_table(rel, DatumGetArrayTypeP(excluded));
 
 	if (!psync_sync_name_is_valid(sync_name, strlen(sync_name)))
 		ereport(ERROR,

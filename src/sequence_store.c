@@ -57,7 +57,9 @@ store_relcache_callback(Datum arg, Oid relid)
 	{
 		store.outbox = InvalidOid;
 		internal_owner = InvalidOid;
-		outbox_pkey_info = NULL;	/* lives in CacheMemoryContext; small leak per reset */
+		if (outbox_pkey_info != NULL)
+			pfree(outbox_pkey_info);
+		outbox_pkey_info = NULL;
 	}
 }
 
