@@ -59,14 +59,7 @@ is($rc, 0, 'pgbench writers all succeeded') or diag($err);
 
 # everything committed drains
 my $total;
-ok( wait_for(sub {
-		$total = $node->safe_psql('postgres', q{
-			SELECT CASE WHEN (SELECT count(*) FROM para_sync.outbox) = 0
-			            THEN (SELECT sum(seq) FROM para_sync.counters) END});
-		return 0 if $total eq '';
-		my %seen = map { ("$_->[0]/$_->[1]" => 1) } @{ read_sub($file) };
-		return scalar(keys %seen) == $total;
-	}, 'every change to arrive'),
+ok(wait_all_delivered($node, $file, 'every change to arrive', \$total),
 	'every committed change arrived');
 
 my $msgs = read_sub($file);

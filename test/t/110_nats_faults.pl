@@ -102,14 +102,7 @@ $node->reload;
 my ($rc, $out, $err) = finish_pgbench($pgb);
 is($rc, 0, 'no writer failed or was blocked by NATS') or diag($err);
 my $total;
-ok( wait_for(sub {
-		$total = $node->safe_psql('postgres', q{
-			SELECT CASE WHEN (SELECT count(*) FROM para_sync.outbox) = 0
-			            THEN (SELECT sum(seq) FROM para_sync.counters) END});
-		return 0 if $total eq '';
-		my %seen = map { ("$_->[0]/$_->[1]" => 1) } @{ read_sub($file) };
-		return scalar(keys %seen) == $total;
-	}, 'all changes after the restart'),
+ok(wait_all_delivered($node, $file, 'all changes after the restart', \$total),
 	'nothing lost across the NATS restart');
 is_deeply([ check_contiguous(read_sub($file)) ], [], 'nor reordered');
 is(worker_pid($node), $pid, 'same worker throughout');

@@ -94,14 +94,7 @@ under_load('kill of every process with synchronous_commit = off',
 $node->safe_psql('postgres', 'UPDATE public.c SET v = v + 1');
 
 my $total;
-ok( wait_for(sub {
-		$total = $node->safe_psql('postgres', q{
-			SELECT CASE WHEN (SELECT count(*) FROM para_sync.outbox) = 0
-			            THEN (SELECT sum(seq) FROM para_sync.counters) END});
-		return 0 if $total eq '';
-		my %seen = map { ("$_->[0]/$_->[1]" => 1) } @{ read_sub($file) };
-		return scalar(keys %seen) == $total;
-	}, 'everything committed to arrive'),
+ok(wait_all_delivered($node, $file, 'everything committed to arrive', \$total),
 	'every committed change was delivered at least once');
 
 my $msgs = read_sub($file);

@@ -18,7 +18,7 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(start_nats stop_nats nats_url start_sub stop_sub read_sub
   wait_for new_publisher_node latest_by_key check_contiguous
   start_pgbench finish_pgbench sub_tool worker_pid deadline_secs
-  wait_new_worker);
+  wait_new_worker wait_all_delivered);
 
 # Generous: the tests poll until this many seconds pass, then fail.
 sub deadline_secs { return 180; }
@@ -226,6 +226,24 @@ sub finish_pgbench
 	my ($p) = @_;
 	$p->{h}->finish;
 	return ($p->{h}->result(0), ${ $p->{out} }, ${ $p->{err} });
+}
+
+# Waits until the outbox is empty and the recorder in $file holds one
+# message for every (key, sequence) the database committed; the number of
+# committed changes is stored in $$total_ref.  True when that happened.
+sub wait_all_delivered
+{
+	my ($node, $file, $what, $total_ref) = @_;
+	return wait_for(
+		sub {
+			$$total_ref = $node->safe_psql('postgres', q{
+				SELECT CASE WHEN (SELECT count(*) FROM para_sync.outbox) = 0
+				            THEN (SELECT sum(seq) FROM para_sync.counters) END});
+			return 0 if $$total_ref eq '';
+			my %seen = map { ("$_->[0]/$_->[1]" => 1) } @{ read_sub($file) };
+			return scalar(keys %seen) == $$total_ref;
+		},
+		$what);
 }
 
 1;
