@@ -8,10 +8,11 @@
 -- that touch it, so table writers need (and get) no privileges here.
 -- ---------------------------------------------------------------------------
 
--- Registry of synced tables.  Keyed by the table's oid; the sync name is what
--- keys and subjects carry, so it survives renames.
+-- Registry of synced tables.  Keyed by the table (a regclass, so that
+-- pg_dump writes it by name and a restore maps it to the new oid); the sync
+-- name is what keys and subjects carry, so it survives renames.
 CREATE TABLE para_sync.tables (
-	relid			pg_catalog.oid PRIMARY KEY,
+	relid			pg_catalog.regclass PRIMARY KEY,
 	sync_name		pg_catalog.text COLLATE "C" NOT NULL UNIQUE,
 	schema_version	pg_catalog.text NOT NULL,
 	exclude_columns	pg_catalog.text[] NOT NULL DEFAULT '{}',
@@ -43,6 +44,12 @@ CREATE TABLE para_sync.counters (
 ) WITH (fillfactor = 50);
 
 REVOKE ALL ON para_sync.tables, para_sync.outbox, para_sync.counters FROM PUBLIC;
+
+-- pg_dump keeps their contents: after a restore the registry, every key's
+-- sequence and the envelopes not yet published are all still there.
+SELECT pg_catalog.pg_extension_config_dump('para_sync.tables', '');
+SELECT pg_catalog.pg_extension_config_dump('para_sync.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('para_sync.counters', '');
 
 -- Everyone may call the public API (snapshot(), sync_table() on tables they
 -- own, ...); the tables above stay private.
@@ -205,7 +212,7 @@ CREATE EVENT TRIGGER para_sync_forget_dropped_tables ON sql_drop
 	EXECUTE FUNCTION para_sync.forget_dropped_tables();
 
 CREATE VIEW para_sync.synced_tables AS
-SELECT t.relid::pg_catalog.regclass AS table_name,
+SELECT t.relid AS table_name,
 	   t.sync_name,
 	   t.schema_version,
 	   t.exclude_columns,
