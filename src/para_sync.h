@@ -87,7 +87,6 @@ extern SyncedTable *table_cache_get(Relation rel);
 
 /* ---- row_encode.c: datum → MessagePack (SPEC §3 value mapping) */
 
-extern void msgpack_buffer_init(StringInfo buf);
 extern int	msgpack_buffer_write(void *data, const char *bytes, size_t len);
 extern void row_encode_values(StringInfo buf, SyncedTable *table,
 							  Datum *values, bool *nulls);
@@ -114,7 +113,6 @@ typedef struct StoreRelations
 } StoreRelations;
 extern const StoreRelations *store_relations(void);
 
-extern Oid	para_sync_internal_owner(void);
 
 /* Run internal statements as the extension owner, then switch back. */
 typedef struct OwnerSwitch

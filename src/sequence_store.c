@@ -121,7 +121,7 @@ relation_owner(Oid relid)
 }
 
 /* The role that owns para_sync's tables: internal statements run as it. */
-Oid
+static Oid
 para_sync_internal_owner(void)
 {
 	if (!OidIsValid(internal_owner))
