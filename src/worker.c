@@ -668,6 +668,9 @@ para_sync_worker_main(Datum main_arg)
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	/* the ack deletes by ctid: a TID scan, never a scan of the backlog */
 	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* a SERIALIZABLE default would make our outbox reads conflict with writers */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
 	before_shmem_exit(worker_exit, (Datum) 0);
 
 	batch_cxt = AllocSetContextCreate(TopMemoryContext, "para_sync publisher batch",
