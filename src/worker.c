@@ -1,5 +1,5 @@
 /*
- * worker.c — the publisher background worker (issue 3): settings, worker
+ * worker.c — the publisher background worker: settings, worker
  * registration, the main loop, and the outbox drain.
  *
  * One worker per cluster, connected to para_sync.database.  It sleeps on its
@@ -426,7 +426,7 @@ read_batch(Batch *b)
 
 /*
  * An envelope beyond the server's max_payload goes out as op refetch,
- * without its value (SPEC §5); subscribers fetch the value by snapshot().
+ * without its value (docs/protocol.md, "Delivery"); subscribers fetch the value by snapshot().
  */
 static void
 shrink_oversized(Batch *b)
