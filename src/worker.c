@@ -425,8 +425,8 @@ read_batch(Batch *b)
 }
 
 /*
- * An envelope beyond the server's max_payload goes out as op refetch,
- * without its value (docs/protocol.md, "Delivery"); subscribers fetch the value by snapshot().
+ * An envelope beyond the server's max_payload goes out as op refetch, without
+ * its value (docs/protocol.md, "Delivery"); subscribers call snapshot().
  */
 static void
 shrink_oversized(Batch *b)
