@@ -27,7 +27,7 @@ OBJS = \
 
 REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
-ISOLATION = concurrent_writers late_commit
+ISOLATION = concurrent_writers late_commit serializable_writers
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync
 TAP_TESTS = 1
 

@@ -5,7 +5,7 @@
  * table's own row lock or unique check has already serialized writers of the
  * same object.  For each change of an object it takes the next per-object
  * sequence, encodes the envelope, and appends it to the outbox in the
- * writer's transaction (SPEC §4):
+ * writer's transaction (docs/protocol.md, "Sequences"):
  *   INSERT            upsert of the new key
  *   DELETE            delete of the old key (value nil)
  *   UPDATE, same key  upsert, unless no synced column changed (then nothing)

@@ -1,5 +1,5 @@
 /*
- * keys.c — object keys of synced rows (SPEC §2), server side.
+ * keys.c — object keys of synced rows (docs/protocol.md), server side.
  *
  * Builds "<sync name>:<pk1>[:<pk2>...]" from a row, each part the key
  * column's text output escaped by the shared key_escape.c, and parses a key

@@ -20,7 +20,7 @@
 
 /* ---- table_cache.c: what the capture trigger and snapshot() know of a table */
 
-/* How one column's values become MessagePack (SPEC §3). */
+/* How one column's values become MessagePack (docs/protocol.md). */
 typedef enum ValueKind
 {
 	VK_INT,						/* int2, int4, int8 */
@@ -85,7 +85,7 @@ typedef struct SyncedTable
 extern void table_cache_init(void);
 extern SyncedTable *table_cache_get(Relation rel);
 
-/* ---- row_encode.c: datum → MessagePack (SPEC §3 value mapping) */
+/* ---- row_encode.c: datum → MessagePack (docs/protocol.md, "Value mapping") */
 
 extern int	msgpack_buffer_write(void *data, const char *bytes, size_t len);
 extern void row_encode_values(StringInfo buf, SyncedTable *table,

@@ -1,5 +1,5 @@
 /*
- * publisher.h — internal interface of the publisher (issue 3): the
+ * publisher.h — internal interface of the publisher: the
  * background worker (worker.c), its NATS side (nats_conn.c) and its shared
  * memory / status view (status.c).  Nothing outside these files uses it; the
  * rest of the extension only sees publisher_init() in para_sync.h.

@@ -1,6 +1,6 @@
 /*
  * row_encode.c — turns a row's datums into the MessagePack "value" map of an
- * envelope (SPEC §3), and builds the envelope bytea around it.
+ * envelope (docs/protocol.md), and builds the envelope bytea around it.
  *
  * Owns the type mapping: integers in their smallest encoding, floats as
  * floats, numeric as exact strings, text as str, bytea as bin, json/jsonb as

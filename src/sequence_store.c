@@ -14,6 +14,13 @@
  * that commit even under REPEATABLE READ.  The outbox primary key (key, seq)
  * is the safety net: a duplicate sequence can never be stored.
  *
+ * These reads take no SERIALIZABLE predicate (SIREAD) locks.  Writers of
+ * different objects share outbox and counters index pages, so page locks
+ * there would make SERIALIZABLE writers of different rows fail each other;
+ * and they are not needed: writers of one object are already ordered by the
+ * synced table's row lock, and a serializable reader of snapshot() is
+ * protected by its read of the row itself, which takes the usual locks.
+ *
  * This is the hot path of every synced write, so it talks to the heap and
  * the btree indexes directly (no SPI, no planner, no permission checks:
  * table writers hold no privileges on these tables by design).  The
@@ -149,6 +156,13 @@ restore_user(const OwnerSwitch *sw)
 /*
  * The seq column of the last (or only) row for key in heap/index, as seen
  * by snapshot; false when there is none.
+ *
+ * In a SERIALIZABLE transaction an index scan under an MVCC snapshot would
+ * take predicate locks on the index page and the heap tuples it reads.  So
+ * there the scan runs under SnapshotAny, which takes none, and each tuple it
+ * returns is checked against snapshot here: the same rows are found, with
+ * no locks.  Elsewhere the plain MVCC scan is kept, since it also lets the
+ * index forget entries of rows dead to everyone.
  */
 static bool
 probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
@@ -156,21 +170,27 @@ probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
 {
 	Relation	heap = table_open(heap_oid, AccessShareLock);
 	Relation	index = index_open(index_oid, AccessShareLock);
+	bool		filter = IsolationIsSerializable();
 	ScanKeyData skey;
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
-	bool		found;
+	bool		found = false;
 
 	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
-	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	scan = index_beginscan(heap, index, filter ? SnapshotAny : snapshot, 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
-	found = index_getnext_slot(scan, BackwardScanDirection, slot);
-	if (found)
+	while (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
-		bool		isnull;
+		CHECK_FOR_INTERRUPTS();
+		if (!filter || table_tuple_satisfies_snapshot(heap, slot, snapshot))
+		{
+			bool		isnull;
 
-		*seq = DatumGetInt64(slot_getattr(slot, seq_attnum, &isnull));
+			*seq = DatumGetInt64(slot_getattr(slot, seq_attnum, &isnull));
+			found = true;
+			break;
+		}
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);

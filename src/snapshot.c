@@ -1,6 +1,6 @@
 /*
  * snapshot.c — para_sync.snapshot(key): an object's current value and
- * sequence, read in one snapshot of the database (SPEC §4).
+ * sequence, read in one snapshot of the database (docs/protocol.md).
  *
  * The row is read with the caller's privileges, so row-level security and
  * column grants apply (only synced columns are selected); an invisible row

@@ -1,5 +1,5 @@
 /*
- * worker.c — the publisher background worker (issue 3): settings, worker
+ * worker.c — the publisher background worker: settings, worker
  * registration, the main loop, and the outbox drain.
  *
  * One worker per cluster, connected to para_sync.database.  It sleeps on its
@@ -425,8 +425,8 @@ read_batch(Batch *b)
 }
 
 /*
- * An envelope beyond the server's max_payload goes out as op refetch,
- * without its value (SPEC §5); subscribers fetch the value by snapshot().
+ * An envelope beyond the server's max_payload goes out as op refetch, without
+ * its value (docs/protocol.md, "Delivery"); subscribers call snapshot().
  */
 static void
 shrink_oversized(Batch *b)
@@ -668,6 +668,9 @@ para_sync_worker_main(Datum main_arg)
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	/* the ack deletes by ctid: a TID scan, never a scan of the backlog */
 	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* a SERIALIZABLE default would make our outbox reads conflict with writers */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
 	before_shmem_exit(worker_exit, (Datum) 0);
 
 	batch_cxt = AllocSetContextCreate(TopMemoryContext, "para_sync publisher batch",

@@ -1,5 +1,5 @@
 /*
- * para_sync/client.h — libparasync, the client half of para_sync (SPEC §6).
+ * para_sync/client.h — libparasync, the client half of para_sync (docs/protocol.md).
  *
  * Live, correct replicas of database objects in a C or C++ program:
  *
@@ -108,7 +108,7 @@ psync_status psync_inprocess_transport_new(psync_transport **out);
 typedef struct psync_nats_options
 {
 	const char *url;			/* e.g. "nats://127.0.0.1:4222" (required) */
-	const char *subject_prefix; /* default "synced" (SPEC §2) */
+	const char *subject_prefix; /* default "synced" (docs/protocol.md) */
 	const char *name;			/* NATS connection name, optional */
 	int			max_reconnect;	/* -1 = forever (default) */
 	int			reconnect_wait_ms;	/* default 250 */

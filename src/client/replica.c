@@ -1,5 +1,5 @@
 /*
- * replica.c — the client reconciler (psync_replica_*), SPEC §6.
+ * replica.c — the client reconciler (psync_replica_*), docs/protocol.md "Client reconciliation".
  *
  * The C twin of the seed's createClientReplica, rule for rule:
  *   - parse gate on every inbound value (hydration, receipt, refetch

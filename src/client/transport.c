@@ -1,7 +1,7 @@
 /*
  * transport.c — the transport core: subscriptions, ids and delivery.
  *
- * Owns the contract every transport honours (SPEC §6, the seed's
+ * Owns the contract every transport honours (docs/protocol.md; the seed's
  * SyncTransport): handlers subscribed when a delivery starts each get the
  * event, in subscription order; a handler added during delivery does not;
  * unsubscribe is idempotent (ids are never reused) and, once it returns, the

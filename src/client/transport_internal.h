@@ -82,7 +82,7 @@ void		transport_deliver_all(psync_transport *t, const psync_event *event);
 /* True for "<sync name>:*"; *table_len gets the sync name's length. */
 bool		key_is_pattern(const char *key, size_t len, size_t *table_len);
 
-/* True for a key that may appear on the bus (SPEC §2 charset, length). */
+/* True for a key that may appear on the bus (docs/protocol.md: charset, length). */
 bool		key_is_subscribable(const char *key, size_t len);
 
 /* Encode env into a malloc'd buffer. */

@@ -1,10 +1,10 @@
 /*
  * transport_nats.c — the NATS transport backend (nats.c).
  *
- * The C twin of the seed's NatsTransport: subject "<prefix>.<key>" (SPEC
- * §2), one NATS subscription per key shared by every local subscriber (the
- * transport core fans out), torn down with the last one; each message is
- * decoded once.  A table pattern "<table>:*" cannot be a NATS wildcard (a
+ * The C twin of the seed's NatsTransport: subject "<prefix>.<key>"
+ * (docs/protocol.md), one NATS subscription per key shared by every local
+ * subscriber (the transport core fans out), torn down with the last one;
+ * each message is decoded once.  A table pattern "<table>:*" cannot be a NATS wildcard (a
  * key is one subject token), so it subscribes to "<prefix>.*" and drops
  * subjects outside "<prefix>.<table>:" before decoding.
  *
