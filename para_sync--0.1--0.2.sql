@@ -76,6 +76,11 @@ CREATE EVENT TRIGGER para_sync_ddl_guard_end ON ddl_command_end
 CREATE EVENT TRIGGER para_sync_ddl_guard_drop ON sql_drop
 	EXECUTE FUNCTION para_sync.ddl_guard();
 
+-- Event triggers skip session_replication_role = replica unless ALWAYS.
+ALTER EVENT TRIGGER para_sync_ddl_guard_start ENABLE ALWAYS;
+ALTER EVENT TRIGGER para_sync_ddl_guard_end ENABLE ALWAYS;
+ALTER EVENT TRIGGER para_sync_ddl_guard_drop ENABLE ALWAYS;
+
 COMMENT ON EVENT TRIGGER para_sync_ddl_guard_start IS
 	'refuses DDL that would let changes of synced tables go unpublished, DDL on para_sync''s tables, and DROP EXTENSION para_sync while tables are synced or envelopes unpublished';
 COMMENT ON EVENT TRIGGER para_sync_ddl_guard_end IS

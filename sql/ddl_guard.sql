@@ -29,6 +29,10 @@ ALTER TABLE public.g ENABLE TRIGGER ALL;
 ALTER TABLE public.g ENABLE REPLICA TRIGGER para_sync_capture;
 ALTER TABLE public.g ENABLE TRIGGER para_sync_capture;
 ALTER TABLE public.g ENABLE ALWAYS TRIGGER para_sync_capture;   -- already so: fine
+-- the guard fires in replica mode too
+SET session_replication_role = replica;
+ALTER TABLE public.g DISABLE TRIGGER para_sync_capture;
+RESET session_replication_role;
 DROP TRIGGER para_sync_capture ON public.g;
 ALTER TRIGGER para_sync_capture ON public.g RENAME TO other;
 CREATE OR REPLACE TRIGGER para_sync_capture AFTER INSERT ON public.g
