@@ -615,7 +615,7 @@ guard_command_start(Node *parsetree)
 				refuse_internal(relid);
 				if (stmt->renameType == OBJECT_SCHEMA && strcmp(stmt->subname, "para_sync") == 0)
 					ereport(ERROR,
-							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 							 errmsg("cannot rename schema para_sync"),
 							 errdetail("para_sync's functions and triggers refer to it by name.")));
 				if (stmt->renameType == OBJECT_TRIGGER && OidIsValid(relid) &&
