@@ -80,6 +80,23 @@ SELECT para_sync.sync_table('public.h', exclude_columns => '{hidden}');
 ALTER TABLE public.h ALTER COLUMN hidden TYPE text;
 SELECT schema_version FROM para_sync.synced_tables WHERE sync_name = 'h';
 
+-- the bump never makes a version too long for clients
+SELECT para_sync.set_schema_version('public.h', repeat('v', 254));
+ALTER TABLE public.h ADD COLUMN z int;
+SELECT para_sync.set_schema_version('public.h', '1');
+-- partitions are followed through their parent
+CREATE TABLE public.pt (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);
+CREATE TABLE public.pt1 PARTITION OF public.pt FOR VALUES FROM (0) TO (100);
+SELECT para_sync.sync_table('public.pt1');
+ALTER TABLE public.pt ADD COLUMN w int;
+ALTER TABLE public.pt RENAME COLUMN w TO w2;
+ALTER TABLE public.pt DISABLE TRIGGER USER;
+ALTER TABLE public.pt DROP CONSTRAINT pt_pkey;
+ALTER TABLE public.pt ALTER COLUMN id TYPE bigint;
+SELECT schema_version FROM para_sync.synced_tables WHERE sync_name = 'pt1';
+SELECT para_sync.unsync_table('public.pt1');
+DROP TABLE public.pt;
+
 -- == primary key and table kind ==
 ALTER TABLE public.g DROP CONSTRAINT g_pkey;
 ALTER TABLE public.g DROP CONSTRAINT g_pkey, ADD PRIMARY KEY (id, val);

@@ -213,6 +213,14 @@ bump_schema_version(Oid relid, Registration *reg)
 	if (list_member_oid(bumped_in_command, relid))
 		return;
 	version = bumped_version(reg->schema_version);
+	if (strlen(version) > PSYNC_MAX_SCHEMA_VERSION_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("schema_version of synced table \"%s\" would exceed %d bytes",
+						get_rel_name(relid), PSYNC_MAX_SCHEMA_VERSION_LEN),
+				 errdetail("This change of its columns bumps it to \"%s...\".",
+						   pnstrdup(version, 32)),
+				 errhint("Call para_sync.set_schema_version() with a shorter version first.")));
 	registry_update(relid, version, reg->excluded);
 	reg->schema_version = version;
 	{
