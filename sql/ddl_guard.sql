@@ -37,6 +37,8 @@ DROP TRIGGER para_sync_capture ON public.g;
 ALTER TRIGGER para_sync_capture ON public.g RENAME TO other;
 CREATE OR REPLACE TRIGGER para_sync_capture AFTER INSERT ON public.g
 	FOR EACH ROW EXECUTE FUNCTION para_sync.capture();
+CREATE TRIGGER second_capture AFTER INSERT ON public.g
+	FOR EACH ROW EXECUTE FUNCTION para_sync.capture();
 SELECT tgname, tgenabled FROM pg_trigger
  WHERE tgrelid = 'public.g'::regclass AND NOT tgisinternal ORDER BY tgname;
 -- the table's own triggers can still be switched by name

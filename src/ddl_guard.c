@@ -54,6 +54,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "tcop/deparse_utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -573,6 +574,28 @@ guard_drop(DropStmt *stmt)
 	}
 }
 
+/*
+ * A second trigger running para_sync's functions on a synced table would
+ * capture every change twice.  para_sync names its own triggers
+ * "para_sync_..." (as pg_restore re-creates them).
+ */
+static void
+check_trigger_function(Oid relid, CreateTrigStmt *stmt)
+{
+	Oid			func = LookupFuncName(stmt->funcname, 0, NULL, true);
+	Oid			ext = get_extension_oid("para_sync", true);
+
+	if (OidIsValid(func) && OidIsValid(ext) &&
+		getExtensionOfObject(ProcedureRelationId, func) == ext &&
+		strncmp(stmt->trigname, "para_sync_", strlen("para_sync_")) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot create trigger \"%s\" with para_sync's function on synced table \"%s\"",
+						stmt->trigname, get_rel_name(relid)),
+				 errdetail("para_sync.sync_table() installed the table's capture trigger; a second one would capture every change twice."),
+				 errhint("Leave para_sync's triggers to para_sync.sync_table() and para_sync.unsync_table().")));
+}
+
 static void
 guard_command_start(Node *parsetree)
 {
@@ -610,9 +633,11 @@ guard_command_start(Node *parsetree)
 				Oid			relid = resolve(stmt->relation);
 
 				refuse_internal(relid);
-				if (stmt->replace && OidIsValid(relid) && registry_has(relid) &&
-					is_para_sync_trigger(relid, stmt->trigname))
+				if (!OidIsValid(relid) || !registry_has(relid))
+					break;
+				if (stmt->replace && is_para_sync_trigger(relid, stmt->trigname))
 					refuse_trigger_change(relid, stmt->trigname, "replace");
+				check_trigger_function(relid, stmt);
 				break;
 			}
 		case T_RenameStmt:
