@@ -111,6 +111,13 @@ CREATE DOMAIN public.gid AS int;
 CREATE TABLE public.k (id public.gid PRIMARY KEY, v int);
 SELECT para_sync.sync_table('public.k');
 DROP DOMAIN public.gid CASCADE;
+-- a superuser can switch the guard off (documented); a deferrable key is
+-- still refused when added back
+ALTER EVENT TRIGGER para_sync_ddl_guard_start DISABLE;
+ALTER TABLE public.k DROP CONSTRAINT k_pkey;
+ALTER EVENT TRIGGER para_sync_ddl_guard_start ENABLE ALWAYS;
+ALTER TABLE public.k ADD PRIMARY KEY (id) DEFERRABLE;
+ALTER TABLE public.k ADD PRIMARY KEY (id);
 -- still synced, still writable
 SELECT sync_name, schema_version FROM para_sync.synced_tables ORDER BY sync_name;
 INSERT INTO public.g (id, val) VALUES (2, 'two');

@@ -754,8 +754,10 @@ follow_alter_table(CollectedCommand *cmd)
 			case AT_AddConstraintRecurse:
 			case AT_AddIndex:
 			case AT_AddIndexConstraint:
-				if (registry_has(relid))
-					check_primary_key_immediate(relid);
+				/* the address is the new index or constraint: check the table(s) */
+				foreach(t, with_descendants(cmd->d.alterTable.objectId, true))
+					if (registry_has(lfirst_oid(t)))
+						check_primary_key_immediate(lfirst_oid(t));
 				break;
 			default:
 				break;
