@@ -8,7 +8,8 @@
  *                      changes, DDL that would let row changes of a synced
  *                      table go unpublished or change what its keys mean:
  *                      disabling, re-firing, renaming, replacing or
- *                      dropping para_sync's triggers; dropping or retyping
+ *                      dropping para_sync's triggers, or adding a second
+ *                      one; dropping or retyping
  *                      primary-key columns or the primary key; SET UNLOGGED;
  *                      moving the table into schema para_sync.  Also DDL on
  *                      para_sync's internal tables (the capture path writes
@@ -26,9 +27,13 @@
  *                      synced column bumps schema_version; a drop that took
  *                      the primary key with it is refused.
  *
- * The guard decides by the registry (para_sync.tables): para_sync's own
- * functions install triggers before registering a table and unregister it
- * before dropping them, so they never trip it.  Nothing is checked while an
+ * The guard decides by the registry (para_sync.tables) and only for tables
+ * the caller owns (others get PostgreSQL's own ownership error).
+ * para_sync's own trigger DDL never trips it: sync_table() creates the
+ * triggers (never refused; a fresh table has none to drop) and makes the
+ * capture trigger ALWAYS, unsync_table() unregisters the table before
+ * dropping them, and pg_restore re-creates them under their own
+ * "para_sync_" names.  Nothing is checked while an
  * extension script runs (creating_extension).  Event triggers do not fire in
  * single-user mode and a superuser can disable them: the guard protects
  * against mistakes, not against a superuser determined to bypass it.
