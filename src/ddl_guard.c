@@ -134,7 +134,9 @@ registry_get(Oid relid)
 static bool
 registry_has(Oid relid)
 {
-	if (!pg_class_ownercheck(relid, GetUserId()))
+	/* (inheritors are listed without locks: one may be gone by now) */
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)) ||
+		!pg_class_ownercheck(relid, GetUserId()))
 		return false;
 	return registry_get(relid) != NULL;
 }
