@@ -9,9 +9,10 @@
  * trigger definition, is the source of truth: a capture trigger that a table
  * owner attached by hand to an unregistered table cannot claim another
  * table's sync name.  Entries are invalidated through a relcache callback:
- * any ALTER TABLE, and the trigger re-creation that sync_table(),
- * set_schema_version() and unsync_table() perform, send a relcache
- * invalidation for the table.
+ * any ALTER TABLE, the trigger DDL of sync_table() and unsync_table(), and
+ * every other registry change (set_schema_version(), the DDL guard's
+ * exclusion and schema_version updates) send a relcache invalidation for
+ * the table.
  */
 #include "para_sync.h"
 
