@@ -28,7 +28,7 @@ OBJS = \
 
 REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
-ISOLATION = concurrent_writers late_commit excluded_rename
+ISOLATION = concurrent_writers late_commit excluded_rename schema_version_reload
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync
 TAP_TESTS = 1
 
