@@ -23,11 +23,12 @@ OBJS = \
 	src/envelope_json.o \
 	src/status.o \
 	src/nats_conn.o \
-	src/worker.o
+	src/worker.o \
+	src/ddl_guard.o
 
-REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume
+REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
-ISOLATION = concurrent_writers late_commit serializable_writers
+ISOLATION = concurrent_writers late_commit serializable_writers excluded_rename schema_version_reload
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync
 TAP_TESTS = 1
 

@@ -21,6 +21,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -297,6 +298,8 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 		if (run_as_owner("UPDATE para_sync.tables SET schema_version = $2"
 						 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args, NULL) == 0)
 			not_synced(rel);
+		/* every backend reloads the registration (the triggers stay as they are) */
+		CacheInvalidateRelcache(rel);
 	}
 	else if (strcmp(action, "delete") == 0)
 	{

@@ -9,9 +9,10 @@
  * trigger definition, is the source of truth: a capture trigger that a table
  * owner attached by hand to an unregistered table cannot claim another
  * table's sync name.  Entries are invalidated through a relcache callback:
- * any ALTER TABLE, and the trigger re-creation that sync_table(),
- * set_schema_version() and unsync_table() perform, send a relcache
- * invalidation for the table.
+ * any ALTER TABLE, the trigger DDL of sync_table() and unsync_table(), and
+ * every other registry change (set_schema_version(), the DDL guard's
+ * exclusion and schema_version updates) send a relcache invalidation for
+ * the table.
  */
 #include "para_sync.h"
 
@@ -29,6 +30,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 typedef struct CacheEntry
@@ -273,7 +275,14 @@ load_registration(SyncedTable *table, Relation rel, MemoryContext cxt,
 			elog(ERROR, "could not prepare para_sync registry look-up");
 	}
 	become_internal_owner(&sw);
-	rc = SPI_execute_plan(registry_plan, &arg, NULL, true, 1);
+	/*
+	 * A fresh snapshot, as for sequences: a REPEATABLE READ writer must see
+	 * the registry as of the catalogs it was just invalidated by (e.g. an
+	 * excluded column renamed by a transaction that committed after its
+	 * snapshot was taken).
+	 */
+	rc = SPI_execute_snapshot(registry_plan, &arg, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 1);
 	restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
