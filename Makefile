@@ -20,6 +20,8 @@ OBJS = \
 	src/capture.o \
 	src/snapshot.o \
 	src/registry.o \
+	src/sync_names.o \
+	src/lifecycle.o \
 	src/envelope_json.o \
 	src/status.o \
 	src/nats_conn.o \

@@ -65,7 +65,7 @@ INSERT INTO public.d VALUES (1, 'kept');
 BEGIN;
 DROP TABLE public.d;
 ROLLBACK;
-SELECT * FROM pg_temp.changes('d') WHERE seq > 3;
+SELECT * FROM pg_temp.changes('d') WHERE seq > 4;
 -- a drop that would remove a synced table indirectly is refused
 CREATE SCHEMA lc;
 CREATE TABLE lc.inner_t (id int PRIMARY KEY);
@@ -166,9 +166,10 @@ SELECT pg_temp.snap('victim:1') AS victim1;
 -- the owner re-tags (a member of the owning role may, too)
 SET ROLE regress_lc_a;
 SELECT para_sync.sync_table('public.victim');
-INSERT INTO public.victim VALUES (1, 'back');
+UPDATE public.victim SET label = 'back';
 SELECT para_sync.unsync_table('public.victim');
 RESET ROLE;
+SELECT * FROM pg_temp.changes('victim') WHERE seq > 3;
 SET ROLE regress_lc_a_member;
 CREATE TABLE public.victim2 (id int PRIMARY KEY, label text);
 SELECT para_sync.sync_table('public.victim2', 'victim');
@@ -178,8 +179,16 @@ SELECT sync_name, owner FROM para_sync.sync_names WHERE sync_name = 'victim';
 -- a dropped table keeps its name bound too
 SET ROLE regress_lc_a;
 SELECT para_sync.sync_table('public.victim', 'victim');
+RESET ROLE;
+-- (a non-owner's DROP TABLE fails before anything is published; DROP OWNED is refused)
+SET ROLE regress_lc_b;
 DROP TABLE public.victim;
 RESET ROLE;
+DROP OWNED BY regress_lc_a;
+SET ROLE regress_lc_a;
+DROP TABLE public.victim;
+RESET ROLE;
+SELECT * FROM pg_temp.changes('victim') WHERE seq > 5;
 SET ROLE regress_lc_b;
 SELECT para_sync.sync_table('o1.fake', 'victim');
 RESET ROLE;
@@ -195,14 +204,15 @@ SELECT para_sync.release_sync_name('victim');
 RESET ROLE;
 SET ROLE regress_lc_b;
 SELECT para_sync.sync_table('o1.fake', 'victim');
-INSERT INTO o1.fake VALUES (1, 'released to b');
+UPDATE o1.fake SET label = 'released to b';
 RESET ROLE;
-SELECT * FROM pg_temp.changes('victim') WHERE seq > 5;
+SELECT * FROM pg_temp.changes('victim') WHERE seq > 6;
 SELECT sync_name, owner FROM para_sync.sync_names WHERE sync_name = 'victim';
 -- a superuser may release any name that no table uses
 SELECT para_sync.unsync_table('o1.fake');
 SELECT para_sync.release_sync_name('victim');
 SELECT count(*) AS claims FROM para_sync.sync_names WHERE sync_name = 'victim';
+SELECT pg_temp.snap('victim:1') AS victim1;
 
 DROP TABLE public.victim, public.victim2, public.u;
 DROP SCHEMA o1 CASCADE;
