@@ -29,7 +29,7 @@ OBJS = \
 
 REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume lifecycle
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
-ISOLATION = concurrent_writers late_commit serializable_writers
+ISOLATION = concurrent_writers late_commit serializable_writers lifecycle_concurrency
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync
 TAP_TESTS = 1
 
