@@ -83,3 +83,7 @@ COMMENT ON FUNCTION para_sync.unsync_table(pg_catalog.regclass) IS
 	'Stops syncing a table: appends a delete envelope for every row, then removes the registration; the sync name stays bound to its owner.';
 -- Event trigger functions are not for direct calls.
 REVOKE ALL ON FUNCTION para_sync.retire_dropped_tables(), para_sync.check_dropped_tables() FROM PUBLIC;
+COMMENT ON EVENT TRIGGER para_sync_retire_dropped_tables IS
+	'Publishes a delete for every row of each synced table that DROP TABLE names, before it goes.';
+COMMENT ON EVENT TRIGGER para_sync_check_dropped_tables IS
+	'Refuses to drop a synced table other than with DROP TABLE.';
