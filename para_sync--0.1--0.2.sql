@@ -87,3 +87,9 @@ COMMENT ON EVENT TRIGGER para_sync_retire_dropped_tables IS
 	'Publishes a delete for every row of each synced table that DROP TABLE names, before it goes.';
 COMMENT ON EVENT TRIGGER para_sync_check_dropped_tables IS
 	'Refuses to drop a synced table other than with DROP TABLE.';
+-- DROP TABLE in session_replication_role = replica (a superuser's session,
+-- a logical replication apply worker) drops the rows all the same: the
+-- dropped-table event triggers fire in every mode.
+ALTER EVENT TRIGGER para_sync_retire_dropped_tables ENABLE ALWAYS;
+ALTER EVENT TRIGGER para_sync_check_dropped_tables ENABLE ALWAYS;
+ALTER EVENT TRIGGER para_sync_forget_dropped_tables ENABLE ALWAYS;

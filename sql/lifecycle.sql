@@ -66,6 +66,26 @@ BEGIN;
 DROP TABLE public.d;
 ROLLBACK;
 SELECT * FROM pg_temp.changes('d') WHERE seq > 4;
+-- in session_replication_role = replica too
+INSERT INTO public.d VALUES (2, 'replica');
+SET session_replication_role = replica;
+DROP TABLE public.d;
+RESET session_replication_role;
+SELECT * FROM pg_temp.changes('d') WHERE key = 'd:2' AND seq > 2;
+SELECT count(*) AS registered FROM para_sync.synced_tables WHERE sync_name = 'd';
+-- with the event triggers disabled by a superuser, a stale registration
+-- reads as nil too (no error)
+CREATE TABLE public.stale (id int PRIMARY KEY);
+SELECT para_sync.sync_table('public.stale');
+ALTER EVENT TRIGGER para_sync_retire_dropped_tables DISABLE;
+ALTER EVENT TRIGGER para_sync_check_dropped_tables DISABLE;
+ALTER EVENT TRIGGER para_sync_forget_dropped_tables DISABLE;
+DROP TABLE public.stale;
+ALTER EVENT TRIGGER para_sync_retire_dropped_tables ENABLE ALWAYS;
+ALTER EVENT TRIGGER para_sync_check_dropped_tables ENABLE ALWAYS;
+ALTER EVENT TRIGGER para_sync_forget_dropped_tables ENABLE ALWAYS;
+SELECT pg_temp.snap('stale:1') AS stale1;
+DELETE FROM para_sync.tables WHERE sync_name = 'stale';
 -- a drop that would remove a synced table indirectly is refused
 CREATE SCHEMA lc;
 CREATE TABLE lc.inner_t (id int PRIMARY KEY);
@@ -84,7 +104,6 @@ DROP SCHEMA lc CASCADE;
 SELECT * FROM pg_temp.changes('inner_t');
 SELECT para_sync.unsync_table('public.child');
 DROP TABLE public.parent CASCADE;
-DROP TABLE public.d;
 
 -- == TRUNCATE: a delete for every row it removes, in its transaction ==
 CREATE TABLE public.t (id int PRIMARY KEY, label text);

@@ -168,7 +168,8 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	relid = registered_table(key, colon - key);
-	if (!OidIsValid(relid))
+	rel = OidIsValid(relid) ? try_table_open(relid, AccessShareLock) : NULL;
+	if (rel == NULL)
 	{
 		/*
 		 * No table (dropped, untagged, or never tagged): the object does not
@@ -182,8 +183,6 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 		SPI_finish();
 		PG_RETURN_BYTEA_P(envelope);
 	}
-
-	rel = table_open(relid, AccessShareLock);
 	table = table_cache_get(rel);
 	key_datums = palloc(sizeof(Datum) * table->nkeys);
 	key_parse(key, table, key_datums);
