@@ -56,13 +56,30 @@ static SPIPlanPtr synced_plan = NULL;
 static SPIPlanPtr dropped_plan = NULL;
 
 /*
+ * The cache entry of rel, for its first row.  Without a primary key the
+ * rows' keys cannot be built: refuse rather than leave them on replicas.
+ */
+static SyncedTable *
+retiring_table(Relation rel)
+{
+	if (!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot publish the removal of the rows of synced table \"%s\"",
+						RelationGetRelationName(rel)),
+				 errdetail("The table has no primary key, so the keys of its rows are unknown."),
+				 errhint("Add the primary key back with ALTER TABLE ... ADD PRIMARY KEY first.")));
+	return table_cache_get(rel);
+}
+
+/*
  * Append a delete envelope for every row of synced table rel.  The caller
  * holds a lock that keeps writers out (ShareRowExclusiveLock or stronger).
  */
 void
 lifecycle_retire_rows(Relation rel)
 {
-	SyncedTable *table = table_cache_get(rel);
+	SyncedTable *table = NULL;
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
@@ -76,6 +93,8 @@ lifecycle_retire_rows(Relation rel)
 		StringInfoData key;
 
 		CHECK_FOR_INTERRUPTS();
+		if (table == NULL)
+			table = retiring_table(rel);
 		old = MemoryContextSwitchTo(row_cxt);
 		slot_getallattrs(slot);
 		initStringInfo(&key);
