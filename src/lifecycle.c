@@ -31,6 +31,7 @@
 
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "commands/event_trigger.h"
@@ -75,13 +76,20 @@ retiring_table(Relation rel)
 /*
  * Append a delete envelope for every row of synced table rel.  The caller
  * holds a lock that keeps writers out (ShareRowExclusiveLock or stronger).
+ *
+ * In a SERIALIZABLE transaction a sequential scan under an MVCC snapshot
+ * would take a predicate lock on the whole table, which a plain TRUNCATE or
+ * DROP does not: later writers of the table could then fail.  So there the
+ * scan runs under SnapshotAny (no predicate locks) and each tuple is checked
+ * against the snapshot here, as sequence_store.c does for its reads.
  */
 void
 lifecycle_retire_rows(Relation rel)
 {
 	SyncedTable *table = NULL;
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
+	bool		filter = IsolationIsSerializable();
+	TableScanDesc scan = table_beginscan(rel, filter ? SnapshotAny : snapshot, 0, NULL);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext,
 												  "para_sync retire rows",
@@ -93,6 +101,8 @@ lifecycle_retire_rows(Relation rel)
 		StringInfoData key;
 
 		CHECK_FOR_INTERRUPTS();
+		if (filter && !table_tuple_satisfies_snapshot(rel, slot, snapshot))
+			continue;
 		if (table == NULL)
 			table = retiring_table(rel);
 		old = MemoryContextSwitchTo(row_cxt);
