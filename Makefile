@@ -20,15 +20,17 @@ OBJS = \
 	src/capture.o \
 	src/snapshot.o \
 	src/registry.o \
+	src/sync_names.o \
+	src/lifecycle.o \
 	src/envelope_json.o \
 	src/status.o \
 	src/nats_conn.o \
 	src/worker.o \
 	src/ddl_guard.o
 
-REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard
+REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard lifecycle
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
-ISOLATION = concurrent_writers late_commit serializable_writers excluded_rename schema_version_reload
+ISOLATION = concurrent_writers late_commit serializable_writers excluded_rename schema_version_reload lifecycle_concurrency
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync
 TAP_TESTS = 1
 

@@ -133,8 +133,21 @@ extern bytea *envelope_build(const char *key, int key_len, StringInfo value,
 							 const char *schema_version, uint64 sequence,
 							 psync_op op, bool has_txid, uint64 txid);
 
+/* The next envelope of key (values NULL: a delete), into the outbox. */
+extern void capture_emit_change(SyncedTable *table, StringInfo key,
+								Datum *values, bool *nulls, psync_op op);
+
 /* Set once a transaction wrote an envelope; the publisher wakes on commit. */
 extern bool para_sync_xact_wrote_envelopes;
+
+/* ---- lifecycle.c: unsync, DROP TABLE and TRUNCATE retire every row */
+
+extern void lifecycle_retire_rows(Relation rel);
+extern bool lifecycle_table_is_synced(Oid relid);
+
+/* ---- sync_names.c: a sync name stays bound to the role that claimed it */
+
+extern void sync_name_claim(const char *sync_name, Oid table_owner);
 
 /* ---- publisher (worker.c, nats_conn.c, status.c; internals in publisher.h) */
 

@@ -3,7 +3,9 @@
  * and unsync_table().
  *
  * These C functions run with the caller's rights and first check that the
- * caller owns the table; only then do they write para_sync.tables, as the
+ * caller owns the table (and, for a new sync name, that the caller may use
+ * it: sync_names.c); unsync publishes a delete for every row first
+ * (lifecycle.c); only then do they write para_sync.tables, as the
  * extension owner.  That keeps the SQL wrappers SECURITY INVOKER (so the
  * caller's own identity is what is checked) while table owners need no
  * privilege on para_sync's tables.
@@ -254,6 +256,9 @@ registry_insert(Relation rel, text *name, text *version, Datum excluded)
 				 errmsg("sync name \"%s\" is already in use", sync_name),
 				 errhint("Pass name => '...' to sync_table() to choose another sync name.")));
 
+	/* the name stays bound to whoever claimed it first */
+	sync_name_claim(sync_name, rel->rd_rel->relowner);
+
 	args[2] = PointerGetDatum(version);
 	args[3] = excluded;
 	run_as_owner("INSERT INTO para_sync.tables (relid, sync_name, schema_version, exclude_columns)"
@@ -303,6 +308,10 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 	}
 	else if (strcmp(action, "delete") == 0)
 	{
+		/* replicas must not keep rows that snapshot() no longer returns */
+		if (!lifecycle_table_is_synced(RelationGetRelid(rel)))
+			not_synced(rel);
+		lifecycle_retire_rows(rel);
 		if (run_as_owner("DELETE FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
 						 1, types, args, NULL) == 0)
 			not_synced(rel);

@@ -5,7 +5,8 @@
  * The row is read with the caller's privileges, so row-level security and
  * column grants apply (only synced columns are selected); an invisible row
  * reads as nil.  The sequence and the key's table are read as the extension
- * owner, with the same snapshot.
+ * owner, with the same snapshot.  A key whose sync name has no table reads
+ * as nil at its last sequence (schema_version empty).
  */
 #include "para_sync.h"
 
@@ -167,13 +168,21 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	relid = registered_table(key, colon - key);
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("no synced table has sync name \"%.*s\"", (int) (colon - key), key),
-				 errhint("See para_sync.synced_tables for the synced tables.")));
-
-	rel = table_open(relid, AccessShareLock);
+	rel = OidIsValid(relid) ? try_table_open(relid, AccessShareLock) : NULL;
+	if (rel == NULL)
+	{
+		/*
+		 * No table (dropped, untagged, or never tagged): the object does not
+		 * exist.  Its last envelope was the delete that unsync_table(), DROP
+		 * TABLE or TRUNCATE published, so nil at the last sequence matches it.
+		 */
+		seq = sequence_store_last(key, key_len, false);
+		MemoryContextSwitchTo(caller_cxt);
+		envelope = envelope_build(key, key_len, NULL, "", (uint64) seq,
+								  PSYNC_OP_SNAPSHOT, false, 0);
+		SPI_finish();
+		PG_RETURN_BYTEA_P(envelope);
+	}
 	table = table_cache_get(rel);
 	key_datums = palloc(sizeof(Datum) * table->nkeys);
 	key_parse(key, table, key_datums);
