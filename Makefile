@@ -12,6 +12,8 @@ OBJS = \
 	src/common/key_escape.o \
 	src/para_sync.o \
 	src/table_cache.o \
+	src/type_trust.o \
+	src/json_encode.o \
 	src/canonical_text.o \
 	src/keys.o \
 	src/row_encode.o \
@@ -25,7 +27,7 @@ OBJS = \
 	src/nats_conn.o \
 	src/worker.o
 
-REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume
+REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume type_trust key_canon
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
 ISOLATION = concurrent_writers late_commit
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync

@@ -80,22 +80,6 @@ table_cache_init(void)
 	CacheRegisterRelcacheCallback(table_cache_relcache_callback, (Datum) 0);
 }
 
-/* Is typid the citext extension's type?  It is text on the wire. */
-static bool
-type_is_citext(Oid typid)
-{
-	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
-	bool		result = false;
-
-	if (HeapTupleIsValid(tup))
-	{
-		result = strcmp(NameStr(((Form_pg_type) GETSTRUCT(tup))->typname),
-						"citext") == 0;
-		ReleaseSysCache(tup);
-	}
-	return result;
-}
-
 static void
 codec_init(ValueCodec *codec, Oid typid, MemoryContext cxt)
 {
@@ -158,7 +142,8 @@ codec_init(ValueCodec *codec, Oid typid, MemoryContext cxt)
 							 &codec->elmalign);
 		return;
 	}
-	if (type_is_citext(base))
+	/* citext and other base types stored as text (never decided by name) */
+	if (type_is_text_like(base))
 	{
 		codec->kind = VK_TEXT;
 		return;
@@ -230,6 +215,8 @@ load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
 		Oid			output_fn;
 		bool		is_varlena;
 
+		/* a key type ALTERed in after tagging is refused here too */
+		key_type_check(rel, index, i);
 		key->attnum = index->rd_index->indkey.values[i];
 		att = TupleDescAttr(desc, key->attnum - 1);
 		key->typid = att->atttypid;

@@ -1,0 +1,106 @@
+-- Types are told apart by what they are, never by a name a user can create;
+-- every value a plain table accepts is captured and survives.
+SET client_min_messages = warning;
+SET timezone = 'UTC';
+TRUNCATE para_sync.outbox, para_sync.counters;
+
+-- a non-superuser's enum named citext is an enum: its label travels as str,
+-- as a column, an array element and a primary key, and the server survives
+CREATE ROLE para_sync_o1;
+CREATE SCHEMA o1 AUTHORIZATION para_sync_o1;
+SET ROLE para_sync_o1;
+CREATE TYPE o1.citext AS ENUM ('a', 'b');
+CREATE DOMAIN o1.text AS int;
+CREATE TABLE o1.tc (id int PRIMARY KEY, c o1.citext, arr o1.citext[], t o1.text);
+SELECT para_sync.sync_table('o1.tc');
+INSERT INTO o1.tc VALUES (1, 'a', '{b,a}', 5);
+SELECT para_sync.snapshot_json('tc:1')->'value' AS value;
+CREATE TABLE o1.tk (k o1.citext PRIMARY KEY, v int);
+SELECT para_sync.sync_table('o1.tk');
+INSERT INTO o1.tk VALUES ('b', 1);
+UPDATE o1.tk SET v = 2;
+SELECT para_sync.snapshot_json('tk:b') - 'schema_version' AS snapshot;
+RESET ROLE;
+SELECT key, seq, para_sync.envelope_to_jsonb(envelope)->'value' AS value
+  FROM para_sync.outbox WHERE key LIKE 't_:%' ORDER BY key, seq;
+SELECT 1 AS server_alive;
+
+-- the real citext is text on the wire (told by its I/O functions, not its name)
+CREATE EXTENSION citext SCHEMA public;
+CREATE TABLE public.ci (id int PRIMARY KEY, c public.citext, ca public.citext[]);
+SELECT para_sync.sync_table('public.ci');
+INSERT INTO public.ci VALUES (1, 'MiXeD', '{Ab,cD}');
+SELECT para_sync.snapshot_json('ci:1')->'value' AS value;
+
+-- json is captured from its own text: \u0000, duplicate keys, order, any
+-- number survive (a write that works on a plain table works on a synced one)
+CREATE TABLE public.js (id int PRIMARY KEY, j json);
+SELECT para_sync.sync_table('public.js');
+INSERT INTO public.js VALUES
+	(1, '{"a":"\u0000"}'),
+	(2, '{"k": 1, "k": 2, "k": [true]}'),
+	(3, '"top"'),
+	(4, '[1, 1.0, 1e2, -5, 12345678901234567890, -9223372036854775809, 2.5, 1e400, 0.1]'),
+	(5, '{"s": "\ud83d\ude00 \" \\ \/ \b\f\n\r\t \u00e9 é", "\u0041": null, "e": {}, "f": []}'),
+	(6, ' { "z" : false , "y" : [ ] } '),
+	(7, NULL);
+SELECT count(*) AS captured FROM para_sync.outbox WHERE key LIKE 'js:%';
+-- the NUL byte is in the msgpack str: a161 "a", a100 a one-byte str 0x00
+SELECT position('\xa161a100'::bytea IN para_sync.snapshot('js:1')) > 0 AS nul_kept;
+-- duplicate keys stay, in order: 83 (map of 3) "k" 1 "k" 2 "k" [true]
+SELECT position('\x83a16b01a16b02a16b91c3'::bytea IN para_sync.snapshot('js:2')) > 0 AS dups_kept;
+-- object keys in written order (json keeps it; jsonb would sort "z" after "y")
+SELECT position('\x82a17ac2a17990'::bytea IN para_sync.snapshot('js:6')) > 0 AS order_kept;
+SELECT id, para_sync.snapshot_json('js:' || id)->'value'->'j' AS j FROM public.js ORDER BY id;
+-- snapshots and change envelopes agree
+SELECT bool_and(para_sync.envelope_to_jsonb(o.envelope)->'value' = para_sync.snapshot_json(o.key)->'value') AS same
+  FROM para_sync.outbox o WHERE o.key LIKE 'js:%';
+
+-- deep json and jsonb: every value capture writes is readable by
+-- envelope_to_jsonb; a value nested deeper than the 32 levels a client
+-- decodes travels as its JSON text (str) instead of a structure
+CREATE TABLE public.deep (id int PRIMARY KEY, j json, jb jsonb, ja jsonb[]);
+SELECT para_sync.sync_table('public.deep');
+INSERT INTO public.deep
+SELECT n, (repeat('[', n) || '1' || repeat(']', n))::json,
+	   (repeat('{"a":', n) || '1' || repeat('}', n))::jsonb,
+	   ARRAY[(repeat('[', n) || '2' || repeat(']', n))::jsonb]
+  FROM (VALUES (29), (30), (31), (32), (5000)) v(n);
+SELECT d.id,
+	   jsonb_typeof(s->'value'->'j') AS j, jsonb_typeof(s->'value'->'jb') AS jb,
+	   jsonb_typeof(s->'value'->'ja'->0) AS ja,
+	   CASE WHEN jsonb_typeof(s->'value'->'j') = 'string' THEN s->'value'->>'j' = d.j::text
+			ELSE s->'value'->'j' = d.j::jsonb END AS j_survives,
+	   CASE WHEN jsonb_typeof(s->'value'->'jb') = 'string' THEN (s->'value'->>'jb')::jsonb = d.jb
+			ELSE s->'value'->'jb' = d.jb END AS jb_survives
+  FROM public.deep d, para_sync.snapshot_json('deep:' || d.id) s ORDER BY d.id;
+SELECT count(*) AS envelopes, bool_and(para_sync.envelope_to_jsonb(envelope) ? 'value') AS readable
+  FROM para_sync.outbox WHERE key LIKE 'deep:%';
+-- envelope_to_jsonb of any msgpack nesting (here 100 arrays) works
+SELECT para_sync.envelope_to_jsonb(decode(repeat('91', 100) || 'c0', 'hex')) #> '{0,0,0,0,0,0,0,0,0,0}' IS NOT NULL AS deep_ok;
+SELECT para_sync.envelope_to_jsonb('\x91'::bytea);
+SELECT para_sync.envelope_to_jsonb('\xc1'::bytea);
+SELECT para_sync.envelope_to_jsonb('\x9100'::bytea);
+SELECT para_sync.envelope_to_jsonb(decode('dd7fffffff', 'hex'));
+SELECT para_sync.envelope_to_jsonb(decode('82a161c0a161c3', 'hex')) AS dup_map;
+
+-- keys given to snapshot() must be valid UTF-8 once unescaped
+CREATE TABLE public.names (n text PRIMARY KEY);
+SELECT para_sync.sync_table('public.names');
+SELECT para_sync.snapshot('names:%C3');
+SELECT para_sync.snapshot('names:%ED%A0%80');
+SELECT para_sync.snapshot_json('names:%C3%A9') - 'schema_version' AS valid_utf8;
+
+-- schema_version is capped at 255 bytes (what clients accept)
+CREATE TABLE public.sv (id int PRIMARY KEY);
+SELECT para_sync.sync_table('public.sv', schema_version => repeat('v', 256));
+SELECT para_sync.sync_table('public.sv', schema_version => repeat('v', 10 * 1024 * 1024));
+SELECT para_sync.sync_table('public.sv', schema_version => repeat('v', 255)) AS tagged;
+SELECT para_sync.set_schema_version('public.sv', repeat('é', 128));
+SELECT para_sync.set_schema_version('public.sv', repeat('é', 127));
+SELECT length(schema_version) FROM para_sync.synced_tables WHERE sync_name = 'sv';
+
+DROP TABLE o1.tc, o1.tk, public.ci, public.js, public.deep, public.names, public.sv;
+DROP EXTENSION citext;
+DROP SCHEMA o1 CASCADE;
+DROP ROLE para_sync_o1;
