@@ -79,11 +79,11 @@ RESET datestyle;
 SET timezone = 'UTC';
 SELECT key, seq, op, value->>'v' AS v FROM public.stream('tz');
 
--- other key types with well-defined text: enum, uuid, bool, bytea, time,
--- timetz, timestamp, date, name, varchar, oid and domains over them
+-- other key types with well-defined text: uuid, bool, bytea, time, timetz,
+-- timestamp, date, name, varchar, oid and domains over them
 CREATE TYPE public.color AS ENUM ('red', 'green');
 CREATE DOMAIN public.small AS int2;
-CREATE TABLE public.many (e public.color, u uuid, b bool, by bytea, t time, ttz timetz,
+CREATE TABLE public.many (e text, u uuid, b bool, by bytea, t time, ttz timetz,
 	ts timestamp, d date, nm name, vc varchar(9), o oid, s public.small, i8 int8, f4 float4,
 	PRIMARY KEY (e, u, b, by, t, ttz, ts, d, nm, vc, o, s, i8, f4));
 SELECT para_sync.sync_table('public.many');
@@ -114,13 +114,15 @@ SELECT para_sync.sync_table('public.bad_citext');
 CREATE COLLATION public.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
 CREATE TABLE public.bad_collation (id text COLLATE public.ci PRIMARY KEY);
 SELECT para_sync.sync_table('public.bad_collation');
+CREATE TABLE public.bad_enum (id public.color PRIMARY KEY);
+SELECT para_sync.sync_table('public.bad_enum');
 CREATE TABLE public.bad_second (id int, j jsonb, PRIMARY KEY (id, j));
 SELECT para_sync.sync_table('public.bad_second');
 SELECT count(*) AS tagged_bad FROM para_sync.synced_tables WHERE sync_name LIKE 'bad_%';
 
 DROP TABLE public.num, public.flt, public.iv, public.bp, public.tz, public.many,
 	public.bad_jsonb, public.bad_array, public.bad_range, public.bad_composite,
-	public.bad_citext, public.bad_collation, public.bad_second;
+	public.bad_citext, public.bad_collation, public.bad_enum, public.bad_second;
 DROP TYPE public.color, public.pair;
 DROP DOMAIN public.small;
 DROP COLLATION public.ci;

@@ -62,7 +62,7 @@ registered_table(const char *sync_name, int len)
  *
  * The equality is the key's btree equality, named as pg_catalog's "=":
  * type_trust.c lets only built-in key types with their default operator
- * class (and enums) through, whose equality operators all live in
+ * class through, whose equality operators all live in
  * pg_catalog, where no user can add an operator.  The check below keeps it
  * that way: an operator from any other schema is never resolved by name.
  */

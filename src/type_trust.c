@@ -16,14 +16,16 @@
  *     with the type's default one.
  *
  * Primary-key columns are further restricted to types whose equal values
- * (by the index's equality) have exactly one key text (keys.c renders it):
- * integers, oid, numeric, float4/8, bool, uuid, bytea, text, varchar, char(n)
- * and name under a deterministic collation, date, time, timetz, timestamp,
- * timestamptz, interval, enums, and domains over these.  Everything else —
- * case-insensitive text (citext, non-deterministic collations: 'A' = 'a'),
- * jsonb ('1.0' = '1'), arrays, composites, ranges, custom operator classes —
- * is refused when the table is tagged, and again at write time should an
- * ALTER TABLE bring such a key in later.
+ * (by the index's equality) have exactly one key text (keys.c renders it),
+ * now and later: integers, oid, numeric, float4/8, bool, uuid, bytea, text,
+ * varchar, char(n) and name under a deterministic collation, date, time,
+ * timetz, timestamp, timestamptz, interval, and domains over these.
+ * Everything else is refused when the table is tagged, and again at write
+ * time should an ALTER TABLE bring such a key in later: case-insensitive
+ * text (citext, non-deterministic collations: 'A' = 'a'), jsonb
+ * ('1.0' = '1'), arrays, composites, ranges, custom operator classes, and
+ * enums (ALTER TYPE ... RENAME VALUE would silently move every object keyed
+ * by that label to a new key).
  */
 #include "para_sync.h"
 
@@ -77,7 +79,7 @@ type_is_text_like(Oid base)
 	return result;
 }
 
-/* Key types with one text per value (besides enums): see the header. */
+/* Key types with one text per value, for good: see the header. */
 static bool
 key_base_type_allowed(Oid base)
 {
@@ -105,7 +107,7 @@ key_base_type_allowed(Oid base)
 		case INTERVALOID:
 			return true;
 		default:
-			return type_is_enum(base);
+			return false;
 	}
 }
 
@@ -117,7 +119,7 @@ refuse_key(Relation rel, const char *column, Oid typid, const char *why)
 			 errmsg("primary-key column \"%s\" of table \"%s\" has type %s, which para_sync cannot key by",
 					column, RelationGetRelationName(rel), format_type_be(typid)),
 			 errdetail("%s", why),
-			 errhint("Key synced tables by integer, numeric, text (deterministic collation), uuid, date/time, bytea, bool or enum columns, for example a surrogate key.")));
+			 errhint("Key synced tables by integer, numeric, text (deterministic collation), uuid, date/time, bytea or bool columns, for example a surrogate key.")));
 }
 
 /*
@@ -144,6 +146,9 @@ key_type_check(Relation rel, Relation index, int keyno)
 	att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
 	column = NameStr(att->attname);
 	base = getBaseType(att->atttypid);
+	if (type_is_enum(base))
+		refuse_key(rel, column, att->atttypid,
+				   "Renaming an enum label would move every object keyed by it to a new key.");
 	if (!key_base_type_allowed(base))
 		refuse_key(rel, column, att->atttypid,
 				   "Equal values of this type can have different text forms, or it has no canonical text form, so one object could appear under several keys.");
