@@ -16,6 +16,7 @@ OBJS = \
 	src/json_encode.o \
 	src/canonical_text.o \
 	src/keys.o \
+	src/key_upgrade.o \
 	src/row_encode.o \
 	src/sequence_store.o \
 	src/outbox_consume.o \
@@ -27,7 +28,7 @@ OBJS = \
 	src/nats_conn.o \
 	src/worker.o
 
-REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume type_trust key_canon
+REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume type_trust key_canon key_upgrade
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
 ISOLATION = concurrent_writers late_commit
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync

@@ -171,3 +171,20 @@ para_sync_refuse_truncate(PG_FUNCTION_ARGS)
 			 errhint("Use DELETE, or stop syncing the table with para_sync.unsync_table() first.")));
 	PG_RETURN_NULL();
 }
+
+/*
+ * Move a row from an older key format's key to its key now (key_upgrade.c):
+ * a delete of old_key, then an upsert of the row under its current key,
+ * each under the usual sequence rules.
+ */
+void
+capture_rekey(SyncedTable *table, StringInfo old_key, Datum *values, bool *nulls)
+{
+	RowImage	row = {values, nulls};
+	StringInfoData key;
+
+	initStringInfo(&key);
+	key_build(&key, table, values, nulls);
+	emit_change(table, old_key, NULL, PSYNC_OP_DELETE);
+	emit_change(table, &key, &row, PSYNC_OP_UPSERT);
+}

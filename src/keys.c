@@ -106,8 +106,14 @@ key_too_long(SyncedTable *table, int len)
 			 errhint("Use shorter primary-key values for synced tables.")));
 }
 
-void
-key_build(StringInfo key, SyncedTable *table, Datum *values, bool *nulls)
+/*
+ * Build the key into key; legacy renders each part as version 0.1 did (the
+ * setting-independent text, without dropping what equality ignores), and
+ * returns false instead of an error when that key would be too long.
+ */
+static bool
+key_build_with(StringInfo key, SyncedTable *table, Datum *values, bool *nulls,
+			   bool legacy)
 {
 	appendStringInfoString(key, table->sync_name);
 	for (int i = 0; i < table->nkeys; i++)
@@ -121,15 +127,45 @@ key_build(StringInfo key, SyncedTable *table, Datum *values, bool *nulls)
 		if (nulls[idx])
 			elog(ERROR, "primary-key column %d of \"%s\" is null",
 				 col->attnum, table->sync_name);
-		text = key_part_text(col, values[idx]);
+		if (legacy)
+			text = canonical_text(col->base_typid, values[idx], &col->output);
+		else
+			text = key_part_text(col, values[idx]);
 		len = strlen(text);
 		enlargeStringInfo(key, (int) PSYNC_KEY_ESCAPED_MAX(len) + 1);
 		key->data[key->len++] = ':';
 		key->len += (int) psync_key_escape(text, len, key->data + key->len);
 		key->data[key->len] = '\0';
 		if (key->len > PSYNC_MAX_KEY_LEN)
+		{
+			if (legacy)
+				return false;
 			key_too_long(table, key->len);
+		}
 	}
+	return true;
+}
+
+void
+key_build(StringInfo key, SyncedTable *table, Datum *values, bool *nulls)
+{
+	key_build_with(key, table, values, nulls, false);
+}
+
+/*
+ * The key version 0.1 gave this row (numeric 1.0 was "1%2E0", not "1"), if
+ * it differs from today's and could have been written; false otherwise.
+ */
+bool
+key_build_legacy(StringInfo key, SyncedTable *table, Datum *values, bool *nulls)
+{
+	StringInfoData now;
+
+	if (!key_build_with(key, table, values, nulls, true))
+		return false;
+	initStringInfo(&now);
+	key_build(&now, table, values, nulls);
+	return strcmp(now.data, key->data) != 0;
 }
 
 static void

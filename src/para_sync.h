@@ -106,12 +106,15 @@ extern char *canonical_text(Oid typid, Datum value, FmgrInfo *output);
 /* ---- type_trust.c: facts about types, never taken from names */
 
 extern bool type_is_text_like(Oid base);
+extern bool key_type_ok(Relation rel, Relation index, int keyno);
 extern void key_type_check(Relation rel, Relation index, int keyno);
 
 /* ---- keys.c: object keys */
 
 extern void key_build(StringInfo key, SyncedTable *table,
 					  Datum *values, bool *nulls);
+extern bool key_build_legacy(StringInfo key, SyncedTable *table,
+							 Datum *values, bool *nulls);
 extern void key_parse(const char *key, SyncedTable *table, Datum *datums);
 extern char *key_part_text(const KeyColumn *col, Datum value);
 
@@ -142,6 +145,9 @@ extern void sequence_store_append(const char *key, int key_len, int64 seq,
 extern void sequence_store_init(void);
 
 /* ---- envelope building (capture.c) */
+
+extern void capture_rekey(SyncedTable *table, StringInfo old_key,
+						  Datum *values, bool *nulls);
 
 extern bytea *envelope_build(const char *key, int key_len, StringInfo value,
 							 const char *schema_version, uint64 sequence,

@@ -111,27 +111,15 @@ key_base_type_allowed(Oid base)
 	}
 }
 
-static void
-refuse_key(Relation rel, const char *column, Oid typid, const char *why)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("primary-key column \"%s\" of table \"%s\" has type %s, which para_sync cannot key by",
-					column, RelationGetRelationName(rel), format_type_be(typid)),
-			 errdetail("%s", why),
-			 errhint("Key synced tables by integer, numeric, text (deterministic collation), uuid, date/time, bytea or bool columns, for example a surrogate key.")));
-}
-
 /*
- * Check key column keyno (0-based) of primary-key index `index` of rel:
- * equal values of it must have exactly one key text.  Errors out if not.
+ * Why key column keyno (0-based) of primary-key index `index` of rel cannot
+ * key objects (equal values would not have exactly one key text), or NULL
+ * when it can.
  */
-void
-key_type_check(Relation rel, Relation index, int keyno)
+static const char *
+key_type_problem(Relation rel, Relation index, int keyno, Oid *typid)
 {
 	AttrNumber	attnum = index->rd_index->indkey.values[keyno];
-	Form_pg_attribute att;
-	const char *column;
 	Oid			base;
 	Oid			opclass;
 	Oid			family;
@@ -139,35 +127,61 @@ key_type_check(Relation rel, Relation index, int keyno)
 	Oid			collation = index->rd_indcollation[keyno];
 
 	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("primary key of table \"%s\" is on an expression",
-						RelationGetRelationName(rel))));
-	att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
-	column = NameStr(att->attname);
-	base = getBaseType(att->atttypid);
+		return "The primary key is on an expression.";
+	*typid = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
+	base = getBaseType(*typid);
 	if (type_is_enum(base))
-		refuse_key(rel, column, att->atttypid,
-				   "Renaming an enum label would move every object keyed by it to a new key.");
+		return "Renaming an enum label would move every object keyed by it to a new key.";
 	if (!key_base_type_allowed(base))
-		refuse_key(rel, column, att->atttypid,
-				   "Equal values of this type can have different text forms, or it has no canonical text form, so one object could appear under several keys.");
+		return "Equal values of this type can have different text forms, or it has no canonical text form, so one object could appear under several keys.";
 
 	/* the index must compare with the type's own (default) equality */
 	opclass = GetDefaultOpClass(base, BTREE_AM_OID);
 	if (!OidIsValid(opclass))
-		refuse_key(rel, column, att->atttypid, "The type has no default btree operator class.");
+		return "The type has no default btree operator class.";
 	family = get_opclass_family(opclass);
 	intype = get_opclass_input_type(opclass);
 	if (get_opfamily_member(family, intype, intype, BTEqualStrategyNumber) !=
 		get_opfamily_member(index->rd_opfamily[keyno], index->rd_opcintype[keyno],
 							index->rd_opcintype[keyno], BTEqualStrategyNumber))
-		refuse_key(rel, column, att->atttypid,
-				   "The primary-key index uses an operator class whose equality is not the type's default one.");
+		return "The primary-key index uses an operator class whose equality is not the type's default one.";
 
 	/* a non-deterministic collation makes different strings equal */
 	if (OidIsValid(collation) && !get_collation_isdeterministic(collation))
-		refuse_key(rel, column, att->atttypid,
-				   psprintf("Its collation \"%s\" is non-deterministic: different strings compare equal.",
-							get_collation_name(collation)));
+		return psprintf("Its collation \"%s\" is non-deterministic: different strings compare equal.",
+						get_collation_name(collation));
+	return NULL;
+}
+
+/* Can key column keyno of primary-key index `index` of rel key objects? */
+bool
+key_type_ok(Relation rel, Relation index, int keyno)
+{
+	Oid			typid;
+
+	return key_type_problem(rel, index, keyno, &typid) == NULL;
+}
+
+/* The same, as an error with what to do. */
+void
+key_type_check(Relation rel, Relation index, int keyno)
+{
+	Oid			typid = InvalidOid;
+	const char *problem = key_type_problem(rel, index, keyno, &typid);
+	AttrNumber	attnum = index->rd_index->indkey.values[keyno];
+
+	if (problem == NULL)
+		return;
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("primary key of table \"%s\" is on an expression",
+						RelationGetRelationName(rel))));
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("primary-key column \"%s\" of table \"%s\" has type %s, which para_sync cannot key by",
+					NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname),
+					RelationGetRelationName(rel), format_type_be(typid)),
+			 errdetail("%s", problem),
+			 errhint("Key synced tables by integer, numeric, text (deterministic collation), uuid, date/time, bytea or bool columns, for example a surrogate key.")));
 }
