@@ -63,16 +63,21 @@ SELECT bool_and(para_sync.envelope_to_jsonb(o.envelope)->'value' = para_sync.sna
 -- deep json and jsonb: every value capture writes is readable by
 -- envelope_to_jsonb; a value nested deeper than the 32 levels a client
 -- decodes travels as its JSON text (str) instead of a structure
-CREATE TABLE public.deep (id int PRIMARY KEY, j json, jb jsonb, ja jsonb[]);
+CREATE TABLE public.deep (id int PRIMARY KEY, j json, jb jsonb, ja jsonb[], js jsonb, jt jsonb);
 SELECT para_sync.sync_table('public.deep');
 INSERT INTO public.deep
 SELECT n, (repeat('[', n) || '1' || repeat(']', n))::json,
 	   (repeat('{"a":', n) || '1' || repeat('}', n))::jsonb,
-	   ARRAY[(repeat('[', n) || '2' || repeat(']', n))::jsonb]
+	   ARRAY[(repeat('[', n) || '2' || repeat(']', n))::jsonb],
+	   (repeat('["s", ', n) || '"t"' || repeat(', "u"]', n))::jsonb,
+	   '"scalar"'
   FROM (VALUES (29), (30), (31), (32), (5000)) v(n);
 SELECT d.id,
 	   jsonb_typeof(s->'value'->'j') AS j, jsonb_typeof(s->'value'->'jb') AS jb,
-	   jsonb_typeof(s->'value'->'ja'->0) AS ja,
+	   jsonb_typeof(s->'value'->'ja'->0) AS ja, jsonb_typeof(s->'value'->'js') AS js,
+	   s->'value'->'jt' AS jt,
+	   CASE WHEN jsonb_typeof(s->'value'->'js') = 'string' THEN (s->'value'->>'js')::jsonb = d.js
+			ELSE s->'value'->'js' = d.js END AS js_survives,
 	   CASE WHEN jsonb_typeof(s->'value'->'j') = 'string' THEN s->'value'->>'j' = d.j::text
 			ELSE s->'value'->'j' = d.j::jsonb END AS j_survives,
 	   CASE WHEN jsonb_typeof(s->'value'->'jb') = 'string' THEN (s->'value'->>'jb')::jsonb = d.jb

@@ -270,6 +270,7 @@ pack_json_number(msgpack_packer *pk, const char *p, const char *e)
 	int			len = e - p;
 	char	   *text = pnstrdup(p, len);
 	const char *exp = strpbrk(text, "eE");
+	long		exponent = exp ? strtol(exp + 1, NULL, 10) : 0;
 	char	   *end;
 
 	if (strpbrk(text, ".eE") == NULL && len < 32)
@@ -297,7 +298,7 @@ pack_json_number(msgpack_packer *pk, const char *p, const char *e)
 		}
 	}
 	/* numeric_in takes any json number of moderate size and exponent */
-	if (len <= 1000 && (exp == NULL || labs(strtol(exp + 1, NULL, 10)) <= 1000))
+	if (len <= 1000 && exponent >= -1000 && exponent <= 1000)
 	{
 		json_encode_number(pk, DatumGetNumeric(DirectFunctionCall3(numeric_in,
 																   CStringGetDatum(text),

@@ -156,25 +156,31 @@ encode_jsonb(msgpack_packer *pk, Jsonb *jb, int depth)
 	JsonbIterator *it = JsonbIteratorInit(&jb->root);
 	JsonbValue	v;
 	JsonbIteratorToken token;
-	int			level = depth - 1;
+	int			open = 0;		/* containers open, the raw-scalar wrapper too */
+	bool		raw_scalar = false;
 
 	while ((token = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
 	{
 		switch (token)
 		{
 			case WJB_BEGIN_OBJECT:
-				if (++level > PSYNC_DECODE_MAX_DEPTH)
+				if (depth + open - raw_scalar > PSYNC_DECODE_MAX_DEPTH)
 					goto too_deep;
+				open++;
 				msgpack_pack_map(pk, v.val.object.nPairs);
 				break;
 			case WJB_BEGIN_ARRAY:
 				/* a top-level scalar is stored as a one-element raw array */
-				if (!v.val.array.rawScalar)
+				if (open == 0 && v.val.array.rawScalar)
 				{
-					if (++level > PSYNC_DECODE_MAX_DEPTH)
-						goto too_deep;
-					msgpack_pack_array(pk, v.val.array.nElems);
+					raw_scalar = true;
+					open++;
+					break;
 				}
+				if (depth + open - raw_scalar > PSYNC_DECODE_MAX_DEPTH)
+					goto too_deep;
+				open++;
+				msgpack_pack_array(pk, v.val.array.nElems);
 				break;
 			case WJB_KEY:
 			case WJB_VALUE:
@@ -182,11 +188,9 @@ encode_jsonb(msgpack_packer *pk, Jsonb *jb, int depth)
 				encode_jsonb_scalar(pk, &v);
 				break;
 			case WJB_END_OBJECT:
-				level--;
-				break;
 			case WJB_END_ARRAY:
-				if (!v.val.array.rawScalar)
-					level--;
+				/* (v is not filled in for end tokens) */
+				open--;
 				break;
 			default:
 				elog(ERROR, "unexpected jsonb token %d", (int) token);
