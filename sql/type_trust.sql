@@ -109,6 +109,19 @@ SELECT para_sync.set_schema_version('public.sv', repeat('é', 128));
 SELECT para_sync.set_schema_version('public.sv', repeat('é', 127));
 SELECT length(schema_version) FROM para_sync.synced_tables WHERE sync_name = 'sv';
 
+-- para_sync's own queries name everything with its schema: a collation "C"
+-- placed earlier in the search_path is not picked up (a new session, so
+-- that the queries are planned under that search_path)
+CREATE SCHEMA evil;
+CREATE COLLATION evil."C" (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+\c -
+SET client_min_messages = warning;
+SET search_path = evil, pg_catalog, public;
+SELECT para_sync.snapshot_json('NAMES:x') AS wrong_case;
+SELECT para_sync.snapshot_json('names:x') - 'schema_version' AS right_case;
+RESET search_path;
+DROP SCHEMA evil CASCADE;
+
 DROP TABLE o1.tc, o1.tk, o1.tk2, public.ci, public.js, public.deep, public.names, public.sv;
 DROP EXTENSION citext;
 DROP SCHEMA o1 CASCADE;

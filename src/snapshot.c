@@ -41,7 +41,7 @@ registered_table(const char *sync_name, int len)
 
 		table_by_name_plan = SPI_prepare(
 			"SELECT t.relid FROM para_sync.tables t"
-			" WHERE t.sync_name OPERATOR(pg_catalog.=) $1 COLLATE \"C\"",
+			" WHERE t.sync_name OPERATOR(pg_catalog.=) $1 COLLATE pg_catalog.\"C\"",
 			1, types);
 		if (table_by_name_plan == NULL || SPI_keepplan(table_by_name_plan) != 0)
 			elog(ERROR, "could not prepare para_sync registry look-up");
