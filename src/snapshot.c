@@ -99,7 +99,7 @@ row_plan(SyncedTable *table, Relation rel)
 			elog(ERROR, "para_sync: equality operator %u of key column %d is not pg_catalog.=",
 				 key->eq_opr, key->attnum);
 		ReleaseSysCache(tup);
-		types[i] = key->typid;
+		types[i] = key->base_typid;	/* key_parse() yields base-type datums */
 		appendStringInfo(&sql, "%s%s OPERATOR(pg_catalog.=) $%d",
 						 i ? " AND " : "",
 						 quote_identifier(get_attname(RelationGetRelid(rel), key->attnum, false)),

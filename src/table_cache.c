@@ -223,7 +223,12 @@ load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
 		key->base_typid = getBaseType(att->atttypid);
 		getTypeOutputInfo(key->typid, &output_fn, &is_varlena);
 		fmgr_info_cxt(output_fn, &key->output, cxt);
-		getTypeInputInfo(key->typid, &key->input_fn, &key->typioparam);
+		/*
+		 * Keys given to snapshot() are parsed by the base type's input: a
+		 * domain's CHECK constraints may call functions of the table owner's,
+		 * which must not run as whoever calls snapshot().
+		 */
+		getTypeInputInfo(key->base_typid, &key->input_fn, &key->typioparam);
 		key->eq_opr = get_opfamily_member(index->rd_opfamily[i],
 										  index->rd_opcintype[i],
 										  index->rd_opcintype[i],
