@@ -93,6 +93,17 @@ SELECT para_sync.envelope_to_jsonb('\x9100'::bytea);
 SELECT para_sync.envelope_to_jsonb(decode('dd7fffffff', 'hex'));
 SELECT para_sync.envelope_to_jsonb(decode('82a161c0a161c3', 'hex')) AS dup_map;
 
+-- timestamps over the whole range PostgreSQL has read back
+CREATE TABLE public.far (id int PRIMARY KEY, t timestamptz);
+SELECT para_sync.sync_table('public.far');
+INSERT INTO public.far VALUES (1, '294276-12-31 23:59:59.999999+00'), (2, '4713-01-01 00:00:00+00 BC'),
+	(3, '1969-12-31 23:59:59.999999+00'), (4, '100000-01-01 00:00:00+00');
+SELECT id, para_sync.snapshot_json('far:' || id)->'value'->>'t' AS t FROM public.far ORDER BY id;
+-- the last microsecond PostgreSQL has: timestamp 96, 999999000 ns, 9224318015999 s
+SELECT position('\xc70cff3b9ac61800000863b432d9ff'::bytea IN para_sync.snapshot('far:1')) > 0 AS exact;
+SELECT para_sync.envelope_to_jsonb(decode('c70cff00000000' || '7fffffffffffffff', 'hex'));
+SELECT para_sync.envelope_to_jsonb(decode('c70cff3b9aca00' || '0000000000000000', 'hex'));
+
 -- keys given to snapshot() must be valid UTF-8 once unescaped
 CREATE TABLE public.names (n text PRIMARY KEY);
 SELECT para_sync.sync_table('public.names');
@@ -136,7 +147,7 @@ SELECT para_sync.snapshot_json('names:x') - 'schema_version' AS right_case;
 RESET search_path;
 DROP SCHEMA evil CASCADE;
 
-DROP TABLE o1.tc, o1.tk, o1.tk2, o1.sp, public.ci, public.js, public.deep, public.names, public.sv;
+DROP TABLE o1.tc, o1.tk, o1.tk2, o1.sp, public.ci, public.js, public.deep, public.far, public.names, public.sv;
 DROP EXTENSION citext;
 DROP SCHEMA o1 CASCADE;
 DROP ROLE para_sync_o1;

@@ -104,6 +104,7 @@ append_timestamp(StringInfo out, const uint8 *data, size_t len)
 {
 	int64		sec;
 	uint32		nsec;
+	int128		wide;
 	Timestamp	pg_ts;
 	struct pg_tm tm;
 	fsec_t		fsec;
@@ -131,13 +132,14 @@ append_timestamp(StringInfo out, const uint8 *data, size_t len)
 		bad_msgpack("A timestamp extension is 4, 8 or 12 bytes long.");
 		return;
 	}
-	if (nsec >= 1000000000 ||
-		sec < -((int64) 1 << 40) || sec > ((int64) 1 << 40))
+	wide = (int128) sec * USECS_PER_SEC + nsec / 1000 -
+		(int128) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+	if (nsec >= 1000000000 || wide < PG_INT64_MIN || wide > PG_INT64_MAX ||
+		!IS_VALID_TIMESTAMP((Timestamp) wide))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("msgpack timestamp out of range")));
-	pg_ts = (Timestamp) sec * USECS_PER_SEC + nsec / 1000 -
-		(Timestamp) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+	pg_ts = (Timestamp) wide;
 	if (timestamp2tm(pg_ts, NULL, &tm, &fsec, NULL, NULL) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),

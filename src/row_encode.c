@@ -62,7 +62,8 @@ static void
 encode_timestamp(msgpack_packer *pk, Timestamp ts)
 {
 	msgpack_timestamp mts;
-	int64		unix_usec;
+	int64		sec;
+	int64		usec;
 
 	if (TIMESTAMP_IS_NOBEGIN(ts))
 	{
@@ -74,11 +75,16 @@ encode_timestamp(msgpack_packer *pk, Timestamp ts)
 		pack_cstring(pk, "infinity");
 		return;
 	}
-	unix_usec = ts + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
-	mts.tv_sec = unix_usec / USECS_PER_SEC;
-	if (unix_usec % USECS_PER_SEC < 0)
-		mts.tv_sec -= 1;
-	mts.tv_nsec = (uint32) ((unix_usec - mts.tv_sec * USECS_PER_SEC) * 1000);
+	/* seconds first: near the end of the range, microseconds overflow int64 */
+	sec = ts / USECS_PER_SEC;
+	usec = ts % USECS_PER_SEC;
+	if (usec < 0)
+	{
+		sec -= 1;
+		usec += USECS_PER_SEC;
+	}
+	mts.tv_sec = sec + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+	mts.tv_nsec = (uint32) (usec * 1000);
 	msgpack_pack_timestamp(pk, &mts);
 }
 
