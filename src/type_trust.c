@@ -183,5 +183,5 @@ key_type_check(Relation rel, Relation index, int keyno)
 					NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname),
 					RelationGetRelationName(rel), format_type_be(typid)),
 			 errdetail("%s", problem),
-			 errhint("Key synced tables by integer, numeric, text (deterministic collation), uuid, date/time, bytea or bool columns, for example a surrogate key.")));
+			 errhint("Key synced tables by integer, numeric, text (deterministic collation), uuid, date/time, bytea or bool columns (a surrogate key, for example), or stop syncing the table with para_sync.unsync_table().")));
 }
