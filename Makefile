@@ -12,8 +12,11 @@ OBJS = \
 	src/common/key_escape.o \
 	src/para_sync.o \
 	src/table_cache.o \
+	src/type_trust.o \
+	src/json_encode.o \
 	src/canonical_text.o \
 	src/keys.o \
+	src/key_upgrade.o \
 	src/row_encode.o \
 	src/sequence_store.o \
 	src/outbox_consume.o \
@@ -28,7 +31,7 @@ OBJS = \
 	src/worker.o \
 	src/ddl_guard.o
 
-REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard lifecycle
+REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard lifecycle type_trust key_canon key_upgrade
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
 ISOLATION = concurrent_writers late_commit serializable_writers excluded_rename schema_version_reload lifecycle_concurrency
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync

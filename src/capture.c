@@ -166,3 +166,19 @@ para_sync_capture(PG_FUNCTION_ARGS)
 
 	return PointerGetDatum(NULL);
 }
+
+/*
+ * Move a row from an older key format's key to its key now (key_upgrade.c):
+ * a delete of old_key, then an upsert of the row under its current key,
+ * each under the usual sequence rules.
+ */
+void
+capture_rekey(SyncedTable *table, StringInfo old_key, Datum *values, bool *nulls)
+{
+	StringInfoData key;
+
+	initStringInfo(&key);
+	key_build(&key, table, values, nulls);
+	capture_emit_change(table, old_key, NULL, NULL, PSYNC_OP_DELETE);
+	capture_emit_change(table, &key, values, nulls, PSYNC_OP_UPSERT);
+}

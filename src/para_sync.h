@@ -87,7 +87,15 @@ extern SyncedTable *table_cache_get(Relation rel);
 
 /* ---- row_encode.c: datum → MessagePack (docs/protocol.md, "Value mapping") */
 
+struct msgpack_packer;
+struct NumericData;
 extern int	msgpack_buffer_write(void *data, const char *bytes, size_t len);
+extern void json_encode_number(struct msgpack_packer *pk, struct NumericData *num);
+
+/* ---- json_encode.c: json text → MessagePack, faithfully */
+
+extern void json_encode_text(struct msgpack_packer *pk, const char *json, int len,
+							 int depth);
 extern void row_encode_values(StringInfo buf, SyncedTable *table,
 							  Datum *values, bool *nulls);
 
@@ -95,11 +103,20 @@ extern void row_encode_values(StringInfo buf, SyncedTable *table,
 
 extern char *canonical_text(Oid typid, Datum value, FmgrInfo *output);
 
+/* ---- type_trust.c: facts about types, never taken from names */
+
+extern bool type_is_text_like(Oid base);
+extern bool key_type_ok(Relation rel, Relation index, int keyno);
+extern void key_type_check(Relation rel, Relation index, int keyno);
+
 /* ---- keys.c: object keys */
 
 extern void key_build(StringInfo key, SyncedTable *table,
 					  Datum *values, bool *nulls);
+extern bool key_build_legacy(StringInfo key, SyncedTable *table,
+							 Datum *values, bool *nulls);
 extern void key_parse(const char *key, SyncedTable *table, Datum *datums);
+extern char *key_part_text(const KeyColumn *col, Datum value);
 
 /* ---- sequence_store.c: outbox, counters, and acting as extension owner */
 
@@ -128,6 +145,9 @@ extern void sequence_store_append(const char *key, int key_len, int64 seq,
 extern void sequence_store_init(void);
 
 /* ---- envelope building (capture.c) */
+
+extern void capture_rekey(SyncedTable *table, StringInfo old_key,
+						  Datum *values, bool *nulls);
 
 extern bytea *envelope_build(const char *key, int key_len, StringInfo value,
 							 const char *schema_version, uint64 sequence,

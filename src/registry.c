@@ -172,6 +172,8 @@ check_table(Relation rel, ArrayType *excluded)
 	nkeys = index->rd_index->indnkeyatts;
 	key_names = palloc(sizeof(Datum) * nkeys);
 	for (int i = 0; i < nkeys; i++)
+		key_type_check(rel, index, i);
+	for (int i = 0; i < nkeys; i++)
 		key_names[i] = CStringGetTextDatum(get_attname(RelationGetRelid(rel),
 													   index->rd_index->indkey.values[i],
 													   false));
@@ -213,6 +215,15 @@ require_schema_version(text *version)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("schema_version must not be empty")));
+	/* every envelope carries it, and clients refuse longer ones */
+	if (VARSIZE_ANY_EXHDR(version) > PSYNC_MAX_SCHEMA_VERSION_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("schema_version is too long (%d bytes)",
+						(int) VARSIZE_ANY_EXHDR(version)),
+				 errdetail("A schema_version is at most %d bytes.",
+						   PSYNC_MAX_SCHEMA_VERSION_LEN),
+				 errhint("Use a short version label such as '3.1'.")));
 }
 
 static void

@@ -3,17 +3,19 @@
  * sequence, read in one snapshot of the database (docs/protocol.md).
  *
  * The row is read with the caller's privileges, so row-level security and
- * column grants apply (only synced columns are selected); an invisible row
- * reads as nil.  The sequence and the key's table are read as the extension
- * owner, with the same snapshot.  A key whose sync name has no table reads
- * as nil at its last sequence (schema_version empty).
+ * column grants apply (only synced columns are selected); an invisible row,
+ * and a row whose key is not exactly the one asked for, read as nil.  The
+ * sequence and the key's table are read as the extension owner, with the
+ * same snapshot.  A key whose sync name has no table reads as nil at its
+ * last sequence (schema_version empty).
  */
 #include "para_sync.h"
 
 #include "access/htup_details.h"
 #include "access/relation.h"
-#include "catalog/pg_operator.h"
 #include "access/table.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_operator.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -40,7 +42,7 @@ registered_table(const char *sync_name, int len)
 
 		table_by_name_plan = SPI_prepare(
 			"SELECT t.relid FROM para_sync.tables t"
-			" WHERE t.sync_name OPERATOR(pg_catalog.=) $1 COLLATE \"C\"",
+			" WHERE t.sync_name OPERATOR(pg_catalog.=) $1 COLLATE pg_catalog.\"C\"",
 			1, types);
 		if (table_by_name_plan == NULL || SPI_keepplan(table_by_name_plan) != 0)
 			elog(ERROR, "could not prepare para_sync registry look-up");
@@ -56,20 +58,15 @@ registered_table(const char *sync_name, int len)
 	return relid;
 }
 
-static Oid
-operator_namespace(Oid opr)
-{
-	HeapTuple	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(opr));
-	Oid			nsp;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for operator %u", opr);
-	nsp = ((Form_pg_operator) GETSTRUCT(tup))->oprnamespace;
-	ReleaseSysCache(tup);
-	return nsp;
-}
-
-/* "SELECT synced columns FROM ONLY tbl WHERE pk1 = $1 AND ...", kept. */
+/*
+ * "SELECT synced columns FROM ONLY tbl WHERE pk1 = $1 AND ...", kept.
+ *
+ * The equality is the key's btree equality, named as pg_catalog's "=":
+ * type_trust.c lets only built-in key types with their default operator
+ * class through, whose equality operators all live in
+ * pg_catalog, where no user can add an operator.  The check below keeps it
+ * that way: an operator from any other schema is never resolved by name.
+ */
 static SPIPlanPtr
 row_plan(SyncedTable *table, Relation rel)
 {
@@ -93,14 +90,21 @@ row_plan(SyncedTable *table, Relation rel)
 	for (int i = 0; i < table->nkeys; i++)
 	{
 		KeyColumn  *key = &table->keys[i];
-		char	   *opname = get_opname(key->eq_opr);
-		Oid			opnsp = operator_namespace(key->eq_opr);
+		HeapTuple	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(key->eq_opr));
+		Form_pg_operator op;
 
-		types[i] = key->typid;
-		appendStringInfo(&sql, "%s%s OPERATOR(%s.%s) $%d",
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for operator %u", key->eq_opr);
+		op = (Form_pg_operator) GETSTRUCT(tup);
+		if (op->oprnamespace != PG_CATALOG_NAMESPACE || strcmp(NameStr(op->oprname), "=") != 0)
+			elog(ERROR, "para_sync: equality operator %u of key column %d is not pg_catalog.=",
+				 key->eq_opr, key->attnum);
+		ReleaseSysCache(tup);
+		types[i] = key->base_typid;	/* key_parse() yields base-type datums */
+		appendStringInfo(&sql, "%s%s OPERATOR(pg_catalog.=) $%d",
 						 i ? " AND " : "",
 						 quote_identifier(get_attname(RelationGetRelid(rel), key->attnum, false)),
-						 quote_identifier(get_namespace_name(opnsp)), opname, i + 1);
+						 i + 1);
 	}
 	table->snapshot_plan = SPI_prepare(sql.data, table->nkeys, types);
 	if (table->snapshot_plan == NULL || SPI_keepplan(table->snapshot_plan) != 0)
@@ -108,13 +112,20 @@ row_plan(SyncedTable *table, Relation rel)
 	return (SPIPlanPtr) table->snapshot_plan;
 }
 
-/* Encode the row found by plan (if any) as a value map into value. */
+/*
+ * Encode the row whose key is exactly key (if any, and if the caller may
+ * see it) as a value map into value.  The row found by key equality must
+ * also have exactly this key: "num:1%2E00" finds the row 1.0 (1.00 = 1.0),
+ * but that row's key is "num:1", so "num:1%2E00" reads as nil.
+ */
 static bool
-read_row(SyncedTable *table, Relation rel, Datum *key_datums, StringInfo value)
+read_row(SyncedTable *table, Relation rel, Datum *key_datums, const char *key,
+		 StringInfo value)
 {
 	int			natts = RelationGetDescr(rel)->natts;
 	Datum	   *values;
 	bool	   *nulls;
+	StringInfoData row_key;
 	int			rc;
 
 	rc = SPI_execute_plan(row_plan(table, rel), key_datums, NULL, true, 1);
@@ -133,6 +144,10 @@ read_row(SyncedTable *table, Relation rel, Datum *key_datums, StringInfo value)
 		values[idx] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 									i + 1, &nulls[idx]);
 	}
+	initStringInfo(&row_key);
+	key_build(&row_key, table, values, nulls);
+	if (strcmp(row_key.data, key) != 0)
+		return false;
 	row_encode_values(value, table, values, nulls);
 	return true;
 }
@@ -190,7 +205,7 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 	/* both reads below use the same (active) snapshot */
 	seq = sequence_store_last(key, key_len, false);
 	initStringInfo(&value);
-	found = read_row(table, rel, key_datums, &value);
+	found = read_row(table, rel, key_datums, key, &value);
 
 	MemoryContextSwitchTo(caller_cxt);
 	envelope = envelope_build(key, key_len, found ? &value : NULL,
