@@ -129,20 +129,20 @@ COMMIT;
 SELECT * FROM pg_temp.changes('t') WHERE key = 't:5' OR seq > 4;
 -- several tables, RESTART IDENTITY, and CASCADE to a referencing synced table
 CREATE TABLE public.tp (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, label text);
-CREATE TABLE public.tc (id int PRIMARY KEY, p int REFERENCES public.tp, label text);
-SELECT para_sync.sync_table('public.tp'), para_sync.sync_table('public.tc');
+CREATE TABLE public.tchild (id int PRIMARY KEY, p int REFERENCES public.tp, label text);
+SELECT para_sync.sync_table('public.tp'), para_sync.sync_table('public.tchild');
 INSERT INTO public.t VALUES (1, 'x');
 INSERT INTO public.tp (label) VALUES ('p1'), ('p2');
-INSERT INTO public.tc VALUES (10, 1, 'c1');
+INSERT INTO public.tchild VALUES (10, 1, 'c1');
 TRUNCATE public.t, public.tp RESTART IDENTITY CASCADE;
 SELECT * FROM pg_temp.changes('t') WHERE seq > 5;
 SELECT * FROM pg_temp.changes('tp');
-SELECT * FROM pg_temp.changes('tc');
+SELECT * FROM pg_temp.changes('tchild');
 INSERT INTO public.tp (label) VALUES ('p1 again');
 SELECT * FROM pg_temp.changes('tp') WHERE seq > 2;
 -- an empty table: nothing
-TRUNCATE public.tc;
-SELECT count(*) AS envelopes FROM para_sync.outbox WHERE key LIKE 'tc:%';
+TRUNCATE public.tchild;
+SELECT count(*) AS envelopes FROM para_sync.outbox WHERE key LIKE 'tchild:%';
 -- row-level security does not hide rows from TRUNCATE's deletes
 ALTER TABLE public.t ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.t FORCE ROW LEVEL SECURITY;
@@ -153,7 +153,7 @@ SELECT count(*) AS visible FROM public.t;
 TRUNCATE public.t;
 RESET ROLE;
 SELECT * FROM pg_temp.changes('t') WHERE seq > 6;
-DROP TABLE public.t, public.tc, public.tp;
+DROP TABLE public.t, public.tchild, public.tp;
 DROP ROLE regress_lc_trunc;
 
 -- without a primary key the rows' keys are unknown: refused, unless empty
