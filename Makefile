@@ -25,7 +25,7 @@ OBJS = \
 	src/nats_conn.o \
 	src/worker.o
 
-REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume
+REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume snapshot_table
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
 ISOLATION = concurrent_writers late_commit
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync
