@@ -642,6 +642,9 @@ para_sync_snapshot_table(PG_FUNCTION_ARGS)
 	const char *t = NULL;
 	int			tlen = 0;
 	int			position = -1;
+	const char **keys;
+	int		   *key_lens;
+	int64	   *seqs;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -699,6 +702,15 @@ para_sync_snapshot_table(PG_FUNCTION_ARGS)
 
 	/* the page in key order, each row with its sequence (same snapshot) */
 	qsort(page.heap, page.n, sizeof(PageRow *), row_qsort_cmp);
+	keys = palloc(sizeof(char *) * Max(page.n, 1));
+	key_lens = palloc(sizeof(int) * Max(page.n, 1));
+	seqs = palloc(sizeof(int64) * Max(page.n, 1));
+	for (int i = 0; i < page.n; i++)
+	{
+		keys[i] = page.heap[i]->key;
+		key_lens[i] = page.heap[i]->key_len;
+	}
+	sequence_store_last_sorted(page.n, keys, key_lens, seqs);
 	env_cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync envelope",
 									ALLOCSET_DEFAULT_SIZES);
 	for (int i = 0; i < page.n; i++)
@@ -715,8 +727,10 @@ para_sync_snapshot_table(PG_FUNCTION_ARGS)
 		value.maxlen = row->value_len;
 		value.cursor = 0;
 		values[0] = PointerGetDatum(cstring_to_text_with_len(row->key, row->key_len));
-		values[1] = PointerGetDatum(snapshot_envelope(page.table, row->key, row->key_len,
-													  &value));
+		values[1] = PointerGetDatum(envelope_build(row->key, row->key_len, &value,
+												   page.table->schema_version,
+												   (uint64) seqs[i], PSYNC_OP_SNAPSHOT,
+												   false, 0));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(env_cxt);
