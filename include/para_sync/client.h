@@ -54,11 +54,27 @@ typedef enum psync_status
 	PSYNC_ERR_NOT_FOUND,		/* e.g. para_sync.snapshot returned NULL */
 	PSYNC_ERR_CLOSED,			/* the handle is shutting down */
 	PSYNC_ERR_TIMEOUT,
-	PSYNC_ERR_SYSTEM			/* thread or clock failure */
+	PSYNC_ERR_SYSTEM,			/* thread or clock failure */
+	PSYNC_ERR_IN_CALLBACK		/* not allowed from this callback (e.g.
+								 * disposing a replica from its own callback) */
 } psync_status;
 
 /* Static English text for a status code; never NULL. */
 const char *psync_status_text(psync_status status);
+
+/*
+ * Error text.  A status code says what kind of failure; the text says why
+ * (the server's message, nats.c's, libpq's).  Every *_last_error function
+ * copies the text, NUL-terminated and truncated to size, into buf (buf may
+ * be NULL when size is 0) and returns its full length, like snprintf; ""
+ * (0) when there was no error.  The text stays until the next error: a
+ * recovered handle still shows what went wrong last.
+ *
+ * psync_last_error: the last error of a call made on this thread that
+ * failed before it had a handle to keep it on, e.g.
+ * psync_nats_transport_connect (thread-local, like nats_GetLastError).
+ */
+size_t		psync_last_error(char *buf, size_t size);
 
 /* ------------------------------------------------------------- transport */
 
@@ -189,6 +205,10 @@ void		psync_unsubscribe(psync_transport *transport, psync_subscription_id id);
 /* Diagnostic: number of keys (and patterns) with at least one subscriber. */
 size_t		psync_transport_key_count(psync_transport *transport);
 
+/* The transport's last error (NATS: nats.c's text), see psync_last_error. */
+size_t		psync_transport_last_error(psync_transport *transport, char *buf,
+									   size_t size);
+
 /* ------------------------------------------------------------- refetch */
 
 /*
@@ -210,7 +230,10 @@ typedef void (*psync_refetch_fn) (void *ctx, const char *key,
 void		psync_refetch_complete(psync_refetch_request *request,
 								   const void *envelope, size_t len);
 
-/* Finish with a failure; the replica goes "stale". */
+/*
+ * Finish with a failure; the replica goes "stale" and keeps error (copied;
+ * NULL is fine) as its last error (psync_replica_last_error).
+ */
 void		psync_refetch_fail(psync_refetch_request *request, const char *error);
 
 /* The key the request is for (valid until it is finished). */
@@ -246,6 +269,13 @@ void	   *psync_pq_refetch_ctx(psync_refetcher *refetcher);
  * free.  Replicas using it must be disposed first.
  */
 void		psync_refetcher_destroy(psync_refetcher *refetcher);
+
+/*
+ * The refetcher's last error: libpq's connection or query error text, also
+ * passed to psync_refetch_fail (so the replica has it too).
+ */
+size_t		psync_refetcher_last_error(psync_refetcher *refetcher, char *buf,
+									   size_t size);
 
 /*
  * Synchronously fetch the snapshot of key over conn into a malloc'd buffer
@@ -332,7 +362,8 @@ typedef struct psync_replica_counters
  * Called after the value or the metadata changed (an apply, or a status
  * change), with the replica locked: value is the current value (NULL when
  * uninitialised), valid during the call.  It may call psync_replica_get,
- * _meta and _stats on this replica, but must not dispose it.  Runs on the
+ * _meta, _stats, _last_error, _observe and _unobserve on this replica, but
+ * must not dispose it (refused: PSYNC_ERR_IN_CALLBACK).  Runs on the
  * thread that caused the change: a delivery thread, the refetcher's thread,
  * or the caller of psync_replica_new.  Keep it short and non-blocking, and do
  * not publish to an in-process transport from it (that would lock other
@@ -355,9 +386,13 @@ typedef struct psync_replica_options
 	void	   *refetch_ctx;
 	/* Start with a refetch when no seed is given (C services have no SSR). */
 	bool		initial_refetch;
+	/* The first observer (more with psync_replica_observe); may be NULL. */
 	psync_change_fn on_change;
 	void	   *on_change_ctx;
-	/* Envelopes buffered during a refetch; default 256 (older ones dropped). */
+	/*
+	 * Envelopes buffered during a refetch; default 256 (older ones dropped).
+	 * The buffer grows as needed, so any value up to SIZE_MAX is fine.
+	 */
 	size_t		max_buffered;
 } psync_replica_options;
 
@@ -380,7 +415,9 @@ void		psync_replica_stats(psync_replica *replica, psync_replica_counters *out);
 
 /*
  * Wait until no refetch is in flight (the seed's whenIdle).  timeout_ms < 0
- * waits forever.  PSYNC_OK or PSYNC_ERR_TIMEOUT.  Not from a callback.
+ * waits forever.  PSYNC_OK or PSYNC_ERR_TIMEOUT.  From any libparasync
+ * callback (which may hold the lock the refetch needs) it returns
+ * PSYNC_ERR_IN_CALLBACK at once instead of hanging.
  */
 psync_status psync_replica_wait_idle(psync_replica *replica, int timeout_ms);
 
@@ -393,10 +430,33 @@ void		psync_replica_resync(psync_replica *replica);
 /*
  * Stop listening and free (unlike the seed's dispose() it is not idempotent:
  * the handle is gone).  Waits for a running handler on another thread; a
- * refetch in flight finishes into the void.  Not from a callback of this
- * replica.
+ * refetch in flight finishes into the void.  From a callback of this very
+ * replica (its parse, observers, refetch start or value visitor) it does
+ * nothing and returns PSYNC_ERR_IN_CALLBACK: dispose it after the callback
+ * returned, from another thread or later on this one.
  */
-void		psync_replica_dispose(psync_replica *replica);
+psync_status psync_replica_dispose(psync_replica *replica);
+
+/*
+ * Observers: any number of change callbacks per replica (the seed lets any
+ * number of observers track a replica).  Each is called, in registration
+ * order, as documented for psync_change_fn.  *out_id (may be NULL) gets an
+ * id, never 0 and never reused by this replica.  An observer added from a
+ * callback is first called at the next change; unobserve is idempotent and,
+ * once it returns, the observer is not running on another thread and will
+ * not be called again.
+ */
+typedef uint64_t psync_observer_id;
+psync_status psync_replica_observe(psync_replica *replica, psync_change_fn fn,
+								   void *ctx, psync_observer_id *out_id);
+void		psync_replica_unobserve(psync_replica *replica, psync_observer_id id);
+
+/*
+ * Why the replica is stale or skewed: the refetch failure passed to
+ * psync_refetch_fail (libpq's text with the libpq refetcher), the parse
+ * callback's error, or a missing refetch function.  See psync_last_error.
+ */
+size_t		psync_replica_last_error(psync_replica *replica, char *buf, size_t size);
 
 #ifdef __cplusplus
 }
