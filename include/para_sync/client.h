@@ -458,6 +458,151 @@ void		psync_replica_unobserve(psync_replica *replica, psync_observer_id id);
  */
 size_t		psync_replica_last_error(psync_replica *replica, char *buf, size_t size);
 
+/* ------------------------------------------------------------ collection */
+
+/*
+ * A live replica of a whole synced table: every row the database role may
+ * see, loaded page by page with para_sync.snapshot_table() and then kept
+ * current from the table's envelopes.  Each member carries its own
+ * sequence, so the collection checks and repairs every row on its own:
+ *
+ *   - it subscribes to "<table>:*" first, then loads the pages; envelopes
+ *     that arrive meanwhile are held and reconciled per row, by sequence,
+ *     once the last page is in (older than the page: dropped; next: applied;
+ *     beyond: that row is refetched);
+ *   - live: an envelope whose sequence is the row's + 1 applies (an upsert
+ *     adds or updates the member, a delete removes it); older ones are
+ *     ignored; a gap refetches that one row (psync_refetch_fn, e.g. the
+ *     libpq refetcher), the others carry on; rows that appear later join;
+ *   - PSYNC_EVENT_LOST (NATS reconnect, slow consumer) reloads the pages in
+ *     the background without dropping the collection: members keep their
+ *     values, newer rows replace older ones, rows gone from the table leave.
+ *
+ * Deleted rows are remembered by key and sequence (a few dozen bytes each),
+ * so a late duplicate of an older envelope cannot bring them back.
+ */
+typedef struct psync_collection psync_collection;
+
+typedef enum psync_member_change
+{
+	PSYNC_MEMBER_ADDED,
+	PSYNC_MEMBER_UPDATED,
+	PSYNC_MEMBER_REMOVED		/* value: the last value it had */
+} psync_member_change;
+
+/*
+ * Change callback: runs with the collection locked, on the thread that made
+ * the change — the collection's loader thread (pages, reconciliation, the
+ * sweep after a reload), a transport delivery thread (live envelopes) or the
+ * refetcher's thread (a row refetch).  value is valid during the call.  It
+ * may read the collection (get, count, foreach, stats) but must not destroy
+ * it or wait for it (refused: PSYNC_ERR_IN_CALLBACK).
+ */
+typedef void (*psync_collection_change_fn) (void *ctx, psync_collection *collection,
+											psync_member_change change,
+											const char *key, size_t key_len,
+											const void *value, int64_t sequence);
+
+/* A member, visited with the collection locked; value valid during the call. */
+typedef void (*psync_member_fn) (void *ctx, const char *key, size_t key_len,
+								 const void *value, int64_t sequence);
+
+/*
+ * A page loader: calls row(row_ctx, envelope, len) for each of the snapshot
+ * envelopes of table (a sync name) whose keys follow after_key (NULL: from
+ * the first), in key order, at most max_rows; returns PSYNC_OK (fewer than
+ * max_rows rows: that was the last page) or an error with its text in
+ * error.  Runs on the collection's loader thread; may block.
+ */
+typedef void (*psync_page_row_fn) (void *row_ctx, const void *envelope, size_t len);
+typedef psync_status (*psync_load_page_fn) (void *ctx, const char *table,
+											const char *after_key, int max_rows,
+											psync_page_row_fn row, void *row_ctx,
+											char *error, size_t error_size);
+
+/*
+ * libpq page loader: para_sync.snapshot_table() over its own connection
+ * (opened from conninfo, reopened after a failure).  One loader may serve
+ * several collections (one page at a time).
+ */
+typedef struct psync_pq_loader psync_pq_loader;
+psync_status psync_pq_loader_new_conninfo(const char *conninfo, psync_pq_loader **out);
+psync_load_page_fn psync_pq_load_page_fn(void);
+void	   *psync_pq_load_page_ctx(psync_pq_loader *loader);
+/* Collections using it must be destroyed first. */
+void		psync_pq_loader_destroy(psync_pq_loader *loader);
+
+typedef struct psync_collection_options
+{
+	const char *table;			/* required: the table's sync name, "users" */
+	psync_schema schema;		/* required: parse must be set */
+	psync_transport *transport; /* required */
+	psync_load_page_fn load_page;	/* required */
+	void	   *load_ctx;
+	/* Row refetch; NULL → a gap reloads the whole table instead. */
+	psync_refetch_fn refetch;
+	void	   *refetch_ctx;
+	psync_collection_change_fn on_change;	/* may be NULL */
+	void	   *on_change_ctx;
+	int			page_size;		/* rows per page; default 10000 */
+} psync_collection_options;
+
+void		psync_collection_options_init(psync_collection_options *opts);
+
+/*
+ * Subscribe, load every page (on the collection's loader thread; it waits)
+ * and return the live collection.  The initial members are reported as
+ * PSYNC_MEMBER_ADDED before it returns.  A failed initial load fails it
+ * (PSYNC_ERR_DATABASE …; the text with psync_last_error).
+ */
+psync_status psync_collection_new(const psync_collection_options *opts,
+								  psync_collection **out);
+
+/* Visit key's member; false (fn not called) when it is not a member. */
+bool		psync_collection_get(psync_collection *collection, const char *key,
+								 psync_member_fn fn, void *ctx);
+
+/* Number of members (rows present). */
+size_t		psync_collection_count(psync_collection *collection);
+
+/* Visit every member (in no particular order) with the collection locked. */
+void		psync_collection_foreach(psync_collection *collection,
+									 psync_member_fn fn, void *ctx);
+
+typedef struct psync_collection_counters
+{
+	uint64_t	loads;			/* complete page loads (1 + reloads) */
+	uint64_t	rows_loaded;
+	uint64_t	applied;		/* live envelopes applied */
+	uint64_t	ignored_stale;
+	uint64_t	gaps;
+	uint64_t	row_refetches;
+	uint64_t	parse_errors;
+} psync_collection_counters;
+
+void		psync_collection_stats(psync_collection *collection,
+								   psync_collection_counters *out);
+
+/* Reload the pages in the background, as after PSYNC_EVENT_LOST. */
+void		psync_collection_resync(psync_collection *collection);
+
+/*
+ * Wait until no reload and no row refetch is in flight.  PSYNC_OK,
+ * PSYNC_ERR_TIMEOUT, or PSYNC_ERR_IN_CALLBACK from a callback.
+ */
+psync_status psync_collection_wait_idle(psync_collection *collection, int timeout_ms);
+
+/* The last load, refetch or parse error (see psync_last_error). */
+size_t		psync_collection_last_error(psync_collection *collection, char *buf,
+										size_t size);
+
+/*
+ * Unsubscribe, stop the loader thread (after its current page) and free.
+ * Row refetches in flight finish into the void.  PSYNC_ERR_IN_CALLBACK
+ * (and nothing done) from one of its own callbacks.
+ */
+psync_status psync_collection_destroy(psync_collection *collection);
+
 #ifdef __cplusplus
 }
 #endif

@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include "callback.h"
+#include "refetch_internal.h"
 #include "transport_internal.h"
 
 #define DEFAULT_MAX_BUFFERED 256
@@ -63,11 +64,6 @@ typedef struct buffered_envelope
 	uint8_t		data[];			/* schema_version, then value */
 } buffered_envelope;
 
-struct psync_refetch_request
-{
-	psync_replica *replica;
-	char	   *key;
-};
 
 typedef struct observer
 {
@@ -112,6 +108,8 @@ struct psync_replica
 };
 
 static void ingest(psync_replica *r, const psync_envelope *env, ingest_source src);
+static void finish_refetch(psync_refetch_request *req, const void *bytes, size_t len,
+						   bool ok, const char *error);
 static bool envelope_fits(const psync_replica *r, const psync_envelope *env);
 
 /* ---- small helpers ---- */
@@ -232,7 +230,8 @@ start_refetch(psync_replica *r)
 		set_status(r, PSYNC_REPLICA_STALE);
 		return;
 	}
-	req->replica = r;
+	req->owner = r;
+	req->finish = finish_refetch;
 	atomic_fetch_add(&r->refs, 1);
 	r->stats.refetches++;
 	r->refetching = true;
@@ -538,7 +537,7 @@ static void
 finish_refetch(psync_refetch_request *req, const void *bytes, size_t len,
 			   bool ok, const char *error)
 {
-	psync_replica *r = req->replica;
+	psync_replica *r = req->owner;
 	psync_envelope env;
 	bool		again;
 
@@ -572,14 +571,14 @@ void
 psync_refetch_complete(psync_refetch_request *req, const void *envelope, size_t len)
 {
 	if (req != NULL)
-		finish_refetch(req, envelope, len, envelope != NULL, NULL);
+		req->finish(req, envelope, len, envelope != NULL, NULL);
 }
 
 void
 psync_refetch_fail(psync_refetch_request *req, const char *error)
 {
 	if (req != NULL)
-		finish_refetch(req, NULL, 0, false, error);
+		req->finish(req, NULL, 0, false, error);
 }
 
 const char *
