@@ -315,21 +315,26 @@ compare_held(const void *a, const void *b)
 
 /* ---- applying values ---- */
 
+/* A delete (or a snapshot of an absent row): no value, or nil (0xc0). */
+static bool
+env_is_nil(const psync_envelope *env)
+{
+	return !env->has_value || (env->value_len == 1 && env->value[0] == 0xc0);
+}
+
 /* Parse env's value (NULL for a delete); false on Err (counted). */
 static bool
 parse_value(psync_collection *c, const psync_envelope *env, void **out)
 {
-	static const uint8_t nil = 0xc0;
 	const char *error = NULL;
 	callback_frame frame;
 	bool		ok;
 
 	*out = NULL;
-	if (!env->has_value)
+	if (env_is_nil(env))
 		return true;
 	callback_enter(&frame, c);
-	ok = c->schema.parse(c->schema.ctx, env->has_value ? env->value : &nil,
-						 env->has_value ? env->value_len : 1, env, NULL, out, &error);
+	ok = c->schema.parse(c->schema.ctx, env->value, env->value_len, env, NULL, out, &error);
 	callback_leave(&frame);
 	if (!ok)
 	{
@@ -639,7 +644,7 @@ page_row(psync_collection *c, const raw_row *row, psync_envelope *env)
 	void	   *value;
 
 	if (psync_envelope_decode(row->data, row->len, env) != PSYNC_DECODE_OK ||
-		!key_in_table(c, env->key, env->key_len) || !env->has_value)
+		!key_in_table(c, env->key, env->key_len) || env_is_nil(env))
 		return false;
 	c->stats.rows_loaded++;
 	m = find(c, env->key, env->key_len);

@@ -61,9 +61,12 @@ db_write(fake_db *db, const char *key, const char *name, bool silent)
 	env = test_envelope(key, r->seq, name ? name : "");
 	if (name == NULL)
 	{
-		env.has_value = false;
-		env.value = NULL;
-		env.value_len = 0;
+		/* as the server sends it: value nil (and, every other time, absent) */
+		static const uint8_t nil = 0xc0;
+
+		env.has_value = r->seq % 2 == 0;
+		env.value = env.has_value ? &nil : NULL;
+		env.value_len = env.has_value ? 1 : 0;
 		env.op = PSYNC_OP_DELETE;
 	}
 	pthread_mutex_unlock(&db->lock);
@@ -143,9 +146,10 @@ fake_refetch(void *ctx, const char *key, psync_refetch_request *req)
 	env.has_txid = false;
 	if (!r->present)
 	{
-		env.has_value = false;
-		env.value = NULL;
-		env.value_len = 0;
+		static const uint8_t nil = 0xc0;
+
+		env.value = &nil;		/* as snapshot() sends a missing row */
+		env.value_len = 1;
 	}
 	b = test_encode(&env);
 	pthread_mutex_unlock(&db->lock);
