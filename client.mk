@@ -107,6 +107,16 @@ $(CLIENT_BUILD)/example-client.c: docs/client.md
 		on && !/^```/' $< > $@
 	@test -s $@ || { echo "no example block in $<" >&2; rm -f $@; exit 1; }
 
+# The collection example, the same way (its own markers).
+$(CLIENT_BUILD)/example-collection.c: docs/client.md
+	@mkdir -p $(dir $@)
+	awk '/<!-- collection-example:begin -->/ {on = 1; next} /<!-- collection-example:end -->/ {on = 0} \
+		on && !/^```/' $< > $@
+	@test -s $@ || { echo "no collection example block in $<" >&2; rm -f $@; exit 1; }
+
+$(CLIENT_BUILD)/example-collection: $(CLIENT_BUILD)/example-collection.c $(CLIENT_SO) $(CLIENT_BUILD)/libparasync.so
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -o $@ $< -L$(CLIENT_BUILD) -Wl,-rpath,'$$ORIGIN' -lparasync
+
 $(CLIENT_EXAMPLE): $(CLIENT_BUILD)/example-client.c $(CLIENT_SO) $(CLIENT_BUILD)/libparasync.so
 	$(CLIENT_CC) $(CLIENT_CFLAGS) -o $@ $< -L$(CLIENT_BUILD) -Wl,-rpath,'$$ORIGIN' -lparasync \
 		$(shell pkg-config --libs msgpack)
@@ -128,7 +138,7 @@ client-fuzz: $(CLIENT_BUILD)/fuzz/fuzz_decode
 
 client-check: client $(CLIENT_TEST_BINS) $(CLIENT_SAN_BINS) $(CLIENT_BUILD)/tsan/test/test_stress \
 		$(CLIENT_BUILD)/test/cxx_header \
-		$(CLIENT_EXAMPLE) $(CLIENT_BUILD)/fuzz/fuzz_decode
+		$(CLIENT_EXAMPLE) $(CLIENT_BUILD)/example-collection $(CLIENT_BUILD)/fuzz/fuzz_decode
 	CLIENT_BUILD=$(CLIENT_BUILD) CLIENT_FUZZ_SECONDS=$(CLIENT_FUZZ_SECONDS) \
 		CLIENT_UNIT_TESTS="$(CLIENT_UNIT_TESTS)" CLIENT_LIVE_TESTS="$(CLIENT_LIVE_TESTS)" \
 		test/client/run-tests
@@ -153,4 +163,4 @@ client-bench: $(CLIENT_BUILD)/bench/client_bench
 
 client-clean:
 	rm -rf $(CLIENT_BUILD)/obj $(CLIENT_BUILD)/san $(CLIENT_BUILD)/tsan $(CLIENT_BUILD)/test $(CLIENT_BUILD)/fuzz \
-		$(CLIENT_BUILD)/bench $(CLIENT_BUILD)/example-client.c $(CLIENT_BUILD)/libparasync* $(CLIENT_WATCH) $(CLIENT_EXAMPLE)
+		$(CLIENT_BUILD)/bench $(CLIENT_BUILD)/example-client.c $(CLIENT_BUILD)/example-collection* $(CLIENT_BUILD)/libparasync* $(CLIENT_WATCH) $(CLIENT_EXAMPLE)

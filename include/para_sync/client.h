@@ -9,6 +9,9 @@
  *                    apply iff sequence == current + 1, refetch on gaps.
  *   psync_refetcher  fetches the authoritative snapshot when a replica needs
  *                    one; libparasync ships one over libpq.
+ *   psync_collection a whole table: loaded page by page (a psync_load_page_fn;
+ *                    libparasync ships one over libpq), then live, each row
+ *                    reconciled by its own sequence.
  *
  * Conventions (like libpq and nats.c):
  *   - every handle is opaque; every *_new/_connect has a matching destroy;
