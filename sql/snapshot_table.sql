@@ -120,7 +120,9 @@ SELECT bool_or(para_sync.envelope_to_jsonb(envelope)->'value' ? 'secret') AS has
   FROM para_sync.snapshot_table('public.nums', NULL, 100000);
 REVOKE SELECT (v) ON public.nums FROM para_sync_pager;
 SET ROLE para_sync_pager;
+\set VERBOSITY terse
 SELECT key FROM para_sync.snapshot_table('public.nums', NULL, 10);
+\set VERBOSITY default
 RESET ROLE;
 
 -- a transaction sees its own changes, consistently with snapshot()

@@ -530,34 +530,50 @@ int_range_plan(KeyPage *pg, Relation rel, bool descending)
 static void
 page_scan_ints(KeyPage *pg, Relation rel, const char *t, int tlen)
 {
+	static const uint64 pow10[20] = {
+		UINT64CONST(1), UINT64CONST(10), UINT64CONST(100), UINT64CONST(1000),
+		UINT64CONST(10000), UINT64CONST(100000), UINT64CONST(1000000),
+		UINT64CONST(10000000), UINT64CONST(100000000), UINT64CONST(1000000000),
+		UINT64CONST(10000000000), UINT64CONST(100000000000),
+		UINT64CONST(1000000000000), UINT64CONST(10000000000000),
+		UINT64CONST(100000000000000), UINT64CONST(1000000000000000),
+		UINT64CONST(10000000000000000), UINT64CONST(100000000000000000),
+		UINT64CONST(1000000000000000000), UINT64CONST(10000000000000000000)};
 	Oid			typid = pg->table->keys[0].base_typid;
 	uint64		max_pos = typid == INT2OID ? PG_INT16_MAX :
 		typid == INT4OID ? PG_INT32_MAX : PG_INT64_MAX;
 	uint64		max_neg = max_pos + 1;
 	int			prefix_len = strlen(pg->table->sync_name) + 1;
 
-	for (int sign = 0; sign < 2; sign++)
+	/*
+	 * Negative keys ("-...") sort first, so their groups go first; within a
+	 * sign the longest numbers go first: their group holds most of the
+	 * keys next to any after_key, so the page fills at once and the shorter
+	 * groups are cut to the few keys below its largest.
+	 */
+	for (int sign = 1; sign >= 0; sign--)
 	{
 		bool		neg = sign == 1;
 		uint64		top = neg ? max_neg : max_pos;
-		uint64		lo = neg ? 1 : 0;
 
-		for (int digits = 1; digits <= 19 && lo <= top; digits++)
+		for (int digits = 19; digits >= 1; digits--)
 		{
-			uint64		hi = digits == 19 ? top : Min(top, lo == 0 ? 9 : lo * 10 - 1);
+			uint64		lo = digits == 1 ? (neg ? 1 : 0) : pow10[digits - 1];
+			uint64		hi = Min(top, pow10[digits] - 1);
 			uint64		first = lo;
 			uint64		last = hi;
 			PageRow    *bound = page_bound(pg);
 			Datum		args[3];
 			int			rc;
 
+			if (lo > top)
+				continue;
 			if (t != NULL)
 				first = int_group_search(neg, lo, hi, t, tlen, true);
 			/* once the page is full, only keys below its largest can enter */
-			if (bound != NULL)
+			if (bound != NULL && first <= hi)
 				last = int_group_search(neg, first, hi, bound->key + prefix_len,
 										bound->key_len - prefix_len, false) - 1;
-			lo = (lo == 0) ? 10 : lo * 10;
 			if (first > hi || last < first || last > hi)
 				continue;
 			CHECK_FOR_INTERRUPTS();
