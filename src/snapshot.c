@@ -17,10 +17,13 @@
  *     digits sort as their magnitudes do, so "keys > after_key" is one
  *     primary-key range per (sign, digits) group, found by binary search on
  *     the text.  Each group is read in primary-key order (an index range
- *     scan, LIMIT max_rows, cut to keys below the heap's current maximum
- *     once it is full), so a page costs O(max_rows) rows, not O(table);
+ *     scan, LIMIT max_rows), longest numbers first: that group fills the
+ *     page, and every other group is then cut to the keys below the heap's
+ *     current maximum, so a page costs O(max_rows) rows, not O(table);
  *   - any other key: a full scan of the table per page (correct, O(table)
  *     per page: page such tables with a large max_rows).
+ * The page's sequences come from one range scan each of the outbox and the
+ * counters (sequence_store_last_sorted), with the same snapshot as the rows.
  */
 #include "para_sync.h"
 

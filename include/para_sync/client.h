@@ -499,7 +499,9 @@ typedef enum psync_member_change
  * sweep after a reload), a transport delivery thread (live envelopes) or the
  * refetcher's thread (a row refetch).  value is valid during the call.  It
  * may read the collection (get, count, foreach, stats) but must not destroy
- * it or wait for it (refused: PSYNC_ERR_IN_CALLBACK).
+ * it or wait for it (refused: PSYNC_ERR_IN_CALLBACK).  As for replicas, do
+ * not publish to an in-process transport from it: hand such work to
+ * another thread.
  */
 typedef void (*psync_collection_change_fn) (void *ctx, psync_collection *collection,
 											psync_member_change change,
