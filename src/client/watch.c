@@ -29,7 +29,6 @@
 #include <unistd.h>
 
 #include "para_sync/client.h"
-#include "keymap.h"
 #include "watch_json.h"
 
 /* Longest value printed in line mode (bytes of JSON); longer ones end "...". */
@@ -49,12 +48,6 @@ typedef struct watched_table
 	struct watched_table *next;
 } watched_table;
 
-typedef struct pending_key
-{
-	char	   *key;
-	struct pending_key *next;
-} pending_key;
-
 static struct
 {
 	psync_transport *transport;
@@ -67,11 +60,6 @@ static struct
 	watched    *head;
 	watched   **tail;
 	size_t		count;
-	/* shared with the pattern handlers, under pending_lock */
-	pthread_mutex_t pending_lock;
-	keymap		known;
-	pending_key *pending;
-	size_t		dropped;
 	/* anywhere */
 	pthread_mutex_t print_lock;
 	atomic_bool dirty;
@@ -79,8 +67,6 @@ static struct
 
 static volatile sig_atomic_t stop_requested;
 
-/* The value of w.known for keys named on the command line. */
-static pending_key named_key;
 
 static void
 on_signal(int sig)
@@ -248,27 +234,6 @@ watch_table(const char *pattern)
 	return true;
 }
 
-static void
-adopt_pending_keys(void)
-{
-	pending_key *list,
-			   *oldest_first = NULL,
-			   *next;
-
-	pthread_mutex_lock(&w.pending_lock);
-	list = w.pending;
-	w.pending = NULL;
-	pthread_mutex_unlock(&w.pending_lock);
-	for (; list != NULL; list = next)
-	{
-		next = list->next;
-		list->next = oldest_first;
-		oldest_first = list;
-	}
-	for (pending_key *p = oldest_first; p != NULL; p = p->next)
-		watch_key(p->key);		/* p stays in w.known, freed at exit */
-}
-
 /* ---- drawing (main thread) ---- */
 
 typedef struct row_ctx
@@ -338,14 +303,10 @@ redraw(const char *nats_url)
 {
 	static char line[8192];
 	int			width = terminal_width();
-	size_t		dropped;
 
-	pthread_mutex_lock(&w.pending_lock);
-	dropped = w.dropped;
-	pthread_mutex_unlock(&w.pending_lock);
 	printf("\x1b[H");
 	snprintf(line, sizeof(line), "para-sync-watch  %s  %zu keys%s  (Ctrl-C quits)", nats_url,
-			 w.count, dropped ? "  (--max-keys reached)" : "");
+			 w.count, w.tables ? "  + tables" : "");
 	printf("%.*s\x1b[K\n\x1b[K\n", width, line);
 	snprintf(line, sizeof(line), "%-24s %8s  %-10s %7s %5s %4s %4s %5s  %s", "KEY", "SEQ",
 			 "STATUS", "APPLIED", "STALE", "GAPS", "ERR", "REFET", "VALUE");
@@ -413,18 +374,6 @@ shutdown_all(void)
 	psync_transport_destroy(w.transport);
 }
 
-static void
-free_pending(void *ctx, void *value)
-{
-	pending_key *p = value;
-
-	(void) ctx;
-	if (p == &named_key)
-		return;
-	free(p->key);
-	free(p);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -466,10 +415,7 @@ main(int argc, char **argv)
 	if (!isatty(STDOUT_FILENO))
 		w.lines = true;
 	w.tail = &w.head;
-	pthread_mutex_init(&w.pending_lock, NULL);
 	pthread_mutex_init(&w.print_lock, NULL);
-	if (!keymap_init(&w.known))
-		return 1;
 
 	no.url = nats_url;
 	no.name = "para-sync-watch";
@@ -502,9 +448,6 @@ main(int argc, char **argv)
 			st = watch_table(argv[i]) ? PSYNC_OK : PSYNC_ERR_INVALID_ARGUMENT;
 		else
 		{
-			pthread_mutex_lock(&w.pending_lock);
-			keymap_put(&w.known, argv[i], len, &named_key);
-			pthread_mutex_unlock(&w.pending_lock);
 			st = watch_key(argv[i]) ? PSYNC_OK : PSYNC_ERR_INVALID_ARGUMENT;
 		}
 		if (st != PSYNC_OK)
@@ -520,13 +463,10 @@ main(int argc, char **argv)
 	atomic_store(&w.dirty, true);
 	while (!stop_requested)
 	{
-		adopt_pending_keys();
 		if (!w.lines && atomic_exchange(&w.dirty, false))
 			redraw(nats_url);
 		usleep(100000);
 	}
 	shutdown_all();
-	keymap_each(&w.known, free_pending, NULL);
-	keymap_free(&w.known);
 	return 0;
 }
