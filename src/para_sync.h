@@ -80,6 +80,7 @@ typedef struct SyncedTable
 	int			nkeys;			/* primary-key columns, index order */
 	KeyColumn  *keys;
 	void	   *snapshot_plan;	/* SPIPlanPtr, built on first snapshot() */
+	void	   *page_plans[3];	/* SPIPlanPtrs of snapshot_table() (snapshot.c) */
 } SyncedTable;
 
 extern void table_cache_init(void);
@@ -140,6 +141,8 @@ typedef struct OwnerSwitch
 extern void become_internal_owner(OwnerSwitch *sw);
 extern void restore_user(const OwnerSwitch *sw);
 extern int64 sequence_store_last(const char *key, int key_len, bool latest);
+extern void sequence_store_last_sorted(int n, const char *const *keys,
+									   const int *key_lens, int64 *seqs);
 extern void sequence_store_append(const char *key, int key_len, int64 seq,
 								  int64 txid, bytea *envelope);
 extern void sequence_store_init(void);

@@ -304,6 +304,9 @@ build_entry(CacheEntry *entry, Relation rel)
 	{
 		if (entry->table && entry->table->snapshot_plan)
 			SPI_freeplan((SPIPlanPtr) entry->table->snapshot_plan);
+		for (int i = 0; entry->table && i < lengthof(entry->table->page_plans); i++)
+			if (entry->table->page_plans[i])
+				SPI_freeplan((SPIPlanPtr) entry->table->page_plans[i]);
 		MemoryContextDelete(entry->cxt);
 	}
 	entry->cxt = NULL;
