@@ -33,3 +33,32 @@ RESET search_path;
 RESET timezone;
 RESET datestyle;
 RESET extra_float_digits;
+
+-- ALTER TYPE ... RENAME VALUE of an enum a synced column prints (directly,
+-- through a domain, an array or a composite) would change values without a
+-- capture: refused.  Not when only an excluded column uses it.
+CREATE TYPE tr_mood AS ENUM ('a', 'b');
+CREATE DOMAIN tr_mood_d AS tr_mood;
+CREATE TYPE tr_pair AS (m tr_mood, n int);
+CREATE TABLE tr_enum (id int PRIMARY KEY, m tr_mood);
+CREATE TABLE tr_enum2 (id int PRIMARY KEY, d tr_mood_d[]);
+CREATE TABLE tr_enum3 (id int PRIMARY KEY, p tr_pair);
+CREATE TABLE tr_enum4 (id int PRIMARY KEY, hidden tr_mood);
+SELECT para_sync.sync_table('tr_enum');
+SELECT para_sync.sync_table('tr_enum4', exclude_columns => '{hidden}');
+INSERT INTO tr_enum VALUES (1, 'a');
+\set VERBOSITY default
+ALTER TYPE tr_mood RENAME VALUE 'a' TO 'z';
+\set VERBOSITY terse
+SELECT para_sync.snapshot_json('tr_enum:1')->'value' AS value;
+SELECT para_sync.unsync_table('tr_enum');
+SELECT para_sync.sync_table('tr_enum2');
+ALTER TYPE tr_mood RENAME VALUE 'a' TO 'z';
+SELECT para_sync.unsync_table('tr_enum2');
+SELECT para_sync.sync_table('tr_enum3');
+ALTER TYPE tr_mood RENAME VALUE 'a' TO 'z';
+SELECT para_sync.unsync_table('tr_enum3');
+-- only the excluded column uses it now: allowed; adding a value always is
+ALTER TYPE tr_mood RENAME VALUE 'a' TO 'z';
+ALTER TYPE tr_mood ADD VALUE 'c';
+SELECT para_sync.unsync_table('tr_enum4');

@@ -11,7 +11,8 @@
  *                      dropping para_sync's triggers, or adding a second
  *                      one; dropping or retyping
  *                      primary-key columns or the primary key; SET UNLOGGED;
- *                      moving the table into schema para_sync.  Also DDL on
+ *                      moving the table into schema para_sync; renaming
+ *                      a label of an enum a synced column prints.  Also DDL on
  *                      para_sync's internal tables (the capture path writes
  *                      their heap and primary key directly and would not
  *                      maintain an added index or fire an added trigger),
@@ -42,6 +43,7 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/index.h"
@@ -60,6 +62,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
+#include "parser/parse_type.h"
 #include "tcop/deparse_utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -603,6 +606,71 @@ check_trigger_function(Oid relid, CreateTrigStmt *stmt)
 				 errhint("Leave para_sync's triggers to para_sync.sync_table() and para_sync.unsync_table().")));
 }
 
+/*
+ * ALTER TYPE ... RENAME VALUE changes the text of every stored value with
+ * that label without changing a row: no capture trigger fires.  Refuse it
+ * while a synced column (of any table, whoever owns it) prints the enum.
+ */
+static void
+guard_enum_rename(AlterEnumStmt *stmt)
+{
+	Oid			enum_type;
+	OwnerSwitch sw;
+	int			rc;
+	Oid		   *relids;
+	uint64		n;
+
+	if (stmt->oldVal == NULL)
+		return;
+	enum_type = LookupTypeNameOid(NULL, makeTypeNameFromNameList(stmt->typeName), true);
+	if (!OidIsValid(enum_type))
+		return;
+	become_internal_owner(&sw);
+	rc = SPI_execute("SELECT t.relid::pg_catalog.oid FROM para_sync.tables t", true, 0);
+	restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
+	n = SPI_processed;
+	relids = palloc(sizeof(Oid) * (n + 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		relids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	for (uint64 i = 0; i < n; i++)
+	{
+		Relation	rel = try_relation_open(relids[i], AccessShareLock);
+		Registration *reg = rel ? registry_get(relids[i]) : NULL;
+		TupleDesc	desc;
+
+		if (reg == NULL)
+		{
+			if (rel)
+				relation_close(rel, AccessShareLock);
+			continue;
+		}
+		desc = RelationGetDescr(rel);
+		for (int a = 0; a < desc->natts; a++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+
+			if (att->attisdropped || is_excluded(reg, NameStr(att->attname)) ||
+				!type_prints_enum(att->atttypid, enum_type))
+				continue;
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot rename a value of enum %s while synced column \"%s\" of table \"%s\" uses it",
+							format_type_be(enum_type), NameStr(att->attname),
+							RelationGetRelationName(rel)),
+					 errdetail("Renaming a label changes the stored values without capturing a change, so replicas would keep the old label under the same sequence."),
+					 errhint("Add the new label with ALTER TYPE ... ADD VALUE and UPDATE the rows to it (the updates are captured).")));
+		}
+		relation_close(rel, AccessShareLock);
+	}
+}
+
 static void
 guard_command_start(Node *parsetree)
 {
@@ -678,6 +746,9 @@ guard_command_start(Node *parsetree)
 							 errhint("Schema para_sync holds para_sync's own objects only.")));
 				break;
 			}
+		case T_AlterEnumStmt:
+			guard_enum_rename((AlterEnumStmt *) parsetree);
+			break;
 		default:
 			break;
 	}
