@@ -88,6 +88,10 @@ output_is_setting_free(Oid typid)
 		case OIDOID:
 		case NUMERICOID:
 		case UUIDOID:
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+		case NAMEOID:
 		case INETOID:
 		case CIDROID:
 		case MACADDROID:
