@@ -62,3 +62,19 @@ SELECT para_sync.unsync_table('tr_enum3');
 ALTER TYPE tr_mood RENAME VALUE 'a' TO 'z';
 ALTER TYPE tr_mood ADD VALUE 'c';
 SELECT para_sync.unsync_table('tr_enum4');
+
+-- ALTER TYPE ... ADD|DROP ATTRIBUTE of a composite type a synced column
+-- prints changes its values' text ("(1,2)" would read "(1,2,)"): refused;
+-- renaming an attribute changes nothing printed and is allowed.
+CREATE TYPE tr_comp AS (a int, b int);
+CREATE TABLE tr_comp_t (id int PRIMARY KEY, c tr_comp[]);
+SELECT para_sync.sync_table('tr_comp_t');
+INSERT INTO tr_comp_t VALUES (1, ARRAY[ROW(1, 2)::tr_comp]);
+\set VERBOSITY default
+ALTER TYPE tr_comp ADD ATTRIBUTE x int;
+\set VERBOSITY terse
+ALTER TYPE tr_comp DROP ATTRIBUTE b;
+ALTER TYPE tr_comp RENAME ATTRIBUTE a TO aa;
+SELECT para_sync.snapshot_json('tr_comp_t:1')->'value' AS value;
+SELECT para_sync.unsync_table('tr_comp_t');
+ALTER TYPE tr_comp ADD ATTRIBUTE x int;

@@ -12,7 +12,9 @@
  *                      one; dropping or retyping
  *                      primary-key columns or the primary key; SET UNLOGGED;
  *                      moving the table into schema para_sync; renaming
- *                      a label of an enum a synced column prints.  Also DDL on
+ *                      a label of an enum, or adding or dropping an
+ *                      attribute of a composite type, that a synced column
+ *                      prints.  Also DDL on
  *                      para_sync's internal tables (the capture path writes
  *                      their heap and primary key directly and would not
  *                      maintain an added index or fire an added trigger),
@@ -607,24 +609,20 @@ check_trigger_function(Oid relid, CreateTrigStmt *stmt)
 }
 
 /*
- * ALTER TYPE ... RENAME VALUE changes the text of every stored value with
- * that label without changing a row: no capture trigger fires.  Refuse it
- * while a synced column (of any table, whoever owns it) prints the enum.
+ * Some ALTER TYPE commands change the text of stored values without changing
+ * a row, so no capture trigger fires: renaming an enum label, and adding or
+ * dropping an attribute of a composite type (its values print one field
+ * more or less).  Refuse them while a synced column (of any table, whoever
+ * owns it) prints the type.  what names the command, hint says what to do.
  */
 static void
-guard_enum_rename(AlterEnumStmt *stmt)
+refuse_type_change(Oid type, const char *what, const char *hint)
 {
-	Oid			enum_type;
 	OwnerSwitch sw;
 	int			rc;
 	Oid		   *relids;
 	uint64		n;
 
-	if (stmt->oldVal == NULL)
-		return;
-	enum_type = LookupTypeNameOid(NULL, makeTypeNameFromNameList(stmt->typeName), true);
-	if (!OidIsValid(enum_type))
-		return;
 	become_internal_owner(&sw);
 	rc = SPI_execute("SELECT t.relid::pg_catalog.oid FROM para_sync.tables t", true, 0);
 	restore_user(&sw);
@@ -657,17 +655,50 @@ guard_enum_rename(AlterEnumStmt *stmt)
 			Form_pg_attribute att = TupleDescAttr(desc, a);
 
 			if (att->attisdropped || is_excluded(reg, NameStr(att->attname)) ||
-				!type_prints_enum(att->atttypid, enum_type))
+				!type_prints_type(att->atttypid, type))
 				continue;
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot rename a value of enum %s while synced column \"%s\" of table \"%s\" uses it",
-							format_type_be(enum_type), NameStr(att->attname),
+					 errmsg("cannot %s of type %s while synced column \"%s\" of table \"%s\" uses it",
+							what, format_type_be(type), NameStr(att->attname),
 							RelationGetRelationName(rel)),
-					 errdetail("Renaming a label changes the stored values without capturing a change, so replicas would keep the old label under the same sequence."),
-					 errhint("Add the new label with ALTER TYPE ... ADD VALUE and UPDATE the rows to it (the updates are captured).")));
+					 errdetail("It would change the stored values without capturing a change, so replicas would keep the old values under the same sequence."),
+					 errhint("%s", hint)));
 		}
 		relation_close(rel, AccessShareLock);
+	}
+}
+
+/* ALTER TYPE ... RENAME VALUE */
+static void
+guard_enum_rename(AlterEnumStmt *stmt)
+{
+	Oid			type;
+
+	if (stmt->oldVal == NULL)
+		return;
+	type = LookupTypeNameOid(NULL, makeTypeNameFromNameList(stmt->typeName), true);
+	if (OidIsValid(type))
+		refuse_type_change(type, "rename a value",
+						   "Add the new label with ALTER TYPE ... ADD VALUE and UPDATE the rows to it (the updates are captured).");
+}
+
+/* ALTER TYPE ... ADD|DROP ATTRIBUTE of a composite type */
+static void
+guard_alter_composite(AlterTableStmt *stmt)
+{
+	Oid			relid = resolve(stmt->relation);
+	ListCell   *lc;
+
+	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_COMPOSITE_TYPE)
+		return;
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+		if (cmd->subtype == AT_AddColumn || cmd->subtype == AT_DropColumn)
+			refuse_type_change(get_rel_type_id(relid), "add or drop an attribute",
+							   "Create a new type and change the column to it with ALTER TABLE ... ALTER COLUMN ... TYPE (which bumps schema_version), or stop syncing the table with para_sync.unsync_table() first.");
 	}
 }
 
@@ -677,7 +708,10 @@ guard_command_start(Node *parsetree)
 	switch (nodeTag(parsetree))
 	{
 		case T_AlterTableStmt:
-			guard_alter_table((AlterTableStmt *) parsetree);
+			if (((AlterTableStmt *) parsetree)->objtype == OBJECT_TYPE)
+				guard_alter_composite((AlterTableStmt *) parsetree);
+			else
+				guard_alter_table((AlterTableStmt *) parsetree);
 			break;
 		case T_DropStmt:
 			guard_drop((DropStmt *) parsetree);

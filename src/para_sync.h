@@ -107,7 +107,7 @@ extern char *canonical_text(Oid typid, Datum value, FmgrInfo *output);
 /* ---- type_trust.c: facts about types, never taken from names */
 
 extern bool type_is_text_like(Oid base);
-extern bool type_prints_enum(Oid typid, Oid target);
+extern bool type_prints_type(Oid typid, Oid target);
 extern bool key_type_ok(Relation rel, Relation index, int keyno);
 extern void key_type_check(Relation rel, Relation index, int keyno);
 

@@ -189,12 +189,13 @@ key_type_check(Relation rel, Relation index, int keyno)
 }
 
 /*
- * Are values of type typid printed with labels of enum `target`: is it the
- * enum itself, or a domain, array, composite, range or multirange built on
- * it (at any depth)?  A renamed label changes such values' text.
+ * Does the text of values of type typid contain values of type `target`: is
+ * it target itself, or a domain, array, composite, range or multirange built
+ * on it (at any depth)?  A renamed enum label, or an attribute added to or
+ * dropped from a composite type, changes such values' text.
  */
 bool
-type_prints_enum(Oid typid, Oid target)
+type_prints_type(Oid typid, Oid target)
 {
 	Oid			base;
 	Oid			elem;
@@ -206,12 +207,12 @@ type_prints_enum(Oid typid, Oid target)
 		return true;
 	elem = get_element_type(base);
 	if (OidIsValid(elem))
-		return type_prints_enum(elem, target);
+		return type_prints_type(elem, target);
 	typtype = get_typtype(base);
 	if (typtype == TYPTYPE_RANGE)
-		return type_prints_enum(get_range_subtype(base), target);
+		return type_prints_type(get_range_subtype(base), target);
 	if (typtype == TYPTYPE_MULTIRANGE)
-		return type_prints_enum(get_multirange_range(base), target);
+		return type_prints_type(get_multirange_range(base), target);
 	if (typtype == TYPTYPE_COMPOSITE)
 	{
 		TupleDesc	desc = lookup_rowtype_tupdesc(base, -1);
@@ -222,7 +223,7 @@ type_prints_enum(Oid typid, Oid target)
 			Form_pg_attribute att = TupleDescAttr(desc, i);
 
 			if (!att->attisdropped)
-				found = type_prints_enum(att->atttypid, target);
+				found = type_prints_type(att->atttypid, target);
 		}
 		ReleaseTupleDesc(desc);
 		return found;
