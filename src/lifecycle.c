@@ -128,9 +128,12 @@ registry_exists(void)
 	return OidIsValid(nsp) && OidIsValid(get_relname_relid("tables", nsp));
 }
 
-/* Is relid in the registry?  Read as the extension owner. */
-bool
-lifecycle_table_is_synced(Oid relid)
+/*
+ * Is relid in the registry as of snapshot (InvalidSnapshot: the current
+ * one)?  Read as the extension owner.
+ */
+static bool
+table_is_synced_in(Oid relid, Snapshot snapshot)
 {
 	Datum		arg = ObjectIdGetDatum(relid);
 	OwnerSwitch sw;
@@ -151,13 +154,26 @@ lifecycle_table_is_synced(Oid relid)
 		synced_plan = plan;
 	}
 	become_internal_owner(&sw);
-	rc = SPI_execute_plan(synced_plan, &arg, NULL, false, 1);
+	rc = SPI_execute_snapshot(synced_plan, &arg, NULL, snapshot, InvalidSnapshot,
+							  true, false, 1);
 	restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
 	found = SPI_processed > 0;
 	SPI_finish();
 	return found;
+}
+
+/*
+ * Is relid synced now?  Read with a fresh snapshot, as table_cache.c reads
+ * the registry: the caller holds a lock that keeps sync_table() and
+ * unsync_table() of the table out, and a tagging that committed while it
+ * waited for that lock counts, whatever the transaction's snapshot.
+ */
+bool
+lifecycle_table_is_synced(Oid relid)
+{
+	return table_is_synced_in(relid, GetLatestSnapshot());
 }
 
 /*
@@ -209,14 +225,25 @@ retire_named_table(List *names)
 	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
 	Relation	rel;
 
-	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION ||
-		!lifecycle_table_is_synced(relid))
+	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION)
 		return;
-	/* lock it as DROP will: owner checked first, name resolved again */
+
+	/*
+	 * Lock it as DROP will (owner checked first, name resolved again) before
+	 * asking whether it is synced: a sync_table() that commits while DROP
+	 * waits for the lock must not leave its rows' envelopes without deletes.
+	 */
 	relid = RangeVarGetRelidExtended(rv, AccessExclusiveLock, RVR_MISSING_OK,
 									 callback_require_owner, NULL);
 	if (!OidIsValid(relid) || !lifecycle_table_is_synced(relid))
 		return;
+	/* the registry row must also be one this transaction can delete */
+	if (IsolationUsesXactSnapshot() && !table_is_synced_in(relid, InvalidSnapshot))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent para_sync.sync_table() of table \"%s\"",
+						get_rel_name(relid)),
+				 errhint("Retry the transaction.")));
 	rel = table_open(relid, NoLock);
 	lifecycle_retire_rows(rel);
 	table_close(rel, NoLock);
@@ -289,7 +316,9 @@ para_sync_check_dropped_tables(PG_FUNCTION_ARGS)
 		dropped_plan = plan;
 	}
 	become_internal_owner(&sw);
-	rc = SPI_execute_plan(dropped_plan, NULL, NULL, true, 0);
+	/* fresh: a table tagged while the drop waited for its lock counts */
+	rc = SPI_execute_snapshot(dropped_plan, NULL, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 0);
 	restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync dropped-table look-up failed: %s", SPI_result_code_string(rc));
