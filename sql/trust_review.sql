@@ -78,3 +78,38 @@ ALTER TYPE tr_comp RENAME ATTRIBUTE a TO aa;
 SELECT para_sync.snapshot_json('tr_comp_t:1')->'value' AS value;
 SELECT para_sync.unsync_table('tr_comp_t');
 ALTER TYPE tr_comp ADD ATTRIBUTE x int;
+
+-- A trigger of the user that changes a row again before para_sync's capture
+-- event for it fires (an AFTER trigger sorting before para_sync_capture, or
+-- one fired for another row of the same statement): the outer event's row
+-- is an old version, captured against the row's latest version instead.
+CREATE TABLE tr_again (id int PRIMARY KEY, a int, x int);
+SELECT para_sync.sync_table('tr_again', exclude_columns => '{x}');
+CREATE FUNCTION tr_again_t() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_OP = 'INSERT' AND NEW.a = 10 THEN DELETE FROM tr_again WHERE id = NEW.id; END IF;
+	IF TG_OP = 'INSERT' AND NEW.a = 20 THEN UPDATE tr_again SET x = 1 WHERE id = NEW.id; END IF;
+	IF TG_OP = 'UPDATE' AND NEW.a = 1 THEN UPDATE tr_again SET a = 1001 WHERE id = NEW.id; END IF;
+	IF TG_OP = 'UPDATE' AND NEW.a = 30 THEN DELETE FROM tr_again WHERE id = NEW.id; END IF;
+	IF TG_OP = 'UPDATE' AND NEW.a = 40 THEN UPDATE tr_again SET a = 41 WHERE id = NEW.id; END IF;
+	IF TG_OP = 'UPDATE' AND NEW.a = 50 AND NEW.id = 6 THEN UPDATE tr_again SET a = 51 WHERE id = 7; END IF;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER a_again AFTER INSERT OR UPDATE ON tr_again
+	FOR EACH ROW EXECUTE FUNCTION tr_again_t();
+INSERT INTO tr_again VALUES (1, 0);
+UPDATE tr_again SET a = 1;                    -- updated again to 1001
+INSERT INTO tr_again VALUES (2, 10);          -- deleted right away
+INSERT INTO tr_again VALUES (3, 20);          -- then an excluded column only
+INSERT INTO tr_again VALUES (4, 0), (5, 0), (6, 0), (7, 0);
+UPDATE tr_again SET a = 30 WHERE id = 4;      -- then deleted
+UPDATE tr_again SET a = 40, id = 55 WHERE id = 5;  -- new key, then updated again
+UPDATE tr_again SET a = 50 WHERE id IN (6, 7);     -- 6's trigger updates 7 again
+SELECT l.key, l.seq,
+	   COALESCE(l.env->'value', 'null') = COALESCE(s->'value', 'null')
+	   AND (s->>'sequence')::int8 = l.seq AS last_envelope_is_snapshot,
+	   l.env->'value' AS last_value
+  FROM (SELECT DISTINCT ON (o.key) o.key, o.seq, para_sync.envelope_to_jsonb(o.envelope) AS env
+		  FROM para_sync.outbox o WHERE o.key LIKE 'tr_again:%' ORDER BY o.key, o.seq DESC) l,
+	   para_sync.snapshot_json(l.key) s
+ ORDER BY l.key;
