@@ -93,9 +93,11 @@ BEGIN
 	IF TG_OP = 'UPDATE' AND NEW.a = 30 THEN DELETE FROM tr_again WHERE id = NEW.id; END IF;
 	IF TG_OP = 'UPDATE' AND NEW.a = 40 THEN UPDATE tr_again SET a = 41 WHERE id = NEW.id; END IF;
 	IF TG_OP = 'UPDATE' AND NEW.a = 50 AND NEW.id = 6 THEN UPDATE tr_again SET a = 51 WHERE id = 7; END IF;
+	IF TG_OP = 'UPDATE' AND NEW.a = 60 THEN INSERT INTO tr_again VALUES (OLD.id, 61); END IF;
+	IF TG_OP = 'DELETE' AND OLD.a = 70 THEN INSERT INTO tr_again VALUES (OLD.id, 71); END IF;
 	RETURN NULL;
 END $$;
-CREATE TRIGGER a_again AFTER INSERT OR UPDATE ON tr_again
+CREATE TRIGGER a_again AFTER INSERT OR UPDATE OR DELETE ON tr_again
 	FOR EACH ROW EXECUTE FUNCTION tr_again_t();
 INSERT INTO tr_again VALUES (1, 0);
 UPDATE tr_again SET a = 1;                    -- updated again to 1001
@@ -105,6 +107,9 @@ INSERT INTO tr_again VALUES (4, 0), (5, 0), (6, 0), (7, 0);
 UPDATE tr_again SET a = 30 WHERE id = 4;      -- then deleted
 UPDATE tr_again SET a = 40, id = 55 WHERE id = 5;  -- new key, then updated again
 UPDATE tr_again SET a = 50 WHERE id IN (6, 7);     -- 6's trigger updates 7 again
+INSERT INTO tr_again VALUES (8, 0), (9, 70);
+UPDATE tr_again SET a = 60, id = 88 WHERE id = 8;  -- new key, the old one inserted again
+DELETE FROM tr_again WHERE id = 9;                 -- deleted, then inserted again
 SELECT l.key, l.seq,
 	   COALESCE(l.env->'value', 'null') = COALESCE(s->'value', 'null')
 	   AND (s->>'sequence')::int8 = l.seq AS last_envelope_is_snapshot,

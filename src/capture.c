@@ -16,16 +16,22 @@
  * and captured its own change, inside the outer statement's AFTER triggers.
  * The outer event's row is then an old version, and capturing it would
  * publish stale content after the newer one.  Such an event is captured
- * against the row's latest version instead (latest_version()).
+ * against the row's latest version instead (latest_version()).  Likewise a
+ * key that such a statement gave to a row again before the event deleting
+ * it was captured gets that row's content, not a delete (capture_delete()).
  */
 #include "para_sync.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "commands/trigger.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -144,6 +150,63 @@ latest_version(Relation rel, HeapTuple tuple)
 }
 
 /*
+ * The row whose primary key equals the key columns in values, as this
+ * transaction sees it now, or NULL.
+ */
+static HeapTuple
+row_with_key(Relation rel, SyncedTable *table, Datum *values)
+{
+	Relation	index = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	ScanKeyData *scankeys = palloc(sizeof(ScanKeyData) * table->nkeys);
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan;
+	HeapTuple	found = NULL;
+
+	for (int i = 0; i < table->nkeys; i++)
+		ScanKeyEntryInitialize(&scankeys[i], 0, i + 1, BTEqualStrategyNumber,
+							   index->rd_opcintype[i], index->rd_indcollation[i],
+							   get_opcode(table->keys[i].eq_opr),
+							   values[table->keys[i].attnum - 1]);
+	scan = index_beginscan(rel, index, snapshot, table->nkeys, 0);
+	index_rescan(scan, scankeys, table->nkeys, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		found = ExecCopySlotHeapTuple(slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	index_close(index, AccessShareLock);
+	return found;
+}
+
+/*
+ * The key of old_tuple (deleted, or updated to another key) is gone: a
+ * delete.  Unless this transaction wrote something since the statement that
+ * removed it (old_tuple's cmax is not the current command), and that gave
+ * the key to a row again, whose change was captured already: then replicas
+ * need that row's content after this event, not a delete.
+ */
+static void
+capture_delete(SyncedTable *table, Relation rel, StringInfo key,
+			   HeapTuple old_tuple, const RowImage *old_row)
+{
+	if (HeapTupleHeaderGetCmax(old_tuple->t_data) != GetCurrentCommandId(false))
+	{
+		HeapTuple	now = row_with_key(rel, table, old_row->values);
+
+		if (now != NULL)
+		{
+			RowImage	row;
+
+			row_deform(&row, now, RelationGetDescr(rel));
+			emit_change(table, key, &row, PSYNC_OP_UPSERT);
+			return;
+		}
+	}
+	emit_change(table, key, NULL, PSYNC_OP_DELETE);
+}
+
+/*
  * INSERT whose row was changed again before this event: the later change
  * is captured already, from this version on; what replicas still need is
  * the latest content (unchanged synced columns capture nothing), unless
@@ -192,7 +255,7 @@ capture_update(SyncedTable *table, Relation rel, HeapTuple old_tuple,
 			key_build(&new_key, table, new_row.values, new_row.nulls);
 			if (old_key.len != new_key.len ||
 				memcmp(old_key.data, new_key.data, old_key.len) != 0)
-				emit_change(table, &old_key, NULL, PSYNC_OP_DELETE);
+				capture_delete(table, rel, &old_key, old_tuple, &old_row);
 			return;
 		}
 		new_tuple = latest;
@@ -204,7 +267,7 @@ capture_update(SyncedTable *table, Relation rel, HeapTuple old_tuple,
 	if (old_key.len != new_key.len ||
 		memcmp(old_key.data, new_key.data, old_key.len) != 0)
 	{
-		emit_change(table, &old_key, NULL, PSYNC_OP_DELETE);
+		capture_delete(table, rel, &old_key, old_tuple, &old_row);
 		emit_change(table, &new_key, &new_row, PSYNC_OP_UPSERT);
 	}
 	else if (synced_columns_differ(table, desc, &old_row, &new_row))
@@ -253,7 +316,15 @@ para_sync_capture(PG_FUNCTION_ARGS)
 			capture_one(table, desc, trigdata->tg_trigtuple, PSYNC_OP_UPSERT);
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(event))
-		capture_one(table, desc, trigdata->tg_trigtuple, PSYNC_OP_DELETE);
+	{
+		RowImage	row;
+		StringInfoData key;
+
+		row_deform(&row, trigdata->tg_trigtuple, desc);
+		initStringInfo(&key);
+		key_build(&key, table, row.values, row.nulls);
+		capture_delete(table, rel, &key, trigdata->tg_trigtuple, &row);
+	}
 	else if (TRIGGER_FIRED_BY_UPDATE(event))
 		capture_update(table, rel, trigdata->tg_trigtuple,
 					   trigdata->tg_newtuple);
