@@ -118,3 +118,20 @@ SELECT l.key, l.seq,
 		  FROM para_sync.outbox o WHERE o.key LIKE 'tr_again:%' ORDER BY o.key, o.seq DESC) l,
 	   para_sync.snapshot_json(l.key) s
  ORDER BY l.key;
+
+-- ALTER TRIGGER para_sync_capture ... DEPENDS ON EXTENSION: a later DROP
+-- EXTENSION (of an extension the table owner may own) would drop the
+-- capture trigger silently.  Refused; other triggers may depend on one.
+CREATE TABLE tr_dep (id int PRIMARY KEY);
+SELECT para_sync.sync_table('tr_dep');
+CREATE TRIGGER tr_dep_user BEFORE INSERT ON tr_dep
+	FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();
+\set VERBOSITY default
+ALTER TRIGGER para_sync_capture ON tr_dep DEPENDS ON EXTENSION plpgsql;
+\set VERBOSITY terse
+ALTER TRIGGER para_sync_no_truncate ON tr_dep DEPENDS ON EXTENSION plpgsql;
+ALTER TRIGGER tr_dep_user ON tr_dep DEPENDS ON EXTENSION plpgsql;
+SELECT t.tgname, d.deptype FROM pg_depend d JOIN pg_trigger t ON t.oid = d.objid
+ WHERE d.classid = 'pg_trigger'::regclass AND d.refclassid = 'pg_extension'::regclass
+   AND t.tgrelid = 'tr_dep'::regclass ORDER BY 1;
+SELECT para_sync.unsync_table('tr_dep');

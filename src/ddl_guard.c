@@ -8,7 +8,8 @@
  *                      changes, DDL that would let row changes of a synced
  *                      table go unpublished or change what its keys mean:
  *                      disabling, re-firing, renaming, replacing or
- *                      dropping para_sync's triggers, or adding a second
+ *                      dropping para_sync's triggers, making them depend on
+ *                      an extension (dropped with it), or adding a second
  *                      one; dropping or retyping
  *                      primary-key columns or the primary key; SET UNLOGGED;
  *                      moving the table into schema para_sync; renaming
@@ -778,6 +779,24 @@ guard_command_start(Node *parsetree)
 							 errmsg("cannot move synced table \"%s\" into schema para_sync",
 									get_rel_name(relid)),
 							 errhint("Schema para_sync holds para_sync's own objects only.")));
+				break;
+			}
+		case T_AlterObjectDependsStmt:
+			{
+				/*
+				 * A trigger that depends on an extension is dropped with it,
+				 * silently: DROP EXTENSION would end capture.
+				 */
+				AlterObjectDependsStmt *stmt = (AlterObjectDependsStmt *) parsetree;
+				Oid			relid = resolve(stmt->relation);
+				const char *trigger;
+
+				if (stmt->objectType != OBJECT_TRIGGER || stmt->remove ||
+					!OidIsValid(relid) || !registry_has(relid))
+					break;
+				trigger = strVal(llast(castNode(List, stmt->object)));
+				if (is_para_sync_trigger(relid, trigger))
+					refuse_trigger_change(relid, trigger, "make an extension own");
 				break;
 			}
 		case T_AlterEnumStmt:
