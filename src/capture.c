@@ -151,14 +151,15 @@ latest_version(Relation rel, HeapTuple tuple)
 
 /*
  * The row whose primary key equals the key columns in values, as this
- * transaction sees it now, or NULL.
+ * transaction sees it now (its own changes, and no SERIALIZABLE predicate
+ * lock: the key was this transaction's to delete, so no other can have
+ * given it to a row since), or NULL.
  */
 static HeapTuple
 row_with_key(Relation rel, SyncedTable *table, Datum *values)
 {
 	Relation	index = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
 	ScanKeyData *scankeys = palloc(sizeof(ScanKeyData) * table->nkeys);
-	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	IndexScanDesc scan;
 	HeapTuple	found = NULL;
@@ -168,13 +169,12 @@ row_with_key(Relation rel, SyncedTable *table, Datum *values)
 							   index->rd_opcintype[i], index->rd_indcollation[i],
 							   get_opcode(table->keys[i].eq_opr),
 							   values[table->keys[i].attnum - 1]);
-	scan = index_beginscan(rel, index, snapshot, table->nkeys, 0);
+	scan = index_beginscan(rel, index, SnapshotSelf, table->nkeys, 0);
 	index_rescan(scan, scankeys, table->nkeys, NULL, 0);
 	if (index_getnext_slot(scan, ForwardScanDirection, slot))
 		found = ExecCopySlotHeapTuple(slot);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	UnregisterSnapshot(snapshot);
 	index_close(index, AccessShareLock);
 	return found;
 }
