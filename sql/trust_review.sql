@@ -135,3 +135,25 @@ SELECT t.tgname, d.deptype FROM pg_depend d JOIN pg_trigger t ON t.oid = d.objid
  WHERE d.classid = 'pg_trigger'::regclass AND d.refclassid = 'pg_extension'::regclass
    AND t.tgrelid = 'tr_dep'::regclass ORDER BY 1;
 SELECT para_sync.unsync_table('tr_dep');
+
+-- Tagging a table that has rows under a sync name whose keys have a
+-- history (the same table again after unsync_table(), or a new table after
+-- DROP TABLE): each such key's last envelope is a delete, so its row gets an
+-- upsert under the next sequence; keys never published stay at 0.
+CREATE TABLE tr_retag (id int PRIMARY KEY, v text);
+SELECT para_sync.sync_table('tr_retag');
+INSERT INTO tr_retag VALUES (1, 'a');
+SELECT para_sync.unsync_table('tr_retag');
+INSERT INTO tr_retag VALUES (2, 'b');
+SELECT para_sync.sync_table('tr_retag');
+DROP TABLE tr_retag;
+CREATE TABLE tr_retag (id int PRIMARY KEY, v text);
+INSERT INTO tr_retag VALUES (1, 'new'), (3, 'c');
+SELECT para_sync.sync_table('tr_retag');
+SELECT o.key, o.seq, e->>'op' AS op, e->'value' AS value
+  FROM para_sync.outbox o, para_sync.envelope_to_jsonb(o.envelope) e
+ WHERE o.key LIKE 'tr_retag:%' ORDER BY o.key, o.seq;
+SELECT k AS key, s->>'sequence' AS seq, s->'value' AS value
+  FROM unnest(ARRAY['tr_retag:1', 'tr_retag:2', 'tr_retag:3']) k,
+	   para_sync.snapshot_json(k) s ORDER BY k;
+SELECT para_sync.unsync_table('tr_retag');

@@ -2,7 +2,11 @@
  * lifecycle.c — what replicas see when rows leave a synced table without
  * row triggers: unsync_table(), DROP TABLE and TRUNCATE.
  *
- * All three go through lifecycle_retire_rows(), which appends a delete
+ * Tagging a table with rows under a sync name whose keys have a history
+ * publishes an upsert for each such row (lifecycle_announce_rows()), so no
+ * key's last delete stays next to a row under the same sequence.
+ *
+ * The three removals go through lifecycle_retire_rows(), which appends a delete
  * envelope for every row of the table, through the same sequence and outbox
  * code as the capture trigger, in the caller's transaction.  So the last
  * envelope of every key is a delete, which is exactly what snapshot() reads
@@ -74,8 +78,10 @@ retiring_table(Relation rel)
 }
 
 /*
- * Append a delete envelope for every row of synced table rel.  The caller
- * holds a lock that keeps writers out (ShareRowExclusiveLock or stronger).
+ * Append an envelope for rows of synced table rel: a delete for every row
+ * (deletes), or an upsert for every row whose key has a history (!deletes).
+ * The caller holds a lock that keeps writers out (ShareRowExclusiveLock or
+ * stronger).
  *
  * In a SERIALIZABLE transaction a sequential scan under an MVCC snapshot
  * would take a predicate lock on the whole table, which a plain TRUNCATE or
@@ -83,8 +89,8 @@ retiring_table(Relation rel)
  * scan runs under SnapshotAny (no predicate locks) and each tuple is checked
  * against the snapshot here, as sequence_store.c does for its reads.
  */
-void
-lifecycle_retire_rows(Relation rel)
+static void
+publish_rows(Relation rel, bool deletes)
 {
 	SyncedTable *table = NULL;
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -92,7 +98,7 @@ lifecycle_retire_rows(Relation rel)
 	TableScanDesc scan = table_beginscan(rel, filter ? SnapshotAny : snapshot, 0, NULL);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext,
-												  "para_sync retire rows",
+												  "para_sync lifecycle rows",
 												  ALLOCSET_DEFAULT_SIZES);
 
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
@@ -109,7 +115,11 @@ lifecycle_retire_rows(Relation rel)
 		slot_getallattrs(slot);
 		initStringInfo(&key);
 		key_build(&key, table, slot->tts_values, slot->tts_isnull);
-		capture_emit_change(table, &key, NULL, NULL, PSYNC_OP_DELETE);
+		if (deletes)
+			capture_emit_change(table, &key, NULL, NULL, PSYNC_OP_DELETE);
+		else if (sequence_store_last(key.data, key.len, true) > 0)
+			capture_emit_change(table, &key, slot->tts_values, slot->tts_isnull,
+								PSYNC_OP_UPSERT);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(row_cxt);
 	}
@@ -117,6 +127,27 @@ lifecycle_retire_rows(Relation rel)
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
 	UnregisterSnapshot(snapshot);
+}
+
+/* A delete envelope for every row of synced table rel. */
+void
+lifecycle_retire_rows(Relation rel)
+{
+	publish_rows(rel, true);
+}
+
+/*
+ * sync_table() of a table that has rows, under a sync name whose keys may
+ * have a history (the table was synced before, or another table under the
+ * name was dropped or untagged): a key's last envelope is then a delete, at
+ * the key's last sequence, while snapshot() would now return the row under
+ * that same sequence.  Each such row gets an upsert under the next one.
+ * Keys without a history stay at sequence 0 (nothing was ever published).
+ */
+void
+lifecycle_announce_rows(Relation rel)
+{
+	publish_rows(rel, false);
 }
 
 /* Does para_sync.tables exist (it does not while DROP EXTENSION runs)? */

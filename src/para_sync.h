@@ -168,6 +168,7 @@ extern bool para_sync_xact_wrote_envelopes;
 
 extern void lifecycle_retire_rows(Relation rel);
 extern bool lifecycle_table_is_synced(Oid relid);
+extern void lifecycle_announce_rows(Relation rel);
 
 /* ---- sync_names.c: a sync name stays bound to the role that claimed it */
 
