@@ -173,3 +173,11 @@ SELECT s->'value' AS value, s->>'sequence' AS seq
 SELECT para_sync.snapshot_json('tr_shape:xyz');
 SELECT para_sync.snapshot_json('tr_shape:1');
 SELECT para_sync.unsync_table('tr_shape');
+
+-- leave nothing synced behind
+SELECT para_sync.unsync_table(t.relid) FROM para_sync.tables t
+ WHERE t.sync_name IN ('tr_out', 'tr_again') ORDER BY t.sync_name;
+DROP TABLE tr_out, tr_again, tr_enum, tr_enum2, tr_enum3, tr_enum4, tr_comp_t,
+	tr_dep, tr_retag, tr_shape;
+DROP FUNCTION tr_again_t();
+DROP TYPE tr_pair, tr_mood_d, tr_mood, tr_comp;

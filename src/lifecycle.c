@@ -147,7 +147,8 @@ lifecycle_retire_rows(Relation rel)
 void
 lifecycle_announce_rows(Relation rel)
 {
-	publish_rows(rel, false);
+	if (sequence_store_name_has_history(table_cache_get(rel)->sync_name))
+		publish_rows(rel, false);
 }
 
 /* Does para_sync.tables exist (it does not while DROP EXTENSION runs)? */
