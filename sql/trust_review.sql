@@ -181,3 +181,24 @@ DROP TABLE tr_out, tr_again, tr_enum, tr_enum2, tr_enum3, tr_enum4, tr_comp_t,
 	tr_dep, tr_retag, tr_shape;
 DROP FUNCTION tr_again_t();
 DROP TYPE tr_pair, tr_mood_d, tr_mood, tr_comp;
+
+-- ALTER TYPE ... ADD|RENAME|DROP ATTRIBUTE ... CASCADE reaches the columns
+-- of a table typed by the composite (CREATE TABLE ... OF) under the tag
+-- ALTER TYPE: an excluded column renamed that way would be published, an
+-- added one would not bump schema_version.  Refused while the table is
+-- synced.
+CREATE TYPE tr_row AS (a int, secret text);
+CREATE TABLE tr_typed OF tr_row (PRIMARY KEY (a));
+SELECT para_sync.sync_table('tr_typed', exclude_columns => '{secret}');
+INSERT INTO tr_typed VALUES (1, 's');
+\set VERBOSITY default
+ALTER TYPE tr_row RENAME ATTRIBUTE secret TO pw CASCADE;
+\set VERBOSITY terse
+ALTER TYPE tr_row ADD ATTRIBUTE z int CASCADE;
+ALTER TYPE tr_row DROP ATTRIBUTE secret CASCADE;
+ALTER TYPE tr_row ALTER ATTRIBUTE secret TYPE varchar CASCADE;
+SELECT para_sync.snapshot_json('tr_typed:1')->'value' AS value;
+SELECT para_sync.unsync_table('tr_typed');
+ALTER TYPE tr_row RENAME ATTRIBUTE secret TO pw CASCADE;
+DROP TABLE tr_typed;
+DROP TYPE tr_row;
