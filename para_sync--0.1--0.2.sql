@@ -224,3 +224,15 @@ LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 1000;
 
 COMMENT ON FUNCTION para_sync.snapshot_table(pg_catalog.regclass, pg_catalog.text, pg_catalog.int4) IS
 'current objects of a synced table whose key follows after_key (byte order), at most max_rows, with their snapshot envelopes; caller''s privileges apply';
+
+-- == types printed by synced columns ==
+-- ALTER TYPE ... RENAME VALUE of an enum, and ALTER TYPE ... ADD|DROP
+-- ATTRIBUTE of a composite type, change the text of stored values without a
+-- row change: the guard (src/ddl_guard.c) refuses them while a synced column
+-- prints the type (directly, or through a domain, array, composite or range).
+CREATE EVENT TRIGGER para_sync_ddl_guard_types ON ddl_command_start
+	WHEN TAG IN ('ALTER TYPE')
+	EXECUTE FUNCTION para_sync.ddl_guard();
+ALTER EVENT TRIGGER para_sync_ddl_guard_types ENABLE ALWAYS;
+COMMENT ON EVENT TRIGGER para_sync_ddl_guard_types IS
+	'refuses renaming an enum label, or adding or dropping a composite type''s attribute, while a synced column prints the type';

@@ -107,6 +107,7 @@ extern char *canonical_text(Oid typid, Datum value, FmgrInfo *output);
 /* ---- type_trust.c: facts about types, never taken from names */
 
 extern bool type_is_text_like(Oid base);
+extern bool type_prints_type(Oid typid, Oid target);
 extern bool key_type_ok(Relation rel, Relation index, int keyno);
 extern void key_type_check(Relation rel, Relation index, int keyno);
 
@@ -141,6 +142,7 @@ typedef struct OwnerSwitch
 extern void become_internal_owner(OwnerSwitch *sw);
 extern void restore_user(const OwnerSwitch *sw);
 extern int64 sequence_store_last(const char *key, int key_len, bool latest);
+extern bool sequence_store_name_has_history(const char *sync_name);
 extern void sequence_store_last_sorted(int n, const char *const *keys,
 									   const int *key_lens, int64 *seqs);
 extern void sequence_store_append(const char *key, int key_len, int64 seq,
@@ -167,6 +169,7 @@ extern bool para_sync_xact_wrote_envelopes;
 
 extern void lifecycle_retire_rows(Relation rel);
 extern bool lifecycle_table_is_synced(Oid relid);
+extern void lifecycle_announce_rows(Relation rel);
 
 /* ---- sync_names.c: a sync name stays bound to the role that claimed it */
 

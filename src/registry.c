@@ -274,6 +274,11 @@ registry_insert(Relation rel, text *name, text *version, Datum excluded)
 	args[3] = excluded;
 	run_as_owner("INSERT INTO para_sync.tables (relid, sync_name, schema_version, exclude_columns)"
 				 " VALUES ($1, $2, $3, $4)", 4, types, args, NULL);
+
+	/* rows whose keys were published before get their content again */
+	CacheInvalidateRelcache(rel);
+	CommandCounterIncrement();
+	lifecycle_announce_rows(rel);
 }
 
 Datum

@@ -220,6 +220,56 @@ sequence_store_last(const char *key, int key_len, bool latest)
 	return seq;
 }
 
+/* Does the index of heap hold a visible key in [low, high)? */
+static bool
+any_key_between(Oid heap_oid, Oid index_oid, text *low, text *high,
+				Snapshot snapshot)
+{
+	Relation	heap = table_open(heap_oid, AccessShareLock);
+	Relation	index = index_open(index_oid, AccessShareLock);
+	bool		filter = IsolationIsSerializable();
+	ScanKeyData skeys[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	bool		found = false;
+
+	ScanKeyEntryInitialize(&skeys[0], 0, 1, BTGreaterEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXT_GE, PointerGetDatum(low));
+	ScanKeyEntryInitialize(&skeys[1], 0, 1, BTLessStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXT_LT, PointerGetDatum(high));
+	scan = index_beginscan(heap, index, filter ? SnapshotAny : snapshot, 2, 0);
+	index_rescan(scan, skeys, 2, NULL, 0);
+	while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		found = !filter || table_tuple_satisfies_snapshot(heap, slot, snapshot);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	return found;
+}
+
+/*
+ * Has any key of sync name ever had a sequence (read with a fresh
+ * snapshot)?  Keys of the name are exactly the texts in ["name:", "name;").
+ */
+bool
+sequence_store_name_has_history(const char *sync_name)
+{
+	const StoreRelations *rels = store_relations();
+	text	   *low = cstring_to_text(psprintf("%s:", sync_name));
+	text	   *high = cstring_to_text(psprintf("%s;", sync_name));
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	bool		found;
+
+	found = any_key_between(rels->outbox, rels->outbox_pkey, low, high, snapshot) ||
+		any_key_between(rels->counters, rels->counters_pkey, low, high, snapshot);
+	UnregisterSnapshot(snapshot);
+	return found;
+}
+
 /* Store one envelope in the outbox, in the current transaction. */
 void
 sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,

@@ -31,6 +31,7 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/xact.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "access/table.h"
@@ -42,6 +43,7 @@
 #include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(para_sync_snapshot);
@@ -219,6 +221,55 @@ snapshot_envelope(SyncedTable *table, const char *key, int key_len,
 						  (uint64) seq, PSYNC_OP_SNAPSHOT, false, 0);
 }
 
+/*
+ * Parse key into datums of table's key columns; false when the key does
+ * not fit them.  A key with a history (a sequence) may come from an earlier
+ * table under the sync name with another key shape (dropped, re-created with
+ * other key types): its last envelope was a delete, so it reads as nil at
+ * that sequence rather than as an error clients could never get past.  A key
+ * without a history keeps the error (a malformed request).  A parallel
+ * operation cannot start the subtransaction that catches it.
+ */
+static bool
+parse_table_key(const char *key, int key_len, SyncedTable *table, Datum *datums)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool fits = true;
+
+	if (IsInParallelMode() || sequence_store_last(key, key_len, false) == 0)
+	{
+		key_parse(key, table, datums);
+		return true;
+	}
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		key_parse(key, table, datums);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		/* only a value the key types cannot read: class 22 (22023, 22P02, ...) */
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			ReThrowError(edata);
+		FlushErrorState();
+		fits = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return fits;
+}
+
 Datum
 para_sync_snapshot(PG_FUNCTION_ARGS)
 {
@@ -267,11 +318,11 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 	}
 	table = table_cache_get(rel);
 	key_datums = palloc(sizeof(Datum) * table->nkeys);
-	key_parse(key, table, key_datums);
 
 	/* value and sequence are read with the same (active) snapshot */
 	initStringInfo(&value);
-	found = read_row(table, rel, key_datums, key, &value);
+	found = parse_table_key(key, key_len, table, key_datums) &&
+		read_row(table, rel, key_datums, key, &value);
 
 	MemoryContextSwitchTo(caller_cxt);
 	envelope = snapshot_envelope(table, key, key_len, found ? &value : NULL);
