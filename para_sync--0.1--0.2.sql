@@ -18,9 +18,9 @@
 -- unpublished, and follow column renames, drops and type changes (excluded
 -- columns stay excluded under a new name; schema_version is bumped).
 
--- Tags a table; the capture and TRUNCATE triggers are made ALWAYS.  (Installing triggers
--- after registering is fine for the guard: it refuses no CREATE TRIGGER and
--- ENABLE ALWAYS, and a fresh table has no para_sync trigger to drop.)
+-- Tags a table.  registry_write('insert') creates the capture and TRUNCATE
+-- triggers itself, firing ALWAYS, so that a table is never registered
+-- without them (whoever calls the registry functions).
 CREATE OR REPLACE FUNCTION para_sync.sync_table(tbl pg_catalog.regclass,
 									 name pg_catalog.text DEFAULT NULL,
 									 schema_version pg_catalog.text DEFAULT '1',
@@ -35,11 +35,7 @@ DECLARE
 BEGIN
 	PERFORM para_sync.check_syncable(tbl, excluded);
 	chosen := COALESCE(name, (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) tbl));
-	chosen := para_sync.registry_write('insert', tbl, chosen, schema_version, excluded);
-	PERFORM para_sync.install_triggers(tbl);
-	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER para_sync_capture', tbl);
-	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER para_sync_no_truncate', tbl);
-	RETURN chosen;
+	RETURN para_sync.registry_write('insert', tbl, chosen, schema_version, excluded);
 END
 $$;
 

@@ -202,3 +202,18 @@ SELECT para_sync.unsync_table('tr_typed');
 ALTER TYPE tr_row RENAME ATTRIBUTE secret TO pw CASCADE;
 DROP TABLE tr_typed;
 DROP TYPE tr_row;
+
+-- The registry function called directly (it is executable by table owners,
+-- as sync_table() runs with the caller's rights) registers a table together
+-- with its triggers, firing ALWAYS: no table is registered but uncaptured.
+CREATE TABLE tr_direct (id int PRIMARY KEY, v text);
+SELECT para_sync.registry_write('insert', 'tr_direct', 'tr_direct', '1', '{}');
+SELECT tgname, tgenabled FROM pg_catalog.pg_trigger
+ WHERE tgrelid = 'tr_direct'::regclass ORDER BY tgname;
+INSERT INTO tr_direct VALUES (1, 'a');
+SET session_replication_role = replica;
+UPDATE tr_direct SET v = 'b';
+RESET session_replication_role;
+SELECT key, seq FROM para_sync.outbox WHERE key LIKE 'tr_direct:%' ORDER BY seq;
+SELECT para_sync.unsync_table('tr_direct');
+DROP TABLE tr_direct;

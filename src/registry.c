@@ -208,6 +208,32 @@ run_as_owner(const char *sql, int nargs, Oid *types, Datum *args, const char *nu
 	return SPI_processed;
 }
 
+/*
+ * Registered means captured: the capture and TRUNCATE triggers are created
+ * here, with the registration, firing ALWAYS (replica mode and logical
+ * replication apply are captured too), so that no caller of the registry
+ * functions can leave a table registered but uncaptured.  As the caller,
+ * who owns the table; called once the table is no longer open here
+ * (ALTER TABLE refuses a table in use), still locked.
+ */
+static void
+install_capture_triggers(Oid relid)
+{
+	Oid			types[1] = {REGCLASSOID};
+	Datum		args[1] = {ObjectIdGetDatum(relid)};
+	char	   *qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												   get_rel_name(relid));
+	const char *const triggers[] = {"para_sync_capture", "para_sync_no_truncate"};
+
+	if (SPI_execute_with_args("SELECT para_sync.install_triggers($1)", 1, types, args,
+							  NULL, false, 0) < 0)
+		elog(ERROR, "para_sync could not create the triggers of %s", qname);
+	for (int i = 0; i < lengthof(triggers); i++)
+		if (SPI_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", qname, triggers[i]),
+						false, 0) < 0)
+			elog(ERROR, "para_sync could not enable trigger %s of %s", triggers[i], qname);
+}
+
 static void
 require_schema_version(text *version)
 {
@@ -336,8 +362,10 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown registry action \"%s\"", action)));
-	SPI_finish();
 	relation_close(rel, NoLock);
+	if (strcmp(action, "insert") == 0)
+		install_capture_triggers(DatumGetObjectId(args[0]));
+	SPI_finish();
 	if (name == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(name);
