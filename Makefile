@@ -22,6 +22,7 @@ OBJS = \
 	src/registry.o \
 	src/envelope_json.o \
 	src/status.o \
+	src/standby_slots.o \
 	src/nats_conn.o \
 	src/worker.o
 
