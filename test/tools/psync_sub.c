@@ -367,9 +367,19 @@ main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 
-	if ((s = natsOptions_Create(&opts)) != NATS_OK ||
-		(s = natsOptions_SetURL(opts, url)) != NATS_OK ||
-		(s = natsOptions_SetMaxReconnect(opts, -1)) != NATS_OK ||
+	/* -u may list several servers, comma-separated */
+	{
+		static const char *servers[16];
+		int			nservers = 0;
+		char	   *list = strdup(url);
+
+		for (char *tok = strtok(list, ", "); tok != NULL && nservers < 16; tok = strtok(NULL, ", "))
+			servers[nservers++] = tok;
+		if ((s = natsOptions_Create(&opts)) != NATS_OK ||
+			(s = natsOptions_SetServers(opts, servers, nservers)) != NATS_OK)
+			die("options", s);
+	}
+	if ((s = natsOptions_SetMaxReconnect(opts, -1)) != NATS_OK ||
 		(s = natsOptions_SetReconnectWait(opts, reconnect_wait)) != NATS_OK ||
 		(s = natsOptions_SetReconnectedCB(opts, on_reconnected, NULL)) != NATS_OK)
 		die("options", s);
