@@ -485,7 +485,7 @@ phase_wait_standbys(Batch *b)
 			reported = true;
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 w == STANDBY_PROBLEM ? 200 : 5, PG_WAIT_EXTENSION);
+						 w == STANDBY_PROBLEM ? 200 : 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ShutdownRequestPending || ConfigReloadPending)
