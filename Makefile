@@ -27,6 +27,7 @@ OBJS = \
 	src/lifecycle.o \
 	src/envelope_json.o \
 	src/status.o \
+	src/standby_slots.o \
 	src/nats_conn.o \
 	src/worker.o \
 	src/ddl_guard.o
