@@ -360,7 +360,6 @@ nats_connect(char *errbuf, size_t errlen)
 void
 nats_disconnect(void)
 {
-	nats_abandon_batches();
 	if (ack_sub != NULL)
 		natsSubscription_Destroy(ack_sub);
 	ack_sub = NULL;
@@ -480,14 +479,8 @@ subject_of(StringInfo subject, int prefix_len, const PsyncOutMsg *m)
 	return subject->data;
 }
 
-/* ---- sending a batch, then confirming it (several may be in flight) */
-
-/* The batches sent and not yet confirmed, oldest first. */
-static PsyncPubTicket *inflight[PSYNC_MAX_INFLIGHT];
-static int	ninflight = 0;
-
-static bool
-core_send_all(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
+static PsyncPubResult
+publish_core(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 {
 	StringInfoData subject;
 	int			prefix_len;
@@ -505,16 +498,22 @@ core_send_all(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 		if (s != NATS_OK)
 		{
 			format_nats_error(errbuf, errlen, "could not publish to NATS", s);
-			return false;
+			return PSP_FAILED;
 		}
 	}
 	pfree(subject.data);
-	return true;
+	s = flush_confirm();
+	if (s != NATS_OK)
+	{
+		format_nats_error(errbuf, errlen, "NATS did not confirm the batch", s);
+		return PSP_FAILED;
+	}
+	return PSP_OK;
 }
 
 /* Send every message with its Nats-Msg-Id and a reply subject of this attempt. */
 static bool
-js_send_all(PsyncOutMsg *msgs, int n, uint64 attempt, char *errbuf, size_t errlen)
+js_send_all(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 {
 	StringInfoData subject;
 	int			prefix_len;
@@ -532,7 +531,7 @@ js_send_all(PsyncOutMsg *msgs, int n, uint64 attempt, char *errbuf, size_t errle
 		if (msgs[i].skip)
 			continue;
 		snprintf(reply, sizeof(reply), "%s." UINT64_FORMAT ".%d",
-				 (const char *) ack_inbox, attempt, i);
+				 (const char *) ack_inbox, ack_attempt, i);
 		snprintf(msgid, sizeof(msgid), "%.*s:" INT64_FORMAT,
 				 msgs[i].key_len, msgs[i].key, msgs[i].seq);
 		s = natsMsg_Create(&m, subject_of(&subject, prefix_len, &msgs[i]), reply,
@@ -555,35 +554,30 @@ js_send_all(PsyncOutMsg *msgs, int n, uint64 attempt, char *errbuf, size_t errle
 }
 
 /*
- * One JetStream ack: the in-flight batch and index of the publish it
- * answers (NULL when it is from an abandoned attempt or not ours), and
- * whether the stream stored it (an error reply fills errbuf).
+ * One JetStream ack: the index of the publish it answers (-1 when it is
+ * from an earlier attempt or not ours), and whether the stream stored it
+ * (an error reply fills errbuf).
  */
-static PsyncPubTicket *
-js_parse_ack(natsMsg *m, int *index, bool *stored, char *errbuf, size_t errlen)
+static int
+js_parse_ack(natsMsg *m, bool *stored, char *errbuf, size_t errlen)
 {
 	const char *subj = natsMsg_GetSubject(m);
 	size_t		plen = strlen((const char *) ack_inbox);
 	const char *data = natsMsg_GetData(m);
 	int			len = natsMsg_GetDataLength(m);
-	PsyncPubTicket *t = NULL;
 	char		body[512];
 	const char *err;
 	char	   *end;
 	uint64		attempt;
+	long		index;
 
 	*stored = false;
 	if (strncmp(subj, (const char *) ack_inbox, plen) != 0 || subj[plen] != '.')
-		return NULL;
+		return -1;
 	attempt = strtoull(subj + plen + 1, &end, 10);
-	if (*end != '.')
-		return NULL;
-	for (int i = 0; i < ninflight; i++)
-		if (inflight[i]->attempt == attempt)
-			t = inflight[i];
-	*index = (int) strtol(end + 1, NULL, 10);
-	if (t == NULL || *index < 0 || *index >= t->n)
-		return NULL;
+	if (attempt != ack_attempt || *end != '.')
+		return -1;
+	index = strtol(end + 1, NULL, 10);
 
 	snprintf(body, sizeof(body), "%.*s", Min(len, (int) sizeof(body) - 1), data ? data : "");
 	err = strstr(body, "\"description\"");
@@ -595,45 +589,50 @@ js_parse_ack(natsMsg *m, int *index, bool *stored, char *errbuf, size_t errlen)
 		snprintf(errbuf, errlen, "JetStream stream \"%s\" refused a publish: %.*s",
 				 psync_jetstream_stream, d && e ? (int) (e - d - 1) : len,
 				 d && e ? d + 1 : body);
-		return t;
+		return (int) index;
 	}
 	*stored = strstr(body, "\"seq\"") != NULL;
 	if (!*stored)
 		snprintf(errbuf, errlen, "JetStream sent an unexpected ack: %s", body);
-	return t;
+	return (int) index;
 }
 
 /*
- * Wait until every publish of t is acknowledged, recording the acks of the
- * other batches in flight as they come.  Fails at the first refusal, at "no
- * responders" (no stream, or no leader right now), at the timeout, or on
- * shutdown.
+ * Wait for the acks of this attempt.  Stops at the first refusal (the batch
+ * is re-sent as a whole later), at "no responders" (no stream, or no leader
+ * right now), at the timeout, or on shutdown.
  */
 static PsyncPubResult
-js_confirm(PsyncPubTicket *t, char *errbuf, size_t errlen)
+js_collect_acks(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 {
+	bool	   *acked = palloc0(sizeof(bool) * n);
+	int			pending = 0;
 	int			waited = 0;
 
-	while (t->pending > 0)
+	for (int i = 0; i < n; i++)
+	{
+		if (msgs[i].skip)
+			acked[i] = true;
+		else
+			pending++;
+	}
+	while (pending > 0)
 	{
 		natsMsg    *m = NULL;
 		natsStatus	s = natsSubscription_NextMsg(&m, ack_sub, PSYNC_WAIT_SLICE_MS);
-		PsyncPubTicket *of;
-		bool		stored;
-		int			i;
 
 		if (s == NATS_TIMEOUT)
 		{
 			waited += PSYNC_WAIT_SLICE_MS;
 			if (ShutdownRequestPending)
 			{
-				snprintf(errbuf, errlen, "shutting down with %d JetStream publishes unconfirmed", t->pending);
+				snprintf(errbuf, errlen, "shutting down with %d JetStream publishes unconfirmed", pending);
 				return PSP_FAILED;
 			}
 			if (waited >= psync_confirm_timeout_ms)
 			{
 				snprintf(errbuf, errlen, "JetStream did not acknowledge %d of %d publishes within para_sync.confirm_timeout",
-						 t->pending, t->n);
+						 pending, n);
 				return PSP_FAILED;
 			}
 			continue;
@@ -649,139 +648,64 @@ js_confirm(PsyncPubTicket *t, char *errbuf, size_t errlen)
 			format_nats_error(errbuf, errlen, "JetStream acks could not be read", s);
 			return PSP_FAILED;
 		}
-		of = js_parse_ack(m, &i, &stored, errbuf, errlen);
-		natsMsg_Destroy(m);
-		if (of == NULL)
-			continue;
-		if (!stored)
-			return PSP_FAILED;
-		if (!of->acked[i])
 		{
-			of->acked[i] = true;
-			of->pending--;
+			bool		stored;
+			int			i = js_parse_ack(m, &stored, errbuf, errlen);
+
+			natsMsg_Destroy(m);
+			if (i < 0 || i >= n)
+				continue;
+			if (!stored)
+				return PSP_FAILED;
+			if (!acked[i])
+			{
+				acked[i] = true;
+				pending--;
+			}
 		}
 	}
+	pfree(acked);
 	return PSP_OK;
 }
 
-/* Is t still in flight (not abandoned by a failure or a reconnect)? */
-bool
-nats_batch_in_flight(const PsyncPubTicket *t)
+static PsyncPubResult
+publish_js(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 {
-	for (int i = 0; i < ninflight; i++)
-		if (inflight[i] == t)
-			return true;
-	return false;
-}
+	natsMsg    *stale = NULL;
+	natsStatus	st;
 
-/* Forget every batch in flight: after a failure all are read and sent again. */
-void
-nats_abandon_batches(void)
-{
-	ninflight = 0;
-}
-
-/*
- * Send msgs[0..n-1] (but those marked skip) in order, without waiting; t
- * (owned by the caller, alive until confirmed or abandoned) tracks them.
- * false: errbuf says why, and every batch in flight is abandoned.
- */
-bool
-nats_send_batch(PsyncOutMsg *msgs, int n, PsyncPubTicket *t, char *errbuf, size_t errlen)
-{
-	bool		ok;
-
-	t->n = n;
-	t->pending = 0;
-	t->acked = palloc0(sizeof(bool) * Max(n, 1));
-	for (int i = 0; i < n; i++)
+	/*
+	 * Drop what earlier attempts left in the inbox: their acks are filtered
+	 * by subject anyway, but nats.c hands out a "no responders" reply as a
+	 * bare status, which cannot be told apart.
+	 */
+	while ((st = natsSubscription_NextMsg(&stale, ack_sub, 0)) == NATS_OK ||
+		   st == NATS_NO_RESPONDERS)
 	{
-		if (msgs[i].skip)
-			t->acked[i] = true;
-		else
-			t->pending++;
+		if (stale != NULL)
+			natsMsg_Destroy(stale);
+		stale = NULL;
 	}
-	if (!nats_is_connected() || ninflight >= PSYNC_MAX_INFLIGHT)
-	{
-		snprintf(errbuf, errlen, "not connected to NATS");
-		nats_abandon_batches();
-		return false;
-	}
-	if (ack_sub == NULL)
-		ok = core_send_all(msgs, n, errbuf, errlen);
-	else
-	{
-		natsMsg    *stale = NULL;
-		natsStatus	st;
-
-		/*
-		 * With nothing in flight, drop what abandoned attempts left in the
-		 * inbox: their acks are filtered by subject anyway, but nats.c hands
-		 * out a "no responders" reply as a bare status, which cannot be told
-		 * apart.
-		 */
-		while (ninflight == 0 &&
-			   ((st = natsSubscription_NextMsg(&stale, ack_sub, 0)) == NATS_OK ||
-				st == NATS_NO_RESPONDERS))
-		{
-			if (stale != NULL)
-				natsMsg_Destroy(stale);
-			stale = NULL;
-		}
-		t->attempt = ++ack_attempt;
-		ok = js_send_all(msgs, n, t->attempt, errbuf, errlen);
-	}
-	if (!ok)
-	{
-		nats_abandon_batches();
-		return false;
-	}
-	inflight[ninflight++] = t;
-	return true;
+	ack_attempt++;
+	if (!js_send_all(msgs, n, errbuf, errlen))
+		return PSP_FAILED;
+	return js_collect_acks(msgs, n, errbuf, errlen);
 }
 
 /*
- * Wait until NATS confirmed the oldest batch in flight, t.  PSP_OK is the
- * only outcome after which its rows may be removed; on failure every batch
- * in flight is abandoned.
+ * Publish msgs[0..n-1] (but those marked skip) in order and wait until NATS
+ * confirmed all of them.  PSP_OK is the only outcome after which they may
+ * be removed.
  */
 PsyncPubResult
-nats_confirm_batch(PsyncPubTicket *t, char *errbuf, size_t errlen)
+nats_publish_batch(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 {
-	PsyncPubResult r;
-
-	if (ninflight == 0 || inflight[0] != t)
-	{
-		/* abandoned meanwhile (reconnect, settings changed) */
-		snprintf(errbuf, errlen, "the batch was abandoned when the NATS connection was reset");
-		nats_abandon_batches();
-		return PSP_FAILED;
-	}
 	if (!nats_is_connected())
 	{
 		snprintf(errbuf, errlen, "not connected to NATS");
-		r = PSP_NOT_CONNECTED;
+		return PSP_NOT_CONNECTED;
 	}
-	else if (ack_sub != NULL)
-		r = js_confirm(t, errbuf, errlen);
-	else
-	{
-		/* one PONG: the server processed everything sent before it */
-		natsStatus	s = flush_confirm();
-
-		r = PSP_OK;
-		if (s != NATS_OK)
-		{
-			format_nats_error(errbuf, errlen, "NATS did not confirm the batch", s);
-			r = PSP_FAILED;
-		}
-	}
-	if (r != PSP_OK)
-	{
-		nats_abandon_batches();
-		return r;
-	}
-	memmove(&inflight[0], &inflight[1], sizeof(inflight[0]) * (ninflight - 1));
-	ninflight--;
-	return PSP_OK;
+	if (ack_sub != NULL)
+		return publish_js(msgs, n, errbuf, errlen);
+	return publish_core(msgs, n, errbuf, errlen);
 }

@@ -41,9 +41,8 @@ PG_FUNCTION_INFO_V1(para_sync_ack);
  * one.
  */
 static int
-read_range(Relation heap, Relation index, text *bound, int64 bound_seq,
-		   StrategyNumber strategy, RegProcedure cmp, int limit,
-		   OutboxRowFn fn, void *arg, bool *stopped)
+read_range(Relation heap, Relation index, text *bound, StrategyNumber strategy,
+		   RegProcedure cmp, int limit, OutboxRowFn fn, void *arg, bool *stopped)
 {
 	ScanKeyData skey;
 	IndexScanDesc scan;
@@ -63,10 +62,6 @@ read_range(Relation heap, Relation index, text *bound, int64 bound_seq,
 		row.seq = DatumGetInt64(slot_getattr(slot, 2, &isnull));
 		row.txid = DatumGetInt64(slot_getattr(slot, 3, &isnull));
 		row.envelope = slot_getattr(slot, 5, &isnull);
-		/* rows of the bound key up to bound_seq are already taken */
-		if (row.seq <= bound_seq && VARSIZE_ANY_EXHDR(row.key) == VARSIZE_ANY_EXHDR(bound) &&
-			memcmp(VARDATA_ANY(row.key), VARDATA_ANY(bound), VARSIZE_ANY_EXHDR(bound)) == 0)
-			continue;
 		if (!fn(&row, arg))
 		{
 			*stopped = true;
@@ -81,15 +76,13 @@ read_range(Relation heap, Relation index, text *bound, int64 bound_seq,
 
 /*
  * Read up to limit committed envelopes (active snapshot) in per-key sequence
- * order, from the key after_key on (its rows with seq <= after_seq skipped),
- * and with wrap, around to the keys before it.  Each row goes to fn, which
- * copies what it keeps (the row's memory lives only for the call) and may
- * refuse it to end the read early (a byte cap).  Returns the number of rows
- * fn took.
+ * order, from the key after_key on, wrapping around to the keys before it.
+ * Each row goes to fn, which copies what it keeps (the row's memory lives
+ * only for the call) and may refuse it to end the read early (a byte cap).
+ * Returns the number of rows fn took.
  */
 int
-outbox_read(const char *after_key, int64 after_seq, bool wrap, int limit,
-			OutboxRowFn fn, void *arg)
+outbox_read(const char *after_key, int limit, OutboxRowFn fn, void *arg)
 {
 	const StoreRelations *rels = store_relations();
 	text	   *bound = cstring_to_text(after_key ? after_key : "");
@@ -100,10 +93,10 @@ outbox_read(const char *after_key, int64 after_seq, bool wrap, int limit,
 
 	heap = table_open(rels->outbox, AccessShareLock);
 	index = index_open(rels->outbox_pkey, AccessShareLock);
-	n = read_range(heap, index, bound, after_seq, BTGreaterEqualStrategyNumber,
-				   F_TEXT_GE, limit, fn, arg, &stopped);
-	if (wrap && n < limit && !stopped && VARSIZE_ANY_EXHDR(bound) > 0)
-		n += read_range(heap, index, bound, -1, BTLessStrategyNumber, F_TEXT_LT,
+	n = read_range(heap, index, bound, BTGreaterEqualStrategyNumber, F_TEXT_GE,
+				   limit, fn, arg, &stopped);
+	if (n < limit && !stopped && VARSIZE_ANY_EXHDR(bound) > 0)
+		n += read_range(heap, index, bound, BTLessStrategyNumber, F_TEXT_LT,
 						limit - n, fn, arg, &stopped);
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
@@ -137,7 +130,7 @@ para_sync_consume(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("batch_size must not be negative")));
 	InitMaterializedSRF(fcinfo, 0);
-	outbox_read(after_key, -1, true, limit, consume_row, rsinfo);
+	outbox_read(after_key, limit, consume_row, rsinfo);
 	return (Datum) 0;
 }
 

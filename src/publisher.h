@@ -136,8 +136,7 @@ typedef struct OutboxAck
 	int64		upto;			/* remove the key's rows with seq <= upto */
 } OutboxAck;
 
-extern int	outbox_read(const char *after_key, int64 after_seq, bool wrap, int limit,
-						OutboxRowFn fn, void *arg);
+extern int	outbox_read(const char *after_key, int limit, OutboxRowFn fn, void *arg);
 extern int64 outbox_remove(OutboxAck *acks, int n);
 
 /* ---- the NATS side (nats_conn.c); never touches PostgreSQL from its threads */
@@ -167,21 +166,8 @@ extern bool nats_is_connected(void);
 extern bool nats_poll_events(char *errbuf, size_t errlen);
 extern bool nats_is_closed(void);
 extern int64 nats_max_payload(void);
-/* A batch sent and not yet confirmed (nats_send_batch .. nats_confirm_batch). */
-#define PSYNC_MAX_INFLIGHT 2
-typedef struct PsyncPubTicket
-{
-	uint64		attempt;		/* JetStream: names the reply subjects */
-	int			n;
-	int			pending;		/* publishes not yet acknowledged */
-	bool	   *acked;
-} PsyncPubTicket;
-
-extern bool nats_send_batch(PsyncOutMsg *msgs, int n, PsyncPubTicket *t,
-							char *errbuf, size_t errlen);
-extern PsyncPubResult nats_confirm_batch(PsyncPubTicket *t, char *errbuf, size_t errlen);
-extern void nats_abandon_batches(void);
-extern bool nats_batch_in_flight(const PsyncPubTicket *t);
+extern PsyncPubResult nats_publish_batch(PsyncOutMsg *msgs, int n,
+										 char *errbuf, size_t errlen);
 extern char *nats_settings_fingerprint(void);
 extern void strip_url_credentials(const char *in, char *out, size_t outlen);
 

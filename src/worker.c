@@ -21,14 +21,9 @@
  *   remove   each key's rows up to its last published sequence, recording it
  *            in para_sync.counters (outbox_consume.c), in a short transaction
  *
- * Two batches are in flight at most: an iteration reads and sends the next
- * batch (from the position after the one in flight) before it confirms and
- * removes the one in flight, so the worker's database work overlaps NATS
- * storing.  Any failure abandons both and takes the one backoff path: log
- * once per change of the problem, wait (doubling), and read the same rows
- * again from the position after the last removed batch, in the same order,
- * so nothing is lost or reordered (an envelope may go out twice: at least
- * once).
+ * Any failure takes the one backoff path: log once per change of the
+ * problem, wait (doubling), and read the same rows again, so nothing is
+ * lost or reordered (an envelope may go out twice: at least once).
  */
 #include "para_sync.h"
 #include "publisher.h"
@@ -284,8 +279,6 @@ set_activity(PsyncWorkerState state, const char *activity)
 
 typedef struct Batch
 {
-	MemoryContext cxt;			/* holds the batch until it is removed */
-	PsyncPubTicket ticket;		/* while sent and not yet confirmed */
 	int			n;
 	int			cap;
 	int64		bytes;
@@ -293,18 +286,9 @@ typedef struct Batch
 	int			refetched;
 	int			skipped;
 	XLogRecPtr	wal_upto;		/* WAL end of every commit the batch saw */
-	bool		wrapped;		/* went on at the first key after the last */
 } Batch;
 
 static MemoryContext loop_cxt = NULL;	/* reset at the start of every iteration */
-
-/*
- * Two batches: while NATS confirms the one sent last (inflight), the next is
- * read and sent.  A failure abandons both; they are read again from
- * after_key, the position after the last removed batch.
- */
-static Batch batches[2];
-static Batch *inflight = NULL;
 static char *after_key = NULL;	/* in TopMemoryContext */
 static Oid	extension_oid = InvalidOid;
 static SPIPlanPtr backlog_plan = NULL;
@@ -358,7 +342,7 @@ take_row(const OutboxRow *row, void *arg)
 	MemoryContext old;
 	bytea	   *env;
 
-	old = MemoryContextSwitchTo(b->cxt);
+	old = MemoryContextSwitchTo(loop_cxt);
 	env = DatumGetByteaPCopy(row->envelope);
 	MemoryContextSwitchTo(old);
 	if (b->n > 0 && b->bytes + VARSIZE_ANY_EXHDR(env) > (int64) psync_batch_bytes * 1024)
@@ -367,7 +351,7 @@ take_row(const OutboxRow *row, void *arg)
 		return false;
 	}
 	m->key_len = VARSIZE_ANY_EXHDR(row->key);
-	m->key = MemoryContextStrdup(b->cxt, text_to_cstring(row->key));
+	m->key = MemoryContextStrdup(loop_cxt, text_to_cstring(row->key));
 	m->seq = row->seq;
 	m->txid = row->txid;
 	m->data = VARDATA_ANY(env);
@@ -397,39 +381,16 @@ flush_wal(void)
 	return upto;
 }
 
-/*
- * Read the next batch in a short transaction: after the batch in flight if
- * there is one, else from after_key, wrapping.  false: no extension.
- */
+/* Read the next batch in a short transaction.  false: no extension. */
 static bool
 phase_read(Batch *b)
 {
-	MemoryContext cxt = b->cxt;
-
-	MemoryContextReset(cxt);
 	memset(b, 0, sizeof(*b));
-	b->cxt = cxt;
 	b->cap = psync_batch_size;
-	b->msgs = MemoryContextAlloc(cxt, sizeof(PsyncOutMsg) * b->cap);
-	/*
-	 * A batch in flight that wrapped around ends before where it started:
-	 * nothing can be read after it until it is removed.
-	 */
-	if (inflight != NULL && inflight->wrapped)
-		return true;
+	b->msgs = MemoryContextAlloc(loop_cxt, sizeof(PsyncOutMsg) * b->cap);
 	if (!begin_work())
 		return false;
-	if (inflight != NULL)
-	{
-		PsyncOutMsg *last = &inflight->msgs[inflight->n - 1];
-
-		outbox_read(last->key, last->seq, false, b->cap, take_row, b);
-	}
-	else
-	{
-		outbox_read(after_key, -1, true, b->cap, take_row, b);
-		b->wrapped = b->n > 0 && strcmp(b->msgs[b->n - 1].key, after_key) < 0;
-	}
+	outbox_read(after_key, b->cap, take_row, b);
 	end_work();
 	/* publish only what is durable, whatever synchronous_commit was */
 	if (b->n > 0)
@@ -477,12 +438,7 @@ phase_shrink(Batch *b)
 		refetch.op = PSYNC_OP_REFETCH;
 		refetch.has_txid = true;
 		refetch.txid = (uint64) m->txid;
-		{
-			MemoryContext old = MemoryContextSwitchTo(b->cxt);
-
-			initStringInfo(&out);
-			MemoryContextSwitchTo(old);
-		}
+		initStringInfo(&out);
 		if (psync_envelope_encode(&refetch, msgpack_buffer_write, &out) != 0)
 			elog(ERROR, "para_sync publisher: could not encode a refetch envelope");
 		m->data = out.data;
@@ -666,27 +622,6 @@ phase_connect(void)
 	return NEXT_NOW;
 }
 
-/*
- * Phases confirm and remove for the batch in flight.  false: NATS did not
- * confirm it (errbuf says why); it and any later batch are abandoned.
- */
-static bool
-complete_inflight(void)
-{
-	Batch	   *done = inflight;
-
-	inflight = NULL;
-	set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
-	if (nats_confirm_batch(&done->ticket, errbuf, sizeof(errbuf)) != PSP_OK)
-		return false;
-	set_activity(PSW_ACKING, "para_sync publisher: removing published envelopes");
-	phase_remove(done);
-	status_count_batch(done->n - done->skipped, done->refetched, done->skipped);
-	remember_position(done);
-	refresh_backlog(false);
-	return true;
-}
-
 static Next
 no_extension(void)
 {
@@ -703,7 +638,7 @@ no_extension(void)
 static Next
 run_iteration(void)
 {
-	Batch	   *b;
+	Batch		b;
 	Next		next;
 
 	if (RecoveryInProgress())
@@ -723,51 +658,30 @@ run_iteration(void)
 			return next;
 	}
 
-	/* a reconnect or a settings change abandoned it: read it again */
-	if (inflight != NULL && !nats_batch_in_flight(&inflight->ticket))
-		inflight = NULL;
-	b = inflight == &batches[0] ? &batches[1] : &batches[0];
 	set_activity(PSW_READING, "para_sync publisher: reading the outbox");
-	if (!phase_read(b))
-	{
-		inflight = NULL;
+	if (!phase_read(&b))
 		return no_extension();
-	}
-	if (b->n == 0 && inflight == NULL)
+	if (b.n == 0)
 	{
 		refresh_backlog(true);
 		set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
 		return NEXT_WAIT;
 	}
+	status_backlog_at_least(b.n);
 
-	if (b->n > 0)
-	{
-		MemoryContext old;
-		bool		sent;
+	if (psync_standby_slots[0] != '\0' && !phase_wait_standbys(&b))
+		return NEXT_NOW;
 
-		status_backlog_at_least(b->n + (inflight ? inflight->n : 0));
-		if (psync_standby_slots[0] != '\0' && !phase_wait_standbys(b))
-		{
-			/* reload or shutdown: start over from the last removed batch */
-			nats_abandon_batches();
-			inflight = NULL;
-			return NEXT_NOW;
-		}
-		phase_shrink(b);
-		set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
-		old = MemoryContextSwitchTo(b->cxt);
-		sent = nats_send_batch(b->msgs, b->n, &b->ticket, errbuf, sizeof(errbuf));
-		MemoryContextSwitchTo(old);
-		if (!sent)
-		{
-			inflight = NULL;
-			return NEXT_BACKOFF;
-		}
-	}
-
-	if (inflight != NULL && !complete_inflight())
+	phase_shrink(&b);
+	set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
+	if (nats_publish_batch(b.msgs, b.n, errbuf, sizeof(errbuf)) != PSP_OK)
 		return NEXT_BACKOFF;
-	inflight = b->n > 0 ? b : NULL;
+
+	set_activity(PSW_ACKING, "para_sync publisher: removing published envelopes");
+	phase_remove(&b);
+	status_count_batch(b.n - b.skipped, b.refetched, b.skipped);
+	remember_position(&b);
+	refresh_backlog(false);
 	return NEXT_NOW;
 }
 
@@ -825,9 +739,6 @@ worker_setup(const char *database)
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "para_sync publisher loop",
 									 ALLOCSET_DEFAULT_SIZES);
-	for (int i = 0; i < lengthof(batches); i++)
-		batches[i].cxt = AllocSetContextCreate(TopMemoryContext, "para_sync publisher batch",
-											   ALLOCSET_DEFAULT_SIZES);
 	after_key = MemoryContextStrdup(TopMemoryContext, "");
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
@@ -863,10 +774,6 @@ para_sync_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(loop_cxt);
 		if (ConfigReloadPending)
 		{
-			/* finish the batch in flight on the connection that sent it */
-			if (inflight != NULL && nats_batch_in_flight(&inflight->ticket))
-				(void) complete_inflight();
-			inflight = NULL;
 			reload_settings(database);
 			backoff_ms = 0;
 			retry_at = 0;
