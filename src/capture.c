@@ -5,7 +5,7 @@
  * table's own row lock or unique check has already serialized writers of the
  * same object.  For each change of an object it takes the next per-object
  * sequence, encodes the envelope, and appends it to the outbox in the
- * writer's transaction (SPEC §4):
+ * writer's transaction (docs/protocol.md, "Sequences"):
  *   INSERT            upsert of the new key
  *   DELETE            delete of the old key (value nil)
  *   UPDATE, same key  upsert, unless no synced column changed (then nothing)
@@ -21,7 +21,6 @@
 #include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(para_sync_capture);
-PG_FUNCTION_INFO_V1(para_sync_refuse_truncate);
 
 bool		para_sync_xact_wrote_envelopes = false;
 
@@ -61,9 +60,14 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
 	return false;
 }
 
-/* Append the next envelope of the object (key) to the outbox. */
-static void
-emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op)
+/*
+ * Append the next envelope of the object (key) to the outbox: an upsert of
+ * the row values/nulls, or a delete (values NULL).  Also used by
+ * lifecycle.c to retire every row of a table.
+ */
+void
+capture_emit_change(SyncedTable *table, StringInfo key, Datum *values,
+					bool *nulls, psync_op op)
 {
 	StringInfoData value;
 	int64		seq;
@@ -71,16 +75,25 @@ emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op
 	bytea	   *envelope;
 
 	seq = sequence_store_last(key->data, key->len, true) + 1;
-	if (row != NULL)
+	if (values != NULL)
 	{
 		initStringInfo(&value);
-		row_encode_values(&value, table, row->values, row->nulls);
+		row_encode_values(&value, table, values, nulls);
 	}
-	envelope = envelope_build(key->data, key->len, row ? &value : NULL,
+	envelope = envelope_build(key->data, key->len, values ? &value : NULL,
 							  table->schema_version, (uint64) seq, op,
 							  true, txid);
 	sequence_store_append(key->data, key->len, seq, (int64) txid, envelope);
 	para_sync_xact_wrote_envelopes = true;
+}
+
+static void
+emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op)
+{
+	if (row != NULL)
+		capture_emit_change(table, key, row->values, row->nulls, op);
+	else
+		capture_emit_change(table, key, NULL, NULL, op);
 }
 
 static void
@@ -154,20 +167,18 @@ para_sync_capture(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-Datum
-para_sync_refuse_truncate(PG_FUNCTION_ARGS)
+/*
+ * Move a row from an older key format's key to its key now (key_upgrade.c):
+ * a delete of old_key, then an upsert of the row under its current key,
+ * each under the usual sequence rules.
+ */
+void
+capture_rekey(SyncedTable *table, StringInfo old_key, Datum *values, bool *nulls)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	StringInfoData key;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("para_sync.refuse_truncate() must be called as a trigger")));
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("cannot truncate synced table \"%s\"",
-					RelationGetRelationName(trigdata->tg_relation)),
-			 errdetail("TRUNCATE fires no row triggers, so live replicas would never learn of the deletions."),
-			 errhint("Use DELETE, or stop syncing the table with para_sync.unsync_table() first.")));
-	PG_RETURN_NULL();
+	initStringInfo(&key);
+	key_build(&key, table, values, nulls);
+	capture_emit_change(table, old_key, NULL, NULL, PSYNC_OP_DELETE);
+	capture_emit_change(table, &key, values, nulls, PSYNC_OP_UPSERT);
 }

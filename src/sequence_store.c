@@ -14,6 +14,13 @@
  * that commit even under REPEATABLE READ.  The outbox primary key (key, seq)
  * is the safety net: a duplicate sequence can never be stored.
  *
+ * These reads take no SERIALIZABLE predicate (SIREAD) locks.  Writers of
+ * different objects share outbox and counters index pages, so page locks
+ * there would make SERIALIZABLE writers of different rows fail each other;
+ * and they are not needed: writers of one object are already ordered by the
+ * synced table's row lock, and a serializable reader of snapshot() is
+ * protected by its read of the row itself, which takes the usual locks.
+ *
  * This is the hot path of every synced write, so it talks to the heap and
  * the btree indexes directly (no SPI, no planner, no permission checks:
  * table writers hold no privileges on these tables by design).  The
@@ -149,6 +156,13 @@ restore_user(const OwnerSwitch *sw)
 /*
  * The seq column of the last (or only) row for key in heap/index, as seen
  * by snapshot; false when there is none.
+ *
+ * In a SERIALIZABLE transaction an index scan under an MVCC snapshot would
+ * take predicate locks on the index page and the heap tuples it reads.  So
+ * there the scan runs under SnapshotAny, which takes none, and each tuple it
+ * returns is checked against snapshot here: the same rows are found, with
+ * no locks.  Elsewhere the plain MVCC scan is kept, since it also lets the
+ * index forget entries of rows dead to everyone.
  */
 static bool
 probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
@@ -156,21 +170,27 @@ probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
 {
 	Relation	heap = table_open(heap_oid, AccessShareLock);
 	Relation	index = index_open(index_oid, AccessShareLock);
+	bool		filter = IsolationIsSerializable();
 	ScanKeyData skey;
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
-	bool		found;
+	bool		found = false;
 
 	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
-	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	scan = index_beginscan(heap, index, filter ? SnapshotAny : snapshot, 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
-	found = index_getnext_slot(scan, BackwardScanDirection, slot);
-	if (found)
+	while (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
-		bool		isnull;
+		CHECK_FOR_INTERRUPTS();
+		if (!filter || table_tuple_satisfies_snapshot(heap, slot, snapshot))
+		{
+			bool		isnull;
 
-		*seq = DatumGetInt64(slot_getattr(slot, seq_attnum, &isnull));
+			*seq = DatumGetInt64(slot_getattr(slot, seq_attnum, &isnull));
+			found = true;
+			break;
+		}
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -227,4 +247,98 @@ sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
 	heap_freetuple(tuple);
 	/* later look-ups in this transaction must see this row */
 	CommandCounterIncrement();
+}
+
+/*
+ * Merge the (key, seq) rows of heap/index with keys in [keys[0], keys[n-1]]
+ * into seqs: for each keys[i] present, the seq of its last row, and found[i].
+ */
+static void
+merge_range_seqs(Oid heap_oid, Oid index_oid, Snapshot snapshot, int n,
+				 const char *const *keys, const int *key_lens,
+				 int64 *seqs, bool *found)
+{
+	Relation	heap = table_open(heap_oid, AccessShareLock);
+	Relation	index = index_open(index_oid, AccessShareLock);
+	text	   *first = cstring_to_text_with_len(keys[0], key_lens[0]);
+	text	   *last = cstring_to_text_with_len(keys[n - 1], key_lens[n - 1]);
+	ScanKeyData skeys[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	int			i = 0;
+
+	ScanKeyEntryInitialize(&skeys[0], 0, 1, BTGreaterEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXT_GE, PointerGetDatum(first));
+	ScanKeyEntryInitialize(&skeys[1], 0, 1, BTLessEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXT_LE, PointerGetDatum(last));
+	scan = index_beginscan(heap, index, snapshot, 2, 0);
+	index_rescan(scan, skeys, 2, NULL, 0);
+	while (i < n && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		text	   *key = DatumGetTextPP(slot_getattr(slot, 1, &isnull));
+		const char *k = VARDATA_ANY(key);
+		int			klen = VARSIZE_ANY_EXHDR(key);
+		int			c = 1;
+
+		CHECK_FOR_INTERRUPTS();
+		/* keys and index rows are both in byte order of the key */
+		while (i < n)
+		{
+			c = memcmp(keys[i], k, Min(key_lens[i], klen));
+			if (c == 0)
+				c = (key_lens[i] > klen) - (key_lens[i] < klen);
+			if (c >= 0)
+				break;
+			i++;
+		}
+		if (i < n && c == 0)
+		{
+			/* rows of one key come in seq order: the last one wins */
+			seqs[i] = DatumGetInt64(slot_getattr(slot, 2, &isnull));
+			found[i] = true;
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	pfree(first);
+	pfree(last);
+}
+
+/*
+ * The last sequences of n distinct keys sorted in byte order, read with the
+ * active snapshot: what sequence_store_last(key, len, false) returns for
+ * each, in one range scan of the outbox and one of the counters instead of
+ * two index descents per key.
+ */
+void
+sequence_store_last_sorted(int n, const char *const *keys, const int *key_lens,
+						   int64 *seqs)
+{
+	const StoreRelations *rels = store_relations();
+	Snapshot	snapshot;
+	int64	   *counter_seqs;
+	bool	   *in_outbox;
+	bool	   *in_counters;
+
+	if (n == 0)
+		return;
+	snapshot = RegisterSnapshot(GetActiveSnapshot());
+	counter_seqs = palloc0(sizeof(int64) * n);
+	in_outbox = palloc0(sizeof(bool) * n);
+	in_counters = palloc0(sizeof(bool) * n);
+	memset(seqs, 0, sizeof(int64) * n);
+	merge_range_seqs(rels->outbox, rels->outbox_pkey, snapshot, n, keys, key_lens,
+					 seqs, in_outbox);
+	merge_range_seqs(rels->counters, rels->counters_pkey, snapshot, n, keys, key_lens,
+					 counter_seqs, in_counters);
+	for (int i = 0; i < n; i++)
+		if (!in_outbox[i] && in_counters[i])
+			seqs[i] = counter_seqs[i];
+	UnregisterSnapshot(snapshot);
+	pfree(counter_seqs);
+	pfree(in_outbox);
+	pfree(in_counters);
 }

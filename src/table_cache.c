@@ -9,9 +9,10 @@
  * trigger definition, is the source of truth: a capture trigger that a table
  * owner attached by hand to an unregistered table cannot claim another
  * table's sync name.  Entries are invalidated through a relcache callback:
- * any ALTER TABLE, and the trigger re-creation that sync_table(),
- * set_schema_version() and unsync_table() perform, send a relcache
- * invalidation for the table.
+ * any ALTER TABLE, the trigger DDL of sync_table() and unsync_table(), and
+ * every other registry change (set_schema_version(), the DDL guard's
+ * exclusion and schema_version updates) send a relcache invalidation for
+ * the table.
  */
 #include "para_sync.h"
 
@@ -29,6 +30,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 typedef struct CacheEntry
@@ -78,22 +80,6 @@ table_cache_init(void)
 	table_cache = hash_create("para_sync table cache", 64, &ctl,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	CacheRegisterRelcacheCallback(table_cache_relcache_callback, (Datum) 0);
-}
-
-/* Is typid the citext extension's type?  It is text on the wire. */
-static bool
-type_is_citext(Oid typid)
-{
-	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
-	bool		result = false;
-
-	if (HeapTupleIsValid(tup))
-	{
-		result = strcmp(NameStr(((Form_pg_type) GETSTRUCT(tup))->typname),
-						"citext") == 0;
-		ReleaseSysCache(tup);
-	}
-	return result;
 }
 
 static void
@@ -158,7 +144,8 @@ codec_init(ValueCodec *codec, Oid typid, MemoryContext cxt)
 							 &codec->elmalign);
 		return;
 	}
-	if (type_is_citext(base))
+	/* citext and other base types stored as text (never decided by name) */
+	if (type_is_text_like(base))
 	{
 		codec->kind = VK_TEXT;
 		return;
@@ -230,13 +217,20 @@ load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
 		Oid			output_fn;
 		bool		is_varlena;
 
+		/* a key type ALTERed in after tagging is refused here too */
+		key_type_check(rel, index, i);
 		key->attnum = index->rd_index->indkey.values[i];
 		att = TupleDescAttr(desc, key->attnum - 1);
 		key->typid = att->atttypid;
 		key->base_typid = getBaseType(att->atttypid);
 		getTypeOutputInfo(key->typid, &output_fn, &is_varlena);
 		fmgr_info_cxt(output_fn, &key->output, cxt);
-		getTypeInputInfo(key->typid, &key->input_fn, &key->typioparam);
+		/*
+		 * Keys given to snapshot() are parsed by the base type's input: a
+		 * domain's CHECK constraints may call functions of the table owner's,
+		 * which must not run as whoever calls snapshot().
+		 */
+		getTypeInputInfo(key->base_typid, &key->input_fn, &key->typioparam);
 		key->eq_opr = get_opfamily_member(index->rd_opfamily[i],
 										  index->rd_opcintype[i],
 										  index->rd_opcintype[i],
@@ -273,7 +267,14 @@ load_registration(SyncedTable *table, Relation rel, MemoryContext cxt,
 			elog(ERROR, "could not prepare para_sync registry look-up");
 	}
 	become_internal_owner(&sw);
-	rc = SPI_execute_plan(registry_plan, &arg, NULL, true, 1);
+	/*
+	 * A fresh snapshot, as for sequences: a REPEATABLE READ writer must see
+	 * the registry as of the catalogs it was just invalidated by (e.g. an
+	 * excluded column renamed by a transaction that committed after its
+	 * snapshot was taken).
+	 */
+	rc = SPI_execute_snapshot(registry_plan, &arg, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 1);
 	restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
@@ -303,6 +304,9 @@ build_entry(CacheEntry *entry, Relation rel)
 	{
 		if (entry->table && entry->table->snapshot_plan)
 			SPI_freeplan((SPIPlanPtr) entry->table->snapshot_plan);
+		for (int i = 0; entry->table && i < lengthof(entry->table->page_plans); i++)
+			if (entry->table->page_plans[i])
+				SPI_freeplan((SPIPlanPtr) entry->table->page_plans[i]);
 		MemoryContextDelete(entry->cxt);
 	}
 	entry->cxt = NULL;

@@ -400,9 +400,10 @@ phase_read(Batch *b)
 
 /*
  * An envelope beyond the server's max_payload goes out as op refetch,
- * without its value; subscribers fetch the value by snapshot().  One still
- * too large (a tiny max_payload) is skipped, reported, and removed with the
- * batch, so that it never blocks the envelopes behind it.
+ * without its value (docs/protocol.md, "Delivery"); subscribers fetch the
+ * value by snapshot().  One still too large (a tiny max_payload) is skipped,
+ * reported, and removed with the batch, so that it never blocks the
+ * envelopes behind it.
  */
 static void
 phase_shrink(Batch *b)
@@ -732,6 +733,9 @@ worker_setup(const char *database)
 	pgstat_report_appname("para_sync publisher");
 	/* our deletes need not wait for the disk: a lost one is only a resend */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* a SERIALIZABLE default would make our outbox reads conflict with writers */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
 	before_shmem_exit(worker_exit, (Datum) 0);
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "para_sync publisher loop",

@@ -1,5 +1,5 @@
 /*
- * para_sync/envelope.h — the para_sync envelope codec (wire format, SPEC §3).
+ * para_sync/envelope.h — the para_sync envelope codec (wire format, docs/protocol.md).
  *
  * One module, shared by the PostgreSQL extension (which encodes) and by
  * libparasync (which decodes and, for in-process publishers, encodes).  It

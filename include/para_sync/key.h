@@ -1,5 +1,5 @@
 /*
- * para_sync/key.h — object keys (SPEC §2), shared by server and client.
+ * para_sync/key.h — object keys (docs/protocol.md), shared by server and client.
  *
  * A key is "<sync name>:<pk1>[:<pk2>...]" where each primary-key part is the
  * column's text output with every byte outside [A-Za-z0-9_-] written as %XX

@@ -63,7 +63,12 @@ struct psync_transport
 	size_t		nslots;
 	size_t		slots_cap;
 	size_t		free_slot;		/* head of the free list, or SIZE_MAX */
+	char		last_error[512];	/* under lock; psync_transport_last_error */
 };
+
+/* Keep "<what>: <detail>" as the transport's last error (takes the lock). */
+void		transport_set_error(psync_transport *t, const char *what,
+								const char *detail);
 
 psync_status transport_init(psync_transport *t, const transport_ops *ops,
 							void *backend);
@@ -82,7 +87,7 @@ void		transport_deliver_all(psync_transport *t, const psync_event *event);
 /* True for "<sync name>:*"; *table_len gets the sync name's length. */
 bool		key_is_pattern(const char *key, size_t len, size_t *table_len);
 
-/* True for a key that may appear on the bus (SPEC §2 charset, length). */
+/* True for a key that may appear on the bus (docs/protocol.md: charset, length). */
 bool		key_is_subscribable(const char *key, size_t len);
 
 /* Encode env into a malloc'd buffer. */

@@ -1,9 +1,9 @@
 /*
  * envelope.c — the para_sync envelope codec, shared by server and client.
  *
- * Owns the wire format of SPEC §3: field names, their order, and the
- * smallest-encoding rule for integers (msgpack-c's packer already picks the
- * smallest form).  It must stay free of PostgreSQL headers: the extension
+ * Owns the wire format of docs/protocol.md ("The envelope"): field names,
+ * their order, and the smallest-encoding rule for integers (msgpack-c's
+ * packer already picks the smallest form).  It must stay free of PostgreSQL headers: the extension
  * links it into para_sync.so and libparasync links the very same object.
  */
 #include "para_sync/envelope.h"
@@ -457,7 +457,7 @@ static const bool key_byte_ok[256] = {
 	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 
-/* A key as the server writes it: escaped parts joined by ':' (SPEC §2). */
+/* A key as the server writes it: escaped parts joined by ':' (protocol.md). */
 bool
 psync_envelope_key_is_valid(const char *s, size_t len)
 {

@@ -1,5 +1,5 @@
 /*
- * key_escape.c — escaping of object-key parts (SPEC §2).
+ * key_escape.c — escaping of object-key parts (docs/protocol.md, "Objects and keys").
  *
  * Owns the one rule that keeps every key a valid NATS subject token: only
  * [A-Za-z0-9_-] pass through, every other byte (including '.', '*', '>',

@@ -108,11 +108,17 @@ my ($ret, $o, $e) = $node->psql('postgres', 'SELECT * FROM para_sync.status',
 like($e, qr/permission denied/, 'para_sync.status is not readable by PUBLIC');
 
 # DROP EXTENSION and CREATE EXTENSION again: the worker serves the new one
-# (its prepared statements referred to the dropped tables)
+# (its prepared statements referred to the dropped tables).  The drop is
+# refused while a table is synced or envelopes are unpublished.
 my $before = grep { $_->[0] eq 'items:1' && $_->[1] == 1 } @{ read_sub($file) };
 my $pid0 = worker_pid($node);
+$node->safe_psql('postgres', q{SELECT para_sync.unsync_table('public.items')});
+ok( wait_for(
+		sub { $node->safe_psql('postgres', 'SELECT count(*) FROM para_sync.outbox') eq '0' },
+		'outbox drained'),
+	'outbox drained before DROP EXTENSION');
 $node->safe_psql('postgres', q{
-	DROP EXTENSION para_sync CASCADE;
+	DROP EXTENSION para_sync;
 	CREATE EXTENSION para_sync;
 	SELECT para_sync.sync_table('public.items');
 	UPDATE public.items SET v = 42 WHERE id = 1;});
