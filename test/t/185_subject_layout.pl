@@ -5,7 +5,8 @@
 # default layout's subscribers (<prefix>.*, a per-key subject) work as
 # before; <prefix>.> still sees both; envelopes queued before a layout
 # change go out on the subject they were captured for.  Then the same in
-# JetStream mode: a stream on <prefix>.> stores both layouts once each.
+# JetStream mode: a stream on <prefix>.> stores both layouts once each;
+# pg_dump and restore keep the setting and the layout of waiting envelopes.
 use strict;
 use warnings;
 use FindBin;
@@ -159,5 +160,34 @@ my $jmsgs = read_sub($dump);
 my %jc = %{ counts($jmsgs) };
 is_deeply(\%jc, { users => 5, orders => 5 }, 'the stream holds both layouts, each change once')
   or diag(explain($jmsgs));
+
+# pg_dump and restore keep the setting and the layout of waiting envelopes
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET para_sync.nats_url = 'nats://127.0.0.1:1';
+	SELECT pg_reload_conf();
+});
+ok( wait_for(sub {
+		$node->safe_psql('postgres', 'SELECT nats_state FROM para_sync.status') ne 'CONNECTED' },
+		'publisher to disconnect again'),
+	'publisher disconnected before the dump');
+$node->safe_psql('postgres', q{
+	UPDATE public.shop_orders SET total = 7 WHERE id = 2;
+	UPDATE public.users SET name = 'dump' WHERE id = 2;
+});
+my $state_sql = q{
+	SELECT string_agg(sync_name || '=' || subject_layout, ',' ORDER BY sync_name) FROM para_sync.synced_tables
+	UNION ALL
+	SELECT string_agg(key || '/' || seq || '/' || subject_layout, ',' ORDER BY key, seq) FROM para_sync.outbox};
+my $before = $node->safe_psql('postgres', $state_sql);
+like($before, qr/orders:2\/\d+\/t,users:2\/\d+\/k/, 'both layouts wait in the outbox');
+my $dump = "$tmp/layout.sql";
+command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-f', $dump ], 'pg_dump');
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('restored'), '-f', $dump ],
+	'restore');
+is($node->safe_psql('restored', $state_sql), $before, 'the restore keeps layouts of tables and envelopes');
+$node->safe_psql('restored', q{UPDATE public.shop_orders SET total = 8 WHERE id = 2});
+is($node->safe_psql('restored', q{SELECT subject_layout FROM para_sync.outbox
+	WHERE key = 'orders:2' ORDER BY seq DESC LIMIT 1}), 't', 'capture after the restore uses the layout');
 
 done_testing();
