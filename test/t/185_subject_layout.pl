@@ -177,7 +177,7 @@ $node->safe_psql('postgres', q{
 my $state_sql = q{
 	SELECT string_agg(sync_name || '=' || subject_layout, ',' ORDER BY sync_name) FROM para_sync.synced_tables
 	UNION ALL
-	SELECT string_agg(key || '/' || seq || '/' || subject_layout, ',' ORDER BY key, seq) FROM para_sync.outbox};
+	SELECT string_agg(key || '/' || seq || '/' || subject_layout::text, ',' ORDER BY key, seq) FROM para_sync.outbox};
 my $before = $node->safe_psql('postgres', $state_sql);
 like($before, qr/orders:2\/\d+\/t,users:2\/\d+\/k/, 'both layouts wait in the outbox');
 my $dump = "$tmp/layout.sql";
