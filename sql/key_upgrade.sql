@@ -41,3 +41,23 @@ SELECT para_sync.snapshot_json('legacy:1%2E0:ab%20%20:1:1%20day') - 'schema_vers
 
 \c :regress_db
 DROP DATABASE para_sync_key_upgrade;
+
+-- A table tagged under 0.1 with a key type 0.2 refuses (an enum: renaming a
+-- label would move its objects) stops the update with an error naming it,
+-- instead of leaving the table registered but unwritable.  Untagged, the
+-- update goes through.
+CREATE DATABASE para_sync_key_upgrade_refused;
+\c para_sync_key_upgrade_refused
+SET client_min_messages = warning;
+CREATE EXTENSION para_sync VERSION '0.1';
+CREATE TYPE public.mood AS ENUM ('sad', 'happy');
+CREATE TABLE public.moods (m public.mood PRIMARY KEY, n int);
+INSERT INTO para_sync.tables (relid, sync_name, schema_version) VALUES ('public.moods', 'moods', '1');
+SELECT para_sync.install_triggers('public.moods');
+ALTER EXTENSION para_sync UPDATE;
+SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'para_sync';
+SELECT para_sync.unsync_table('public.moods');
+ALTER EXTENSION para_sync UPDATE;
+SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'para_sync';
+\c :regress_db
+DROP DATABASE para_sync_key_upgrade_refused;

@@ -14,6 +14,10 @@
  * in the upgrading transaction, under the usual sequence rules.  Only tables
  * whose key has a numeric, float, char(n) or interval column are scanned;
  * each is locked against writers (SHARE ROW EXCLUSIVE) while it is.
+ *
+ * A synced table whose primary-key type 0.2 refuses (type_trust.c) stops
+ * the upgrade with an error naming it: updating would leave the table
+ * registered but unwritable, so its owner untags it first, in 0.1.
  */
 #include "para_sync.h"
 
@@ -24,6 +28,7 @@
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -31,14 +36,32 @@
 
 PG_FUNCTION_INFO_V1(para_sync_rekey_legacy);
 
-/* Does rel have a usable key whose text changed from 0.1 for some values? */
+/*
+ * Refuse the upgrade while rel's key has a type 0.2 refuses: its writes
+ * would fail from the moment the upgrade commits.
+ */
+static void
+refuse_unusable_key(Relation rel, int keyno)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("cannot update para_sync: synced table %s has a primary key that para_sync 0.2 refuses",
+					quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+											   RelationGetRelationName(rel))),
+			 errdetail("Key column %d has a type (or collation or operator class) whose equal values can have different key texts; after the update, every write to the table would fail.",
+					   keyno + 1),
+			 errhint("Untag the table first with SELECT para_sync.unsync_table('%s'); (or give it another primary key), then run ALTER EXTENSION para_sync UPDATE again.",
+					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												RelationGetRelationName(rel)))));
+}
+
+/* Does rel have a key whose text changed from 0.1 for some values? */
 static bool
 key_format_changed(Relation rel)
 {
 	Oid			pk = RelationGetPrimaryKeyIndex(rel);
 	Relation	index;
 	bool		changed = false;
-	bool		usable = true;
 
 	if (!OidIsValid(pk))
 		return false;
@@ -48,10 +71,7 @@ key_format_changed(Relation rel)
 		AttrNumber	attnum = index->rd_index->indkey.values[i];
 
 		if (!key_type_ok(rel, index, i))
-		{
-			usable = false;		/* writes refuse it: nothing to move */
-			break;
-		}
+			refuse_unusable_key(rel, i);
 		switch (getBaseType(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid))
 		{
 			case NUMERICOID:
@@ -66,7 +86,7 @@ key_format_changed(Relation rel)
 		}
 	}
 	index_close(index, AccessShareLock);
-	return usable && changed;
+	return changed;
 }
 
 /* Move every row of rel whose 0.1 key differs; returns how many. */
