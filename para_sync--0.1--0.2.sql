@@ -111,7 +111,7 @@ $$;
 -- Every sync name ever used, and the role it belongs to.  A regrole, so
 -- pg_dump writes the owner by name and a restore maps it to that role.
 CREATE TABLE para_sync.sync_names (
-	sync_name	pg_catalog.text COLLATE "C" PRIMARY KEY,
+	sync_name	pg_catalog.text COLLATE pg_catalog."C" PRIMARY KEY,
 	owner		pg_catalog.regrole NOT NULL,
 	claimed_at	pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
@@ -276,3 +276,47 @@ COMMENT ON FUNCTION para_sync.publisher_status() IS
 	'State of the para_sync publisher background worker, from shared memory (see docs/publisher.md).';
 COMMENT ON VIEW para_sync.status IS
 	'One row: what the para_sync publisher is doing, its backlog, counters and last problem.';
+
+-- == subject layouts: subjects a table subscriber can filter on the server ==
+-- A table's envelopes go to <prefix>.<key> (layout 'key', the default and
+-- the only layout of 0.1) or to <prefix>.<sync name>.<key> (layout 'table'),
+-- where the NATS server itself selects one table for a subscriber of
+-- <prefix>.<sync name>.>.  The registry holds the setting; every outbox row
+-- holds the layout its change was captured under, so envelopes queued
+-- before a change of the setting keep the subject they were written for.
+ALTER TABLE para_sync.tables
+	ADD COLUMN subject_layout pg_catalog.text COLLATE pg_catalog."C" NOT NULL DEFAULT 'key'
+		CONSTRAINT tables_subject_layout_check
+		CHECK (subject_layout OPERATOR(pg_catalog.=) ANY (ARRAY['key', 'table']::pg_catalog.text[]));
+
+-- 'k' = <prefix>.<key>, 't' = <prefix>.<sync name>.<key>
+ALTER TABLE para_sync.outbox
+	ADD COLUMN subject_layout pg_catalog."char" NOT NULL DEFAULT 'k';
+
+COMMENT ON COLUMN para_sync.tables.subject_layout IS
+	'key: envelopes go to <prefix>.<key>; table: to <prefix>.<sync name>.<key> (set with para_sync.set_subject_layout())';
+COMMENT ON COLUMN para_sync.outbox.subject_layout IS
+	'subject layout the change was captured under: k = <prefix>.<key>, t = <prefix>.<sync name>.<key>';
+
+-- Runs with the caller's rights: only the table's owner may change it.
+CREATE FUNCTION para_sync.set_subject_layout(tbl pg_catalog.regclass,
+											 layout pg_catalog.text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'para_sync_set_subject_layout'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION para_sync.set_subject_layout(pg_catalog.regclass, pg_catalog.text) IS
+	'subjects of the table''s envelopes from now on: ''key'' (<prefix>.<key>) or ''table'' (<prefix>.<sync name>.<key>); table owner only';
+
+-- The layout is a separate call rather than a sync_table() argument, so that
+-- sync_table() keeps its signature: call it right after sync_table(), in the
+-- same transaction, and the table's first change already has its layout.
+
+CREATE OR REPLACE VIEW para_sync.synced_tables AS
+SELECT t.relid AS table_name,
+	   t.sync_name,
+	   t.schema_version,
+	   t.exclude_columns,
+	   t.tagged_at,
+	   t.subject_layout
+  FROM para_sync.tables t;

@@ -98,7 +98,8 @@ capture_emit_change(SyncedTable *table, StringInfo key, Datum *values,
 	envelope = envelope_build(key->data, key->len, values ? &value : NULL,
 							  table->schema_version, (uint64) seq, op,
 							  true, txid);
-	sequence_store_append(key->data, key->len, seq, (int64) txid, envelope);
+	sequence_store_append(key->data, key->len, seq, (int64) txid, envelope,
+						  table->subject_layout);
 	para_sync_xact_wrote_envelopes = true;
 }
 

@@ -471,10 +471,22 @@ format_nats_error(char *errbuf, size_t errlen, const char *what, natsStatus s)
 			 detail && detail[0] && strcmp(detail, natsStatus_GetText(s)) != 0 ? detail : "");
 }
 
+/*
+ * The subject of m: <prefix>.<key>, or <prefix>.<sync name>.<key> in the
+ * 'table' layout (the sync name is the key up to its first colon).
+ */
 static char *
 subject_of(StringInfo subject, int prefix_len, const PsyncOutMsg *m)
 {
 	subject->len = prefix_len;
+	if (m->by_table)
+	{
+		const char *colon = memchr(m->key, ':', m->key_len);
+		int			name_len = colon ? (int) (colon - m->key) : m->key_len;
+
+		appendBinaryStringInfo(subject, m->key, name_len);
+		appendStringInfoChar(subject, '.');
+	}
 	appendBinaryStringInfo(subject, m->key, m->key_len);
 	return subject->data;
 }

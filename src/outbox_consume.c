@@ -47,6 +47,7 @@ read_range(Relation heap, Relation index, text *bound, StrategyNumber strategy,
 	ScanKeyData skey;
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	bool		with_layout = RelationGetDescr(heap)->natts >= 6;
 	int			n = 0;
 
 	ScanKeyEntryInitialize(&skey, 0, 1, strategy, InvalidOid, C_COLLATION_OID,
@@ -62,6 +63,9 @@ read_range(Relation heap, Relation index, text *bound, StrategyNumber strategy,
 		row.seq = DatumGetInt64(slot_getattr(slot, 2, &isnull));
 		row.txid = DatumGetInt64(slot_getattr(slot, 3, &isnull));
 		row.envelope = slot_getattr(slot, 5, &isnull);
+		/* a 0.1 outbox (before ALTER EXTENSION UPDATE) has no layout column */
+		row.subject_layout = with_layout ?
+			DatumGetChar(slot_getattr(slot, 6, &isnull)) : PSYNC_LAYOUT_KEY;
 		if (!fn(&row, arg))
 		{
 			*stopped = true;

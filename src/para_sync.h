@@ -69,12 +69,21 @@ typedef struct KeyColumn
 	Oid			eq_opr;			/* btree equality of the key's opclass */
 } KeyColumn;
 
+/*
+ * Subject layouts (docs/protocol.md, "Subjects"), as stored in the outbox's
+ * subject_layout column: 'k' publishes on <prefix>.<key>, 't' on
+ * <prefix>.<sync name>.<key>.
+ */
+#define PSYNC_LAYOUT_KEY	'k'
+#define PSYNC_LAYOUT_TABLE	't'
+
 typedef struct SyncedTable
 {
 	Oid			relid;
 	bool		valid;
 	char	   *sync_name;
 	char	   *schema_version;
+	char		subject_layout; /* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
 	int			ncolumns;		/* synced (non-excluded, live) columns */
 	SyncedColumn *columns;
 	int			nkeys;			/* primary-key columns, index order */
@@ -146,7 +155,7 @@ extern bool sequence_store_name_has_history(const char *sync_name);
 extern void sequence_store_last_sorted(int n, const char *const *keys,
 									   const int *key_lens, int64 *seqs);
 extern void sequence_store_append(const char *key, int key_len, int64 seq,
-								  int64 txid, bytea *envelope);
+								  int64 txid, bytea *envelope, char layout);
 extern void sequence_store_init(void);
 
 /* ---- envelope building (capture.c) */

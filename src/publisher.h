@@ -125,6 +125,7 @@ typedef struct OutboxRow
 	int64		seq;
 	int64		txid;
 	Datum		envelope;		/* bytea, possibly toasted */
+	char		subject_layout; /* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
 } OutboxRow;
 
 /* Takes a row (copying what it keeps) or returns false to end the read. */
@@ -150,6 +151,7 @@ typedef struct PsyncOutMsg
 	int64		txid;
 	const char *data;
 	int			len;
+	bool		by_table;		/* subject <prefix>.<sync name>.<key> */
 	bool		skip;			/* too large even as op refetch: not sent */
 } PsyncOutMsg;
 

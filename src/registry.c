@@ -1,6 +1,6 @@
 /*
- * registry.c — checks and writes behind sync_table(), set_schema_version()
- * and unsync_table().
+ * registry.c — checks and writes behind sync_table(), set_schema_version(),
+ * set_subject_layout() and unsync_table().
  *
  * These C functions run with the caller's rights and first check that the
  * caller owns the table (and, for a new sync name, that the caller may use
@@ -29,6 +29,7 @@
 
 PG_FUNCTION_INFO_V1(para_sync_check_syncable);
 PG_FUNCTION_INFO_V1(para_sync_registry_write);
+PG_FUNCTION_INFO_V1(para_sync_set_subject_layout);
 
 static void
 require_owner(Relation rel)
@@ -369,4 +370,46 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 	if (name == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(name);
+}
+
+/*
+ * set_subject_layout(tbl, layout): the subjects of the table's envelopes
+ * from now on ('key': <prefix>.<key>, 'table': <prefix>.<sync name>.<key>;
+ * docs/protocol.md, "Subjects").  Each envelope keeps the layout its change
+ * was captured under: the lock below orders the switch with the table's
+ * writers, and the outbox row carries the layout (sequence_store.c).
+ */
+Datum
+para_sync_set_subject_layout(PG_FUNCTION_ARGS)
+{
+	Relation	rel;
+	char	   *layout;
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table and subject layout must not be null"),
+				 errhint("The subject layout is 'key' or 'table'.")));
+	layout = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strcmp(layout, "key") != 0 && strcmp(layout, "table") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid subject layout \"%s\"", layout),
+				 errhint("The subject layout is 'key' (<prefix>.<key>) or 'table' (<prefix>.<sync name>.<key>).")));
+	rel = relation_open(PG_GETARG_OID(0), ShareRowExclusiveLock);
+	require_owner(rel);
+	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	args[1] = PG_GETARG_DATUM(1);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (run_as_owner("UPDATE para_sync.tables SET subject_layout = $2"
+					 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args, NULL) == 0)
+		not_synced(rel);
+	SPI_finish();
+	/* every backend reloads the registration before its next capture */
+	CacheInvalidateRelcache(rel);
+	relation_close(rel, NoLock);
+	PG_RETURN_VOID();
 }

@@ -270,17 +270,28 @@ sequence_store_name_has_history(const char *sync_name)
 	return found;
 }
 
-/* Store one envelope in the outbox, in the current transaction. */
+/*
+ * Store one envelope in the outbox, in the current transaction, with the
+ * subject layout its table has now (a 0.1 outbox has no such column: the
+ * new library before ALTER EXTENSION UPDATE writes what 0.1 wrote).
+ */
 void
 sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
-					  bytea *envelope)
+					  bytea *envelope, char layout)
 {
 	const StoreRelations *rels = store_relations();
 	Relation	heap = table_open(rels->outbox, RowExclusiveLock);
 	Relation	index = index_open(rels->outbox_pkey, RowExclusiveLock);
-	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
 	HeapTuple	tuple;
+
+	if (RelationGetDescr(heap)->natts < 6 && layout != PSYNC_LAYOUT_KEY)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("para_sync.outbox has no subject_layout column"),
+				 errhint("Run ALTER EXTENSION para_sync UPDATE.")));
+	values[5] = CharGetDatum(layout);
 
 	values[0] = PointerGetDatum(cstring_to_text_with_len(key, key_len));
 	values[1] = Int64GetDatum(seq);

@@ -17,7 +17,9 @@
  *            commits durable on disk go out (synchronous_commit = off too)
  *   standby  wait until every slot of para_sync.standby_slots confirmed
  *            that WAL (standby_slots.c)
- *   publish  to <subject_prefix>.<key>, wait for NATS to confirm (nats_conn.c)
+ *   publish  to <subject_prefix>.<key> (or <subject_prefix>.<sync name>.<key>
+ *            for a table in the 'table' subject layout), wait for NATS to
+ *            confirm (nats_conn.c)
  *   remove   each key's rows up to its last published sequence, recording it
  *            in para_sync.counters (outbox_consume.c), in a short transaction
  *
@@ -108,7 +110,7 @@ define_settings(void)
 				  &psync_nats_url, "nats://127.0.0.1:4222", PGC_SIGHUP,
 				  GUC_SUPERUSER_ONLY);
 	define_string("para_sync.subject_prefix",
-				  "Envelopes go to the subject <subject_prefix>.<key>.",
+				  "Envelopes go to the subject <subject_prefix>.<key> (or <subject_prefix>.<sync name>.<key>, see para_sync.set_subject_layout()).",
 				  &psync_subject_prefix, "synced", PGC_SIGHUP, 0);
 	DefineCustomIntVariable("para_sync.batch_size",
 							"Largest number of envelopes published and confirmed as one batch.",
@@ -356,6 +358,7 @@ take_row(const OutboxRow *row, void *arg)
 	m->txid = row->txid;
 	m->data = VARDATA_ANY(env);
 	m->len = VARSIZE_ANY_EXHDR(env);
+	m->by_table = row->subject_layout == PSYNC_LAYOUT_TABLE;
 	m->skip = false;
 	b->bytes += m->len;
 	b->n++;
@@ -400,9 +403,10 @@ phase_read(Batch *b)
 
 /*
  * An envelope beyond the server's max_payload goes out as op refetch,
- * without its value (docs/protocol.md, "Delivery"); subscribers call snapshot().  One still
- * too large (a tiny max_payload) is skipped, reported, and removed with the
- * batch, so that it never blocks the envelopes behind it.
+ * without its value (docs/protocol.md, "Delivery"); subscribers fetch the
+ * value by snapshot().  One still too large (a tiny max_payload) is skipped,
+ * reported, and removed with the batch, so that it never blocks the
+ * envelopes behind it.
  */
 static void
 phase_shrink(Batch *b)
