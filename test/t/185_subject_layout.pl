@@ -190,4 +190,6 @@ $node->safe_psql('restored', q{UPDATE public.shop_orders SET total = 8 WHERE id 
 is($node->safe_psql('restored', q{SELECT subject_layout FROM para_sync.outbox
 	WHERE key = 'orders:2' ORDER BY seq DESC LIMIT 1}), 't', 'capture after the restore uses the layout');
 
+stop_nats($nats);
+stop_nats($js);
 done_testing();
