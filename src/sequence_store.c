@@ -154,8 +154,9 @@ restore_user(const OwnerSwitch *sw)
 }
 
 /*
- * The seq column of the last (or only) row for key in heap/index, as seen
- * by snapshot; false when there is none.
+ * The first index entry of heap/index matching skeys in direction dir whose
+ * row is visible to snapshot; false when there is none.  With attnum > 0,
+ * that row's int8 column attnum goes to *value.
  *
  * In a SERIALIZABLE transaction an index scan under an MVCC snapshot would
  * take predicate locks on the index page and the heap tuples it reads.  So
@@ -165,32 +166,28 @@ restore_user(const OwnerSwitch *sw)
  * index forget entries of rows dead to everyone.
  */
 static bool
-probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
-			   AttrNumber seq_attnum, int64 *seq)
+first_visible(Oid heap_oid, Oid index_oid, ScanKey skeys, int nkeys,
+			  ScanDirection dir, Snapshot snapshot, AttrNumber attnum, int64 *value)
 {
 	Relation	heap = table_open(heap_oid, AccessShareLock);
 	Relation	index = index_open(index_oid, AccessShareLock);
 	bool		filter = IsolationIsSerializable();
-	ScanKeyData skey;
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
 	bool		found = false;
 
-	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
-	scan = index_beginscan(heap, index, filter ? SnapshotAny : snapshot, 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
-	while (index_getnext_slot(scan, BackwardScanDirection, slot))
+	scan = index_beginscan(heap, index, filter ? SnapshotAny : snapshot, nkeys, 0);
+	index_rescan(scan, skeys, nkeys, NULL, 0);
+	while (!found && index_getnext_slot(scan, dir, slot))
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (!filter || table_tuple_satisfies_snapshot(heap, slot, snapshot))
-		{
-			bool		isnull;
+		found = !filter || table_tuple_satisfies_snapshot(heap, slot, snapshot);
+	}
+	if (found && attnum > 0)
+	{
+		bool		isnull;
 
-			*seq = DatumGetInt64(slot_getattr(slot, seq_attnum, &isnull));
-			found = true;
-			break;
-		}
+		*value = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -198,6 +195,19 @@ probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
 	return found;
+}
+
+/* The seq column of the last (or only) row for key, as seen by snapshot. */
+static bool
+probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
+			   AttrNumber seq_attnum, int64 *seq)
+{
+	ScanKeyData skey;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
+	return first_visible(heap_oid, index_oid, &skey, 1, BackwardScanDirection,
+						 snapshot, seq_attnum, seq);
 }
 
 /*
@@ -225,30 +235,14 @@ static bool
 any_key_between(Oid heap_oid, Oid index_oid, text *low, text *high,
 				Snapshot snapshot)
 {
-	Relation	heap = table_open(heap_oid, AccessShareLock);
-	Relation	index = index_open(index_oid, AccessShareLock);
-	bool		filter = IsolationIsSerializable();
 	ScanKeyData skeys[2];
-	IndexScanDesc scan;
-	TupleTableSlot *slot = table_slot_create(heap, NULL);
-	bool		found = false;
 
 	ScanKeyEntryInitialize(&skeys[0], 0, 1, BTGreaterEqualStrategyNumber, InvalidOid,
 						   C_COLLATION_OID, F_TEXT_GE, PointerGetDatum(low));
 	ScanKeyEntryInitialize(&skeys[1], 0, 1, BTLessStrategyNumber, InvalidOid,
 						   C_COLLATION_OID, F_TEXT_LT, PointerGetDatum(high));
-	scan = index_beginscan(heap, index, filter ? SnapshotAny : snapshot, 2, 0);
-	index_rescan(scan, skeys, 2, NULL, 0);
-	while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		CHECK_FOR_INTERRUPTS();
-		found = !filter || table_tuple_satisfies_snapshot(heap, slot, snapshot);
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, NoLock);
-	table_close(heap, NoLock);
-	return found;
+	return first_visible(heap_oid, index_oid, skeys, 2, ForwardScanDirection,
+						 snapshot, 0, NULL);
 }
 
 /*
