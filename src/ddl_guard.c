@@ -609,31 +609,6 @@ check_trigger_function(Oid relid, CreateTrigStmt *stmt)
 				 errhint("Leave para_sync's triggers to para_sync.sync_table() and para_sync.unsync_table().")));
 }
 
-/* The relids of every synced table, into *n.  Caller is connected to SPI. */
-static Oid *
-synced_relids(uint64 *n)
-{
-	OwnerSwitch sw;
-	int			rc;
-	Oid		   *relids;
-
-	become_internal_owner(&sw);
-	rc = SPI_execute("SELECT t.relid::pg_catalog.oid FROM para_sync.tables t", true, 0);
-	restore_user(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
-	*n = SPI_processed;
-	relids = palloc(sizeof(Oid) * (*n + 1));
-	for (uint64 i = 0; i < *n; i++)
-	{
-		bool		isnull;
-
-		relids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-												   SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	return relids;
-}
-
 /*
  * Some ALTER TYPE commands change the text of stored values without changing
  * a row, so no capture trigger fires: renaming an enum label, and adding or
@@ -647,7 +622,7 @@ refuse_type_change(Oid type, const char *what, const char *hint)
 	Oid		   *relids;
 	uint64		n;
 
-	relids = synced_relids(&n);
+	relids = registry_synced_relids(&n);
 	for (uint64 i = 0; i < n; i++)
 	{
 		Relation	rel = try_relation_open(relids[i], AccessShareLock);
@@ -690,7 +665,7 @@ static void
 refuse_typed_table_change(Oid type)
 {
 	uint64		n;
-	Oid		   *relids = synced_relids(&n);
+	Oid		   *relids = registry_synced_relids(&n);
 
 	for (uint64 i = 0; i < n; i++)
 	{

@@ -180,6 +180,11 @@ extern void lifecycle_retire_rows(Relation rel);
 extern bool lifecycle_table_is_synced(Oid relid);
 extern void lifecycle_announce_rows(Relation rel);
 
+/* ---- registry.c */
+
+/* The relids of every synced table, into *n.  Caller is connected to SPI. */
+extern Oid *registry_synced_relids(uint64 *n);
+
 /* ---- sync_names.c: a sync name stays bound to the role that claimed it */
 
 extern void sync_name_claim(const char *sync_name, Oid table_owner);

@@ -308,6 +308,31 @@ registry_insert(Relation rel, text *name, text *version, Datum excluded)
 	lifecycle_announce_rows(rel);
 }
 
+/* The relids of every synced table, into *n.  Caller is connected to SPI. */
+Oid *
+registry_synced_relids(uint64 *n)
+{
+	OwnerSwitch sw;
+	int			rc;
+	Oid		   *relids;
+
+	become_internal_owner(&sw);
+	rc = SPI_execute("SELECT t.relid::pg_catalog.oid FROM para_sync.tables t", true, 0);
+	restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
+	*n = SPI_processed;
+	relids = palloc(sizeof(Oid) * (*n + 1));
+	for (uint64 i = 0; i < *n; i++)
+	{
+		bool		isnull;
+
+		relids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	return relids;
+}
+
 Datum
 para_sync_registry_write(PG_FUNCTION_ARGS)
 {
