@@ -127,20 +127,11 @@ on_complete(void *closure)
 	pthread_mutex_unlock(&b->lock);
 }
 
-/* The sync name of key (or pattern): everything before its first colon. */
-static size_t
-sync_name_len(const char *key, size_t len)
-{
-	const char *colon = memchr(key, ':', len);
-
-	return colon != NULL ? (size_t) (colon - key) : len;
-}
-
 /* Does the table of key publish in the 'table' layout? */
 static bool
 uses_table_layout(const nats_backend *b, const char *key, size_t len)
 {
-	size_t		name_len = sync_name_len(key, len);
+	size_t		name_len = transport_table_len(key, len);
 
 	if (b->all_table_layout)
 		return true;
@@ -168,7 +159,7 @@ subject_for(const nats_backend *b, const char *key, size_t len, bool is_pattern,
 	out[n++] = '.';
 	if (by_table)
 	{
-		size_t		name_len = sync_name_len(key, len);
+		size_t		name_len = transport_table_len(key, len);
 
 		memcpy(out + n, key, name_len);
 		n += name_len;
