@@ -164,8 +164,8 @@ registry_exists(void)
  * Is relid in the registry as of snapshot (InvalidSnapshot: the current
  * one)?  Read as the extension owner.
  */
-static bool
-table_is_synced_in(Oid relid, Snapshot snapshot)
+bool
+lifecycle_table_is_synced_in(Oid relid, Snapshot snapshot)
 {
 	Datum		arg = ObjectIdGetDatum(relid);
 	OwnerSwitch sw;
@@ -205,7 +205,7 @@ table_is_synced_in(Oid relid, Snapshot snapshot)
 bool
 lifecycle_table_is_synced(Oid relid)
 {
-	return table_is_synced_in(relid, GetLatestSnapshot());
+	return lifecycle_table_is_synced_in(relid, GetLatestSnapshot());
 }
 
 /*
@@ -270,7 +270,7 @@ retire_named_table(List *names)
 	if (!OidIsValid(relid) || !lifecycle_table_is_synced(relid))
 		return;
 	/* the registry row must also be one this transaction can delete */
-	if (IsolationUsesXactSnapshot() && !table_is_synced_in(relid, InvalidSnapshot))
+	if (IsolationUsesXactSnapshot() && !lifecycle_table_is_synced_in(relid, InvalidSnapshot))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to concurrent para_sync.sync_table() of table \"%s\"",

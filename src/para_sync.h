@@ -14,6 +14,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/relcache.h"
+#include "utils/snapshot.h"
 
 #include "para_sync/envelope.h"
 #include "para_sync/key.h"
@@ -178,6 +179,7 @@ extern bool para_sync_xact_wrote_envelopes;
 
 extern void lifecycle_retire_rows(Relation rel);
 extern bool lifecycle_table_is_synced(Oid relid);
+extern bool lifecycle_table_is_synced_in(Oid relid, Snapshot snapshot);
 extern void lifecycle_announce_rows(Relation rel);
 
 /* ---- registry.c */

@@ -50,7 +50,6 @@ PG_FUNCTION_INFO_V1(para_sync_snapshot);
 PG_FUNCTION_INFO_V1(para_sync_snapshot_table);
 
 static SPIPlanPtr table_by_name_plan = NULL;
-static SPIPlanPtr table_by_oid_plan = NULL;
 
 /* The table registered under sync_name, or InvalidOid. */
 static Oid
@@ -679,30 +678,6 @@ int_keyed(SyncedTable *table)
 	return typid == INT2OID || typid == INT4OID || typid == INT8OID;
 }
 
-/* Whether relid is in the registry (read as the extension owner). */
-static bool
-table_is_registered(Oid relid)
-{
-	Datum		arg = ObjectIdGetDatum(relid);
-	OwnerSwitch sw;
-	int			rc;
-
-	if (table_by_oid_plan == NULL)
-	{
-		Oid			types[1] = {OIDOID};
-
-		table_by_oid_plan = keep_plan("SELECT 1 FROM para_sync.tables t"
-									  " WHERE t.relid OPERATOR(pg_catalog.=) $1",
-									  1, types);
-	}
-	become_internal_owner(&sw);
-	rc = SPI_execute_plan(table_by_oid_plan, &arg, NULL, true, 1);
-	restore_user(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
-	return SPI_processed == 1;
-}
-
 /*
  * Where after_key stands against "<sync name>:", the prefix of every key
  * of the table: -1 before all keys, 1 after all, 0 among them (then *t is
@@ -765,7 +740,7 @@ para_sync_snapshot_table(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	rel = table_open(relid, AccessShareLock);
-	if (!table_is_registered(relid))
+	if (!lifecycle_table_is_synced_in(relid, InvalidSnapshot))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced", RelationGetRelationName(rel)),
