@@ -207,6 +207,8 @@ capture_delete(SyncedTable *table, Relation rel, StringInfo key,
 	emit_change(table, key, NULL, PSYNC_OP_DELETE);
 }
 
+static void capture_one(SyncedTable *table, TupleDesc desc, HeapTuple tuple, psync_op op);
+
 /*
  * INSERT whose row was changed again before this event: the later change
  * is captured already, from this version on; what replicas still need is
@@ -217,15 +219,9 @@ static void
 capture_superseded_insert(SyncedTable *table, Relation rel, HeapTuple tuple)
 {
 	HeapTuple	latest = latest_version(rel, tuple);
-	RowImage	row;
-	StringInfoData key;
 
-	if (latest == NULL)
-		return;
-	row_deform(&row, latest, RelationGetDescr(rel));
-	initStringInfo(&key);
-	key_build(&key, table, row.values, row.nulls);
-	emit_change(table, &key, &row, PSYNC_OP_UPSERT);
+	if (latest != NULL)
+		capture_one(table, RelationGetDescr(rel), latest, PSYNC_OP_UPSERT);
 }
 
 static void
