@@ -38,11 +38,11 @@
 #include <time.h>
 
 #include "callback.h"
+#include "client_error.h"
 #include "refetch_internal.h"
 #include "transport_internal.h"
 
 #define DEFAULT_MAX_BUFFERED 256
-#define ERROR_LEN 256
 
 typedef enum ingest_source
 {
@@ -104,7 +104,7 @@ struct psync_replica
 	size_t		buffer_cap;
 	size_t		max_buffered;
 
-	char		last_error[ERROR_LEN];
+	char		last_error[PSYNC_ERROR_LEN];
 };
 
 static void ingest(psync_replica *r, const psync_envelope *env, ingest_source src);
@@ -914,11 +914,9 @@ psync_replica_last_error(psync_replica *r, char *buf, size_t size)
 	size_t		len;
 
 	if (r == NULL)
-		return 0;
+		return error_copy("", buf, size);
 	pthread_mutex_lock(&r->lock);
-	len = strlen(r->last_error);
-	if (buf != NULL && size > 0)
-		snprintf(buf, size, "%s", r->last_error);
+	len = error_copy(r->last_error, buf, size);
 	pthread_mutex_unlock(&r->lock);
 	return len;
 }
