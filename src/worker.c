@@ -683,6 +683,8 @@ run_iteration(void)
 		refresh_backlog(true);
 		if (outbox_vacuum_due())
 			phase_vacuum();
+		/* a worker's table statistics go out only when it asks: autovacuum needs its deletes */
+		pgstat_report_stat(false);
 		set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
 		return NEXT_WAIT;
 	}

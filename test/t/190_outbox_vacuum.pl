@@ -66,6 +66,12 @@ my @problems = check_contiguous(read_sub($file));
 is(scalar(@problems), 0, 'per-key sequences contiguous and in order')
   or diag(join("\n", @problems[ 0 .. ($#problems < 9 ? $#problems : 9) ]));
 
+# the worker's deletes reach the statistics while it runs, so that autovacuum
+# (when on) sees the outbox's dead rows too
+ok(wait_for(sub { $node->safe_psql('postgres', q{SELECT n_tup_del FROM pg_catalog.pg_stat_user_tables
+			WHERE relid = 'para_sync.outbox'::regclass}) >= $total }, 'statistics', 30),
+	"the worker's deletes show in pg_stat_user_tables");
+
 # the dead index entries of the backlog are gone: the primary key's empty
 # leaf pages were deleted (50,000 entries take some 300 leaf pages)
 SKIP:
