@@ -21,6 +21,7 @@
  *    AccessExclusiveLock and block writers; writers are never blocked;
  *  - index cleanup forced on, so the btree's dead entries and empty pages
  *    go even when few heap pages have dead items;
+ *  - never throttled (vacuum_cost_delay is ignored): publishing waits for it;
  *  - crash-safe like any VACUUM; it only removes rows already removed and
  *    committed by outbox_remove(), so no guarantee depends on it;
  *  - during it a SIGTERM ends the worker at VACUUM's next interrupt check
@@ -92,6 +93,7 @@ outbox_vacuum_run(void)
 	TimestampTz start = GetCurrentTimestamp();
 	VacuumParams params = {0};
 	List	   *rels;
+	double		saved_cost_delay;
 	long		secs;
 	int			usecs;
 
@@ -121,11 +123,15 @@ outbox_vacuum_run(void)
 
 	/* vacuum() makes its working context under PortalContext */
 	PortalContext = cxt;
+	/* never throttled by a vacuum_cost_delay meant for manual VACUUMs: we are not publishing */
+	saved_cost_delay = VacuumCostDelay;
+	VacuumCostDelay = 0;
 	/* VACUUM checks for interrupts, not for ShutdownRequestPending */
 	pqsignal(SIGTERM, die);
 	if (!ShutdownRequestPending)
 		vacuum(rels, &params, NULL, true);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	VacuumCostDelay = saved_cost_delay;
 	PortalContext = old_portal;
 	CommitTransactionCommand();
 
