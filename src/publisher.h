@@ -1,9 +1,8 @@
 /*
  * publisher.h — internal interface of the publisher: the background worker
  * (worker.c), the outbox's consume step (outbox_consume.c) and its vacuum
- * (outbox_vacuum.c), the standby
- * check (standby_slots.c), its NATS side (nats_conn.c) and its shared
- * memory / status view (status.c).  Nothing outside these files uses it; the
+ * (outbox_vacuum.c), the standby check (standby_slots.c), its NATS side
+ * (nats_conn.c) and its shared memory / status view (status.c).  Nothing outside these files uses it; the
  * rest of the extension only sees publisher_init() in para_sync.h.
  */
 #ifndef PARA_SYNC_PUBLISHER_H

@@ -683,7 +683,6 @@ run_iteration(void)
 		refresh_backlog(true);
 		if (outbox_vacuum_due())
 			phase_vacuum();
-		/* a worker's table statistics go out only when it asks: autovacuum needs its deletes */
 		pgstat_report_stat(false);
 		set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
 		return NEXT_WAIT;
@@ -704,6 +703,8 @@ run_iteration(void)
 	outbox_vacuum_count(b.n);
 	remember_position(&b);
 	refresh_backlog(false);
+	/* a worker's table statistics go out only when it asks (at most once a second): autovacuum needs its deletes */
+	pgstat_report_stat(false);
 	return NEXT_NOW;
 }
 
