@@ -139,6 +139,8 @@ outbox_vacuum_run(void)
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 	TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
-	elog(DEBUG1, "para_sync publisher: vacuumed para_sync.outbox in %ld ms after removing " INT64_FORMAT " rows",
-		 secs * 1000 + usecs / 1000, Max(removed, 0));
+	/* a pause of publishing that long deserves a line in the log */
+	ereport(secs >= 1 ? LOG : DEBUG1,
+			(errmsg("para_sync publisher: vacuumed para_sync.outbox in %ld ms after removing " INT64_FORMAT " rows",
+					secs * 1000 + usecs / 1000, Max(removed, 0))));
 }
