@@ -20,6 +20,7 @@ OBJS = \
 	src/row_encode.o \
 	src/sequence_store.o \
 	src/outbox_consume.o \
+	src/outbox_vacuum.o \
 	src/capture.o \
 	src/snapshot.o \
 	src/registry.o \

@@ -1,8 +1,8 @@
 /*
  * publisher.h — internal interface of the publisher: the background worker
- * (worker.c), the outbox's consume step (outbox_consume.c), the standby
- * check (standby_slots.c), its NATS side (nats_conn.c) and its shared
- * memory / status view (status.c).  Nothing outside these files uses it; the
+ * (worker.c), the outbox's consume step (outbox_consume.c) and its vacuum
+ * (outbox_vacuum.c), the standby check (standby_slots.c), its NATS side
+ * (nats_conn.c) and its shared memory / status view (status.c).  Nothing outside these files uses it; the
  * rest of the extension only sees publisher_init() in para_sync.h.
  */
 #ifndef PARA_SYNC_PUBLISHER_H
@@ -67,7 +67,8 @@ typedef enum PsyncWorkerState
 	PSW_ACKING,					/* removing confirmed envelopes */
 	PSW_BACKOFF,				/* NATS failed; waiting before a retry */
 	PSW_WAITING_STANDBY,		/* waiting for para_sync.standby_slots */
-	PSW_RECOVERY				/* the server is a standby: never publish */
+	PSW_RECOVERY,				/* the server is a standby: never publish */
+	PSW_VACUUMING				/* caught up: vacuuming the outbox */
 } PsyncWorkerState;
 
 typedef enum PsyncNatsState
@@ -139,6 +140,15 @@ typedef struct OutboxAck
 
 extern int	outbox_read(const char *after_key, int limit, OutboxRowFn fn, void *arg);
 extern int64 outbox_remove(OutboxAck *acks, int n);
+
+/* ---- vacuuming the outbox after a drain (outbox_vacuum.c) */
+
+extern int	psync_vacuum_threshold;
+
+extern void outbox_vacuum_define_settings(void);
+extern void outbox_vacuum_count(int64 n);
+extern bool outbox_vacuum_due(void);
+extern void outbox_vacuum_run(void);
 
 /* ---- the NATS side (nats_conn.c); never touches PostgreSQL from its threads */
 

@@ -39,6 +39,7 @@ static const char *const worker_state_names[] = {
 	[PSW_BACKOFF] = "backoff",
 	[PSW_WAITING_STANDBY] = "waiting for standby",
 	[PSW_RECOVERY] = "in recovery",
+	[PSW_VACUUMING] = "vacuuming",
 };
 
 static const char *const nats_state_names[] = {

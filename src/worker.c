@@ -22,6 +22,9 @@
  *            confirm (nats_conn.c)
  *   remove   each key's rows up to its last published sequence, recording it
  *            in para_sync.counters (outbox_consume.c), in a short transaction
+ *   vacuum   (only when a read found nothing) the outbox, once
+ *            para_sync.vacuum_threshold rows were removed since the last
+ *            time (outbox_vacuum.c)
  *
  * Any failure takes the one backoff path: log once per change of the
  * problem, wait (doubling), and read the same rows again, so nothing is
@@ -169,6 +172,7 @@ define_settings(void)
 	define_ms("para_sync.poll_interval",
 			  "Fallback poll of the outbox when no commit woke the publisher.",
 			  &psync_poll_interval_ms, 1000, 10, 3600000);
+	outbox_vacuum_define_settings();
 }
 
 /*
@@ -527,6 +531,15 @@ phase_remove(Batch *b)
 	end_work();
 }
 
+/* Caught up: vacuum the dead rows the removals left behind. */
+static void
+phase_vacuum(void)
+{
+	set_activity(PSW_VACUUMING, "para_sync publisher: vacuuming para_sync.outbox");
+	outbox_vacuum_run();
+	MemoryContextSwitchTo(loop_cxt);
+}
+
 static void
 remember_position(Batch *b)
 {
@@ -668,6 +681,9 @@ run_iteration(void)
 	if (b.n == 0)
 	{
 		refresh_backlog(true);
+		if (outbox_vacuum_due())
+			phase_vacuum();
+		pgstat_report_stat(false);
 		set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
 		return NEXT_WAIT;
 	}
@@ -684,8 +700,11 @@ run_iteration(void)
 	set_activity(PSW_ACKING, "para_sync publisher: removing published envelopes");
 	phase_remove(&b);
 	status_count_batch(b.n - b.skipped, b.refetched, b.skipped);
+	outbox_vacuum_count(b.n);
 	remember_position(&b);
 	refresh_backlog(false);
+	/* a worker's table statistics go out only when it asks (at most once a second): autovacuum needs its deletes */
+	pgstat_report_stat(false);
 	return NEXT_NOW;
 }
 

@@ -1,0 +1,146 @@
+/*
+ * outbox_vacuum.c — the publisher vacuums para_sync.outbox itself once it
+ * has caught up after removing many rows.
+ *
+ * Every published envelope is deleted from the outbox, so draining a
+ * backlog leaves as many dead heap tuples and dead entries in the outbox's
+ * primary key.  Until they are vacuumed, every outbox_read() walks them
+ * (the scan from after_key to the end and the wrap-around from the start
+ * cover the whole index), which made the commit -> subscriber latency after
+ * a 200k backlog several times that on a fresh outbox until autovacuum came
+ * around (bench/README.md, "Publisher").
+ *
+ * So the worker counts the rows it removed; when it finds the outbox empty
+ * (caught up) and para_sync.vacuum_threshold rows were removed since its
+ * last vacuum (or it just started: a crash may have left dead rows behind),
+ * it runs a plain VACUUM of the outbox between two batches:
+ *
+ *  - ShareUpdateExclusiveLock only, taken with SKIP_LOCKED (a concurrent
+ *    VACUUM or autovacuum of the outbox makes it skip, never wait); no
+ *    truncation of empty pages at the end, which would take an
+ *    AccessExclusiveLock and block writers; writers are never blocked;
+ *  - index cleanup forced on, so the btree's dead entries and empty pages
+ *    go even when few heap pages have dead items;
+ *  - never throttled (vacuum_cost_delay is ignored): publishing waits for it;
+ *  - crash-safe like any VACUUM; it only removes rows already removed and
+ *    committed by outbox_remove(), so no guarantee depends on it;
+ *  - during it a SIGTERM ends the worker at VACUUM's next interrupt check
+ *    (the postmaster restarts it unless the server is shutting down).
+ */
+#include "para_sync.h"
+#include "publisher.h"
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "commands/vacuum.h"
+#include "libpq/pqsignal.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "postmaster/interrupt.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+int			psync_vacuum_threshold = 10000;
+
+/* rows removed since the last vacuum; -1: none yet since the worker started */
+static int64 removed_since_vacuum = -1;
+
+void
+outbox_vacuum_define_settings(void)
+{
+	DefineCustomIntVariable("para_sync.vacuum_threshold",
+							"Rows the publisher removed from the outbox after which it vacuums the outbox once caught up.",
+							"0 leaves the outbox to autovacuum alone.",
+							&psync_vacuum_threshold, 10000, 0, INT_MAX,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
+
+/* The publisher removed n more rows from the outbox. */
+void
+outbox_vacuum_count(int64 n)
+{
+	if (removed_since_vacuum >= 0)
+		removed_since_vacuum += n;
+}
+
+/* Whether the caught-up publisher should vacuum the outbox now. */
+bool
+outbox_vacuum_due(void)
+{
+	if (psync_vacuum_threshold <= 0 || ShutdownRequestPending)
+		return false;
+	return removed_since_vacuum < 0 || removed_since_vacuum >= psync_vacuum_threshold;
+}
+
+/*
+ * VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON, TRUNCATE OFF) para_sync.outbox, run
+ * the way a top-level VACUUM statement runs: outside a transaction block,
+ * vacuum() commits the transaction started here and runs its own.  Called
+ * outside a transaction; returns outside one.  Does nothing when the
+ * extension is not installed.
+ */
+void
+outbox_vacuum_run(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext,
+											  "para_sync outbox vacuum",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old_portal = PortalContext;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	int64		removed = removed_since_vacuum;
+	TimestampTz start = GetCurrentTimestamp();
+	VacuumParams params = {0};
+	List	   *rels;
+	double		saved_cost_delay;
+	long		secs;
+	int			usecs;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (!OidIsValid(get_extension_oid("para_sync", true)))
+	{
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(cxt);
+		return;
+	}
+	/* the list must outlive the transaction that vacuum() commits first */
+	MemoryContextSwitchTo(cxt);
+	rels = list_make1(makeVacuumRelation(NULL, store_relations()->outbox, NIL));
+
+	params.options = VACOPT_VACUUM | VACOPT_SKIP_LOCKED | VACOPT_PROCESS_TOAST;
+	params.freeze_min_age = -1;
+	params.freeze_table_age = -1;
+	params.multixact_freeze_min_age = -1;
+	params.multixact_freeze_table_age = -1;
+	params.is_wraparound = false;
+	params.log_min_duration = -1;
+	params.index_cleanup = VACOPTVALUE_ENABLED;
+	params.truncate = VACOPTVALUE_DISABLED;
+	params.nworkers = -1;
+
+	/* vacuum() makes its working context under PortalContext */
+	PortalContext = cxt;
+	/* never throttled by a vacuum_cost_delay meant for manual VACUUMs: we are not publishing */
+	saved_cost_delay = VacuumCostDelay;
+	VacuumCostDelay = 0;
+	/* VACUUM checks for interrupts, not for ShutdownRequestPending */
+	pqsignal(SIGTERM, die);
+	if (!ShutdownRequestPending)
+		vacuum(rels, &params, NULL, true);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	VacuumCostDelay = saved_cost_delay;
+	PortalContext = old_portal;
+	CommitTransactionCommand();
+
+	removed_since_vacuum = 0;
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
+	/* a pause of publishing that long deserves a line in the log */
+	ereport(secs >= 1 ? LOG : DEBUG1,
+			(errmsg("para_sync publisher: vacuumed para_sync.outbox in %ld ms after removing " INT64_FORMAT " rows",
+					secs * 1000 + usecs / 1000, Max(removed, 0))));
+}
