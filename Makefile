@@ -16,6 +16,7 @@ OBJS = \
 	src/keys.o \
 	src/row_encode.o \
 	src/sequence_store.o \
+	src/seq_cache.o \
 	src/outbox_consume.o \
 	src/capture.o \
 	src/snapshot.o \

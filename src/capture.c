@@ -61,16 +61,22 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
 	return false;
 }
 
-/* Append the next envelope of the object (key) to the outbox. */
+/*
+ * Append the next envelope of the object (key) to the outbox.  replaced: the
+ * row version holding key that this change replaces or deletes (NULL if
+ * none); holder: the version holding key afterwards (NULL if none).  They
+ * let the sequence cache skip the look-up (seq_cache.c).
+ */
 static void
-emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op)
+emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op,
+			HeapTuple replaced, HeapTuple holder)
 {
 	StringInfoData value;
 	int64		seq;
 	uint64		txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	bytea	   *envelope;
 
-	seq = sequence_store_last(key->data, key->len, true) + 1;
+	seq = sequence_store_next(key->data, key->len, replaced);
 	if (row != NULL)
 	{
 		initStringInfo(&value);
@@ -79,7 +85,8 @@ emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op
 	envelope = envelope_build(key->data, key->len, row ? &value : NULL,
 							  table->schema_version, (uint64) seq, op,
 							  true, txid);
-	sequence_store_append(key->data, key->len, seq, (int64) txid, envelope);
+	sequence_store_append_version(key->data, key->len, seq, (int64) txid,
+								  envelope, holder);
 	para_sync_xact_wrote_envelopes = true;
 }
 
@@ -102,11 +109,12 @@ capture_update(SyncedTable *table, TupleDesc desc, HeapTuple old_tuple,
 	if (old_key.len != new_key.len ||
 		memcmp(old_key.data, new_key.data, old_key.len) != 0)
 	{
-		emit_change(table, &old_key, NULL, PSYNC_OP_DELETE);
-		emit_change(table, &new_key, &new_row, PSYNC_OP_UPSERT);
+		emit_change(table, &old_key, NULL, PSYNC_OP_DELETE, old_tuple, NULL);
+		emit_change(table, &new_key, &new_row, PSYNC_OP_UPSERT, NULL, new_tuple);
 	}
 	else if (synced_columns_differ(table, desc, &old_row, &new_row))
-		emit_change(table, &new_key, &new_row, PSYNC_OP_UPSERT);
+		emit_change(table, &new_key, &new_row, PSYNC_OP_UPSERT, old_tuple,
+					new_tuple);
 }
 
 static void
@@ -118,7 +126,10 @@ capture_one(SyncedTable *table, TupleDesc desc, HeapTuple tuple, psync_op op)
 	row_deform(&row, tuple, desc);
 	initStringInfo(&key);
 	key_build(&key, table, row.values, row.nulls);
-	emit_change(table, &key, op == PSYNC_OP_DELETE ? NULL : &row, op);
+	if (op == PSYNC_OP_DELETE)
+		emit_change(table, &key, NULL, op, tuple, NULL);
+	else
+		emit_change(table, &key, &row, op, NULL, tuple);
 }
 
 Datum

@@ -26,6 +26,17 @@
  * table writers hold no privileges on these tables by design).  The
  * relation OIDs are resolved once per backend and forgotten on any
  * invalidation of those relations (e.g. DROP EXTENSION).
+ *
+ * An UPDATE or DELETE usually skips the look-up: seq_cache.c remembers each
+ * object's last sequence with the transaction that wrote it, valid while
+ * the row version that transaction created is the one being replaced (the
+ * argument is in seq_cache.c).  Setting para_sync.sequence_cache_check
+ * makes every cache hit be compared with the look-up (tests do).
+ *
+ * The outbox row is inserted under the current command id, and a
+ * CommandCounterIncrement makes it visible to a later look-up in the same
+ * transaction; since most changes need no look-up, that increment is done
+ * lazily, just before a look-up that needs it.
  */
 #include "para_sync.h"
 
@@ -43,8 +54,10 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/lsyscache.h"
@@ -55,6 +68,13 @@
 static StoreRelations store = {InvalidOid, InvalidOid, InvalidOid, InvalidOid};
 static IndexInfo *outbox_pkey_info = NULL;
 static Oid	internal_owner = InvalidOid;
+static SeqCacheTag store_tag;
+
+/* The command that appended the last outbox row, if not yet incremented. */
+static LocalTransactionId pending_cci_lxid = InvalidLocalTransactionId;
+static CommandId pending_cci_cid = InvalidCommandId;
+
+bool		para_sync_sequence_cache_check = false;
 
 static void
 store_relcache_callback(Datum arg, Oid relid)
@@ -74,6 +94,11 @@ void
 sequence_store_init(void)
 {
 	CacheRegisterRelcacheCallback(store_relcache_callback, (Datum) 0);
+	DefineCustomBoolVariable("para_sync.sequence_cache_check",
+							 "Checks every sequence cache hit against the outbox and counters.",
+							 "For tests: a disagreement raises an error.",
+							 &para_sync_sequence_cache_check, false,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 static Oid
@@ -87,6 +112,17 @@ internal_relation(const char *name, Oid nsp)
 				 errmsg("relation \"para_sync.%s\" does not exist", name),
 				 errhint("Run CREATE EXTENSION para_sync in this database.")));
 	return relid;
+}
+
+/* The relfilenode of relid (TRUNCATE changes it). */
+static Oid
+relation_file(Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Oid			node = rel->rd_node.relNode;
+
+	table_close(rel, AccessShareLock);
+	return node;
 }
 
 const StoreRelations *
@@ -109,6 +145,9 @@ store_relations(void)
 		outbox_pkey_info = BuildIndexInfo(index);
 		MemoryContextSwitchTo(old);
 		index_close(index, AccessShareLock);
+		store_tag.db = MyDatabaseId;
+		store_tag.outbox = found.outbox;
+		store_tag.counters_node = relation_file(found.counters);
 		store = found;
 	}
 	return &store;
@@ -210,8 +249,17 @@ sequence_store_last(const char *key, int key_len, bool latest)
 {
 	const StoreRelations *rels = store_relations();
 	text	   *key_text = cstring_to_text_with_len(key, key_len);
-	Snapshot	snapshot = RegisterSnapshot(latest ? GetLatestSnapshot() : GetActiveSnapshot());
+	Snapshot	snapshot;
 	int64		seq = 0;
+
+	/* this transaction's rows appended by the current command must count */
+	if (latest && pending_cci_lxid == MyProc->lxid &&
+		pending_cci_cid == GetCurrentCommandId(false))
+	{
+		CommandCounterIncrement();
+		pending_cci_lxid = InvalidLocalTransactionId;
+	}
+	snapshot = RegisterSnapshot(latest ? GetLatestSnapshot() : GetActiveSnapshot());
 
 	if (!probe_last_seq(rels->outbox, rels->outbox_pkey, key_text, snapshot, 2, &seq))
 		probe_last_seq(rels->counters, rels->counters_pkey, key_text, snapshot, 2, &seq);
@@ -220,10 +268,64 @@ sequence_store_last(const char *key, int key_len, bool latest)
 	return seq;
 }
 
-/* Store one envelope in the outbox, in the current transaction. */
+/*
+ * The full transaction id that created tuple (the row version of a synced
+ * table), or invalid when it cannot be known: no header, a frozen or
+ * special xmin.  A live unfrozen version's xmin lies within 2^31 of this
+ * transaction's id (wraparound protection), which makes the widening exact.
+ */
+static FullTransactionId
+version_writer(HeapTuple tuple)
+{
+	TransactionId xmin;
+	FullTransactionId top;
+
+	if (tuple == NULL || tuple->t_data == NULL)
+		return InvalidFullTransactionId;
+	xmin = HeapTupleHeaderGetXmin(tuple->t_data);
+	if (!TransactionIdIsNormal(xmin))
+		return InvalidFullTransactionId;
+	top = GetTopFullTransactionId();
+	return FullTransactionIdFromU64(U64FromFullTransactionId(top) +
+									(int32) (xmin - XidFromFullTransactionId(top)));
+}
+
+/*
+ * The next sequence of key, for a change that replaces (UPDATE) or deletes
+ * the row version replaced, or NULL when no version is replaced (INSERT, or
+ * an UPDATE that moves a row to this key).
+ */
+int64
+sequence_store_next(const char *key, int key_len, HeapTuple replaced)
+{
+	int64		seq;
+
+	store_relations();
+	if (seq_cache_lookup(&store_tag, key, key_len, version_writer(replaced), &seq))
+	{
+		if (para_sync_sequence_cache_check)
+		{
+			int64		stored = sequence_store_last(key, key_len, true);
+
+			if (stored != seq)
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("para_sync sequence cache says %lld for key \"%.*s\", the outbox and counters say %lld",
+								(long long) seq, key_len, key, (long long) stored)));
+		}
+		return seq + 1;
+	}
+	return sequence_store_last(key, key_len, true) + 1;
+}
+
+/*
+ * Store one envelope in the outbox, in the current transaction.  holder is
+ * the row version that carries key after this change (NULL after a
+ * delete): the sequence cache remembers its writer with seq.
+ */
 void
-sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
-					  bytea *envelope)
+sequence_store_append_version(const char *key, int key_len, int64 seq,
+							  int64 txid, bytea *envelope, HeapTuple holder)
 {
 	const StoreRelations *rels = store_relations();
 	Relation	heap = table_open(rels->outbox, RowExclusiveLock);
@@ -245,6 +347,18 @@ sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
 	heap_freetuple(tuple);
-	/* later look-ups in this transaction must see this row */
-	CommandCounterIncrement();
+	pfree(DatumGetPointer(values[0]));
+	/* a later look-up in this command increments the command counter first */
+	pending_cci_lxid = MyProc->lxid;
+	pending_cci_cid = GetCurrentCommandId(false);
+	/* every append overwrites key's cache entry (seq_cache.c, point 3) */
+	seq_cache_remember(&store_tag, key, key_len, version_writer(holder), seq);
+}
+
+/* Store one envelope with no row version to vouch for it. */
+void
+sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
+					  bytea *envelope)
+{
+	sequence_store_append_version(key, key_len, seq, txid, envelope, NULL);
 }
