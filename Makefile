@@ -29,7 +29,7 @@ OBJS = \
 
 REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
-ISOLATION = concurrent_writers late_commit serializable_writers excluded_rename schema_version_reload
+ISOLATION = concurrent_writers late_commit serializable_writers excluded_rename schema_version_reload sequence_cache
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync
 TAP_TESTS = 1
 

@@ -55,7 +55,9 @@
  */
 #include "para_sync.h"
 
+#include "access/htup_details.h"
 #include "common/hashfn.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -63,7 +65,7 @@
 #include "storage/spin.h"
 #include "utils/guc.h"
 
-#define SEQ_CACHE_WAYS 4
+#define SEQ_CACHE_WAYS 8
 #define SEQ_CACHE_KEY_MAX 52
 
 typedef struct SeqCacheEntry
@@ -82,9 +84,13 @@ typedef struct SeqCacheBucket
 	SeqCacheEntry ways[SEQ_CACHE_WAYS];
 } SeqCacheBucket;
 
-static int	seq_cache_size = 131072;	/* entries (GUC) */
+static int	seq_cache_size = 262144;	/* entries (GUC) */
 static uint32 seq_cache_nbuckets = 0;
 static SeqCacheBucket *seq_cache = NULL;
+
+/* this backend's look-ups, for para_sync.sequence_cache_counts() */
+static int64 seq_cache_hits = 0;
+static int64 seq_cache_misses = 0;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -137,7 +143,7 @@ seq_cache_init(void)
 							"Objects whose last sequence is kept in shared memory.",
 							"Lets an UPDATE or DELETE of a synced row skip the sequence look-up; "
 							"about 90 bytes each; 0 turns the cache off.",
-							&seq_cache_size, 131072, 0, 64 * 1024 * 1024,
+							&seq_cache_size, 262144, 0, 64 * 1024 * 1024,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = seq_cache_shmem_request;
@@ -177,7 +183,10 @@ seq_cache_lookup(const SeqCacheTag *tag, const char *key, int key_len,
 
 	if (seq_cache == NULL || key_len > SEQ_CACHE_KEY_MAX ||
 		!FullTransactionIdIsValid(writer))
+	{
+		seq_cache_misses++;
 		return false;
+	}
 	b = bucket_of(tag, key, key_len);
 	SpinLockAcquire(&b->mutex);
 	for (int i = 0; i < SEQ_CACHE_WAYS; i++)
@@ -195,6 +204,10 @@ seq_cache_lookup(const SeqCacheTag *tag, const char *key, int key_len,
 		}
 	}
 	SpinLockRelease(&b->mutex);
+	if (hit)
+		seq_cache_hits++;
+	else
+		seq_cache_misses++;
 	return hit;
 }
 
@@ -248,4 +261,21 @@ seq_cache_remember(const SeqCacheTag *tag, const char *key, int key_len,
 			slot->writer = 0;
 	}
 	SpinLockRelease(&b->mutex);
+}
+
+PG_FUNCTION_INFO_V1(para_sync_sequence_cache_counts);
+
+/* (hits, misses) of this session's sequence look-ups. */
+Datum
+para_sync_sequence_cache_counts(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	values[0] = Int64GetDatum(seq_cache_hits);
+	values[1] = Int64GetDatum(seq_cache_misses);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -311,7 +311,8 @@ sequence_store_next(const char *key, int key_len, HeapTuple replaced)
 				ereport(ERROR,
 						(errcode(ERRCODE_INTERNAL_ERROR),
 						 errmsg("para_sync sequence cache says %lld for key \"%.*s\", the outbox and counters say %lld",
-								(long long) seq, key_len, key, (long long) stored)));
+								(long long) seq, key_len, key, (long long) stored),
+						 errhint("Unless the store was changed by hand, this is a bug: set para_sync.sequence_cache_size = 0 and report it.")));
 		}
 		return seq + 1;
 	}
