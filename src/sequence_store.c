@@ -31,7 +31,9 @@
  * object's last sequence with the transaction that wrote it, valid while
  * the row version that transaction created is the one being replaced (the
  * argument is in seq_cache.c).  Setting para_sync.sequence_cache_check
- * makes every cache hit be compared with the look-up (tests do).
+ * makes every cache hit be compared with the look-up (tests do).  The
+ * cache is only right if every envelope goes into the outbox through
+ * sequence_store_append*(), which updates it: nothing else may append.
  *
  * The outbox row is inserted under the current command id, and a
  * CommandCounterIncrement makes it visible to a later look-up in the same
