@@ -70,17 +70,23 @@
 
 typedef struct SeqCacheEntry
 {
-	uint64		writer;			/* full xid; 0 = empty */
+	uint64		writer;			/* full xid */
 	int64		seq;
 	SeqCacheTag tag;
 	uint16		key_len;
 	char		key[SEQ_CACHE_KEY_MAX];
 } SeqCacheEntry;
 
+/*
+ * hashes[i] is the 32-bit hash of ways[i]'s key (never 0), or 0 when the way
+ * is empty: a probe reads one cache line of hashes and then only the entry
+ * whose hash matches.
+ */
 typedef struct SeqCacheBucket
 {
 	slock_t		mutex;
 	uint8		victim;			/* next way to evict */
+	uint32		hashes[SEQ_CACHE_WAYS];
 	SeqCacheEntry ways[SEQ_CACHE_WAYS];
 } SeqCacheBucket;
 
@@ -155,19 +161,31 @@ static inline bool
 entry_matches(const SeqCacheEntry *e, const SeqCacheTag *tag,
 			  const char *key, int key_len)
 {
-	return e->writer != 0 && e->key_len == key_len &&
+	return e->key_len == key_len &&
 		e->tag.db == tag->db && e->tag.outbox == tag->outbox &&
 		e->tag.counters_node == tag->counters_node &&
 		memcmp(e->key, key, key_len) == 0;
 }
 
-static SeqCacheBucket *
-bucket_of(const SeqCacheTag *tag, const char *key, int key_len)
+/* key's hash (never 0, which marks an empty way) */
+static uint32
+key_hash(const SeqCacheTag *tag, const char *key, int key_len)
 {
 	uint32		h = hash_bytes((const unsigned char *) key, key_len);
 
 	h = hash_combine(h, murmurhash32(tag->db));
-	return &seq_cache[h % seq_cache_nbuckets];
+	return h != 0 ? h : 1;
+}
+
+/* The way holding key in b, or -1; called with b->mutex held. */
+static int
+find_way(SeqCacheBucket *b, uint32 h, const SeqCacheTag *tag,
+		 const char *key, int key_len)
+{
+	for (int i = 0; i < SEQ_CACHE_WAYS; i++)
+		if (b->hashes[i] == h && entry_matches(&b->ways[i], tag, key, key_len))
+			return i;
+	return -1;
 }
 
 /*
@@ -179,6 +197,8 @@ seq_cache_lookup(const SeqCacheTag *tag, const char *key, int key_len,
 				 FullTransactionId writer, int64 *seq)
 {
 	SeqCacheBucket *b;
+	uint32		h;
+	int			way;
 	bool		hit = false;
 
 	if (seq_cache == NULL || key_len > SEQ_CACHE_KEY_MAX ||
@@ -187,21 +207,14 @@ seq_cache_lookup(const SeqCacheTag *tag, const char *key, int key_len,
 		seq_cache_misses++;
 		return false;
 	}
-	b = bucket_of(tag, key, key_len);
+	h = key_hash(tag, key, key_len);
+	b = &seq_cache[h % seq_cache_nbuckets];
 	SpinLockAcquire(&b->mutex);
-	for (int i = 0; i < SEQ_CACHE_WAYS; i++)
+	way = find_way(b, h, tag, key, key_len);
+	if (way >= 0 && b->ways[way].writer == U64FromFullTransactionId(writer))
 	{
-		SeqCacheEntry *e = &b->ways[i];
-
-		if (entry_matches(e, tag, key, key_len))
-		{
-			if (e->writer == U64FromFullTransactionId(writer))
-			{
-				*seq = e->seq;
-				hit = true;
-			}
-			break;
-		}
+		*seq = b->ways[way].seq;
+		hit = true;
 	}
 	SpinLockRelease(&b->mutex);
 	if (hit)
@@ -221,44 +234,40 @@ seq_cache_remember(const SeqCacheTag *tag, const char *key, int key_len,
 				   FullTransactionId writer, int64 seq)
 {
 	SeqCacheBucket *b;
-	SeqCacheEntry *slot = NULL;
+	uint32		h;
+	int			way;
 	bool		valid = FullTransactionIdIsValid(writer);
 
 	if (seq_cache == NULL || key_len > SEQ_CACHE_KEY_MAX)
 		return;					/* never cached, so nothing to forget */
-	b = bucket_of(tag, key, key_len);
+	h = key_hash(tag, key, key_len);
+	b = &seq_cache[h % seq_cache_nbuckets];
 	SpinLockAcquire(&b->mutex);
-	for (int i = 0; i < SEQ_CACHE_WAYS; i++)
+	way = find_way(b, h, tag, key, key_len);
+	if (!valid)
 	{
-		if (entry_matches(&b->ways[i], tag, key, key_len))
-		{
-			slot = &b->ways[i];
-			break;
-		}
+		if (way >= 0)
+			b->hashes[way] = 0;
 	}
-	if (slot == NULL && valid)
+	else
 	{
-		for (int i = 0; i < SEQ_CACHE_WAYS && slot == NULL; i++)
-			if (b->ways[i].writer == 0)
-				slot = &b->ways[i];
-		if (slot == NULL)
+		SeqCacheEntry *e;
+
+		for (int i = 0; i < SEQ_CACHE_WAYS && way < 0; i++)
+			if (b->hashes[i] == 0)
+				way = i;
+		if (way < 0)
 		{
-			slot = &b->ways[b->victim];
+			way = b->victim;
 			b->victim = (b->victim + 1) % SEQ_CACHE_WAYS;
 		}
-	}
-	if (slot != NULL)
-	{
-		if (valid)
-		{
-			slot->writer = U64FromFullTransactionId(writer);
-			slot->seq = seq;
-			slot->tag = *tag;
-			slot->key_len = (uint16) key_len;
-			memcpy(slot->key, key, key_len);
-		}
-		else
-			slot->writer = 0;
+		e = &b->ways[way];
+		e->writer = U64FromFullTransactionId(writer);
+		e->seq = seq;
+		e->tag = *tag;
+		e->key_len = (uint16) key_len;
+		memcpy(e->key, key, key_len);
+		b->hashes[way] = h;
 	}
 	SpinLockRelease(&b->mutex);
 }
