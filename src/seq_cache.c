@@ -29,8 +29,11 @@
  *     rolled back (those overwrote the entry with their own writer, which no
  *     live version has: a miss, never a stale hit).
  *  4. Several writes of K in one transaction: each names the (sub)xact id
- *     of the version it created; a rolled-back subtransaction leaves an
- *     entry naming its own id, which no live version carries: a miss.
+ *     of the version it created, which is also the (sub)xact that appended
+ *     (sequence_store.c checks; otherwise the entry is forgotten), so a live
+ *     version with that xmin proves the append was not rolled back.  A
+ *     rolled-back subtransaction leaves an entry naming its own id, which
+ *     no live version carries: a miss.
  *  5. Transaction ids are compared as 64-bit full ids, so wraparound and
  *     epochs cannot alias: an unfrozen live version's xmin lies within 2^31
  *     of this transaction's own id, which makes its widening exact; a

@@ -354,7 +354,14 @@ sequence_store_append_version(const char *key, int key_len, int64 seq,
 	/* a later look-up in this command increments the command counter first */
 	pending_cci_lxid = MyProc->lxid;
 	pending_cci_cid = GetCurrentCommandId(false);
-	/* every append overwrites key's cache entry (seq_cache.c, point 3) */
+	/*
+	 * Every append overwrites key's cache entry (seq_cache.c, point 3).  Only
+	 * a holder written by the (sub)transaction making this append may vouch
+	 * for it: then the holder being live proves the append was kept.
+	 */
+	if (holder != NULL && holder->t_data != NULL &&
+		HeapTupleHeaderGetXmin(holder->t_data) != GetCurrentTransactionIdIfAny())
+		holder = NULL;
 	seq_cache_remember(&store_tag, key, key_len, version_writer(holder), seq);
 }
 
