@@ -16,8 +16,8 @@ use Test::More;
 use PsyncTest;
 
 my $nats = PsyncTest::start_nats(name => 'cache_nats');
+# (new_publisher_node turns para_sync.sequence_cache_check on)
 my $node = PsyncTest::new_publisher_node('cache', $nats, qq{
-para_sync.sequence_cache_check = on
 para_sync.sequence_cache_size = 512
 });
 
