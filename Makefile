@@ -12,8 +12,11 @@ OBJS = \
 	src/common/key_escape.o \
 	src/para_sync.o \
 	src/table_cache.o \
+	src/type_trust.o \
+	src/json_encode.o \
 	src/canonical_text.o \
 	src/keys.o \
+	src/key_upgrade.o \
 	src/row_encode.o \
 	src/sequence_store.o \
 	src/seq_cache.o \
@@ -21,15 +24,17 @@ OBJS = \
 	src/capture.o \
 	src/snapshot.o \
 	src/registry.o \
+	src/sync_names.o \
+	src/lifecycle.o \
 	src/envelope_json.o \
 	src/status.o \
 	src/nats_conn.o \
 	src/worker.o \
 	src/ddl_guard.o
 
-REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard
+REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard lifecycle type_trust key_canon key_upgrade snapshot_table
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
-ISOLATION = concurrent_writers late_commit serializable_writers excluded_rename schema_version_reload sequence_cache
+ISOLATION = concurrent_writers late_commit serializable_writers excluded_rename schema_version_reload lifecycle_concurrency sequence_cache
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync
 TAP_TESTS = 1
 

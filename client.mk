@@ -33,14 +33,14 @@ CLIENT_SAN_CFLAGS := -std=gnu11 -O1 -g -fPIC -D_GNU_SOURCE -Iinclude $(CLIENT_WA
 CLIENT_LIB_SRCS := src/common/envelope.c src/common/key_escape.c \
 	src/client/status.c src/client/keymap.c src/client/transport.c \
 	src/client/transport_inprocess.c src/client/transport_nats.c \
-	src/client/replica.c src/client/refetch_pq.c
+	src/client/replica.c src/client/refetch_pq.c src/client/collection.c src/client/loader_pq.c
 CLIENT_HEADERS := include/para_sync/client.h include/para_sync/envelope.h include/para_sync/key.h \
-	src/client/keymap.h src/client/transport_internal.h
+	src/client/keymap.h src/client/transport_internal.h src/client/callback.h src/client/client_error.h src/client/refetch_internal.h
 CLIENT_LIB_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/obj/%.o,$(CLIENT_LIB_SRCS))
 CLIENT_SAN_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/san/%.o,$(CLIENT_LIB_SRCS))
 
-CLIENT_UNIT_TESTS := test_decode test_replica test_transport test_stress test_alloc
-CLIENT_LIVE_TESTS := test_nats test_pq
+CLIENT_UNIT_TESTS := test_decode test_replica test_replica_api test_collection test_transport test_stress test_alloc
+CLIENT_LIVE_TESTS := test_nats test_pq test_collection_live
 CLIENT_TEST_BINS := $(addprefix $(CLIENT_BUILD)/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration test_conformance)
 CLIENT_SAN_BINS := $(addprefix $(CLIENT_BUILD)/san/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration)
 
@@ -107,6 +107,16 @@ $(CLIENT_BUILD)/example-client.c: docs/client.md
 		on && !/^```/' $< > $@
 	@test -s $@ || { echo "no example block in $<" >&2; rm -f $@; exit 1; }
 
+# The collection example, the same way (its own markers).
+$(CLIENT_BUILD)/example-collection.c: docs/client.md
+	@mkdir -p $(dir $@)
+	awk '/<!-- collection-example:begin -->/ {on = 1; next} /<!-- collection-example:end -->/ {on = 0} \
+		on && !/^```/' $< > $@
+	@test -s $@ || { echo "no collection example block in $<" >&2; rm -f $@; exit 1; }
+
+$(CLIENT_BUILD)/example-collection: $(CLIENT_BUILD)/example-collection.c $(CLIENT_SO) $(CLIENT_BUILD)/libparasync.so
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -o $@ $< -L$(CLIENT_BUILD) -Wl,-rpath,'$$ORIGIN' -lparasync
+
 $(CLIENT_EXAMPLE): $(CLIENT_BUILD)/example-client.c $(CLIENT_SO) $(CLIENT_BUILD)/libparasync.so
 	$(CLIENT_CC) $(CLIENT_CFLAGS) -o $@ $< -L$(CLIENT_BUILD) -Wl,-rpath,'$$ORIGIN' -lparasync \
 		$(shell pkg-config --libs msgpack)
@@ -128,7 +138,7 @@ client-fuzz: $(CLIENT_BUILD)/fuzz/fuzz_decode
 
 client-check: client $(CLIENT_TEST_BINS) $(CLIENT_SAN_BINS) $(CLIENT_BUILD)/tsan/test/test_stress \
 		$(CLIENT_BUILD)/test/cxx_header \
-		$(CLIENT_EXAMPLE) $(CLIENT_BUILD)/fuzz/fuzz_decode
+		$(CLIENT_EXAMPLE) $(CLIENT_BUILD)/example-collection $(CLIENT_BUILD)/fuzz/fuzz_decode
 	CLIENT_BUILD=$(CLIENT_BUILD) CLIENT_FUZZ_SECONDS=$(CLIENT_FUZZ_SECONDS) \
 		CLIENT_UNIT_TESTS="$(CLIENT_UNIT_TESTS)" CLIENT_LIVE_TESTS="$(CLIENT_LIVE_TESTS)" \
 		test/client/run-tests
@@ -153,4 +163,4 @@ client-bench: $(CLIENT_BUILD)/bench/client_bench
 
 client-clean:
 	rm -rf $(CLIENT_BUILD)/obj $(CLIENT_BUILD)/san $(CLIENT_BUILD)/tsan $(CLIENT_BUILD)/test $(CLIENT_BUILD)/fuzz \
-		$(CLIENT_BUILD)/bench $(CLIENT_BUILD)/example-client.c $(CLIENT_BUILD)/libparasync* $(CLIENT_WATCH) $(CLIENT_EXAMPLE)
+		$(CLIENT_BUILD)/bench $(CLIENT_BUILD)/example-client.c $(CLIENT_BUILD)/example-collection* $(CLIENT_BUILD)/libparasync* $(CLIENT_WATCH) $(CLIENT_EXAMPLE)

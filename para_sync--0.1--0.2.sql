@@ -18,7 +18,7 @@
 -- unpublished, and follow column renames, drops and type changes (excluded
 -- columns stay excluded under a new name; schema_version is bumped).
 
--- Tags a table; the capture trigger is made ALWAYS.  (Installing triggers
+-- Tags a table; the capture and TRUNCATE triggers are made ALWAYS.  (Installing triggers
 -- after registering is fine for the guard: it refuses no CREATE TRIGGER and
 -- ENABLE ALWAYS, and a fresh table has no para_sync trigger to drop.)
 CREATE OR REPLACE FUNCTION para_sync.sync_table(tbl pg_catalog.regclass,
@@ -38,6 +38,7 @@ BEGIN
 	chosen := para_sync.registry_write('insert', tbl, chosen, schema_version, excluded);
 	PERFORM para_sync.install_triggers(tbl);
 	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER para_sync_capture', tbl);
+	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER para_sync_no_truncate', tbl);
 	RETURN chosen;
 END
 $$;
@@ -88,7 +89,7 @@ COMMENT ON EVENT TRIGGER para_sync_ddl_guard_end IS
 COMMENT ON EVENT TRIGGER para_sync_ddl_guard_drop IS
 	'follows dropped columns of synced tables; refuses drops that take a synced table''s primary key';
 
--- Tables tagged by 0.1 have an ENABLE ORIGIN capture trigger: make it ALWAYS
+-- Tables tagged by 0.1 have ENABLE ORIGIN capture and TRUNCATE triggers: make them ALWAYS
 -- (re-creating it where it went missing).
 DO $$
 DECLARE
@@ -101,9 +102,128 @@ BEGIN
 			PERFORM para_sync.install_triggers(tbl);
 		END IF;
 		EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER para_sync_capture', tbl);
+		EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER para_sync_no_truncate', tbl);
 	END LOOP;
 END
 $$;
+
+-- == table lifecycle and sync names ==
+-- unsync_table(), DROP TABLE and TRUNCATE of a synced table publish a delete
+-- for every row they remove (src/lifecycle.c); a sync name stays bound to
+-- the role that first tagged a table under it (src/sync_names.c).
+
+-- Every sync name ever used, and the role it belongs to.  A regrole, so
+-- pg_dump writes the owner by name and a restore maps it to that role.
+CREATE TABLE para_sync.sync_names (
+	sync_name	pg_catalog.text COLLATE "C" PRIMARY KEY,
+	owner		pg_catalog.regrole NOT NULL,
+	claimed_at	pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON para_sync.sync_names FROM PUBLIC;
+GRANT SELECT ON para_sync.sync_names TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('para_sync.sync_names', '');
+COMMENT ON TABLE para_sync.sync_names IS
+	'Sync names and the roles they belong to; only that role (or a superuser) may tag a table under a name or release it.';
+
+-- Upgrade: the names of tagged tables belong to the tables' owners; names
+-- that only keys remember (their tables untagged or dropped under 0.1)
+-- belong to the extension owner, so a superuser must release them.
+INSERT INTO para_sync.sync_names (sync_name, owner)
+SELECT t.sync_name, c.relowner::pg_catalog.regrole
+  FROM para_sync.tables t
+  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid;
+INSERT INTO para_sync.sync_names (sync_name, owner)
+SELECT DISTINCT pg_catalog.split_part(k.key, ':', 1), c.relowner::pg_catalog.regrole
+  FROM (SELECT o.key FROM para_sync.outbox o
+		UNION ALL SELECT n.key FROM para_sync.counters n) k,
+	   pg_catalog.pg_class c
+ WHERE c.oid OPERATOR(pg_catalog.=) 'para_sync.outbox'::pg_catalog.regclass
+ON CONFLICT (sync_name) DO NOTHING;
+
+CREATE FUNCTION para_sync.release_sync_name(name pg_catalog.text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'para_sync_release_sync_name'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION para_sync.release_sync_name(pg_catalog.text) IS
+	'Frees a sync name no table uses, so that any table owner may tag a table under it; needs the privileges of its owner role or superuser.';
+
+-- TRUNCATE of a synced table: a delete for every row.  The 0.1 trigger
+-- function keeps its name (existing triggers call it) but now captures.
+CREATE OR REPLACE FUNCTION para_sync.refuse_truncate()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'para_sync_capture_truncate'
+LANGUAGE C;
+COMMENT ON FUNCTION para_sync.refuse_truncate() IS
+	'BEFORE TRUNCATE trigger of synced tables: appends a delete envelope for every row the TRUNCATE removes (the name is kept from 0.1).';
+
+-- DROP TABLE of a synced table: a delete for every row, while the rows
+-- still exist; other ways of dropping a synced table are refused.
+CREATE FUNCTION para_sync.retire_dropped_tables()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'para_sync_retire_dropped_tables'
+LANGUAGE C;
+COMMENT ON FUNCTION para_sync.retire_dropped_tables() IS
+	'ddl_command_start of DROP TABLE: appends a delete envelope for every row of each synced table dropped.';
+CREATE EVENT TRIGGER para_sync_retire_dropped_tables ON ddl_command_start
+	WHEN TAG IN ('DROP TABLE')
+	EXECUTE FUNCTION para_sync.retire_dropped_tables();
+
+-- Named to fire before para_sync_forget_dropped_tables (event triggers fire
+-- in name order), while the registry still lists the dropped tables.
+CREATE FUNCTION para_sync.check_dropped_tables()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'para_sync_check_dropped_tables'
+LANGUAGE C;
+COMMENT ON FUNCTION para_sync.check_dropped_tables() IS
+	'sql_drop: refuses to drop a synced table other than by naming it in DROP TABLE (DROP SCHEMA ... CASCADE, DROP OWNED, ...).';
+CREATE EVENT TRIGGER para_sync_check_dropped_tables ON sql_drop
+	EXECUTE FUNCTION para_sync.check_dropped_tables();
+
+COMMENT ON FUNCTION para_sync.unsync_table(pg_catalog.regclass) IS
+	'Stops syncing a table: appends a delete envelope for every row, then removes the registration; the sync name stays bound to its owner.';
+-- Event trigger functions are not for direct calls.
+REVOKE ALL ON FUNCTION para_sync.retire_dropped_tables(), para_sync.check_dropped_tables() FROM PUBLIC;
+COMMENT ON EVENT TRIGGER para_sync_retire_dropped_tables IS
+	'Publishes a delete for every row of each synced table that DROP TABLE names, before it goes.';
+COMMENT ON EVENT TRIGGER para_sync_check_dropped_tables IS
+	'Refuses to drop a synced table other than with DROP TABLE.';
+-- DROP TABLE in session_replication_role = replica (a superuser's session,
+-- a logical replication apply worker) drops the rows all the same: the
+-- dropped-table event triggers fire in every mode.
+ALTER EVENT TRIGGER para_sync_retire_dropped_tables ENABLE ALWAYS;
+ALTER EVENT TRIGGER para_sync_check_dropped_tables ENABLE ALWAYS;
+ALTER EVENT TRIGGER para_sync_forget_dropped_tables ENABLE ALWAYS;
+
+-- == key canonical forms ==
+-- Keys are now one per value (numeric 1.0, 1.00 and 1 are all "1"; float -0
+-- is "0"; char(n) drops trailing blanks; intervals are re-split as equality
+-- measures them).  Rows whose 0.1 key differs are moved once, here: a delete
+-- of the old key and an upsert of the new, so replicas drop the old object.
+-- The helper exists only for this step.
+CREATE FUNCTION para_sync.rekey_legacy()
+RETURNS pg_catalog.int8
+LANGUAGE c
+VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'para_sync_rekey_legacy';
+REVOKE ALL ON FUNCTION para_sync.rekey_legacy() FROM PUBLIC;
+SELECT para_sync.rekey_legacy();
+DROP FUNCTION para_sync.rekey_legacy();
+
+-- == snapshot_table: a table's objects in key order, page by page ==
+
+-- Keyset paging over a synced table: the current rows whose key follows
+-- after_key (byte order of the key text), at most max_rows, each with the
+-- same op-snapshot envelope snapshot(key) returns.  Read with the caller's
+-- privileges: row-level security and column grants apply.
+CREATE FUNCTION para_sync.snapshot_table(tbl pg_catalog.regclass,
+										 after_key pg_catalog.text DEFAULT NULL,
+										 max_rows pg_catalog.int4 DEFAULT 1000)
+RETURNS TABLE (key pg_catalog.text, envelope pg_catalog.bytea)
+AS 'MODULE_PATHNAME', 'para_sync_snapshot_table'
+LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 1000;
+
+COMMENT ON FUNCTION para_sync.snapshot_table(pg_catalog.regclass, pg_catalog.text, pg_catalog.int4) IS
+'current objects of a synced table whose key follows after_key (byte order), at most max_rows, with their snapshot envelopes; caller''s privileges apply';
 
 -- == sequence cache ==
 

@@ -21,7 +21,6 @@
 #include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(para_sync_capture);
-PG_FUNCTION_INFO_V1(para_sync_refuse_truncate);
 
 bool		para_sync_xact_wrote_envelopes = false;
 
@@ -62,14 +61,16 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
 }
 
 /*
- * Append the next envelope of the object (key) to the outbox.  replaced: the
- * row version holding key that this change replaces or deletes (NULL if
- * none); holder: the version holding key afterwards (NULL if none).  They
- * let the sequence cache skip the look-up (seq_cache.c).
+ * Append the next envelope of the object (key) to the outbox: an upsert of
+ * the row values/nulls, or a delete (values NULL).  replaced: the row
+ * version holding key that this change replaces or deletes (NULL if none);
+ * holder: the version holding key afterwards (NULL if none).  They let the
+ * sequence cache skip the look-up (seq_cache.c).
  */
 static void
-emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op,
-			HeapTuple replaced, HeapTuple holder)
+emit_change_versions(SyncedTable *table, StringInfo key, Datum *values,
+					 bool *nulls, psync_op op, HeapTuple replaced,
+					 HeapTuple holder)
 {
 	StringInfoData value;
 	int64		seq;
@@ -77,17 +78,36 @@ emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op
 	bytea	   *envelope;
 
 	seq = sequence_store_next(key->data, key->len, replaced);
-	if (row != NULL)
+	if (values != NULL)
 	{
 		initStringInfo(&value);
-		row_encode_values(&value, table, row->values, row->nulls);
+		row_encode_values(&value, table, values, nulls);
 	}
-	envelope = envelope_build(key->data, key->len, row ? &value : NULL,
+	envelope = envelope_build(key->data, key->len, values ? &value : NULL,
 							  table->schema_version, (uint64) seq, op,
 							  true, txid);
 	sequence_store_append_version(key->data, key->len, seq, (int64) txid,
 								  envelope, holder);
 	para_sync_xact_wrote_envelopes = true;
+}
+
+/*
+ * The same with no row version to go by (the look-up is always made).
+ * Also used by lifecycle.c to retire every row of a table.
+ */
+void
+capture_emit_change(SyncedTable *table, StringInfo key, Datum *values,
+					bool *nulls, psync_op op)
+{
+	emit_change_versions(table, key, values, nulls, op, NULL, NULL);
+}
+
+static void
+emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op,
+			HeapTuple replaced, HeapTuple holder)
+{
+	emit_change_versions(table, key, row ? row->values : NULL,
+						 row ? row->nulls : NULL, op, replaced, holder);
 }
 
 static void
@@ -165,20 +185,18 @@ para_sync_capture(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-Datum
-para_sync_refuse_truncate(PG_FUNCTION_ARGS)
+/*
+ * Move a row from an older key format's key to its key now (key_upgrade.c):
+ * a delete of old_key, then an upsert of the row under its current key,
+ * each under the usual sequence rules.
+ */
+void
+capture_rekey(SyncedTable *table, StringInfo old_key, Datum *values, bool *nulls)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	StringInfoData key;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("para_sync.refuse_truncate() must be called as a trigger")));
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("cannot truncate synced table \"%s\"",
-					RelationGetRelationName(trigdata->tg_relation)),
-			 errdetail("TRUNCATE fires no row triggers, so live replicas would never learn of the deletions."),
-			 errhint("Use DELETE, or stop syncing the table with para_sync.unsync_table() first.")));
-	PG_RETURN_NULL();
+	initStringInfo(&key);
+	key_build(&key, table, values, nulls);
+	capture_emit_change(table, old_key, NULL, NULL, PSYNC_OP_DELETE);
+	capture_emit_change(table, &key, values, nulls, PSYNC_OP_UPSERT);
 }

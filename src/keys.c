@@ -2,12 +2,98 @@
  * keys.c — object keys of synced rows (docs/protocol.md), server side.
  *
  * Builds "<sync name>:<pk1>[:<pk2>...]" from a row, each part the key
- * column's text output escaped by the shared key_escape.c, and parses a key
- * back into the primary-key datums that snapshot() looks up.
+ * column's canonical text escaped by the shared key_escape.c, and parses a
+ * key back into the primary-key datums that snapshot() looks up.
+ *
+ * A key is a function of the key's value: values that the primary key's
+ * equality calls equal get one text, whatever the session settings
+ * (canonical_text.c) and whatever form they were written in.  On top of the
+ * setting-independent text, key parts therefore drop what equality ignores:
+ * numeric trailing fractional zeros (1.0 = 1.00 = 1), the sign of a float
+ * zero (-0 = 0), trailing blanks of char(n), and the split of an interval
+ * into months, days and time ('1 mon' = '30 days', '1 day' = '24 hours':
+ * the interval is re-split from its total length the way interval equality
+ * measures it).  type_trust.c refuses key types where this is not possible.
  */
 #include "para_sync.h"
 
+#include "catalog/pg_type.h"
+#include "datatype/timestamp.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+/*
+ * The interval with the same total length (months of 30 days, days of 24
+ * hours, as interval equality counts) split the one canonical way: as many
+ * whole months as fit, then whole days, then time, all of one sign.
+ */
+static Interval *
+interval_canonical(const Interval *iv)
+{
+	int128		total = (int128) iv->month * 30 * USECS_PER_DAY +
+		(int128) iv->day * USECS_PER_DAY + iv->time;
+	int128		months = total / ((int128) 30 * USECS_PER_DAY);
+	int128		days;
+	int128		rest;
+	Interval   *result = palloc(sizeof(Interval));
+
+	/* keep months and days inside int32; what does not fit stays in time */
+	if (months > PG_INT32_MAX)
+		months = PG_INT32_MAX;
+	if (months < PG_INT32_MIN)
+		months = PG_INT32_MIN;
+	rest = total - months * 30 * USECS_PER_DAY;
+	days = rest / USECS_PER_DAY;
+	if (days > PG_INT32_MAX)
+		days = PG_INT32_MAX;
+	if (days < PG_INT32_MIN)
+		days = PG_INT32_MIN;
+	rest -= days * USECS_PER_DAY;
+	result->month = (int32) months;
+	result->day = (int32) days;
+	if (rest > PG_INT64_MAX || rest < PG_INT64_MIN)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("interval key value out of range")));
+	result->time = (int64) rest;
+	return result;
+}
+
+/* The canonical text of one primary-key value (before escaping). */
+char *
+key_part_text(const KeyColumn *col, Datum value)
+{
+	switch (col->base_typid)
+	{
+		case NUMERICOID:
+			return numeric_normalize(DatumGetNumeric(value));
+		case FLOAT4OID:
+			if (DatumGetFloat4(value) == 0)
+				return pstrdup("0");
+			break;
+		case FLOAT8OID:
+			if (DatumGetFloat8(value) == 0)
+				return pstrdup("0");
+			break;
+		case BPCHAROID:
+			{
+				text	   *t = DatumGetTextPP(value);
+				int			len = VARSIZE_ANY_EXHDR(t);
+
+				while (len > 0 && VARDATA_ANY(t)[len - 1] == ' ')
+					len--;
+				return pnstrdup(VARDATA_ANY(t), len);
+			}
+		case INTERVALOID:
+			value = IntervalPGetDatum(interval_canonical(DatumGetIntervalP(value)));
+			break;
+		default:
+			break;
+	}
+	return canonical_text(col->base_typid, value, (FmgrInfo *) &col->output);
+}
 
 static void
 key_too_long(SyncedTable *table, int len)
@@ -20,8 +106,14 @@ key_too_long(SyncedTable *table, int len)
 			 errhint("Use shorter primary-key values for synced tables.")));
 }
 
-void
-key_build(StringInfo key, SyncedTable *table, Datum *values, bool *nulls)
+/*
+ * Build the key into key; legacy renders each part as version 0.1 did (the
+ * setting-independent text, without dropping what equality ignores), and
+ * returns false instead of an error when that key would be too long.
+ */
+static bool
+key_build_with(StringInfo key, SyncedTable *table, Datum *values, bool *nulls,
+			   bool legacy)
 {
 	appendStringInfoString(key, table->sync_name);
 	for (int i = 0; i < table->nkeys; i++)
@@ -35,15 +127,45 @@ key_build(StringInfo key, SyncedTable *table, Datum *values, bool *nulls)
 		if (nulls[idx])
 			elog(ERROR, "primary-key column %d of \"%s\" is null",
 				 col->attnum, table->sync_name);
-		text = canonical_text(col->base_typid, values[idx], &col->output);
+		if (legacy)
+			text = canonical_text(col->base_typid, values[idx], &col->output);
+		else
+			text = key_part_text(col, values[idx]);
 		len = strlen(text);
 		enlargeStringInfo(key, (int) PSYNC_KEY_ESCAPED_MAX(len) + 1);
 		key->data[key->len++] = ':';
 		key->len += (int) psync_key_escape(text, len, key->data + key->len);
 		key->data[key->len] = '\0';
 		if (key->len > PSYNC_MAX_KEY_LEN)
+		{
+			if (legacy)
+				return false;
 			key_too_long(table, key->len);
+		}
 	}
+	return true;
+}
+
+void
+key_build(StringInfo key, SyncedTable *table, Datum *values, bool *nulls)
+{
+	key_build_with(key, table, values, nulls, false);
+}
+
+/*
+ * The key version 0.1 gave this row (numeric 1.0 was "1%2E0", not "1"), if
+ * it differs from today's and could have been written; false otherwise.
+ */
+bool
+key_build_legacy(StringInfo key, SyncedTable *table, Datum *values, bool *nulls)
+{
+	StringInfoData now;
+
+	if (!key_build_with(key, table, values, nulls, true))
+		return false;
+	initStringInfo(&now);
+	key_build(&now, table, values, nulls);
+	return strcmp(now.data, key->data) != 0;
 }
 
 static void
@@ -87,6 +209,13 @@ key_parse(const char *key, SyncedTable *table, Datum *datums)
 		raw[len] = '\0';
 		if (strlen(raw) != (size_t) len)
 			bad_key(key, "A key part contains a NUL byte.");
+		if (!pg_verifymbstr(raw, len, true))
+			ereport(ERROR,
+					(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+					 errmsg("invalid para_sync key \"%s\"", key),
+					 errdetail("Key part %d is not valid %s once unescaped.",
+							   i + 1, GetDatabaseEncodingName()),
+					 errhint("Escape each byte of the key's UTF-8 text as %%XX outside [A-Za-z0-9_-].")));
 		datums[i] = OidInputFunctionCall(col->input_fn, raw, col->typioparam, -1);
 		p = (*end == ':') ? end : NULL;
 	}

@@ -82,6 +82,7 @@ typedef struct SyncedTable
 	int			nkeys;			/* primary-key columns, index order */
 	KeyColumn  *keys;
 	void	   *snapshot_plan;	/* SPIPlanPtr, built on first snapshot() */
+	void	   *page_plans[3];	/* SPIPlanPtrs of snapshot_table() (snapshot.c) */
 } SyncedTable;
 
 extern void table_cache_init(void);
@@ -89,7 +90,15 @@ extern SyncedTable *table_cache_get(Relation rel);
 
 /* ---- row_encode.c: datum → MessagePack (docs/protocol.md, "Value mapping") */
 
+struct msgpack_packer;
+struct NumericData;
 extern int	msgpack_buffer_write(void *data, const char *bytes, size_t len);
+extern void json_encode_number(struct msgpack_packer *pk, struct NumericData *num);
+
+/* ---- json_encode.c: json text → MessagePack, faithfully */
+
+extern void json_encode_text(struct msgpack_packer *pk, const char *json, int len,
+							 int depth);
 extern void row_encode_values(StringInfo buf, SyncedTable *table,
 							  Datum *values, bool *nulls);
 
@@ -97,11 +106,20 @@ extern void row_encode_values(StringInfo buf, SyncedTable *table,
 
 extern char *canonical_text(Oid typid, Datum value, FmgrInfo *output);
 
+/* ---- type_trust.c: facts about types, never taken from names */
+
+extern bool type_is_text_like(Oid base);
+extern bool key_type_ok(Relation rel, Relation index, int keyno);
+extern void key_type_check(Relation rel, Relation index, int keyno);
+
 /* ---- keys.c: object keys */
 
 extern void key_build(StringInfo key, SyncedTable *table,
 					  Datum *values, bool *nulls);
+extern bool key_build_legacy(StringInfo key, SyncedTable *table,
+							 Datum *values, bool *nulls);
 extern void key_parse(const char *key, SyncedTable *table, Datum *datums);
+extern char *key_part_text(const KeyColumn *col, Datum value);
 
 /* ---- sequence_store.c: outbox, counters, and acting as extension owner */
 
@@ -125,6 +143,8 @@ typedef struct OwnerSwitch
 extern void become_internal_owner(OwnerSwitch *sw);
 extern void restore_user(const OwnerSwitch *sw);
 extern int64 sequence_store_last(const char *key, int key_len, bool latest);
+extern void sequence_store_last_sorted(int n, const char *const *keys,
+									   const int *key_lens, int64 *seqs);
 extern void sequence_store_append(const char *key, int key_len, int64 seq,
 								  int64 txid, bytea *envelope);
 extern void sequence_store_init(void);
@@ -152,12 +172,28 @@ extern void seq_cache_remember(const SeqCacheTag *tag, const char *key,
 
 /* ---- envelope building (capture.c) */
 
+extern void capture_rekey(SyncedTable *table, StringInfo old_key,
+						  Datum *values, bool *nulls);
+
 extern bytea *envelope_build(const char *key, int key_len, StringInfo value,
 							 const char *schema_version, uint64 sequence,
 							 psync_op op, bool has_txid, uint64 txid);
 
+/* The next envelope of key (values NULL: a delete), into the outbox. */
+extern void capture_emit_change(SyncedTable *table, StringInfo key,
+								Datum *values, bool *nulls, psync_op op);
+
 /* Set once a transaction wrote an envelope; the publisher wakes on commit. */
 extern bool para_sync_xact_wrote_envelopes;
+
+/* ---- lifecycle.c: unsync, DROP TABLE and TRUNCATE retire every row */
+
+extern void lifecycle_retire_rows(Relation rel);
+extern bool lifecycle_table_is_synced(Oid relid);
+
+/* ---- sync_names.c: a sync name stays bound to the role that claimed it */
+
+extern void sync_name_claim(const char *sync_name, Oid table_owner);
 
 /* ---- publisher (worker.c, nats_conn.c, status.c; internals in publisher.h) */
 

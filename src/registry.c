@@ -3,7 +3,9 @@
  * and unsync_table().
  *
  * These C functions run with the caller's rights and first check that the
- * caller owns the table; only then do they write para_sync.tables, as the
+ * caller owns the table (and, for a new sync name, that the caller may use
+ * it: sync_names.c); unsync publishes a delete for every row first
+ * (lifecycle.c); only then do they write para_sync.tables, as the
  * extension owner.  That keeps the SQL wrappers SECURITY INVOKER (so the
  * caller's own identity is what is checked) while table owners need no
  * privilege on para_sync's tables.
@@ -170,6 +172,8 @@ check_table(Relation rel, ArrayType *excluded)
 	nkeys = index->rd_index->indnkeyatts;
 	key_names = palloc(sizeof(Datum) * nkeys);
 	for (int i = 0; i < nkeys; i++)
+		key_type_check(rel, index, i);
+	for (int i = 0; i < nkeys; i++)
 		key_names[i] = CStringGetTextDatum(get_attname(RelationGetRelid(rel),
 													   index->rd_index->indkey.values[i],
 													   false));
@@ -211,6 +215,15 @@ require_schema_version(text *version)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("schema_version must not be empty")));
+	/* every envelope carries it, and clients refuse longer ones */
+	if (VARSIZE_ANY_EXHDR(version) > PSYNC_MAX_SCHEMA_VERSION_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("schema_version is too long (%d bytes)",
+						(int) VARSIZE_ANY_EXHDR(version)),
+				 errdetail("A schema_version is at most %d bytes.",
+						   PSYNC_MAX_SCHEMA_VERSION_LEN),
+				 errhint("Use a short version label such as '3.1'.")));
 }
 
 static void
@@ -253,6 +266,9 @@ registry_insert(Relation rel, text *name, text *version, Datum excluded)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("sync name \"%s\" is already in use", sync_name),
 				 errhint("Pass name => '...' to sync_table() to choose another sync name.")));
+
+	/* the name stays bound to whoever claimed it first */
+	sync_name_claim(sync_name, rel->rd_rel->relowner);
 
 	args[2] = PointerGetDatum(version);
 	args[3] = excluded;
@@ -303,6 +319,10 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 	}
 	else if (strcmp(action, "delete") == 0)
 	{
+		/* replicas must not keep rows that snapshot() no longer returns */
+		if (!lifecycle_table_is_synced(RelationGetRelid(rel)))
+			not_synced(rel);
+		lifecycle_retire_rows(rel);
 		if (run_as_owner("DELETE FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
 						 1, types, args, NULL) == 0)
 			not_synced(rel);

@@ -4,7 +4,7 @@
  *
  * Owns the type mapping: integers in their smallest encoding, floats as
  * floats, numeric as exact strings, text as str, bytea as bin, json/jsonb as
- * native msgpack structures, timestamps as the msgpack timestamp extension,
+ * native msgpack structures (json from its own text, json_encode.c), timestamps as the msgpack timestamp extension,
  * arrays as arrays, anything else through the type's output function.  The
  * msgpack bytes are written by msgpack-c's packer into a StringInfo; the
  * envelope header itself is the shared codec's job (envelope.c).
@@ -31,7 +31,8 @@ msgpack_buffer_write(void *data, const char *bytes, size_t len)
 	return 0;
 }
 
-static void encode_datum(msgpack_packer *pk, const ValueCodec *codec, Datum value);
+static void encode_datum(msgpack_packer *pk, const ValueCodec *codec, Datum value,
+						 int depth);
 
 static void
 pack_cstring(msgpack_packer *pk, const char *s)
@@ -61,7 +62,8 @@ static void
 encode_timestamp(msgpack_packer *pk, Timestamp ts)
 {
 	msgpack_timestamp mts;
-	int64		unix_usec;
+	int64		sec;
+	int64		usec;
 
 	if (TIMESTAMP_IS_NOBEGIN(ts))
 	{
@@ -73,17 +75,22 @@ encode_timestamp(msgpack_packer *pk, Timestamp ts)
 		pack_cstring(pk, "infinity");
 		return;
 	}
-	unix_usec = ts + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
-	mts.tv_sec = unix_usec / USECS_PER_SEC;
-	if (unix_usec % USECS_PER_SEC < 0)
-		mts.tv_sec -= 1;
-	mts.tv_nsec = (uint32) ((unix_usec - mts.tv_sec * USECS_PER_SEC) * 1000);
+	/* seconds first: near the end of the range, microseconds overflow int64 */
+	sec = ts / USECS_PER_SEC;
+	usec = ts % USECS_PER_SEC;
+	if (usec < 0)
+	{
+		sec -= 1;
+		usec += USECS_PER_SEC;
+	}
+	mts.tv_sec = sec + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+	mts.tv_nsec = (uint32) (usec * 1000);
 	msgpack_pack_timestamp(pk, &mts);
 }
 
 /* A JSON number: an int when it is integral and fits 64 bits, else a float. */
-static void
-encode_json_number(msgpack_packer *pk, Numeric num)
+void
+json_encode_number(msgpack_packer *pk, Numeric num)
 {
 	char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out,
 														   NumericGetDatum(num)));
@@ -134,19 +141,28 @@ encode_jsonb_scalar(msgpack_packer *pk, const JsonbValue *v)
 			msgpack_pack_str_with_body(pk, v->val.string.val, v->val.string.len);
 			break;
 		case jbvNumeric:
-			encode_json_number(pk, v->val.numeric);
+			json_encode_number(pk, v->val.numeric);
 			break;
 		default:
 			elog(ERROR, "unexpected jsonb scalar type %d", (int) v->type);
 	}
 }
 
+/*
+ * A jsonb value whose outermost container sits at nesting level depth of
+ * the value.  A value nested deeper than clients decode goes out as its
+ * JSON text instead (json_encode.c explains why): the bytes packed so far
+ * are taken back.
+ */
 static void
-encode_jsonb(msgpack_packer *pk, Jsonb *jb)
+encode_jsonb(msgpack_packer *pk, Jsonb *jb, int depth)
 {
+	StringInfo	buf = (StringInfo) pk->data;
+	int			mark = buf->len;
 	JsonbIterator *it = JsonbIteratorInit(&jb->root);
 	JsonbValue	v;
 	JsonbIteratorToken token;
+	int			open = 0;		/* containers open, the raw-scalar wrapper too */
 	bool		raw_scalar = false;
 
 	while ((token = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
@@ -154,13 +170,23 @@ encode_jsonb(msgpack_packer *pk, Jsonb *jb)
 		switch (token)
 		{
 			case WJB_BEGIN_OBJECT:
+				if (depth + open - raw_scalar > PSYNC_DECODE_MAX_DEPTH)
+					goto too_deep;
+				open++;
 				msgpack_pack_map(pk, v.val.object.nPairs);
 				break;
 			case WJB_BEGIN_ARRAY:
 				/* a top-level scalar is stored as a one-element raw array */
-				raw_scalar = v.val.array.rawScalar;
-				if (!raw_scalar)
-					msgpack_pack_array(pk, v.val.array.nElems);
+				if (open == 0 && v.val.array.rawScalar)
+				{
+					raw_scalar = true;
+					open++;
+					break;
+				}
+				if (depth + open - raw_scalar > PSYNC_DECODE_MAX_DEPTH)
+					goto too_deep;
+				open++;
+				msgpack_pack_array(pk, v.val.array.nElems);
 				break;
 			case WJB_KEY:
 			case WJB_VALUE:
@@ -169,36 +195,49 @@ encode_jsonb(msgpack_packer *pk, Jsonb *jb)
 				break;
 			case WJB_END_OBJECT:
 			case WJB_END_ARRAY:
+				/* (v is not filled in for end tokens) */
+				open--;
 				break;
 			default:
 				elog(ERROR, "unexpected jsonb token %d", (int) token);
 		}
+	}
+	return;
+
+too_deep:
+	{
+		char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+
+		buf->len = mark;
+		buf->data[mark] = '\0';
+		pack_cstring(pk, text);
 	}
 }
 
 /* One dimension of an array, recursing into the next; *pos walks elements. */
 static void
 encode_array_dim(msgpack_packer *pk, const ValueCodec *codec, int ndim,
-				 const int *dims, Datum *elems, bool *nulls, int *pos)
+				 const int *dims, Datum *elems, bool *nulls, int *pos, int depth)
 {
 	msgpack_pack_array(pk, dims[0]);
 	for (int i = 0; i < dims[0]; i++)
 	{
 		if (ndim > 1)
-			encode_array_dim(pk, codec, ndim - 1, dims + 1, elems, nulls, pos);
+			encode_array_dim(pk, codec, ndim - 1, dims + 1, elems, nulls, pos,
+							 depth + 1);
 		else
 		{
 			if (nulls[*pos])
 				msgpack_pack_nil(pk);
 			else
-				encode_datum(pk, codec->element, elems[*pos]);
+				encode_datum(pk, codec->element, elems[*pos], depth + 1);
 			(*pos)++;
 		}
 	}
 }
 
 static void
-encode_array(msgpack_packer *pk, const ValueCodec *codec, Datum value)
+encode_array(msgpack_packer *pk, const ValueCodec *codec, Datum value, int depth)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(value);
 	Datum	   *elems;
@@ -213,11 +252,12 @@ encode_array(msgpack_packer *pk, const ValueCodec *codec, Datum value)
 	}
 	deconstruct_array(arr, ARR_ELEMTYPE(arr), codec->elmlen, codec->elmbyval,
 					  codec->elmalign, &elems, &nulls, &nelems);
-	encode_array_dim(pk, codec, ARR_NDIM(arr), ARR_DIMS(arr), elems, nulls, &pos);
+	encode_array_dim(pk, codec, ARR_NDIM(arr), ARR_DIMS(arr), elems, nulls, &pos, depth);
 }
 
+/* depth: the nesting level a container value would sit at (map = 1). */
 static void
-encode_datum(msgpack_packer *pk, const ValueCodec *codec, Datum value)
+encode_datum(msgpack_packer *pk, const ValueCodec *codec, Datum value, int depth)
 {
 	switch (codec->kind)
 	{
@@ -258,20 +298,19 @@ encode_datum(msgpack_packer *pk, const ValueCodec *codec, Datum value)
 			}
 		case VK_JSON:
 			{
-				char	   *json = TextDatumGetCString(value);
+				text	   *json = DatumGetTextPP(value);
 
-				encode_jsonb(pk, DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-																	CStringGetDatum(json))));
+				json_encode_text(pk, VARDATA_ANY(json), VARSIZE_ANY_EXHDR(json), depth);
 				break;
 			}
 		case VK_JSONB:
-			encode_jsonb(pk, DatumGetJsonbP(value));
+			encode_jsonb(pk, DatumGetJsonbP(value), depth);
 			break;
 		case VK_TIMESTAMP:
 			encode_timestamp(pk, DatumGetTimestamp(value));
 			break;
 		case VK_ARRAY:
-			encode_array(pk, codec, value);
+			encode_array(pk, codec, value, depth);
 			break;
 		case VK_OUTPUT:
 			pack_cstring(pk, canonical_text(codec->typid, value,
@@ -300,7 +339,7 @@ row_encode_values(StringInfo buf, SyncedTable *table, Datum *values, bool *nulls
 		if (nulls[idx])
 			msgpack_pack_nil(&pk);
 		else
-			encode_datum(&pk, &col->codec, values[idx]);
+			encode_datum(&pk, &col->codec, values[idx], 2);
 	}
 }
 

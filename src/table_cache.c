@@ -82,22 +82,6 @@ table_cache_init(void)
 	CacheRegisterRelcacheCallback(table_cache_relcache_callback, (Datum) 0);
 }
 
-/* Is typid the citext extension's type?  It is text on the wire. */
-static bool
-type_is_citext(Oid typid)
-{
-	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
-	bool		result = false;
-
-	if (HeapTupleIsValid(tup))
-	{
-		result = strcmp(NameStr(((Form_pg_type) GETSTRUCT(tup))->typname),
-						"citext") == 0;
-		ReleaseSysCache(tup);
-	}
-	return result;
-}
-
 static void
 codec_init(ValueCodec *codec, Oid typid, MemoryContext cxt)
 {
@@ -160,7 +144,8 @@ codec_init(ValueCodec *codec, Oid typid, MemoryContext cxt)
 							 &codec->elmalign);
 		return;
 	}
-	if (type_is_citext(base))
+	/* citext and other base types stored as text (never decided by name) */
+	if (type_is_text_like(base))
 	{
 		codec->kind = VK_TEXT;
 		return;
@@ -232,13 +217,20 @@ load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
 		Oid			output_fn;
 		bool		is_varlena;
 
+		/* a key type ALTERed in after tagging is refused here too */
+		key_type_check(rel, index, i);
 		key->attnum = index->rd_index->indkey.values[i];
 		att = TupleDescAttr(desc, key->attnum - 1);
 		key->typid = att->atttypid;
 		key->base_typid = getBaseType(att->atttypid);
 		getTypeOutputInfo(key->typid, &output_fn, &is_varlena);
 		fmgr_info_cxt(output_fn, &key->output, cxt);
-		getTypeInputInfo(key->typid, &key->input_fn, &key->typioparam);
+		/*
+		 * Keys given to snapshot() are parsed by the base type's input: a
+		 * domain's CHECK constraints may call functions of the table owner's,
+		 * which must not run as whoever calls snapshot().
+		 */
+		getTypeInputInfo(key->base_typid, &key->input_fn, &key->typioparam);
 		key->eq_opr = get_opfamily_member(index->rd_opfamily[i],
 										  index->rd_opcintype[i],
 										  index->rd_opcintype[i],
@@ -312,6 +304,9 @@ build_entry(CacheEntry *entry, Relation rel)
 	{
 		if (entry->table && entry->table->snapshot_plan)
 			SPI_freeplan((SPIPlanPtr) entry->table->snapshot_plan);
+		for (int i = 0; entry->table && i < lengthof(entry->table->page_plans); i++)
+			if (entry->table->page_plans[i])
+				SPI_freeplan((SPIPlanPtr) entry->table->page_plans[i]);
 		MemoryContextDelete(entry->cxt);
 	}
 	entry->cxt = NULL;

@@ -9,6 +9,9 @@
  *                    apply iff sequence == current + 1, refetch on gaps.
  *   psync_refetcher  fetches the authoritative snapshot when a replica needs
  *                    one; libparasync ships one over libpq.
+ *   psync_collection a whole table: loaded page by page (a psync_load_page_fn;
+ *                    libparasync ships one over libpq), then live, each row
+ *                    reconciled by its own sequence.
  *
  * Conventions (like libpq and nats.c):
  *   - every handle is opaque; every *_new/_connect has a matching destroy;
@@ -54,11 +57,27 @@ typedef enum psync_status
 	PSYNC_ERR_NOT_FOUND,		/* e.g. para_sync.snapshot returned NULL */
 	PSYNC_ERR_CLOSED,			/* the handle is shutting down */
 	PSYNC_ERR_TIMEOUT,
-	PSYNC_ERR_SYSTEM			/* thread or clock failure */
+	PSYNC_ERR_SYSTEM,			/* thread or clock failure */
+	PSYNC_ERR_IN_CALLBACK		/* not allowed from this callback (e.g.
+								 * disposing a replica from its own callback) */
 } psync_status;
 
 /* Static English text for a status code; never NULL. */
 const char *psync_status_text(psync_status status);
+
+/*
+ * Error text.  A status code says what kind of failure; the text says why
+ * (the server's message, nats.c's, libpq's).  Every *_last_error function
+ * copies the text, NUL-terminated and truncated to size, into buf (buf may
+ * be NULL when size is 0) and returns its full length, like snprintf; ""
+ * (0) when there was no error.  The text stays until the next error: a
+ * recovered handle still shows what went wrong last.
+ *
+ * psync_last_error: the last error of a call made on this thread that
+ * failed before it had a handle to keep it on, e.g.
+ * psync_nats_transport_connect (thread-local, like nats_GetLastError).
+ */
+size_t		psync_last_error(char *buf, size_t size);
 
 /* ------------------------------------------------------------- transport */
 
@@ -189,6 +208,10 @@ void		psync_unsubscribe(psync_transport *transport, psync_subscription_id id);
 /* Diagnostic: number of keys (and patterns) with at least one subscriber. */
 size_t		psync_transport_key_count(psync_transport *transport);
 
+/* The transport's last error (NATS: nats.c's text), see psync_last_error. */
+size_t		psync_transport_last_error(psync_transport *transport, char *buf,
+									   size_t size);
+
 /* ------------------------------------------------------------- refetch */
 
 /*
@@ -210,7 +233,10 @@ typedef void (*psync_refetch_fn) (void *ctx, const char *key,
 void		psync_refetch_complete(psync_refetch_request *request,
 								   const void *envelope, size_t len);
 
-/* Finish with a failure; the replica goes "stale". */
+/*
+ * Finish with a failure; the replica goes "stale" and keeps error (copied;
+ * NULL is fine) as its last error (psync_replica_last_error).
+ */
 void		psync_refetch_fail(psync_refetch_request *request, const char *error);
 
 /* The key the request is for (valid until it is finished). */
@@ -246,6 +272,13 @@ void	   *psync_pq_refetch_ctx(psync_refetcher *refetcher);
  * free.  Replicas using it must be disposed first.
  */
 void		psync_refetcher_destroy(psync_refetcher *refetcher);
+
+/*
+ * The refetcher's last error: libpq's connection or query error text, also
+ * passed to psync_refetch_fail (so the replica has it too).
+ */
+size_t		psync_refetcher_last_error(psync_refetcher *refetcher, char *buf,
+									   size_t size);
 
 /*
  * Synchronously fetch the snapshot of key over conn into a malloc'd buffer
@@ -332,7 +365,8 @@ typedef struct psync_replica_counters
  * Called after the value or the metadata changed (an apply, or a status
  * change), with the replica locked: value is the current value (NULL when
  * uninitialised), valid during the call.  It may call psync_replica_get,
- * _meta and _stats on this replica, but must not dispose it.  Runs on the
+ * _meta, _stats, _last_error, _observe and _unobserve on this replica, but
+ * must not dispose it (refused: PSYNC_ERR_IN_CALLBACK).  Runs on the
  * thread that caused the change: a delivery thread, the refetcher's thread,
  * or the caller of psync_replica_new.  Keep it short and non-blocking, and do
  * not publish to an in-process transport from it (that would lock other
@@ -355,9 +389,13 @@ typedef struct psync_replica_options
 	void	   *refetch_ctx;
 	/* Start with a refetch when no seed is given (C services have no SSR). */
 	bool		initial_refetch;
+	/* The first observer (more with psync_replica_observe); may be NULL. */
 	psync_change_fn on_change;
 	void	   *on_change_ctx;
-	/* Envelopes buffered during a refetch; default 256 (older ones dropped). */
+	/*
+	 * Envelopes buffered during a refetch; default 256 (older ones dropped).
+	 * The buffer grows as needed, so any value up to SIZE_MAX is fine.
+	 */
 	size_t		max_buffered;
 } psync_replica_options;
 
@@ -380,7 +418,9 @@ void		psync_replica_stats(psync_replica *replica, psync_replica_counters *out);
 
 /*
  * Wait until no refetch is in flight (the seed's whenIdle).  timeout_ms < 0
- * waits forever.  PSYNC_OK or PSYNC_ERR_TIMEOUT.  Not from a callback.
+ * waits forever.  PSYNC_OK or PSYNC_ERR_TIMEOUT.  From any libparasync
+ * callback (which may hold the lock the refetch needs) it returns
+ * PSYNC_ERR_IN_CALLBACK at once instead of hanging.
  */
 psync_status psync_replica_wait_idle(psync_replica *replica, int timeout_ms);
 
@@ -393,10 +433,180 @@ void		psync_replica_resync(psync_replica *replica);
 /*
  * Stop listening and free (unlike the seed's dispose() it is not idempotent:
  * the handle is gone).  Waits for a running handler on another thread; a
- * refetch in flight finishes into the void.  Not from a callback of this
- * replica.
+ * refetch in flight finishes into the void.  From a callback of this very
+ * replica (its parse, observers, refetch start or value visitor) it does
+ * nothing and returns PSYNC_ERR_IN_CALLBACK: dispose it after the callback
+ * returned, from another thread or later on this one.
  */
-void		psync_replica_dispose(psync_replica *replica);
+psync_status psync_replica_dispose(psync_replica *replica);
+
+/*
+ * Observers: any number of change callbacks per replica (the seed lets any
+ * number of observers track a replica).  Each is called, in registration
+ * order, as documented for psync_change_fn.  *out_id (may be NULL) gets an
+ * id, never 0 and never reused by this replica.  An observer added from a
+ * callback is first called at the next change; unobserve is idempotent and,
+ * once it returns, the observer is not running on another thread and will
+ * not be called again.
+ */
+typedef uint64_t psync_observer_id;
+psync_status psync_replica_observe(psync_replica *replica, psync_change_fn fn,
+								   void *ctx, psync_observer_id *out_id);
+void		psync_replica_unobserve(psync_replica *replica, psync_observer_id id);
+
+/*
+ * Why the replica is stale or skewed: the refetch failure passed to
+ * psync_refetch_fail (libpq's text with the libpq refetcher), the parse
+ * callback's error, or a missing refetch function.  See psync_last_error.
+ */
+size_t		psync_replica_last_error(psync_replica *replica, char *buf, size_t size);
+
+/* ------------------------------------------------------------ collection */
+
+/*
+ * A live replica of a whole synced table: every row the database role may
+ * see, loaded page by page with para_sync.snapshot_table() and then kept
+ * current from the table's envelopes.  Each member carries its own
+ * sequence, so the collection checks and repairs every row on its own:
+ *
+ *   - it subscribes to "<table>:*" first, then loads the pages; envelopes
+ *     that arrive meanwhile are held and reconciled per row, by sequence,
+ *     once the last page is in (older than the page: dropped; next: applied;
+ *     beyond: that row is refetched);
+ *   - live: an envelope whose sequence is the row's + 1 applies (an upsert
+ *     adds or updates the member, a delete removes it); older ones are
+ *     ignored; a gap refetches that one row (psync_refetch_fn, e.g. the
+ *     libpq refetcher), the others carry on; rows that appear later join;
+ *   - PSYNC_EVENT_LOST (NATS reconnect, slow consumer) reloads the pages in
+ *     the background without dropping the collection: members keep their
+ *     values, newer rows replace older ones, rows gone from the table leave.
+ *
+ * Deleted rows are remembered by key and sequence (a few dozen bytes each),
+ * so a late duplicate of an older envelope cannot bring them back.
+ */
+typedef struct psync_collection psync_collection;
+
+typedef enum psync_member_change
+{
+	PSYNC_MEMBER_ADDED,
+	PSYNC_MEMBER_UPDATED,
+	PSYNC_MEMBER_REMOVED		/* value: the last value it had */
+} psync_member_change;
+
+/*
+ * Change callback: runs with the collection locked, on the thread that made
+ * the change — the collection's loader thread (pages, reconciliation, the
+ * sweep after a reload), a transport delivery thread (live envelopes) or the
+ * refetcher's thread (a row refetch).  value is valid during the call.  It
+ * may read the collection (get, count, foreach, stats) but must not destroy
+ * it or wait for it (refused: PSYNC_ERR_IN_CALLBACK).  As for replicas, do
+ * not publish to an in-process transport from it: hand such work to
+ * another thread.
+ */
+typedef void (*psync_collection_change_fn) (void *ctx, psync_collection *collection,
+											psync_member_change change,
+											const char *key, size_t key_len,
+											const void *value, int64_t sequence);
+
+/* A member, visited with the collection locked; value valid during the call. */
+typedef void (*psync_member_fn) (void *ctx, const char *key, size_t key_len,
+								 const void *value, int64_t sequence);
+
+/*
+ * A page loader: calls row(row_ctx, envelope, len) for each of the snapshot
+ * envelopes of table (a sync name) whose keys follow after_key (NULL: from
+ * the first), in key order, at most max_rows; returns PSYNC_OK (fewer than
+ * max_rows rows: that was the last page) or an error with its text in
+ * error.  Runs on the collection's loader thread; may block.
+ */
+typedef void (*psync_page_row_fn) (void *row_ctx, const void *envelope, size_t len);
+typedef psync_status (*psync_load_page_fn) (void *ctx, const char *table,
+											const char *after_key, int max_rows,
+											psync_page_row_fn row, void *row_ctx,
+											char *error, size_t error_size);
+
+/*
+ * libpq page loader: para_sync.snapshot_table() over its own connection
+ * (opened from conninfo, reopened after a failure).  One loader may serve
+ * several collections (one page at a time).
+ */
+typedef struct psync_pq_loader psync_pq_loader;
+psync_status psync_pq_loader_new_conninfo(const char *conninfo, psync_pq_loader **out);
+psync_load_page_fn psync_pq_load_page_fn(void);
+void	   *psync_pq_load_page_ctx(psync_pq_loader *loader);
+/* Collections using it must be destroyed first. */
+void		psync_pq_loader_destroy(psync_pq_loader *loader);
+
+typedef struct psync_collection_options
+{
+	const char *table;			/* required: the table's sync name, "users" */
+	psync_schema schema;		/* required: parse must be set */
+	psync_transport *transport; /* required */
+	psync_load_page_fn load_page;	/* required */
+	void	   *load_ctx;
+	/* Row refetch; NULL → a gap reloads the whole table instead. */
+	psync_refetch_fn refetch;
+	void	   *refetch_ctx;
+	psync_collection_change_fn on_change;	/* may be NULL */
+	void	   *on_change_ctx;
+	int			page_size;		/* rows per page; default 10000 */
+} psync_collection_options;
+
+void		psync_collection_options_init(psync_collection_options *opts);
+
+/*
+ * Subscribe, load every page (on the collection's loader thread; it waits)
+ * and return the live collection.  The initial members are reported as
+ * PSYNC_MEMBER_ADDED before it returns.  A failed initial load fails it
+ * (PSYNC_ERR_DATABASE …; the text with psync_last_error).
+ */
+psync_status psync_collection_new(const psync_collection_options *opts,
+								  psync_collection **out);
+
+/* Visit key's member; false (fn not called) when it is not a member. */
+bool		psync_collection_get(psync_collection *collection, const char *key,
+								 psync_member_fn fn, void *ctx);
+
+/* Number of members (rows present). */
+size_t		psync_collection_count(psync_collection *collection);
+
+/* Visit every member (in no particular order) with the collection locked. */
+void		psync_collection_foreach(psync_collection *collection,
+									 psync_member_fn fn, void *ctx);
+
+typedef struct psync_collection_counters
+{
+	uint64_t	loads;			/* complete page loads (1 + reloads) */
+	uint64_t	rows_loaded;
+	uint64_t	applied;		/* live envelopes applied */
+	uint64_t	ignored_stale;
+	uint64_t	gaps;
+	uint64_t	row_refetches;
+	uint64_t	parse_errors;
+} psync_collection_counters;
+
+void		psync_collection_stats(psync_collection *collection,
+								   psync_collection_counters *out);
+
+/* Reload the pages in the background, as after PSYNC_EVENT_LOST. */
+void		psync_collection_resync(psync_collection *collection);
+
+/*
+ * Wait until no reload and no row refetch is in flight.  PSYNC_OK,
+ * PSYNC_ERR_TIMEOUT, or PSYNC_ERR_IN_CALLBACK from a callback.
+ */
+psync_status psync_collection_wait_idle(psync_collection *collection, int timeout_ms);
+
+/* The last load, refetch or parse error (see psync_last_error). */
+size_t		psync_collection_last_error(psync_collection *collection, char *buf,
+										size_t size);
+
+/*
+ * Unsubscribe, stop the loader thread (after its current page) and free.
+ * Row refetches in flight finish into the void.  PSYNC_ERR_IN_CALLBACK
+ * (and nothing done) from one of its own callbacks.
+ */
+psync_status psync_collection_destroy(psync_collection *collection);
 
 #ifdef __cplusplus
 }

@@ -11,10 +11,13 @@
 #include "para_sync/client.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <libpq-fe.h>
+
+#include "client_error.h"
 
 typedef struct pq_job
 {
@@ -36,10 +39,27 @@ struct psync_refetcher
 	/* conninfo mode: the refetcher's own connection */
 	char	   *conninfo;
 	PGconn	   *own_conn;
+	char		connect_error[PSYNC_ERROR_LEN];	/* worker thread only */
+	char		last_error[PSYNC_ERROR_LEN];	/* under lock */
 };
 
-psync_status
-psync_pq_fetch_snapshot(PGconn *conn, const char *key, void **out, size_t *out_len)
+/* libpq's message without its trailing newline. */
+static void
+pq_message(char *buf, size_t size, const char *what, const char *message)
+{
+	size_t		len;
+
+	snprintf(buf, size, "%s: %s", what,
+			 message != NULL && message[0] != '\0' ? message : "no message from libpq");
+	len = strlen(buf);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+		buf[--len] = '\0';
+}
+
+/* psync_pq_fetch_snapshot, with the failure's text in err. */
+static psync_status
+fetch_snapshot(PGconn *conn, const char *key, void **out, size_t *out_len,
+			   char *err, size_t err_size)
 {
 	const char *params[1] = {key};
 	PGresult   *res;
@@ -52,16 +72,26 @@ psync_pq_fetch_snapshot(PGconn *conn, const char *key, void **out, size_t *out_l
 	res = PQexecParams(conn, "SELECT para_sync.snapshot($1)", 1, NULL, params,
 					   NULL, NULL, 1);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
 		st = PSYNC_ERR_DATABASE;
+		pq_message(err, err_size, "para_sync.snapshot() failed",
+				   res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+	}
 	else if (PQgetisnull(res, 0, 0))
+	{
 		st = PSYNC_ERR_NOT_FOUND;
+		snprintf(err, err_size, "para_sync.snapshot() returned NULL");
+	}
 	else
 	{
 		size_t		len = (size_t) PQgetlength(res, 0, 0);
 
 		*out = malloc(len > 0 ? len : 1);
 		if (*out == NULL)
+		{
 			st = PSYNC_ERR_NO_MEMORY;
+			snprintf(err, err_size, "out of memory");
+		}
 		else
 		{
 			memcpy(*out, PQgetvalue(res, 0, 0), len);
@@ -72,6 +102,24 @@ psync_pq_fetch_snapshot(PGconn *conn, const char *key, void **out, size_t *out_l
 	return st;
 }
 
+psync_status
+psync_pq_fetch_snapshot(PGconn *conn, const char *key, void **out, size_t *out_len)
+{
+	char		err[PSYNC_ERROR_LEN];
+
+	return fetch_snapshot(conn, key, out, out_len, err, sizeof(err));
+}
+
+/* Keep err as the refetcher's last error and fail request with it. */
+static void
+fail_job(psync_refetcher *rf, psync_refetch_request *request, const char *err)
+{
+	pthread_mutex_lock(&rf->lock);
+	snprintf(rf->last_error, sizeof(rf->last_error), "%s", err);
+	pthread_mutex_unlock(&rf->lock);
+	psync_refetch_fail(request, err);
+}
+
 static void
 run_job(psync_refetcher *rf, psync_refetch_request *request)
 {
@@ -80,17 +128,20 @@ run_job(psync_refetcher *rf, psync_refetch_request *request)
 	size_t		len = 0;
 	psync_status st;
 
+	char		err[PSYNC_ERROR_LEN];
+
 	if (conn == NULL)
 	{
-		psync_refetch_fail(request, "no database connection");
+		fail_job(rf, request, rf->connect_error[0] != '\0' ? rf->connect_error :
+				 "no database connection (the pool's acquire returned NULL)");
 		return;
 	}
-	st = psync_pq_fetch_snapshot(conn, psync_refetch_key(request), &bytes, &len);
+	st = fetch_snapshot(conn, psync_refetch_key(request), &bytes, &len, err, sizeof(err));
 	rf->release(rf->ctx, conn, PQstatus(conn) != CONNECTION_OK);
 	if (st == PSYNC_OK)
 		psync_refetch_complete(request, bytes, len);
 	else
-		psync_refetch_fail(request, psync_status_text(st));
+		fail_job(rf, request, err);
 	free(bytes);
 }
 
@@ -207,9 +258,14 @@ own_acquire(void *ctx)
 	rf->own_conn = PQconnectdb(rf->conninfo);
 	if (PQstatus(rf->own_conn) != CONNECTION_OK)
 	{
+		pq_message(rf->connect_error, sizeof(rf->connect_error),
+				   "could not connect to the database",
+				   rf->own_conn != NULL ? PQerrorMessage(rf->own_conn) : "out of memory");
 		PQfinish(rf->own_conn);
 		rf->own_conn = NULL;
 	}
+	else
+		rf->connect_error[0] = '\0';
 	return rf->own_conn;
 }
 
@@ -272,4 +328,17 @@ psync_refetcher_destroy(psync_refetcher *rf)
 	pthread_cond_destroy(&rf->wake);
 	pthread_mutex_destroy(&rf->lock);
 	free(rf);
+}
+
+size_t
+psync_refetcher_last_error(psync_refetcher *rf, char *buf, size_t size)
+{
+	size_t		len;
+
+	if (rf == NULL)
+		return error_copy("", buf, size);
+	pthread_mutex_lock(&rf->lock);
+	len = error_copy(rf->last_error, buf, size);
+	pthread_mutex_unlock(&rf->lock);
+	return len;
 }

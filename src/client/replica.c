@@ -18,7 +18,11 @@
  *
  * Threading: one recursive mutex per replica, held while the application's
  * parse and change callbacks run (so they see a consistent replica and may
- * read it).  The replica is reference-counted so that a refetch finishing
+ * read it).  Every callback runs inside a callback frame (callback.h), so
+ * that psync_replica_dispose from the replica's own callback and
+ * psync_replica_wait_idle from any callback are refused instead of freeing
+ * the replica under its caller or waiting forever.  Any number of observers
+ * (psync_replica_observe) are told of each change.  The replica is reference-counted so that a refetch finishing
  * after psync_replica_dispose() lands safely.  The in-order path does not
  * allocate: the displaced value is handed back to parse as "recycled".
  */
@@ -27,13 +31,18 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "callback.h"
+#include "refetch_internal.h"
 #include "transport_internal.h"
 
 #define DEFAULT_MAX_BUFFERED 256
+#define ERROR_LEN 256
 
 typedef enum ingest_source
 {
@@ -55,11 +64,13 @@ typedef struct buffered_envelope
 	uint8_t		data[];			/* schema_version, then value */
 } buffered_envelope;
 
-struct psync_refetch_request
+
+typedef struct observer
 {
-	psync_replica *replica;
-	char	   *key;
-};
+	psync_observer_id id;
+	psync_change_fn fn;
+	void	   *ctx;
+} observer;
 
 struct psync_replica
 {
@@ -73,8 +84,11 @@ struct psync_replica
 	psync_subscription_id subscription;
 	psync_refetch_fn refetch;
 	void	   *refetch_ctx;
-	psync_change_fn on_change;
-	void	   *on_change_ctx;
+	observer   *observers;		/* in registration order; fn NULL: removed */
+	size_t		nobservers;
+	size_t		observers_cap;
+	int			notifying;		/* depth of notify() on the owning thread */
+	psync_observer_id next_observer;
 
 	void	   *value;
 	void	   *spare;			/* a displaced value, recycled by parse */
@@ -85,21 +99,65 @@ struct psync_replica
 	psync_replica_metadata meta;
 	psync_replica_counters stats;
 
-	buffered_envelope **buffer;
+	buffered_envelope **buffer; /* grown on demand up to max_buffered */
 	size_t		nbuffered;
+	size_t		buffer_cap;
 	size_t		max_buffered;
+
+	char		last_error[ERROR_LEN];
 };
 
 static void ingest(psync_replica *r, const psync_envelope *env, ingest_source src);
+static void finish_refetch(psync_refetch_request *req, const void *bytes, size_t len,
+						   bool ok, const char *error);
 static bool envelope_fits(const psync_replica *r, const psync_envelope *env);
 
 /* ---- small helpers ---- */
 
 static void
+set_error(psync_replica *r, const char *what, const char *detail)
+{
+	snprintf(r->last_error, sizeof(r->last_error), "%s%s%s", what,
+			 detail != NULL && detail[0] != '\0' ? ": " : "",
+			 detail != NULL ? detail : "");
+}
+
+/* Drop removed observers; only when no notify() is iterating. */
+static void
+compact_observers(psync_replica *r)
+{
+	size_t		n = 0;
+
+	if (r->notifying > 0)
+		return;
+	for (size_t i = 0; i < r->nobservers; i++)
+		if (r->observers[i].fn != NULL)
+			r->observers[n++] = r->observers[i];
+	r->nobservers = n;
+}
+
+/*
+ * Tell every observer.  One added during the calls is not called this
+ * time; one removed is not called after its removal.
+ */
+static void
 notify(psync_replica *r)
 {
-	if (r->on_change != NULL)
-		r->on_change(r->on_change_ctx, r, r->value, &r->meta);
+	size_t		n = r->nobservers;
+	callback_frame frame;
+
+	callback_enter(&frame, r);
+	r->notifying++;
+	for (size_t i = 0; i < n && !r->disposed; i++)
+	{
+		observer	o = r->observers[i];
+
+		if (o.fn != NULL)
+			o.fn(o.ctx, r, r->value, &r->meta);
+	}
+	r->notifying--;
+	callback_leave(&frame);
+	compact_observers(r);
 }
 
 static void
@@ -133,6 +191,7 @@ release(psync_replica *r)
 		return;
 	pthread_cond_destroy(&r->idle);
 	pthread_mutex_destroy(&r->lock);
+	free(r->observers);
 	free(r->key);
 	free(r);
 }
@@ -154,6 +213,7 @@ start_refetch(psync_replica *r)
 
 	if (r->refetch == NULL)
 	{
+		set_error(r, "a refetch is needed but the replica has no refetch function", NULL);
 		set_status(r, PSYNC_REPLICA_STALE);
 		return;
 	}
@@ -166,20 +226,30 @@ start_refetch(psync_replica *r)
 	if (req == NULL || (req->key = strdup(r->key)) == NULL)
 	{
 		free(req);
+		set_error(r, "refetch failed", "out of memory");
 		set_status(r, PSYNC_REPLICA_STALE);
 		return;
 	}
-	req->replica = r;
+	req->owner = r;
+	req->finish = finish_refetch;
 	atomic_fetch_add(&r->refs, 1);
 	r->stats.refetches++;
 	r->refetching = true;
 	set_status(r, PSYNC_REPLICA_REFETCHING);
-	r->refetch(r->refetch_ctx, req->key, req);	/* may complete at once */
+	{
+		callback_frame frame;
+
+		callback_enter(&frame, r);
+		r->refetch(r->refetch_ctx, req->key, req);	/* may complete at once */
+		callback_leave(&frame);
+	}
 }
 
 static void
-parse_failed(psync_replica *r, ingest_source src)
+parse_failed(psync_replica *r, ingest_source src, const char *error)
 {
+	set_error(r, src == FROM_REFETCH ? "refetched value rejected" : "value rejected",
+			  error);
 	r->stats.parse_errors++;
 	set_status(r, PSYNC_REPLICA_SKEW);
 	if (src != FROM_REFETCH)
@@ -202,7 +272,24 @@ buffer_receipt(psync_replica *r, const psync_envelope *env)
 		r->refetch_again = true;
 		return;
 	}
-	if (r->nbuffered == r->max_buffered)
+	if (r->nbuffered == r->buffer_cap && r->buffer_cap < r->max_buffered)
+	{
+		/* grow geometrically, never past max_buffered nor SIZE_MAX bytes */
+		size_t		cap = r->buffer_cap == 0 ? 16 : r->buffer_cap * 2;
+		buffered_envelope **grown;
+
+		if (cap > r->max_buffered || cap < r->buffer_cap)
+			cap = r->max_buffered;
+		if (cap > SIZE_MAX / sizeof(*r->buffer))
+			cap = SIZE_MAX / sizeof(*r->buffer);
+		grown = cap > r->buffer_cap ? realloc(r->buffer, cap * sizeof(*r->buffer)) : NULL;
+		if (grown != NULL)
+		{
+			r->buffer = grown;
+			r->buffer_cap = cap;
+		}
+	}
+	if (r->nbuffered == r->buffer_cap)
 	{
 		/* full: the lowest sequence makes room (a gap → refetch later) */
 		slot = 0;
@@ -332,7 +419,7 @@ refetch_notice(psync_replica *r, const psync_envelope *env, ingest_source src)
 {
 	if (src == FROM_REFETCH)
 	{
-		parse_failed(r, src);	/* a snapshot must carry a value */
+		parse_failed(r, src, "a snapshot must carry a value");
 		return;
 	}
 	if (src == FROM_RECEIPT && r->initialized &&
@@ -358,7 +445,7 @@ ingest(psync_replica *r, const psync_envelope *env, ingest_source src)
 		return;
 	if (!envelope_fits(r, env))
 	{
-		parse_failed(r, src);
+		parse_failed(r, src, "not an envelope for this key");
 		return;
 	}
 	if (env->op == PSYNC_OP_REFETCH)
@@ -368,11 +455,19 @@ ingest(psync_replica *r, const psync_envelope *env, ingest_source src)
 	}
 
 	/* parse gate */
-	if (!r->schema.parse(r->schema.ctx, value, value_len, env, r->spare,
-						 &parsed, &error))
 	{
-		parse_failed(r, src);
-		return;
+		callback_frame frame;
+		bool		ok;
+
+		callback_enter(&frame, r);
+		ok = r->schema.parse(r->schema.ctx, value, value_len, env, r->spare,
+							 &parsed, &error);
+		callback_leave(&frame);
+		if (!ok)
+		{
+			parse_failed(r, src, error);
+			return;
+		}
 	}
 	if (parsed != r->spare)
 		free_value(r, r->spare);
@@ -440,9 +535,9 @@ on_event(void *ctx, const psync_event *event)
 
 static void
 finish_refetch(psync_refetch_request *req, const void *bytes, size_t len,
-			   bool ok)
+			   bool ok, const char *error)
 {
-	psync_replica *r = req->replica;
+	psync_replica *r = req->owner;
 	psync_envelope env;
 	bool		again;
 
@@ -453,9 +548,12 @@ finish_refetch(psync_refetch_request *req, const void *bytes, size_t len,
 		again = r->refetch_again;
 		r->refetch_again = false;
 		if (!ok)
+		{
+			set_error(r, "refetch failed", error != NULL ? error : "no snapshot");
 			set_status(r, PSYNC_REPLICA_STALE);
+		}
 		else if (psync_envelope_decode(bytes, len, &env) != PSYNC_DECODE_OK)
-			parse_failed(r, FROM_REFETCH);
+			parse_failed(r, FROM_REFETCH, "the snapshot is not a valid envelope");
 		else
 			ingest(r, &env, FROM_REFETCH);
 		replay_buffer(r);
@@ -473,15 +571,14 @@ void
 psync_refetch_complete(psync_refetch_request *req, const void *envelope, size_t len)
 {
 	if (req != NULL)
-		finish_refetch(req, envelope, len, envelope != NULL);
+		req->finish(req, envelope, len, envelope != NULL, NULL);
 }
 
 void
 psync_refetch_fail(psync_refetch_request *req, const char *error)
 {
-	(void) error;
 	if (req != NULL)
-		finish_refetch(req, NULL, 0, false);
+		req->finish(req, NULL, 0, false, error);
 }
 
 const char *
@@ -577,14 +674,24 @@ replica_alloc(const psync_replica_options *opts)
 	if (r == NULL)
 		return NULL;
 	r->key = strdup(opts->key);
-	r->buffer = malloc(max * sizeof(*r->buffer));
-	if (r->key == NULL || r->buffer == NULL || init_sync(r) != PSYNC_OK)
+	if (opts->on_change != NULL)
+	{
+		r->observers = malloc(sizeof(*r->observers));
+		if (r->observers != NULL)
+		{
+			r->observers[0] = (observer) {1, opts->on_change, opts->on_change_ctx};
+			r->nobservers = r->observers_cap = 1;
+		}
+	}
+	if (r->key == NULL || (opts->on_change != NULL && r->observers == NULL) ||
+		init_sync(r) != PSYNC_OK)
 	{
 		free(r->key);
-		free(r->buffer);
+		free(r->observers);
 		free(r);
 		return NULL;
 	}
+	r->next_observer = 2;
 	atomic_init(&r->refs, 1);
 	r->key_len = strlen(r->key);
 	r->max_buffered = max;
@@ -592,8 +699,6 @@ replica_alloc(const psync_replica_options *opts)
 	r->transport = opts->transport;
 	r->refetch = opts->refetch;
 	r->refetch_ctx = opts->refetch_ctx;
-	r->on_change = opts->on_change;
-	r->on_change_ctx = opts->on_change_ctx;
 	r->meta.sequence = -1;
 	r->meta.status = PSYNC_REPLICA_STALE;
 	return r;
@@ -610,7 +715,7 @@ hydrate(psync_replica *r, const psync_replica_options *opts)
 		if (psync_envelope_decode(opts->seed, opts->seed_len, &env) == PSYNC_DECODE_OK)
 			ingest(r, &env, FROM_HYDRATION);
 		else
-			parse_failed(r, FROM_HYDRATION);
+			parse_failed(r, FROM_HYDRATION, "the seed is not a valid envelope");
 	}
 	else if (opts->initial_refetch)
 		start_refetch(r);
@@ -638,7 +743,6 @@ psync_replica_new(const psync_replica_options *opts, psync_replica **out)
 								   &r->subscription);
 	if (st != PSYNC_OK)
 	{
-		free(r->buffer);
 		release(r);
 		return st;
 	}
@@ -653,7 +757,13 @@ psync_replica_get(psync_replica *r, psync_value_fn fn, void *ctx)
 	if (r == NULL || fn == NULL)
 		return;
 	pthread_mutex_lock(&r->lock);
-	fn(ctx, r->value, &r->meta);
+	{
+		callback_frame frame;
+
+		callback_enter(&frame, r);
+		fn(ctx, r->value, &r->meta);
+		callback_leave(&frame);
+	}
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -696,6 +806,9 @@ psync_replica_wait_idle(psync_replica *r, int timeout_ms)
 
 	if (r == NULL)
 		return PSYNC_ERR_INVALID_ARGUMENT;
+	/* a callback holds a replica lock, maybe the one a refetch needs */
+	if (callback_running(NULL))
+		return PSYNC_ERR_IN_CALLBACK;
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	if (timeout_ms >= 0)
 	{
@@ -719,11 +832,14 @@ psync_replica_wait_idle(psync_replica *r, int timeout_ms)
 	return st;
 }
 
-void
+psync_status
 psync_replica_dispose(psync_replica *r)
 {
 	if (r == NULL)
-		return;
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	/* its caller would return into a freed replica */
+	if (callback_running(r))
+		return PSYNC_ERR_IN_CALLBACK;
 	/* first: no handler runs or will run (it takes r->lock) */
 	psync_unsubscribe(r->transport, r->subscription);
 	pthread_mutex_lock(&r->lock);
@@ -734,7 +850,75 @@ psync_replica_dispose(psync_replica *r)
 	clear_buffer(r);
 	free(r->buffer);
 	r->buffer = NULL;
+	r->buffer_cap = 0;
 	pthread_cond_broadcast(&r->idle);
 	pthread_mutex_unlock(&r->lock);
 	release(r);
+	return PSYNC_OK;
+}
+
+psync_status
+psync_replica_observe(psync_replica *r, psync_change_fn fn, void *ctx,
+					  psync_observer_id *out_id)
+{
+	psync_status st = PSYNC_OK;
+
+	if (out_id != NULL)
+		*out_id = 0;
+	if (r == NULL || fn == NULL)
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	pthread_mutex_lock(&r->lock);
+	if (r->nobservers == r->observers_cap)
+	{
+		size_t		cap = r->observers_cap ? r->observers_cap * 2 : 4;
+		observer   *grown = cap < SIZE_MAX / sizeof(*grown) ?
+			realloc(r->observers, cap * sizeof(*grown)) : NULL;
+
+		if (grown == NULL)
+			st = PSYNC_ERR_NO_MEMORY;
+		else
+		{
+			r->observers = grown;
+			r->observers_cap = cap;
+		}
+	}
+	if (st == PSYNC_OK)
+	{
+		psync_observer_id id = r->next_observer++;
+
+		r->observers[r->nobservers++] = (observer) {id, fn, ctx};
+		if (out_id != NULL)
+			*out_id = id;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return st;
+}
+
+void
+psync_replica_unobserve(psync_replica *r, psync_observer_id id)
+{
+	if (r == NULL || id == 0)
+		return;
+	/* the lock: an observer running on another thread finishes first */
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->nobservers; i++)
+		if (r->observers[i].id == id)
+			r->observers[i].fn = NULL;
+	compact_observers(r);
+	pthread_mutex_unlock(&r->lock);
+}
+
+size_t
+psync_replica_last_error(psync_replica *r, char *buf, size_t size)
+{
+	size_t		len;
+
+	if (r == NULL)
+		return 0;
+	pthread_mutex_lock(&r->lock);
+	len = strlen(r->last_error);
+	if (buf != NULL && size > 0)
+		snprintf(buf, size, "%s", r->last_error);
+	pthread_mutex_unlock(&r->lock);
+	return len;
 }

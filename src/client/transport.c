@@ -16,10 +16,12 @@
  * the unsubscriber sees it running and waits.  Up to DELIVERY_STACK handlers
  * are snapshotted on the stack: the common path does not allocate.
  */
+#include "client_error.h"
 #include "transport_internal.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "para_sync/key.h"
@@ -362,6 +364,28 @@ psync_unsubscribe(psync_transport *t, psync_subscription_id id)
 	pthread_mutex_unlock(&t->lock);
 	if (detach && detach_data != NULL && t->ops->detach != NULL)
 		t->ops->detach(t, detach_data);
+}
+
+void
+transport_set_error(psync_transport *t, const char *what, const char *detail)
+{
+	pthread_mutex_lock(&t->lock);
+	snprintf(t->last_error, sizeof(t->last_error), "%s: %s", what,
+			 detail != NULL ? detail : "unknown error");
+	pthread_mutex_unlock(&t->lock);
+}
+
+size_t
+psync_transport_last_error(psync_transport *t, char *buf, size_t size)
+{
+	size_t		len;
+
+	if (t == NULL)
+		return error_copy("", buf, size);
+	pthread_mutex_lock(&t->lock);
+	len = error_copy(t->last_error, buf, size);
+	pthread_mutex_unlock(&t->lock);
+	return len;
 }
 
 size_t

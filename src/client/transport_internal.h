@@ -63,7 +63,12 @@ struct psync_transport
 	size_t		nslots;
 	size_t		slots_cap;
 	size_t		free_slot;		/* head of the free list, or SIZE_MAX */
+	char		last_error[512];	/* under lock; psync_transport_last_error */
 };
+
+/* Keep "<what>: <detail>" as the transport's last error (takes the lock). */
+void		transport_set_error(psync_transport *t, const char *what,
+								const char *detail);
 
 psync_status transport_init(psync_transport *t, const transport_ops *ops,
 							void *backend);

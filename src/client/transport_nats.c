@@ -23,6 +23,7 @@
  * Deliveries use nats.c's global delivery thread pool, not one thread per
  * subscription: a process may hold replicas of many thousands of keys.
  */
+#include "client_error.h"
 #include "transport_internal.h"
 
 #include <errno.h>
@@ -164,6 +165,7 @@ nats_attach(psync_transport *t, const char *key, size_t len, bool is_pattern,
 			natsSubscription_Unsubscribe(ks->sub);
 			natsSubscription_Destroy(ks->sub);
 		}
+		transport_set_error(t, "could not subscribe", nats_GetLastError(NULL));
 		free(ks->key);
 		free(ks);			/* no callback can have run: it was never set up */
 		return PSYNC_ERR_NATS;
@@ -242,6 +244,8 @@ nats_publish_raw(psync_transport *t, const char *key, size_t key_len,
 	s = natsConnection_Publish(b->conn, subject, bytes, (int) len);
 	if (subject != stack)
 		free(subject);
+	if (s != NATS_OK)
+		transport_set_error(t, "could not publish", nats_GetLastError(NULL));
 	return s == NATS_OK ? PSYNC_OK : PSYNC_ERR_NATS;
 }
 
@@ -265,6 +269,8 @@ nats_flush(psync_transport *t, int timeout_ms)
 	natsStatus	s = natsConnection_FlushTimeout(backend_of(t)->conn,
 												timeout_ms < 0 ? 60000 : timeout_ms);
 
+	if (s != NATS_OK)
+		transport_set_error(t, "flush failed", nats_GetLastError(NULL));
 	return s == NATS_OK ? PSYNC_OK : s == NATS_TIMEOUT ? PSYNC_ERR_TIMEOUT : PSYNC_ERR_NATS;
 }
 
@@ -473,6 +479,10 @@ psync_nats_transport_connect(const psync_nats_options *opts, psync_transport **o
 	if (make_nats_options(opts, t, &no) != NATS_OK ||
 		natsConnection_Connect(&b->conn, no) != NATS_OK)
 	{
+		const char *text = nats_GetLastError(NULL);
+
+		client_thread_error("could not connect to NATS at %s: %s", opts->url,
+							text != NULL ? text : "unknown error");
 		natsOptions_Destroy(no);
 		b->conn = NULL;
 		t->ops = &nats_ops;

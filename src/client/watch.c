@@ -6,14 +6,15 @@
  *                   [--max-keys N] KEY|TABLE:* ...
  *
  * Holds a libparasync replica (NATS transport, libpq refetcher, initial
- * refetch) per key named; a "TABLE:*" pattern adds a replica for every key
- * of the table that changes while it runs.  On a terminal the table of
- * keys is redrawn in place (at most 10 times a second); otherwise, or with
- * --lines, one line is printed per change.
+ * refetch) per key named, and a collection (every row, loaded with
+ * para_sync.snapshot_table() and then kept live) per "TABLE:*" pattern.
+ * On a terminal the table of keys is redrawn in place (at most 10 times a
+ * second); otherwise, or with --lines, one line is printed per change.
  *
- * Threads: change callbacks run on nats.c and refetcher threads; they only
- * print (lines mode, under print_lock) or raise the atomic "dirty" flag.
- * The main thread owns the list of watched keys and does all drawing.
+ * Threads: change callbacks run on nats.c, refetcher and collection loader
+ * threads; they only print (lines mode, under print_lock) or raise the
+ * atomic "dirty" flag.  The main thread owns the lists of watched keys and
+ * tables and does all drawing.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -28,7 +29,6 @@
 #include <unistd.h>
 
 #include "para_sync/client.h"
-#include "keymap.h"
 #include "watch_json.h"
 
 /* Longest value printed in line mode (bytes of JSON); longer ones end "...". */
@@ -41,27 +41,25 @@ typedef struct watched
 	struct watched *next;
 } watched;
 
-typedef struct pending_key
+typedef struct watched_table
 {
-	char	   *key;
-	struct pending_key *next;
-} pending_key;
+	char	   *pattern;
+	psync_collection *collection;
+	struct watched_table *next;
+} watched_table;
 
 static struct
 {
 	psync_transport *transport;
 	psync_refetcher *refetcher;
+	psync_pq_loader *loader;
+	watched_table *tables;
 	bool		lines;
 	size_t		max_keys;
 	/* main thread only */
 	watched    *head;
 	watched   **tail;
 	size_t		count;
-	/* shared with the pattern handlers, under pending_lock */
-	pthread_mutex_t pending_lock;
-	keymap		known;
-	pending_key *pending;
-	size_t		dropped;
 	/* anywhere */
 	pthread_mutex_t print_lock;
 	atomic_bool dirty;
@@ -69,8 +67,6 @@ static struct
 
 static volatile sig_atomic_t stop_requested;
 
-/* The value of w.known for keys named on the command line. */
-static pending_key named_key;
 
 static void
 on_signal(int sig)
@@ -136,6 +132,25 @@ print_line(const char *key, const void *value, const psync_replica_metadata *met
 	pthread_mutex_unlock(&w.print_lock);
 }
 
+/* A collection's member changed: a line like a replica's. */
+static void
+on_member_change(void *ctx, psync_collection *collection, psync_member_change change,
+				 const char *key, size_t key_len, const void *value, int64_t sequence)
+{
+	(void) ctx;
+	(void) collection;
+	if (w.lines)
+	{
+		static const json_text null_json = {"null", 4, 5};
+		psync_replica_metadata meta = {.sequence = sequence, .status = PSYNC_REPLICA_OK};
+		char		k[PSYNC_MAX_KEY_LEN + 1];
+
+		snprintf(k, sizeof(k), "%.*s", (int) key_len, key);
+		print_line(k, change == PSYNC_MEMBER_REMOVED ? &null_json : value, &meta);
+	}
+	atomic_store(&w.dirty, true);
+}
+
 static void
 on_change(void *ctx, psync_replica *replica, const void *value,
 		  const psync_replica_metadata *meta)
@@ -143,32 +158,6 @@ on_change(void *ctx, psync_replica *replica, const void *value,
 	(void) replica;
 	if (w.lines)
 		print_line(ctx, value, meta);
-	atomic_store(&w.dirty, true);
-}
-
-/* A table pattern saw a key: queue it for the main thread once. */
-static void
-on_pattern_event(void *ctx, const psync_event *event)
-{
-	pending_key *p;
-
-	(void) ctx;
-	if (event->kind != PSYNC_EVENT_ENVELOPE)
-		return;
-	pthread_mutex_lock(&w.pending_lock);
-	if (keymap_get(&w.known, event->key, event->key_len) == NULL)
-	{
-		if (w.known.count >= w.max_keys)
-			w.dropped++;
-		else if ((p = malloc(sizeof(*p))) != NULL &&
-				 (p->key = strndup(event->key, event->key_len)) != NULL &&
-				 keymap_put(&w.known, event->key, event->key_len, p))
-		{
-			p->next = w.pending;
-			w.pending = p;
-		}
-	}
-	pthread_mutex_unlock(&w.pending_lock);
 	atomic_store(&w.dirty, true);
 }
 
@@ -208,25 +197,41 @@ watch_key(const char *key)
 	return true;
 }
 
-static void
-adopt_pending_keys(void)
+/* Every row of the table, from the start, then live: a collection. */
+static bool
+watch_table(const char *pattern)
 {
-	pending_key *list,
-			   *oldest_first = NULL,
-			   *next;
+	watched_table *t = calloc(1, sizeof(*t));
+	psync_collection_options o;
+	psync_status st;
+	char		err[512];
 
-	pthread_mutex_lock(&w.pending_lock);
-	list = w.pending;
-	w.pending = NULL;
-	pthread_mutex_unlock(&w.pending_lock);
-	for (; list != NULL; list = next)
+	if (t == NULL || (t->pattern = strdup(pattern)) == NULL)
 	{
-		next = list->next;
-		list->next = oldest_first;
-		oldest_first = list;
+		free(t);
+		return false;
 	}
-	for (pending_key *p = oldest_first; p != NULL; p = p->next)
-		watch_key(p->key);		/* p stays in w.known, freed at exit */
+	t->pattern[strlen(t->pattern) - 2] = '\0';	/* the sync name */
+	psync_collection_options_init(&o);
+	o.table = t->pattern;
+	o.schema = (psync_schema) {parse_json, free_json, NULL};
+	o.transport = w.transport;
+	o.load_page = psync_pq_load_page_fn();
+	o.load_ctx = psync_pq_load_page_ctx(w.loader);
+	o.refetch = psync_pq_refetch_fn();
+	o.refetch_ctx = psync_pq_refetch_ctx(w.refetcher);
+	o.on_change = on_member_change;
+	if ((st = psync_collection_new(&o, &t->collection)) != PSYNC_OK)
+	{
+		psync_last_error(err, sizeof(err));
+		fprintf(stderr, "para-sync-watch: %s: %s: %s\n", pattern, psync_status_text(st), err);
+		free(t->pattern);
+		free(t);
+		return false;
+	}
+	t->next = w.tables;
+	w.tables = t;
+	return true;
 }
 
 /* ---- drawing (main thread) ---- */
@@ -255,6 +260,34 @@ format_row(void *ctx, const void *value, const psync_replica_metadata *meta)
 		r->buf[r->width] = '\0';
 }
 
+typedef struct member_ctx
+{
+	char	   *buf;
+	size_t		size;
+	int			width;
+	size_t		shown;
+	psync_collection_counters stats;
+} member_ctx;
+
+/* One collection member as a row (at most --max-keys per table). */
+static void
+format_member(void *ctx, const char *key, size_t key_len, const void *value, int64_t seq)
+{
+	member_ctx *m = ctx;
+	const char *v = value ? ((const json_text *) value)->data : "-";
+
+	if (m->shown >= w.max_keys)
+		return;
+	m->shown++;
+	snprintf(m->buf, m->size, "%-24.*s %8" PRId64 "  %-10s %7" PRIu64 " %5" PRIu64 " %4" PRIu64
+			 " %4" PRIu64 " %5" PRIu64 "  %s",
+			 (int) key_len, key, seq, "ok", m->stats.applied, m->stats.ignored_stale,
+			 m->stats.gaps, m->stats.parse_errors, m->stats.row_refetches, v);
+	if (m->width > 0 && strlen(m->buf) > (size_t) m->width)
+		m->buf[m->width] = '\0';
+	printf("%s\x1b[K\n", m->buf);
+}
+
 static int
 terminal_width(void)
 {
@@ -270,14 +303,10 @@ redraw(const char *nats_url)
 {
 	static char line[8192];
 	int			width = terminal_width();
-	size_t		dropped;
 
-	pthread_mutex_lock(&w.pending_lock);
-	dropped = w.dropped;
-	pthread_mutex_unlock(&w.pending_lock);
 	printf("\x1b[H");
 	snprintf(line, sizeof(line), "para-sync-watch  %s  %zu keys%s  (Ctrl-C quits)", nats_url,
-			 w.count, dropped ? "  (--max-keys reached)" : "");
+			 w.count, w.tables ? "  + tables" : "");
 	printf("%.*s\x1b[K\n\x1b[K\n", width, line);
 	snprintf(line, sizeof(line), "%-24s %8s  %-10s %7s %5s %4s %4s %5s  %s", "KEY", "SEQ",
 			 "STATUS", "APPLIED", "STALE", "GAPS", "ERR", "REFET", "VALUE");
@@ -289,6 +318,16 @@ redraw(const char *nats_url)
 		psync_replica_stats(e->replica, &r.stats);
 		psync_replica_get(e->replica, format_row, &r);
 		printf("%s\x1b[K\n", line);
+	}
+	for (watched_table *t = w.tables; t != NULL; t = t->next)
+	{
+		member_ctx	m = {line, sizeof(line), width, 0};
+
+		psync_collection_stats(t->collection, &m.stats);
+		psync_collection_foreach(t->collection, format_member, &m);
+		if (m.shown < psync_collection_count(t->collection))
+			printf("%s:* ... %zu more rows (--max-keys)\x1b[K\n", t->pattern,
+				   psync_collection_count(t->collection) - m.shown);
 	}
 	printf("\x1b[J");
 	fflush(stdout);
@@ -305,7 +344,7 @@ usage(FILE *f)
 			"  -d, --db CONNINFO    libpq connection string for refetches (default: libpq's PG* env)\n"
 			"  -p, --prefix PREFIX  subject prefix, as para_sync.subject_prefix (default synced)\n"
 			"  -l, --lines          one line per change (the default when stdout is not a terminal)\n"
-			"  -m, --max-keys N     keys a TABLE:* pattern may add (default 1000)\n"
+			"  -m, --max-keys N     rows of a TABLE:* shown on a terminal (default 1000)\n"
 			"  -h, --help\n");
 }
 
@@ -321,20 +360,18 @@ shutdown_all(void)
 		free(e->key);
 		free(e);
 	}
+	while (w.tables != NULL)
+	{
+		watched_table *t = w.tables;
+
+		w.tables = t->next;
+		psync_collection_destroy(t->collection);
+		free(t->pattern);
+		free(t);
+	}
+	psync_pq_loader_destroy(w.loader);
 	psync_refetcher_destroy(w.refetcher);
 	psync_transport_destroy(w.transport);
-}
-
-static void
-free_pending(void *ctx, void *value)
-{
-	pending_key *p = value;
-
-	(void) ctx;
-	if (p == &named_key)
-		return;
-	free(p->key);
-	free(p);
 }
 
 int
@@ -378,10 +415,7 @@ main(int argc, char **argv)
 	if (!isatty(STDOUT_FILENO))
 		w.lines = true;
 	w.tail = &w.head;
-	pthread_mutex_init(&w.pending_lock, NULL);
 	pthread_mutex_init(&w.print_lock, NULL);
-	if (!keymap_init(&w.known))
-		return 1;
 
 	no.url = nats_url;
 	no.name = "para-sync-watch";
@@ -396,21 +430,24 @@ main(int argc, char **argv)
 		psync_transport_destroy(w.transport);
 		return 1;
 	}
+	if ((st = psync_pq_loader_new_conninfo(conninfo, &w.loader)) != PSYNC_OK)
+	{
+		fprintf(stderr, "para-sync-watch: loader: %s\n", psync_status_text(st));
+		psync_refetcher_destroy(w.refetcher);
+		psync_transport_destroy(w.transport);
+		return 1;
+	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
 	for (int i = optind; i < argc; i++)
 	{
 		size_t		len = strlen(argv[i]);
-		psync_subscription_id id;
 
 		if (len > 2 && strcmp(argv[i] + len - 2, ":*") == 0)
-			st = psync_transport_subscribe(w.transport, argv[i], on_pattern_event, NULL, &id);
+			st = watch_table(argv[i]) ? PSYNC_OK : PSYNC_ERR_INVALID_ARGUMENT;
 		else
 		{
-			pthread_mutex_lock(&w.pending_lock);
-			keymap_put(&w.known, argv[i], len, &named_key);
-			pthread_mutex_unlock(&w.pending_lock);
 			st = watch_key(argv[i]) ? PSYNC_OK : PSYNC_ERR_INVALID_ARGUMENT;
 		}
 		if (st != PSYNC_OK)
@@ -426,13 +463,10 @@ main(int argc, char **argv)
 	atomic_store(&w.dirty, true);
 	while (!stop_requested)
 	{
-		adopt_pending_keys();
 		if (!w.lines && atomic_exchange(&w.dirty, false))
 			redraw(nats_url);
 		usleep(100000);
 	}
 	shutdown_all();
-	keymap_each(&w.known, free_pending, NULL);
-	keymap_free(&w.known);
 	return 0;
 }

@@ -67,8 +67,15 @@ snapshot_of_a_missing_row(void)
 	CHECK_EQ_INT(env.sequence, 0);
 	CHECK(env.has_value && env.value_len == 1 && env.value[0] == 0xc0);
 	free(bytes);
-	/* a key of no synced table is an error from the server */
-	CHECK_EQ_INT(psync_pq_fetch_snapshot(conn, "no_such_table_xyz:1", &bytes, &len), PSYNC_ERR_DATABASE);
+	/* a key of no synced table is no error: nil at its last sequence (0) */
+	CHECK_EQ_INT(psync_pq_fetch_snapshot(conn, "no_such_table_xyz:1", &bytes, &len), PSYNC_OK);
+	CHECK_EQ_INT(psync_envelope_decode(bytes, len, &env), PSYNC_DECODE_OK);
+	CHECK_EQ_INT(env.sequence, 0);
+	CHECK(env.has_value && env.value_len == 1 && env.value[0] == 0xc0);
+	free(bytes);
+	/* a key the table's key type cannot read is an error from the server */
+	snprintf(missing, sizeof(missing), "%s:not-a-number", table);
+	CHECK_EQ_INT(psync_pq_fetch_snapshot(conn, missing, &bytes, &len), PSYNC_ERR_DATABASE);
 	CHECK(bytes == NULL);
 }
 
@@ -224,6 +231,70 @@ unreachable_database_goes_stale(void)
 	psync_transport_destroy(t);
 }
 
+/* Why it is stale: libpq's connection error, on the replica and refetcher. */
+static void
+unreachable_database_error_text(void)
+{
+	psync_transport *t;
+	psync_refetcher *rf;
+	psync_replica *r;
+	observed	o = {0};
+	char		buf[512];
+	char		rbuf[512];
+
+	psync_inprocess_transport_new(&t);
+	CHECK_EQ_INT(psync_pq_refetcher_new_conninfo("host=127.0.0.1 port=1 connect_timeout=2", &rf), PSYNC_OK);
+	CHECK_EQ_INT(psync_refetcher_last_error(rf, buf, sizeof(buf)), 0);
+	r = replica_with(t, rf, &o);
+	CHECK_EQ_INT(psync_replica_wait_idle(r, 30000), PSYNC_OK);
+	CHECK(psync_replica_last_error(r, buf, sizeof(buf)) > 0);
+	fprintf(stderr, "  # replica: %s\n", buf);
+	CHECK(strncmp(buf, "refetch failed: could not connect to the database: ", 51) == 0);
+	CHECK(strstr(buf, "127.0.0.1") != NULL || strstr(buf, "refused") != NULL);
+	CHECK(psync_refetcher_last_error(rf, rbuf, sizeof(rbuf)) > 0);
+	CHECK(strstr(buf, rbuf) != NULL);
+	psync_replica_dispose(r);
+	psync_refetcher_destroy(rf);
+	psync_transport_destroy(t);
+}
+
+/* A server-side error (no such sync name) reaches the replica as text. */
+static void
+server_error_text_reaches_the_replica(void)
+{
+	psync_transport *t;
+	psync_refetcher *rf;
+	psync_replica *r;
+	psync_replica_options opts;
+	char		buf[512];
+	psync_replica_metadata m;
+	char		bad_key[128];
+
+	psync_inprocess_transport_new(&t);
+	CHECK_EQ_INT(psync_pq_refetcher_new_conninfo(getenv("PSYNC_TEST_CONNINFO"), &rf), PSYNC_OK);
+	psync_replica_options_init(&opts);
+	snprintf(bad_key, sizeof(bad_key), "%s:not-a-number", table);
+	opts.key = bad_key;
+	psync_schema_raw(&opts.schema);
+	opts.transport = t;
+	opts.refetch = psync_pq_refetch_fn();
+	opts.refetch_ctx = psync_pq_refetch_ctx(rf);
+	opts.initial_refetch = true;
+	CHECK_EQ_INT(psync_replica_new(&opts, &r), PSYNC_OK);
+	CHECK_EQ_INT(psync_replica_wait_idle(r, 30000), PSYNC_OK);
+	psync_replica_meta(r, &m);
+	CHECK_EQ_INT(m.status, PSYNC_REPLICA_STALE);
+	psync_replica_last_error(r, buf, sizeof(buf));
+	fprintf(stderr, "  # replica: %s\n", buf);
+	CHECK(strstr(buf, "invalid input syntax for type integer: \"not-a-number\"") != NULL);
+	CHECK(buf[strlen(buf) - 1] != '\n');
+	psync_refetcher_last_error(rf, buf, sizeof(buf));
+	CHECK(strstr(buf, "not-a-number") != NULL);
+	psync_replica_dispose(r);
+	psync_refetcher_destroy(rf);
+	psync_transport_destroy(t);
+}
+
 /*
  * Replicas disposed while their refetches are still queued: destroying the
  * refetcher fails those requests, which land in the void (ASan/LSan check
@@ -268,6 +339,8 @@ main(void)
 	RUN(conninfo_refetcher_hydrates_off_the_calling_thread);
 	RUN(pool_refetcher_uses_the_applications_connection);
 	RUN(unreachable_database_goes_stale);
+	RUN(unreachable_database_error_text);
+	RUN(server_error_text_reaches_the_replica);
 	RUN(destroy_fails_queued_requests);
 	PQfinish(conn);
 	return harness_finish();

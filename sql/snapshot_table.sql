@@ -1,0 +1,148 @@
+-- snapshot_table(): a synced table's objects in key order (byte order of the
+-- key text), page by page, each envelope exactly what snapshot(key) returns.
+SET client_min_messages = warning;
+TRUNCATE para_sync.outbox, para_sync.counters;
+
+-- Every key of tbl, read page by page with pages of page_size rows.
+CREATE FUNCTION public.page_keys(tbl regclass, page_size int) RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+	keys text[] := '{}';
+	last text := NULL;
+	n int;
+	k text;
+BEGIN
+	LOOP
+		n := 0;
+		FOR k IN SELECT s.key FROM para_sync.snapshot_table(tbl, last, page_size) s LOOP
+			keys := keys || k;
+			last := k;
+			n := n + 1;
+		END LOOP;
+		IF n > page_size THEN RAISE EXCEPTION 'page of % rows > %', n, page_size; END IF;
+		EXIT WHEN n < page_size;
+	END LOOP;
+	RETURN keys;
+END $$;
+
+-- integer keys of every sign and length: text order is not numeric order
+CREATE TABLE public.nums (id int8 PRIMARY KEY, v text, secret text);
+INSERT INTO public.nums
+	SELECT g, 'v' || g, 's' FROM generate_series(-120, 1050) g
+	UNION ALL SELECT x, 'edge', 's' FROM unnest(ARRAY[9223372036854775807, -9223372036854775808,
+		1000000000000000000, -999999999999999999, 12345678901]::int8[]) x;
+SELECT para_sync.sync_table('public.nums', exclude_columns => '{secret}');
+UPDATE public.nums SET v = 'changed' WHERE id IN (7, 70, -7);
+UPDATE public.nums SET v = 'again' WHERE id = 7;
+DELETE FROM public.nums WHERE id IN (8, 100, -100);
+
+-- one page: every row, in byte order of the key, none deleted
+SELECT count(*) AS rows,
+	   count(*) = (SELECT count(*) FROM public.nums) AS all_rows,
+	   array_agg(key) = array_agg(key ORDER BY key COLLATE "C") AS in_key_order
+  FROM (SELECT key FROM para_sync.snapshot_table('public.nums', NULL, 1000000)) s;
+SELECT array_agg(key ORDER BY key COLLATE "C")
+	   = (SELECT array_agg('nums:' || id ORDER BY ('nums:' || id) COLLATE "C") FROM public.nums) AS same_keys
+  FROM para_sync.snapshot_table('public.nums', NULL, 1000000);
+-- deleted rows are absent
+SELECT key FROM para_sync.snapshot_table('public.nums', NULL, 1000000)
+ WHERE key IN ('nums:8', 'nums:100', 'nums:-100');
+-- paging with any page size gives the same keys as one page
+SELECT ps, public.page_keys('public.nums', ps)
+		   = (SELECT array_agg(key) FROM para_sync.snapshot_table('public.nums', NULL, 1000000)) AS same
+  FROM unnest(ARRAY[1, 2, 7, 100, 999, 1000, 5000]) ps;
+-- every envelope is exactly snapshot(key): value, sequence, op snapshot
+SELECT count(*) FILTER (WHERE envelope <> para_sync.snapshot(key)) AS differ
+  FROM para_sync.snapshot_table('public.nums', NULL, 1000000);
+SELECT para_sync.envelope_to_jsonb(envelope)
+  FROM para_sync.snapshot_table('public.nums', 'nums:69', 3);
+-- page boundaries: after_key anywhere, even if no such key exists
+SELECT key FROM para_sync.snapshot_table('public.nums', 'nums:-9', 4);
+SELECT key FROM para_sync.snapshot_table('public.nums', 'nums:1049', 4);
+SELECT key FROM para_sync.snapshot_table('public.nums', 'nums:1049x', 2);
+SELECT key FROM para_sync.snapshot_table('public.nums', 'nums:9', 3);
+SELECT key FROM para_sync.snapshot_table('public.nums', 'nums:999', 3);
+SELECT key FROM para_sync.snapshot_table('public.nums', 'nums:99', 3);
+SELECT key FROM para_sync.snapshot_table('public.nums', 'nums:9223372036854775807', 3);
+SELECT key FROM para_sync.snapshot_table('public.nums', 'nums:', 3);
+SELECT key FROM para_sync.snapshot_table('public.nums', 'nums', 2);
+SELECT key FROM para_sync.snapshot_table('public.nums', 'a', 2);
+SELECT count(*) FROM para_sync.snapshot_table('public.nums', 'nums;', 2);
+SELECT count(*) FROM para_sync.snapshot_table('public.nums', 'zzz', 2);
+SELECT key FROM para_sync.snapshot_table('public.nums', NULL, 3);
+SELECT key FROM para_sync.snapshot_table('public.nums', 'nums:-', 3);
+SELECT key FROM para_sync.snapshot_table('public.nums', 'nums:-99', 3);
+-- the default page is 1000 rows
+SELECT count(*) FROM para_sync.snapshot_table('public.nums');
+
+-- small integer keys
+CREATE TABLE public.small (id int2 PRIMARY KEY);
+INSERT INTO public.small SELECT g FROM generate_series(-32768, 32767, 997) g;
+INSERT INTO public.small VALUES (32767), (0), (-1);
+SELECT para_sync.sync_table('public.small');
+SELECT public.page_keys('public.small', 3)
+	   = (SELECT array_agg('small:' || id ORDER BY ('small:' || id) COLLATE "C") FROM public.small) AS same;
+
+-- text and composite keys (escaped): the generic path, same rules
+CREATE TABLE public.words (w text, n int, v int, PRIMARY KEY (w, n));
+INSERT INTO public.words
+	SELECT x, g, g FROM unnest(ARRAY['a', 'a.b', 'a~', 'A', 'é', '-', '_', 'a b', 'a:b', '10', '9']) x,
+						generate_series(1, 12) g;
+SELECT para_sync.sync_table('public.words');
+DELETE FROM public.words WHERE w = 'a~' AND n = 3;
+UPDATE public.words SET v = -1 WHERE w = 'é';
+SELECT count(*) AS rows,
+	   array_agg(key) = array_agg(key ORDER BY key COLLATE "C") AS in_key_order,
+	   count(*) FILTER (WHERE envelope <> para_sync.snapshot(key)) AS differ
+  FROM para_sync.snapshot_table('public.words', NULL, 1000000);
+SELECT ps, public.page_keys('public.words', ps)
+		   = (SELECT array_agg(key) FROM para_sync.snapshot_table('public.words', NULL, 1000000)) AS same
+  FROM unnest(ARRAY[1, 5, 12, 131]) ps;
+SELECT key FROM para_sync.snapshot_table('public.words', NULL, 5);
+SELECT key FROM para_sync.snapshot_table('public.words', 'words:a%7E:12', 3);
+SELECT count(*) FROM para_sync.snapshot_table('public.words', 'words:a%7E:3', 1000)
+ WHERE key = 'words:a%7E:3';
+
+-- row-level security and column grants apply; excluded columns never appear
+CREATE ROLE para_sync_pager;
+GRANT SELECT (id, v) ON public.nums TO para_sync_pager;
+ALTER TABLE public.nums ENABLE ROW LEVEL SECURITY;
+CREATE POLICY small_only ON public.nums FOR SELECT USING (id BETWEEN 0 AND 20);
+SET ROLE para_sync_pager;
+SELECT key FROM para_sync.snapshot_table('public.nums', NULL, 100);
+SELECT key FROM para_sync.snapshot_table('public.nums', 'nums:18', 100);
+SELECT count(*) FILTER (WHERE envelope <> para_sync.snapshot(key)) AS differ,
+	   bool_or(para_sync.envelope_to_jsonb(envelope)->'value' ? 'secret') AS leaks_secret
+  FROM para_sync.snapshot_table('public.nums', NULL, 100);
+RESET ROLE;
+-- as the owner, the excluded column is absent all the same
+SELECT bool_or(para_sync.envelope_to_jsonb(envelope)->'value' ? 'secret') AS has_secret
+  FROM para_sync.snapshot_table('public.nums', NULL, 100000);
+REVOKE SELECT (v) ON public.nums FROM para_sync_pager;
+SET ROLE para_sync_pager;
+\set VERBOSITY terse
+SELECT key FROM para_sync.snapshot_table('public.nums', NULL, 10);
+\set VERBOSITY default
+RESET ROLE;
+
+-- a transaction sees its own changes, consistently with snapshot()
+BEGIN;
+UPDATE public.nums SET v = 'in xact' WHERE id = 5;
+INSERT INTO public.nums VALUES (5000, 'new', 's');
+DELETE FROM public.nums WHERE id = 6;
+SELECT key, para_sync.envelope_to_jsonb(envelope)->'value'->>'v' AS v,
+	   para_sync.envelope_to_jsonb(envelope)->'sequence' AS seq,
+	   envelope = para_sync.snapshot(key) AS same
+  FROM para_sync.snapshot_table('public.nums', 'nums:499', 4);
+ROLLBACK;
+
+-- bad input
+SELECT * FROM para_sync.snapshot_table('public.nums', NULL, 0);
+SELECT * FROM para_sync.snapshot_table('public.nums', NULL, NULL);
+SELECT * FROM para_sync.snapshot_table(NULL);
+CREATE TABLE public.not_synced (id int PRIMARY KEY);
+SELECT * FROM para_sync.snapshot_table('public.not_synced');
+
+DROP TABLE public.nums, public.small, public.words, public.not_synced;
+DROP FUNCTION public.page_keys(regclass, int);
+DROP ROLE para_sync_pager;

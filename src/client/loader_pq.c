@@ -1,0 +1,174 @@
+/*
+ * loader_pq.c — the libpq page loader of collections (psync_pq_loader).
+ *
+ * One page is one statement,
+ *   SELECT s.envelope FROM para_sync.synced_tables t,
+ *          para_sync.snapshot_table(t.table_name, $2, $3) s
+ *    WHERE t.sync_name = $1
+ * with binary results, on the loader's own connection (opened lazily from
+ * a conninfo string, reopened after a failure).  Pages run on the
+ * collections' loader threads; a mutex lets several collections share one
+ * loader, one page at a time.
+ */
+#include "para_sync/client.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "client_error.h"
+
+struct psync_pq_loader
+{
+	pthread_mutex_t lock;
+	char	   *conninfo;
+	PGconn	   *conn;
+};
+
+/* libpq's text without its trailing newline, after what. */
+static void
+pq_error(char *buf, size_t size, const char *what, const char *message)
+{
+	size_t		len;
+
+	snprintf(buf, size, "%s: %s", what,
+			 message != NULL && message[0] != '\0' ? message : "no message from libpq");
+	len = strlen(buf);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+		buf[--len] = '\0';
+}
+
+static bool
+ensure_connection(psync_pq_loader *l, char *error, size_t error_size)
+{
+	if (l->conn != NULL && PQstatus(l->conn) == CONNECTION_OK)
+		return true;
+	PQfinish(l->conn);
+	l->conn = PQconnectdb(l->conninfo);
+	if (PQstatus(l->conn) == CONNECTION_OK)
+		return true;
+	pq_error(error, error_size, "could not connect to the database",
+			 l->conn != NULL ? PQerrorMessage(l->conn) : "out of memory");
+	PQfinish(l->conn);
+	l->conn = NULL;
+	return false;
+}
+
+/* Whether table is a sync name at all (to tell "empty" from "unknown"). */
+static psync_status
+check_table(PGconn *conn, const char *table, char *error, size_t error_size)
+{
+	const char *params[1] = {table};
+	PGresult   *res = PQexecParams(conn,
+								   "SELECT 1 FROM para_sync.synced_tables t"
+								   " WHERE t.sync_name OPERATOR(pg_catalog.=) $1",
+								   1, NULL, params, NULL, NULL, 0);
+	psync_status st = PSYNC_OK;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		pq_error(error, error_size, "para_sync.synced_tables", PQresultErrorMessage(res));
+		st = PSYNC_ERR_DATABASE;
+	}
+	else if (PQntuples(res) == 0)
+	{
+		snprintf(error, error_size, "no synced table has sync name \"%s\"", table);
+		st = PSYNC_ERR_NOT_FOUND;
+	}
+	PQclear(res);
+	return st;
+}
+
+static psync_status
+pq_load_page(void *ctx, const char *table, const char *after_key, int max_rows,
+			 psync_page_row_fn row, void *row_ctx, char *error, size_t error_size)
+{
+	psync_pq_loader *l = ctx;
+	char		limit[16];
+	const char *params[3];
+	PGresult   *res;
+	psync_status st = PSYNC_OK;
+
+	if (l == NULL || table == NULL || row == NULL || max_rows <= 0)
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	snprintf(limit, sizeof(limit), "%d", max_rows);
+	params[0] = table;
+	params[1] = after_key;		/* NULL: SQL NULL, from the first key */
+	params[2] = limit;
+	pthread_mutex_lock(&l->lock);
+	if (!ensure_connection(l, error, error_size))
+	{
+		pthread_mutex_unlock(&l->lock);
+		return PSYNC_ERR_DATABASE;
+	}
+	res = PQexecParams(l->conn,
+					   "SELECT s.envelope"
+					   " FROM para_sync.synced_tables t,"
+					   " para_sync.snapshot_table(t.table_name, $2, $3::pg_catalog.int4) s"
+					   " WHERE t.sync_name OPERATOR(pg_catalog.=) $1",
+					   3, NULL, params, NULL, NULL, 1);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		pq_error(error, error_size, "para_sync.snapshot_table() failed",
+				 PQresultErrorMessage(res));
+		st = PSYNC_ERR_DATABASE;
+	}
+	else
+	{
+		int			n = PQntuples(res);
+
+		if (n == 0 && after_key == NULL)
+			st = check_table(l->conn, table, error, error_size);
+		for (int i = 0; i < n; i++)
+			row(row_ctx, PQgetvalue(res, i, 0), (size_t) PQgetlength(res, i, 0));
+	}
+	PQclear(res);
+	pthread_mutex_unlock(&l->lock);
+	return st;
+}
+
+psync_status
+psync_pq_loader_new_conninfo(const char *conninfo, psync_pq_loader **out)
+{
+	psync_pq_loader *l;
+
+	if (out == NULL)
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	*out = NULL;
+	if (conninfo == NULL)
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	if ((l = calloc(1, sizeof(*l))) == NULL || (l->conninfo = strdup(conninfo)) == NULL)
+	{
+		free(l);
+		return PSYNC_ERR_NO_MEMORY;
+	}
+	pthread_mutex_init(&l->lock, NULL);
+	*out = l;
+	return PSYNC_OK;
+}
+
+psync_load_page_fn
+psync_pq_load_page_fn(void)
+{
+	return pq_load_page;
+}
+
+void *
+psync_pq_load_page_ctx(psync_pq_loader *loader)
+{
+	return loader;
+}
+
+void
+psync_pq_loader_destroy(psync_pq_loader *l)
+{
+	if (l == NULL)
+		return;
+	PQfinish(l->conn);
+	pthread_mutex_destroy(&l->lock);
+	free(l->conninfo);
+	free(l);
+}

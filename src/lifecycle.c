@@ -1,0 +1,315 @@
+/*
+ * lifecycle.c — what replicas see when rows leave a synced table without
+ * row triggers: unsync_table(), DROP TABLE and TRUNCATE.
+ *
+ * All three go through lifecycle_retire_rows(), which appends a delete
+ * envelope for every row of the table, through the same sequence and outbox
+ * code as the capture trigger, in the caller's transaction.  So the last
+ * envelope of every key is a delete, which is exactly what snapshot() reads
+ * once the table is gone, untagged or empty: value nil at the key's last
+ * sequence.
+ *
+ *   unsync_table()   registry.c calls lifecycle_retire_rows() before it
+ *                    removes the registry row (under ShareRowExclusiveLock).
+ *   TRUNCATE         a BEFORE TRUNCATE statement trigger; TRUNCATE already
+ *                    holds ACCESS EXCLUSIVE on every table it empties.
+ *   DROP TABLE       a ddl_command_start event trigger locks each synced
+ *                    table the statement names (as DROP itself would) and
+ *                    retires its rows while they still exist.
+ *   other drops      (DROP SCHEMA ... CASCADE, DROP OWNED, a parent's
+ *                    DROP ... CASCADE, DROP EXTENSION of an extension that
+ *                    owns the table) remove a synced table only once its
+ *                    rows can no longer be read: an sql_drop event trigger
+ *                    refuses them with a hint.
+ *
+ * Rows are read with a fresh snapshot: all writers of the table are locked
+ * out at that point, so it sees exactly the committed rows plus the
+ * transaction's own, and no row-level security applies (the deletes concern
+ * every replica, not only what the caller may see).
+ */
+#include "para_sync.h"
+
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "commands/event_trigger.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+PG_FUNCTION_INFO_V1(para_sync_capture_truncate);
+PG_FUNCTION_INFO_V1(para_sync_refuse_truncate);
+PG_FUNCTION_INFO_V1(para_sync_retire_dropped_tables);
+PG_FUNCTION_INFO_V1(para_sync_check_dropped_tables);
+
+static SPIPlanPtr synced_plan = NULL;
+static SPIPlanPtr dropped_plan = NULL;
+
+/*
+ * The cache entry of rel, for its first row.  Without a primary key the
+ * rows' keys cannot be built: refuse rather than leave them on replicas.
+ */
+static SyncedTable *
+retiring_table(Relation rel)
+{
+	if (!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot publish the removal of the rows of synced table \"%s\"",
+						RelationGetRelationName(rel)),
+				 errdetail("The table has no primary key, so the keys of its rows are unknown."),
+				 errhint("Add the primary key back with ALTER TABLE ... ADD PRIMARY KEY first.")));
+	return table_cache_get(rel);
+}
+
+/*
+ * Append a delete envelope for every row of synced table rel.  The caller
+ * holds a lock that keeps writers out (ShareRowExclusiveLock or stronger).
+ *
+ * In a SERIALIZABLE transaction a sequential scan under an MVCC snapshot
+ * would take a predicate lock on the whole table, which a plain TRUNCATE or
+ * DROP does not: later writers of the table could then fail.  So there the
+ * scan runs under SnapshotAny (no predicate locks) and each tuple is checked
+ * against the snapshot here, as sequence_store.c does for its reads.
+ */
+void
+lifecycle_retire_rows(Relation rel)
+{
+	SyncedTable *table = NULL;
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	bool		filter = IsolationIsSerializable();
+	TableScanDesc scan = table_beginscan(rel, filter ? SnapshotAny : snapshot, 0, NULL);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext,
+												  "para_sync retire rows",
+												  ALLOCSET_DEFAULT_SIZES);
+
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		MemoryContext old;
+		StringInfoData key;
+
+		CHECK_FOR_INTERRUPTS();
+		if (filter && !table_tuple_satisfies_snapshot(rel, slot, snapshot))
+			continue;
+		if (table == NULL)
+			table = retiring_table(rel);
+		old = MemoryContextSwitchTo(row_cxt);
+		slot_getallattrs(slot);
+		initStringInfo(&key);
+		key_build(&key, table, slot->tts_values, slot->tts_isnull);
+		capture_emit_change(table, &key, NULL, NULL, PSYNC_OP_DELETE);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(row_cxt);
+	}
+	MemoryContextDelete(row_cxt);
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+}
+
+/* Does para_sync.tables exist (it does not while DROP EXTENSION runs)? */
+static bool
+registry_exists(void)
+{
+	Oid			nsp = get_namespace_oid("para_sync", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("tables", nsp));
+}
+
+/* Is relid in the registry?  Read as the extension owner. */
+bool
+lifecycle_table_is_synced(Oid relid)
+{
+	Datum		arg = ObjectIdGetDatum(relid);
+	OwnerSwitch sw;
+	int			rc;
+	bool		found;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (synced_plan == NULL)
+	{
+		Oid			types[1] = {OIDOID};
+		SPIPlanPtr	plan = SPI_prepare("SELECT 1 FROM para_sync.tables t"
+									   " WHERE t.relid OPERATOR(pg_catalog.=) $1",
+									   1, types);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare para_sync registry look-up");
+		synced_plan = plan;
+	}
+	become_internal_owner(&sw);
+	rc = SPI_execute_plan(synced_plan, &arg, NULL, false, 1);
+	restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
+/*
+ * BEFORE TRUNCATE ... FOR EACH STATEMENT: a delete for every row the
+ * TRUNCATE removes.  TRUNCATE fires this for each synced table it empties,
+ * including those it reaches through CASCADE or inheritance.
+ */
+Datum
+para_sync_capture_truncate(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("para_sync truncate capture must be a BEFORE TRUNCATE trigger")));
+	lifecycle_retire_rows(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}
+
+/* The 0.1 name of the same trigger function (its triggers still call it). */
+Datum
+para_sync_refuse_truncate(PG_FUNCTION_ARGS)
+{
+	return para_sync_capture_truncate(fcinfo);
+}
+
+static void
+callback_require_owner(const RangeVar *relation, Oid relid, Oid old_relid,
+					   void *arg)
+{
+	char		relkind;
+
+	if (!OidIsValid(relid))
+		return;
+	relkind = get_rel_relkind(relid);
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind),
+					   relation->relname);
+}
+
+/* Retire the rows of the table named by names, if it is synced. */
+static void
+retire_named_table(List *names)
+{
+	RangeVar   *rv = makeRangeVarFromNameList(names);
+	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+	Relation	rel;
+
+	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION ||
+		!lifecycle_table_is_synced(relid))
+		return;
+	/* lock it as DROP will: owner checked first, name resolved again */
+	relid = RangeVarGetRelidExtended(rv, AccessExclusiveLock, RVR_MISSING_OK,
+									 callback_require_owner, NULL);
+	if (!OidIsValid(relid) || !lifecycle_table_is_synced(relid))
+		return;
+	rel = table_open(relid, NoLock);
+	lifecycle_retire_rows(rel);
+	table_close(rel, NoLock);
+}
+
+/*
+ * ddl_command_start of DROP TABLE: a delete for every row of each synced
+ * table the statement names, while the rows still exist.  If the DROP then
+ * fails, the deletes roll back with it.
+ */
+Datum
+para_sync_retire_dropped_tables(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+	DropStmt   *stmt;
+	ListCell   *lc;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("para_sync.retire_dropped_tables() must be called as an event trigger")));
+	trigdata = (EventTriggerData *) fcinfo->context;
+	if (!IsA(trigdata->parsetree, DropStmt))
+		PG_RETURN_VOID();
+	stmt = (DropStmt *) trigdata->parsetree;
+	if (stmt->removeType != OBJECT_TABLE || !registry_exists())
+		PG_RETURN_VOID();
+	foreach(lc, stmt->objects)
+		retire_named_table(lfirst_node(List, lc));
+	PG_RETURN_VOID();
+}
+
+/*
+ * sql_drop: refuse to drop a synced table other than by naming it in DROP
+ * TABLE (whose ddl_command_start trigger above retired its rows).  Must run
+ * before para_sync_forget_dropped_tables removes the registry rows, which
+ * event trigger name order guarantees.
+ */
+Datum
+para_sync_check_dropped_tables(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+	bool		drop_table;
+	OwnerSwitch sw;
+	int			rc;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("para_sync.check_dropped_tables() must be called as an event trigger")));
+	trigdata = (EventTriggerData *) fcinfo->context;
+	drop_table = trigdata->tag == CMDTAG_DROP_TABLE;
+	if (!registry_exists())
+		PG_RETURN_VOID();
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (dropped_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(
+			"SELECT d.original, d.object_identity, t.sync_name"
+			"  FROM pg_catalog.pg_event_trigger_dropped_objects() d"
+			"  JOIN para_sync.tables t"
+			"    ON t.relid OPERATOR(pg_catalog.=) d.objid"
+			" WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+			"   AND d.objsubid OPERATOR(pg_catalog.=) 0", 0, NULL);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare para_sync dropped-table look-up");
+		dropped_plan = plan;
+	}
+	become_internal_owner(&sw);
+	rc = SPI_execute_plan(dropped_plan, NULL, NULL, true, 0);
+	restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync dropped-table look-up failed: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		bool		original = DatumGetBool(SPI_getbinval(row, desc, 1, &isnull));
+
+		if (drop_table && original)
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop synced table %s indirectly",
+						SPI_getvalue(row, desc, 2)),
+				 errdetail("Its rows could no longer be published as deletes under sync name \"%s\".",
+						   SPI_getvalue(row, desc, 3)),
+				 errhint("Drop it with DROP TABLE first, or stop syncing it with para_sync.unsync_table().")));
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
+}

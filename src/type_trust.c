@@ -1,0 +1,187 @@
+/*
+ * type_trust.c — what para_sync may assume about a column's type.
+ *
+ * Any role with CREATE on a schema can make a type called "citext", "text"
+ * or "json" (an enum, a domain, a composite, a range), so nothing here looks
+ * at a type's, function's or operator's name.  Decisions rest on catalog
+ * facts only a superuser can create:
+ *
+ *   - built-in type OIDs (fixed at initdb);
+ *   - a base type's I/O functions: a base type, and a function in language
+ *     "internal", can only be created by a superuser.  A base type whose
+ *     input and output functions ARE PostgreSQL's textin and textout (the
+ *     same C functions, compared by address) is text on disk, whatever it is
+ *     called.  That is how the citext extension's type is recognised;
+ *   - the btree operator family of the primary-key index, compared by OID
+ *     with the type's default one.
+ *
+ * Primary-key columns are further restricted to types whose equal values
+ * (by the index's equality) have exactly one key text (keys.c renders it),
+ * now and later: integers, oid, numeric, float4/8, bool, uuid, bytea, text,
+ * varchar, char(n) and name under a deterministic collation, date, time,
+ * timetz, timestamp, timestamptz, interval, and domains over these.
+ * Everything else is refused when the table is tagged, and again at write
+ * time should an ALTER TABLE bring such a key in later: case-insensitive
+ * text (citext, non-deterministic collations: 'A' = 'a'), jsonb
+ * ('1.0' = '1'), arrays, composites, ranges, custom operator classes, and
+ * enums (ALTER TYPE ... RENAME VALUE would silently move every object keyed
+ * by that label to a new key).
+ */
+#include "para_sync.h"
+
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+/* Does the function with OID fn run the built-in C function addr? */
+static bool
+function_is_builtin(Oid fn, PGFunction addr)
+{
+	FmgrInfo	finfo;
+
+	if (!OidIsValid(fn))
+		return false;
+	fmgr_info(fn, &finfo);
+	return finfo.fn_addr == addr;
+}
+
+/*
+ * Is base (a type with domains resolved) text on disk?  True for text,
+ * varchar and bpchar, and for any base type whose input and output
+ * functions are PostgreSQL's own textin/textout (citext).  An enum, domain,
+ * composite or range a user made under any name never qualifies.
+ */
+bool
+type_is_text_like(Oid base)
+{
+	HeapTuple	tup;
+	Form_pg_type typ;
+	bool		result;
+
+	if (base == TEXTOID || base == VARCHAROID || base == BPCHAROID)
+		return true;
+	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(base));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	typ = (Form_pg_type) GETSTRUCT(tup);
+	result = typ->typtype == TYPTYPE_BASE && typ->typlen == -1 &&
+		typ->typalign == TYPALIGN_INT &&
+		function_is_builtin(typ->typinput, textin) &&
+		function_is_builtin(typ->typoutput, textout);
+	ReleaseSysCache(tup);
+	return result;
+}
+
+/* Key types with one text per value, for good: see the header. */
+static bool
+key_base_type_allowed(Oid base)
+{
+	switch (base)
+	{
+		case BOOLOID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case NUMERICOID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case UUIDOID:
+		case BYTEAOID:
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+		case NAMEOID:
+		case DATEOID:
+		case TIMEOID:
+		case TIMETZOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+		case INTERVALOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Why key column keyno (0-based) of primary-key index `index` of rel cannot
+ * key objects (equal values would not have exactly one key text), or NULL
+ * when it can.
+ */
+static const char *
+key_type_problem(Relation rel, Relation index, int keyno, Oid *typid)
+{
+	AttrNumber	attnum = index->rd_index->indkey.values[keyno];
+	Oid			base;
+	Oid			opclass;
+	Oid			family;
+	Oid			intype;
+	Oid			collation = index->rd_indcollation[keyno];
+
+	if (attnum <= 0)
+		return "The primary key is on an expression.";
+	*typid = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
+	base = getBaseType(*typid);
+	if (type_is_enum(base))
+		return "Renaming an enum label would move every object keyed by it to a new key.";
+	if (!key_base_type_allowed(base))
+		return "Equal values of this type can have different text forms, or it has no canonical text form, so one object could appear under several keys.";
+
+	/* the index must compare with the type's own (default) equality */
+	opclass = GetDefaultOpClass(base, BTREE_AM_OID);
+	if (!OidIsValid(opclass))
+		return "The type has no default btree operator class.";
+	family = get_opclass_family(opclass);
+	intype = get_opclass_input_type(opclass);
+	if (get_opfamily_member(family, intype, intype, BTEqualStrategyNumber) !=
+		get_opfamily_member(index->rd_opfamily[keyno], index->rd_opcintype[keyno],
+							index->rd_opcintype[keyno], BTEqualStrategyNumber))
+		return "The primary-key index uses an operator class whose equality is not the type's default one.";
+
+	/* a non-deterministic collation makes different strings equal */
+	if (OidIsValid(collation) && !get_collation_isdeterministic(collation))
+		return psprintf("Its collation \"%s\" is non-deterministic: different strings compare equal.",
+						get_collation_name(collation));
+	return NULL;
+}
+
+/* Can key column keyno of primary-key index `index` of rel key objects? */
+bool
+key_type_ok(Relation rel, Relation index, int keyno)
+{
+	Oid			typid;
+
+	return key_type_problem(rel, index, keyno, &typid) == NULL;
+}
+
+/* The same, as an error with what to do. */
+void
+key_type_check(Relation rel, Relation index, int keyno)
+{
+	Oid			typid = InvalidOid;
+	const char *problem = key_type_problem(rel, index, keyno, &typid);
+	AttrNumber	attnum = index->rd_index->indkey.values[keyno];
+
+	if (problem == NULL)
+		return;
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("primary key of table \"%s\" is on an expression",
+						RelationGetRelationName(rel))));
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("primary-key column \"%s\" of table \"%s\" has type %s, which para_sync cannot key by",
+					NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname),
+					RelationGetRelationName(rel), format_type_be(typid)),
+			 errdetail("%s", problem),
+			 errhint("Key synced tables by integer, numeric, text (deterministic collation), uuid, date/time, bytea or bool columns (a surrogate key, for example), or stop syncing the table with para_sync.unsync_table().")));
+}
