@@ -28,13 +28,14 @@ OBJS = \
 	src/lifecycle.o \
 	src/envelope_json.o \
 	src/status.o \
+	src/standby_slots.o \
 	src/nats_conn.o \
 	src/worker.o \
 	src/ddl_guard.o
 
-REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard lifecycle type_trust key_canon key_upgrade snapshot_table
+REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard lifecycle type_trust key_canon key_upgrade snapshot_table trust_review subject_layout
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
-ISOLATION = concurrent_writers late_commit serializable_writers excluded_rename schema_version_reload lifecycle_concurrency sequence_cache
+ISOLATION = concurrent_writers late_commit serializable_writers excluded_rename schema_version_reload lifecycle_concurrency drop_while_tagging sequence_cache
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync
 TAP_TESTS = 1
 

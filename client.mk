@@ -35,12 +35,12 @@ CLIENT_LIB_SRCS := src/common/envelope.c src/common/key_escape.c \
 	src/client/transport_inprocess.c src/client/transport_nats.c \
 	src/client/replica.c src/client/refetch_pq.c src/client/collection.c src/client/loader_pq.c
 CLIENT_HEADERS := include/para_sync/client.h include/para_sync/envelope.h include/para_sync/key.h \
-	src/client/keymap.h src/client/transport_internal.h src/client/callback.h src/client/client_error.h src/client/refetch_internal.h
+	src/client/keymap.h src/client/transport_internal.h src/client/callback.h src/client/client_error.h src/client/refetch_internal.h src/client/pq_internal.h
 CLIENT_LIB_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/obj/%.o,$(CLIENT_LIB_SRCS))
 CLIENT_SAN_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/san/%.o,$(CLIENT_LIB_SRCS))
 
 CLIENT_UNIT_TESTS := test_decode test_replica test_replica_api test_collection test_transport test_stress test_alloc
-CLIENT_LIVE_TESTS := test_nats test_pq test_collection_live
+CLIENT_LIVE_TESTS := test_nats test_pq test_collection_live test_layout_live
 CLIENT_TEST_BINS := $(addprefix $(CLIENT_BUILD)/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration test_conformance)
 CLIENT_SAN_BINS := $(addprefix $(CLIENT_BUILD)/san/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration)
 

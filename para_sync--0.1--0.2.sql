@@ -18,9 +18,9 @@
 -- unpublished, and follow column renames, drops and type changes (excluded
 -- columns stay excluded under a new name; schema_version is bumped).
 
--- Tags a table; the capture and TRUNCATE triggers are made ALWAYS.  (Installing triggers
--- after registering is fine for the guard: it refuses no CREATE TRIGGER and
--- ENABLE ALWAYS, and a fresh table has no para_sync trigger to drop.)
+-- Tags a table.  registry_write('insert') creates the capture and TRUNCATE
+-- triggers itself, firing ALWAYS, so that a table is never registered
+-- without them (whoever calls the registry functions).
 CREATE OR REPLACE FUNCTION para_sync.sync_table(tbl pg_catalog.regclass,
 									 name pg_catalog.text DEFAULT NULL,
 									 schema_version pg_catalog.text DEFAULT '1',
@@ -35,11 +35,7 @@ DECLARE
 BEGIN
 	PERFORM para_sync.check_syncable(tbl, excluded);
 	chosen := COALESCE(name, (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) tbl));
-	chosen := para_sync.registry_write('insert', tbl, chosen, schema_version, excluded);
-	PERFORM para_sync.install_triggers(tbl);
-	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER para_sync_capture', tbl);
-	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER para_sync_no_truncate', tbl);
-	RETURN chosen;
+	RETURN para_sync.registry_write('insert', tbl, chosen, schema_version, excluded);
 END
 $$;
 
@@ -115,7 +111,7 @@ $$;
 -- Every sync name ever used, and the role it belongs to.  A regrole, so
 -- pg_dump writes the owner by name and a restore maps it to that role.
 CREATE TABLE para_sync.sync_names (
-	sync_name	pg_catalog.text COLLATE "C" PRIMARY KEY,
+	sync_name	pg_catalog.text COLLATE pg_catalog."C" PRIMARY KEY,
 	owner		pg_catalog.regrole NOT NULL,
 	claimed_at	pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
@@ -224,6 +220,106 @@ LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 1000;
 
 COMMENT ON FUNCTION para_sync.snapshot_table(pg_catalog.regclass, pg_catalog.text, pg_catalog.int4) IS
 'current objects of a synced table whose key follows after_key (byte order), at most max_rows, with their snapshot envelopes; caller''s privileges apply';
+
+-- == types printed by synced columns ==
+-- ALTER TYPE ... RENAME VALUE of an enum, and ALTER TYPE ... ADD|DROP
+-- ATTRIBUTE of a composite type, change the text of stored values without a
+-- row change: the guard (src/ddl_guard.c) refuses them while a synced column
+-- prints the type (directly, or through a domain, array, composite or range).
+CREATE EVENT TRIGGER para_sync_ddl_guard_types ON ddl_command_start
+	WHEN TAG IN ('ALTER TYPE')
+	EXECUTE FUNCTION para_sync.ddl_guard();
+ALTER EVENT TRIGGER para_sync_ddl_guard_types ENABLE ALWAYS;
+COMMENT ON EVENT TRIGGER para_sync_ddl_guard_types IS
+	'refuses renaming an enum label, or adding or dropping a composite type''s attribute, while a synced column prints the type';
+
+-- == publisher status: state_detail, skipped ==
+-- state_detail says why the worker is in its state (e.g. which standby slot
+-- holds publishing back); skipped counts envelopes too large for NATS even
+-- as op refetch.  Changing OUT columns needs a new function and view.
+DROP VIEW para_sync.status;
+DROP FUNCTION para_sync.publisher_status();
+
+CREATE FUNCTION para_sync.publisher_status(
+	OUT pid pg_catalog.int4,
+	OUT state pg_catalog.text,
+	OUT nats_state pg_catalog.text,
+	OUT nats_server pg_catalog.text,
+	OUT mode pg_catalog.text,
+	OUT backlog pg_catalog.int8,
+	OUT oldest_unpublished pg_catalog.timestamptz,
+	OUT oldest_unpublished_age pg_catalog.interval,
+	OUT backlog_measured_at pg_catalog.timestamptz,
+	OUT published pg_catalog.int8,
+	OUT batches pg_catalog.int8,
+	OUT retries pg_catalog.int8,
+	OUT refetches pg_catalog.int8,
+	OUT last_error pg_catalog.text,
+	OUT last_error_at pg_catalog.timestamptz,
+	OUT last_publish_at pg_catalog.timestamptz,
+	OUT started_at pg_catalog.timestamptz,
+	OUT state_detail pg_catalog.text,
+	OUT skipped pg_catalog.int8)
+RETURNS record
+AS 'MODULE_PATHNAME', 'para_sync_publisher_status'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE VIEW para_sync.status AS
+SELECT s.* FROM para_sync.publisher_status() s;
+
+REVOKE ALL ON FUNCTION para_sync.publisher_status() FROM PUBLIC;
+REVOKE ALL ON para_sync.status FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION para_sync.publisher_status() TO pg_monitor;
+GRANT SELECT ON para_sync.status TO pg_monitor;
+
+COMMENT ON FUNCTION para_sync.publisher_status() IS
+	'State of the para_sync publisher background worker, from shared memory (see docs/publisher.md).';
+COMMENT ON VIEW para_sync.status IS
+	'One row: what the para_sync publisher is doing, its backlog, counters and last problem.';
+
+-- == subject layouts: subjects a table subscriber can filter on the server ==
+-- A table's envelopes go to <prefix>.<key> (layout 'key', the default and
+-- the only layout of 0.1) or to <prefix>.<sync name>.<key> (layout 'table'),
+-- where the NATS server itself selects one table for a subscriber of
+-- <prefix>.<sync name>.>.  The registry holds the setting; every outbox row
+-- holds the layout its change was captured under, so envelopes queued
+-- before a change of the setting keep the subject they were written for.
+ALTER TABLE para_sync.tables
+	ADD COLUMN subject_layout pg_catalog.text COLLATE pg_catalog."C" NOT NULL DEFAULT 'key'
+		CONSTRAINT tables_subject_layout_check
+		CHECK (subject_layout OPERATOR(pg_catalog.=) ANY (ARRAY['key', 'table']::pg_catalog.text[]));
+
+-- 'k' = <prefix>.<key>, 't' = <prefix>.<sync name>.<key>
+ALTER TABLE para_sync.outbox
+	ADD COLUMN subject_layout pg_catalog."char" NOT NULL DEFAULT 'k';
+
+COMMENT ON COLUMN para_sync.tables.subject_layout IS
+	'key: envelopes go to <prefix>.<key>; table: to <prefix>.<sync name>.<key> (set with para_sync.set_subject_layout())';
+COMMENT ON COLUMN para_sync.outbox.subject_layout IS
+	'subject layout the change was captured under: k = <prefix>.<key>, t = <prefix>.<sync name>.<key>';
+
+-- Runs with the caller's rights: only the table's owner may change it.
+CREATE FUNCTION para_sync.set_subject_layout(tbl pg_catalog.regclass,
+											 layout pg_catalog.text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'para_sync_set_subject_layout'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION para_sync.set_subject_layout(pg_catalog.regclass, pg_catalog.text) IS
+	'subjects of the table''s envelopes from now on: ''key'' (<prefix>.<key>) or ''table'' (<prefix>.<sync name>.<key>); table owner only';
+
+-- The layout is a separate call rather than a sync_table() argument, so that
+-- sync_table() keeps its signature: call it right after sync_table(), in the
+-- same transaction, and the table's first change already has its layout.
+
+CREATE OR REPLACE VIEW para_sync.synced_tables AS
+SELECT t.relid AS table_name,
+	   t.sync_name,
+	   t.schema_version,
+	   t.exclude_columns,
+	   t.tagged_at,
+	   t.subject_layout
+  FROM para_sync.tables t;
 
 -- == sequence cache ==
 

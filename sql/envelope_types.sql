@@ -1,4 +1,4 @@
--- The envelope wire format (SPEC §3): field set, smallest integer
+-- The envelope wire format: field set, smallest integer
 -- encodings, and the value mapping of every supported type.
 SET client_min_messages = warning;
 SET timezone = 'UTC';

@@ -1,4 +1,4 @@
--- Object keys (SPEC §2): <sync name>:<pk1>[:<pk2>...], each part escaped so
+-- Object keys: <sync name>:<pk1>[:<pk2>...], each part escaped so
 -- that a key is always one NATS subject token.
 SET client_min_messages = warning;
 TRUNCATE para_sync.outbox, para_sync.counters;

@@ -1,4 +1,4 @@
--- Per-object sequences (SPEC §4): gap-free, +1 per committed change, kept
+-- Per-object sequences: gap-free, +1 per committed change, kept
 -- across delete/re-insert, untag/retag and drop/re-create.
 SET client_min_messages = warning;
 TRUNCATE para_sync.outbox, para_sync.counters;

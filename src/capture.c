@@ -10,15 +10,37 @@
  *   DELETE            delete of the old key (value nil)
  *   UPDATE, same key  upsert, unless no synced column changed (then nothing)
  *   UPDATE, new key   delete of the old key, then upsert of the new one
+ *
+ * A trigger of the user (or a foreign-key action) can change a row again
+ * before this trigger's event for it fires: the statement that did so ran,
+ * and captured its own change, inside the outer statement's AFTER triggers.
+ * The outer event's row is then an old version, and capturing it would
+ * publish stale content after the newer one.  Such an event is captured
+ * against the row's latest version instead (latest_version()).  Likewise a
+ * key that such a statement gave to a row again before the event deleting
+ * it was captured gets that row's content, not a delete (capture_delete()).
+ *
+ * The next sequence usually comes from the sequence cache (seq_cache.c):
+ * a change passes the version its statement replaced or deleted (replaced,
+ * whose creator vouches for a cache entry) and the version whose content it
+ * publishes (holder, which becomes the entry's voucher).  Changes made by
+ * lifecycle.c and key_upgrade.c pass neither: always looked up, and the
+ * key's entry is forgotten.
  */
 #include "para_sync.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "commands/trigger.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(para_sync_capture);
 
@@ -62,15 +84,13 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
 
 /*
  * Append the next envelope of the object (key) to the outbox: an upsert of
- * the row values/nulls, or a delete (values NULL).  replaced: the row
- * version holding key that this change replaces or deletes (NULL if none);
- * holder: the version holding key afterwards (NULL if none).  They let the
- * sequence cache skip the look-up (seq_cache.c).
+ * the row values/nulls, or a delete (values NULL).  replaced: the version
+ * with this key that the triggering statement updated or deleted, or NULL;
+ * holder: the version whose content this is, or NULL (sequence_store.c).
  */
 static void
-emit_change_versions(SyncedTable *table, StringInfo key, Datum *values,
-					 bool *nulls, psync_op op, HeapTuple replaced,
-					 HeapTuple holder)
+emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
+			  psync_op op, HeapTuple replaced, HeapTuple holder)
 {
 	StringInfoData value;
 	int64		seq;
@@ -86,50 +106,183 @@ emit_change_versions(SyncedTable *table, StringInfo key, Datum *values,
 	envelope = envelope_build(key->data, key->len, values ? &value : NULL,
 							  table->schema_version, (uint64) seq, op,
 							  true, txid);
-	sequence_store_append_version(key->data, key->len, seq, (int64) txid,
-								  envelope, holder);
+	sequence_store_append(key->data, key->len, seq, (int64) txid, envelope,
+						  table->subject_layout, holder);
 	para_sync_xact_wrote_envelopes = true;
 }
 
 /*
- * The same with no row version to go by (the look-up is always made).
- * Also used by lifecycle.c to retire every row of a table.
+ * The same with no row version to go by (always looked up).  Also used by
+ * lifecycle.c to retire every row of a table.
  */
 void
 capture_emit_change(SyncedTable *table, StringInfo key, Datum *values,
 					bool *nulls, psync_op op)
 {
-	emit_change_versions(table, key, values, nulls, op, NULL, NULL);
+	emit_versions(table, key, values, nulls, op, NULL, NULL);
 }
 
 static void
 emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op,
 			HeapTuple replaced, HeapTuple holder)
 {
-	emit_change_versions(table, key, row ? row->values : NULL,
-						 row ? row->nulls : NULL, op, replaced, holder);
+	emit_versions(table, key, row ? row->values : NULL, row ? row->nulls : NULL,
+				  op, replaced, holder);
+}
+
+/*
+ * Was tuple (as the trigger manager read it from the table) updated or
+ * deleted since, by this transaction?  Only statements run from AFTER
+ * triggers of the statement that wrote it can have done that.
+ */
+static bool
+superseded_by_us(HeapTuple tuple)
+{
+	HeapTupleHeader header = tuple->t_data;
+
+	if ((header->t_infomask & HEAP_XMAX_INVALID) ||
+		HEAP_XMAX_IS_LOCKED_ONLY(header->t_infomask))
+		return false;
+	return TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetUpdateXid(header));
+}
+
+/*
+ * The latest version of a superseded tuple, as this transaction sees it
+ * now, or NULL when the row was deleted.
+ */
+static HeapTuple
+latest_version(Relation rel, HeapTuple tuple)
+{
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	TableScanDesc scan = table_beginscan_tid(rel, snapshot);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	ItemPointerData tid = tuple->t_self;
+	HeapTuple	latest = NULL;
+
+	table_tuple_get_latest_tid(scan, &tid);
+	if (table_tuple_fetch_row_version(rel, &tid, snapshot, slot))
+		latest = ExecCopySlotHeapTuple(slot);
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	return latest;
+}
+
+/*
+ * The row whose primary key equals the key columns in values, as this
+ * transaction sees it now (its own changes, and no SERIALIZABLE predicate
+ * lock: the key was this transaction's to delete, so no other can have
+ * given it to a row since), or NULL.
+ */
+static HeapTuple
+row_with_key(Relation rel, SyncedTable *table, Datum *values)
+{
+	Relation	index = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	ScanKeyData *scankeys = palloc(sizeof(ScanKeyData) * table->nkeys);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan;
+	HeapTuple	found = NULL;
+
+	for (int i = 0; i < table->nkeys; i++)
+		ScanKeyEntryInitialize(&scankeys[i], 0, i + 1, BTEqualStrategyNumber,
+							   index->rd_opcintype[i], index->rd_indcollation[i],
+							   get_opcode(table->keys[i].eq_opr),
+							   values[table->keys[i].attnum - 1]);
+	scan = index_beginscan(rel, index, SnapshotSelf, table->nkeys, 0);
+	index_rescan(scan, scankeys, table->nkeys, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		found = ExecCopySlotHeapTuple(slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	return found;
+}
+
+/*
+ * The key of old_tuple (deleted, or updated to another key) is gone: a
+ * delete.  Unless this transaction wrote something since the statement that
+ * removed it (old_tuple's cmax is not the current command), and that gave
+ * the key to a row again, whose change was captured already: then replicas
+ * need that row's content after this event, not a delete.
+ */
+static void
+capture_delete(SyncedTable *table, Relation rel, StringInfo key,
+			   HeapTuple old_tuple, const RowImage *old_row)
+{
+	if (HeapTupleHeaderGetCmax(old_tuple->t_data) != GetCurrentCommandId(false))
+	{
+		HeapTuple	now = row_with_key(rel, table, old_row->values);
+
+		if (now != NULL)
+		{
+			RowImage	row;
+
+			row_deform(&row, now, RelationGetDescr(rel));
+			emit_change(table, key, &row, PSYNC_OP_UPSERT, old_tuple, now);
+			return;
+		}
+	}
+	emit_change(table, key, NULL, PSYNC_OP_DELETE, old_tuple, NULL);
+}
+
+static void capture_one(SyncedTable *table, TupleDesc desc, HeapTuple tuple);
+
+/*
+ * INSERT whose row was changed again before this event: the later change
+ * is captured already, from this version on; what replicas still need is
+ * the latest content (unchanged synced columns capture nothing), unless
+ * the row is gone (its delete is captured).
+ */
+static void
+capture_superseded_insert(SyncedTable *table, Relation rel, HeapTuple tuple)
+{
+	HeapTuple	latest = latest_version(rel, tuple);
+
+	if (latest != NULL)
+		capture_one(table, RelationGetDescr(rel), latest);
 }
 
 static void
-capture_update(SyncedTable *table, TupleDesc desc, HeapTuple old_tuple,
+capture_update(SyncedTable *table, Relation rel, HeapTuple old_tuple,
 			   HeapTuple new_tuple)
 {
+	TupleDesc	desc = RelationGetDescr(rel);
 	RowImage	old_row,
 				new_row;
 	StringInfoData old_key,
 				new_key;
 
 	row_deform(&old_row, old_tuple, desc);
-	row_deform(&new_row, new_tuple, desc);
 	initStringInfo(&old_key);
-	initStringInfo(&new_key);
 	key_build(&old_key, table, old_row.values, old_row.nulls);
+	if (superseded_by_us(new_tuple))
+	{
+		/*
+		 * Captured as old -> latest version: the later changes were captured
+		 * from new_tuple on, but not the move away from the old key.
+		 */
+		HeapTuple	latest = latest_version(rel, new_tuple);
+
+		if (latest == NULL)
+		{
+			row_deform(&new_row, new_tuple, desc);
+			initStringInfo(&new_key);
+			key_build(&new_key, table, new_row.values, new_row.nulls);
+			if (old_key.len != new_key.len ||
+				memcmp(old_key.data, new_key.data, old_key.len) != 0)
+				capture_delete(table, rel, &old_key, old_tuple, &old_row);
+			return;
+		}
+		new_tuple = latest;
+	}
+	row_deform(&new_row, new_tuple, desc);
+	initStringInfo(&new_key);
 	key_build(&new_key, table, new_row.values, new_row.nulls);
 
 	if (old_key.len != new_key.len ||
 		memcmp(old_key.data, new_key.data, old_key.len) != 0)
 	{
-		emit_change(table, &old_key, NULL, PSYNC_OP_DELETE, old_tuple, NULL);
+		capture_delete(table, rel, &old_key, old_tuple, &old_row);
 		emit_change(table, &new_key, &new_row, PSYNC_OP_UPSERT, NULL, new_tuple);
 	}
 	else if (synced_columns_differ(table, desc, &old_row, &new_row))
@@ -137,8 +290,9 @@ capture_update(SyncedTable *table, TupleDesc desc, HeapTuple old_tuple,
 					new_tuple);
 }
 
+/* An upsert of tuple, whose key no version replaced by this event had. */
 static void
-capture_one(SyncedTable *table, TupleDesc desc, HeapTuple tuple, psync_op op)
+capture_one(SyncedTable *table, TupleDesc desc, HeapTuple tuple)
 {
 	RowImage	row;
 	StringInfoData key;
@@ -146,10 +300,7 @@ capture_one(SyncedTable *table, TupleDesc desc, HeapTuple tuple, psync_op op)
 	row_deform(&row, tuple, desc);
 	initStringInfo(&key);
 	key_build(&key, table, row.values, row.nulls);
-	if (op == PSYNC_OP_DELETE)
-		emit_change(table, &key, NULL, op, tuple, NULL);
-	else
-		emit_change(table, &key, &row, op, NULL, tuple);
+	emit_change(table, &key, &row, PSYNC_OP_UPSERT, NULL, tuple);
 }
 
 Datum
@@ -175,11 +326,24 @@ para_sync_capture(PG_FUNCTION_ARGS)
 	desc = RelationGetDescr(rel);
 	table = table_cache_get(rel);
 	if (TRIGGER_FIRED_BY_INSERT(event))
-		capture_one(table, desc, trigdata->tg_trigtuple, PSYNC_OP_UPSERT);
+	{
+		if (superseded_by_us(trigdata->tg_trigtuple))
+			capture_superseded_insert(table, rel, trigdata->tg_trigtuple);
+		else
+			capture_one(table, desc, trigdata->tg_trigtuple);
+	}
 	else if (TRIGGER_FIRED_BY_DELETE(event))
-		capture_one(table, desc, trigdata->tg_trigtuple, PSYNC_OP_DELETE);
+	{
+		RowImage	row;
+		StringInfoData key;
+
+		row_deform(&row, trigdata->tg_trigtuple, desc);
+		initStringInfo(&key);
+		key_build(&key, table, row.values, row.nulls);
+		capture_delete(table, rel, &key, trigdata->tg_trigtuple, &row);
+	}
 	else if (TRIGGER_FIRED_BY_UPDATE(event))
-		capture_update(table, desc, trigdata->tg_trigtuple,
+		capture_update(table, rel, trigdata->tg_trigtuple,
 					   trigdata->tg_newtuple);
 
 	return PointerGetDatum(NULL);

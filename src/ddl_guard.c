@@ -8,10 +8,14 @@
  *                      changes, DDL that would let row changes of a synced
  *                      table go unpublished or change what its keys mean:
  *                      disabling, re-firing, renaming, replacing or
- *                      dropping para_sync's triggers, or adding a second
+ *                      dropping para_sync's triggers, making them depend on
+ *                      an extension (dropped with it), or adding a second
  *                      one; dropping or retyping
  *                      primary-key columns or the primary key; SET UNLOGGED;
- *                      moving the table into schema para_sync.  Also DDL on
+ *                      moving the table into schema para_sync; renaming
+ *                      a label of an enum, or adding or dropping an
+ *                      attribute of a composite type, that a synced column
+ *                      prints.  Also DDL on
  *                      para_sync's internal tables (the capture path writes
  *                      their heap and primary key directly and would not
  *                      maintain an added index or fire an added trigger),
@@ -42,6 +46,7 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/index.h"
@@ -60,6 +65,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
+#include "parser/parse_type.h"
 #include "tcop/deparse_utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -603,13 +609,129 @@ check_trigger_function(Oid relid, CreateTrigStmt *stmt)
 				 errhint("Leave para_sync's triggers to para_sync.sync_table() and para_sync.unsync_table().")));
 }
 
+/*
+ * Some ALTER TYPE commands change the text of stored values without changing
+ * a row, so no capture trigger fires: renaming an enum label, and adding or
+ * dropping an attribute of a composite type (its values print one field
+ * more or less).  Refuse them while a synced column (of any table, whoever
+ * owns it) prints the type.  what names the command, hint says what to do.
+ */
+static void
+refuse_type_change(Oid type, const char *what, const char *hint)
+{
+	Oid		   *relids;
+	uint64		n;
+
+	relids = registry_synced_relids(&n);
+	for (uint64 i = 0; i < n; i++)
+	{
+		Relation	rel = try_relation_open(relids[i], AccessShareLock);
+		Registration *reg = rel ? registry_get(relids[i]) : NULL;
+		TupleDesc	desc;
+
+		if (reg == NULL)
+		{
+			if (rel)
+				relation_close(rel, AccessShareLock);
+			continue;
+		}
+		desc = RelationGetDescr(rel);
+		for (int a = 0; a < desc->natts; a++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+
+			if (att->attisdropped || is_excluded(reg, NameStr(att->attname)) ||
+				!type_prints_type(att->atttypid, type))
+				continue;
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot %s of type %s while synced column \"%s\" of table \"%s\" uses it",
+							what, format_type_be(type), NameStr(att->attname),
+							RelationGetRelationName(rel)),
+					 errdetail("It would change the stored values without capturing a change, so replicas would keep the old values under the same sequence."),
+					 errhint("%s", hint)));
+		}
+		relation_close(rel, AccessShareLock);
+	}
+}
+
+/*
+ * ALTER TYPE ... ADD|DROP|ALTER|RENAME ATTRIBUTE ... CASCADE changes the
+ * columns of tables typed by the composite type (CREATE TABLE ... OF type)
+ * under the tag ALTER TYPE, which the column-following triggers do not see:
+ * refused while such a table is synced.
+ */
+static void
+refuse_typed_table_change(Oid type)
+{
+	uint64		n;
+	Oid		   *relids = registry_synced_relids(&n);
+
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relids[i]));
+		bool		typed;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		typed = ((Form_pg_class) GETSTRUCT(tup))->reloftype == type;
+		ReleaseSysCache(tup);
+		if (typed)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot change the attributes of type %s while synced table \"%s\" is typed by it",
+							format_type_be(type), get_rel_name(relids[i])),
+					 errdetail("The change would reach the table's columns without para_sync following it (excluded columns, schema_version)."),
+					 errhint("%s", UNSYNC_HINT)));
+	}
+}
+
+/* ALTER TYPE ... RENAME VALUE */
+static void
+guard_enum_rename(AlterEnumStmt *stmt)
+{
+	Oid			type;
+
+	if (stmt->oldVal == NULL)
+		return;
+	type = LookupTypeNameOid(NULL, makeTypeNameFromNameList(stmt->typeName), true);
+	if (OidIsValid(type))
+		refuse_type_change(type, "rename a value",
+						   "Add the new label with ALTER TYPE ... ADD VALUE and UPDATE the rows to it (the updates are captured).");
+}
+
+/* ALTER TYPE ... ADD|DROP ATTRIBUTE of a composite type */
+static void
+guard_alter_composite(AlterTableStmt *stmt)
+{
+	Oid			relid = resolve(stmt->relation);
+	ListCell   *lc;
+
+	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_COMPOSITE_TYPE)
+		return;
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+		if (cmd->subtype == AT_AddColumn || cmd->subtype == AT_DropColumn ||
+			cmd->subtype == AT_AlterColumnType)
+			refuse_typed_table_change(get_rel_type_id(relid));
+		if (cmd->subtype == AT_AddColumn || cmd->subtype == AT_DropColumn)
+			refuse_type_change(get_rel_type_id(relid), "add or drop an attribute",
+							   "Create a new type and change the column to it with ALTER TABLE ... ALTER COLUMN ... TYPE (which bumps schema_version), or stop syncing the table with para_sync.unsync_table() first.");
+	}
+}
+
 static void
 guard_command_start(Node *parsetree)
 {
 	switch (nodeTag(parsetree))
 	{
 		case T_AlterTableStmt:
-			guard_alter_table((AlterTableStmt *) parsetree);
+			if (((AlterTableStmt *) parsetree)->objtype == OBJECT_TYPE)
+				guard_alter_composite((AlterTableStmt *) parsetree);
+			else
+				guard_alter_table((AlterTableStmt *) parsetree);
 			break;
 		case T_DropStmt:
 			guard_drop((DropStmt *) parsetree);
@@ -653,6 +775,9 @@ guard_command_start(Node *parsetree)
 				Oid			relid = resolve(stmt->relation);
 
 				refuse_internal(relid);
+				if (stmt->renameType == OBJECT_ATTRIBUTE && OidIsValid(relid) &&
+					get_rel_relkind(relid) == RELKIND_COMPOSITE_TYPE)
+					refuse_typed_table_change(get_rel_type_id(relid));
 				if (stmt->renameType == OBJECT_SCHEMA && strcmp(stmt->subname, "para_sync") == 0)
 					ereport(ERROR,
 							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -678,6 +803,27 @@ guard_command_start(Node *parsetree)
 							 errhint("Schema para_sync holds para_sync's own objects only.")));
 				break;
 			}
+		case T_AlterObjectDependsStmt:
+			{
+				/*
+				 * A trigger that depends on an extension is dropped with it,
+				 * silently: DROP EXTENSION would end capture.
+				 */
+				AlterObjectDependsStmt *stmt = (AlterObjectDependsStmt *) parsetree;
+				Oid			relid = resolve(stmt->relation);
+				const char *trigger;
+
+				if (stmt->objectType != OBJECT_TRIGGER || stmt->remove ||
+					!OidIsValid(relid) || !registry_has(relid))
+					break;
+				trigger = strVal(llast(castNode(List, stmt->object)));
+				if (is_para_sync_trigger(relid, trigger))
+					refuse_trigger_change(relid, trigger, "make an extension own");
+				break;
+			}
+		case T_AlterEnumStmt:
+			guard_enum_rename((AlterEnumStmt *) parsetree);
+			break;
 		default:
 			break;
 	}

@@ -126,29 +126,14 @@ rekey_table(Relation rel)
 Datum
 para_sync_rekey_legacy(PG_FUNCTION_ARGS)
 {
-	OwnerSwitch sw;
-	int			rc;
-	int			ntables;
+	uint64		ntables;
 	Oid		   *relids;
 	int64		moved = 0;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	become_internal_owner(&sw);
-	rc = SPI_execute("SELECT t.relid::pg_catalog.oid FROM para_sync.tables t", true, 0);
-	restore_user(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
-	ntables = (int) SPI_processed;
-	relids = palloc(sizeof(Oid) * Max(ntables, 1));
-	for (int i = 0; i < ntables; i++)
-	{
-		bool		isnull;
-
-		relids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-												   SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	for (int i = 0; i < ntables; i++)
+	relids = registry_synced_relids(&ntables);
+	for (uint64 i = 0; i < ntables; i++)
 	{
 		Relation	rel = try_table_open(relids[i], ShareRowExclusiveLock);
 

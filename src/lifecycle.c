@@ -2,7 +2,11 @@
  * lifecycle.c — what replicas see when rows leave a synced table without
  * row triggers: unsync_table(), DROP TABLE and TRUNCATE.
  *
- * All three go through lifecycle_retire_rows(), which appends a delete
+ * Tagging a table with rows under a sync name whose keys have a history
+ * publishes an upsert for each such row (lifecycle_announce_rows()), so no
+ * key's last delete stays next to a row under the same sequence.
+ *
+ * The three removals go through lifecycle_retire_rows(), which appends a delete
  * envelope for every row of the table, through the same sequence and outbox
  * code as the capture trigger, in the caller's transaction.  So the last
  * envelope of every key is a delete, which is exactly what snapshot() reads
@@ -74,8 +78,10 @@ retiring_table(Relation rel)
 }
 
 /*
- * Append a delete envelope for every row of synced table rel.  The caller
- * holds a lock that keeps writers out (ShareRowExclusiveLock or stronger).
+ * Append an envelope for rows of synced table rel: a delete for every row
+ * (deletes), or an upsert for every row whose key has a history (!deletes).
+ * The caller holds a lock that keeps writers out (ShareRowExclusiveLock or
+ * stronger).
  *
  * In a SERIALIZABLE transaction a sequential scan under an MVCC snapshot
  * would take a predicate lock on the whole table, which a plain TRUNCATE or
@@ -83,8 +89,8 @@ retiring_table(Relation rel)
  * scan runs under SnapshotAny (no predicate locks) and each tuple is checked
  * against the snapshot here, as sequence_store.c does for its reads.
  */
-void
-lifecycle_retire_rows(Relation rel)
+static void
+publish_rows(Relation rel, bool deletes)
 {
 	SyncedTable *table = NULL;
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -92,7 +98,7 @@ lifecycle_retire_rows(Relation rel)
 	TableScanDesc scan = table_beginscan(rel, filter ? SnapshotAny : snapshot, 0, NULL);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext,
-												  "para_sync retire rows",
+												  "para_sync lifecycle rows",
 												  ALLOCSET_DEFAULT_SIZES);
 
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
@@ -109,7 +115,11 @@ lifecycle_retire_rows(Relation rel)
 		slot_getallattrs(slot);
 		initStringInfo(&key);
 		key_build(&key, table, slot->tts_values, slot->tts_isnull);
-		capture_emit_change(table, &key, NULL, NULL, PSYNC_OP_DELETE);
+		if (deletes)
+			capture_emit_change(table, &key, NULL, NULL, PSYNC_OP_DELETE);
+		else if (sequence_store_last(key.data, key.len, true) > 0)
+			capture_emit_change(table, &key, slot->tts_values, slot->tts_isnull,
+								PSYNC_OP_UPSERT);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(row_cxt);
 	}
@@ -117,6 +127,28 @@ lifecycle_retire_rows(Relation rel)
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
 	UnregisterSnapshot(snapshot);
+}
+
+/* A delete envelope for every row of synced table rel. */
+void
+lifecycle_retire_rows(Relation rel)
+{
+	publish_rows(rel, true);
+}
+
+/*
+ * sync_table() of a table that has rows, under a sync name whose keys may
+ * have a history (the table was synced before, or another table under the
+ * name was dropped or untagged): a key's last envelope is then a delete, at
+ * the key's last sequence, while snapshot() would now return the row under
+ * that same sequence.  Each such row gets an upsert under the next one.
+ * Keys without a history stay at sequence 0 (nothing was ever published).
+ */
+void
+lifecycle_announce_rows(Relation rel)
+{
+	if (sequence_store_name_has_history(table_cache_get(rel)->sync_name))
+		publish_rows(rel, false);
 }
 
 /* Does para_sync.tables exist (it does not while DROP EXTENSION runs)? */
@@ -128,9 +160,12 @@ registry_exists(void)
 	return OidIsValid(nsp) && OidIsValid(get_relname_relid("tables", nsp));
 }
 
-/* Is relid in the registry?  Read as the extension owner. */
+/*
+ * Is relid in the registry as of snapshot (InvalidSnapshot: the current
+ * one)?  Read as the extension owner.
+ */
 bool
-lifecycle_table_is_synced(Oid relid)
+lifecycle_table_is_synced_in(Oid relid, Snapshot snapshot)
 {
 	Datum		arg = ObjectIdGetDatum(relid);
 	OwnerSwitch sw;
@@ -151,13 +186,26 @@ lifecycle_table_is_synced(Oid relid)
 		synced_plan = plan;
 	}
 	become_internal_owner(&sw);
-	rc = SPI_execute_plan(synced_plan, &arg, NULL, false, 1);
+	rc = SPI_execute_snapshot(synced_plan, &arg, NULL, snapshot, InvalidSnapshot,
+							  true, false, 1);
 	restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
 	found = SPI_processed > 0;
 	SPI_finish();
 	return found;
+}
+
+/*
+ * Is relid synced now?  Read with a fresh snapshot, as table_cache.c reads
+ * the registry: the caller holds a lock that keeps sync_table() and
+ * unsync_table() of the table out, and a tagging that committed while it
+ * waited for that lock counts, whatever the transaction's snapshot.
+ */
+bool
+lifecycle_table_is_synced(Oid relid)
+{
+	return lifecycle_table_is_synced_in(relid, GetLatestSnapshot());
 }
 
 /*
@@ -209,14 +257,25 @@ retire_named_table(List *names)
 	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
 	Relation	rel;
 
-	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION ||
-		!lifecycle_table_is_synced(relid))
+	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION)
 		return;
-	/* lock it as DROP will: owner checked first, name resolved again */
+
+	/*
+	 * Lock it as DROP will (owner checked first, name resolved again) before
+	 * asking whether it is synced: a sync_table() that commits while DROP
+	 * waits for the lock must not leave its rows' envelopes without deletes.
+	 */
 	relid = RangeVarGetRelidExtended(rv, AccessExclusiveLock, RVR_MISSING_OK,
 									 callback_require_owner, NULL);
 	if (!OidIsValid(relid) || !lifecycle_table_is_synced(relid))
 		return;
+	/* the registry row must also be one this transaction can delete */
+	if (IsolationUsesXactSnapshot() && !lifecycle_table_is_synced_in(relid, InvalidSnapshot))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent para_sync.sync_table() of table \"%s\"",
+						get_rel_name(relid)),
+				 errhint("Retry the transaction.")));
 	rel = table_open(relid, NoLock);
 	lifecycle_retire_rows(rel);
 	table_close(rel, NoLock);
@@ -289,7 +348,9 @@ para_sync_check_dropped_tables(PG_FUNCTION_ARGS)
 		dropped_plan = plan;
 	}
 	become_internal_owner(&sw);
-	rc = SPI_execute_plan(dropped_plan, NULL, NULL, true, 0);
+	/* fresh: a table tagged while the drop waited for its lock counts */
+	rc = SPI_execute_snapshot(dropped_plan, NULL, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 0);
 	restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync dropped-table look-up failed: %s", SPI_result_code_string(rc));

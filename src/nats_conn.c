@@ -2,8 +2,16 @@
  * nats_conn.c — the publisher's NATS side: connection options built from the
  * para_sync.* settings, connect/reconnect state, and publishing a batch with
  * its confirmation (core NATS: one PING/PONG flush round trip; JetStream:
- * asynchronous publishes with Nats-Msg-Id "<key>:<sequence>", then waiting
- * for every publish ack).
+ * every envelope published with the header Nats-Msg-Id "<key>:<sequence>"
+ * and a reply subject of our own, then waiting for each one's ack).
+ *
+ * JetStream acks are collected here rather than by nats.c's asynchronous
+ * publishing: each attempt of a batch has its own reply subjects
+ * (<inbox>.<attempt>.<index>), so an ack that never comes (leader change,
+ * lost connection, deleted stream) only fails this attempt, and the worker
+ * re-sends the batch with the same Nats-Msg-Ids; the stream drops the
+ * copies it already has.  Nothing waits more than PSYNC_WAIT_SLICE_MS
+ * without checking for shutdown.
  *
  * Threads: nats.c runs its own threads (reader, flusher, timers, reconnect,
  * JetStream ack delivery).  They never touch PostgreSQL state: the callbacks
@@ -32,16 +40,20 @@
 #define EV_CLOSED		0x04
 #define EV_ASYNC_ERROR	0x08
 
+/* longest uninterrupted wait inside a nats.c call */
+#define PSYNC_WAIT_SLICE_MS 100
+
 static natsConnection *conn = NULL;
-static jsCtx *js = NULL;
 static Latch *wake_latch = NULL;
+
+/* JetStream mode: our reply inbox and the attempt counter */
+static natsSubscription *ack_sub = NULL;
+static natsInbox *ack_inbox = NULL;
+static uint64 ack_attempt = 0;
 
 /* written by nats.c threads */
 static pg_atomic_uint32 nats_events;
 static pg_atomic_uint32 async_error_status;
-static pg_atomic_uint64 js_ack_errors;
-static pthread_mutex_t js_err_mutex = PTHREAD_MUTEX_INITIALIZER;
-static char js_err_text[256];
 static bool atomics_ready = false;
 
 /* ---- callbacks: nats.c threads; no PostgreSQL calls but SetLatch */
@@ -82,20 +94,6 @@ on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
 {
 	pg_atomic_write_u32(&async_error_status, (uint32) err);
 	pg_atomic_fetch_or_u32(&nats_events, EV_ASYNC_ERROR);
-	wake();
-}
-
-static void
-on_js_ack_error(jsCtx *ctx, jsPubAckErr *pae, void *closure)
-{
-	const char *status = natsStatus_GetText(pae->Err);
-	bool		extra = pae->ErrText != NULL && strcmp(pae->ErrText, status) != 0;
-
-	pthread_mutex_lock(&js_err_mutex);
-	snprintf(js_err_text, sizeof(js_err_text), "%s%s%s", status,
-			 extra ? ": " : "", extra ? pae->ErrText : "");
-	pthread_mutex_unlock(&js_err_mutex);
-	pg_atomic_fetch_add_u64(&js_ack_errors, 1);
 	wake();
 }
 
@@ -164,6 +162,18 @@ nats_settings_fingerprint(void)
 					psync_reconnect_wait_ms, psync_subject_prefix);
 }
 
+/* Does any URL of the list have the tls:// scheme? */
+static bool
+url_list_wants_tls(const char *urls)
+{
+	for (const char *p = urls; (p = strstr(p, "://")) != NULL; p += 3)
+	{
+		if (p - urls >= 3 && pg_strncasecmp(p - 3, "tls", 3) == 0)
+			return true;
+	}
+	return false;
+}
+
 #define NATS_TRY(call) \
 	do { if ((s = (call)) != NATS_OK) { what = #call; goto fail; } } while (0)
 
@@ -211,7 +221,7 @@ build_options(char *errbuf, size_t errlen)
 	if (psync_nats_credentials_file[0] != '\0')
 		NATS_TRY(natsOptions_SetUserCredentialsFromFiles(o, psync_nats_credentials_file, NULL));
 	if (psync_tls_required || psync_tls_ca_file[0] != '\0' ||
-		psync_tls_cert_file[0] != '\0')
+		psync_tls_cert_file[0] != '\0' || url_list_wants_tls(psync_nats_url))
 		NATS_TRY(natsOptions_SetSecure(o, true));
 	if (psync_tls_ca_file[0] != '\0')
 		NATS_TRY(natsOptions_LoadCATrustedCertificates(o, psync_tls_ca_file));
@@ -233,6 +243,9 @@ fail:
 	pfree(urls);
 	return NULL;
 }
+
+static void format_nats_error(char *errbuf, size_t errlen, const char *what,
+							  natsStatus s);
 
 static bool
 connect_blocked(char *errbuf, size_t errlen)
@@ -261,17 +274,19 @@ connect_blocked(char *errbuf, size_t errlen)
 
 	if (psync_jetstream_stream[0] != '\0')
 	{
+		jsCtx	   *js = NULL;
 		jsOptions	jo;
 		jsStreamInfo *si = NULL;
 		jsErrCode	jerr = 0;
+		char	   *subject;
 
 		jsOptions_Init(&jo);
-		jo.Wait = psync_confirm_timeout_ms;
-		jo.PublishAsync.MaxPending = 1000000;
-		jo.PublishAsync.ErrHandler = on_js_ack_error;
+		jo.Wait = Min(psync_confirm_timeout_ms, 1000);
 		s = natsConnection_JetStream(&js, conn, &jo);
 		if (s == NATS_OK)
 			s = js_GetStreamInfo(&si, js, psync_jetstream_stream, NULL, &jerr);
+		if (js != NULL)
+			jsCtx_Destroy(js);
 		if (s != NATS_OK)
 		{
 			if (s == NATS_NOT_FOUND)
@@ -285,6 +300,23 @@ connect_blocked(char *errbuf, size_t errlen)
 			return false;
 		}
 		jsStreamInfo_Destroy(si);
+
+		/* the reply inbox every publish ack comes back to */
+		s = natsInbox_Create(&ack_inbox);
+		if (s == NATS_OK)
+		{
+			subject = psprintf("%s.>", (const char *) ack_inbox);
+			s = natsConnection_SubscribeSync(&ack_sub, conn, subject);
+			pfree(subject);
+		}
+		if (s == NATS_OK)
+			s = natsSubscription_SetPendingLimits(ack_sub, -1, -1);
+		if (s != NATS_OK)
+		{
+			format_nats_error(errbuf, errlen, "could not subscribe to JetStream acks", s);
+			nats_disconnect();
+			return false;
+		}
 	}
 	return true;
 }
@@ -301,7 +333,6 @@ nats_connect(char *errbuf, size_t errlen)
 	{
 		pg_atomic_init_u32(&nats_events, 0);
 		pg_atomic_init_u32(&async_error_status, 0);
-		pg_atomic_init_u64(&js_ack_errors, 0);
 		atomics_ready = true;
 	}
 	nats_disconnect();
@@ -329,9 +360,12 @@ nats_connect(char *errbuf, size_t errlen)
 void
 nats_disconnect(void)
 {
-	if (js != NULL)
-		jsCtx_Destroy(js);
-	js = NULL;
+	if (ack_sub != NULL)
+		natsSubscription_Destroy(ack_sub);
+	ack_sub = NULL;
+	if (ack_inbox != NULL)
+		natsInbox_Destroy(ack_inbox);
+	ack_inbox = NULL;
 	if (conn != NULL)
 	{
 		natsConnection_Close(conn);
@@ -415,7 +449,7 @@ flush_confirm(void)
 
 	while (waited < psync_confirm_timeout_ms)
 	{
-		int			slice = Min(1000, psync_confirm_timeout_ms - waited);
+		int			slice = Min(PSYNC_WAIT_SLICE_MS, psync_confirm_timeout_ms - waited);
 
 		s = natsConnection_FlushTimeout(conn, slice);
 		if (s != NATS_TIMEOUT || ShutdownRequestPending)
@@ -437,52 +471,49 @@ format_nats_error(char *errbuf, size_t errlen, const char *what, natsStatus s)
 			 detail && detail[0] && strcmp(detail, natsStatus_GetText(s)) != 0 ? detail : "");
 }
 
-/* Hand every message to nats.c, in order: core publish or JetStream async. */
-static bool
-send_all(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
+/*
+ * The subject of m: <prefix>.<key>, or <prefix>.<sync name>.<key> in the
+ * 'table' layout (the sync name is the key up to its first colon).
+ */
+static char *
+subject_of(StringInfo subject, int prefix_len, const PsyncOutMsg *m)
+{
+	subject->len = prefix_len;
+	if (m->by_table)
+	{
+		const char *colon = memchr(m->key, ':', m->key_len);
+		int			name_len = colon ? (int) (colon - m->key) : m->key_len;
+
+		appendBinaryStringInfo(subject, m->key, name_len);
+		appendStringInfoChar(subject, '.');
+	}
+	appendBinaryStringInfo(subject, m->key, m->key_len);
+	return subject->data;
+}
+
+static PsyncPubResult
+publish_core(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 {
 	StringInfoData subject;
 	int			prefix_len;
 	natsStatus	s;
-	char		msgid[PSYNC_MAX_KEY_LEN + 32];
 
 	initStringInfo(&subject);
 	appendStringInfo(&subject, "%s.", psync_subject_prefix);
 	prefix_len = subject.len;
 	for (int i = 0; i < n; i++)
 	{
-		subject.len = prefix_len;
-		appendBinaryStringInfo(&subject, msgs[i].key, msgs[i].key_len);
-		if (js != NULL)
-		{
-			jsPubOptions po;
-
-			snprintf(msgid, sizeof(msgid), "%.*s:" INT64_FORMAT,
-					 msgs[i].key_len, msgs[i].key, msgs[i].seq);
-			jsPubOptions_Init(&po);
-			po.MsgId = msgid;
-			po.ExpectStream = psync_jetstream_stream;
-			s = js_PublishAsync(js, subject.data, msgs[i].data, msgs[i].len, &po);
-		}
-		else
-			s = natsConnection_Publish(conn, subject.data, msgs[i].data, msgs[i].len);
+		if (msgs[i].skip)
+			continue;
+		s = natsConnection_Publish(conn, subject_of(&subject, prefix_len, &msgs[i]),
+								   msgs[i].data, msgs[i].len);
 		if (s != NATS_OK)
 		{
-			format_nats_error(errbuf, errlen, js ? "could not publish to JetStream" : "could not publish to NATS", s);
-			return false;
+			format_nats_error(errbuf, errlen, "could not publish to NATS", s);
+			return PSP_FAILED;
 		}
 	}
 	pfree(subject.data);
-	return true;
-}
-
-static PsyncPubResult
-publish_core(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
-{
-	natsStatus	s;
-
-	if (!send_all(msgs, n, errbuf, errlen))
-		return PSP_FAILED;
 	s = flush_confirm();
 	if (s != NATS_OK)
 	{
@@ -492,49 +523,191 @@ publish_core(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 	return PSP_OK;
 }
 
-static PsyncPubResult
-publish_js_blocked(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
+/* Send every message with its Nats-Msg-Id and a reply subject of this attempt. */
+static bool
+js_send_all(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 {
-	natsStatus	s;
-	jsPubOptions po;
-	uint64		errors_before;
+	StringInfoData subject;
+	int			prefix_len;
+	char		reply[128];
+	char		msgid[PSYNC_MAX_KEY_LEN + 32];
 
-	/* nothing of an earlier, failed batch may still be in flight */
-	jsPubOptions_Init(&po);
-	po.MaxWait = psync_confirm_timeout_ms;
-	s = js_PublishAsyncComplete(js, &po);
-	if (s != NATS_OK)
+	initStringInfo(&subject);
+	appendStringInfo(&subject, "%s.", psync_subject_prefix);
+	prefix_len = subject.len;
+	for (int i = 0; i < n; i++)
 	{
-		format_nats_error(errbuf, errlen, "JetStream publishes of an earlier batch are still unconfirmed", s);
-		return PSP_FAILED;
-	}
-	errors_before = pg_atomic_read_u64(&js_ack_errors);
+		natsMsg    *m = NULL;
+		natsStatus	s;
 
-	if (!send_all(msgs, n, errbuf, errlen))
-		return PSP_FAILED;
-	/* push the publishes out now rather than when nats.c's flusher runs */
-	s = flush_confirm();
-	if (s == NATS_OK)
-		s = js_PublishAsyncComplete(js, &po);
-	if (s != NATS_OK)
-	{
-		format_nats_error(errbuf, errlen, "JetStream did not acknowledge the batch", s);
-		return PSP_FAILED;
+		if (msgs[i].skip)
+			continue;
+		snprintf(reply, sizeof(reply), "%s." UINT64_FORMAT ".%d",
+				 (const char *) ack_inbox, ack_attempt, i);
+		snprintf(msgid, sizeof(msgid), "%.*s:" INT64_FORMAT,
+				 msgs[i].key_len, msgs[i].key, msgs[i].seq);
+		s = natsMsg_Create(&m, subject_of(&subject, prefix_len, &msgs[i]), reply,
+						   msgs[i].data, msgs[i].len);
+		if (s == NATS_OK)
+			s = natsMsgHeader_Set(m, "Nats-Msg-Id", msgid);
+		if (s == NATS_OK)
+			s = natsMsgHeader_Set(m, "Nats-Expected-Stream", psync_jetstream_stream);
+		if (s == NATS_OK)
+			s = natsConnection_PublishMsg(conn, m);
+		natsMsg_Destroy(m);
+		if (s != NATS_OK)
+		{
+			format_nats_error(errbuf, errlen, "could not publish to JetStream", s);
+			return false;
+		}
 	}
-	if (pg_atomic_read_u64(&js_ack_errors) != errors_before)
-	{
-		pthread_mutex_lock(&js_err_mutex);
-		snprintf(errbuf, errlen, "JetStream stream \"%s\" refused a publish: %s",
-				 psync_jetstream_stream, js_err_text);
-		pthread_mutex_unlock(&js_err_mutex);
-		return PSP_FAILED;
-	}
-	return PSP_OK;
+	pfree(subject.data);
+	return true;
 }
 
 /*
- * Publish msgs[0..n-1] in order and wait until NATS confirmed all of them.
- * PSP_OK is the only outcome after which they may be removed.
+ * One JetStream ack: the index of the publish it answers (-1 when it is
+ * from an earlier attempt or not ours), and whether the stream stored it
+ * (an error reply fills errbuf).
+ */
+static int
+js_parse_ack(natsMsg *m, bool *stored, char *errbuf, size_t errlen)
+{
+	const char *subj = natsMsg_GetSubject(m);
+	size_t		plen = strlen((const char *) ack_inbox);
+	const char *data = natsMsg_GetData(m);
+	int			len = natsMsg_GetDataLength(m);
+	char		body[512];
+	const char *err;
+	char	   *end;
+	uint64		attempt;
+	long		index;
+
+	*stored = false;
+	if (strncmp(subj, (const char *) ack_inbox, plen) != 0 || subj[plen] != '.')
+		return -1;
+	attempt = strtoull(subj + plen + 1, &end, 10);
+	if (attempt != ack_attempt || *end != '.')
+		return -1;
+	index = strtol(end + 1, NULL, 10);
+
+	snprintf(body, sizeof(body), "%.*s", Min(len, (int) sizeof(body) - 1), data ? data : "");
+	err = strstr(body, "\"description\"");
+	if (strstr(body, "\"error\"") != NULL)
+	{
+		const char *d = err ? strchr(err + 13, '"') : NULL;
+		const char *e = d ? strchr(d + 1, '"') : NULL;
+
+		snprintf(errbuf, errlen, "JetStream stream \"%s\" refused a publish: %.*s",
+				 psync_jetstream_stream, d && e ? (int) (e - d - 1) : len,
+				 d && e ? d + 1 : body);
+		return (int) index;
+	}
+	*stored = strstr(body, "\"seq\"") != NULL;
+	if (!*stored)
+		snprintf(errbuf, errlen, "JetStream sent an unexpected ack: %s", body);
+	return (int) index;
+}
+
+/*
+ * Wait for the acks of this attempt.  Stops at the first refusal (the batch
+ * is re-sent as a whole later), at "no responders" (no stream, or no leader
+ * right now), at the timeout, or on shutdown.
+ */
+static PsyncPubResult
+js_collect_acks(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
+{
+	bool	   *acked = palloc0(sizeof(bool) * n);
+	int			pending = 0;
+	int			waited = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (msgs[i].skip)
+			acked[i] = true;
+		else
+			pending++;
+	}
+	while (pending > 0)
+	{
+		natsMsg    *m = NULL;
+		natsStatus	s = natsSubscription_NextMsg(&m, ack_sub, PSYNC_WAIT_SLICE_MS);
+
+		if (s == NATS_TIMEOUT)
+		{
+			waited += PSYNC_WAIT_SLICE_MS;
+			if (ShutdownRequestPending)
+			{
+				snprintf(errbuf, errlen, "shutting down with %d JetStream publishes unconfirmed", pending);
+				return PSP_FAILED;
+			}
+			if (waited >= psync_confirm_timeout_ms)
+			{
+				snprintf(errbuf, errlen, "JetStream did not acknowledge %d of %d publishes within para_sync.confirm_timeout",
+						 pending, n);
+				return PSP_FAILED;
+			}
+			continue;
+		}
+		if (s == NATS_NO_RESPONDERS)
+		{
+			snprintf(errbuf, errlen, "JetStream stream \"%s\" did not answer: no responders (stream missing or without a leader)",
+					 psync_jetstream_stream);
+			return PSP_FAILED;
+		}
+		if (s != NATS_OK)
+		{
+			format_nats_error(errbuf, errlen, "JetStream acks could not be read", s);
+			return PSP_FAILED;
+		}
+		{
+			bool		stored;
+			int			i = js_parse_ack(m, &stored, errbuf, errlen);
+
+			natsMsg_Destroy(m);
+			if (i < 0 || i >= n)
+				continue;
+			if (!stored)
+				return PSP_FAILED;
+			if (!acked[i])
+			{
+				acked[i] = true;
+				pending--;
+			}
+		}
+	}
+	pfree(acked);
+	return PSP_OK;
+}
+
+static PsyncPubResult
+publish_js(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
+{
+	natsMsg    *stale = NULL;
+	natsStatus	st;
+
+	/*
+	 * Drop what earlier attempts left in the inbox: their acks are filtered
+	 * by subject anyway, but nats.c hands out a "no responders" reply as a
+	 * bare status, which cannot be told apart.
+	 */
+	while ((st = natsSubscription_NextMsg(&stale, ack_sub, 0)) == NATS_OK ||
+		   st == NATS_NO_RESPONDERS)
+	{
+		if (stale != NULL)
+			natsMsg_Destroy(stale);
+		stale = NULL;
+	}
+	ack_attempt++;
+	if (!js_send_all(msgs, n, errbuf, errlen))
+		return PSP_FAILED;
+	return js_collect_acks(msgs, n, errbuf, errlen);
+}
+
+/*
+ * Publish msgs[0..n-1] (but those marked skip) in order and wait until NATS
+ * confirmed all of them.  PSP_OK is the only outcome after which they may
+ * be removed.
  */
 PsyncPubResult
 nats_publish_batch(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
@@ -544,16 +717,7 @@ nats_publish_batch(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 		snprintf(errbuf, errlen, "not connected to NATS");
 		return PSP_NOT_CONNECTED;
 	}
-	if (js != NULL)
-	{
-		sigset_t	saved;
-		PsyncPubResult r;
-
-		/* the first async publish starts the ack-delivery thread */
-		block_signals(&saved);
-		r = publish_js_blocked(msgs, n, errbuf, errlen);
-		restore_signals(&saved);
-		return r;
-	}
+	if (ack_sub != NULL)
+		return publish_js(msgs, n, errbuf, errlen);
 	return publish_core(msgs, n, errbuf, errlen);
 }

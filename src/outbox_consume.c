@@ -1,6 +1,7 @@
 /*
- * outbox_consume.c — para_sync.consume() and para_sync.ack(): the outbox's
- * consume step, in C.
+ * outbox_consume.c — the outbox's consume step, in one place: outbox_read()
+ * and outbox_remove(), used by the publisher (worker.c) and behind the SQL
+ * functions para_sync.consume() and para_sync.ack().
  *
  * consume() walks the outbox primary key (key, seq) from after_key and wraps
  * around, so a batch is in per-key sequence order and a large backlog is
@@ -14,6 +15,7 @@
  * They assume a single consumer at a time (the publisher).
  */
 #include "para_sync.h"
+#include "publisher.h"
 
 #include "access/genam.h"
 #include "access/heapam.h"
@@ -34,16 +36,18 @@ PG_FUNCTION_INFO_V1(para_sync_consume);
 PG_FUNCTION_INFO_V1(para_sync_ack);
 
 /*
- * Append up to limit rows whose key compares to bound by strategy (>= or <)
- * to the result tuplestore, in index order.  Returns the number appended.
+ * Hand up to limit rows whose key compares to bound by strategy (>= or <) to
+ * fn, in index order.  Returns the number fn took; *stopped when fn refused
+ * one.
  */
 static int
-consume_range(ReturnSetInfo *rsinfo, Relation heap, Relation index,
-			  text *bound, StrategyNumber strategy, RegProcedure cmp, int limit)
+read_range(Relation heap, Relation index, text *bound, StrategyNumber strategy,
+		   RegProcedure cmp, int limit, OutboxRowFn fn, void *arg, bool *stopped)
 {
 	ScanKeyData skey;
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	bool		with_layout = RelationGetDescr(heap)->natts >= 6;
 	int			n = 0;
 
 	ScanKeyEntryInitialize(&skey, 0, 1, strategy, InvalidOid, C_COLLATION_OID,
@@ -52,13 +56,21 @@ consume_range(ReturnSetInfo *rsinfo, Relation heap, Relation index,
 	index_rescan(scan, &skey, 1, NULL, 0);
 	while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		Datum		values[3];
-		bool		nulls[3] = {false, false, false};
+		OutboxRow	row;
+		bool		isnull;
 
-		values[0] = slot_getattr(slot, 1, &nulls[0]);
-		values[1] = slot_getattr(slot, 2, &nulls[1]);
-		values[2] = PointerGetDatum(PG_DETOAST_DATUM_COPY(slot_getattr(slot, 5, &nulls[2])));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		row.key = DatumGetTextPP(slot_getattr(slot, 1, &isnull));
+		row.seq = DatumGetInt64(slot_getattr(slot, 2, &isnull));
+		row.txid = DatumGetInt64(slot_getattr(slot, 3, &isnull));
+		row.envelope = slot_getattr(slot, 5, &isnull);
+		/* a 0.1 outbox (before ALTER EXTENSION UPDATE) has no layout column */
+		row.subject_layout = with_layout ?
+			DatumGetChar(slot_getattr(slot, 6, &isnull)) : PSYNC_LAYOUT_KEY;
+		if (!fn(&row, arg))
+		{
+			*stopped = true;
+			break;
+		}
 		n++;
 	}
 	index_endscan(scan);
@@ -66,31 +78,63 @@ consume_range(ReturnSetInfo *rsinfo, Relation heap, Relation index,
 	return n;
 }
 
+/*
+ * Read up to limit committed envelopes (active snapshot) in per-key sequence
+ * order, from the key after_key on, wrapping around to the keys before it.
+ * Each row goes to fn, which copies what it keeps (the row's memory lives
+ * only for the call) and may refuse it to end the read early (a byte cap).
+ * Returns the number of rows fn took.
+ */
+int
+outbox_read(const char *after_key, int limit, OutboxRowFn fn, void *arg)
+{
+	const StoreRelations *rels = store_relations();
+	text	   *bound = cstring_to_text(after_key ? after_key : "");
+	Relation	heap;
+	Relation	index;
+	bool		stopped = false;
+	int			n;
+
+	heap = table_open(rels->outbox, AccessShareLock);
+	index = index_open(rels->outbox_pkey, AccessShareLock);
+	n = read_range(heap, index, bound, BTGreaterEqualStrategyNumber, F_TEXT_GE,
+				   limit, fn, arg, &stopped);
+	if (n < limit && !stopped && VARSIZE_ANY_EXHDR(bound) > 0)
+		n += read_range(heap, index, bound, BTLessStrategyNumber, F_TEXT_LT,
+						limit - n, fn, arg, &stopped);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	pfree(bound);
+	return n;
+}
+
+static bool
+consume_row(const OutboxRow *row, void *arg)
+{
+	ReturnSetInfo *rsinfo = arg;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	values[0] = PointerGetDatum(row->key);
+	values[1] = Int64GetDatum(row->seq);
+	values[2] = PointerGetDatum(PG_DETOAST_DATUM(row->envelope));
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	return true;
+}
+
 Datum
 para_sync_consume(PG_FUNCTION_ARGS)
 {
 	int32		limit = PG_GETARG_INT32(0);
-	text	   *after_key = PG_ARGISNULL(1) ? cstring_to_text("") : PG_GETARG_TEXT_PP(1);
+	char	   *after_key = PG_ARGISNULL(1) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	const StoreRelations *rels = store_relations();
-	Relation	heap;
-	Relation	index;
-	int			n;
 
 	if (limit < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("batch_size must not be negative")));
 	InitMaterializedSRF(fcinfo, 0);
-	heap = table_open(rels->outbox, AccessShareLock);
-	index = index_open(rels->outbox_pkey, AccessShareLock);
-	n = consume_range(rsinfo, heap, index, after_key, BTGreaterEqualStrategyNumber,
-					  F_TEXT_GE, limit);
-	if (n < limit)
-		consume_range(rsinfo, heap, index, after_key, BTLessStrategyNumber,
-					  F_TEXT_LT, limit - n);
-	index_close(index, NoLock);
-	table_close(heap, NoLock);
+	outbox_read(after_key, limit, consume_row, rsinfo);
 	return (Datum) 0;
 }
 
@@ -153,17 +197,11 @@ remember_last_sequences(Datum *keys, Datum *seqs, int n)
 	SPI_finish();
 }
 
-typedef struct AckedKey
-{
-	text	   *key;
-	int64		upto;
-} AckedKey;
-
 static int
-acked_key_cmp(const void *a, const void *b)
+ack_cmp(const void *a, const void *b)
 {
-	const AckedKey *x = a;
-	const AckedKey *y = b;
+	const OutboxAck *x = a;
+	const OutboxAck *y = b;
 	int			xlen = VARSIZE_ANY_EXHDR(x->key);
 	int			ylen = VARSIZE_ANY_EXHDR(y->key);
 	int			c = memcmp(VARDATA_ANY(x->key), VARDATA_ANY(y->key), Min(xlen, ylen));
@@ -171,75 +209,48 @@ acked_key_cmp(const void *a, const void *b)
 	return c != 0 ? c : (xlen > ylen) - (xlen < ylen);
 }
 
-/* The (key, highest acked seq) pairs, one per key, nulls skipped. */
+/* Sort by key and keep one pair per key, with the highest sequence. */
 static int
-collect_acks(Datum *keys, bool *key_nulls, Datum *seqs, bool *seq_nulls,
-			 int n, AckedKey **result)
+dedupe_acks(OutboxAck *acks, int n)
 {
-	AckedKey   *acks = palloc(sizeof(AckedKey) * Max(n, 1));
-	int			count = 0,
-				unique = 0;
+	int			unique = 0;
 
+	qsort(acks, n, sizeof(OutboxAck), ack_cmp);
 	for (int i = 0; i < n; i++)
 	{
-		if (key_nulls[i] || seq_nulls[i])
-			continue;
-		acks[count].key = DatumGetTextPP(keys[i]);
-		acks[count].upto = DatumGetInt64(seqs[i]);
-		count++;
-	}
-	qsort(acks, count, sizeof(AckedKey), acked_key_cmp);
-	for (int i = 0; i < count; i++)
-	{
-		if (unique > 0 && acked_key_cmp(&acks[unique - 1], &acks[i]) == 0)
+		if (unique > 0 && ack_cmp(&acks[unique - 1], &acks[i]) == 0)
 			acks[unique - 1].upto = Max(acks[unique - 1].upto, acks[i].upto);
 		else
 			acks[unique++] = acks[i];
 	}
-	*result = acks;
 	return unique;
 }
 
-Datum
-para_sync_ack(PG_FUNCTION_ARGS)
+/*
+ * Remove, per (key, upto) pair, the key's outbox rows with seq <= upto and
+ * record the highest removed sequence in para_sync.counters, in the
+ * caller's transaction.  acks is sorted in place.  Returns the number of
+ * rows removed.
+ */
+int64
+outbox_remove(OutboxAck *acks, int n)
 {
-	ArrayType  *key_array;
-	ArrayType  *seq_array;
 	const StoreRelations *rels = store_relations();
-	Datum	   *keys,
-			   *seqs,
-			   *last_keys,
+	Datum	   *last_keys,
 			   *last_seqs;
-	bool	   *key_nulls,
-			   *seq_nulls;
-	int			nkeys,
-				nseqs,
-				nacks,
-				nlast = 0;
-	AckedKey   *acks;
+	int			nlast = 0;
 	int64		deleted = 0;
 	Relation	heap;
 	Relation	index;
 	Snapshot	snapshot;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		PG_RETURN_INT64(0);
-	key_array = PG_GETARG_ARRAYTYPE_P(0);
-	seq_array = PG_GETARG_ARRAYTYPE_P(1);
-	deconstruct_array(key_array, TEXTOID, -1, false, TYPALIGN_INT, &keys, &key_nulls, &nkeys);
-	deconstruct_array(seq_array, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &seqs, &seq_nulls, &nseqs);
-	if (nkeys != nseqs)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("keys and seqs must have the same length (%d and %d)", nkeys, nseqs)));
-
-	nacks = collect_acks(keys, key_nulls, seqs, seq_nulls, nkeys, &acks);
-	last_keys = palloc(sizeof(Datum) * Max(nacks, 1));
-	last_seqs = palloc(sizeof(Datum) * Max(nacks, 1));
+	n = dedupe_acks(acks, n);
+	last_keys = palloc(sizeof(Datum) * Max(n, 1));
+	last_seqs = palloc(sizeof(Datum) * Max(n, 1));
 	heap = table_open(rels->outbox, RowExclusiveLock);
 	index = index_open(rels->outbox_pkey, RowExclusiveLock);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	for (int i = 0; i < nacks; i++)
+	for (int i = 0; i < n; i++)
 	{
 		int64		highest = delete_acked(heap, index, snapshot, acks[i].key,
 										   acks[i].upto, &deleted);
@@ -255,5 +266,45 @@ para_sync_ack(PG_FUNCTION_ARGS)
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
 	remember_last_sequences(last_keys, last_seqs, nlast);
-	PG_RETURN_INT64(deleted);
+	pfree(last_keys);
+	pfree(last_seqs);
+	return deleted;
+}
+
+Datum
+para_sync_ack(PG_FUNCTION_ARGS)
+{
+	ArrayType  *key_array;
+	ArrayType  *seq_array;
+	Datum	   *keys,
+			   *seqs;
+	bool	   *key_nulls,
+			   *seq_nulls;
+	int			nkeys,
+				nseqs,
+				nacks = 0;
+	OutboxAck  *acks;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_INT64(0);
+	key_array = PG_GETARG_ARRAYTYPE_P(0);
+	seq_array = PG_GETARG_ARRAYTYPE_P(1);
+	deconstruct_array(key_array, TEXTOID, -1, false, TYPALIGN_INT, &keys, &key_nulls, &nkeys);
+	deconstruct_array(seq_array, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &seqs, &seq_nulls, &nseqs);
+	if (nkeys != nseqs)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("keys and seqs must have the same length (%d and %d)", nkeys, nseqs)));
+
+	/* nulls acknowledge nothing */
+	acks = palloc(sizeof(OutboxAck) * Max(nkeys, 1));
+	for (int i = 0; i < nkeys; i++)
+	{
+		if (key_nulls[i] || seq_nulls[i])
+			continue;
+		acks[nacks].key = DatumGetTextPP(keys[i]);
+		acks[nacks].upto = DatumGetInt64(seqs[i]);
+		nacks++;
+	}
+	PG_RETURN_INT64(outbox_remove(acks, nacks));
 }

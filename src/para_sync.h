@@ -16,6 +16,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/relcache.h"
+#include "utils/snapshot.h"
 
 #include "para_sync/envelope.h"
 #include "para_sync/key.h"
@@ -71,12 +72,21 @@ typedef struct KeyColumn
 	Oid			eq_opr;			/* btree equality of the key's opclass */
 } KeyColumn;
 
+/*
+ * Subject layouts (docs/protocol.md, "Subjects"), as stored in the outbox's
+ * subject_layout column: 'k' publishes on <prefix>.<key>, 't' on
+ * <prefix>.<sync name>.<key>.
+ */
+#define PSYNC_LAYOUT_KEY	'k'
+#define PSYNC_LAYOUT_TABLE	't'
+
 typedef struct SyncedTable
 {
 	Oid			relid;
 	bool		valid;
 	char	   *sync_name;
 	char	   *schema_version;
+	char		subject_layout; /* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
 	int			ncolumns;		/* synced (non-excluded, live) columns */
 	SyncedColumn *columns;
 	int			nkeys;			/* primary-key columns, index order */
@@ -109,6 +119,7 @@ extern char *canonical_text(Oid typid, Datum value, FmgrInfo *output);
 /* ---- type_trust.c: facts about types, never taken from names */
 
 extern bool type_is_text_like(Oid base);
+extern bool type_prints_type(Oid typid, Oid target);
 extern bool key_type_ok(Relation rel, Relation index, int keyno);
 extern void key_type_check(Relation rel, Relation index, int keyno);
 
@@ -143,16 +154,15 @@ typedef struct OwnerSwitch
 extern void become_internal_owner(OwnerSwitch *sw);
 extern void restore_user(const OwnerSwitch *sw);
 extern int64 sequence_store_last(const char *key, int key_len, bool latest);
+extern bool sequence_store_name_has_history(const char *sync_name);
 extern void sequence_store_last_sorted(int n, const char *const *keys,
 									   const int *key_lens, int64 *seqs);
 extern void sequence_store_append(const char *key, int key_len, int64 seq,
-								  int64 txid, bytea *envelope);
+								  int64 txid, bytea *envelope, char layout,
+								  HeapTuple holder);
 extern void sequence_store_init(void);
 extern int64 sequence_store_next(const char *key, int key_len,
 								 HeapTuple replaced);
-extern void sequence_store_append_version(const char *key, int key_len,
-										  int64 seq, int64 txid,
-										  bytea *envelope, HeapTuple holder);
 
 /* ---- seq_cache.c: shared-memory cache of each object's last sequence */
 
@@ -190,6 +200,13 @@ extern bool para_sync_xact_wrote_envelopes;
 
 extern void lifecycle_retire_rows(Relation rel);
 extern bool lifecycle_table_is_synced(Oid relid);
+extern bool lifecycle_table_is_synced_in(Oid relid, Snapshot snapshot);
+extern void lifecycle_announce_rows(Relation rel);
+
+/* ---- registry.c */
+
+/* The relids of every synced table, into *n.  Caller is connected to SPI. */
+extern Oid *registry_synced_relids(uint64 *n);
 
 /* ---- sync_names.c: a sync name stays bound to the role that claimed it */
 

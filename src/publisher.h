@@ -1,6 +1,7 @@
 /*
- * publisher.h — internal interface of the publisher: the
- * background worker (worker.c), its NATS side (nats_conn.c) and its shared
+ * publisher.h — internal interface of the publisher: the background worker
+ * (worker.c), the outbox's consume step (outbox_consume.c), the standby
+ * check (standby_slots.c), its NATS side (nats_conn.c) and its shared
  * memory / status view (status.c).  Nothing outside these files uses it; the
  * rest of the extension only sees publisher_init() in para_sync.h.
  */
@@ -27,6 +28,8 @@ extern char *psync_nats_credentials_file;
 extern char *psync_tls_ca_file;
 extern char *psync_tls_cert_file;
 extern char *psync_tls_key_file;
+extern char *psync_standby_slots;
+extern int	psync_batch_bytes;
 extern bool psync_tls_required;
 extern int	psync_connect_timeout_ms;
 extern int	psync_confirm_timeout_ms;
@@ -34,6 +37,21 @@ extern int	psync_reconnect_wait_ms;
 extern int	psync_backoff_min_ms;
 extern int	psync_backoff_max_ms;
 extern int	psync_poll_interval_ms;
+
+/* ---- para_sync.standby_slots (standby_slots.c) */
+
+#include "access/xlogdefs.h"
+#include "utils/guc.h"
+
+typedef enum StandbyWait
+{
+	STANDBY_CONFIRMED,			/* every listed slot flushed the WAL */
+	STANDBY_WAITING,			/* a connected standby is behind: wait briefly */
+	STANDBY_PROBLEM				/* missing, inactive or logical slot: report */
+} StandbyWait;
+
+extern bool standby_slots_check(char **newval, void **extra, GucSource source);
+extern StandbyWait standby_slots_confirmed(XLogRecPtr upto, char *reason, size_t len);
 
 /* ---- shared state (status.c) */
 
@@ -47,7 +65,9 @@ typedef enum PsyncWorkerState
 	PSW_READING,				/* reading a batch from the outbox */
 	PSW_PUBLISHING,				/* publishing, waiting for NATS to confirm */
 	PSW_ACKING,					/* removing confirmed envelopes */
-	PSW_BACKOFF					/* NATS failed; waiting before a retry */
+	PSW_BACKOFF,				/* NATS failed; waiting before a retry */
+	PSW_WAITING_STANDBY,		/* waiting for para_sync.standby_slots */
+	PSW_RECOVERY				/* the server is a standby: never publish */
 } PsyncWorkerState;
 
 typedef enum PsyncNatsState
@@ -69,6 +89,7 @@ typedef struct PsyncShared
 	bool		jetstream;
 	char		server[256];	/* connected server, credentials stripped */
 	char		last_error[512];
+	char		detail[256];	/* why the current state: e.g. which slot */
 	TimestampTz last_error_at;
 	TimestampTz last_publish_at;
 	TimestampTz started_at;
@@ -79,6 +100,7 @@ typedef struct PsyncShared
 	uint64		batches;
 	uint64		retries;
 	uint64		refetches;
+	uint64		skipped;		/* too large even as op refetch */
 } PsyncShared;
 
 extern PsyncShared *psync_shared;
@@ -87,10 +109,36 @@ extern void status_shmem_init(void);
 extern void status_set_state(PsyncWorkerState state);
 extern void status_set_nats(PsyncNatsState state, const char *server);
 extern void status_set_error(const char *error);
-extern void status_count_batch(uint64 published, uint64 refetches);
+extern void status_set_detail(const char *detail);
+extern void status_count_batch(uint64 published, uint64 refetches, uint64 skipped);
+extern void status_backlog_at_least(int64 n);
 extern void status_count_retry(void);
 extern void status_set_backlog(int64 backlog, TimestampTz oldest);
 extern void status_register_worker(void);
+
+/* ---- the outbox's consume step (outbox_consume.c) */
+
+/* One outbox row, valid only during the OutboxRowFn call. */
+typedef struct OutboxRow
+{
+	text	   *key;
+	int64		seq;
+	int64		txid;
+	Datum		envelope;		/* bytea, possibly toasted */
+	char		subject_layout; /* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
+} OutboxRow;
+
+/* Takes a row (copying what it keeps) or returns false to end the read. */
+typedef bool (*OutboxRowFn) (const OutboxRow *row, void *arg);
+
+typedef struct OutboxAck
+{
+	text	   *key;
+	int64		upto;			/* remove the key's rows with seq <= upto */
+} OutboxAck;
+
+extern int	outbox_read(const char *after_key, int limit, OutboxRowFn fn, void *arg);
+extern int64 outbox_remove(OutboxAck *acks, int n);
 
 /* ---- the NATS side (nats_conn.c); never touches PostgreSQL from its threads */
 
@@ -103,6 +151,8 @@ typedef struct PsyncOutMsg
 	int64		txid;
 	const char *data;
 	int			len;
+	bool		by_table;		/* subject <prefix>.<sync name>.<key> */
+	bool		skip;			/* too large even as op refetch: not sent */
 } PsyncOutMsg;
 
 typedef enum PsyncPubResult

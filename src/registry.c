@@ -1,6 +1,6 @@
 /*
- * registry.c — checks and writes behind sync_table(), set_schema_version()
- * and unsync_table().
+ * registry.c — checks and writes behind sync_table(), set_schema_version(),
+ * set_subject_layout() and unsync_table().
  *
  * These C functions run with the caller's rights and first check that the
  * caller owns the table (and, for a new sync name, that the caller may use
@@ -29,6 +29,7 @@
 
 PG_FUNCTION_INFO_V1(para_sync_check_syncable);
 PG_FUNCTION_INFO_V1(para_sync_registry_write);
+PG_FUNCTION_INFO_V1(para_sync_set_subject_layout);
 
 static void
 require_owner(Relation rel)
@@ -208,6 +209,32 @@ run_as_owner(const char *sql, int nargs, Oid *types, Datum *args, const char *nu
 	return SPI_processed;
 }
 
+/*
+ * Registered means captured: the capture and TRUNCATE triggers are created
+ * here, with the registration, firing ALWAYS (replica mode and logical
+ * replication apply are captured too), so that no caller of the registry
+ * functions can leave a table registered but uncaptured.  As the caller,
+ * who owns the table; called once the table is no longer open here
+ * (ALTER TABLE refuses a table in use), still locked.
+ */
+static void
+install_capture_triggers(Oid relid)
+{
+	Oid			types[1] = {REGCLASSOID};
+	Datum		args[1] = {ObjectIdGetDatum(relid)};
+	char	   *qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												   get_rel_name(relid));
+	const char *const triggers[] = {"para_sync_capture", "para_sync_no_truncate"};
+
+	if (SPI_execute_with_args("SELECT para_sync.install_triggers($1)", 1, types, args,
+							  NULL, false, 0) < 0)
+		elog(ERROR, "para_sync could not create the triggers of %s", qname);
+	for (int i = 0; i < lengthof(triggers); i++)
+		if (SPI_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", qname, triggers[i]),
+						false, 0) < 0)
+			elog(ERROR, "para_sync could not enable trigger %s of %s", triggers[i], qname);
+}
+
 static void
 require_schema_version(text *version)
 {
@@ -274,6 +301,36 @@ registry_insert(Relation rel, text *name, text *version, Datum excluded)
 	args[3] = excluded;
 	run_as_owner("INSERT INTO para_sync.tables (relid, sync_name, schema_version, exclude_columns)"
 				 " VALUES ($1, $2, $3, $4)", 4, types, args, NULL);
+
+	/* rows whose keys were published before get their content again */
+	CacheInvalidateRelcache(rel);
+	CommandCounterIncrement();
+	lifecycle_announce_rows(rel);
+}
+
+/* The relids of every synced table, into *n.  Caller is connected to SPI. */
+Oid *
+registry_synced_relids(uint64 *n)
+{
+	OwnerSwitch sw;
+	int			rc;
+	Oid		   *relids;
+
+	become_internal_owner(&sw);
+	rc = SPI_execute("SELECT t.relid::pg_catalog.oid FROM para_sync.tables t", true, 0);
+	restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
+	*n = SPI_processed;
+	relids = palloc(sizeof(Oid) * (*n + 1));
+	for (uint64 i = 0; i < *n; i++)
+	{
+		bool		isnull;
+
+		relids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	return relids;
 }
 
 Datum
@@ -331,9 +388,53 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown registry action \"%s\"", action)));
-	SPI_finish();
 	relation_close(rel, NoLock);
+	if (strcmp(action, "insert") == 0)
+		install_capture_triggers(DatumGetObjectId(args[0]));
+	SPI_finish();
 	if (name == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(name);
+}
+
+/*
+ * set_subject_layout(tbl, layout): the subjects of the table's envelopes
+ * from now on ('key': <prefix>.<key>, 'table': <prefix>.<sync name>.<key>;
+ * docs/protocol.md, "Subjects").  Each envelope keeps the layout its change
+ * was captured under: the lock below orders the switch with the table's
+ * writers, and the outbox row carries the layout (sequence_store.c).
+ */
+Datum
+para_sync_set_subject_layout(PG_FUNCTION_ARGS)
+{
+	Relation	rel;
+	char	   *layout;
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table and subject layout must not be null"),
+				 errhint("The subject layout is 'key' or 'table'.")));
+	layout = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strcmp(layout, "key") != 0 && strcmp(layout, "table") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid subject layout \"%s\"", layout),
+				 errhint("The subject layout is 'key' (<prefix>.<key>) or 'table' (<prefix>.<sync name>.<key>).")));
+	rel = relation_open(PG_GETARG_OID(0), ShareRowExclusiveLock);
+	require_owner(rel);
+	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	args[1] = PG_GETARG_DATUM(1);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (run_as_owner("UPDATE para_sync.tables SET subject_layout = $2"
+					 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args, NULL) == 0)
+		not_synced(rel);
+	SPI_finish();
+	/* every backend reloads the registration before its next capture */
+	CacheInvalidateRelcache(rel);
+	relation_close(rel, NoLock);
+	PG_RETURN_VOID();
 }

@@ -3,54 +3,67 @@
  * that an UPDATE or DELETE of a synced row need not read the outbox and
  * counters indexes to number its change.
  *
- * An entry says: "writer W (a full transaction id) numbered its change of
- * key K with sequence S, and the row version W created holds K".  The
- * capture trigger of a later UPDATE or DELETE of K trusts the entry only if
- * the row version it replaces was created by W (its xmin, widened to a full
- * id, equals W).  Why that proves S is K's last sequence:
+ * An entry says: "(sub)transaction W (a full transaction id) appended
+ * sequence S for key K, and that was the last append for K".  The capture
+ * trigger numbering a change of K takes S + 1 from the entry only if the
+ * row version its event replaced or deleted (the trigger's old tuple, whose
+ * key is K) was created by W: its xmin, widened to a full id, equals W.
+ * Everything else misses and reads the indexes (sequence_store.c).
  *
- *  1. The replaced version V is the latest version of the row (the executor
- *     updated or deleted it, after following any update chain), so its
- *     creator W committed, or W is this transaction or one of its
- *     subtransactions that was not rolled back: V would be dead otherwise.
- *     So W's outbox row S is durable, or visible to this transaction.
- *  2. While V is live and holds K, no other transaction can have written K:
- *     an update or delete of K's row would have replaced V; an insert of K,
- *     or an update moving another row to key K, fails on the primary key.
- *     Changes made with the capture trigger off make a new version (another
- *     xmin, so no match) or none (then they number nothing either).
- *  3. Every envelope appended for K, by any transaction, overwrites K's
- *     entry (with its own writer, or with "no writer" after a delete or
- *     when there is no row version to vouch for it) under the bucket lock;
- *     eviction only removes entries.  Writers of K are serialized by the
- *     row lock, so these writes happen in the order of the changes.  Hence
- *     if K's entry names W, W's change was the last one appended for K by
- *     anyone — including this transaction's own later changes, and any that
- *     rolled back (those overwrote the entry with their own writer, which no
- *     live version has: a miss, never a stale hit).
- *  4. Several writes of K in one transaction: each names the (sub)xact id
- *     of the version it created, which is also the (sub)xact that appended
- *     (sequence_store.c checks; otherwise the entry is forgotten), so a live
- *     version with that xmin proves the append was not rolled back.  A
- *     rolled-back subtransaction leaves an entry naming its own id, which
- *     no live version carries: a miss.
- *  5. Transaction ids are compared as 64-bit full ids, so wraparound and
- *     epochs cannot alias: an unfrozen live version's xmin lies within 2^31
- *     of this transaction's own id, which makes its widening exact; a
- *     frozen version never matches.
- *  6. Entries carry the database, the outbox's oid and the counters'
- *     relfilenode: another database, a re-created extension, or a reset of
- *     the store by hand (TRUNCATE counters) all miss.  The publisher moving
- *     a key's last sequence from the outbox to counters (ack) does not
- *     change it; nor does emptying the outbox once counters hold its last
- *     sequences.  (Emptying it without that loses sequences with or without
- *     the cache; the cache then keeps numbering upwards, which is safer.)
- *  7. Shared memory starts empty after a crash or restart; a restore writes
- *     new row versions (new xmins).
+ * Why a hit is K's last sequence, so that S + 1 is neither reused nor
+ * leaves a gap:
  *
- * A miss falls back to the index look-up, and the outbox primary key still
- * refuses any duplicate (key, seq).  Without shared_preload_libraries, or
- * with para_sync.sequence_cache_size = 0, there is no cache.
+ *  1. Every append goes through sequence_store_append(), which, after the
+ *     outbox row and its primary-key entry are in, overwrites K's entry:
+ *     with the appending (sub)transaction's id when the row version whose
+ *     content the envelope carries was created by that same
+ *     (sub)transaction, and otherwise by forgetting K.  Deletes, and the
+ *     changes of lifecycle.c (TRUNCATE, DROP TABLE, unsync, re-tag) and
+ *     key_upgrade.c (re-keying), always forget.  Eviction only forgets.
+ *  2. Appends for K happen one after the other: writers of K in different
+ *     transactions are ordered by the synced table's row lock or unique
+ *     check (or, for lifecycle.c and key_upgrade.c, a table lock that keeps
+ *     writers out), and each looks up only after the previous one
+ *     committed, which is after that one wrote the entry.  Where two were
+ *     not ordered, the outbox primary key (key, seq) fails the second with
+ *     an error before it reaches the cache.  So K's entry, if present,
+ *     describes the last append for K made by anyone: the entry would
+ *     otherwise have been overwritten or forgotten since.
+ *  3. That append may have been rolled back (a rolled-back writer, a
+ *     savepoint rolled back).  It was not if W did not abort, and the hit
+ *     shows that: the trigger's old tuple was created by W, and a trigger
+ *     event's old tuple was visible to the statement that replaced it, so
+ *     W committed, or W is this transaction or one of its subtransactions
+ *     still alive (a statement inside a subtransaction that rolls back
+ *     loses its trigger events with it).  A subtransaction that appended
+ *     and rolled back leaves an entry naming its own id, which no such
+ *     tuple carries: a miss.  Because W is the (sub)transaction that
+ *     appended (point 1), its survival is the append's.
+ *  4. Nothing else changes K's last sequence: the publisher (consume(),
+ *     ack()) moves it from the outbox to para_sync.counters unchanged.  An
+ *     outbox emptied by hand without moving the counters loses sequences
+ *     with or without the cache.
+ *
+ * So a hit does not depend on the old tuple being the row's latest version:
+ * when a user trigger or a foreign-key action changed the row again before
+ * the capture event fired (capture.c, nested writes), the nested change's
+ * own append overwrote the entry, and the outer event hits only if that
+ * entry names the creator of its old tuple, which point 3 covers.  Nor
+ * does it depend on the snapshot (REPEATABLE READ, SERIALIZABLE: a hit
+ * reads no table, so it takes no predicate lock either).
+ *
+ * Identity of an entry: the key text and a tag of the database, the
+ * outbox's oid and the counters' relfilenode, so another database, a
+ * re-created extension or TRUNCATE of the counters by hand all miss.
+ * Transaction ids are full 64-bit ids, so wraparound and epochs cannot
+ * alias: a live unfrozen version's xmin lies within 2^31 of this
+ * transaction's id, which makes its widening exact; a frozen version never
+ * matches.  Shared memory starts empty at server start and after a crash
+ * restart; a restored dump writes new row versions (new xmins).
+ *
+ * Without shared_preload_libraries, or with para_sync.sequence_cache_size
+ * = 0, there is no cache: every change looks up.  Setting
+ * para_sync.sequence_cache_check compares every hit with the look-up.
  *
  * Layout: buckets of SEQ_CACHE_WAYS entries, each bucket under its own
  * spinlock held for a few dozen instructions; keys longer than

@@ -27,18 +27,14 @@
  * relation OIDs are resolved once per backend and forgotten on any
  * invalidation of those relations (e.g. DROP EXTENSION).
  *
- * An UPDATE or DELETE usually skips the look-up: seq_cache.c remembers each
- * object's last sequence with the transaction that wrote it, valid while
- * the row version that transaction created is the one being replaced (the
- * argument is in seq_cache.c).  Setting para_sync.sequence_cache_check
- * makes every cache hit be compared with the look-up (tests do).  The
- * cache is only right if every envelope goes into the outbox through
- * sequence_store_append*(), which updates it: nothing else may append.
- *
- * The outbox row is inserted under the current command id, and a
- * CommandCounterIncrement makes it visible to a later look-up in the same
- * transaction; since most changes need no look-up, that increment is done
- * lazily, just before a look-up that needs it.
+ * A change that replaces or deletes a row version usually skips the
+ * look-up: seq_cache.c remembers each object's last sequence with the
+ * (sub)transaction that appended it, and a hit needs the replaced version
+ * to have been created by that (sub)transaction (the argument is at the top
+ * of seq_cache.c).  That is only right if every envelope goes into the
+ * outbox through sequence_store_append(), which updates the cache: nothing
+ * else may append.  Setting para_sync.sequence_cache_check makes every hit
+ * be compared with the look-up (the tests do).
  */
 #include "para_sync.h"
 
@@ -56,10 +52,9 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
-#include "storage/proc.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/lsyscache.h"
@@ -70,13 +65,10 @@
 static StoreRelations store = {InvalidOid, InvalidOid, InvalidOid, InvalidOid};
 static IndexInfo *outbox_pkey_info = NULL;
 static Oid	internal_owner = InvalidOid;
+/* the sequence cache's name for this store (seq_cache.c) */
 static SeqCacheTag store_tag;
 
-/* The command that appended the last outbox row, if not yet incremented. */
-static LocalTransactionId pending_cci_lxid = InvalidLocalTransactionId;
-static CommandId pending_cci_cid = InvalidCommandId;
-
-bool		para_sync_sequence_cache_check = false;
+static bool sequence_cache_check = false;
 
 static void
 store_relcache_callback(Datum arg, Oid relid)
@@ -99,7 +91,7 @@ sequence_store_init(void)
 	DefineCustomBoolVariable("para_sync.sequence_cache_check",
 							 "Checks every sequence cache hit against the outbox and counters.",
 							 "For tests: a disagreement raises an error.",
-							 &para_sync_sequence_cache_check, false,
+							 &sequence_cache_check, false,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
@@ -195,8 +187,9 @@ restore_user(const OwnerSwitch *sw)
 }
 
 /*
- * The seq column of the last (or only) row for key in heap/index, as seen
- * by snapshot; false when there is none.
+ * The first index entry of heap/index matching skeys in direction dir whose
+ * row is visible to snapshot; false when there is none.  With attnum > 0,
+ * that row's int8 column attnum goes to *value.
  *
  * In a SERIALIZABLE transaction an index scan under an MVCC snapshot would
  * take predicate locks on the index page and the heap tuples it reads.  So
@@ -206,32 +199,28 @@ restore_user(const OwnerSwitch *sw)
  * index forget entries of rows dead to everyone.
  */
 static bool
-probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
-			   AttrNumber seq_attnum, int64 *seq)
+first_visible(Oid heap_oid, Oid index_oid, ScanKey skeys, int nkeys,
+			  ScanDirection dir, Snapshot snapshot, AttrNumber attnum, int64 *value)
 {
 	Relation	heap = table_open(heap_oid, AccessShareLock);
 	Relation	index = index_open(index_oid, AccessShareLock);
 	bool		filter = IsolationIsSerializable();
-	ScanKeyData skey;
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
 	bool		found = false;
 
-	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
-	scan = index_beginscan(heap, index, filter ? SnapshotAny : snapshot, 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
-	while (index_getnext_slot(scan, BackwardScanDirection, slot))
+	scan = index_beginscan(heap, index, filter ? SnapshotAny : snapshot, nkeys, 0);
+	index_rescan(scan, skeys, nkeys, NULL, 0);
+	while (!found && index_getnext_slot(scan, dir, slot))
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (!filter || table_tuple_satisfies_snapshot(heap, slot, snapshot))
-		{
-			bool		isnull;
+		found = !filter || table_tuple_satisfies_snapshot(heap, slot, snapshot);
+	}
+	if (found && attnum > 0)
+	{
+		bool		isnull;
 
-			*seq = DatumGetInt64(slot_getattr(slot, seq_attnum, &isnull));
-			found = true;
-			break;
-		}
+		*value = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -239,6 +228,19 @@ probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
 	return found;
+}
+
+/* The seq column of the last (or only) row for key, as seen by snapshot. */
+static bool
+probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
+			   AttrNumber seq_attnum, int64 *seq)
+{
+	ScanKeyData skey;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
+	return first_visible(heap_oid, index_oid, &skey, 1, BackwardScanDirection,
+						 snapshot, seq_attnum, seq);
 }
 
 /*
@@ -251,17 +253,8 @@ sequence_store_last(const char *key, int key_len, bool latest)
 {
 	const StoreRelations *rels = store_relations();
 	text	   *key_text = cstring_to_text_with_len(key, key_len);
-	Snapshot	snapshot;
+	Snapshot	snapshot = RegisterSnapshot(latest ? GetLatestSnapshot() : GetActiveSnapshot());
 	int64		seq = 0;
-
-	/* this transaction's rows appended by the current command must count */
-	if (latest && pending_cci_lxid == MyProc->lxid &&
-		pending_cci_cid == GetCurrentCommandId(false))
-	{
-		CommandCounterIncrement();
-		pending_cci_lxid = InvalidLocalTransactionId;
-	}
-	snapshot = RegisterSnapshot(latest ? GetLatestSnapshot() : GetActiveSnapshot());
 
 	if (!probe_last_seq(rels->outbox, rels->outbox_pkey, key_text, snapshot, 2, &seq))
 		probe_last_seq(rels->counters, rels->counters_pkey, key_text, snapshot, 2, &seq);
@@ -271,7 +264,7 @@ sequence_store_last(const char *key, int key_len, bool latest)
 }
 
 /*
- * The full transaction id that created tuple (the row version of a synced
+ * The full transaction id that created tuple (a row version of a synced
  * table), or invalid when it cannot be known: no header, a frozen or
  * special xmin.  A live unfrozen version's xmin lies within 2^31 of this
  * transaction's id (wraparound protection), which makes the widening exact.
@@ -293,9 +286,10 @@ version_writer(HeapTuple tuple)
 }
 
 /*
- * The next sequence of key, for a change that replaces (UPDATE) or deletes
- * the row version replaced, or NULL when no version is replaced (INSERT, or
- * an UPDATE that moves a row to this key).
+ * The next sequence of key, for the capture trigger.  replaced: the row
+ * version that the triggering statement updated or deleted and whose key is
+ * key, or NULL (an INSERT, a key given to a row by an UPDATE, a change not
+ * made by a trigger event: always looked up).
  */
 int64
 sequence_store_next(const char *key, int key_len, HeapTuple replaced)
@@ -303,9 +297,10 @@ sequence_store_next(const char *key, int key_len, HeapTuple replaced)
 	int64		seq;
 
 	store_relations();
-	if (seq_cache_lookup(&store_tag, key, key_len, version_writer(replaced), &seq))
+	if (replaced != NULL &&
+		seq_cache_lookup(&store_tag, key, key_len, version_writer(replaced), &seq))
 	{
-		if (para_sync_sequence_cache_check)
+		if (sequence_cache_check)
 		{
 			int64		stored = sequence_store_last(key, key_len, true);
 
@@ -321,21 +316,68 @@ sequence_store_next(const char *key, int key_len, HeapTuple replaced)
 	return sequence_store_last(key, key_len, true) + 1;
 }
 
+/* Does the index of heap hold a visible key in [low, high)? */
+static bool
+any_key_between(Oid heap_oid, Oid index_oid, text *low, text *high,
+				Snapshot snapshot)
+{
+	ScanKeyData skeys[2];
+
+	ScanKeyEntryInitialize(&skeys[0], 0, 1, BTGreaterEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXT_GE, PointerGetDatum(low));
+	ScanKeyEntryInitialize(&skeys[1], 0, 1, BTLessStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXT_LT, PointerGetDatum(high));
+	return first_visible(heap_oid, index_oid, skeys, 2, ForwardScanDirection,
+						 snapshot, 0, NULL);
+}
+
 /*
- * Store one envelope in the outbox, in the current transaction.  holder is
- * the row version that carries key after this change (NULL after a
- * delete): the sequence cache remembers its writer with seq.
+ * Has any key of sync name ever had a sequence (read with a fresh
+ * snapshot)?  Keys of the name are exactly the texts in ["name:", "name;").
+ */
+bool
+sequence_store_name_has_history(const char *sync_name)
+{
+	const StoreRelations *rels = store_relations();
+	text	   *low = cstring_to_text(psprintf("%s:", sync_name));
+	text	   *high = cstring_to_text(psprintf("%s;", sync_name));
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	bool		found;
+
+	found = any_key_between(rels->outbox, rels->outbox_pkey, low, high, snapshot) ||
+		any_key_between(rels->counters, rels->counters_pkey, low, high, snapshot);
+	UnregisterSnapshot(snapshot);
+	return found;
+}
+
+/*
+ * Store one envelope in the outbox, in the current transaction, with the
+ * subject layout its table has now (a 0.1 outbox has no such column: the
+ * new library before ALTER EXTENSION UPDATE writes what 0.1 wrote).
+ *
+ * holder: the row version whose content the envelope carries, or NULL (a
+ * delete, or no version to go by).  Every append overwrites key's sequence
+ * cache entry: with holder's writer when holder was created by the
+ * (sub)transaction making this append, else with none (the entry is
+ * forgotten).
  */
 void
-sequence_store_append_version(const char *key, int key_len, int64 seq,
-							  int64 txid, bytea *envelope, HeapTuple holder)
+sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
+					  bytea *envelope, char layout, HeapTuple holder)
 {
 	const StoreRelations *rels = store_relations();
 	Relation	heap = table_open(rels->outbox, RowExclusiveLock);
 	Relation	index = index_open(rels->outbox_pkey, RowExclusiveLock);
-	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
 	HeapTuple	tuple;
+
+	if (RelationGetDescr(heap)->natts < 6 && layout != PSYNC_LAYOUT_KEY)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("para_sync.outbox has no subject_layout column"),
+				 errhint("Run ALTER EXTENSION para_sync UPDATE.")));
+	values[5] = CharGetDatum(layout);
 
 	values[0] = PointerGetDatum(cstring_to_text_with_len(key, key_len));
 	values[1] = Int64GetDatum(seq);
@@ -350,27 +392,18 @@ sequence_store_append_version(const char *key, int key_len, int64 seq,
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
 	heap_freetuple(tuple);
-	pfree(DatumGetPointer(values[0]));
-	/* a later look-up in this command increments the command counter first */
-	pending_cci_lxid = MyProc->lxid;
-	pending_cci_cid = GetCurrentCommandId(false);
+
 	/*
-	 * Every append overwrites key's cache entry (seq_cache.c, point 3).  Only
-	 * a holder written by the (sub)transaction making this append may vouch
-	 * for it: then the holder being live proves the append was kept.
+	 * Only a holder created by the (sub)transaction that appended may vouch
+	 * for the entry: a live holder then proves the append was kept.
 	 */
-	if (holder != NULL && holder->t_data != NULL &&
-		HeapTupleHeaderGetXmin(holder->t_data) != GetCurrentTransactionIdIfAny())
+	if (holder != NULL &&
+		(holder->t_data == NULL ||
+		 HeapTupleHeaderGetXmin(holder->t_data) != GetCurrentTransactionIdIfAny()))
 		holder = NULL;
 	seq_cache_remember(&store_tag, key, key_len, version_writer(holder), seq);
-}
-
-/* Store one envelope with no row version to vouch for it. */
-void
-sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
-					  bytea *envelope)
-{
-	sequence_store_append_version(key, key_len, seq, txid, envelope, NULL);
+	/* later look-ups in this transaction must see this row */
+	CommandCounterIncrement();
 }
 
 /*

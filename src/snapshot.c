@@ -31,6 +31,7 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/xact.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "access/table.h"
@@ -42,13 +43,13 @@
 #include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(para_sync_snapshot);
 PG_FUNCTION_INFO_V1(para_sync_snapshot_table);
 
 static SPIPlanPtr table_by_name_plan = NULL;
-static SPIPlanPtr table_by_oid_plan = NULL;
 
 /* The table registered under sync_name, or InvalidOid. */
 static Oid
@@ -219,6 +220,55 @@ snapshot_envelope(SyncedTable *table, const char *key, int key_len,
 						  (uint64) seq, PSYNC_OP_SNAPSHOT, false, 0);
 }
 
+/*
+ * Parse key into datums of table's key columns; false when the key does
+ * not fit them.  A key with a history (a sequence) may come from an earlier
+ * table under the sync name with another key shape (dropped, re-created with
+ * other key types): its last envelope was a delete, so it reads as nil at
+ * that sequence rather than as an error clients could never get past.  A key
+ * without a history keeps the error (a malformed request).  A parallel
+ * operation cannot start the subtransaction that catches it.
+ */
+static bool
+parse_table_key(const char *key, int key_len, SyncedTable *table, Datum *datums)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool fits = true;
+
+	if (IsInParallelMode() || sequence_store_last(key, key_len, false) == 0)
+	{
+		key_parse(key, table, datums);
+		return true;
+	}
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		key_parse(key, table, datums);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		/* only a value the key types cannot read: class 22 (22023, 22P02, ...) */
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			ReThrowError(edata);
+		FlushErrorState();
+		fits = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return fits;
+}
+
 Datum
 para_sync_snapshot(PG_FUNCTION_ARGS)
 {
@@ -267,11 +317,11 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 	}
 	table = table_cache_get(rel);
 	key_datums = palloc(sizeof(Datum) * table->nkeys);
-	key_parse(key, table, key_datums);
 
 	/* value and sequence are read with the same (active) snapshot */
 	initStringInfo(&value);
-	found = read_row(table, rel, key_datums, key, &value);
+	found = parse_table_key(key, key_len, table, key_datums) &&
+		read_row(table, rel, key_datums, key, &value);
 
 	MemoryContextSwitchTo(caller_cxt);
 	envelope = snapshot_envelope(table, key, key_len, found ? &value : NULL);
@@ -628,30 +678,6 @@ int_keyed(SyncedTable *table)
 	return typid == INT2OID || typid == INT4OID || typid == INT8OID;
 }
 
-/* Whether relid is in the registry (read as the extension owner). */
-static bool
-table_is_registered(Oid relid)
-{
-	Datum		arg = ObjectIdGetDatum(relid);
-	OwnerSwitch sw;
-	int			rc;
-
-	if (table_by_oid_plan == NULL)
-	{
-		Oid			types[1] = {OIDOID};
-
-		table_by_oid_plan = keep_plan("SELECT 1 FROM para_sync.tables t"
-									  " WHERE t.relid OPERATOR(pg_catalog.=) $1",
-									  1, types);
-	}
-	become_internal_owner(&sw);
-	rc = SPI_execute_plan(table_by_oid_plan, &arg, NULL, true, 1);
-	restore_user(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
-	return SPI_processed == 1;
-}
-
 /*
  * Where after_key stands against "<sync name>:", the prefix of every key
  * of the table: -1 before all keys, 1 after all, 0 among them (then *t is
@@ -714,7 +740,7 @@ para_sync_snapshot_table(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	rel = table_open(relid, AccessShareLock);
-	if (!table_is_registered(relid))
+	if (!lifecycle_table_is_synced_in(relid, InvalidSnapshot))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced", RelationGetRelationName(rel)),

@@ -37,6 +37,8 @@ static const char *const worker_state_names[] = {
 	[PSW_PUBLISHING] = "publishing",
 	[PSW_ACKING] = "acknowledging",
 	[PSW_BACKOFF] = "backoff",
+	[PSW_WAITING_STANDBY] = "waiting for standby",
+	[PSW_RECOVERY] = "in recovery",
 };
 
 static const char *const nats_state_names[] = {
@@ -139,6 +141,7 @@ status_register_worker(void)
 	psync_shared->latch = MyLatch;
 	psync_shared->pid = MyProcPid;
 	psync_shared->state = PSW_STARTING;
+	psync_shared->detail[0] = '\0';
 	psync_shared->nats_state = PSN_DISCONNECTED;
 	psync_shared->started_at = GetCurrentTimestamp();
 	psync_shared->backlog = -1;
@@ -177,13 +180,22 @@ status_set_error(const char *error)
 }
 
 void
-status_count_batch(uint64 published, uint64 refetches)
+status_set_detail(const char *detail)
+{
+	SpinLockAcquire(&psync_shared->mutex);
+	strlcpy(psync_shared->detail, detail, sizeof(psync_shared->detail));
+	SpinLockRelease(&psync_shared->mutex);
+}
+
+void
+status_count_batch(uint64 published, uint64 refetches, uint64 skipped)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&psync_shared->mutex);
 	psync_shared->published += published;
 	psync_shared->refetches += refetches;
+	psync_shared->skipped += skipped;
 	psync_shared->batches++;
 	psync_shared->last_publish_at = now;
 	SpinLockRelease(&psync_shared->mutex);
@@ -209,6 +221,19 @@ status_set_backlog(int64 backlog, TimestampTz oldest)
 	SpinLockRelease(&psync_shared->mutex);
 }
 
+/* A batch was read: at least its rows are unconfirmed. */
+void
+status_backlog_at_least(int64 n)
+{
+	SpinLockAcquire(&psync_shared->mutex);
+	if (psync_shared->backlog < n)
+	{
+		psync_shared->backlog = n;
+		psync_shared->backlog_at = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&psync_shared->mutex);
+}
+
 static Datum
 text_or_null(const char *s, bool *isnull)
 {
@@ -223,7 +248,9 @@ timestamp_or_null(TimestampTz t, bool *isnull)
 	return TimestampTzGetDatum(t);
 }
 
-#define STATUS_COLS 17
+/* 0.1 had the first 17 columns; 0.2 adds state_detail and skipped */
+#define STATUS_COLS_01 17
+#define STATUS_COLS 19
 
 Datum
 para_sync_publisher_status(PG_FUNCTION_ARGS)
@@ -237,9 +264,12 @@ para_sync_publisher_status(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	desc = BlessTupleDesc(desc);
-	if (desc->natts != STATUS_COLS)
-		elog(ERROR, "para_sync.publisher_status() returns %d columns, expected %d",
-			 desc->natts, STATUS_COLS);
+	if (desc->natts != STATUS_COLS && desc->natts != STATUS_COLS_01)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("para_sync.publisher_status() returns %d columns, expected %d",
+						desc->natts, STATUS_COLS),
+				 errhint("Run ALTER EXTENSION para_sync UPDATE.")));
 
 	memset(nulls, 0, sizeof(nulls));
 	if (psync_shared == NULL)
@@ -290,7 +320,13 @@ para_sync_publisher_status(PG_FUNCTION_ARGS)
 	i++;
 	values[i] = timestamp_or_null(snap.started_at, &nulls[i]);
 	i++;
-	Assert(i == STATUS_COLS);
+	if (desc->natts == STATUS_COLS)
+	{
+		values[i] = text_or_null(snap.detail, &nulls[i]);
+		i++;
+		values[i++] = Int64GetDatum((int64) snap.skipped);
+	}
+	Assert(i == desc->natts);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

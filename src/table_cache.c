@@ -1,8 +1,8 @@
 /*
  * table_cache.c — per-backend cache of what para_sync knows about a synced
- * table: its sync name, schema version and excluded columns (from the
- * registry, para_sync.tables), the synced columns with their value codecs,
- * and the primary-key columns.
+ * table: its sync name, schema version, subject layout and excluded columns
+ * (from the registry, para_sync.tables), the synced columns with their value
+ * codecs, and the primary-key columns.
  *
  * The capture trigger runs once per changed row, so everything that needs a
  * catalog or registry look-up is resolved once here.  The registry, not the
@@ -10,9 +10,9 @@
  * owner attached by hand to an unregistered table cannot claim another
  * table's sync name.  Entries are invalidated through a relcache callback:
  * any ALTER TABLE, the trigger DDL of sync_table() and unsync_table(), and
- * every other registry change (set_schema_version(), the DDL guard's
- * exclusion and schema_version updates) send a relcache invalidation for
- * the table.
+ * every other registry change (set_schema_version(), set_subject_layout(),
+ * the DDL guard's exclusion and schema_version updates) send a relcache
+ * invalidation for the table.
  */
 #include "para_sync.h"
 
@@ -20,6 +20,7 @@
 #include "access/genam.h"
 #include "access/relation.h"
 #include "access/stratnum.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -41,6 +42,8 @@ typedef struct CacheEntry
 } CacheEntry;
 
 static HTAB *table_cache = NULL;
+static Oid	registry_relid = InvalidOid;	/* para_sync.tables, when planned */
+static bool registry_plan_stale = false;	/* para_sync.tables was altered */
 
 static void
 invalidate_entry(CacheEntry *entry)
@@ -55,6 +58,8 @@ table_cache_relcache_callback(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	CacheEntry *entry;
 
+	if (relid == registry_relid || !OidIsValid(relid))
+		registry_plan_stale = true;
 	if (table_cache == NULL)
 		return;
 	if (OidIsValid(relid))
@@ -242,6 +247,42 @@ load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
 static SPIPlanPtr registry_plan = NULL;
 
 /*
+ * The registry look-up.  A registry without subject_layout (the 0.1 schema,
+ * before ALTER EXTENSION UPDATE) reads as layout 'key'; an ALTER of the
+ * registry (the update adding the column) makes us plan again.
+ */
+static SPIPlanPtr
+registry_lookup_plan(void)
+{
+	Oid			types[1] = {OIDOID};
+	Oid			nsp;
+	bool		has_layout;
+
+	if (registry_plan != NULL && !registry_plan_stale)
+		return registry_plan;
+	if (registry_plan != NULL)
+		SPI_freeplan(registry_plan);
+	registry_plan = NULL;
+	registry_plan_stale = false;
+	nsp = get_namespace_oid("para_sync", false);
+	registry_relid = get_relname_relid("tables", nsp);
+	has_layout = OidIsValid(registry_relid) &&
+		get_attnum(registry_relid, "subject_layout") != InvalidAttrNumber;
+	registry_plan = SPI_prepare(has_layout ?
+								"SELECT t.sync_name, t.schema_version, t.exclude_columns,"
+								" t.subject_layout OPERATOR(pg_catalog.=) 'table'"
+								" FROM para_sync.tables t"
+								" WHERE t.relid OPERATOR(pg_catalog.=) $1" :
+								"SELECT t.sync_name, t.schema_version, t.exclude_columns,"
+								" false"
+								" FROM para_sync.tables t"
+								" WHERE t.relid OPERATOR(pg_catalog.=) $1", 1, types);
+	if (registry_plan == NULL || SPI_keepplan(registry_plan) != 0)
+		elog(ERROR, "could not prepare para_sync registry look-up");
+	return registry_plan;
+}
+
+/*
  * Read the registry row of rel into table (name, version) and return its
  * excluded columns (valid until SPI_finish).  Caller is connected to SPI.
  */
@@ -255,17 +296,9 @@ load_registration(SyncedTable *table, Relation rel, MemoryContext cxt,
 	bool		isnull;
 	HeapTuple	row;
 	TupleDesc	desc;
+	SPIPlanPtr	plan;
 
-	if (registry_plan == NULL)
-	{
-		Oid			types[1] = {OIDOID};
-
-		registry_plan = SPI_prepare("SELECT t.sync_name, t.schema_version, t.exclude_columns"
-									" FROM para_sync.tables t"
-									" WHERE t.relid OPERATOR(pg_catalog.=) $1", 1, types);
-		if (registry_plan == NULL || SPI_keepplan(registry_plan) != 0)
-			elog(ERROR, "could not prepare para_sync registry look-up");
-	}
+	plan = registry_lookup_plan();
 	become_internal_owner(&sw);
 	/*
 	 * A fresh snapshot, as for sequences: a REPEATABLE READ writer must see
@@ -273,7 +306,7 @@ load_registration(SyncedTable *table, Relation rel, MemoryContext cxt,
 	 * excluded column renamed by a transaction that committed after its
 	 * snapshot was taken).
 	 */
-	rc = SPI_execute_snapshot(registry_plan, &arg, NULL, GetLatestSnapshot(),
+	rc = SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(),
 							  InvalidSnapshot, true, false, 1);
 	restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
@@ -290,6 +323,8 @@ load_registration(SyncedTable *table, Relation rel, MemoryContext cxt,
 	table->schema_version = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
 	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(row, desc, 3, &isnull)),
 					  TEXTOID, -1, false, TYPALIGN_INT, excluded, NULL, nexcluded);
+	table->subject_layout = DatumGetBool(SPI_getbinval(row, desc, 4, &isnull)) ?
+		PSYNC_LAYOUT_TABLE : PSYNC_LAYOUT_KEY;
 }
 
 static SyncedTable *

@@ -33,6 +33,8 @@
 #include "access/stratnum.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/typcache.h"
 #include "commands/defrem.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -184,4 +186,47 @@ key_type_check(Relation rel, Relation index, int keyno)
 					RelationGetRelationName(rel), format_type_be(typid)),
 			 errdetail("%s", problem),
 			 errhint("Key synced tables by integer, numeric, text (deterministic collation), uuid, date/time, bytea or bool columns (a surrogate key, for example), or stop syncing the table with para_sync.unsync_table().")));
+}
+
+/*
+ * Does the text of values of type typid contain values of type `target`: is
+ * it target itself, or a domain, array, composite, range or multirange built
+ * on it (at any depth)?  A renamed enum label, or an attribute added to or
+ * dropped from a composite type, changes such values' text.
+ */
+bool
+type_prints_type(Oid typid, Oid target)
+{
+	Oid			base;
+	Oid			elem;
+	char		typtype;
+
+	check_stack_depth();
+	base = getBaseType(typid);
+	if (base == target)
+		return true;
+	elem = get_element_type(base);
+	if (OidIsValid(elem))
+		return type_prints_type(elem, target);
+	typtype = get_typtype(base);
+	if (typtype == TYPTYPE_RANGE)
+		return type_prints_type(get_range_subtype(base), target);
+	if (typtype == TYPTYPE_MULTIRANGE)
+		return type_prints_type(get_multirange_range(base), target);
+	if (typtype == TYPTYPE_COMPOSITE)
+	{
+		TupleDesc	desc = lookup_rowtype_tupdesc(base, -1);
+		bool		found = false;
+
+		for (int i = 0; i < desc->natts && !found; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped)
+				found = type_prints_type(att->atttypid, target);
+		}
+		ReleaseTupleDesc(desc);
+		return found;
+	}
+	return false;
 }

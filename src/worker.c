@@ -1,24 +1,31 @@
 /*
- * worker.c — the publisher background worker: settings, worker
- * registration, the main loop, and the outbox drain.
+ * worker.c — the publisher background worker: settings, registration and
+ * the main loop.
  *
- * One worker per cluster, connected to para_sync.database.  It sleeps on its
- * latch, which every transaction that wrote envelopes sets at commit
- * (status.c); a slow poll (para_sync.poll_interval) is only a fallback, e.g.
- * for COMMIT PREPARED.  Each batch:
- *   1. reads up to para_sync.batch_size committed envelopes in per-key
- *      sequence order, starting at the key after the previous batch and
- *      wrapping (fair across keys), in a short read-only transaction;
- *   2. flushes WAL up to the insert position taken after that read, so that
- *      only commits durable on disk go out (synchronous_commit = off too);
- *   3. publishes them to <subject_prefix>.<key> and waits for NATS to confirm
- *      (nats_conn.c);
- *   4. deletes exactly the rows it published and records each key's last
- *      sequence in para_sync.counters, in one transaction (the capture
- *      trigger reads counters when a key has no outbox rows).
- * If NATS is down or refuses, nothing is deleted: the worker logs once per
- * change of the problem, backs off, and re-reads the same rows later, so
- * nothing is lost or reordered (an envelope may go out twice: at least once).
+ * One worker per cluster, connected to para_sync.database, started once the
+ * server is out of recovery (so also right after a standby's promotion).  It
+ * sleeps on its latch, which every transaction that wrote envelopes sets at
+ * commit (status.c); a slow poll (para_sync.poll_interval) is only a
+ * fallback, e.g. for COMMIT PREPARED.  Every iteration of the loop runs the
+ * same phases, in a memory context reset at its start:
+ *
+ *   connect  (only when not connected: the extension exists, NATS connects)
+ *   read     up to para_sync.batch_size / para_sync.batch_bytes committed
+ *            envelopes in per-key sequence order, from the key of the
+ *            previous batch on and wrapping (outbox_consume.c), in a short
+ *            transaction; then flush WAL up to the insert position, so only
+ *            commits durable on disk go out (synchronous_commit = off too)
+ *   standby  wait until every slot of para_sync.standby_slots confirmed
+ *            that WAL (standby_slots.c)
+ *   publish  to <subject_prefix>.<key> (or <subject_prefix>.<sync name>.<key>
+ *            for a table in the 'table' subject layout), wait for NATS to
+ *            confirm (nats_conn.c)
+ *   remove   each key's rows up to its last published sequence, recording it
+ *            in para_sync.counters (outbox_consume.c), in a short transaction
+ *
+ * Any failure takes the one backoff path: log once per change of the
+ * problem, wait (doubling), and read the same rows again, so nothing is
+ * lost or reordered (an envelope may go out twice: at least once).
  */
 #include "para_sync.h"
 #include "publisher.h"
@@ -68,6 +75,11 @@ int			psync_reconnect_wait_ms = 1000;
 int			psync_backoff_min_ms = 100;
 int			psync_backoff_max_ms = 10000;
 int			psync_poll_interval_ms = 1000;
+char	   *psync_standby_slots = NULL;
+int			psync_batch_bytes = 16384;
+
+/* true in the publisher worker: its errors also go to para_sync.status */
+static bool am_publisher = false;
 
 static void
 define_string(const char *name, const char *desc, char **var,
@@ -92,16 +104,27 @@ define_settings(void)
 	define_string("para_sync.database",
 				  "Database the para_sync publisher connects to.",
 				  &psync_database, "postgres", PGC_SIGHUP, 0);
+	/* may carry user:password@: readable by superusers only, never logged */
 	define_string("para_sync.nats_url",
 				  "NATS server URL, or a comma-separated list of a cluster's URLs.",
-				  &psync_nats_url, "nats://127.0.0.1:4222", PGC_SIGHUP, 0);
+				  &psync_nats_url, "nats://127.0.0.1:4222", PGC_SIGHUP,
+				  GUC_SUPERUSER_ONLY);
 	define_string("para_sync.subject_prefix",
-				  "Envelopes go to the subject <subject_prefix>.<key>.",
+				  "Envelopes go to the subject <subject_prefix>.<key> (or <subject_prefix>.<sync name>.<key>, see para_sync.set_subject_layout()).",
 				  &psync_subject_prefix, "synced", PGC_SIGHUP, 0);
 	DefineCustomIntVariable("para_sync.batch_size",
 							"Largest number of envelopes published and confirmed as one batch.",
 							NULL, &psync_batch_size, 5000, 1, 100000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("para_sync.batch_bytes",
+							"Largest total envelope size of one batch (at least one envelope).",
+							NULL, &psync_batch_bytes, 16384, 64, INT_MAX / 1024,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomStringVariable("para_sync.standby_slots",
+							   "Physical replication slots whose standbys must have flushed a batch's WAL before it is published.",
+							   "Comma-separated slot names; empty publishes without waiting.",
+							   &psync_standby_slots, "", PGC_SIGHUP, GUC_LIST_INPUT,
+							   standby_slots_check, NULL, NULL);
 	define_string("para_sync.jetstream_stream",
 				  "JetStream stream to publish into; empty publishes to core NATS.",
 				  &psync_jetstream_stream, "", PGC_SIGHUP, 0);
@@ -150,7 +173,10 @@ define_settings(void)
 
 /*
  * The postmaster logs 'parameter "x" changed to "value"' when a reload
- * changes a setting.  For the secret settings the value is cut off here.
+ * changes a setting, and 'invalid value for parameter "x": "value"' when it
+ * refuses one.  For the secret settings (and the URL, which may carry a
+ * password) the value is cut off here.  In the worker, errors also go to
+ * para_sync.status, so that e.g. a missing para_sync.database shows there.
  */
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
@@ -159,10 +185,16 @@ redact_secrets(ErrorData *edata)
 {
 	static const char *const secrets[] = {
 		"\"para_sync.nats_token\"", "\"para_sync.nats_password\"",
-		"\"para_sync.nats_credentials_file\"", "\"para_sync.tls_key_file\""
+		"\"para_sync.nats_credentials_file\"", "\"para_sync.tls_key_file\"",
+		"\"para_sync.nats_url\""
 	};
 
-	if (edata->message != NULL && strncmp(edata->message, "parameter \"para_sync.", 21) == 0)
+	if (am_publisher && edata->elevel >= ERROR && psync_shared != NULL &&
+		edata->message != NULL)
+		status_set_error(edata->message);
+	if (edata->message != NULL &&
+		(strncmp(edata->message, "parameter \"para_sync.", 21) == 0 ||
+		 strncmp(edata->message, "invalid value for parameter \"para_sync.", 39) == 0))
 	{
 		for (int i = 0; i < lengthof(secrets); i++)
 		{
@@ -170,7 +202,9 @@ redact_secrets(ErrorData *edata)
 
 			if (at != NULL)
 			{
-				edata->message = psprintf("parameter %s changed (value not logged)", secrets[i]);
+				edata->message = edata->message[0] == 'p' ?
+					psprintf("parameter %s changed (value not logged)", secrets[i]) :
+					psprintf("invalid value for parameter %s (value not logged)", secrets[i]);
 				break;
 			}
 		}
@@ -243,86 +277,29 @@ set_activity(PsyncWorkerState state, const char *activity)
 	pgstat_report_activity(state == PSW_IDLE ? STATE_IDLE : STATE_RUNNING, activity);
 }
 
-/* ---- the drain */
+/* ---- one batch: read, wait for standbys, publish, remove */
 
 typedef struct Batch
 {
 	int			n;
+	int			cap;
+	int64		bytes;
 	PsyncOutMsg *msgs;
-	ItemPointerData *tids;
 	int			refetched;
+	int			skipped;
+	XLogRecPtr	wal_upto;		/* WAL end of every commit the batch saw */
 } Batch;
 
-static MemoryContext batch_cxt = NULL;
+static MemoryContext loop_cxt = NULL;	/* reset at the start of every iteration */
 static char *after_key = NULL;	/* in TopMemoryContext */
 static Oid	extension_oid = InvalidOid;
-static SPIPlanPtr read_plan = NULL;
-static SPIPlanPtr read_wrap_plan = NULL;
-static SPIPlanPtr ack_plan = NULL;
 static SPIPlanPtr backlog_plan = NULL;
 
-static SPIPlanPtr
-keep_plan(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "para_sync publisher: could not prepare \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
-	return plan;
-}
-
-static void
-forget_plans(void)
-{
-	SPIPlanPtr *plans[] = {&read_plan, &read_wrap_plan, &ack_plan, &backlog_plan};
-
-	for (int i = 0; i < lengthof(plans); i++)
-	{
-		if (*plans[i] != NULL)
-			SPI_freeplan(*plans[i]);
-		*plans[i] = NULL;
-	}
-}
-
-static void
-prepare_plans(void)
-{
-	Oid			read_types[2] = {TEXTOID, INT4OID};
-	Oid			ack_types[1] = {TIDARRAYOID};
-
-	if (read_plan != NULL)
-		return;
-	read_plan = keep_plan(
-		"SELECT o.ctid, o.key, o.seq, o.txid, o.envelope FROM para_sync.outbox o"
-		" WHERE o.key OPERATOR(pg_catalog.>=) $1"
-		" ORDER BY o.key, o.seq LIMIT $2", 2, read_types);
-	read_wrap_plan = keep_plan(
-		"SELECT o.ctid, o.key, o.seq, o.txid, o.envelope FROM para_sync.outbox o"
-		" WHERE o.key OPERATOR(pg_catalog.<) $1"
-		" ORDER BY o.key, o.seq LIMIT $2", 2, read_types);
-	/*
-	 * By ctid: read, publish and delete happen in one transaction, whose lock
-	 * and snapshot keep every read row where it is (no VACUUM FULL, no
-	 * pruning) until the delete.
-	 */
-	ack_plan = keep_plan(
-		"WITH done AS ("
-		"  DELETE FROM para_sync.outbox o"
-		"   WHERE o.ctid OPERATOR(pg_catalog.=) ANY ($1)"
-		"  RETURNING o.key, o.seq)"
-		" INSERT INTO para_sync.counters AS c (key, seq)"
-		" SELECT d.key, pg_catalog.max(d.seq) FROM done d GROUP BY d.key"
-		" ON CONFLICT (key) DO UPDATE"
-		"   SET seq = pg_catalog.int8larger(c.seq, excluded.seq)", 1, ack_types);
-	backlog_plan = keep_plan(
-		"SELECT pg_catalog.count(*), pg_catalog.min(o.queued_at)"
-		"  FROM para_sync.outbox o", 0, NULL);
-}
+static void refresh_backlog(bool caught_up);
 
 /*
- * Start a transaction, connected to SPI, with a snapshot.  false (and no
- * transaction) when the extension is not installed in this database.
+ * Start a transaction with a snapshot.  false (and no transaction) when the
+ * extension is not installed in this database.
  */
 static bool
 begin_work(void)
@@ -341,95 +318,98 @@ begin_work(void)
 	if (ext != extension_oid)
 	{
 		/* installed, or dropped and re-created: start afresh */
-		forget_plans();
+		if (backlog_plan != NULL)
+			SPI_freeplan(backlog_plan);
+		backlog_plan = NULL;
 		extension_oid = ext;
 	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "para_sync publisher: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	prepare_plans();
 	return true;
 }
 
 static void
 end_work(void)
 {
-	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(loop_cxt);
 }
 
-static void
-collect_rows(Batch *b, MemoryContext into)
-{
-	MemoryContext old = MemoryContextSwitchTo(into);
-
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		PsyncOutMsg *m = &b->msgs[b->n];
-		bool		isnull;
-		text	   *key;
-		bytea	   *env;
-
-		b->tids[b->n] = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull));
-		key = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
-		m->key_len = VARSIZE_ANY_EXHDR(key);
-		m->key = pnstrdup(VARDATA_ANY(key), m->key_len);
-		m->seq = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-		m->txid = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-		/* detoasts into the batch context */
-		env = DatumGetByteaPCopy(SPI_getbinval(tup, desc, 5, &isnull));
-		m->data = VARDATA_ANY(env);
-		m->len = VARSIZE_ANY_EXHDR(env);
-		b->n++;
-	}
-	MemoryContextSwitchTo(old);
-}
-
-/*
- * Read the next batch, leaving the transaction open for ack_batch().
- * false (and no transaction): the extension is not installed.
- */
+/* Copy one outbox row into the batch; refuse it once the byte cap is hit. */
 static bool
-read_batch(Batch *b)
+take_row(const OutboxRow *row, void *arg)
 {
-	Datum		args[2];
-	int			rc;
+	Batch	   *b = arg;
+	PsyncOutMsg *m = &b->msgs[b->n];
+	MemoryContext old;
+	bytea	   *env;
 
-	b->n = 0;
-	b->refetched = 0;
-	b->msgs = MemoryContextAlloc(batch_cxt, sizeof(PsyncOutMsg) * psync_batch_size);
-	b->tids = MemoryContextAlloc(batch_cxt, sizeof(ItemPointerData) * psync_batch_size);
-
-	if (!begin_work())
-		return false;
-	args[0] = CStringGetTextDatum(after_key);
-	args[1] = Int32GetDatum(psync_batch_size);
-	rc = SPI_execute_plan(read_plan, args, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync publisher: reading the outbox failed: %s",
-			 SPI_result_code_string(rc));
-	collect_rows(b, batch_cxt);
-	if (b->n < psync_batch_size && after_key[0] != '\0')
+	old = MemoryContextSwitchTo(loop_cxt);
+	env = DatumGetByteaPCopy(row->envelope);
+	MemoryContextSwitchTo(old);
+	if (b->n > 0 && b->bytes + VARSIZE_ANY_EXHDR(env) > (int64) psync_batch_bytes * 1024)
 	{
-		args[1] = Int32GetDatum(psync_batch_size - b->n);
-		rc = SPI_execute_plan(read_wrap_plan, args, NULL, true, 0);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "para_sync publisher: reading the outbox failed: %s",
-				 SPI_result_code_string(rc));
-		collect_rows(b, batch_cxt);
+		pfree(env);
+		return false;
 	}
+	m->key_len = VARSIZE_ANY_EXHDR(row->key);
+	m->key = MemoryContextStrdup(loop_cxt, text_to_cstring(row->key));
+	m->seq = row->seq;
+	m->txid = row->txid;
+	m->data = VARDATA_ANY(env);
+	m->len = VARSIZE_ANY_EXHDR(env);
+	m->by_table = row->subject_layout == PSYNC_LAYOUT_TABLE;
+	m->skip = false;
+	b->bytes += m->len;
+	b->n++;
 	return true;
 }
 
 /*
- * An envelope beyond the server's max_payload goes out as op refetch, without
- * its value (docs/protocol.md, "Delivery"); subscribers call snapshot().
+ * The insert position after the read, flushed: every commit record the
+ * read's snapshot saw ends at or before it.  At a page start the insert
+ * position lies after a page header that is not written yet; the last
+ * record ended at the page boundary then.
+ */
+static XLogRecPtr
+flush_wal(void)
+{
+	XLogRecPtr	upto = GetXLogInsertRecPtr();
+
+	if (XLogSegmentOffset(upto, wal_segment_size) == SizeOfXLogLongPHD)
+		upto -= SizeOfXLogLongPHD;
+	else if (upto % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		upto -= SizeOfXLogShortPHD;
+	XLogFlush(upto);
+	return upto;
+}
+
+/* Read the next batch in a short transaction.  false: no extension. */
+static bool
+phase_read(Batch *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->cap = psync_batch_size;
+	b->msgs = MemoryContextAlloc(loop_cxt, sizeof(PsyncOutMsg) * b->cap);
+	if (!begin_work())
+		return false;
+	outbox_read(after_key, b->cap, take_row, b);
+	end_work();
+	/* publish only what is durable, whatever synchronous_commit was */
+	if (b->n > 0)
+		b->wal_upto = flush_wal();
+	return true;
+}
+
+/*
+ * An envelope beyond the server's max_payload goes out as op refetch,
+ * without its value (docs/protocol.md, "Delivery"); subscribers fetch the
+ * value by snapshot().  One still too large (a tiny max_payload) is skipped,
+ * reported, and removed with the batch, so that it never blocks the
+ * envelopes behind it.
  */
 static void
-shrink_oversized(Batch *b)
+phase_shrink(Batch *b)
 {
 	int64		max_payload = nats_max_payload();
 	bool		jetstream = psync_jetstream_stream[0] != '\0';
@@ -439,8 +419,8 @@ shrink_oversized(Batch *b)
 	for (int i = 0; i < b->n; i++)
 	{
 		PsyncOutMsg *m = &b->msgs[i];
-		/* JetStream: the Nats-Msg-Id header counts against max_payload too */
-		int64		overhead = jetstream ? 64 + m->key_len : 0;
+		/* JetStream: the Nats-Msg-Id and Nats-Expected-Stream headers count too */
+		int64		overhead = jetstream ? 96 + 2 * m->key_len + strlen(psync_jetstream_stream) : 0;
 		psync_envelope env;
 		psync_envelope refetch = {0};
 		StringInfoData out;
@@ -462,43 +442,108 @@ shrink_oversized(Batch *b)
 		refetch.op = PSYNC_OP_REFETCH;
 		refetch.has_txid = true;
 		refetch.txid = (uint64) m->txid;
-		out.data = NULL;
-		{
-			MemoryContext old = MemoryContextSwitchTo(batch_cxt);
-
-			initStringInfo(&out);
-			MemoryContextSwitchTo(old);
-		}
+		initStringInfo(&out);
 		if (psync_envelope_encode(&refetch, msgpack_buffer_write, &out) != 0)
 			elog(ERROR, "para_sync publisher: could not encode a refetch envelope");
 		m->data = out.data;
 		m->len = out.len;
-		b->refetched++;
+		if (m->len + overhead <= max_payload)
+		{
+			b->refetched++;
+			continue;
+		}
+		m->skip = true;
+		b->skipped++;
+		ereport(WARNING,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("para_sync publisher: skipped the envelope of key \"%s\" sequence " INT64_FORMAT ": even as op refetch it is larger than the NATS server's max_payload (" INT64_FORMAT " bytes)",
+						m->key, m->seq, max_payload),
+				 errdetail("Subscribers see a gap in this key's sequences and can read the row with para_sync.snapshot()."),
+				 errhint("Raise max_payload of the NATS server.")));
+		status_set_error(psprintf("skipped key \"%s\" sequence " INT64_FORMAT ": larger than max_payload even as op refetch",
+								  m->key, m->seq));
 	}
 }
 
-/* Remove the published rows, in the transaction that read them. */
-static void
-ack_batch(Batch *b)
+/*
+ * Wait until every slot of para_sync.standby_slots confirmed the batch's WAL
+ * as flushed.  false: shutdown or reload came first (the batch is read again).
+ */
+static bool
+phase_wait_standbys(Batch *b)
 {
-	Datum	   *tids = palloc(sizeof(Datum) * b->n);
-	Datum		arg;
-	int			rc;
+	char		reason[256];
+	bool		reported = false;
+
+	for (;;)
+	{
+		StandbyWait w = standby_slots_confirmed(b->wal_upto, reason, sizeof(reason));
+
+		if (w == STANDBY_CONFIRMED)
+			break;
+		set_activity(PSW_WAITING_STANDBY, "para_sync publisher: waiting for standbys to confirm WAL");
+		status_set_detail(reason);
+		if (w == STANDBY_PROBLEM && !reported)
+		{
+			report_problem(reason);
+			reported = true;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 w == STANDBY_PROBLEM ? 200 : 1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ShutdownRequestPending || ConfigReloadPending)
+			return false;
+		refresh_backlog(false);
+	}
+	status_set_detail("");
+	if (reported)
+		report_recovered("the standby slots confirmed the WAL; publishing resumed");
+	return true;
+}
+
+/* Remove the published rows: each key's rows up to its last sequence. */
+static void
+phase_remove(Batch *b)
+{
+	OutboxAck  *acks = palloc(sizeof(OutboxAck) * b->n);
+	int			n = 0;
 
 	for (int i = 0; i < b->n; i++)
-		tids[i] = PointerGetDatum(&b->tids[i]);
-	arg = PointerGetDatum(construct_array(tids, b->n, TIDOID,
-										  sizeof(ItemPointerData), false,
-										  TYPALIGN_SHORT));
-	rc = SPI_execute_plan(ack_plan, &arg, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "para_sync publisher: removing published envelopes failed: %s",
-			 SPI_result_code_string(rc));
+	{
+		PsyncOutMsg *m = &b->msgs[i];
+
+		/* consecutive rows of a key: keep the last */
+		if (n > 0 && i > 0 && m->key_len == b->msgs[i - 1].key_len &&
+			memcmp(m->key, b->msgs[i - 1].key, m->key_len) == 0)
+			n--;
+		acks[n].key = cstring_to_text_with_len(m->key, m->key_len);
+		acks[n].upto = m->seq;
+		n++;
+	}
+	if (!begin_work())
+		return;					/* dropped meanwhile: nothing left to remove */
+	outbox_remove(acks, n);
+	end_work();
 }
+
+static void
+remember_position(Batch *b)
+{
+	char	   *next = MemoryContextStrdup(TopMemoryContext, b->msgs[b->n - 1].key);
+
+	pfree(after_key);
+	after_key = next;
+}
+
+/* ---- backlog, for para_sync.status */
 
 static TimestampTz backlog_measured = 0;
 
-/* Measure backlog and oldest envelope, at most once a second. */
+/*
+ * Measure backlog and oldest envelope, at most once a second; 0 when caught
+ * up.  Rows read but not yet removed count: they are not confirmed yet.
+ */
 static void
 refresh_backlog(bool caught_up)
 {
@@ -515,6 +560,16 @@ refresh_backlog(bool caught_up)
 	backlog_measured = now;
 	if (!begin_work())
 		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "para_sync publisher: SPI_connect failed");
+	if (backlog_plan == NULL)
+	{
+		backlog_plan = SPI_prepare("SELECT pg_catalog.count(*), pg_catalog.min(o.queued_at)"
+								   "  FROM para_sync.outbox o", 0, NULL);
+		if (backlog_plan == NULL || SPI_keepplan(backlog_plan) != 0)
+			elog(ERROR, "para_sync publisher: could not prepare the backlog query: %s",
+				 SPI_result_code_string(SPI_result));
+	}
 	if (SPI_execute_plan(backlog_plan, NULL, NULL, true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
@@ -527,79 +582,112 @@ refresh_backlog(bool caught_up)
 
 		status_set_backlog(count, null2 ? 0 : DatumGetTimestampTz(oldest));
 	}
+	SPI_finish();
 	end_work();
+}
+
+/* ---- the loop */
+
+/* What an iteration asks the loop to do next. */
+typedef enum Next
+{
+	NEXT_NOW,					/* more work: go on without waiting */
+	NEXT_WAIT,					/* sleep until a commit, an event or the poll */
+	NEXT_BACKOFF				/* something failed (errbuf): back off */
+} Next;
+
+static char errbuf[512];
+
+/* Phase: make sure NATS is usable.  NEXT_NOW when connected. */
+static Next
+phase_connect(void)
+{
+	char		safe[512];
+
+	if (nats_is_connected())
+		return NEXT_NOW;
+	if (!nats_is_closed())
+	{
+		/* nats.c is reconnecting; its callback wakes us */
+		set_activity(PSW_CONNECTING, "para_sync publisher: waiting for NATS to come back");
+		refresh_backlog(false);
+		return NEXT_WAIT;
+	}
+	set_activity(PSW_CONNECTING, "para_sync publisher: connecting to NATS");
+	status_set_nats(PSN_CONNECTING, "");
+	if (!nats_connect(errbuf, sizeof(errbuf)))
+		return NEXT_BACKOFF;
+	strip_url_credentials(psync_nats_url, safe, sizeof(safe));
+	snprintf(errbuf, sizeof(errbuf), "connected to NATS at %s", safe);
+	if (last_problem[0] != '\0')
+		report_recovered(errbuf);
+	else
+		ereport(LOG, (errmsg("para_sync publisher: %s", errbuf)));
+	return NEXT_NOW;
+}
+
+static Next
+no_extension(void)
+{
+	set_activity(PSW_NO_EXTENSION, "para_sync publisher: waiting for CREATE EXTENSION para_sync");
+	status_set_backlog(-1, 0);
+	nats_disconnect();
+	return NEXT_WAIT;
 }
 
 /*
- * Flush WAL up to the insert position read after the batch: every commit
- * record the batch's snapshot saw ends at or before it.  At a page start the
- * insert position lies after a page header that is not written yet; flush
- * to the page boundary then (that is where the last record ended).
+ * One iteration: check the server's role and the extension, connect, read a
+ * batch, wait for the standbys, publish, remove.
  */
-static void
-flush_wal(void)
-{
-	XLogRecPtr	upto = GetXLogInsertRecPtr();
-
-	if (XLogSegmentOffset(upto, wal_segment_size) == SizeOfXLogLongPHD)
-		upto -= SizeOfXLogLongPHD;
-	else if (upto % XLOG_BLCKSZ == SizeOfXLogShortPHD)
-		upto -= SizeOfXLogShortPHD;
-	XLogFlush(upto);
-}
-
-typedef enum DrainResult
-{
-	DRAIN_CAUGHT_UP,			/* published everything there was */
-	DRAIN_MORE,					/* a full batch: there may be more */
-	DRAIN_NO_EXTENSION,
-	DRAIN_FAILED				/* NATS did not confirm: back off */
-} DrainResult;
-
-static DrainResult
-drain_once(char *errbuf, size_t errlen)
+static Next
+run_iteration(void)
 {
 	Batch		b;
-	PsyncPubResult r;
+	Next		next;
 
-	MemoryContextReset(batch_cxt);
+	if (RecoveryInProgress())
+	{
+		/* not reached with BgWorkerStart_RecoveryFinished; never publish on a standby */
+		set_activity(PSW_RECOVERY, "para_sync publisher: waiting for promotion");
+		return NEXT_WAIT;
+	}
+	if (!nats_is_connected())
+	{
+		/* connect only once there is something to publish from */
+		if (!begin_work())
+			return no_extension();
+		end_work();
+		next = phase_connect();
+		if (next != NEXT_NOW)
+			return next;
+	}
+
 	set_activity(PSW_READING, "para_sync publisher: reading the outbox");
-	if (!read_batch(&b))
-		return DRAIN_NO_EXTENSION;
+	if (!phase_read(&b))
+		return no_extension();
 	if (b.n == 0)
 	{
-		end_work();
-		return DRAIN_CAUGHT_UP;
+		refresh_backlog(true);
+		set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
+		return NEXT_WAIT;
 	}
+	status_backlog_at_least(b.n);
 
-	/* publish only what is durable, whatever synchronous_commit was */
-	flush_wal();
+	if (psync_standby_slots[0] != '\0' && !phase_wait_standbys(&b))
+		return NEXT_NOW;
 
-	shrink_oversized(&b);
+	phase_shrink(&b);
 	set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
-	r = nats_publish_batch(b.msgs, b.n, errbuf, errlen);
-	if (r != PSP_OK)
-	{
-		end_work();				/* read only: nothing to undo */
-		return DRAIN_FAILED;
-	}
+	if (nats_publish_batch(b.msgs, b.n, errbuf, sizeof(errbuf)) != PSP_OK)
+		return NEXT_BACKOFF;
 
 	set_activity(PSW_ACKING, "para_sync publisher: removing published envelopes");
-	ack_batch(&b);
-	end_work();
-	status_count_batch(b.n, b.refetched);
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-		char	   *next = pnstrdup(b.msgs[b.n - 1].key, b.msgs[b.n - 1].key_len);
-
-		MemoryContextSwitchTo(old);
-		pfree(after_key);
-		after_key = next;
-	}
-	return b.n < psync_batch_size ? DRAIN_CAUGHT_UP : DRAIN_MORE;
+	phase_remove(&b);
+	status_count_batch(b.n - b.skipped, b.refetched, b.skipped);
+	remember_position(&b);
+	refresh_backlog(false);
+	return NEXT_NOW;
 }
-
-/* ---- main loop */
 
 static char *nats_fingerprint = NULL;
 
@@ -611,7 +699,7 @@ worker_exit(int code, Datum arg)
 
 /* SIGHUP: re-read settings; reconnect when a NATS setting changed. */
 static void
-reload_settings(char *startup_database)
+reload_settings(const char *startup_database)
 {
 	char	   *fp;
 
@@ -640,41 +728,21 @@ reload_settings(char *startup_database)
 	pfree(fp);
 }
 
-static long
-next_backoff(long current)
+static void
+worker_setup(const char *database)
 {
-	if (current <= 0)
-		return psync_backoff_min_ms;
-	return Min(current * 2, (long) psync_backoff_max_ms);
-}
-
-void
-para_sync_worker_main(Datum main_arg)
-{
-	char	   *startup_database;
-	char		errbuf[512];
-	long		backoff_ms = 0;
-	TimestampTz retry_at = 0;
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
-	BackgroundWorkerUnblockSignals();
-
 	status_register_worker();
-	startup_database = MemoryContextStrdup(TopMemoryContext, psync_database);
-	BackgroundWorkerInitializeConnection(startup_database, NULL, 0);
+	BackgroundWorkerInitializeConnection(database, NULL, 0);
 	pgstat_report_appname("para_sync publisher");
 	/* our deletes need not wait for the disk: a lost one is only a resend */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
-	/* the ack deletes by ctid: a TID scan, never a scan of the backlog */
-	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	/* a SERIALIZABLE default would make our outbox reads conflict with writers */
 	SetConfigOption("default_transaction_isolation", "read committed",
 					PGC_SUSET, PGC_S_OVERRIDE);
 	before_shmem_exit(worker_exit, (Datum) 0);
 
-	batch_cxt = AllocSetContextCreate(TopMemoryContext, "para_sync publisher batch",
-									  ALLOCSET_DEFAULT_SIZES);
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "para_sync publisher loop",
+									 ALLOCSET_DEFAULT_SIZES);
 	after_key = MemoryContextStrdup(TopMemoryContext, "");
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
@@ -682,20 +750,35 @@ para_sync_worker_main(Datum main_arg)
 		nats_fingerprint = nats_settings_fingerprint();
 		MemoryContextSwitchTo(old);
 	}
-	ereport(LOG, (errmsg("para_sync publisher started on database \"%s\"", startup_database)));
+	status_set_detail("");
+	ereport(LOG, (errmsg("para_sync publisher started on database \"%s\"", database)));
+}
 
-	for (;;)
+void
+para_sync_worker_main(Datum main_arg)
+{
+	char	   *database;
+	long		backoff_ms = 0;
+	TimestampTz retry_at = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+	am_publisher = true;
+
+	database = MemoryContextStrdup(TopMemoryContext, psync_database);
+	worker_setup(database);
+
+	while (!ShutdownRequestPending)
 	{
 		long		timeout = psync_poll_interval_ms;
-		TimestampTz now;
+		Next		next;
 
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ShutdownRequestPending)
-			break;
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
 		if (ConfigReloadPending)
 		{
-			reload_settings(startup_database);
+			reload_settings(database);
 			backoff_ms = 0;
 			retry_at = 0;
 		}
@@ -710,104 +793,51 @@ para_sync_worker_main(Datum main_arg)
 			}
 		}
 
-		now = GetCurrentTimestamp();
-		if (retry_at != 0 && now < retry_at)
+		if (retry_at != 0 && GetCurrentTimestamp() < retry_at)
 		{
-			/* backing off */
+			/* a commit woke us while backing off: sleep the rest */
 			long		secs;
 			int			usecs;
 
-			TimestampDifference(now, retry_at, &secs, &usecs);
-			timeout = Min(timeout, secs * 1000 + usecs / 1000 + 1);
-			set_activity(PSW_BACKOFF, "para_sync publisher: backing off after a NATS failure");
-			refresh_backlog(false);
-		}
-		else if (nats_is_closed())
-		{
-			/* never connected, settings changed, or closed for good */
-			if (!begin_work())
-			{
-				set_activity(PSW_NO_EXTENSION, "para_sync publisher: waiting for CREATE EXTENSION para_sync");
-				status_set_backlog(-1, 0);
-			}
-			else
-			{
-				end_work();
-				set_activity(PSW_CONNECTING, "para_sync publisher: connecting to NATS");
-				status_set_nats(PSN_CONNECTING, "");
-				if (nats_connect(errbuf, sizeof(errbuf)))
-				{
-					char		safe[512];
-
-					backoff_ms = 0;
-					retry_at = 0;
-					strip_url_credentials(psync_nats_url, safe, sizeof(safe));
-					snprintf(errbuf, sizeof(errbuf), "connected to NATS at %s", safe);
-					if (last_problem[0] != '\0')
-						report_recovered(errbuf);
-					else
-						ereport(LOG, (errmsg("para_sync publisher: %s", errbuf)));
-					continue;	/* drain right away */
-				}
-				report_problem(errbuf);
-				status_count_retry();
-				backoff_ms = next_backoff(backoff_ms);
-				retry_at = TimestampTzPlusMilliseconds(now, backoff_ms);
-				timeout = backoff_ms;
-				refresh_backlog(false);
-			}
-		}
-		else if (!nats_is_connected())
-		{
-			/* nats.c is reconnecting; its callback wakes us */
-			set_activity(PSW_CONNECTING, "para_sync publisher: waiting for NATS to come back");
+			TimestampDifference(GetCurrentTimestamp(), retry_at, &secs, &usecs);
+			next = NEXT_WAIT;
+			timeout = secs * 1000 + usecs / 1000 + 1;
 			refresh_backlog(false);
 		}
 		else
 		{
-			DrainResult r;
-
 			retry_at = 0;
-			for (;;)
+			next = run_iteration();
+		}
+		MemoryContextSwitchTo(TopMemoryContext);
+		if (next == NEXT_BACKOFF)
+		{
+			report_problem(errbuf);
+			status_count_retry();
+			backoff_ms = backoff_ms <= 0 ? psync_backoff_min_ms :
+				Min(backoff_ms * 2, (long) psync_backoff_max_ms);
+			timeout = backoff_ms;
+			retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
+			set_activity(PSW_BACKOFF, "para_sync publisher: backing off after a NATS failure");
+			refresh_backlog(false);
+		}
+		else if (next == NEXT_NOW)
+		{
+			if (backoff_ms != 0 && nats_is_connected())
 			{
-				r = drain_once(errbuf, sizeof(errbuf));
-				if (r != DRAIN_MORE || ConfigReloadPending || ShutdownRequestPending)
-					break;
-				refresh_backlog(false);
-				CHECK_FOR_INTERRUPTS();
-			}
-			if (r == DRAIN_FAILED)
-			{
-				report_problem(errbuf);
-				status_count_retry();
-				backoff_ms = next_backoff(backoff_ms);
-				retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
-				timeout = backoff_ms;
-				refresh_backlog(false);
-			}
-			else if (r == DRAIN_NO_EXTENSION)
-			{
-				set_activity(PSW_NO_EXTENSION, "para_sync publisher: waiting for CREATE EXTENSION para_sync");
-				status_set_backlog(-1, 0);
-				nats_disconnect();
-			}
-			else
-			{
-				if (backoff_ms != 0)
-					report_recovered("NATS accepts envelopes again; publishing resumed");
+				report_recovered("NATS accepts envelopes again; publishing resumed");
 				backoff_ms = 0;
-				if (r == DRAIN_CAUGHT_UP)
-				{
-					refresh_backlog(true);
-					set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
-				}
-				else
-					continue;	/* interrupted mid-backlog: handle it, go on */
 			}
+			timeout = 0;
 		}
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Max(timeout, 1), PG_WAIT_EXTENSION);
+		if (timeout > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 timeout, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
 	}
 	proc_exit(0);
 }

@@ -132,6 +132,18 @@ typedef struct psync_nats_options
 	int			max_reconnect;	/* -1 = forever (default) */
 	int			reconnect_wait_ms;	/* default 250 */
 	int			connect_timeout_ms; /* default 2000 */
+
+	/*
+	 * Sync names of the tables published in the 'table' subject layout
+	 * (para_sync.set_subject_layout(): "<prefix>.<sync name>.<key>"), a
+	 * NULL-terminated array, copied at connect; the entry "*" means every
+	 * table.  NULL (default): every table uses the 'key' layout
+	 * ("<prefix>.<key>").  Keys and "<table>:*" patterns of these tables
+	 * subscribe to their table's subjects, so the NATS server sends only
+	 * that table's messages.  SELECT sync_name FROM para_sync.synced_tables
+	 * WHERE subject_layout = 'table' lists them.
+	 */
+	const char *const *table_layout;
 } psync_nats_options;
 
 void		psync_nats_options_init(psync_nats_options *opts);

@@ -415,6 +415,21 @@ refetch_row(psync_collection *c, member *m)
 	callback_leave(&frame);
 }
 
+
+/* Envelopes of l, in (key, sequence) order, through the receipt rules; empties l. */
+static void
+replay_sorted(psync_collection *c, env_list *l)
+{
+	if (l->n > 1)
+		qsort(l->items, l->n, sizeof(*l->items), compare_held);
+	for (size_t i = 0; i < l->n; i++)
+	{
+		psync_envelope env = held_view(l->items[i]);
+
+		receive(c, &env);
+	}
+	list_clear(l);
+}
 /* Replay what was held for m while it was refetched. */
 static void
 replay_pending(psync_collection *c, member *m)
@@ -438,15 +453,7 @@ replay_pending(psync_collection *c, member *m)
 			c->pending.items[kept++] = h;
 	}
 	c->pending.n = kept;
-	if (mine.n > 1)
-		qsort(mine.items, mine.n, sizeof(*mine.items), compare_held);
-	for (size_t i = 0; i < mine.n; i++)
-	{
-		psync_envelope env = held_view(mine.items[i]);
-
-		receive(c, &env);
-	}
-	list_clear(&mine);
+	replay_sorted(c, &mine);
 }
 
 static void
@@ -675,15 +682,7 @@ reconcile_held(psync_collection *c)
 	env_list	held = c->held;
 
 	memset(&c->held, 0, sizeof(c->held));
-	if (held.n > 1)
-		qsort(held.items, held.n, sizeof(*held.items), compare_held);
-	for (size_t i = 0; i < held.n; i++)
-	{
-		psync_envelope env = held_view(held.items[i]);
-
-		receive(c, &env);
-	}
-	list_clear(&held);
+	replay_sorted(c, &held);
 }
 
 static int

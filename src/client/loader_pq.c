@@ -20,6 +20,7 @@
 #include <libpq-fe.h>
 
 #include "client_error.h"
+#include "pq_internal.h"
 
 struct psync_pq_loader
 {
@@ -27,19 +28,6 @@ struct psync_pq_loader
 	char	   *conninfo;
 	PGconn	   *conn;
 };
-
-/* libpq's text without its trailing newline, after what. */
-static void
-pq_error(char *buf, size_t size, const char *what, const char *message)
-{
-	size_t		len;
-
-	snprintf(buf, size, "%s: %s", what,
-			 message != NULL && message[0] != '\0' ? message : "no message from libpq");
-	len = strlen(buf);
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
-		buf[--len] = '\0';
-}
 
 static bool
 ensure_connection(psync_pq_loader *l, char *error, size_t error_size)
@@ -50,7 +38,7 @@ ensure_connection(psync_pq_loader *l, char *error, size_t error_size)
 	l->conn = PQconnectdb(l->conninfo);
 	if (PQstatus(l->conn) == CONNECTION_OK)
 		return true;
-	pq_error(error, error_size, "could not connect to the database",
+	client_pq_message(error, error_size, "could not connect to the database",
 			 l->conn != NULL ? PQerrorMessage(l->conn) : "out of memory");
 	PQfinish(l->conn);
 	l->conn = NULL;
@@ -70,7 +58,7 @@ check_table(PGconn *conn, const char *table, char *error, size_t error_size)
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		pq_error(error, error_size, "para_sync.synced_tables", PQresultErrorMessage(res));
+		client_pq_message(error, error_size, "para_sync.synced_tables", PQresultErrorMessage(res));
 		st = PSYNC_ERR_DATABASE;
 	}
 	else if (PQntuples(res) == 0)
@@ -112,7 +100,7 @@ pq_load_page(void *ctx, const char *table, const char *after_key, int max_rows,
 					   3, NULL, params, NULL, NULL, 1);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		pq_error(error, error_size, "para_sync.snapshot_table() failed",
+		client_pq_message(error, error_size, "para_sync.snapshot_table() failed",
 				 PQresultErrorMessage(res));
 		st = PSYNC_ERR_DATABASE;
 	}

@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "client_error.h"
+#include "pq_internal.h"
 
 typedef struct pq_job
 {
@@ -43,9 +44,9 @@ struct psync_refetcher
 	char		last_error[PSYNC_ERROR_LEN];	/* under lock */
 };
 
-/* libpq's message without its trailing newline. */
-static void
-pq_message(char *buf, size_t size, const char *what, const char *message)
+/* libpq's message without its trailing newline (pq_internal.h). */
+void
+client_pq_message(char *buf, size_t size, const char *what, const char *message)
 {
 	size_t		len;
 
@@ -74,7 +75,7 @@ fetch_snapshot(PGconn *conn, const char *key, void **out, size_t *out_len,
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 	{
 		st = PSYNC_ERR_DATABASE;
-		pq_message(err, err_size, "para_sync.snapshot() failed",
+		client_pq_message(err, err_size, "para_sync.snapshot() failed",
 				   res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
 	}
 	else if (PQgetisnull(res, 0, 0))
@@ -258,7 +259,7 @@ own_acquire(void *ctx)
 	rf->own_conn = PQconnectdb(rf->conninfo);
 	if (PQstatus(rf->own_conn) != CONNECTION_OK)
 	{
-		pq_message(rf->connect_error, sizeof(rf->connect_error),
+		client_pq_message(rf->connect_error, sizeof(rf->connect_error),
 				   "could not connect to the database",
 				   rf->own_conn != NULL ? PQerrorMessage(rf->own_conn) : "out of memory");
 		PQfinish(rf->own_conn);

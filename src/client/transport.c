@@ -494,8 +494,8 @@ transport_deliver(psync_transport *t, const char *key, size_t len,
 }
 
 /* The table part of a key: up to the first ':' (the whole key if none). */
-static size_t
-table_len_of(const char *key, size_t len)
+size_t
+transport_table_len(const char *key, size_t len)
 {
 	const char *colon = memchr(key, ':', len);
 
@@ -511,7 +511,7 @@ transport_deliver_key_and_pattern(psync_transport *t, const psync_event *event)
 	entries[0] = keymap_get(&t->keys, event->key, event->key_len);
 	if (t->npatterns > 0)
 	{
-		size_t		tl = table_len_of(event->key, event->key_len);
+		size_t		tl = transport_table_len(event->key, event->key_len);
 		char		pattern[PSYNC_MAX_KEY_LEN + 2];
 
 		if (tl <= PSYNC_MAX_KEY_LEN)

@@ -84,6 +84,9 @@ void		transport_deliver_key_and_pattern(psync_transport *t,
 /* Deliver event to every subscriber of every key (e.g. PSYNC_EVENT_LOST). */
 void		transport_deliver_all(psync_transport *t, const psync_event *event);
 
+/* The sync name part of a key or pattern: up to its first ':' (all if none). */
+size_t		transport_table_len(const char *key, size_t len);
+
 /* True for "<sync name>:*"; *table_len gets the sync name's length. */
 bool		key_is_pattern(const char *key, size_t len, size_t *table_len);
 

@@ -2,11 +2,15 @@
  * transport_nats.c — the NATS transport backend (nats.c).
  *
  * The C twin of the seed's NatsTransport: subject "<prefix>.<key>"
- * (docs/protocol.md), one NATS subscription per key shared by every local
- * subscriber (the transport core fans out), torn down with the last one;
- * each message is decoded once.  A table pattern "<table>:*" cannot be a NATS wildcard (a
- * key is one subject token), so it subscribes to "<prefix>.*" and drops
- * subjects outside "<prefix>.<table>:" before decoding.
+ * (docs/protocol.md, "Subjects"), one NATS subscription per key shared by
+ * every local subscriber (the transport core fans out), torn down with the
+ * last one; each message is decoded once.  In the default 'key' layout a
+ * table pattern "<table>:*" cannot be a NATS wildcard (a key is one subject
+ * token), so it subscribes to "<prefix>.*" and drops keys outside
+ * "<table>:" before decoding.  Tables named in the table_layout option are
+ * published on "<prefix>.<table>.<key>": their keys subscribe there and
+ * their patterns to "<prefix>.<table>.>", which the server filters.  In
+ * both layouts the key is the subject's last token.
  *
  * Core NATS is at-most-once: after a reconnect, or when nats.c reports a
  * slow consumer (it dropped messages), every subscriber gets
@@ -25,6 +29,7 @@
  */
 #include "client_error.h"
 #include "transport_internal.h"
+#include "para_sync/key.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -42,6 +47,9 @@ typedef struct nats_backend
 	psync_transport *transport;
 	char	   *prefix;
 	size_t		prefix_len;
+	char	  **table_layout;	/* sync names in the 'table' layout */
+	size_t		ntable_layout;
+	bool		all_table_layout;	/* the option held "*" */
 	pthread_mutex_t lock;
 	pthread_cond_t completed;
 	int			live_subs;		/* key subscriptions not yet completed */
@@ -59,9 +67,10 @@ typedef struct nats_key_sub
 	bool		is_pattern;
 	char	   *key;			/* the transport key ("users:1", "users:*") */
 	size_t		key_len;
-	size_t		filter_len;		/* pattern: strlen("<prefix>.<table>:") */
-	char		subject[];		/* "<prefix>.<key>" or the filter */
+	char		subject[];		/* what the NATS subscription is for */
 } nats_key_sub;
+
+static void backend_free(nats_backend *b);
 
 static nats_backend *
 backend_of(psync_transport *t)
@@ -76,18 +85,24 @@ on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closur
 	nats_backend *b = ks->backend;
 	const char *subject = natsMsg_GetSubject(msg);
 	size_t		subject_len = strlen(subject);
+	const char *key = subject_len > b->prefix_len + 1 ? subject + b->prefix_len + 1 : "";
+	const char *dot = strrchr(key, '.');
 	psync_envelope env;
 	psync_event event = {0};
 
 	(void) nc;
 	(void) sub;
+	/* the key is the last token: "<prefix>.<key>" or "<prefix>.<table>.<key>" */
+	if (dot != NULL)
+		key = dot + 1;
+	/* a pattern "<table>:*" keeps only keys starting "<table>:" */
 	if (ks->is_pattern &&
-		(subject_len <= ks->filter_len || memcmp(subject, ks->subject, ks->filter_len) != 0))
+		(strlen(key) < ks->key_len || memcmp(key, ks->key, ks->key_len - 1) != 0))
 	{
 		natsMsg_Destroy(msg);
 		return;
 	}
-	event.key = subject_len > b->prefix_len + 1 ? subject + b->prefix_len + 1 : "";
+	event.key = key;
 	event.key_len = strlen(event.key);
 	event.decode_error = psync_envelope_decode(natsMsg_GetData(msg),
 											   (size_t) natsMsg_GetDataLength(msg), &env);
@@ -112,11 +127,58 @@ on_complete(void *closure)
 	pthread_mutex_unlock(&b->lock);
 }
 
+/* Does the table of key publish in the 'table' layout? */
+static bool
+uses_table_layout(const nats_backend *b, const char *key, size_t len)
+{
+	size_t		name_len = transport_table_len(key, len);
+
+	if (b->all_table_layout)
+		return true;
+	for (size_t i = 0; i < b->ntable_layout; i++)
+		if (strlen(b->table_layout[i]) == name_len &&
+			memcmp(b->table_layout[i], key, name_len) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Write the subject of key into out (room for prefix_len + 2 * len + 3):
+ * "<prefix>.<key>" or "<prefix>.<table>.<key>"; a pattern "<table>:*"
+ * becomes "<prefix>.*" or "<prefix>.<table>.>".
+ */
+static void
+subject_for(const nats_backend *b, const char *key, size_t len, bool is_pattern,
+			char *out)
+{
+	bool		by_table = uses_table_layout(b, key, len);
+	size_t		n = 0;
+
+	memcpy(out, b->prefix, b->prefix_len);
+	n = b->prefix_len;
+	out[n++] = '.';
+	if (by_table)
+	{
+		size_t		name_len = transport_table_len(key, len);
+
+		memcpy(out + n, key, name_len);
+		n += name_len;
+		out[n++] = '.';
+	}
+	if (is_pattern)
+		out[n++] = by_table ? '>' : '*';
+	else
+	{
+		memcpy(out + n, key, len);
+		n += len;
+	}
+	out[n] = '\0';
+}
+
 static nats_key_sub *
 key_sub_new(nats_backend *b, const char *key, size_t len, bool is_pattern)
 {
-	/* subject: prefix '.' key; a pattern's filter replaces '*' with nothing */
-	nats_key_sub *ks = calloc(1, sizeof(*ks) + b->prefix_len + 1 + len + 1);
+	nats_key_sub *ks = calloc(1, sizeof(*ks) + b->prefix_len + 2 * len + 3);
 
 	if (ks == NULL || (ks->key = strndup(key, len)) == NULL)
 	{
@@ -126,14 +188,7 @@ key_sub_new(nats_backend *b, const char *key, size_t len, bool is_pattern)
 	ks->backend = b;
 	ks->is_pattern = is_pattern;
 	ks->key_len = len;
-	memcpy(ks->subject, b->prefix, b->prefix_len);
-	ks->subject[b->prefix_len] = '.';
-	memcpy(ks->subject + b->prefix_len + 1, key, len);
-	if (is_pattern)
-	{
-		ks->filter_len = b->prefix_len + 1 + len - 1;	/* drop the '*' */
-		ks->subject[ks->filter_len] = '\0';
-	}
+	subject_for(b, key, len, is_pattern, ks->subject);
 	return ks;
 }
 
@@ -143,19 +198,11 @@ nats_attach(psync_transport *t, const char *key, size_t len, bool is_pattern,
 {
 	nats_backend *b = backend_of(t);
 	nats_key_sub *ks = key_sub_new(b, key, len, is_pattern);
-	char		wildcard[256];
-	const char *subject;
 	natsStatus	s;
 
 	if (ks == NULL)
 		return PSYNC_ERR_NO_MEMORY;
-	subject = ks->subject;
-	if (is_pattern)
-	{
-		snprintf(wildcard, sizeof(wildcard), "%s.*", b->prefix);
-		subject = wildcard;
-	}
-	s = natsConnection_Subscribe(&ks->sub, b->conn, subject, on_message, ks);
+	s = natsConnection_Subscribe(&ks->sub, b->conn, ks->subject, on_message, ks);
 	if (s == NATS_OK)
 		s = natsSubscription_SetOnCompleteCB(ks->sub, on_complete, ks);
 	if (s != NATS_OK)
@@ -230,17 +277,14 @@ nats_publish_raw(psync_transport *t, const char *key, size_t key_len,
 				 const void *bytes, size_t len)
 {
 	nats_backend *b = backend_of(t);
-	char		stack[PSYNC_MAX_KEY_LEN + 128];
+	char		stack[2 * PSYNC_MAX_KEY_LEN + 256];
 	char	   *subject = stack;
-	size_t		need = b->prefix_len + 1 + key_len + 1;
+	size_t		need = b->prefix_len + 2 * key_len + 3;
 	natsStatus	s;
 
 	if (need > sizeof(stack) && (subject = malloc(need)) == NULL)
 		return PSYNC_ERR_NO_MEMORY;
-	memcpy(subject, b->prefix, b->prefix_len);
-	subject[b->prefix_len] = '.';
-	memcpy(subject + b->prefix_len + 1, key, key_len);
-	subject[need - 1] = '\0';
+	subject_for(b, key, key_len, false, subject);
 	s = natsConnection_Publish(b->conn, subject, bytes, (int) len);
 	if (subject != stack)
 		free(subject);
@@ -327,8 +371,7 @@ nats_destroy(psync_transport *t)
 		return false;
 	pthread_cond_destroy(&b->completed);
 	pthread_mutex_destroy(&b->lock);
-	free(b->prefix);
-	free(b);
+	backend_free(b);
 	return true;
 }
 
@@ -432,6 +475,50 @@ make_nats_options(const psync_nats_options *o, psync_transport *t, natsOptions *
 	return s;
 }
 
+static void
+backend_free(nats_backend *b)
+{
+	for (size_t i = 0; i < b->ntable_layout; i++)
+		free(b->table_layout[i]);
+	free(b->table_layout);
+	free(b->prefix);
+	free(b);
+}
+
+/* A copy of the table_layout option; false when out of memory. */
+static bool
+copy_table_layout(nats_backend *b, const char *const *names)
+{
+	size_t		n = 0;
+
+	while (names != NULL && names[n] != NULL)
+		n++;
+	if (n == 0)
+		return true;
+	if ((b->table_layout = calloc(n, sizeof(char *))) == NULL)
+		return false;
+	for (size_t i = 0; i < n; i++)
+	{
+		if (strcmp(names[i], "*") == 0)
+			b->all_table_layout = true;
+		if ((b->table_layout[i] = strdup(names[i])) == NULL)
+			return false;
+		b->ntable_layout = i + 1;
+	}
+	return true;
+}
+
+/* Sync names (docs/protocol.md), or "*". */
+static bool
+table_layout_is_valid(const char *const *names)
+{
+	for (size_t i = 0; names != NULL && names[i] != NULL; i++)
+		if (strcmp(names[i], "*") != 0 &&
+			!psync_sync_name_is_valid(names[i], strlen(names[i])))
+			return false;
+	return true;
+}
+
 static nats_backend *
 backend_new(const psync_nats_options *opts)
 {
@@ -441,6 +528,11 @@ backend_new(const psync_nats_options *opts)
 	if (b == NULL || (b->prefix = strdup(prefix)) == NULL)
 	{
 		free(b);
+		return NULL;
+	}
+	if (!copy_table_layout(b, opts->table_layout))
+	{
+		backend_free(b);
 		return NULL;
 	}
 	b->prefix_len = strlen(prefix);
@@ -461,17 +553,15 @@ psync_nats_transport_connect(const psync_nats_options *opts, psync_transport **o
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	*out = NULL;
 	if (opts == NULL || opts->url == NULL ||
-		(opts->subject_prefix != NULL && !prefix_is_valid(opts->subject_prefix)))
+		(opts->subject_prefix != NULL && !prefix_is_valid(opts->subject_prefix)) ||
+		!table_layout_is_valid(opts->table_layout))
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	t = malloc(sizeof(*t));
 	b = backend_new(opts);
 	if (t == NULL || b == NULL || (st = transport_init(t, &nats_ops, b)) != PSYNC_OK)
 	{
 		if (b != NULL)
-		{
-			free(b->prefix);
-			free(b);
-		}
+			backend_free(b);
 		free(t);
 		return PSYNC_ERR_NO_MEMORY;
 	}

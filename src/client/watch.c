@@ -10,6 +10,8 @@
  * para_sync.snapshot_table() and then kept live) per "TABLE:*" pattern.
  * On a terminal the table of keys is redrawn in place (at most 10 times a
  * second); otherwise, or with --lines, one line is printed per change.
+ * Tables in the 'table' subject layout (looked up in para_sync.synced_tables
+ * at start) are followed on "<prefix>.<table>.>", filtered by the server.
  *
  * Threads: change callbacks run on nats.c, refetcher and collection loader
  * threads; they only print (lines mode, under print_lock) or raise the
@@ -27,6 +29,8 @@
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
 
 #include "para_sync/client.h"
 #include "watch_json.h"
@@ -335,6 +339,37 @@ redraw(const char *nats_url)
 
 /* ---- main ---- */
 
+/*
+ * The sync names in the 'table' subject layout, NULL-terminated (static;
+ * empty when the database does not say: a 0.1 schema has only 'key').
+ */
+static const char *const *
+table_layout_names(const char *conninfo)
+{
+	static const char *none[1] = {NULL};
+	const char **names;
+	PGconn	   *c = PQconnectdb(conninfo);
+	PGresult   *r = NULL;
+	int			n;
+
+	if (PQstatus(c) == CONNECTION_OK)
+		r = PQexec(c, "SELECT sync_name FROM para_sync.synced_tables"
+				   " WHERE subject_layout = 'table'");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK ||
+		(names = calloc((size_t) PQntuples(r) + 1, sizeof(char *))) == NULL)
+	{
+		PQclear(r);
+		PQfinish(c);
+		return none;
+	}
+	n = PQntuples(r);
+	for (int i = 0; i < n; i++)
+		names[i] = strdup(PQgetvalue(r, i, 0));
+	PQclear(r);
+	PQfinish(c);
+	return names;
+}
+
 static void
 usage(FILE *f)
 {
@@ -419,6 +454,7 @@ main(int argc, char **argv)
 
 	no.url = nats_url;
 	no.name = "para-sync-watch";
+	no.table_layout = table_layout_names(conninfo);
 	if ((st = psync_nats_transport_connect(&no, &w.transport)) != PSYNC_OK)
 	{
 		fprintf(stderr, "para-sync-watch: NATS %s: %s\n", nats_url, psync_status_text(st));

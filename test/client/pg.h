@@ -46,6 +46,32 @@ pg_exec(PGconn *c, const char *sql)
 	return result;
 }
 
+/*
+ * The start of a live test's main(): a connection to the para_sync database
+ * (extension created), or NULL with *exit_code set: 0 (skip) when run
+ * outside make client-check, 1 when the database is not usable.
+ */
+static inline PGconn *
+pg_live_connect(int *exit_code)
+{
+	PGconn	   *c;
+
+	if (getenv("PSYNC_TEST_CONNINFO") == NULL || getenv("PSYNC_TEST_NATS_URL") == NULL)
+	{
+		printf("skip - PSYNC_TEST_CONNINFO / PSYNC_TEST_NATS_URL not set (run through make client-check)\n");
+		*exit_code = 0;
+		return NULL;
+	}
+	c = pg_connect();
+	if (c == NULL || pg_exec(c, "CREATE EXTENSION IF NOT EXISTS para_sync") == NULL)
+	{
+		printf("not ok - para_sync database not usable\n");
+		*exit_code = 1;
+		return NULL;
+	}
+	return c;
+}
+
 /* A table name unique to this process, for tests that share a cluster. */
 static inline const char *
 pg_table_name(const char *stem)

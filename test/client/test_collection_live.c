@@ -237,18 +237,11 @@ int
 main(void)
 {
 	const char *has;
+	int			exit_code;
 
-	if (getenv("PSYNC_TEST_CONNINFO") == NULL || getenv("PSYNC_TEST_NATS_URL") == NULL)
-	{
-		printf("skip - PSYNC_TEST_CONNINFO / PSYNC_TEST_NATS_URL not set (run through make client-check)\n");
-		return 0;
-	}
-	conn = pg_connect();
-	if (conn == NULL || pg_exec(conn, "CREATE EXTENSION IF NOT EXISTS para_sync") == NULL)
-	{
-		printf("not ok - para_sync database not usable\n");
-		return 1;
-	}
+	conn = pg_live_connect(&exit_code);
+	if (conn == NULL)
+		return exit_code;
 	pg_exec(conn, "ALTER EXTENSION para_sync UPDATE");
 	has = pg_exec(conn, "SELECT to_regprocedure('para_sync.snapshot_table(regclass,text,integer)') IS NOT NULL");
 	if (has == NULL || strcmp(has, "t") != 0)

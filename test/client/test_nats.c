@@ -2,7 +2,8 @@
  * test_nats.c — the NATS transport against a real nats-server (started here
  * on free loopback ports): subject mapping, one NATS subscription per key
  * shared and torn down with the last subscriber, decode once / fan out,
- * malformed payloads, table patterns, subject prefixes, LOST after a
+ * malformed payloads, table patterns, subject prefixes, the 'table'
+ * subject layout, LOST after a
  * reconnect and after a slow-consumer error, and subscriptions coming and
  * going on several threads while messages for them keep arriving.
  */
@@ -239,6 +240,123 @@ subject_prefix_is_honoured(void)
 	psync_transport_destroy(dflt);
 }
 
+/* Publish an encoded envelope for key on subject from a plain connection. */
+static void
+raw_publish(natsConnection *raw, const char *subject, const char *key)
+{
+	psync_envelope e = test_envelope(key, 1, "x");
+	test_buf	b = test_encode(&e);
+
+	CHECK_EQ_INT(natsConnection_Publish(raw, subject, b.data, (int) b.len), NATS_OK);
+	free(b.data);
+}
+
+/* Is subject one of the server's subscriptions (/connz?subs=1)? */
+static bool
+server_has_subscription(const char *subject)
+{
+	static char buf[1 << 16];
+	char		quoted[256];
+	size_t		n = 0;
+	const char *body = live_http_get(monitor_port, "/connz?subs=1", buf, sizeof(buf));
+
+	/* as the JSON writes it, '>' escaped */
+	quoted[n++] = '"';
+	for (const char *c = subject; *c != '\0' && n < sizeof(quoted) - 8; c++)
+	{
+		if (*c == '>')
+		{
+			memcpy(quoted + n, "\\u003e", 6);
+			n += 6;
+		}
+		else
+			quoted[n++] = *c;
+	}
+	quoted[n++] = '"';
+	quoted[n] = '\0';
+	return body != NULL && strstr(body, quoted) != NULL;
+}
+
+/*
+ * Tables in the 'table' subject layout (the table_layout option): keys and
+ * patterns subscribe to "<prefix>.<table>.<key>" / "<prefix>.<table>.>",
+ * so the server, not the client, selects the table; other tables keep the
+ * default layout; publish uses the same subjects; bad names are refused.
+ */
+static void
+table_layout_subscribes_on_the_server(void)
+{
+	static const char *const layout[] = {"orders", NULL};
+	static const char *const bad_layout[] = {"orders", "no.dots", NULL};
+	psync_nats_options o;
+	psync_transport *t = NULL,
+			   *bad = NULL;
+	natsConnection *raw = NULL;
+	natsSubscription *rawsub = NULL;
+	natsMsg    *msg = NULL;
+	inbox		in_orders,
+				in_order1,
+				in_users;
+	psync_subscription_id a,
+				b,
+				c;
+
+	inbox_init(&in_orders);
+	inbox_init(&in_order1);
+	inbox_init(&in_users);
+	psync_nats_options_init(&o);
+	o.url = nats_url;
+	o.table_layout = layout;
+	CHECK_EQ_INT(psync_nats_transport_connect(&o, &t), PSYNC_OK);
+	if (t == NULL)
+		return;
+	CHECK_EQ_INT(psync_transport_subscribe(t, "orders:*", inbox_handler, &in_orders, &a), PSYNC_OK);
+	CHECK_EQ_INT(psync_transport_subscribe(t, "orders:1", inbox_handler, &in_order1, &b), PSYNC_OK);
+	CHECK_EQ_INT(psync_transport_subscribe(t, "users:*", inbox_handler, &in_users, &c), PSYNC_OK);
+	psync_transport_flush(t, 5000);
+	CHECK(server_has_subscription("synced.orders.>"));
+	CHECK(server_has_subscription("synced.orders.orders:1"));
+	CHECK(server_has_subscription("synced.*"));	/* users: default layout */
+
+	/* what the publisher sends, from a plain NATS connection */
+	CHECK_EQ_INT(natsConnection_ConnectTo(&raw, nats_url), NATS_OK);
+	raw_publish(raw, "synced.orders.orders:1", "orders:1");
+	raw_publish(raw, "synced.orders.orders:2", "orders:2");
+	raw_publish(raw, "synced.users:1", "users:1");
+	/* orders in the key layout: not this transport's subject for orders */
+	raw_publish(raw, "synced.orders:3", "orders:3");
+	natsConnection_Flush(raw);
+	CHECK(LIVE_WAIT_FOR(atomic_load(&in_orders.envelopes) == 2 &&
+						atomic_load(&in_order1.envelopes) == 1 &&
+						atomic_load(&in_users.envelopes) == 1, 10));
+	psync_transport_flush(t, 5000);
+	usleep(100 * 1000);
+	CHECK_EQ_INT(atomic_load(&in_orders.envelopes), 2);
+	CHECK_EQ_INT(atomic_load(&in_users.envelopes), 1);
+	CHECK(strcmp(in_order1.last_key, "orders:1") == 0);
+	CHECK(strcmp(in_users.last_key, "users:1") == 0);
+
+	/* publish goes to the table's subject */
+	CHECK_EQ_INT(natsConnection_SubscribeSync(&rawsub, raw, "synced.orders.orders:9"), NATS_OK);
+	natsConnection_Flush(raw);
+	publish(t, "orders:9", 4);
+	psync_transport_flush(t, 5000);
+	CHECK_EQ_INT(natsSubscription_NextMsg(&msg, rawsub, 5000), NATS_OK);
+	natsMsg_Destroy(msg);
+	CHECK(LIVE_WAIT_FOR(atomic_load(&in_orders.envelopes) == 3, 10));
+
+	psync_unsubscribe(t, a);
+	psync_unsubscribe(t, b);
+	psync_unsubscribe(t, c);
+	psync_nats_options_init(&o);
+	o.url = nats_url;
+	o.table_layout = bad_layout;
+	CHECK_EQ_INT(psync_nats_transport_connect(&o, &bad), PSYNC_ERR_INVALID_ARGUMENT);
+	natsSubscription_Destroy(rawsub);
+	natsConnection_Destroy(raw);
+	psync_transport_destroy(t);
+}
+
 static void
 connect_failure_is_reported(void)
 {
@@ -428,6 +546,7 @@ main(void)
 	RUN(malformed_payload_is_delivered_as_malformed);
 	RUN(table_pattern_filters_on_the_subject);
 	RUN(subject_prefix_is_honoured);
+	RUN(table_layout_subscribes_on_the_server);
 	RUN(connect_failure_is_reported);
 	RUN(reconnect_makes_every_replica_refetch);
 	RUN(slow_consumer_makes_subscribers_resync);

@@ -203,7 +203,9 @@ my $backlog_01 =
   'items:3=1,items:3=2,order_lines:1:a%20b=1,order_lines:1:a%20b=2,order_lines:1:c=2,order_lines:2:a%20b=1';
 
 # Writes after the upgrade; the sequences each key must get (the last one
-# of 0.1 plus one, from the outbox or from the counters).
+# of 0.1 plus one, from the outbox or from the counters).  Tagging "gone"
+# again publishes its row's key first (it was published under 0.1), then
+# the update follows.
 my $writes = q{
 	UPDATE public.items SET label = 'c' WHERE id IN (1, 2, 3);
 	INSERT INTO public.items VALUES (4, 'c', 's');
@@ -211,7 +213,7 @@ my $writes = q{
 	SELECT para_sync.sync_table('public.gone');
 	UPDATE public.gone SET v = 'z';
 };
-my $continued = 'gone:1=3,items:1=3,items:2=3,items:3=3,items:4=4,'
+my $continued = 'gone:1=3,gone:1=4,items:1=3,items:2=3,items:3=3,items:4=4,'
   . 'order_lines:1:a%20b=3,order_lines:1:c=3,order_lines:2:a%20b=2';
 
 sub check_capture

@@ -63,7 +63,7 @@ is( $node->safe_psql('restored',
 	'the claims are restored, owners mapped by role name');
 is( $node->safe_psql('restored',
 		q{SELECT string_agg(evtname, ',' ORDER BY evtname) FROM pg_event_trigger WHERE evtname LIKE 'para_sync%'}),
-	'para_sync_check_dropped_tables,para_sync_ddl_guard_drop,para_sync_ddl_guard_end,para_sync_ddl_guard_start,para_sync_forget_dropped_tables,para_sync_retire_dropped_tables',
+	'para_sync_check_dropped_tables,para_sync_ddl_guard_drop,para_sync_ddl_guard_end,para_sync_ddl_guard_start,para_sync_ddl_guard_types,para_sync_forget_dropped_tables,para_sync_retire_dropped_tables',
 	'each event trigger exists once');
 
 my ($rc, $out, $err) = $node->psql('restored', q{

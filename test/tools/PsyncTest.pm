@@ -72,9 +72,29 @@ sub start_nats
 	my $log = "$dir/nats.log";
 	my $h = IPC::Run::start([ 'nats-server', '-c', "$dir/nats.conf" ],
 		'>>', $log, '2>>', $log);
+	_track($h);
 	wait_for(sub { _port_open($port) }, "nats-server on port $port", 30)
 	  or BAIL_OUT("nats-server did not start, see $log");
 	return { h => $h, port => $port, name => $name, %o };
+}
+
+# Every nats-server and subscriber a test started: whatever the test did not
+# stop (it forgot, failed or bailed out) is killed when it exits, also one
+# left frozen by SIGSTOP, so that no process outlives its test.
+my @children;
+
+sub _track
+{
+	push @children, $_[0];
+}
+
+END
+{
+	for my $h (@children)
+	{
+		next unless $h->pumpable;
+		eval { $h->signal('CONT'); $h->signal('KILL'); $h->finish; };
+	}
 }
 
 sub stop_nats
@@ -100,6 +120,7 @@ sub start_sub
 	my $h = IPC::Run::start([ sub_tool(), '-u', nats_url($n), '-o', $file,
 			'-r', $ready, @args ],
 		'>>', "$file.out", '2>>', "$file.out");
+	_track($h);
 	wait_for(sub { -e $ready }, "subscriber ready", 30)
 	  or BAIL_OUT("psync_sub did not start");
 	return $h;

@@ -17,6 +17,8 @@
  *   -w  reconnect wait in ms (default 50); after every reconnect the
  *       file READYFILE.reconnected is created
  *   -C  create JetStream stream STREAM for SUBJECT (file storage), exit
+ *   -R  with -C: number of replicas (default 1)
+ *   -L  print the server name of JetStream stream STREAM's leader, exit
  *   -D  delete JetStream stream STREAM, exit
  *   -j  instead of subscribing, read every message stored in JetStream stream
  *       STREAM (from its first), write the lines, and exit
@@ -234,6 +236,28 @@ dump_stream(natsConnection *nc, const char *stream, const char *subject)
 	return 0;
 }
 
+static int	replicas = 1;
+
+static int
+print_leader(natsConnection *nc, const char *stream)
+{
+	jsCtx	   *js = NULL;
+	jsStreamInfo *si = NULL;
+	natsStatus	s;
+
+	if ((s = natsConnection_JetStream(&js, nc, NULL)) != NATS_OK)
+		die("jetstream", s);
+	if ((s = js_GetStreamInfo(&si, js, stream, NULL, NULL)) != NATS_OK)
+	{
+		fprintf(stderr, "psync_sub: stream %s: %s\n", stream, natsStatus_GetText(s));
+		return 1;
+	}
+	printf("%s\n", si->Cluster && si->Cluster->Leader ? si->Cluster->Leader : "");
+	jsStreamInfo_Destroy(si);
+	jsCtx_Destroy(js);
+	return 0;
+}
+
 static int
 manage_stream(natsConnection *nc, const char *stream, const char *subject,
 			  bool create)
@@ -253,6 +277,7 @@ manage_stream(natsConnection *nc, const char *stream, const char *subject,
 		cfg.Subjects = &subject;
 		cfg.SubjectsLen = 1;
 		cfg.Storage = js_FileStorage;
+		cfg.Replicas = replicas;
 		s = js_AddStream(&si, js, &cfg, NULL, &jerr);
 		jsStreamInfo_Destroy(si);
 	}
@@ -274,6 +299,7 @@ main(int argc, char **argv)
 	const char *subject = "synced.>";
 	const char *stream = NULL;
 	const char *manage = NULL;
+	const char *leader_of = NULL;
 	bool		create = false;
 	natsOptions *opts = NULL;
 	int64_t		reconnect_wait = 50;
@@ -283,7 +309,7 @@ main(int argc, char **argv)
 	int			c;
 
 	out = stdout;
-	while ((c = getopt(argc, argv, "u:s:o:r:n:qplj:w:C:D:")) != -1)
+	while ((c = getopt(argc, argv, "u:s:o:r:n:qplj:w:C:D:R:L:")) != -1)
 	{
 		switch (c)
 		{
@@ -324,25 +350,43 @@ main(int argc, char **argv)
 				manage = optarg;
 				create = (c == 'C');
 				break;
+			case 'L':
+				leader_of = optarg;
+				break;
+			case 'R':
+				replicas = atoi(optarg);
+				break;
 			case 'w':
 				reconnect_wait = atol(optarg);
 				break;
 			default:
-				fprintf(stderr, "usage: psync_sub -u URL [-s SUBJECT] [-o FILE] [-r READYFILE] [-n COUNT] [-q|-p] [-l] [-w MS] [-j STREAM | -C STREAM | -D STREAM]\n");
+				fprintf(stderr, "usage: psync_sub -u URL [-s SUBJECT] [-o FILE] [-r READYFILE] [-n COUNT] [-q|-p] [-l] [-w MS] [-j STREAM | -C STREAM [-R N] | -D STREAM | -L STREAM]\n");
 				return 2;
 		}
 	}
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 
-	if ((s = natsOptions_Create(&opts)) != NATS_OK ||
-		(s = natsOptions_SetURL(opts, url)) != NATS_OK ||
-		(s = natsOptions_SetMaxReconnect(opts, -1)) != NATS_OK ||
+	/* -u may list several servers, comma-separated */
+	{
+		static const char *servers[16];
+		int			nservers = 0;
+		char	   *list = strdup(url);
+
+		for (char *tok = strtok(list, ", "); tok != NULL && nservers < 16; tok = strtok(NULL, ", "))
+			servers[nservers++] = tok;
+		if ((s = natsOptions_Create(&opts)) != NATS_OK ||
+			(s = natsOptions_SetServers(opts, servers, nservers)) != NATS_OK)
+			die("options", s);
+	}
+	if ((s = natsOptions_SetMaxReconnect(opts, -1)) != NATS_OK ||
 		(s = natsOptions_SetReconnectWait(opts, reconnect_wait)) != NATS_OK ||
 		(s = natsOptions_SetReconnectedCB(opts, on_reconnected, NULL)) != NATS_OK)
 		die("options", s);
 	if ((s = natsConnection_Connect(&nc, opts)) != NATS_OK)
 		die("connect", s);
+	if (leader_of != NULL)
+		return print_leader(nc, leader_of);
 	if (manage != NULL)
 		return manage_stream(nc, manage, subject, create);
 	if (stream != NULL)
