@@ -54,7 +54,10 @@
  *
  * Identity of an entry: the key text and a tag of the database, the
  * outbox's oid and the counters' relfilenode, so another database, a
- * re-created extension or TRUNCATE of the counters by hand all miss.
+ * re-created extension or TRUNCATE of the counters by hand all miss (a
+ * backend that has not yet seen the invalidation of such a store reset may
+ * still hit an entry from before it: that numbers upwards from the
+ * sequences the reset discarded, never reusing one).
  * Transaction ids are full 64-bit ids, so wraparound and epochs cannot
  * alias: a live unfrozen version's xmin lies within 2^31 of this
  * transaction's id, which makes its widening exact; a frozen version never
