@@ -53,11 +53,12 @@
  * reads no table, so it takes no predicate lock either).
  *
  * Identity of an entry: the key text and a tag of the database, the
- * outbox's oid and the counters' relfilenode, so another database, a
- * re-created extension or TRUNCATE of the counters by hand all miss (a
- * backend that has not yet seen the invalidation of such a store reset may
- * still hit an entry from before it: that numbers upwards from the
- * sequences the reset discarded, never reusing one).
+ * outbox's oid and the counters' relfilenode.  Another database and a
+ * re-created extension always miss.  A store changed by hand (rows of the
+ * outbox or counters deleted or edited) is outside this argument, as it is
+ * outside the look-up's; of those, TRUNCATE of the counters is at least
+ * noticed (new relfilenode) by every backend once it has processed the
+ * invalidation, and the check setting reports any disagreement.
  * Transaction ids are full 64-bit ids, so wraparound and epochs cannot
  * alias: a live unfrozen version's xmin lies within 2^31 of this
  * transaction's id, which makes its widening exact; a frozen version never
