@@ -1,6 +1,6 @@
 # The shared-memory sequence cache under load: concurrent writers of the
 # same objects with rollbacks, savepoints, deletes and re-inserts, upserts,
-# multi-row statements and REPEATABLE READ, the publisher acknowledging
+# multi-row statements, REPEATABLE READ and SERIALIZABLE, the publisher acknowledging
 # concurrently, a small cache that evicts, two databases with the same keys,
 # and a crash in the middle.  Nested writes too: a user AFTER trigger that
 # changes a row again before its capture event fires, and primary-key
@@ -59,6 +59,8 @@ my $single = q{
 \set r random(1, 12)
 \if :r = 1
 BEGIN ISOLATION LEVEL REPEATABLE READ;
+\elif :r = 2
+BEGIN ISOLATION LEVEL SERIALIZABLE;
 \else
 BEGIN;
 \endif
