@@ -19,6 +19,7 @@ OBJS = \
 	src/key_upgrade.o \
 	src/row_encode.o \
 	src/sequence_store.o \
+	src/seq_cache.o \
 	src/outbox_consume.o \
 	src/outbox_vacuum.o \
 	src/capture.o \
@@ -35,7 +36,7 @@ OBJS = \
 
 REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard lifecycle type_trust key_canon key_upgrade snapshot_table trust_review subject_layout
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
-ISOLATION = concurrent_writers late_commit serializable_writers excluded_rename schema_version_reload lifecycle_concurrency drop_while_tagging
+ISOLATION = concurrent_writers late_commit serializable_writers excluded_rename schema_version_reload lifecycle_concurrency drop_while_tagging sequence_cache sequence_cache_nested
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync
 TAP_TESTS = 1
 

@@ -320,3 +320,14 @@ SELECT t.relid AS table_name,
 	   t.tagged_at,
 	   t.subject_layout
   FROM para_sync.tables t;
+
+-- == sequence cache ==
+
+CREATE FUNCTION para_sync.sequence_cache_counts(OUT hits pg_catalog.int8,
+												OUT misses pg_catalog.int8)
+RETURNS record
+AS 'MODULE_PATHNAME', 'para_sync_sequence_cache_counts'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION para_sync.sequence_cache_counts() IS
+	'how many changes captured in this session took their sequence from the shared-memory sequence cache (hits) or from the outbox and counters indexes (misses)';

@@ -19,6 +19,13 @@
  * against the row's latest version instead (latest_version()).  Likewise a
  * key that such a statement gave to a row again before the event deleting
  * it was captured gets that row's content, not a delete (capture_delete()).
+ *
+ * The next sequence usually comes from the sequence cache (seq_cache.c):
+ * a change passes the version its statement replaced or deleted (replaced,
+ * whose creator vouches for a cache entry) and the version whose content it
+ * publishes (holder, which becomes the entry's voucher).  Changes made by
+ * lifecycle.c and key_upgrade.c pass neither: always looked up, and the
+ * key's entry is forgotten.
  */
 #include "para_sync.h"
 
@@ -77,19 +84,20 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
 
 /*
  * Append the next envelope of the object (key) to the outbox: an upsert of
- * the row values/nulls, or a delete (values NULL).  Also used by
- * lifecycle.c to retire every row of a table.
+ * the row values/nulls, or a delete (values NULL).  replaced: the version
+ * with this key that the triggering statement updated or deleted, or NULL;
+ * holder: the version whose content this is, or NULL (sequence_store.c).
  */
-void
-capture_emit_change(SyncedTable *table, StringInfo key, Datum *values,
-					bool *nulls, psync_op op)
+static void
+emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
+			  psync_op op, HeapTuple replaced, HeapTuple holder)
 {
 	StringInfoData value;
 	int64		seq;
 	uint64		txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	bytea	   *envelope;
 
-	seq = sequence_store_last(key->data, key->len, true) + 1;
+	seq = sequence_store_next(key->data, key->len, replaced);
 	if (values != NULL)
 	{
 		initStringInfo(&value);
@@ -99,17 +107,27 @@ capture_emit_change(SyncedTable *table, StringInfo key, Datum *values,
 							  table->schema_version, (uint64) seq, op,
 							  true, txid);
 	sequence_store_append(key->data, key->len, seq, (int64) txid, envelope,
-						  table->subject_layout);
+						  table->subject_layout, holder);
 	para_sync_xact_wrote_envelopes = true;
 }
 
-static void
-emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op)
+/*
+ * The same with no row version to go by (always looked up).  Also used by
+ * lifecycle.c to retire every row of a table.
+ */
+void
+capture_emit_change(SyncedTable *table, StringInfo key, Datum *values,
+					bool *nulls, psync_op op)
 {
-	if (row != NULL)
-		capture_emit_change(table, key, row->values, row->nulls, op);
-	else
-		capture_emit_change(table, key, NULL, NULL, op);
+	emit_versions(table, key, values, nulls, op, NULL, NULL);
+}
+
+static void
+emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op,
+			HeapTuple replaced, HeapTuple holder)
+{
+	emit_versions(table, key, row ? row->values : NULL, row ? row->nulls : NULL,
+				  op, replaced, holder);
 }
 
 /*
@@ -200,14 +218,14 @@ capture_delete(SyncedTable *table, Relation rel, StringInfo key,
 			RowImage	row;
 
 			row_deform(&row, now, RelationGetDescr(rel));
-			emit_change(table, key, &row, PSYNC_OP_UPSERT);
+			emit_change(table, key, &row, PSYNC_OP_UPSERT, old_tuple, now);
 			return;
 		}
 	}
-	emit_change(table, key, NULL, PSYNC_OP_DELETE);
+	emit_change(table, key, NULL, PSYNC_OP_DELETE, old_tuple, NULL);
 }
 
-static void capture_one(SyncedTable *table, TupleDesc desc, HeapTuple tuple, psync_op op);
+static void capture_one(SyncedTable *table, TupleDesc desc, HeapTuple tuple);
 
 /*
  * INSERT whose row was changed again before this event: the later change
@@ -221,7 +239,7 @@ capture_superseded_insert(SyncedTable *table, Relation rel, HeapTuple tuple)
 	HeapTuple	latest = latest_version(rel, tuple);
 
 	if (latest != NULL)
-		capture_one(table, RelationGetDescr(rel), latest, PSYNC_OP_UPSERT);
+		capture_one(table, RelationGetDescr(rel), latest);
 }
 
 static void
@@ -265,14 +283,16 @@ capture_update(SyncedTable *table, Relation rel, HeapTuple old_tuple,
 		memcmp(old_key.data, new_key.data, old_key.len) != 0)
 	{
 		capture_delete(table, rel, &old_key, old_tuple, &old_row);
-		emit_change(table, &new_key, &new_row, PSYNC_OP_UPSERT);
+		emit_change(table, &new_key, &new_row, PSYNC_OP_UPSERT, NULL, new_tuple);
 	}
 	else if (synced_columns_differ(table, desc, &old_row, &new_row))
-		emit_change(table, &new_key, &new_row, PSYNC_OP_UPSERT);
+		emit_change(table, &new_key, &new_row, PSYNC_OP_UPSERT, old_tuple,
+					new_tuple);
 }
 
+/* An upsert of tuple, whose key no version replaced by this event had. */
 static void
-capture_one(SyncedTable *table, TupleDesc desc, HeapTuple tuple, psync_op op)
+capture_one(SyncedTable *table, TupleDesc desc, HeapTuple tuple)
 {
 	RowImage	row;
 	StringInfoData key;
@@ -280,7 +300,7 @@ capture_one(SyncedTable *table, TupleDesc desc, HeapTuple tuple, psync_op op)
 	row_deform(&row, tuple, desc);
 	initStringInfo(&key);
 	key_build(&key, table, row.values, row.nulls);
-	emit_change(table, &key, op == PSYNC_OP_DELETE ? NULL : &row, op);
+	emit_change(table, &key, &row, PSYNC_OP_UPSERT, NULL, tuple);
 }
 
 Datum
@@ -310,7 +330,7 @@ para_sync_capture(PG_FUNCTION_ARGS)
 		if (superseded_by_us(trigdata->tg_trigtuple))
 			capture_superseded_insert(table, rel, trigdata->tg_trigtuple);
 		else
-			capture_one(table, desc, trigdata->tg_trigtuple, PSYNC_OP_UPSERT);
+			capture_one(table, desc, trigdata->tg_trigtuple);
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(event))
 	{

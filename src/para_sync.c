@@ -16,5 +16,6 @@ _PG_init(void)
 {
 	table_cache_init();
 	sequence_store_init();
+	seq_cache_init();
 	publisher_init();
 }

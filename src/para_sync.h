@@ -10,6 +10,8 @@
 #include "postgres.h"
 
 #include "access/attnum.h"
+#include "access/htup.h"
+#include "access/transam.h"
 #include "access/tupdesc.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -156,8 +158,27 @@ extern bool sequence_store_name_has_history(const char *sync_name);
 extern void sequence_store_last_sorted(int n, const char *const *keys,
 									   const int *key_lens, int64 *seqs);
 extern void sequence_store_append(const char *key, int key_len, int64 seq,
-								  int64 txid, bytea *envelope, char layout);
+								  int64 txid, bytea *envelope, char layout,
+								  HeapTuple holder);
 extern void sequence_store_init(void);
+extern int64 sequence_store_next(const char *key, int key_len,
+								 HeapTuple replaced);
+
+/* ---- seq_cache.c: shared-memory cache of each object's last sequence */
+
+/* Which store an entry belongs to (database, outbox, counters' file). */
+typedef struct SeqCacheTag
+{
+	Oid			db;
+	Oid			outbox;
+	Oid			counters_node;
+} SeqCacheTag;
+
+extern void seq_cache_init(void);
+extern bool seq_cache_lookup(const SeqCacheTag *tag, const char *key,
+							 int key_len, FullTransactionId writer, int64 *seq);
+extern void seq_cache_remember(const SeqCacheTag *tag, const char *key,
+							   int key_len, FullTransactionId writer, int64 seq);
 
 /* ---- envelope building (capture.c) */
 

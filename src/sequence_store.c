@@ -26,6 +26,15 @@
  * table writers hold no privileges on these tables by design).  The
  * relation OIDs are resolved once per backend and forgotten on any
  * invalidation of those relations (e.g. DROP EXTENSION).
+ *
+ * A change that replaces or deletes a row version usually skips the
+ * look-up: seq_cache.c remembers each object's last sequence with the
+ * (sub)transaction that appended it, and a hit needs the replaced version
+ * to have been created by that (sub)transaction (the argument is at the top
+ * of seq_cache.c).  That is only right if every envelope goes into the
+ * outbox through sequence_store_append(), which updates the cache: nothing
+ * else may append.  Setting para_sync.sequence_cache_check makes every hit
+ * be compared with the look-up (the tests do).
  */
 #include "para_sync.h"
 
@@ -44,6 +53,7 @@
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -55,6 +65,10 @@
 static StoreRelations store = {InvalidOid, InvalidOid, InvalidOid, InvalidOid};
 static IndexInfo *outbox_pkey_info = NULL;
 static Oid	internal_owner = InvalidOid;
+/* the sequence cache's name for this store (seq_cache.c) */
+static SeqCacheTag store_tag;
+
+static bool sequence_cache_check = false;
 
 static void
 store_relcache_callback(Datum arg, Oid relid)
@@ -74,6 +88,11 @@ void
 sequence_store_init(void)
 {
 	CacheRegisterRelcacheCallback(store_relcache_callback, (Datum) 0);
+	DefineCustomBoolVariable("para_sync.sequence_cache_check",
+							 "Checks every sequence cache hit against the outbox and counters.",
+							 "For tests: a disagreement raises an error.",
+							 &sequence_cache_check, false,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 static Oid
@@ -87,6 +106,17 @@ internal_relation(const char *name, Oid nsp)
 				 errmsg("relation \"para_sync.%s\" does not exist", name),
 				 errhint("Run CREATE EXTENSION para_sync in this database.")));
 	return relid;
+}
+
+/* The relfilenode of relid (TRUNCATE changes it). */
+static Oid
+relation_file(Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Oid			node = rel->rd_node.relNode;
+
+	table_close(rel, AccessShareLock);
+	return node;
 }
 
 const StoreRelations *
@@ -109,6 +139,9 @@ store_relations(void)
 		outbox_pkey_info = BuildIndexInfo(index);
 		MemoryContextSwitchTo(old);
 		index_close(index, AccessShareLock);
+		store_tag.db = MyDatabaseId;
+		store_tag.outbox = found.outbox;
+		store_tag.counters_node = relation_file(found.counters);
 		store = found;
 	}
 	return &store;
@@ -230,6 +263,59 @@ sequence_store_last(const char *key, int key_len, bool latest)
 	return seq;
 }
 
+/*
+ * The full transaction id that created tuple (a row version of a synced
+ * table), or invalid when it cannot be known: no header, a frozen or
+ * special xmin.  A live unfrozen version's xmin lies within 2^31 of this
+ * transaction's id (wraparound protection), which makes the widening exact.
+ */
+static FullTransactionId
+version_writer(HeapTuple tuple)
+{
+	TransactionId xmin;
+	FullTransactionId top;
+
+	if (tuple == NULL || tuple->t_data == NULL)
+		return InvalidFullTransactionId;
+	xmin = HeapTupleHeaderGetXmin(tuple->t_data);
+	if (!TransactionIdIsNormal(xmin))
+		return InvalidFullTransactionId;
+	top = GetTopFullTransactionId();
+	return FullTransactionIdFromU64(U64FromFullTransactionId(top) +
+									(int32) (xmin - XidFromFullTransactionId(top)));
+}
+
+/*
+ * The next sequence of key, for the capture trigger.  replaced: the row
+ * version that the triggering statement updated or deleted and whose key is
+ * key, or NULL (an INSERT, a key given to a row by an UPDATE, a change not
+ * made by a trigger event: always looked up).
+ */
+int64
+sequence_store_next(const char *key, int key_len, HeapTuple replaced)
+{
+	int64		seq;
+
+	store_relations();
+	if (replaced != NULL &&
+		seq_cache_lookup(&store_tag, key, key_len, version_writer(replaced), &seq))
+	{
+		if (sequence_cache_check)
+		{
+			int64		stored = sequence_store_last(key, key_len, true);
+
+			if (stored != seq)
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("para_sync sequence cache says %lld for key \"%.*s\", the outbox and counters say %lld",
+								(long long) seq, key_len, key, (long long) stored),
+						 errhint("Unless the store was changed by hand, this is a bug: set para_sync.sequence_cache_size = 0 and report it.")));
+		}
+		return seq + 1;
+	}
+	return sequence_store_last(key, key_len, true) + 1;
+}
+
 /* Does the index of heap hold a visible key in [low, high)? */
 static bool
 any_key_between(Oid heap_oid, Oid index_oid, text *low, text *high,
@@ -268,10 +354,16 @@ sequence_store_name_has_history(const char *sync_name)
  * Store one envelope in the outbox, in the current transaction, with the
  * subject layout its table has now (a 0.1 outbox has no such column: the
  * new library before ALTER EXTENSION UPDATE writes what 0.1 wrote).
+ *
+ * holder: the row version whose content the envelope carries, or NULL (a
+ * delete, or no version to go by).  Every append overwrites key's sequence
+ * cache entry: with holder's writer when holder was created by the
+ * (sub)transaction making this append, else with none (the entry is
+ * forgotten).
  */
 void
 sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
-					  bytea *envelope, char layout)
+					  bytea *envelope, char layout, HeapTuple holder)
 {
 	const StoreRelations *rels = store_relations();
 	Relation	heap = table_open(rels->outbox, RowExclusiveLock);
@@ -300,6 +392,16 @@ sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
 	heap_freetuple(tuple);
+
+	/*
+	 * Only a holder created by the (sub)transaction that appended may vouch
+	 * for the entry: a live holder then proves the append was kept.
+	 */
+	if (holder != NULL &&
+		(holder->t_data == NULL ||
+		 HeapTupleHeaderGetXmin(holder->t_data) != GetCurrentTransactionIdIfAny()))
+		holder = NULL;
+	seq_cache_remember(&store_tag, key, key_len, version_writer(holder), seq);
 	/* later look-ups in this transaction must see this row */
 	CommandCounterIncrement();
 }

@@ -16,6 +16,7 @@ $node->append_conf(
 	'postgresql.conf', qq{
 shared_preload_libraries = 'para_sync'
 para_sync.nats_url = 'nats://127.0.0.1:1'
+para_sync.sequence_cache_check = on
 });
 $node->start;
 

@@ -191,6 +191,7 @@ sub check_contiguous
 }
 
 # A node with para_sync preloaded and publishing to $nats (may be undef).
+# Every sequence cache hit is checked against the outbox and counters.
 sub new_publisher_node
 {
 	my ($name, $nats, $extra) = @_;
@@ -205,6 +206,7 @@ para_sync.backoff_max = '1s'
 para_sync.reconnect_wait = '200ms'
 max_connections = 40
 restart_after_crash = on
+para_sync.sequence_cache_check = on
 } . ($extra // ''));
 	$node->start;
 	return $node;
