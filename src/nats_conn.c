@@ -210,6 +210,14 @@ build_options(char *errbuf, size_t errlen)
 	NATS_TRY(natsOptions_SetPingInterval(o, 5000));
 	NATS_TRY(natsOptions_SetMaxPingsOut(o, 2));
 	NATS_TRY(natsOptions_SetIOBufSize(o, 256 * 1024));
+
+	/*
+	 * No publishing into nats.c's reconnect buffer: what it holds goes out
+	 * after a reconnect, behind the lost part of the same batch (a key's
+	 * later envelopes before its earlier ones).  A publish while
+	 * reconnecting fails instead, and the batch is sent again in order.
+	 */
+	NATS_TRY(natsOptions_SetReconnectBufSize(o, 1));
 	NATS_TRY(natsOptions_SetDisconnectedCB(o, on_disconnected, NULL));
 	NATS_TRY(natsOptions_SetReconnectedCB(o, on_reconnected, NULL));
 	NATS_TRY(natsOptions_SetClosedCB(o, on_closed, NULL));
