@@ -37,12 +37,13 @@ PG_FUNCTION_INFO_V1(para_sync_ack);
 
 /*
  * Hand up to limit rows whose key compares to bound by strategy (>= or <) to
- * fn, in index order.  Returns the number fn took; *stopped when fn refused
- * one.
+ * fn, in index order, but the rows of bound itself with seq <= after_seq.
+ * Returns the number fn took; *stopped when fn refused one.
  */
 static int
-read_range(Relation heap, Relation index, text *bound, StrategyNumber strategy,
-		   RegProcedure cmp, int limit, OutboxRowFn fn, void *arg, bool *stopped)
+read_range(Relation heap, Relation index, text *bound, int64 after_seq,
+		   StrategyNumber strategy, RegProcedure cmp, int limit,
+		   OutboxRowFn fn, void *arg, bool *stopped)
 {
 	ScanKeyData skey;
 	IndexScanDesc scan;
@@ -61,11 +62,16 @@ read_range(Relation heap, Relation index, text *bound, StrategyNumber strategy,
 
 		row.key = DatumGetTextPP(slot_getattr(slot, 1, &isnull));
 		row.seq = DatumGetInt64(slot_getattr(slot, 2, &isnull));
+		if (after_seq > 0 && row.seq <= after_seq &&
+			VARSIZE_ANY_EXHDR(row.key) == VARSIZE_ANY_EXHDR(bound) &&
+			memcmp(VARDATA_ANY(row.key), VARDATA_ANY(bound), VARSIZE_ANY_EXHDR(bound)) == 0)
+			continue;
 		row.txid = DatumGetInt64(slot_getattr(slot, 3, &isnull));
 		row.envelope = slot_getattr(slot, 5, &isnull);
 		/* a 0.1 outbox (before ALTER EXTENSION UPDATE) has no layout column */
 		row.subject_layout = with_layout ?
 			DatumGetChar(slot_getattr(slot, 6, &isnull)) : PSYNC_LAYOUT_KEY;
+		row.wrapped = strategy == BTLessStrategyNumber;
 		if (!fn(&row, arg))
 		{
 			*stopped = true;
@@ -80,13 +86,15 @@ read_range(Relation heap, Relation index, text *bound, StrategyNumber strategy,
 
 /*
  * Read up to limit committed envelopes (active snapshot) in per-key sequence
- * order, from the key after_key on, wrapping around to the keys before it.
- * Each row goes to fn, which copies what it keeps (the row's memory lives
- * only for the call) and may refuse it to end the read early (a byte cap).
- * Returns the number of rows fn took.
+ * order, from the key after_key on (but its rows with seq <= after_seq; 0:
+ * none), and with wrap also the keys before it.  Each row goes to fn, which
+ * copies what it keeps (the row's memory lives only for the call) and may
+ * refuse it to end the read early (a byte cap).  Returns the number of rows
+ * fn took.
  */
 int
-outbox_read(const char *after_key, int limit, OutboxRowFn fn, void *arg)
+outbox_read(const char *after_key, int64 after_seq, bool wrap, int limit,
+			OutboxRowFn fn, void *arg)
 {
 	const StoreRelations *rels = store_relations();
 	text	   *bound = cstring_to_text(after_key ? after_key : "");
@@ -97,10 +105,10 @@ outbox_read(const char *after_key, int limit, OutboxRowFn fn, void *arg)
 
 	heap = table_open(rels->outbox, AccessShareLock);
 	index = index_open(rels->outbox_pkey, AccessShareLock);
-	n = read_range(heap, index, bound, BTGreaterEqualStrategyNumber, F_TEXT_GE,
-				   limit, fn, arg, &stopped);
-	if (n < limit && !stopped && VARSIZE_ANY_EXHDR(bound) > 0)
-		n += read_range(heap, index, bound, BTLessStrategyNumber, F_TEXT_LT,
+	n = read_range(heap, index, bound, after_seq, BTGreaterEqualStrategyNumber,
+				   F_TEXT_GE, limit, fn, arg, &stopped);
+	if (wrap && n < limit && !stopped && VARSIZE_ANY_EXHDR(bound) > 0)
+		n += read_range(heap, index, bound, 0, BTLessStrategyNumber, F_TEXT_LT,
 						limit - n, fn, arg, &stopped);
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
@@ -134,7 +142,7 @@ para_sync_consume(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("batch_size must not be negative")));
 	InitMaterializedSRF(fcinfo, 0);
-	outbox_read(after_key, limit, consume_row, rsinfo);
+	outbox_read(after_key, 0, true, limit, consume_row, rsinfo);
 	return (Datum) 0;
 }
 
@@ -177,6 +185,8 @@ remember_last_sequences(Datum *keys, Datum *seqs, int n)
 		"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS a(k, s)"
 		"  GROUP BY k"
 		" ON CONFLICT (key) DO UPDATE SET seq = pg_catalog.int8larger(c.seq, excluded.seq)";
+	static SPIPlanPtr plan = NULL;
+	static Oid	plan_outbox = InvalidOid;
 	Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
 	Datum		args[2];
 	OwnerSwitch sw;
@@ -189,7 +199,23 @@ remember_last_sequences(Datum *keys, Datum *seqs, int n)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	become_internal_owner(&sw);
-	rc = SPI_execute_with_args(sql, 2, types, args, NULL, false, 0);
+	/* prepared once per extension install (the outbox's oid tells) */
+	if (plan != NULL && plan_outbox != store_relations()->outbox)
+	{
+		SPI_freeplan(plan);
+		plan = NULL;
+	}
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, 2, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "para_sync: could not prepare the counters upsert: %s",
+				 SPI_result_code_string(SPI_result));
+		plan = p;
+		plan_outbox = store_relations()->outbox;
+	}
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	restore_user(&sw);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "para_sync: recording last sequences failed: %s",

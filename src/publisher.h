@@ -126,6 +126,7 @@ typedef struct OutboxRow
 	int64		txid;
 	Datum		envelope;		/* bytea, possibly toasted */
 	char		subject_layout; /* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
+	bool		wrapped;		/* from the keys before after_key */
 } OutboxRow;
 
 /* Takes a row (copying what it keeps) or returns false to end the read. */
@@ -137,7 +138,8 @@ typedef struct OutboxAck
 	int64		upto;			/* remove the key's rows with seq <= upto */
 } OutboxAck;
 
-extern int	outbox_read(const char *after_key, int limit, OutboxRowFn fn, void *arg);
+extern int	outbox_read(const char *after_key, int64 after_seq, bool wrap,
+						int limit, OutboxRowFn fn, void *arg);
 extern int64 outbox_remove(OutboxAck *acks, int n);
 
 /* ---- the NATS side (nats_conn.c); never touches PostgreSQL from its threads */
@@ -168,7 +170,9 @@ extern bool nats_is_connected(void);
 extern bool nats_poll_events(char *errbuf, size_t errlen);
 extern bool nats_is_closed(void);
 extern int64 nats_max_payload(void);
-extern PsyncPubResult nats_publish_batch(PsyncOutMsg *msgs, int n,
+extern PsyncPubResult nats_send_batch(PsyncOutMsg *msgs, int n,
+									  char *errbuf, size_t errlen);
+extern PsyncPubResult nats_confirm_batch(PsyncOutMsg *msgs, int n,
 										 char *errbuf, size_t errlen);
 extern char *nats_settings_fingerprint(void);
 extern void strip_url_credentials(const char *in, char *out, size_t outlen);
