@@ -26,6 +26,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "storage/bufmgr.h"
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -72,6 +73,7 @@ read_range(Relation heap, Relation index, text *bound, int64 after_seq,
 		row.subject_layout = with_layout ?
 			DatumGetChar(slot_getattr(slot, 6, &isnull)) : PSYNC_LAYOUT_KEY;
 		row.wrapped = strategy == BTLessStrategyNumber;
+		row.tid = slot->tts_tid;
 		if (!fn(&row, arg))
 		{
 			*stopped = true;
@@ -175,6 +177,60 @@ delete_acked(Relation heap, Relation index, Snapshot snapshot, text *key,
 	return highest;
 }
 
+/*
+ * Delete the rows at ack->tids (read by the caller, all of ack->key with seq
+ * <= ack->upto) without an index look-up; returns the highest deleted.
+ * Every row is first checked to be still there and still that key's: when
+ * one is not (removed meanwhile, the outbox truncated), nothing is deleted
+ * and -1 is returned, for the index path to do it.
+ */
+static int64
+delete_by_tids(Relation heap, Snapshot snapshot, BlockNumber nblocks,
+			   const OutboxAck *ack, int64 *deleted)
+{
+	TupleDesc	desc = RelationGetDescr(heap);
+	int64		highest = 0;
+
+	for (int i = 0; i < ack->ntids; i++)
+	{
+		HeapTupleData tuple;
+		Buffer		buf;
+		bool		isnull;
+		bool		same = false;
+
+		if (!ItemPointerIsValid(&ack->tids[i]) ||
+			ItemPointerGetBlockNumber(&ack->tids[i]) >= nblocks)
+			return -1;
+		tuple.t_self = ack->tids[i];
+		if (!heap_fetch(heap, snapshot, &tuple, &buf, false))
+			return -1;
+		{
+			int64		seq = DatumGetInt64(heap_getattr(&tuple, 2, desc, &isnull));
+			Datum		key_datum = heap_getattr(&tuple, 1, desc, &isnull);
+			text	   *key = DatumGetTextPP(key_datum);
+
+			if (seq <= ack->upto &&
+				VARSIZE_ANY_EXHDR(key) == VARSIZE_ANY_EXHDR(ack->key) &&
+				memcmp(VARDATA_ANY(key), VARDATA_ANY(ack->key), VARSIZE_ANY_EXHDR(key)) == 0)
+			{
+				same = true;
+				highest = Max(highest, seq);
+			}
+			if ((Pointer) key != DatumGetPointer(key_datum))
+				pfree(key);
+		}
+		ReleaseBuffer(buf);
+		if (!same)
+			return -1;
+	}
+	for (int i = 0; i < ack->ntids; i++)
+	{
+		simple_heap_delete(heap, &ack->tids[i]);
+		(*deleted)++;
+	}
+	return highest;
+}
+
 /* counters[key] = greatest(counters[key], seq) for every pair, as owner. */
 static void
 remember_last_sequences(Datum *keys, Datum *seqs, int n)
@@ -245,7 +301,10 @@ dedupe_acks(OutboxAck *acks, int n)
 	for (int i = 0; i < n; i++)
 	{
 		if (unique > 0 && ack_cmp(&acks[unique - 1], &acks[i]) == 0)
+		{
 			acks[unique - 1].upto = Max(acks[unique - 1].upto, acks[i].upto);
+			acks[unique - 1].tids = NULL;	/* by the index */
+		}
 		else
 			acks[unique++] = acks[i];
 	}
@@ -255,8 +314,10 @@ dedupe_acks(OutboxAck *acks, int n)
 /*
  * Remove, per (key, upto) pair, the key's outbox rows with seq <= upto and
  * record the highest removed sequence in para_sync.counters, in the
- * caller's transaction.  acks is sorted in place.  Returns the number of
- * rows removed.
+ * caller's transaction.  A pair with tids (the publisher, which read those
+ * rows) removes exactly the rows there, each checked first, without an
+ * index look-up; one without, or whose rows are not all there any more, by
+ * the index.  acks is sorted in place.  Returns the number of rows removed.
  */
 int64
 outbox_remove(OutboxAck *acks, int n)
@@ -269,6 +330,7 @@ outbox_remove(OutboxAck *acks, int n)
 	Relation	heap;
 	Relation	index;
 	Snapshot	snapshot;
+	BlockNumber nblocks;
 
 	n = dedupe_acks(acks, n);
 	last_keys = palloc(sizeof(Datum) * Max(n, 1));
@@ -276,10 +338,16 @@ outbox_remove(OutboxAck *acks, int n)
 	heap = table_open(rels->outbox, RowExclusiveLock);
 	index = index_open(rels->outbox_pkey, RowExclusiveLock);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	nblocks = RelationGetNumberOfBlocks(heap);
 	for (int i = 0; i < n; i++)
 	{
-		int64		highest = delete_acked(heap, index, snapshot, acks[i].key,
-										   acks[i].upto, &deleted);
+		int64		highest = -1;
+
+		if (acks[i].tids != NULL)
+			highest = delete_by_tids(heap, snapshot, nblocks, &acks[i], &deleted);
+		if (highest < 0)
+			highest = delete_acked(heap, index, snapshot, acks[i].key,
+								   acks[i].upto, &deleted);
 
 		if (highest > 0)
 		{
@@ -330,6 +398,7 @@ para_sync_ack(PG_FUNCTION_ARGS)
 			continue;
 		acks[nacks].key = DatumGetTextPP(keys[i]);
 		acks[nacks].upto = DatumGetInt64(seqs[i]);
+		acks[nacks].tids = NULL;
 		nacks++;
 	}
 	PG_RETURN_INT64(outbox_remove(acks, nacks));

@@ -127,6 +127,7 @@ typedef struct OutboxRow
 	Datum		envelope;		/* bytea, possibly toasted */
 	char		subject_layout; /* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
 	bool		wrapped;		/* from the keys before after_key */
+	ItemPointerData tid;		/* where the row is */
 } OutboxRow;
 
 /* Takes a row (copying what it keeps) or returns false to end the read. */
@@ -136,6 +137,8 @@ typedef struct OutboxAck
 {
 	text	   *key;
 	int64		upto;			/* remove the key's rows with seq <= upto */
+	ItemPointerData *tids;		/* NULL, or where those rows were read */
+	int			ntids;
 } OutboxAck;
 
 extern int	outbox_read(const char *after_key, int64 after_seq, bool wrap,

@@ -294,6 +294,7 @@ typedef struct Batch
 	bool		cap_first;		/* the first envelope may exceed byte_cap */
 	PsyncOutMsg *msgs;
 	text	  **keys;			/* msgs[i].key as text */
+	ItemPointerData *tids;		/* where msgs[i] was read */
 	bool		wrapped;		/* went on from the first key after the last */
 	int			refetched;
 	int			skipped;
@@ -381,6 +382,7 @@ take_row(const OutboxRow *row, void *arg)
 	if ((Pointer) env != DatumGetPointer(row->envelope))
 		pfree(env);
 	b->keys[b->n] = (text *) mem;
+	b->tids[b->n] = row->tid;
 	b->wrapped |= row->wrapped;
 	m->key = VARDATA(mem);
 	m->key_len = key_len;
@@ -431,6 +433,7 @@ read_batch(Batch *b, MemoryContext cxt, const char *key, int64 seq, bool wrap,
 	b->cap_first = cap_first;
 	b->msgs = MemoryContextAlloc(cxt, sizeof(PsyncOutMsg) * b->cap);
 	b->keys = MemoryContextAlloc(cxt, sizeof(text *) * b->cap);
+	b->tids = MemoryContextAlloc(cxt, sizeof(ItemPointerData) * b->cap);
 	if (!begin_work())
 		return false;
 	outbox_read(key, seq, wrap, b->cap, take_row, b);
@@ -596,12 +599,18 @@ phase_remove(Batch *b)
 	{
 		PsyncOutMsg *m = &b->msgs[i];
 
-		/* consecutive rows of a key: keep the last */
+		/* consecutive rows of a key: one pair, with the rows' places */
 		if (n > 0 && m->key_len == b->msgs[i - 1].key_len &&
 			memcmp(m->key, b->msgs[i - 1].key, m->key_len) == 0)
-			n--;
+		{
+			acks[n - 1].upto = m->seq;
+			acks[n - 1].ntids++;
+			continue;
+		}
 		acks[n].key = b->keys[i];
 		acks[n].upto = m->seq;
+		acks[n].tids = &b->tids[i];
+		acks[n].ntids = 1;
 		n++;
 	}
 	if (!begin_work())
