@@ -43,10 +43,6 @@
 /* longest uninterrupted wait inside a nats.c call */
 #define PSYNC_WAIT_SLICE_MS 100
 
-/* JetStream: with more acks than this outstanding, gather them in pauses */
-#define PSYNC_ACK_GATHER	64
-#define PSYNC_ACK_GATHER_US	1000
-
 static natsConnection *conn = NULL;
 static Latch *wake_latch = NULL;
 
@@ -652,20 +648,7 @@ js_collect_acks(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 	while (pending > 0)
 	{
 		natsMsg    *m = NULL;
-		natsStatus	s;
-		int			queued = 0;
-
-		/*
-		 * Many acks to come and none queued: let them gather for a moment
-		 * rather than being woken (two context switches) for every one.
-		 */
-		if (pending > PSYNC_ACK_GATHER &&
-			natsSubscription_GetPending(ack_sub, &queued, NULL) == NATS_OK &&
-			queued == 0)
-		{
-			pg_usleep(PSYNC_ACK_GATHER_US);
-		}
-		s = natsSubscription_NextMsg(&m, ack_sub, PSYNC_WAIT_SLICE_MS);
+		natsStatus	s = natsSubscription_NextMsg(&m, ack_sub, PSYNC_WAIT_SLICE_MS);
 
 		if (s == NATS_TIMEOUT)
 		{
