@@ -210,6 +210,14 @@ build_options(char *errbuf, size_t errlen)
 	NATS_TRY(natsOptions_SetPingInterval(o, 5000));
 	NATS_TRY(natsOptions_SetMaxPingsOut(o, 2));
 	NATS_TRY(natsOptions_SetIOBufSize(o, 256 * 1024));
+
+	/*
+	 * No publishing into nats.c's reconnect buffer: what it holds goes out
+	 * after a reconnect, behind the lost part of the same batch (a key's
+	 * later envelopes before its earlier ones).  A publish while
+	 * reconnecting fails instead, and the batch is sent again in order.
+	 */
+	NATS_TRY(natsOptions_SetReconnectBufSize(o, 1));
 	NATS_TRY(natsOptions_SetDisconnectedCB(o, on_disconnected, NULL));
 	NATS_TRY(natsOptions_SetReconnectedCB(o, on_reconnected, NULL));
 	NATS_TRY(natsOptions_SetClosedCB(o, on_closed, NULL));
@@ -491,8 +499,9 @@ subject_of(StringInfo subject, int prefix_len, const PsyncOutMsg *m)
 	return subject->data;
 }
 
+/* Core NATS: hand every message to nats.c (its flusher thread sends them). */
 static PsyncPubResult
-publish_core(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
+send_core(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 {
 	StringInfoData subject;
 	int			prefix_len;
@@ -514,7 +523,15 @@ publish_core(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 		}
 	}
 	pfree(subject.data);
-	s = flush_confirm();
+	return PSP_OK;
+}
+
+/* Core NATS: one PING/PONG round trip confirms everything sent before. */
+static PsyncPubResult
+confirm_core(char *errbuf, size_t errlen)
+{
+	natsStatus	s = flush_confirm();
+
 	if (s != NATS_OK)
 	{
 		format_nats_error(errbuf, errlen, "NATS did not confirm the batch", s);
@@ -680,8 +697,9 @@ js_collect_acks(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 	return PSP_OK;
 }
 
+/* JetStream: a new attempt; send every message with its reply subject. */
 static PsyncPubResult
-publish_js(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
+send_js(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 {
 	natsMsg    *stale = NULL;
 	natsStatus	st;
@@ -701,16 +719,16 @@ publish_js(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 	ack_attempt++;
 	if (!js_send_all(msgs, n, errbuf, errlen))
 		return PSP_FAILED;
-	return js_collect_acks(msgs, n, errbuf, errlen);
+	return PSP_OK;
 }
 
 /*
- * Publish msgs[0..n-1] (but those marked skip) in order and wait until NATS
- * confirmed all of them.  PSP_OK is the only outcome after which they may
- * be removed.
+ * Publish msgs[0..n-1] (but those marked skip) in order, without waiting:
+ * nats_confirm_batch() must follow, with the same messages, before the next
+ * batch is sent.
  */
 PsyncPubResult
-nats_publish_batch(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
+nats_send_batch(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 {
 	if (!nats_is_connected())
 	{
@@ -718,6 +736,23 @@ nats_publish_batch(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 		return PSP_NOT_CONNECTED;
 	}
 	if (ack_sub != NULL)
-		return publish_js(msgs, n, errbuf, errlen);
-	return publish_core(msgs, n, errbuf, errlen);
+		return send_js(msgs, n, errbuf, errlen);
+	return send_core(msgs, n, errbuf, errlen);
+}
+
+/*
+ * Wait until NATS confirmed every message of the batch nats_send_batch()
+ * sent.  PSP_OK is the only outcome after which they may be removed.
+ */
+PsyncPubResult
+nats_confirm_batch(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
+{
+	if (conn == NULL)
+	{
+		snprintf(errbuf, errlen, "not connected to NATS");
+		return PSP_NOT_CONNECTED;
+	}
+	if (ack_sub != NULL)
+		return js_collect_acks(msgs, n, errbuf, errlen);
+	return confirm_core(errbuf, errlen);
 }

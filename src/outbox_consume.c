@@ -28,6 +28,7 @@
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
+#include "storage/bufmgr.h"
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -39,12 +40,13 @@ PG_FUNCTION_INFO_V1(para_sync_ack);
 
 /*
  * Hand up to limit rows whose key compares to bound by strategy (>= or <) to
- * fn, in index order.  Returns the number fn took; *stopped when fn refused
- * one.
+ * fn, in index order, but the rows of bound itself with seq <= after_seq.
+ * Returns the number fn took; *stopped when fn refused one.
  */
 static int
-read_range(Relation heap, Relation index, text *bound, StrategyNumber strategy,
-		   RegProcedure cmp, int limit, OutboxRowFn fn, void *arg, bool *stopped)
+read_range(Relation heap, Relation index, text *bound, int64 after_seq,
+		   StrategyNumber strategy, RegProcedure cmp, int limit,
+		   OutboxRowFn fn, void *arg, bool *stopped)
 {
 	ScanKeyData skey;
 	IndexScanDesc scan;
@@ -63,11 +65,17 @@ read_range(Relation heap, Relation index, text *bound, StrategyNumber strategy,
 
 		row.key = DatumGetTextPP(slot_getattr(slot, 1, &isnull));
 		row.seq = DatumGetInt64(slot_getattr(slot, 2, &isnull));
+		if (after_seq > 0 && row.seq <= after_seq &&
+			VARSIZE_ANY_EXHDR(row.key) == VARSIZE_ANY_EXHDR(bound) &&
+			memcmp(VARDATA_ANY(row.key), VARDATA_ANY(bound), VARSIZE_ANY_EXHDR(bound)) == 0)
+			continue;
 		row.txid = DatumGetInt64(slot_getattr(slot, 3, &isnull));
 		row.envelope = slot_getattr(slot, 5, &isnull);
 		/* a 0.1 outbox (before ALTER EXTENSION UPDATE) has no layout column */
 		row.subject_layout = with_layout ?
 			DatumGetChar(slot_getattr(slot, 6, &isnull)) : PSYNC_LAYOUT_KEY;
+		row.wrapped = strategy == BTLessStrategyNumber;
+		row.tid = slot->tts_tid;
 		if (!fn(&row, arg))
 		{
 			*stopped = true;
@@ -82,13 +90,15 @@ read_range(Relation heap, Relation index, text *bound, StrategyNumber strategy,
 
 /*
  * Read up to limit committed envelopes (active snapshot) in per-key sequence
- * order, from the key after_key on, wrapping around to the keys before it.
- * Each row goes to fn, which copies what it keeps (the row's memory lives
- * only for the call) and may refuse it to end the read early (a byte cap).
- * Returns the number of rows fn took.
+ * order, from the key after_key on (but its rows with seq <= after_seq; 0:
+ * none), and with wrap also the keys before it.  Each row goes to fn, which
+ * copies what it keeps (the row's memory lives only for the call) and may
+ * refuse it to end the read early (a byte cap).  Returns the number of rows
+ * fn took.
  */
 int
-outbox_read(const char *after_key, int limit, OutboxRowFn fn, void *arg)
+outbox_read(const char *after_key, int64 after_seq, bool wrap, int limit,
+			OutboxRowFn fn, void *arg)
 {
 	const StoreRelations *rels = store_relations();
 	text	   *bound = cstring_to_text(after_key ? after_key : "");
@@ -99,10 +109,10 @@ outbox_read(const char *after_key, int limit, OutboxRowFn fn, void *arg)
 
 	heap = table_open(rels->outbox, AccessShareLock);
 	index = index_open(rels->outbox_pkey, AccessShareLock);
-	n = read_range(heap, index, bound, BTGreaterEqualStrategyNumber, F_TEXT_GE,
-				   limit, fn, arg, &stopped);
-	if (n < limit && !stopped && VARSIZE_ANY_EXHDR(bound) > 0)
-		n += read_range(heap, index, bound, BTLessStrategyNumber, F_TEXT_LT,
+	n = read_range(heap, index, bound, after_seq, BTGreaterEqualStrategyNumber,
+				   F_TEXT_GE, limit, fn, arg, &stopped);
+	if (wrap && n < limit && !stopped && VARSIZE_ANY_EXHDR(bound) > 0)
+		n += read_range(heap, index, bound, 0, BTLessStrategyNumber, F_TEXT_LT,
 						limit - n, fn, arg, &stopped);
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
@@ -136,7 +146,7 @@ para_sync_consume(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("batch_size must not be negative")));
 	InitMaterializedSRF(fcinfo, 0);
-	outbox_read(after_key, limit, consume_row, rsinfo);
+	outbox_read(after_key, 0, true, limit, consume_row, rsinfo);
 	return (Datum) 0;
 }
 
@@ -166,6 +176,60 @@ delete_acked(Relation heap, Relation index, Snapshot snapshot, text *key,
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
+	return highest;
+}
+
+/*
+ * Delete the rows at ack->tids (read by the caller, all of ack->key with seq
+ * <= ack->upto) without an index look-up; returns the highest deleted.
+ * Every row is first checked to be still there and still that key's: when
+ * one is not (removed meanwhile, the outbox truncated), nothing is deleted
+ * and -1 is returned, for the index path to do it.
+ */
+static int64
+delete_by_tids(Relation heap, Snapshot snapshot, BlockNumber nblocks,
+			   const OutboxAck *ack, int64 *deleted)
+{
+	TupleDesc	desc = RelationGetDescr(heap);
+	int64		highest = 0;
+
+	for (int i = 0; i < ack->ntids; i++)
+	{
+		HeapTupleData tuple;
+		Buffer		buf;
+		bool		isnull;
+		bool		same = false;
+
+		if (!ItemPointerIsValid(&ack->tids[i]) ||
+			ItemPointerGetBlockNumber(&ack->tids[i]) >= nblocks)
+			return -1;
+		tuple.t_self = ack->tids[i];
+		if (!heap_fetch(heap, snapshot, &tuple, &buf, false))
+			return -1;
+		{
+			int64		seq = DatumGetInt64(heap_getattr(&tuple, 2, desc, &isnull));
+			Datum		key_datum = heap_getattr(&tuple, 1, desc, &isnull);
+			text	   *key = DatumGetTextPP(key_datum);
+
+			if (seq <= ack->upto &&
+				VARSIZE_ANY_EXHDR(key) == VARSIZE_ANY_EXHDR(ack->key) &&
+				memcmp(VARDATA_ANY(key), VARDATA_ANY(ack->key), VARSIZE_ANY_EXHDR(key)) == 0)
+			{
+				same = true;
+				highest = Max(highest, seq);
+			}
+			if ((Pointer) key != DatumGetPointer(key_datum))
+				pfree(key);
+		}
+		ReleaseBuffer(buf);
+		if (!same)
+			return -1;
+	}
+	for (int i = 0; i < ack->ntids; i++)
+	{
+		simple_heap_delete(heap, &ack->tids[i]);
+		(*deleted)++;
+	}
 	return highest;
 }
 
@@ -264,7 +328,10 @@ dedupe_acks(OutboxAck *acks, int n)
 	for (int i = 0; i < n; i++)
 	{
 		if (unique > 0 && ack_cmp(&acks[unique - 1], &acks[i]) == 0)
+		{
 			acks[unique - 1].upto = Max(acks[unique - 1].upto, acks[i].upto);
+			acks[unique - 1].tids = NULL;	/* by the index */
+		}
 		else
 			acks[unique++] = acks[i];
 	}
@@ -274,8 +341,10 @@ dedupe_acks(OutboxAck *acks, int n)
 /*
  * Remove, per (key, upto) pair, the key's outbox rows with seq <= upto and
  * record the highest removed sequence in para_sync.counters, in the
- * caller's transaction.  acks is sorted in place.  Returns the number of
- * rows removed.
+ * caller's transaction.  A pair with tids (the publisher, which read those
+ * rows) removes exactly the rows there, each checked first, without an
+ * index look-up; one without, or whose rows are not all there any more, by
+ * the index.  acks is sorted in place.  Returns the number of rows removed.
  */
 int64
 outbox_remove(OutboxAck *acks, int n)
@@ -288,6 +357,7 @@ outbox_remove(OutboxAck *acks, int n)
 	Relation	heap;
 	Relation	index;
 	Snapshot	snapshot;
+	BlockNumber nblocks;
 
 	n = dedupe_acks(acks, n);
 	last_keys = palloc(sizeof(text *) * Max(n, 1));
@@ -295,10 +365,16 @@ outbox_remove(OutboxAck *acks, int n)
 	heap = table_open(rels->outbox, RowExclusiveLock);
 	index = index_open(rels->outbox_pkey, RowExclusiveLock);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	nblocks = RelationGetNumberOfBlocks(heap);
 	for (int i = 0; i < n; i++)
 	{
-		int64		highest = delete_acked(heap, index, snapshot, acks[i].key,
-										   acks[i].upto, &deleted);
+		int64		highest = -1;
+
+		if (acks[i].tids != NULL)
+			highest = delete_by_tids(heap, snapshot, nblocks, &acks[i], &deleted);
+		if (highest < 0)
+			highest = delete_acked(heap, index, snapshot, acks[i].key,
+								   acks[i].upto, &deleted);
 
 		if (highest > 0)
 		{
@@ -349,6 +425,7 @@ para_sync_ack(PG_FUNCTION_ARGS)
 			continue;
 		acks[nacks].key = DatumGetTextPP(keys[i]);
 		acks[nacks].upto = DatumGetInt64(seqs[i]);
+		acks[nacks].tids = NULL;
 		nacks++;
 	}
 	PG_RETURN_INT64(outbox_remove(acks, nacks));

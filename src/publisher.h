@@ -127,6 +127,8 @@ typedef struct OutboxRow
 	int64		txid;
 	Datum		envelope;		/* bytea, possibly toasted */
 	char		subject_layout; /* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
+	bool		wrapped;		/* from the keys before after_key */
+	ItemPointerData tid;		/* where the row is */
 } OutboxRow;
 
 /* Takes a row (copying what it keeps) or returns false to end the read. */
@@ -136,9 +138,12 @@ typedef struct OutboxAck
 {
 	text	   *key;
 	int64		upto;			/* remove the key's rows with seq <= upto */
+	ItemPointerData *tids;		/* NULL, or where those rows were read */
+	int			ntids;
 } OutboxAck;
 
-extern int	outbox_read(const char *after_key, int limit, OutboxRowFn fn, void *arg);
+extern int	outbox_read(const char *after_key, int64 after_seq, bool wrap,
+						int limit, OutboxRowFn fn, void *arg);
 extern int64 outbox_remove(OutboxAck *acks, int n);
 
 /* ---- vacuuming the outbox after a drain (outbox_vacuum.c) */
@@ -178,7 +183,9 @@ extern bool nats_is_connected(void);
 extern bool nats_poll_events(char *errbuf, size_t errlen);
 extern bool nats_is_closed(void);
 extern int64 nats_max_payload(void);
-extern PsyncPubResult nats_publish_batch(PsyncOutMsg *msgs, int n,
+extern PsyncPubResult nats_send_batch(PsyncOutMsg *msgs, int n,
+									  char *errbuf, size_t errlen);
+extern PsyncPubResult nats_confirm_batch(PsyncOutMsg *msgs, int n,
 										 char *errbuf, size_t errlen);
 extern char *nats_settings_fingerprint(void);
 extern void strip_url_credentials(const char *in, char *out, size_t outlen);

@@ -18,8 +18,12 @@
  *   standby  wait until every slot of para_sync.standby_slots confirmed
  *            that WAL (standby_slots.c)
  *   publish  to <subject_prefix>.<key> (or <subject_prefix>.<sync name>.<key>
- *            for a table in the 'table' subject layout), wait for NATS to
- *            confirm (nats_conn.c)
+ *            for a table in the 'table' subject layout) (nats_conn.c)
+ *   read-ahead  while NATS works on it: the next batch, from the rows after
+ *            this batch's last (key, sequence), without wrapping around;
+ *            it is the next iteration's batch if this one succeeds, and is
+ *            dropped otherwise (nothing of it is sent before)
+ *   confirm  wait for NATS to confirm the batch (flush / every ack)
  *   remove   each key's rows up to its last published sequence, recording it
  *            in para_sync.counters (outbox_consume.c), in a short transaction
  *   vacuum   (only when a read found nothing) the outbox, once
@@ -35,6 +39,7 @@
 
 #include <msgpack.h>
 
+#include "access/detoast.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
@@ -285,10 +290,16 @@ set_activity(PsyncWorkerState state, const char *activity)
 
 typedef struct Batch
 {
+	MemoryContext cxt;			/* holds everything below */
 	int			n;
 	int			cap;
 	int64		bytes;
+	int64		byte_cap;		/* para_sync.batch_bytes, or what is left of it */
+	bool		cap_first;		/* the first envelope may exceed byte_cap */
 	PsyncOutMsg *msgs;
+	text	  **keys;			/* msgs[i].key as text */
+	ItemPointerData *tids;		/* where msgs[i] was read */
+	bool		wrapped;		/* went on from the first key after the last */
 	int			refetched;
 	int			skipped;
 	XLogRecPtr	wal_upto;		/* WAL end of every commit the batch saw */
@@ -296,6 +307,16 @@ typedef struct Batch
 
 static MemoryContext loop_cxt = NULL;	/* reset at the start of every iteration */
 static char *after_key = NULL;	/* in TopMemoryContext */
+
+/*
+ * The next batch, read while NATS confirmed the previous one (read-ahead):
+ * the rows after the previous batch's last (key, sequence).  It is
+ * published only by the next iteration, and dropped by anything but a
+ * successful iteration.  Two batch contexts take turns.
+ */
+static MemoryContext batch_cxt[2] = {NULL, NULL};
+static Batch ahead;
+static bool have_ahead = false;
 static Oid	extension_oid = InvalidOid;
 static SPIPlanPtr backlog_plan = NULL;
 
@@ -339,29 +360,40 @@ end_work(void)
 	MemoryContextSwitchTo(loop_cxt);
 }
 
-/* Copy one outbox row into the batch; refuse it once the byte cap is hit. */
+/*
+ * Copy one outbox row into the batch, key (as text, NUL-terminated) and
+ * envelope in one allocation; refuse it once the byte cap is hit.
+ */
 static bool
 take_row(const OutboxRow *row, void *arg)
 {
 	Batch	   *b = arg;
 	PsyncOutMsg *m = &b->msgs[b->n];
-	MemoryContext old;
-	bytea	   *env;
+	int			key_len = VARSIZE_ANY_EXHDR(row->key);
+	int64		env_len = toast_raw_datum_size(row->envelope) - VARHDRSZ;
+	struct varlena *env = (struct varlena *) DatumGetPointer(row->envelope);
+	char	   *mem;
 
-	old = MemoryContextSwitchTo(loop_cxt);
-	env = DatumGetByteaPCopy(row->envelope);
-	MemoryContextSwitchTo(old);
-	if (b->n > 0 && b->bytes + VARSIZE_ANY_EXHDR(env) > (int64) psync_batch_bytes * 1024)
-	{
-		pfree(env);
+	if ((b->n > 0 || !b->cap_first) && b->bytes + env_len > b->byte_cap)
 		return false;
-	}
-	m->key_len = VARSIZE_ANY_EXHDR(row->key);
-	m->key = MemoryContextStrdup(loop_cxt, text_to_cstring(row->key));
+	if (VARATT_IS_EXTENDED(env))
+		env = pg_detoast_datum_packed(env);
+	mem = MemoryContextAlloc(b->cxt, VARHDRSZ + key_len + 1 + env_len);
+	SET_VARSIZE(mem, VARHDRSZ + key_len);
+	memcpy(VARDATA(mem), VARDATA_ANY(row->key), key_len);
+	VARDATA(mem)[key_len] = '\0';
+	memcpy(VARDATA(mem) + key_len + 1, VARDATA_ANY(env), env_len);
+	if ((Pointer) env != DatumGetPointer(row->envelope))
+		pfree(env);
+	b->keys[b->n] = (text *) mem;
+	b->tids[b->n] = row->tid;
+	b->wrapped |= row->wrapped;
+	m->key = VARDATA(mem);
+	m->key_len = key_len;
 	m->seq = row->seq;
 	m->txid = row->txid;
-	m->data = VARDATA_ANY(env);
-	m->len = VARSIZE_ANY_EXHDR(env);
+	m->data = VARDATA(mem) + key_len + 1;
+	m->len = env_len;
 	m->by_table = row->subject_layout == PSYNC_LAYOUT_TABLE;
 	m->skip = false;
 	b->bytes += m->len;
@@ -388,21 +420,75 @@ flush_wal(void)
 	return upto;
 }
 
-/* Read the next batch in a short transaction.  false: no extension. */
+/*
+ * Read a batch into cxt (reset first) in a short transaction: from
+ * (key, seq) on, wrapping around with wrap, up to byte_cap bytes (the first
+ * envelope may exceed it with cap_first).  false: no extension.
+ */
 static bool
-phase_read(Batch *b)
+read_batch(Batch *b, MemoryContext cxt, const char *key, int64 seq, bool wrap,
+		   int64 byte_cap, bool cap_first)
 {
+	MemoryContextReset(cxt);
 	memset(b, 0, sizeof(*b));
+	b->cxt = cxt;
 	b->cap = psync_batch_size;
-	b->msgs = MemoryContextAlloc(loop_cxt, sizeof(PsyncOutMsg) * b->cap);
+	b->byte_cap = byte_cap;
+	b->cap_first = cap_first;
+	b->msgs = MemoryContextAlloc(cxt, sizeof(PsyncOutMsg) * b->cap);
+	b->keys = MemoryContextAlloc(cxt, sizeof(text *) * b->cap);
+	b->tids = MemoryContextAlloc(cxt, sizeof(ItemPointerData) * b->cap);
 	if (!begin_work())
 		return false;
-	outbox_read(after_key, b->cap, take_row, b);
+	outbox_read(key, seq, wrap, b->cap, take_row, b);
 	end_work();
 	/* publish only what is durable, whatever synchronous_commit was */
 	if (b->n > 0)
 		b->wal_upto = flush_wal();
 	return true;
+}
+
+/* Read the next batch from the position after the last one removed. */
+static bool
+phase_read(Batch *b)
+{
+	if (have_ahead)
+	{
+		*b = ahead;
+		have_ahead = false;
+		return true;
+	}
+	return read_batch(b, batch_cxt[0], after_key, 0, true,
+					  (int64) psync_batch_bytes * 1024, true);
+}
+
+/*
+ * Read-ahead, while NATS confirms b: the rows after b's last (key,
+ * sequence), without wrapping around, into the other batch context; not
+ * when b itself wrapped around.  Both
+ * batches together stay within para_sync.batch_bytes.  Nothing of it goes
+ * out before b is confirmed and removed.
+ */
+static void
+phase_read_ahead(Batch *b)
+{
+	PsyncOutMsg *last = &b->msgs[b->n - 1];
+	int64		left = (int64) psync_batch_bytes * 1024 - b->bytes;
+
+	have_ahead = false;
+	/* after a wrap-around, the rows after b's last are b's first ones */
+	if (left <= 0 || b->wrapped)
+		return;
+	if (read_batch(&ahead, batch_cxt[b->cxt == batch_cxt[0] ? 1 : 0],
+				   last->key, last->seq, false, left, false) &&
+		ahead.n > 0)
+		have_ahead = true;
+}
+
+static void
+drop_ahead(void)
+{
+	have_ahead = false;
 }
 
 /*
@@ -517,12 +603,18 @@ phase_remove(Batch *b)
 	{
 		PsyncOutMsg *m = &b->msgs[i];
 
-		/* consecutive rows of a key: keep the last */
-		if (n > 0 && i > 0 && m->key_len == b->msgs[i - 1].key_len &&
+		/* consecutive rows of a key: one pair, with the rows' places */
+		if (n > 0 && m->key_len == b->msgs[i - 1].key_len &&
 			memcmp(m->key, b->msgs[i - 1].key, m->key_len) == 0)
-			n--;
-		acks[n].key = cstring_to_text_with_len(m->key, m->key_len);
+		{
+			acks[n - 1].upto = m->seq;
+			acks[n - 1].ntids++;
+			continue;
+		}
+		acks[n].key = b->keys[i];
 		acks[n].upto = m->seq;
+		acks[n].tids = &b->tids[i];
+		acks[n].ntids = 1;
 		n++;
 	}
 	if (!begin_work())
@@ -694,7 +786,10 @@ run_iteration(void)
 
 	phase_shrink(&b);
 	set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
-	if (nats_publish_batch(b.msgs, b.n, errbuf, sizeof(errbuf)) != PSP_OK)
+	if (nats_send_batch(b.msgs, b.n, errbuf, sizeof(errbuf)) != PSP_OK)
+		return NEXT_BACKOFF;
+	phase_read_ahead(&b);
+	if (nats_confirm_batch(b.msgs, b.n, errbuf, sizeof(errbuf)) != PSP_OK)
 		return NEXT_BACKOFF;
 
 	set_activity(PSW_ACKING, "para_sync publisher: removing published envelopes");
@@ -762,6 +857,9 @@ worker_setup(const char *database)
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "para_sync publisher loop",
 									 ALLOCSET_DEFAULT_SIZES);
+	for (int i = 0; i < lengthof(batch_cxt); i++)
+		batch_cxt[i] = AllocSetContextCreate(TopMemoryContext, "para_sync publisher batch",
+											 0, 1024 * 1024, 8 * 1024 * 1024);
 	after_key = MemoryContextStrdup(TopMemoryContext, "");
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
@@ -797,12 +895,14 @@ para_sync_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(loop_cxt);
 		if (ConfigReloadPending)
 		{
+			drop_ahead();
 			reload_settings(database);
 			backoff_ms = 0;
 			retry_at = 0;
 		}
 		if (nats_poll_events(errbuf, sizeof(errbuf)))
 		{
+			drop_ahead();
 			if (nats_is_connected())
 				report_recovered(errbuf);
 			else
@@ -829,6 +929,8 @@ para_sync_worker_main(Datum main_arg)
 			next = run_iteration();
 		}
 		MemoryContextSwitchTo(TopMemoryContext);
+		if (next != NEXT_NOW)
+			drop_ahead();
 		if (next == NEXT_BACKOFF)
 		{
 			report_problem(errbuf);
