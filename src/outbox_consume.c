@@ -22,6 +22,7 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "access/htup_details.h"
@@ -39,6 +40,32 @@ PG_FUNCTION_INFO_V1(para_sync_consume);
 PG_FUNCTION_INFO_V1(para_sync_ack);
 
 /*
+ * The WAL position up to which the commit of the row in slot must be flushed
+ * to be durable: the end of its commit record for an asynchronous commit
+ * (clog keeps it, per group of transactions, so it may be a little later);
+ * InvalidXLogRecPtr for a synchronous one, flushed before it became visible.
+ * last_xid and last_lsn remember the previous row's answer: a transaction's
+ * rows often come together.
+ */
+static XLogRecPtr
+row_commit_lsn(TupleTableSlot *slot, TransactionId *last_xid, XLogRecPtr *last_lsn)
+{
+	HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, NULL);
+	TransactionId xmin;
+
+	/* a frozen row committed long ago: its clog entry may be gone */
+	if (HeapTupleHeaderXminFrozen(tuple->t_data))
+		return InvalidXLogRecPtr;
+	xmin = HeapTupleHeaderGetRawXmin(tuple->t_data);
+	if (xmin != *last_xid)
+	{
+		*last_xid = xmin;
+		*last_lsn = TransactionIdGetCommitLSN(xmin);
+	}
+	return *last_lsn;
+}
+
+/*
  * Hand up to limit rows whose key compares to bound by strategy (>= or <) to
  * fn, in index order, but the rows of bound itself with seq <= after_seq.
  * Returns the number fn took; *stopped when fn refused one.
@@ -52,6 +79,8 @@ read_range(Relation heap, Relation index, text *bound, int64 after_seq,
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
 	bool		with_layout = RelationGetDescr(heap)->natts >= 6;
+	TransactionId last_xid = InvalidTransactionId;
+	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
 	int			n = 0;
 
 	ScanKeyEntryInitialize(&skey, 0, 1, strategy, InvalidOid, C_COLLATION_OID,
@@ -76,6 +105,7 @@ read_range(Relation heap, Relation index, text *bound, int64 after_seq,
 			DatumGetChar(slot_getattr(slot, 6, &isnull)) : PSYNC_LAYOUT_KEY;
 		row.wrapped = strategy == BTLessStrategyNumber;
 		row.tid = slot->tts_tid;
+		row.commit_lsn = row_commit_lsn(slot, &last_xid, &last_lsn);
 		if (!fn(&row, arg))
 		{
 			*stopped = true;

@@ -129,6 +129,7 @@ typedef struct OutboxRow
 	char		subject_layout; /* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
 	bool		wrapped;		/* from the keys before after_key */
 	ItemPointerData tid;		/* where the row is */
+	XLogRecPtr	commit_lsn;		/* WAL to flush for its commit to be durable */
 } OutboxRow;
 
 /* Takes a row (copying what it keeps) or returns false to end the read. */

@@ -42,7 +42,6 @@
 #include "access/detoast.h"
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "access/xlog_internal.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -302,6 +301,7 @@ typedef struct Batch
 	bool		wrapped;		/* went on from the first key after the last */
 	int			refetched;
 	int			skipped;
+	XLogRecPtr	commit_upto;	/* latest commit LSN of its rows' writers */
 	XLogRecPtr	wal_upto;		/* WAL end of every commit the batch saw */
 } Batch;
 
@@ -387,6 +387,7 @@ take_row(const OutboxRow *row, void *arg)
 		pfree(env);
 	b->keys[b->n] = (text *) mem;
 	b->tids[b->n] = row->tid;
+	b->commit_upto = Max(b->commit_upto, row->commit_lsn);
 	b->wrapped |= row->wrapped;
 	m->key = VARDATA(mem);
 	m->key_len = key_len;
@@ -402,22 +403,20 @@ take_row(const OutboxRow *row, void *arg)
 }
 
 /*
- * The insert position after the read, flushed: every commit record the
- * read's snapshot saw ends at or before it.  At a page start the insert
- * position lies after a page header that is not written yet; the last
- * record ended at the page boundary then.
+ * Make the commits of the batch's rows durable, whatever synchronous_commit
+ * they ran with: flush the WAL up to the latest of their commit LSNs (a
+ * synchronous commit was flushed before it became visible; flushing only
+ * that far, not to the insert position, spares an fsync of the publisher's
+ * own asynchronous commits when the writers flush theirs anyway).  Returns
+ * a WAL position at or after every commit record the batch depends on, for
+ * the standby slots to have flushed.
  */
 static XLogRecPtr
-flush_wal(void)
+flush_wal(const Batch *b)
 {
-	XLogRecPtr	upto = GetXLogInsertRecPtr();
-
-	if (XLogSegmentOffset(upto, wal_segment_size) == SizeOfXLogLongPHD)
-		upto -= SizeOfXLogLongPHD;
-	else if (upto % XLOG_BLCKSZ == SizeOfXLogShortPHD)
-		upto -= SizeOfXLogShortPHD;
-	XLogFlush(upto);
-	return upto;
+	if (!XLogRecPtrIsInvalid(b->commit_upto))
+		XLogFlush(b->commit_upto);
+	return Max(b->commit_upto, GetFlushRecPtr(NULL));
 }
 
 /*
@@ -444,7 +443,7 @@ read_batch(Batch *b, MemoryContext cxt, const char *key, int64 seq, bool wrap,
 	end_work();
 	/* publish only what is durable, whatever synchronous_commit was */
 	if (b->n > 0)
-		b->wal_upto = flush_wal();
+		b->wal_upto = flush_wal(b);
 	return true;
 }
 

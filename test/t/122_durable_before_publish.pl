@@ -1,0 +1,65 @@
+# An envelope is published only once its writer's commit is on disk, also
+# when the writer committed with synchronous_commit = off: the publisher
+# flushes the WAL up to that commit first (docs/publisher.md).  Here nobody
+# else flushes (the WAL writer sleeps 10 s), so a publisher that published
+# an unflushed commit would show it: after an immediate shutdown the row
+# would be back at its old value while subscribers hold the new one.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../tools";
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use PsyncTest;
+use Test::More;
+
+my $tmp = ${PostgreSQL::Test::Utils::tmp_check};
+my $nats = start_nats(name => 'durable_nats');
+my $node = new_publisher_node('durable', $nats, q{
+wal_writer_delay = '10s'
+wal_writer_flush_after = '1GB'
+checkpoint_timeout = '1h'
+autovacuum = off
+});
+my $file = "$tmp/durable.msgs";
+my $sub = start_sub($nats, $file);
+
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION para_sync;
+	CREATE TABLE public.d (id int PRIMARY KEY, v int NOT NULL);
+	SELECT para_sync.sync_table('public.d');
+	INSERT INTO public.d SELECT g, 0 FROM generate_series(1, 5) g;
+});
+ok(wait_for(sub { scalar(@{ read_sub($file) }) >= 5 }, 'inserts published'),
+	'the inserts are published');
+
+for my $id (1 .. 3)
+{
+	$node->safe_psql('postgres', qq{
+		SET synchronous_commit = off;
+		UPDATE public.d SET v = 1 WHERE id = $id;
+	});
+	ok( wait_for(
+			sub {
+				grep { $_->[0] eq "d:$id" && $_->[1] == 2 } @{ read_sub($file) };
+			},
+			"update of d:$id published"),
+		"the asynchronous commit of d:$id is published");
+	# no flush from here on: an immediate shutdown loses unflushed WAL
+	$node->stop('immediate');
+	$node->start;
+	is($node->safe_psql('postgres', "SELECT v FROM public.d WHERE id = $id"),
+		'1', "the published change of d:$id survived the crash");
+}
+
+# and after every crash, sequences go on where the published ones ended
+$node->safe_psql('postgres', 'UPDATE public.d SET v = v + 1');
+ok(wait_for(sub { scalar(@{ read_sub($file) }) >= 13 }, 'updates after the crashes'),
+	'updates after the crashes are published');
+my @problems = check_contiguous(read_sub($file));
+is_deeply(\@problems, [], 'per key, contiguous sequences, one content each');
+
+stop_sub($sub);
+$node->stop;
+stop_nats($nats);
+done_testing();
