@@ -56,6 +56,9 @@ static pg_atomic_uint32 nats_events;
 static pg_atomic_uint32 async_error_status;
 static bool atomics_ready = false;
 
+/* reconnect_count() when the core batch in flight was sent */
+static uint64_t batch_reconnects = 0;
+
 /* ---- callbacks: nats.c threads; no PostgreSQL calls but SetLatch */
 
 static void
@@ -499,6 +502,22 @@ subject_of(StringInfo subject, int prefix_len, const PsyncOutMsg *m)
 	return subject->data;
 }
 
+/* How often nats.c reconnected this connection (0 if it cannot tell). */
+static uint64_t
+reconnect_count(void)
+{
+	natsStatistics *stats = NULL;
+	uint64_t	reconnects = 0;
+
+	if (conn != NULL && natsStatistics_Create(&stats) == NATS_OK)
+	{
+		if (natsConnection_GetStats(conn, stats) == NATS_OK)
+			natsStatistics_GetCounts(stats, NULL, NULL, NULL, NULL, &reconnects);
+		natsStatistics_Destroy(stats);
+	}
+	return reconnects;
+}
+
 /* Core NATS: hand every message to nats.c (its flusher thread sends them). */
 static PsyncPubResult
 send_core(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
@@ -507,6 +526,7 @@ send_core(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 	int			prefix_len;
 	natsStatus	s;
 
+	batch_reconnects = reconnect_count();
 	initStringInfo(&subject);
 	appendStringInfo(&subject, "%s.", psync_subject_prefix);
 	prefix_len = subject.len;
@@ -526,7 +546,13 @@ send_core(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 	return PSP_OK;
 }
 
-/* Core NATS: one PING/PONG round trip confirms everything sent before. */
+/*
+ * Core NATS: one PING/PONG round trip confirms everything sent before, on
+ * the same connection.  If nats.c reconnected in between (a flush slice that
+ * timed out and the next one's PING on the new connection, or a reconnect
+ * before the first PING), what went to the old connection may be lost and
+ * the PONG proves nothing: the batch is sent again.
+ */
 static PsyncPubResult
 confirm_core(char *errbuf, size_t errlen)
 {
@@ -535,6 +561,11 @@ confirm_core(char *errbuf, size_t errlen)
 	if (s != NATS_OK)
 	{
 		format_nats_error(errbuf, errlen, "NATS did not confirm the batch", s);
+		return PSP_FAILED;
+	}
+	if (reconnect_count() != batch_reconnects)
+	{
+		snprintf(errbuf, errlen, "NATS reconnected while the batch was in flight; sending it again");
 		return PSP_FAILED;
 	}
 	return PSP_OK;
