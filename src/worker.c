@@ -13,8 +13,9 @@
  *   read     up to para_sync.batch_size / para_sync.batch_bytes committed
  *            envelopes in per-key sequence order, from the key of the
  *            previous batch on and wrapping (outbox_consume.c), in a short
- *            transaction; then flush WAL up to the insert position, so only
- *            commits durable on disk go out (synchronous_commit = off too)
+ *            transaction; then flush WAL up to the latest commit of its
+ *            writers, so only commits durable on disk go out
+ *            (synchronous_commit = off too)
  *   standby  wait until every slot of para_sync.standby_slots confirmed
  *            that WAL (standby_slots.c)
  *   publish  to <subject_prefix>.<key> (or <subject_prefix>.<sync name>.<key>
@@ -22,8 +23,10 @@
  *   read-ahead  while NATS works on it: the next batch, from the rows after
  *            this batch's last (key, sequence), without wrapping around;
  *            it is the next iteration's batch if this one succeeds, and is
- *            dropped otherwise (nothing of it is sent before)
+ *            dropped otherwise
  *   confirm  wait for NATS to confirm the batch (flush / every ack)
+ *   send-ahead  the read-ahead batch goes out now, so that NATS works on it
+ *            during the remove (still one unconfirmed batch at a time)
  *   remove   each key's rows up to its last published sequence, recording it
  *            in para_sync.counters (outbox_consume.c), in a short transaction
  *   vacuum   (only when a read found nothing) the outbox, once
@@ -303,6 +306,7 @@ typedef struct Batch
 	int			skipped;
 	XLogRecPtr	commit_upto;	/* latest commit LSN of its rows' writers */
 	XLogRecPtr	wal_upto;		/* WAL end of every commit the batch saw */
+	bool		sent;			/* a read-ahead batch already sent (phase_send_ahead) */
 } Batch;
 
 static MemoryContext loop_cxt = NULL;	/* reset at the start of every iteration */
@@ -759,6 +763,33 @@ no_extension(void)
 }
 
 /*
+ * Once b is confirmed, send the read-ahead batch right away, so that NATS
+ * works on it while b is removed: still one unconfirmed batch at a time, in
+ * the order read.  Not before the standby slots confirmed its WAL (the next
+ * iteration waits for them).  false: sending failed (errbuf); the batch is
+ * dropped, to be read and sent again after the back-off.
+ */
+static bool
+phase_send_ahead(void)
+{
+	char		reason[256];
+
+	if (!have_ahead)
+		return true;
+	if (psync_standby_slots[0] != '\0' &&
+		standby_slots_confirmed(ahead.wal_upto, reason, sizeof(reason)) != STANDBY_CONFIRMED)
+		return true;
+	phase_shrink(&ahead);
+	if (nats_send_batch(ahead.msgs, ahead.n, errbuf, sizeof(errbuf)) != PSP_OK)
+	{
+		drop_ahead();
+		return false;
+	}
+	ahead.sent = true;
+	return true;
+}
+
+/*
  * One iteration: check the server's role and the extension, connect, read a
  * batch, wait for the standbys, publish, remove.
  */
@@ -767,6 +798,7 @@ run_iteration(void)
 {
 	Batch		b;
 	Next		next;
+	bool		sent_ahead;
 
 	if (RecoveryInProgress())
 	{
@@ -799,16 +831,21 @@ run_iteration(void)
 	}
 	status_backlog_at_least(b.n);
 
-	if (psync_standby_slots[0] != '\0' && !phase_wait_standbys(&b))
-		return NEXT_NOW;
-
-	phase_shrink(&b);
-	set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
-	if (nats_send_batch(b.msgs, b.n, errbuf, sizeof(errbuf)) != PSP_OK)
-		return NEXT_BACKOFF;
+	if (!b.sent)
+	{
+		if (psync_standby_slots[0] != '\0' && !phase_wait_standbys(&b))
+			return NEXT_NOW;
+		phase_shrink(&b);
+		set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
+		if (nats_send_batch(b.msgs, b.n, errbuf, sizeof(errbuf)) != PSP_OK)
+			return NEXT_BACKOFF;
+	}
+	else
+		set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
 	phase_read_ahead(&b);
 	if (nats_confirm_batch(b.msgs, b.n, errbuf, sizeof(errbuf)) != PSP_OK)
 		return NEXT_BACKOFF;
+	sent_ahead = phase_send_ahead();
 
 	set_activity(PSW_ACKING, "para_sync publisher: removing published envelopes");
 	phase_remove(&b);
@@ -818,7 +855,7 @@ run_iteration(void)
 	refresh_backlog_after(&b);
 	/* a worker's table statistics go out only when it asks (at most once a second): autovacuum needs its deletes */
 	pgstat_report_stat(false);
-	return NEXT_NOW;
+	return sent_ahead ? NEXT_NOW : NEXT_BACKOFF;
 }
 
 static char *nats_fingerprint = NULL;
