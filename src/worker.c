@@ -20,8 +20,9 @@
  *            that WAL (standby_slots.c)
  *   publish  to <subject_prefix>.<key> (or <subject_prefix>.<sync name>.<key>
  *            for a table in the 'table' subject layout) (nats_conn.c)
- *   read-ahead  while NATS works on it: the next batch, from the rows after
- *            this batch's last (key, sequence), without wrapping around;
+ *   read-ahead  while NATS works on it (only after a full batch): the next
+ *            batch, from the rows after this batch's last (key, sequence),
+ *            without wrapping around;
  *            it is the next iteration's batch if this one succeeds, and is
  *            dropped otherwise
  *   confirm  wait for NATS to confirm the batch (flush / every ack)
