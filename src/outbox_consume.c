@@ -39,6 +39,14 @@
 PG_FUNCTION_INFO_V1(para_sync_consume);
 PG_FUNCTION_INFO_V1(para_sync_ack);
 
+/* Do two texts hold the same bytes? */
+static bool
+same_text(const text *a, const text *b)
+{
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
 /*
  * The WAL position up to which the commit of the row in slot must be flushed
  * to be durable: the end of its commit record for an asynchronous commit
@@ -94,9 +102,7 @@ read_range(Relation heap, Relation index, text *bound, int64 after_seq,
 
 		row.key = DatumGetTextPP(slot_getattr(slot, 1, &isnull));
 		row.seq = DatumGetInt64(slot_getattr(slot, 2, &isnull));
-		if (after_seq > 0 && row.seq <= after_seq &&
-			VARSIZE_ANY_EXHDR(row.key) == VARSIZE_ANY_EXHDR(bound) &&
-			memcmp(VARDATA_ANY(row.key), VARDATA_ANY(bound), VARSIZE_ANY_EXHDR(bound)) == 0)
+		if (after_seq > 0 && row.seq <= after_seq && same_text(row.key, bound))
 			continue;
 		row.txid = DatumGetInt64(slot_getattr(slot, 3, &isnull));
 		row.envelope = slot_getattr(slot, 5, &isnull);
@@ -228,7 +234,10 @@ delete_by_tids(Relation heap, Snapshot snapshot, BlockNumber nblocks,
 		HeapTupleData tuple;
 		Buffer		buf;
 		bool		isnull;
-		bool		same = false;
+		int64		seq;
+		Datum		key_datum;
+		text	   *key;
+		bool		same;
 
 		if (!ItemPointerIsValid(&ack->tids[i]) ||
 			ItemPointerGetBlockNumber(&ack->tids[i]) >= nblocks)
@@ -236,24 +245,16 @@ delete_by_tids(Relation heap, Snapshot snapshot, BlockNumber nblocks,
 		tuple.t_self = ack->tids[i];
 		if (!heap_fetch(heap, snapshot, &tuple, &buf, false))
 			return -1;
-		{
-			int64		seq = DatumGetInt64(heap_getattr(&tuple, 2, desc, &isnull));
-			Datum		key_datum = heap_getattr(&tuple, 1, desc, &isnull);
-			text	   *key = DatumGetTextPP(key_datum);
-
-			if (seq <= ack->upto &&
-				VARSIZE_ANY_EXHDR(key) == VARSIZE_ANY_EXHDR(ack->key) &&
-				memcmp(VARDATA_ANY(key), VARDATA_ANY(ack->key), VARSIZE_ANY_EXHDR(key)) == 0)
-			{
-				same = true;
-				highest = Max(highest, seq);
-			}
-			if ((Pointer) key != DatumGetPointer(key_datum))
-				pfree(key);
-		}
+		seq = DatumGetInt64(heap_getattr(&tuple, 2, desc, &isnull));
+		key_datum = heap_getattr(&tuple, 1, desc, &isnull);
+		key = DatumGetTextPP(key_datum);
+		same = seq <= ack->upto && same_text(key, ack->key);
+		if ((Pointer) key != DatumGetPointer(key_datum))
+			pfree(key);
 		ReleaseBuffer(buf);
 		if (!same)
 			return -1;
+		highest = Max(highest, seq);
 	}
 	for (int i = 0; i < ack->ntids; i++)
 	{
