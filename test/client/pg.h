@@ -5,6 +5,10 @@
 #ifndef PSYNC_TEST_PG_H
 #define PSYNC_TEST_PG_H
 
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
 #include <libpq-fe.h>
 
 static inline PGconn *
@@ -70,6 +74,27 @@ pg_live_connect(int *exit_code)
 		return NULL;
 	}
 	return c;
+}
+
+/*
+ * Bring the extension to the installed version and check that the function
+ * procedure (a regprocedure text) exists; false after printing "not ok".
+ */
+static inline bool
+pg_live_require(PGconn *c, const char *procedure)
+{
+	char		sql[256];
+	const char *has;
+
+	pg_exec(c, "ALTER EXTENSION para_sync UPDATE");
+	snprintf(sql, sizeof(sql), "SELECT to_regprocedure('%s') IS NOT NULL", procedure);
+	has = pg_exec(c, sql);
+	if (has == NULL || strcmp(has, "t") != 0)
+	{
+		printf("not ok - %s does not exist\n", procedure);
+		return false;
+	}
+	return true;
 }
 
 /* A table name unique to this process, for tests that share a cluster. */

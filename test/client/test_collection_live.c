@@ -236,19 +236,13 @@ collection_loads_under_concurrent_writes(void)
 int
 main(void)
 {
-	const char *has;
 	int			exit_code;
 
 	conn = pg_live_connect(&exit_code);
 	if (conn == NULL)
 		return exit_code;
-	pg_exec(conn, "ALTER EXTENSION para_sync UPDATE");
-	has = pg_exec(conn, "SELECT to_regprocedure('para_sync.snapshot_table(regclass,text,integer)') IS NOT NULL");
-	if (has == NULL || strcmp(has, "t") != 0)
-	{
-		printf("not ok - para_sync.snapshot_table() does not exist\n");
+	if (!pg_live_require(conn, "para_sync.snapshot_table(regclass,text,integer)"))
 		return 1;
-	}
 	RUN(collection_loads_under_concurrent_writes);
 	PQfinish(conn);
 	return harness_finish();

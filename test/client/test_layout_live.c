@@ -236,19 +236,13 @@ table_layout_is_filtered_by_the_server(void)
 int
 main(void)
 {
-	const char *has;
 	int			exit_code;
 
 	conn = pg_live_connect(&exit_code);
 	if (conn == NULL)
 		return exit_code;
-	pg_exec(conn, "ALTER EXTENSION para_sync UPDATE");
-	has = pg_exec(conn, "SELECT to_regprocedure('para_sync.set_subject_layout(regclass,text)') IS NOT NULL");
-	if (has == NULL || strcmp(has, "t") != 0)
-	{
-		printf("not ok - para_sync.set_subject_layout() does not exist\n");
+	if (!pg_live_require(conn, "para_sync.set_subject_layout(regclass,text)"))
 		return 1;
-	}
 	RUN(table_layout_is_filtered_by_the_server);
 	PQfinish(conn);
 	return harness_finish();
