@@ -1,4 +1,5 @@
-# bench/drain_lib.sh — shared by bench/drain and bench/latency: a throwaway
+# bench/drain_lib.sh — shared by bench/drain, bench/latency and
+# bench/publisher_load: a throwaway
 # PostgreSQL (scripts/pg-cluster) with para_sync preloaded, a nats-server and
 # the psync_sub recorder, all on free loopback ports, cleaned up on exit.
 # Sourced, not run.
@@ -20,6 +21,14 @@ wait_port() {
 	done
 	echo "nothing listens on port $1" >&2
 	return 1
+}
+
+# "<pid> <ticks>": the publisher worker and the CPU time (user + system, in
+# clock ticks) it used so far
+worker_ticks() {
+	local pid
+	pid=$("${PSQL[@]}" -c "SELECT pid FROM para_sync.status")
+	echo "$pid $(awk '{ print $14 + $15 }' "/proc/$pid/stat")"
 }
 
 bench_setup() {
