@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
 
@@ -84,6 +85,7 @@ typedef struct PsyncShared
 {
 	slock_t		mutex;			/* protects everything below but latch */
 	Latch	   *latch;			/* the worker's latch; NULL when none runs */
+	pg_atomic_uint32 wake_on_commit;	/* 0 while the worker backs off */
 	int			pid;
 	PsyncWorkerState state;
 	PsyncNatsState nats_state;
@@ -116,6 +118,7 @@ extern void status_backlog_at_least(int64 n);
 extern void status_count_retry(void);
 extern void status_set_backlog(int64 backlog, TimestampTz oldest);
 extern void status_register_worker(void);
+extern void status_wake_on_commit(bool on);
 
 /* ---- the outbox's consume step (outbox_consume.c) */
 

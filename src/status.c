@@ -4,7 +4,8 @@
  *
  * Owns: the shmem request/startup hooks, the commit-time wake-up of the
  * worker (an XactCallback that SetLatch()es it when the transaction wrote
- * envelopes, see capture.c), and para_sync.publisher_status(), the function
+ * envelopes, see capture.c, unless it backs off), and
+ * para_sync.publisher_status(), the function
  * behind the para_sync.status view.  Reading the view costs a spinlock and a
  * memcpy: the worker measures the backlog itself, at most once a second.
  */
@@ -72,15 +73,32 @@ status_shmem_startup(void)
 	{
 		memset(psync_shared, 0, sizeof(PsyncShared));
 		SpinLockInit(&psync_shared->mutex);
+		pg_atomic_init_u32(&psync_shared->wake_on_commit, 1);
 		psync_shared->backlog = -1;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
 /*
- * Commit of a transaction that wrote envelopes: wake the worker.  Runs after
- * the commit is visible to new snapshots.  A stale latch pointer (worker just
- * exited) is harmless: SetLatch on a latch nobody waits on only sets a flag.
+ * Whether commits wake the worker: not while it backs off after a NATS
+ * failure (it would only go back to sleep until its retry, once per commit,
+ * each costing the committing writer a signal).  The worker turns this on
+ * again before its next read takes a snapshot, and a writer looks at it
+ * after its commit is visible, each behind a full barrier: either that read
+ * sees the commit or the writer wakes the worker.
+ */
+void
+status_wake_on_commit(bool on)
+{
+	pg_atomic_write_u32(&psync_shared->wake_on_commit, on ? 1 : 0);
+	pg_memory_barrier();
+}
+
+/*
+ * Commit of a transaction that wrote envelopes: wake the worker, unless it
+ * backs off.  Runs after the commit is visible to new snapshots.  A stale
+ * latch pointer (worker just exited) is harmless: SetLatch on a latch nobody
+ * waits on only sets a flag.
  */
 static void
 status_xact_callback(XactEvent event, void *arg)
@@ -93,7 +111,9 @@ status_xact_callback(XactEvent event, void *arg)
 			{
 				Latch	   *latch = ((volatile PsyncShared *) psync_shared)->latch;
 
-				if (latch != NULL)
+				pg_memory_barrier();
+				if (latch != NULL &&
+					pg_atomic_read_u32(&psync_shared->wake_on_commit) != 0)
 					SetLatch(latch);
 			}
 			para_sync_xact_wrote_envelopes = false;

@@ -982,7 +982,7 @@ para_sync_worker_main(Datum main_arg)
 
 		if (retry_at != 0 && GetCurrentTimestamp() < retry_at)
 		{
-			/* a commit woke us while backing off: sleep the rest */
+			/* woken while backing off (a NATS event, a reload): sleep the rest */
 			long		secs;
 			int			usecs;
 
@@ -994,6 +994,8 @@ para_sync_worker_main(Datum main_arg)
 		else
 		{
 			retry_at = 0;
+			/* before this iteration reads: commits from now on wake us */
+			status_wake_on_commit(true);
 			next = run_iteration();
 		}
 		MemoryContextSwitchTo(TopMemoryContext);
@@ -1007,6 +1009,8 @@ para_sync_worker_main(Datum main_arg)
 				Min(backoff_ms * 2, (long) psync_backoff_max_ms);
 			timeout = backoff_ms;
 			retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
+			/* the retry reads whatever was committed meanwhile */
+			status_wake_on_commit(false);
 			set_activity(PSW_BACKOFF, "para_sync publisher: backing off after a NATS failure");
 			refresh_backlog(false);
 		}

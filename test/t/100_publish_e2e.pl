@@ -101,27 +101,9 @@ is( $node->safe_psql('postgres', q{
 	'Extension:Extension:para_sync publisher: waiting for commits',
 	'pg_stat_activity shows what the worker waits for');
 
-# Commits one at a time, each waiting until it is published, so that most
-# land while the worker reads the outbox or is about to sleep: every one of
-# them must wake it (the poll is an hour; a missed wake-up fails the CALL).
-my ($cret, $cout, $cerr) = $node->psql('postgres', q{
-	CREATE PROCEDURE public.one_by_one(n int) LANGUAGE plpgsql AS $$
-	DECLARE
-		t0 timestamptz;
-	BEGIN
-		FOR i IN 1 .. n LOOP
-			UPDATE public.items SET v = v + 1 WHERE id = 1 + i % 200;
-			COMMIT;
-			t0 := pg_catalog.clock_timestamp();
-			WHILE EXISTS (SELECT FROM para_sync.outbox) LOOP
-				IF pg_catalog.clock_timestamp() - t0 > interval '30 s' THEN
-					RAISE EXCEPTION 'commit % of % did not wake the publisher', i, n;
-				END IF;
-				PERFORM pg_catalog.pg_sleep(0.0002);
-			END LOOP;
-		END LOOP;
-	END $$;
-	CALL public.one_by_one(500);});
+# Commits one at a time (poll interval one hour): each must wake the worker.
+my ($cret, $cerr) = commit_one_by_one($node, 500,
+	'UPDATE public.items SET v = v + 1 WHERE id = 1 + i % 200');
 is($cret, 0, '500 commits one at a time each woke the publisher') or diag($cerr);
 
 # not for PUBLIC

@@ -186,6 +186,15 @@ unlike($log, qr/TOKEN-4711|TOKEN-0815/, 'tokens never reach the log');
 my @authwarn = ($log =~ /WARNING:  para_sync publisher: could not connect to NATS at \S+: Authorization/gi);
 ok(scalar(@authwarn) <= 1, 'the auth failure is logged at most once');
 
+# Commits do not wake a worker that backs off (it would only sleep again);
+# after all these back-offs they wake it again: with the poll at an hour,
+# each of 200 commits made one at a time must be published.
+$node->append_conf('postgresql.conf', "para_sync.poll_interval = '1h'\n");
+$node->reload;
+my ($cret, $cerr) = commit_one_by_one($node, 200,
+	'UPDATE public.t SET v = v + 1 WHERE id = 1 + i % 100');
+is($cret, 0, 'after back-offs, every commit wakes the publisher again') or diag($cerr);
+
 # SIGTERM is handled promptly
 $node->stop('fast');
 ok(1, 'fast shutdown with the worker running');

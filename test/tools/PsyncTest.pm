@@ -18,7 +18,7 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(start_nats stop_nats nats_url start_sub stop_sub read_sub
   wait_for new_publisher_node latest_by_key check_contiguous
   start_pgbench finish_pgbench sub_tool worker_pid deadline_secs
-  wait_new_worker wait_all_delivered);
+  wait_new_worker wait_all_delivered commit_one_by_one);
 
 # Generous: the tests poll until this many seconds pass, then fail.
 sub deadline_secs { return 180; }
@@ -267,6 +267,37 @@ sub wait_all_delivered
 			return scalar(keys %seen) == $$total_ref;
 		},
 		$what);
+}
+
+# $n commits of $update (SQL changing synced rows, may use i, the commit's
+# number), one at a time, each waiting until the outbox is empty again, so
+# that most land while the worker reads or is about to sleep: with
+# para_sync.poll_interval long, every one of them must wake the worker.
+# Returns psql's (exit code, stderr); a commit not published within 30 s
+# fails the call.
+sub commit_one_by_one
+{
+	my ($node, $n, $update) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', qq{
+	CREATE OR REPLACE PROCEDURE public.commit_one_by_one(n int) LANGUAGE plpgsql AS \$\$
+	DECLARE
+		t0 timestamptz;
+	BEGIN
+		FOR i IN 1 .. n LOOP
+			$update;
+			COMMIT;
+			t0 := pg_catalog.clock_timestamp();
+			WHILE EXISTS (SELECT FROM para_sync.outbox) LOOP
+				IF pg_catalog.clock_timestamp() - t0 > interval '30 s' THEN
+					RAISE EXCEPTION 'commit % of % did not wake the publisher', i, n;
+				END IF;
+				PERFORM pg_catalog.pg_sleep(0.0002);
+			END LOOP;
+		END LOOP;
+	END \$\$;
+	CALL public.commit_one_by_one($n);
+	DROP PROCEDURE public.commit_one_by_one(int);});
+	return ($ret, $err);
 }
 
 1;
