@@ -982,7 +982,7 @@ para_sync_worker_main(Datum main_arg)
 
 		if (retry_at != 0 && GetCurrentTimestamp() < retry_at)
 		{
-			/* woken while backing off (a NATS event, a reload): sleep the rest */
+			/* woken while backing off (a NATS event, a commit just before it): sleep the rest */
 			long		secs;
 			int			usecs;
 
