@@ -18,14 +18,19 @@ my $node = new_publisher_node('refetch', $nats);
 my $file = "$tmp/refetch.msgs";
 my $sub = start_sub($nats, $file);
 
+# One transaction: the worker reads all four changes in one batch, in key
+# order (separate commits could be split across batches and go out in
+# another order across keys, which nothing promises).
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION para_sync;
 	CREATE TABLE public.docs (id int PRIMARY KEY, body text NOT NULL);
 	SELECT para_sync.sync_table('public.docs', schema_version => '2.5');
+	BEGIN;
 	INSERT INTO public.docs VALUES (1, 'small');
 	INSERT INTO public.docs VALUES (2, pg_catalog.repeat('x', 20000));
 	INSERT INTO public.docs VALUES (3, 'small too');
 	UPDATE public.docs SET body = 'now small' WHERE id = 2;
+	COMMIT;
 });
 
 ok( wait_for(sub {
