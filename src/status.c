@@ -4,7 +4,7 @@
  *
  * Owns: the shmem request/startup hooks, the commit-time wake-up of the
  * worker (an XactCallback that SetLatch()es it when the transaction wrote
- * envelopes, see capture.c, unless it backs off), and
+ * envelopes, see capture.c, unless NATS is failing), and
  * para_sync.publisher_status(), the function
  * behind the para_sync.status view.  Reading the view costs a spinlock and a
  * memcpy: the worker measures the backlog itself, at most once a second.
@@ -81,8 +81,9 @@ status_shmem_startup(void)
 
 /*
  * Whether commits wake the worker: not while it backs off after a NATS
- * failure (it would only go back to sleep until its retry, once per commit,
- * each costing the committing writer a signal).  The worker turns this on
+ * failure or waits for nats.c to reconnect (it would only go back to sleep,
+ * once per commit, each costing the committing writer a signal; the retry,
+ * or nats.c's reconnect callback, wakes it).  The worker turns this on
  * again before its next read takes a snapshot, and a writer looks at it
  * after its commit is visible, each behind a full barrier: either that read
  * sees the commit or the writer wakes the worker.
@@ -95,8 +96,8 @@ status_wake_on_commit(bool on)
 }
 
 /*
- * Commit of a transaction that wrote envelopes: wake the worker, unless it
- * backs off.  Runs after the commit is visible to new snapshots.  A stale
+ * Commit of a transaction that wrote envelopes: wake the worker, unless NATS
+ * is failing.  Runs after the commit is visible to new snapshots.  A stale
  * latch pointer (worker just exited) is harmless: SetLatch on a latch nobody
  * waits on only sets a flag.
  */

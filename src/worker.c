@@ -5,8 +5,9 @@
  * One worker per cluster, connected to para_sync.database, started once the
  * server is out of recovery (so also right after a standby's promotion).  It
  * sleeps on its latch, which every transaction that wrote envelopes sets at
- * commit (status.c); a slow poll (para_sync.poll_interval) is only a
- * fallback, e.g. for COMMIT PREPARED.  Every iteration of the loop runs the
+ * commit unless NATS is failing (status.c); a slow poll
+ * (para_sync.poll_interval) is only a fallback, e.g. for COMMIT PREPARED.
+ * Every iteration of the loop runs the
  * same phases, in a memory context reset at its start:
  *
  *   connect  (only when not connected: the extension exists, NATS connects)
@@ -748,7 +749,8 @@ phase_connect(void)
 		return NEXT_NOW;
 	if (!nats_is_closed())
 	{
-		/* nats.c is reconnecting; its callback wakes us */
+		/* nats.c is reconnecting; its callback wakes us, commits need not */
+		status_wake_on_commit(false);
 		set_activity(PSW_CONNECTING, "para_sync publisher: waiting for NATS to come back");
 		refresh_backlog(false);
 		return NEXT_WAIT;
