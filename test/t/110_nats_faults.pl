@@ -41,6 +41,20 @@ is($node->safe_psql('postgres', q{
 	SELECT oldest_unpublished IS NOT NULL AND oldest_unpublished_age > '0' FROM para_sync.status}),
 	't', 'status shows the age of the oldest unpublished envelope');
 
+# Commits do not wake a worker that backs off (it would only sleep again):
+# 300 of them, one at a time, cost it a few wake-ups (its retries), not one
+# each.  Its sleeps are the voluntary context switches of its process.
+sub worker_sleeps
+{
+	my ($p) = @_;
+	return (slurp_file("/proc/$p/status") =~ /^voluntary_ctxt_switches:\s+(\d+)/m)[0];
+}
+my $sleeps = worker_sleeps($pid);
+$node->safe_psql('postgres',
+	join('', map { 'UPDATE public.t SET v = v + 1 WHERE id = ' . (1 + $_ % 100) . ";\n" } 1 .. 300));
+my $woken = worker_sleeps($pid) - $sleeps;
+ok($woken < 100, "300 commits during the back-off woke the worker $woken times, not once each");
+
 # NATS comes up: the backlog drains
 my $nats = start_nats(name => 'faults_nats', port => $port);
 my $file = "$tmp/faults.msgs";
