@@ -85,7 +85,7 @@ typedef struct PsyncShared
 {
 	slock_t		mutex;			/* protects everything below but latch */
 	Latch	   *latch;			/* the worker's latch; NULL when none runs */
-	pg_atomic_uint32 wake_on_commit;	/* 0 while the worker backs off */
+	pg_atomic_uint32 wake_on_commit;	/* 0 while NATS is failing */
 	int			pid;
 	PsyncWorkerState state;
 	PsyncNatsState nats_state;

@@ -5,9 +5,9 @@
  * Owns: the shmem request/startup hooks, the commit-time wake-up of the
  * worker (an XactCallback that SetLatch()es it when the transaction wrote
  * envelopes, see capture.c, unless NATS is failing), and
- * para_sync.publisher_status(), the function
- * behind the para_sync.status view.  Reading the view costs a spinlock and a
- * memcpy: the worker measures the backlog itself, at most once a second.
+ * para_sync.publisher_status(), the function behind the para_sync.status
+ * view.  Reading the view costs a spinlock and a memcpy: the worker measures
+ * the backlog itself, at most once a second.
  */
 #include "para_sync.h"
 #include "publisher.h"

@@ -7,8 +7,8 @@
  * sleeps on its latch, which every transaction that wrote envelopes sets at
  * commit unless NATS is failing (status.c); a slow poll
  * (para_sync.poll_interval) is only a fallback, e.g. for COMMIT PREPARED.
- * Every iteration of the loop runs the
- * same phases, in a memory context reset at its start:
+ * Every iteration of the loop runs the same phases, in a memory context
+ * reset at its start:
  *
  *   connect  (only when not connected: the extension exists, NATS connects)
  *   read     up to para_sync.batch_size / para_sync.batch_bytes committed
@@ -777,6 +777,14 @@ no_extension(void)
 	return NEXT_WAIT;
 }
 
+/* Send b, shrunk to the server's max_payload.  false: failed (errbuf). */
+static bool
+send_batch(Batch *b)
+{
+	phase_shrink(b);
+	return nats_send_batch(b->msgs, b->n, errbuf, sizeof(errbuf)) == PSP_OK;
+}
+
 /*
  * Once b is confirmed, send the read-ahead batch right away, so that NATS
  * works on it while b is removed: still one unconfirmed batch at a time, in
@@ -794,8 +802,7 @@ phase_send_ahead(void)
 	if (psync_standby_slots[0] != '\0' &&
 		standby_slots_confirmed(ahead.wal_upto, reason, sizeof(reason)) != STANDBY_CONFIRMED)
 		return true;
-	phase_shrink(&ahead);
-	if (nats_send_batch(ahead.msgs, ahead.n, errbuf, sizeof(errbuf)) != PSP_OK)
+	if (!send_batch(&ahead))
 	{
 		drop_ahead();
 		return false;
@@ -846,17 +853,12 @@ run_iteration(void)
 	}
 	status_backlog_at_least(b.n);
 
-	if (!b.sent)
-	{
-		if (psync_standby_slots[0] != '\0' && !phase_wait_standbys(&b))
-			return NEXT_NOW;
-		phase_shrink(&b);
-		set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
-		if (nats_send_batch(b.msgs, b.n, errbuf, sizeof(errbuf)) != PSP_OK)
-			return NEXT_BACKOFF;
-	}
-	else
-		set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
+	/* a read-ahead batch went out already, once the standbys had its WAL */
+	if (!b.sent && psync_standby_slots[0] != '\0' && !phase_wait_standbys(&b))
+		return NEXT_NOW;
+	set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
+	if (!b.sent && !send_batch(&b))
+		return NEXT_BACKOFF;
 	phase_read_ahead(&b);
 	if (nats_confirm_batch(b.msgs, b.n, errbuf, sizeof(errbuf)) != PSP_OK)
 		return NEXT_BACKOFF;
