@@ -68,6 +68,19 @@ publish_now() {
 	"${PSQL[@]}" -c "ALTER SYSTEM SET para_sync.nats_url = '$NATS_URL'" -c "SELECT pg_catalog.pg_reload_conf()" >/dev/null
 }
 
+# wait_drained [INTERVAL]: wait until the outbox is empty, looking every
+# INTERVAL seconds (0.1); fails after 15 minutes
+wait_drained() {
+	local until=$((SECONDS + 900))
+	while [ "$("${PSQL[@]}" -c "SELECT NOT EXISTS (SELECT FROM para_sync.outbox)")" != t ]; do
+		if [ "$SECONDS" -gt "$until" ]; then
+			echo "the publisher did not drain the outbox" >&2
+			return 1
+		fi
+		sleep "${1:-0.1}"
+	done
+}
+
 bench_cleanup() {
 	[ -n "${SUB_PID:-}" ] && kill "$SUB_PID" 2>/dev/null
 	[ -n "${NATS_PID:-}" ] && kill "$NATS_PID" 2>/dev/null
