@@ -2,7 +2,8 @@
 # bench/publisher_load: a throwaway
 # PostgreSQL (scripts/pg-cluster) with para_sync preloaded, a nats-server and
 # the psync_sub recorder, all on free loopback ports, cleaned up on exit.
-# Sourced, not run.
+# BENCH_CONF="name = value" adds one line to the cluster's configuration
+# (e.g. BENCH_CONF="para_sync.batch_delay = 2000").  Sourced, not run.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SUB="$ROOT/test/tools/psync_sub"
@@ -51,7 +52,7 @@ bench_setup() {
 		"max_wal_size = '4GB'" \
 		"checkpoint_timeout = '30min'" \
 		"max_connections = 50" \
-		"$@"
+		"$@" ${BENCH_CONF:+"$BENCH_CONF"}
 	PSQL=(psql -h "$WORK/pg" -p "$PGPORT_B" -U postgres -X -q -At -v ON_ERROR_STOP=1 postgres)
 }
 

@@ -38,6 +38,7 @@ extern int	psync_reconnect_wait_ms;
 extern int	psync_backoff_min_ms;
 extern int	psync_backoff_max_ms;
 extern int	psync_poll_interval_ms;
+extern int	psync_batch_delay_us;
 
 /* ---- para_sync.standby_slots (standby_slots.c) */
 

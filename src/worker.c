@@ -31,6 +31,9 @@
  *            during the remove (still one unconfirmed batch at a time)
  *   remove   each key's rows up to its last published sequence, recording it
  *            in para_sync.counters (outbox_consume.c), in a short transaction
+ *   gather   (only with para_sync.batch_delay, after a batch that took every
+ *            committed envelope) sleep that long, so that the next batch
+ *            carries the commits made meanwhile
  *   vacuum   (only when a read found nothing) the outbox, once
  *            para_sync.vacuum_threshold rows were removed since the last
  *            time (outbox_vacuum.c)
@@ -87,6 +90,7 @@ int			psync_reconnect_wait_ms = 1000;
 int			psync_backoff_min_ms = 100;
 int			psync_backoff_max_ms = 10000;
 int			psync_poll_interval_ms = 1000;
+int			psync_batch_delay_us = 0;
 char	   *psync_standby_slots = NULL;
 int			psync_batch_bytes = 16384;
 
@@ -181,6 +185,12 @@ define_settings(void)
 	define_ms("para_sync.poll_interval",
 			  "Fallback poll of the outbox when no commit woke the publisher.",
 			  &psync_poll_interval_ms, 1000, 10, 3600000);
+	/* microseconds, like commit_delay; at most 0.1 s keeps SIGTERM prompt */
+	DefineCustomIntVariable("para_sync.batch_delay",
+							"Pause, in microseconds, after a batch that took every committed envelope, so that more commits go into the next one.",
+							"0 reads again at once. Fewer, larger batches under sustained traffic, for up to this much latency.",
+							&psync_batch_delay_us, 0, 0, 100000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	outbox_vacuum_define_settings();
 }
 
@@ -640,6 +650,24 @@ phase_remove(Batch *b)
 	end_work();
 }
 
+/*
+ * para_sync.batch_delay: after a batch that took every committed envelope,
+ * let commits gather for a moment before the next read.  Under sustained
+ * traffic a batch then carries more envelopes, and each batch costs the
+ * worker two transactions and a NATS round trip, and nats-server the same
+ * round trip (bench/README.md).  Commits do not cut the pause short; after
+ * an empty read the worker sleeps on its latch and a commit wakes it at once,
+ * so an isolated commit is never delayed.  pg_usleep ends early on a signal.
+ */
+static void
+phase_gather(const Batch *b)
+{
+	if (psync_batch_delay_us <= 0 || have_ahead || b->n >= b->cap || b->capped)
+		return;
+	set_activity(PSW_IDLE, "para_sync publisher: letting commits gather (para_sync.batch_delay)");
+	pg_usleep(psync_batch_delay_us);
+}
+
 /* Caught up: vacuum the dead rows the removals left behind. */
 static void
 phase_vacuum(void)
@@ -813,7 +841,7 @@ phase_send_ahead(void)
 
 /*
  * One iteration: check the server's role and the extension, connect, read a
- * batch, wait for the standbys, publish, remove.
+ * batch, wait for the standbys, publish, remove, let commits gather.
  */
 static Next
 run_iteration(void)
@@ -872,7 +900,10 @@ run_iteration(void)
 	refresh_backlog_after(&b);
 	/* a worker's table statistics go out only when it asks (at most once a second): autovacuum needs its deletes */
 	pgstat_report_stat(false);
-	return sent_ahead ? NEXT_NOW : NEXT_BACKOFF;
+	if (!sent_ahead)
+		return NEXT_BACKOFF;
+	phase_gather(&b);
+	return NEXT_NOW;
 }
 
 static char *nats_fingerprint = NULL;

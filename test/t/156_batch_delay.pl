@@ -1,0 +1,68 @@
+# para_sync.batch_delay: after a batch that took every committed envelope,
+# the publisher lets commits gather before it reads again, so a steady
+# stream of commits goes out in fewer batches; nothing is lost or
+# reordered.  The same 40 commits, 5 ms apart, once with the setting off
+# (about a batch per commit) and once at 100 ms (a few batches).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../tools";
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use PsyncTest;
+use Test::More;
+
+my $tmp = ${PostgreSQL::Test::Utils::tmp_check};
+my $nats = start_nats(name => 'bd_nats');
+my $file = "$tmp/bd.msgs";
+my $sub = start_sub($nats, $file);
+my $node = new_publisher_node('bd', $nats, "para_sync.poll_interval = '1h'\n");
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION para_sync;
+	CREATE TABLE public.g (id int PRIMARY KEY, v int NOT NULL);
+	SELECT para_sync.sync_table('public.g');
+	INSERT INTO public.g SELECT i, 0 FROM generate_series(1, 20) i;
+	CREATE PROCEDURE public.spaced_commits(n int, gap float8) LANGUAGE plpgsql AS $$
+	BEGIN
+		FOR i IN 1 .. n LOOP
+			UPDATE public.g SET v = v + 1 WHERE id = 1 + i % 20;
+			COMMIT;
+			PERFORM pg_catalog.pg_sleep(gap);
+		END LOOP;
+	END $$;
+});
+my $total;
+ok(wait_all_delivered($node, $file, 'the first rows to arrive', \$total), 'the first rows arrived');
+
+# the batches the publisher needed for 40 commits, 5 ms apart
+sub batches_for_spaced_commits
+{
+	my ($what) = @_;
+	my $b0 = $node->safe_psql('postgres', 'SELECT batches FROM para_sync.status');
+	$node->safe_psql('postgres', 'CALL public.spaced_commits(40, 0.005)');
+	ok(wait_all_delivered($node, $file, $what, \$total), "$what: every change arrived");
+	return $node->safe_psql('postgres', 'SELECT batches FROM para_sync.status') - $b0;
+}
+
+my $off = batches_for_spaced_commits('batch_delay = 0');
+cmp_ok($off, '>=', 20, "without para_sync.batch_delay the commits go out in many batches ($off)");
+
+$node->safe_psql('postgres', q{ALTER SYSTEM SET para_sync.batch_delay = 100000});
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+sleep 1;	# the worker reloads when SIGHUP sets its latch
+my $on = batches_for_spaced_commits('batch_delay = 100 ms');
+cmp_ok($on, '<=', 12, "with para_sync.batch_delay = 100 ms they gather into a few batches ($on)");
+
+my $msgs = read_sub($file);
+my @problems = check_contiguous($msgs);
+is_deeply(\@problems, [], 'per-key sequences contiguous, in order, one envelope per sequence');
+is(scalar(@$msgs), $total, 'exactly one message per committed change');
+
+# the setting is bounded, so that SIGTERM ends a pause within 0.1 s
+my ($ret, $out, $err) = $node->psql('postgres', q{ALTER SYSTEM SET para_sync.batch_delay = 200000});
+like($err, qr/200000 is outside the valid range/, 'a pause beyond 0.1 s is refused');
+
+stop_sub($sub);
+$node->stop;
+stop_nats($nats);
+done_testing();
