@@ -34,6 +34,8 @@
  *   gather   (only with para_sync.batch_delay, after a batch that took every
  *            committed envelope) sleep that long, so that the next batch
  *            carries the commits made meanwhile
+ *   caught-up  after such a batch, sleep at once unless a commit set the
+ *            latch since the read (no read that would find nothing)
  *   vacuum   (only when a read found nothing) the outbox, once
  *            para_sync.vacuum_threshold rows were removed since the last
  *            time (outbox_vacuum.c)
@@ -668,6 +670,27 @@ phase_gather(const Batch *b)
 	pg_usleep(psync_batch_delay_us);
 }
 
+/*
+ * After a batch that took every envelope committed when it was read: did a
+ * commit come since?  Each commit after that read's snapshot sets the latch
+ * (status.c: commit wake-ups are on from before the read), so with the latch
+ * unset nothing is left to read, and the worker sleeps without the read that
+ * would find nothing (under moderate traffic, one transaction per batch).
+ * Not when the outbox is due for its vacuum, which follows an empty read.
+ */
+static bool
+phase_caught_up(const Batch *b)
+{
+	if (have_ahead || b->n >= b->cap || b->capped || outbox_vacuum_due())
+		return false;
+	if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 0,
+				  PG_WAIT_EXTENSION) & WL_LATCH_SET)
+		return false;
+	refresh_backlog(true);
+	set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
+	return true;
+}
+
 /* Caught up: vacuum the dead rows the removals left behind. */
 static void
 phase_vacuum(void)
@@ -761,6 +784,7 @@ refresh_backlog_after(const Batch *b)
 typedef enum Next
 {
 	NEXT_NOW,					/* more work: go on without waiting */
+	NEXT_CAUGHT_UP,				/* published all there was: sleep like NEXT_WAIT */
 	NEXT_WAIT,					/* sleep until a commit, an event or the poll */
 	NEXT_BACKOFF				/* something failed (errbuf): back off */
 } Next;
@@ -841,7 +865,8 @@ phase_send_ahead(void)
 
 /*
  * One iteration: check the server's role and the extension, connect, read a
- * batch, wait for the standbys, publish, remove, let commits gather.
+ * batch, wait for the standbys, publish, remove, let commits gather, and
+ * sleep unless a commit came meanwhile.
  */
 static Next
 run_iteration(void)
@@ -903,7 +928,7 @@ run_iteration(void)
 	if (!sent_ahead)
 		return NEXT_BACKOFF;
 	phase_gather(&b);
-	return NEXT_NOW;
+	return phase_caught_up(&b) ? NEXT_CAUGHT_UP : NEXT_NOW;
 }
 
 static char *nats_fingerprint = NULL;
@@ -1049,14 +1074,15 @@ para_sync_worker_main(Datum main_arg)
 			set_activity(PSW_BACKOFF, "para_sync publisher: backing off after a NATS failure");
 			refresh_backlog(false);
 		}
-		else if (next == NEXT_NOW)
+		else if (next == NEXT_NOW || next == NEXT_CAUGHT_UP)
 		{
 			if (backoff_ms != 0 && nats_is_connected())
 			{
 				report_recovered("NATS accepts envelopes again; publishing resumed");
 				backoff_ms = 0;
 			}
-			timeout = 0;
+			if (next == NEXT_NOW)
+				timeout = 0;
 		}
 
 		if (timeout > 0)
