@@ -52,6 +52,36 @@ for my $id (1 .. 3)
 		'1', "the published change of d:$id survived the crash");
 }
 
+# Asynchronous writers, concurrently, while the worker publishes and removes
+# (its own commits are asynchronous too and share the commit log's LSN
+# groups with theirs): after an immediate shutdown, no key may have been
+# published beyond the sequence that survived.
+$node->safe_psql('postgres', 'ALTER DATABASE postgres SET synchronous_commit = off');
+my ($rc, $out, $err) = finish_pgbench(start_pgbench($node, q{
+\set id random(1, 5)
+UPDATE public.d SET v = v + 1 WHERE id = :id;
+}, '-c', '2', '-j', '2', '-T', '3'));
+is($rc, 0, 'asynchronous writers ran while the worker published') or diag($err);
+$node->stop('immediate');
+$node->start;
+$node->safe_psql('postgres', 'ALTER DATABASE postgres RESET synchronous_commit');
+my %published;
+for (@{ read_sub($file) })
+{
+	$published{ $_->[0] } = $_->[1] if $_->[1] > ($published{ $_->[0] } // 0);
+}
+my @beyond;
+for my $id (1 .. 5)
+{
+	my $key = "d:$id";
+	my $durable = $node->safe_psql('postgres',
+		"SELECT para_sync.envelope_to_jsonb(para_sync.snapshot('$key'))->>'sequence'");
+	push @beyond, "$key published $published{$key}, durable $durable"
+	  if $published{$key} > $durable;
+}
+is_deeply(\@beyond, [], 'nothing was published beyond what survived the crash');
+diag('published up to ' . join(', ', map { "$_/$published{$_}" } sort keys %published));
+
 # and after every crash, sequences go on where the published ones ended
 $node->safe_psql('postgres', 'UPDATE public.d SET v = v + 1');
 ok(wait_for(sub { scalar(@{ read_sub($file) }) >= 13 }, 'updates after the crashes'),
