@@ -484,6 +484,16 @@ phase_read(Batch *b)
 }
 
 /*
+ * Did b take every envelope committed when it was read?  A batch that is
+ * neither full nor cut by the byte cap did (it may have wrapped around).
+ */
+static bool
+took_all(const Batch *b)
+{
+	return b->n < b->cap && !b->capped;
+}
+
+/*
  * Read-ahead, while NATS confirms b: the rows after b's last (key,
  * sequence), without wrapping around, into the other batch context; not
  * when b itself wrapped around.  Both
@@ -501,12 +511,11 @@ phase_read_ahead(Batch *b)
 	if (left <= 0 || b->wrapped)
 		return;
 	/*
-	 * A batch that is not full saw every row committed when it was read; the
-	 * next iteration's read finds the later ones, without a transaction per
-	 * batch spent here on finding nothing (live traffic: one or two rows per
-	 * batch).
+	 * After a batch that took all, the next iteration's read finds the later
+	 * rows, without a transaction per batch spent here on finding nothing
+	 * (live traffic: one or two rows per batch).
 	 */
-	if (b->n < b->cap && !b->capped)
+	if (took_all(b))
 		return;
 	if (read_batch(&ahead, batch_cxt[b->cxt == batch_cxt[0] ? 1 : 0],
 				   last->key, last->seq, false, left, false) &&
@@ -664,7 +673,7 @@ phase_remove(Batch *b)
 static void
 phase_gather(const Batch *b)
 {
-	if (psync_batch_delay_us <= 0 || have_ahead || b->n >= b->cap || b->capped)
+	if (psync_batch_delay_us <= 0 || have_ahead || !took_all(b))
 		return;
 	set_activity(PSW_IDLE, "para_sync publisher: letting commits gather (para_sync.batch_delay)");
 	pg_usleep(psync_batch_delay_us);
@@ -681,7 +690,7 @@ phase_gather(const Batch *b)
 static bool
 phase_caught_up(const Batch *b)
 {
-	if (have_ahead || b->n >= b->cap || b->capped || outbox_vacuum_due())
+	if (have_ahead || !took_all(b) || outbox_vacuum_due())
 		return false;
 	if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 0,
 				  PG_WAIT_EXTENSION) & WL_LATCH_SET)
