@@ -87,6 +87,7 @@ typedef struct PsyncShared
 	slock_t		mutex;			/* protects everything below but latch */
 	Latch	   *latch;			/* the worker's latch; NULL when none runs */
 	pg_atomic_uint32 wake_on_commit;	/* 0 while NATS is failing */
+	pg_atomic_uint64 commit_wakes;	/* commits that woke the worker, ever */
 	int			pid;
 	PsyncWorkerState state;
 	PsyncNatsState nats_state;
@@ -120,6 +121,7 @@ extern void status_count_retry(void);
 extern void status_set_backlog(int64 backlog, TimestampTz oldest);
 extern void status_register_worker(void);
 extern void status_wake_on_commit(bool on);
+extern uint64 status_commit_wakes(void);
 
 /* ---- the outbox's consume step (outbox_consume.c) */
 

@@ -3,8 +3,8 @@
  * doing (para_sync.status), and its latch, which committing writers set.
  *
  * Owns: the shmem request/startup hooks, the commit-time wake-up of the
- * worker (an XactCallback that SetLatch()es it when the transaction wrote
- * envelopes, see capture.c, unless NATS is failing), and
+ * worker (an XactCallback that counts the commit and SetLatch()es it when
+ * the transaction wrote envelopes, see capture.c, unless NATS is failing), and
  * para_sync.publisher_status(), the function behind the para_sync.status
  * view.  Reading the view costs a spinlock and a memcpy: the worker measures
  * the backlog itself, at most once a second.
@@ -74,6 +74,7 @@ status_shmem_startup(void)
 		memset(psync_shared, 0, sizeof(PsyncShared));
 		SpinLockInit(&psync_shared->mutex);
 		pg_atomic_init_u32(&psync_shared->wake_on_commit, 1);
+		pg_atomic_init_u64(&psync_shared->commit_wakes, 0);
 		psync_shared->backlog = -1;
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -96,8 +97,22 @@ status_wake_on_commit(bool on)
 }
 
 /*
- * Commit of a transaction that wrote envelopes: wake the worker, unless NATS
- * is failing.  Runs after the commit is visible to new snapshots.  A stale
+ * How many commits woke the worker so far.  Read after turning wake-ups on
+ * and before a read's snapshot, and again after the batch: equal, and no
+ * commit came after that snapshot (each counts itself before it sets the
+ * latch).  Unlike the latch, which waits inside PostgreSQL (a lock, a
+ * buffer, the standby slots) may reset, the count is never lost.
+ */
+uint64
+status_commit_wakes(void)
+{
+	return pg_atomic_read_u64(&psync_shared->commit_wakes);
+}
+
+/*
+ * Commit of a transaction that wrote envelopes: count it and wake the
+ * worker, unless NATS is failing.  Runs after the commit is visible to new
+ * snapshots.  A stale
  * latch pointer (worker just exited) is harmless: SetLatch on a latch nobody
  * waits on only sets a flag.
  */
@@ -115,7 +130,10 @@ status_xact_callback(XactEvent event, void *arg)
 				pg_memory_barrier();
 				if (latch != NULL &&
 					pg_atomic_read_u32(&psync_shared->wake_on_commit) != 0)
+				{
+					pg_atomic_fetch_add_u64(&psync_shared->commit_wakes, 1);
 					SetLatch(latch);
+				}
 			}
 			para_sync_xact_wrote_envelopes = false;
 			break;

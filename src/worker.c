@@ -190,7 +190,7 @@ define_settings(void)
 	/* microseconds, like commit_delay; at most 0.1 s keeps SIGTERM prompt */
 	DefineCustomIntVariable("para_sync.batch_delay",
 							"Pause, in microseconds, after a batch that took every committed envelope, so that more commits go into the next one.",
-							"0 reads again at once. Fewer, larger batches under sustained traffic, for up to this much latency.",
+							"0 does not pause. Fewer, larger batches under sustained traffic, for up to this much latency.",
 							&psync_batch_delay_us, 0, 0, 100000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	outbox_vacuum_define_settings();
@@ -294,10 +294,13 @@ static void
 set_activity(PsyncWorkerState state, const char *activity)
 {
 	static PsyncWorkerState last = PSW_STOPPED;
+	static const char *last_activity = NULL;
 
-	if (state == last)
+	/* activity is a string constant: the same text is the same pointer */
+	if (state == last && activity == last_activity)
 		return;
 	last = state;
+	last_activity = activity;
 	status_set_state(state);
 	pgstat_report_activity(state == PSW_IDLE ? STATE_IDLE : STATE_RUNNING, activity);
 }
@@ -316,6 +319,7 @@ typedef struct Batch
 	text	  **keys;			/* msgs[i].key as text */
 	ItemPointerData *tids;		/* where msgs[i] was read */
 	bool		wrapped;		/* went on from the first key after the last */
+	bool		whole;			/* read with wrap-around: could see every key */
 	int			refetched;
 	int			skipped;
 	XLogRecPtr	commit_upto;	/* latest commit LSN of its rows' writers */
@@ -325,6 +329,7 @@ typedef struct Batch
 } Batch;
 
 static MemoryContext loop_cxt = NULL;	/* reset at the start of every iteration */
+static uint64 wakes_before_read = 0;	/* status_commit_wakes() before the read */
 static char *after_key = NULL;	/* in TopMemoryContext */
 
 /*
@@ -377,6 +382,13 @@ end_work(void)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(loop_cxt);
+}
+
+/* Did a commit wake the worker since this iteration began (before its read)? */
+static bool
+commits_since_read(void)
+{
+	return status_commit_wakes() != wakes_before_read;
 }
 
 /*
@@ -452,6 +464,7 @@ read_batch(Batch *b, MemoryContext cxt, const char *key, int64 seq, bool wrap,
 {
 	MemoryContextReset(cxt);
 	memset(b, 0, sizeof(*b));
+	b->whole = wrap;
 	b->cxt = cxt;
 	b->cap = psync_batch_size;
 	b->byte_cap = byte_cap;
@@ -483,14 +496,21 @@ phase_read(Batch *b)
 					  (int64) psync_batch_bytes * 1024, true);
 }
 
+/* Was b ended by para_sync.batch_size or the byte cap (rows may be left)? */
+static bool
+batch_full(const Batch *b)
+{
+	return b->n >= b->cap || b->capped;
+}
+
 /*
- * Did b take every envelope committed when it was read?  A batch that is
- * neither full nor cut by the byte cap did (it may have wrapped around).
+ * Did b take every envelope committed when it was read?  Only a read that
+ * could wrap around the key space (not a read-ahead) and was not full.
  */
 static bool
 took_all(const Batch *b)
 {
-	return b->n < b->cap && !b->capped;
+	return b->whole && !batch_full(b);
 }
 
 /*
@@ -511,11 +531,11 @@ phase_read_ahead(Batch *b)
 	if (left <= 0 || b->wrapped)
 		return;
 	/*
-	 * After a batch that took all, the next iteration's read finds the later
-	 * rows, without a transaction per batch spent here on finding nothing
-	 * (live traffic: one or two rows per batch).
+	 * After a batch that was not full, the next iteration's read finds the
+	 * later rows, without a transaction per batch spent here on finding
+	 * nothing (live traffic: one or two rows per batch).
 	 */
-	if (took_all(b))
+	if (!batch_full(b))
 		return;
 	if (read_batch(&ahead, batch_cxt[b->cxt == batch_cxt[0] ? 1 : 0],
 				   last->key, last->seq, false, left, false) &&
@@ -681,19 +701,18 @@ phase_gather(const Batch *b)
 
 /*
  * After a batch that took every envelope committed when it was read: did a
- * commit come since?  Each commit after that read's snapshot sets the latch
- * (status.c: commit wake-ups are on from before the read), so with the latch
- * unset nothing is left to read, and the worker sleeps without the read that
- * would find nothing (under moderate traffic, one transaction per batch).
- * Not when the outbox is due for its vacuum, which follows an empty read.
+ * commit come since?  Each commit after that read's snapshot counts itself
+ * (status_commit_wakes()) before it sets the latch, so with the count
+ * unchanged nothing is left to read, and the worker sleeps without the read
+ * that would find nothing (at low rates, one transaction per batch).  Not
+ * when the outbox is due for its vacuum, which follows an empty read, nor
+ * with a signal pending.
  */
 static bool
 phase_caught_up(const Batch *b)
 {
-	if (have_ahead || !took_all(b) || outbox_vacuum_due())
-		return false;
-	if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 0,
-				  PG_WAIT_EXTENSION) & WL_LATCH_SET)
+	if (have_ahead || !took_all(b) || outbox_vacuum_due() ||
+		ShutdownRequestPending || ConfigReloadPending || commits_since_read())
 		return false;
 	refresh_backlog(true);
 	set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
@@ -911,7 +930,8 @@ run_iteration(void)
 			phase_vacuum();
 		pgstat_report_stat(false);
 		set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
-		return NEXT_WAIT;
+		/* a commit after the snapshot whose wake-up a wait inside PostgreSQL consumed */
+		return commits_since_read() ? NEXT_NOW : NEXT_WAIT;
 	}
 	status_backlog_at_least(b.n);
 
@@ -1028,6 +1048,14 @@ para_sync_worker_main(Datum main_arg)
 		long		timeout = psync_poll_interval_ms;
 		Next		next;
 
+		/*
+		 * Whatever sets the latch from here on wakes the wait below: a commit
+		 * before this is visible to this pass's read, and a signal or NATS
+		 * event before it is seen by the checks that follow.
+		 */
+		ResetLatch(MyLatch);
+		if (ShutdownRequestPending)
+			break;
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
 		if (ConfigReloadPending)
@@ -1065,6 +1093,7 @@ para_sync_worker_main(Datum main_arg)
 			retry_at = 0;
 			/* before this iteration reads: commits from now on wake us */
 			status_wake_on_commit(true);
+			wakes_before_read = status_commit_wakes();
 			next = run_iteration();
 		}
 		MemoryContextSwitchTo(TopMemoryContext);
@@ -1094,12 +1123,10 @@ para_sync_worker_main(Datum main_arg)
 				timeout = 0;
 		}
 
-		if (timeout > 0)
-		{
+		/* a wait inside PostgreSQL may have consumed a signal's latch */
+		if (timeout > 0 && !ShutdownRequestPending && !ConfigReloadPending)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 timeout, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
 		CHECK_FOR_INTERRUPTS();
 	}
 	proc_exit(0);

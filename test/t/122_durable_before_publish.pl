@@ -84,7 +84,8 @@ diag('published up to ' . join(', ', map { "$_/$published{$_}" } sort keys %publ
 
 # and after every crash, sequences go on where the published ones ended
 $node->safe_psql('postgres', 'UPDATE public.d SET v = v + 1');
-ok(wait_for(sub { scalar(@{ read_sub($file) }) >= 13 }, 'updates after the crashes'),
+my $total;
+ok(wait_all_delivered($node, $file, 'updates after the crashes', \$total),
 	'updates after the crashes are published');
 my @problems = check_contiguous(read_sub($file));
 is_deeply(\@problems, [], 'per key, contiguous sequences, one content each');

@@ -26,6 +26,7 @@ max_wal_senders = 4
 max_replication_slots = 4
 para_sync.standby_slots = 's1'
 para_sync.batch_size = 100
+para_sync.poll_interval = '1h'
 });
 $primary->safe_psql('postgres', q{
 	SELECT pg_create_physical_replication_slot('s1', true);
@@ -58,6 +59,15 @@ my $script = q{
 \set id random(1, 200)
 UPDATE public.f SET v = v + 1 WHERE id = :id;
 };
+
+# Commits that land while a batch waits for the standby (a wait that resets
+# the worker's latch) must still wake it: with the fallback poll at one hour,
+# a lost wake-up would leave them unpublished.
+my ($brc, $bout, $berr) = finish_pgbench(start_pgbench($primary, $script, '-c', '2', '-j', '2', '-T', '2'));
+is($brc, 0, 'a burst of commits behind the standby slot') or diag($berr);
+my $total;
+ok(wait_all_delivered($primary, $file, 'the burst behind the standby slot', \$total),
+	'every commit of the burst was published (poll interval one hour)');
 my $pgb = start_pgbench($primary, $script, '-c', '4', '-j', '2', '-T', '30');
 ok(wait_for(sub { scalar(@{ read_sub($file) }) > 1200 }, 'progress under load', 60),
 	'publishing under load');
