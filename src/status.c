@@ -97,11 +97,14 @@ status_wake_on_commit(bool on)
 }
 
 /*
- * How many commits woke the worker so far.  Read after turning wake-ups on
- * and before a read's snapshot, and again after the batch: equal, and no
- * commit came after that snapshot (each counts itself before it sets the
- * latch).  Unlike the latch, which waits inside PostgreSQL (a lock, a
- * buffer, the standby slots) may reset, the count is never lost.
+ * How many commits woke the worker so far.  The worker reads it after
+ * turning wake-ups on and before a read's snapshot, and again after the
+ * batch (or an empty read): equal, and no commit that wakes the worker came
+ * after that snapshot (each counts itself before it sets the latch).  Not
+ * counted: commits while wake-ups are off (NATS failing; the retry reads
+ * them) and COMMIT PREPARED (the fallback poll finds it).  Unlike the
+ * latch, which waits inside PostgreSQL (a lock, a buffer, the standby
+ * slots) may reset, the count is never lost.
  */
 uint64
 status_commit_wakes(void)
@@ -112,9 +115,8 @@ status_commit_wakes(void)
 /*
  * Commit of a transaction that wrote envelopes: count it and wake the
  * worker, unless NATS is failing.  Runs after the commit is visible to new
- * snapshots.  A stale
- * latch pointer (worker just exited) is harmless: SetLatch on a latch nobody
- * waits on only sets a flag.
+ * snapshots.  A stale latch pointer (worker just exited) is harmless:
+ * SetLatch on a latch nobody waits on only sets a flag.
  */
 static void
 status_xact_callback(XactEvent event, void *arg)

@@ -34,8 +34,9 @@
  *   gather   (only with para_sync.batch_delay, after a batch that took every
  *            committed envelope) sleep that long, so that the next batch
  *            carries the commits made meanwhile
- *   caught-up  after such a batch, sleep at once unless a commit set the
- *            latch since the read (no read that would find nothing)
+ *   caught-up  after such a batch, sleep at once unless the count of
+ *            commit wake-ups (status_commit_wakes()) changed since before
+ *            the read (no read that would find nothing)
  *   vacuum   (only when a read found nothing) the outbox, once
  *            para_sync.vacuum_threshold rows were removed since the last
  *            time (outbox_vacuum.c)
@@ -294,10 +295,9 @@ static void
 set_activity(PsyncWorkerState state, const char *activity)
 {
 	static PsyncWorkerState last = PSW_STOPPED;
-	static const char *last_activity = NULL;
+	static const char *last_activity = NULL;	/* a string constant */
 
-	/* activity is a string constant: the same text is the same pointer */
-	if (state == last && activity == last_activity)
+	if (state == last && last_activity != NULL && strcmp(activity, last_activity) == 0)
 		return;
 	last = state;
 	last_activity = activity;
@@ -1054,6 +1054,7 @@ para_sync_worker_main(Datum main_arg)
 		 * event before it is seen by the checks that follow.
 		 */
 		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
 		if (ShutdownRequestPending)
 			break;
 		MemoryContextReset(loop_cxt);
