@@ -153,10 +153,10 @@ $node->safe_psql('postgres', q{
 ok( wait_for(sub {
 		$node->safe_psql('postgres', 'SELECT count(*) FROM para_sync.outbox') eq '0' }, 'js drain'),
 	'JetStream drain');
-my $dump = "$tmp/layout_js.msgs";
-ok(IPC::Run::run([ sub_tool(), '-u', $jsurl, '-j', 'SYNCED', '-s', 'app.>', '-o', $dump ]),
+my $js_file = "$tmp/layout_js.msgs";
+ok(IPC::Run::run([ sub_tool(), '-u', $jsurl, '-j', 'SYNCED', '-s', 'app.>', '-o', $js_file ]),
 	'stream dumped');
-my $jmsgs = read_sub($dump);
+my $jmsgs = read_sub($js_file);
 my %jc = %{ counts($jmsgs) };
 is_deeply(\%jc, { users => 5, orders => 5 }, 'the stream holds both layouts, each change once')
   or diag(explain($jmsgs));
