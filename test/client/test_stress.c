@@ -30,12 +30,20 @@ typedef struct server_key
 static server_key server[NKEYS];
 static psync_transport *transport;
 
-/* ---- refetcher: a queue served by one thread ---- */
+/*
+ * ---- refetcher: a queue served by one thread ----
+ *
+ * The queue grows as needed: a request it refused would leave a replica
+ * stale for good once its key's last envelope has gone by, and how many
+ * requests pile up depends on how fast the machine runs the churn threads
+ * (a fixed 4096 was once exceeded on a loaded CI machine under ASan).
+ */
 
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t queue_cond = PTHREAD_COND_INITIALIZER;
-static psync_refetch_request *queue[4096];
-static int	queue_len;
+static psync_refetch_request **queue;
+static size_t queue_len,
+			queue_cap;
 static bool queue_stop;
 static atomic_int refetch_calls;
 
@@ -46,17 +54,23 @@ queue_refetch(void *ctx, const char *key, psync_refetch_request *req)
 	(void) key;
 	atomic_fetch_add(&refetch_calls, 1);
 	pthread_mutex_lock(&queue_lock);
-	if (queue_len < 4096)
+	if (queue_len == queue_cap)
 	{
-		queue[queue_len++] = req;
-		pthread_cond_signal(&queue_cond);
-		pthread_mutex_unlock(&queue_lock);
+		size_t		cap = queue_cap == 0 ? 1024 : queue_cap * 2;
+		psync_refetch_request **grown = realloc(queue, cap * sizeof(*queue));
+
+		if (grown == NULL)
+		{
+			pthread_mutex_unlock(&queue_lock);
+			psync_refetch_fail(req, "out of memory");
+			return;
+		}
+		queue = grown;
+		queue_cap = cap;
 	}
-	else
-	{
-		pthread_mutex_unlock(&queue_lock);
-		psync_refetch_fail(req, "queue full");
-	}
+	queue[queue_len++] = req;
+	pthread_cond_signal(&queue_cond);
+	pthread_mutex_unlock(&queue_lock);
 }
 
 static server_key *
@@ -246,6 +260,7 @@ replicas_converge_under_concurrency(void)
 	pthread_cond_broadcast(&queue_cond);
 	pthread_mutex_unlock(&queue_lock);
 	pthread_join(refetcher, NULL);	/* drains: late completions are safe */
+	free(queue);
 	psync_transport_destroy(transport);
 }
 
