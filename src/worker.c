@@ -505,7 +505,8 @@ batch_full(const Batch *b)
 
 /*
  * Did b take every envelope committed when it was read?  Only a read that
- * could wrap around the key space (not a read-ahead) and was not full.
+ * could wrap around the key space (not a read-ahead) and was not full (so
+ * no read-ahead followed it either).
  */
 static bool
 took_all(const Batch *b)
@@ -693,7 +694,7 @@ phase_remove(Batch *b)
 static void
 phase_gather(const Batch *b)
 {
-	if (psync_batch_delay_us <= 0 || have_ahead || !took_all(b))
+	if (psync_batch_delay_us <= 0 || !took_all(b))
 		return;
 	set_activity(PSW_IDLE, "para_sync publisher: letting commits gather (para_sync.batch_delay)");
 	pg_usleep(psync_batch_delay_us);
@@ -711,7 +712,7 @@ phase_gather(const Batch *b)
 static bool
 phase_caught_up(const Batch *b)
 {
-	if (have_ahead || !took_all(b) || outbox_vacuum_due() ||
+	if (!took_all(b) || outbox_vacuum_due() ||
 		ShutdownRequestPending || ConfigReloadPending || commits_since_read())
 		return false;
 	refresh_backlog(true);
