@@ -88,6 +88,7 @@ typedef struct PsyncShared
 	Latch	   *latch;			/* the worker's latch; NULL when none runs */
 	pg_atomic_uint32 wake_on_commit;	/* 0 while NATS is failing */
 	pg_atomic_uint64 commit_wakes;	/* commits that woke the worker, ever */
+	pg_atomic_uint32 database;	/* the worker's database OID; InvalidOid: none yet */
 	int			pid;
 	PsyncWorkerState state;
 	PsyncNatsState nats_state;
@@ -111,6 +112,7 @@ typedef struct PsyncShared
 extern PsyncShared *psync_shared;
 
 extern void status_shmem_init(void);
+extern void status_set_database(Oid database);
 extern void status_set_state(PsyncWorkerState state);
 extern void status_set_nats(PsyncNatsState state, const char *server);
 extern void status_set_error(const char *error);

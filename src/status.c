@@ -75,6 +75,7 @@ status_shmem_startup(void)
 		SpinLockInit(&psync_shared->mutex);
 		pg_atomic_init_u32(&psync_shared->wake_on_commit, 1);
 		pg_atomic_init_u64(&psync_shared->commit_wakes, 0);
+		pg_atomic_init_u32(&psync_shared->database, InvalidOid);
 		psync_shared->backlog = -1;
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -102,7 +103,8 @@ status_wake_on_commit(bool on)
  * batch (or an empty read): equal, and no commit that wakes the worker came
  * after that snapshot (each counts itself before it sets the latch).  Not
  * counted: commits while wake-ups are off (NATS failing; the retry reads
- * them) and COMMIT PREPARED (the fallback poll finds it).  Unlike the
+ * them), commits in other databases (not the worker's outbox) and COMMIT
+ * PREPARED (the fallback poll finds it).  Unlike the
  * latch, which waits inside PostgreSQL (a lock, a buffer, the standby
  * slots) may reset, the count is never lost.
  */
@@ -113,9 +115,21 @@ status_commit_wakes(void)
 }
 
 /*
- * Commit of a transaction that wrote envelopes: count it and wake the
- * worker, unless NATS is failing.  Runs after the commit is visible to new
- * snapshots.  A stale latch pointer (worker just exited) is harmless:
+ * The database the worker publishes from, once it is connected to it
+ * (InvalidOid when no worker runs): only commits there wake it.
+ */
+void
+status_set_database(Oid database)
+{
+	pg_atomic_write_u32(&psync_shared->database, database);
+}
+
+/*
+ * Commit of a transaction that wrote envelopes in the worker's database:
+ * count it and wake the worker, unless NATS is failing.  (Envelopes written
+ * in another database with the extension are not the worker's to publish:
+ * docs/publisher.md, para_sync.database.)  Runs after the commit is visible
+ * to new snapshots.  A stale latch pointer (worker just exited) is harmless:
  * SetLatch on a latch nobody waits on only sets a flag.
  */
 static void
@@ -131,6 +145,7 @@ status_xact_callback(XactEvent event, void *arg)
 
 				pg_memory_barrier();
 				if (latch != NULL &&
+					pg_atomic_read_u32(&psync_shared->database) == MyDatabaseId &&
 					pg_atomic_read_u32(&psync_shared->wake_on_commit) != 0)
 				{
 					pg_atomic_fetch_add_u64(&psync_shared->commit_wakes, 1);
@@ -167,6 +182,7 @@ status_shmem_init(void)
 static void
 status_unregister_worker(int code, Datum arg)
 {
+	status_set_database(InvalidOid);
 	SpinLockAcquire(&psync_shared->mutex);
 	psync_shared->latch = NULL;
 	psync_shared->pid = 0;

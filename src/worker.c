@@ -1005,6 +1005,7 @@ worker_setup(const char *database)
 {
 	status_register_worker();
 	BackgroundWorkerInitializeConnection(database, NULL, 0);
+	status_set_database(MyDatabaseId);
 	pgstat_report_appname("para_sync publisher");
 	/* our deletes need not wait for the disk: a lost one is only a resend */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);

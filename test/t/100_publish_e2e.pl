@@ -106,6 +106,37 @@ my ($cret, $cerr) = commit_one_by_one($node, 500,
 	'UPDATE public.items SET v = v + 1 WHERE id = 1 + i % 200');
 is($cret, 0, '500 commits one at a time each woke the publisher') or diag($cerr);
 
+# Commits in another database with the extension are not the worker's to
+# publish, and do not wake it: its main thread's voluntary context switches
+# (each wake-up is at least one) stay far below one per commit.
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+$node->safe_psql('other', q{
+	CREATE EXTENSION para_sync;
+	CREATE TABLE public.items (id int PRIMARY KEY, v int NOT NULL);
+	INSERT INTO public.items SELECT g, 0 FROM generate_series(1, 200) g;
+	SELECT para_sync.sync_table('public.items');
+	CREATE PROCEDURE public.commit_200() LANGUAGE plpgsql AS $$
+	BEGIN
+		FOR i IN 1 .. 200 LOOP
+			UPDATE public.items SET v = v + 1 WHERE id = i;
+			COMMIT;
+			PERFORM pg_catalog.pg_sleep(0.002);
+		END LOOP;
+	END $$;});
+my $wpid = worker_pid($node);
+my $switches = sub {
+	open(my $fh, '<', "/proc/$wpid/status") or die "no /proc/$wpid/status: $!";
+	my ($n) = map { /^voluntary_ctxt_switches:\s+(\d+)/ ? $1 : () } <$fh>;
+	return $n;
+};
+my $sw0 = $switches->();
+$node->safe_psql('other', 'CALL public.commit_200()');
+my $woken = $switches->() - $sw0;
+cmp_ok($woken, '<', 50, "200 commits in another database did not wake the worker (woken $woken times)");
+is($node->safe_psql('other', 'SELECT count(*) FROM para_sync.outbox'), '200',
+	"the other database's envelopes stay in its own outbox");
+$node->safe_psql('postgres', 'DROP DATABASE other');
+
 # not for PUBLIC
 $node->safe_psql('postgres', 'CREATE ROLE nobody LOGIN');
 my ($ret, $o, $e) = $node->psql('postgres', 'SELECT * FROM para_sync.status',
