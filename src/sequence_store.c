@@ -147,6 +147,17 @@ store_relations(void)
 	return &store;
 }
 
+/*
+ * Are the relation OIDs still resolved, with no invalidation of them since
+ * (as of the last AcceptInvalidationMessages())?  Then the extension they
+ * belong to has not been dropped meanwhile.
+ */
+bool
+store_relations_resolved(void)
+{
+	return OidIsValid(store.outbox);
+}
+
 static Oid
 relation_owner(Oid relid)
 {

@@ -348,7 +348,10 @@ static void refresh_backlog(bool caught_up);
 
 /*
  * Start a transaction with a snapshot.  false (and no transaction) when the
- * extension is not installed in this database.
+ * extension is not installed in this database.  Looking the extension up is
+ * a catalog scan, twice per batch; while para_sync's tables stay resolved
+ * (DROP EXTENSION invalidates them, and starting the transaction took in
+ * every invalidation) it is the same extension as before.
  */
 static bool
 begin_work(void)
@@ -357,6 +360,11 @@ begin_work(void)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	if (OidIsValid(extension_oid) && store_relations_resolved())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		return true;
+	}
 	ext = get_extension_oid("para_sync", true);
 	if (!OidIsValid(ext))
 	{
