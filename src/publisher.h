@@ -88,7 +88,7 @@ typedef struct PsyncShared
 	Latch	   *latch;			/* the worker's latch; NULL when none runs */
 	pg_atomic_uint32 wake_on_commit;	/* 0 while NATS is failing */
 	pg_atomic_uint64 commit_wakes;	/* commits that woke the worker, ever */
-	pg_atomic_uint32 database;	/* the worker's database OID; InvalidOid: none yet */
+	pg_atomic_uint32 database;	/* the worker's database OID; InvalidOid: no worker connected */
 	int			pid;
 	PsyncWorkerState state;
 	PsyncNatsState nats_state;

@@ -342,6 +342,7 @@ static MemoryContext batch_cxt[2] = {NULL, NULL};
 static Batch ahead;
 static bool have_ahead = false;
 static Oid	extension_oid = InvalidOid;
+static Oid	extension_outbox = InvalidOid;	/* its para_sync.outbox when looked up */
 static SPIPlanPtr backlog_plan = NULL;
 
 static void refresh_backlog(bool caught_up);
@@ -350,8 +351,9 @@ static void refresh_backlog(bool caught_up);
  * Start a transaction with a snapshot.  false (and no transaction) when the
  * extension is not installed in this database.  Looking the extension up is
  * a catalog scan, twice per batch; while para_sync's tables stay resolved
- * (DROP EXTENSION invalidates them, and starting the transaction took in
- * every invalidation) it is the same extension as before.
+ * as they were when it was last looked up (DROP EXTENSION invalidates them,
+ * and starting the transaction took in every invalidation) it is the same
+ * extension as before.
  */
 static bool
 begin_work(void)
@@ -360,7 +362,8 @@ begin_work(void)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	if (OidIsValid(extension_oid) && store_relations_resolved())
+	if (OidIsValid(extension_oid) && store_relations_resolved() &&
+		store_relations()->outbox == extension_outbox)
 	{
 		PushActiveSnapshot(GetTransactionSnapshot());
 		return true;
@@ -380,6 +383,7 @@ begin_work(void)
 		backlog_plan = NULL;
 		extension_oid = ext;
 	}
+	extension_outbox = store_relations()->outbox;
 	PushActiveSnapshot(GetTransactionSnapshot());
 	return true;
 }
