@@ -143,7 +143,7 @@ typedef struct StoreRelations
 	Oid			counters_pkey;
 } StoreRelations;
 extern const StoreRelations *store_relations(void);
-extern bool store_relations_resolved(void);
+extern Oid	store_resolved_outbox(void);
 
 
 /* Run internal statements as the extension owner, then switch back. */

@@ -148,14 +148,14 @@ store_relations(void)
 }
 
 /*
- * Are the relation OIDs still resolved, with no invalidation of them since
- * (as of the last AcceptInvalidationMessages())?  Then the extension they
- * belong to has not been dropped meanwhile.
+ * para_sync.outbox's OID if it is still resolved, with no invalidation of
+ * para_sync's relations since (as of the last AcceptInvalidationMessages());
+ * InvalidOid otherwise.  Resolves nothing, so it cannot fail.
  */
-bool
-store_relations_resolved(void)
+Oid
+store_resolved_outbox(void)
 {
-	return OidIsValid(store.outbox);
+	return store.outbox;
 }
 
 static Oid

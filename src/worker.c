@@ -362,8 +362,7 @@ begin_work(void)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	if (OidIsValid(extension_oid) && store_relations_resolved() &&
-		store_relations()->outbox == extension_outbox)
+	if (OidIsValid(extension_oid) && store_resolved_outbox() == extension_outbox)
 	{
 		PushActiveSnapshot(GetTransactionSnapshot());
 		return true;

@@ -127,14 +127,9 @@ my $wpid = worker_pid($node);
 SKIP:
 {
 	skip 'no /proc to count the worker\'s wake-ups', 2 unless -r "/proc/$wpid/status";
-	my $switches = sub {
-		open(my $fh, '<', "/proc/$wpid/status") or die "no /proc/$wpid/status: $!";
-		my ($n) = map { /^voluntary_ctxt_switches:\s+(\d+)/ ? $1 : () } <$fh>;
-		return $n;
-	};
-	my $sw0 = $switches->();
+	my $sleeps = worker_sleeps($wpid);
 	$node->safe_psql('other', 'CALL public.commit_200()');
-	my $woken = $switches->() - $sw0;
+	my $woken = worker_sleeps($wpid) - $sleeps;
 	cmp_ok($woken, '<', 50,
 		"200 commits in another database did not wake the worker (woken $woken times)");
 	is($node->safe_psql('other', 'SELECT count(*) FROM para_sync.outbox'), '200',

@@ -44,11 +44,6 @@ is($node->safe_psql('postgres', q{
 # Commits do not wake a worker that backs off (it would only sleep again):
 # 300 of them, one at a time, cost it a few wake-ups (its retries), not one
 # each.  Its sleeps are the voluntary context switches of its process.
-sub worker_sleeps
-{
-	my ($p) = @_;
-	return (slurp_file("/proc/$p/status") =~ /^voluntary_ctxt_switches:\s+(\d+)/m)[0];
-}
 my $sleeps = worker_sleeps($pid);
 $node->safe_psql('postgres',
 	join('', map { 'UPDATE public.t SET v = v + 1 WHERE id = ' . (1 + $_ % 100) . ";\n" } 1 .. 300));

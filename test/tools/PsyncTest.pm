@@ -18,7 +18,7 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(start_nats stop_nats nats_url start_sub stop_sub read_sub
   wait_for new_publisher_node latest_by_key check_contiguous
   start_pgbench finish_pgbench sub_tool worker_pid deadline_secs
-  wait_new_worker wait_all_delivered commit_one_by_one);
+  wait_new_worker wait_all_delivered commit_one_by_one worker_sleeps);
 
 # Generous: the tests poll until this many seconds pass, then fail.
 sub deadline_secs { return 180; }
@@ -217,6 +217,14 @@ sub worker_pid
 	my ($node) = @_;
 	return $node->safe_psql('postgres',
 		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'para_sync publisher'});
+}
+
+# How often process $pid's main thread went to sleep so far (its voluntary
+# context switches; Linux /proc): each wake-up of an idle worker is one.
+sub worker_sleeps
+{
+	my ($pid) = @_;
+	return (slurp_file("/proc/$pid/status") =~ /^voluntary_ctxt_switches:\s+(\d+)/m)[0];
 }
 
 # After a crash: wait until the server accepts queries and a publisher
