@@ -47,6 +47,21 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Export only what PostgreSQL looks up: _PG_init, the magic block, the
+# worker's entry and each C function an install or upgrade script names
+# (with its pg_finfo_ record).  PostgreSQL loads libraries RTLD_GLOBAL, so
+# any other global name could clash with another library's.  The list is
+# made from the scripts; test/t/004_exports.pl checks the installed library.
+EXPORTS_MAP = para_sync.exports
+$(EXPORTS_MAP): $(DATA)
+	{ echo '{ global: _PG_init; Pg_magic_func; para_sync_worker_main;'; \
+	  sed -n "s/.*'MODULE_PATHNAME', *'\([A-Za-z0-9_]*\)'.*/\1/p" $(DATA) | sort -u | \
+	  sed 's/.*/  &; pg_finfo_&;/'; \
+	  echo '  local: *; };'; } >$@
+$(shlib): $(EXPORTS_MAP)
+SHLIB_LINK += -Wl,--version-script=$(EXPORTS_MAP)
+EXTRA_CLEAN += $(EXPORTS_MAP)
+
 # PGXS tracks no header dependencies: rebuild everything when a header changes.
 $(OBJS): src/para_sync.h $(wildcard include/para_sync/*.h)
 
