@@ -8,7 +8,7 @@
  * (the scan from after_key to the end and the wrap-around from the start
  * cover the whole index), which made the commit -> subscriber latency after
  * a 200k backlog several times that on a fresh outbox until autovacuum came
- * around (bench/README.md, "Publisher").
+ * around (bench/notes/2026-11-30-outbox-vacuum-latency.md).
  *
  * So the worker counts the rows it removed; when it finds the outbox empty
  * (caught up) and para_sync.vacuum_threshold rows were removed since its

@@ -698,9 +698,10 @@ phase_remove(Batch *b)
  * let commits gather for a moment before the next read.  Under sustained
  * traffic a batch then carries more envelopes, and each batch costs the
  * worker two transactions and a NATS round trip, and nats-server the same
- * round trip (bench/README.md).  Commits do not cut the pause short; after
- * an empty read the worker sleeps on its latch and a commit wakes it at once,
- * so an isolated commit is never delayed.  pg_usleep ends early on a signal.
+ * round trip (bench/notes/2026-12-01-publisher-cost-batch-delay.md).
+ * Commits do not cut the pause short; after an empty read the worker sleeps
+ * on its latch and a commit wakes it at once, so an isolated commit is never
+ * delayed.  pg_usleep ends early on a signal.
  */
 static void
 phase_gather(const Batch *b)

@@ -36,8 +36,9 @@ ok(wait_for(sub { scalar(@{ read_sub($file) }) >= 5 }, 'inserts published'),
 # Synchronous commits only, for a while, before the asynchronous ones below:
 # a publisher that stopped flushing once it had seen only synchronous
 # commits (their records are on disk before they are visible) must start
-# again with the first asynchronous one (bench/README.md, "Tried, not kept":
-# a version that never started again fails the crash check of d:1).
+# again with the first asynchronous one (bench/notes/2026-12-01-publisher-fifth-pass.md,
+# "Tried, not kept": a version that never started again fails the crash check
+# of d:1).
 for my $round (1 .. 3)
 {
 	$node->safe_psql('postgres', "UPDATE public.d SET v = $round WHERE id = 4");
