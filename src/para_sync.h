@@ -141,8 +141,10 @@ typedef struct StoreRelations
 	Oid			outbox_pkey;
 	Oid			counters;
 	Oid			counters_pkey;
+	bool		legacy_schema;	/* the 0.1 schema: ALTER EXTENSION UPDATE not run yet */
 } StoreRelations;
 extern const StoreRelations *store_relations(void);
+extern void require_updated_schema(void);
 extern Oid	store_resolved_outbox(void);
 
 

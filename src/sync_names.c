@@ -24,18 +24,6 @@
 
 PG_FUNCTION_INFO_V1(para_sync_release_sync_name);
 
-static void
-require_sync_names_table(void)
-{
-	Oid			nsp = get_namespace_oid("para_sync", false);
-
-	if (!OidIsValid(get_relname_relid("sync_names", nsp)))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("para_sync's schema is older than its library"),
-				 errhint("Run ALTER EXTENSION para_sync UPDATE.")));
-}
-
 /* Run sql as the extension owner; returns SPI_processed.  Caller is in SPI. */
 static uint64
 run_internal(const char *sql, int nargs, Oid *types, Datum *args, int expect)
@@ -87,7 +75,7 @@ sync_name_claim(const char *sync_name, Oid table_owner)
 	Datum		args[2];
 	Oid			owner;
 
-	require_sync_names_table();
+	require_updated_schema();
 	args[0] = CStringGetTextDatum(sync_name);
 	args[1] = ObjectIdGetDatum(table_owner);
 	run_internal("INSERT INTO para_sync.sync_names (sync_name, owner)"
@@ -119,7 +107,7 @@ para_sync_release_sync_name(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	require_sync_names_table();
+	require_updated_schema();
 	args[0] = PG_GETARG_DATUM(0);
 	/* delete first: waits for a concurrent sync_table() of the name */
 	if (run_internal("DELETE FROM para_sync.sync_names n"
