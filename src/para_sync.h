@@ -15,6 +15,7 @@
 #include "access/tupdesc.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 
@@ -120,6 +121,7 @@ extern char *canonical_text(Oid typid, Datum value, FmgrInfo *output);
 
 extern bool type_is_text_like(Oid base);
 extern bool type_prints_type(Oid typid, Oid target);
+extern void synced_columns_type_check(Relation rel, ArrayType *excluded);
 extern bool key_type_ok(Relation rel, Relation index, int keyno);
 extern void key_type_check(Relation rel, Relation index, int keyno);
 

@@ -170,6 +170,7 @@ check_table(Relation rel, ArrayType *excluded)
 	require_plain_table(rel);
 	index = open_primary_key(rel);
 	check_excluded_columns(rel, index, excluded);
+	synced_columns_type_check(rel, excluded);
 	nkeys = index->rd_index->indnkeyatts;
 	key_names = palloc(sizeof(Datum) * nkeys);
 	for (int i = 0; i < nkeys; i++)
