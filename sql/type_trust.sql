@@ -187,4 +187,5 @@ DROP DOMAIN public.owner_role;
 DROP TABLE o1.tc, o1.tk, o1.tk2, o1.sp, public.ci, public.js, public.deep, public.far, public.names, public.sv;
 DROP EXTENSION citext;
 DROP SCHEMA o1 CASCADE;
+DROP OWNED BY para_sync_o1;
 DROP ROLE para_sync_o1;

@@ -216,6 +216,7 @@ extern Oid *registry_synced_relids(uint64 *n);
 /* ---- sync_names.c: a sync name stays bound to the role that claimed it */
 
 extern void sync_name_claim(const char *sync_name, Oid table_owner);
+extern void sync_names_init(void);
 
 /* ---- publisher (worker.c, nats_conn.c, status.c; internals in publisher.h) */
 
