@@ -8,6 +8,23 @@
 
 \echo Use "ALTER EXTENSION para_sync UPDATE TO '0.3'" to load this file. \quit
 
+-- == synced columns that print catalog names ==
+-- 0.3 refuses synced columns whose values print the names of catalog
+-- objects (regclass, regtype, regproc, regrole, ..., aclitem, also inside
+-- arrays, domains, composites and ranges: src/type_trust.c).  A table
+-- tagged with one under 0.2 stops the update with an error naming it.  The
+-- helper exists only for this step.
+CREATE FUNCTION para_sync.refuse_catalog_name_columns()
+RETURNS void
+LANGUAGE c
+VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'para_sync_refuse_catalog_name_columns';
+REVOKE ALL ON FUNCTION para_sync.refuse_catalog_name_columns() FROM PUBLIC;
+COMMENT ON FUNCTION para_sync.refuse_catalog_name_columns() IS
+	'update step: refuses the update while a synced column prints catalog names';
+SELECT para_sync.refuse_catalog_name_columns();
+DROP FUNCTION para_sync.refuse_catalog_name_columns();
+
 -- == sync-name owners are dependents of their roles ==
 -- DROP ROLE is refused while the role owns sync names, REASSIGN OWNED passes
 -- them on and DROP OWNED releases them (src/sync_names.c, in the current

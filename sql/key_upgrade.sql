@@ -76,3 +76,24 @@ ALTER EXTENSION para_sync UPDATE;
 SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'para_sync';
 \c :regress_db
 DROP DATABASE para_sync_key_upgrade_refused;
+
+-- A table tagged under 0.2 with a synced column that prints catalog names
+-- (0.3 refuses them: renaming the named object would change its text with
+-- no envelope) stops the update to 0.3 with an error naming it.  With the
+-- column retyped (the DDL guard bumps schema_version), the update goes
+-- through.
+CREATE DATABASE para_sync_key_upgrade_names;
+\c para_sync_key_upgrade_names
+SET client_min_messages = warning;
+CREATE EXTENSION para_sync VERSION '0.2';
+CREATE TABLE public.refs (id int PRIMARY KEY, r regclass);
+INSERT INTO para_sync.tables (relid, sync_name, schema_version) VALUES ('public.refs', 'refs', '1');
+SELECT para_sync.install_triggers('public.refs');
+ALTER EXTENSION para_sync UPDATE;
+SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'para_sync';
+ALTER TABLE public.refs ALTER COLUMN r TYPE text USING r::text;
+ALTER EXTENSION para_sync UPDATE;
+SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'para_sync';
+SELECT sync_name, schema_version FROM para_sync.synced_tables;
+\c :regress_db
+DROP DATABASE para_sync_key_upgrade_names;

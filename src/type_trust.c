@@ -31,11 +31,14 @@
  * (regclass, regtype, regproc, regrole, ..., aclitem, also inside arrays,
  * domains, composites and ranges): their text follows DDL on another
  * object, which captures nothing.  Refused when the table is tagged and by
- * the DDL guard when ALTER TABLE adds or retypes such a column.
+ * the DDL guard when ALTER TABLE adds or retypes such a column; a table
+ * tagged with one under 0.2 stops the update to 0.3
+ * (para_sync.refuse_catalog_name_columns(), run once by the update script).
  */
 #include "para_sync.h"
 
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/stratnum.h"
 #include "catalog/pg_type_d.h"
 #include "utils/array.h"
@@ -44,6 +47,7 @@
 #include "miscadmin.h"
 #include "utils/typcache.h"
 #include "commands/defrem.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
@@ -322,4 +326,58 @@ synced_columns_type_check(Relation rel, ArrayType *excluded)
 				 errdetail("Renaming or dropping the object a value names (a table, type, function, role, ...) changes the value's text without a row change, so replicas would keep the old text under the same sequence."),
 				 errhint("Store the object's oid (type oid) or its name (type text) instead, or leave the column out with sync_table(..., exclude_columns => ...).")));
 	}
+}
+
+/* errcontext of refuse_catalog_name_columns(): which table, and why now */
+static void
+update_check_context(void *arg)
+{
+	errcontext("para_sync 0.3 refuses synced columns that print catalog names: change the column's type (ALTER TABLE ... ALTER COLUMN ... TYPE text USING ...), or untag table %s, then run ALTER EXTENSION para_sync UPDATE again",
+			   (const char *) arg);
+}
+
+PG_FUNCTION_INFO_V1(para_sync_refuse_catalog_name_columns);
+
+/*
+ * para_sync.refuse_catalog_name_columns(): the update to 0.3 stops at the
+ * first synced table with a synced column whose values print catalog names
+ * (tagged under 0.2, which allowed them).  Exists only while the update
+ * script runs it.
+ */
+Datum
+para_sync_refuse_catalog_name_columns(PG_FUNCTION_ARGS)
+{
+	OwnerSwitch sw;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	become_internal_owner(&sw);
+	rc = SPI_execute("SELECT t.relid::pg_catalog.oid, t.exclude_columns FROM para_sync.tables t",
+					 true, 0);
+	restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
+		ArrayType  *excluded = DatumGetArrayTypeP(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
+		Relation	rel = try_relation_open(relid, AccessShareLock);
+		ErrorContextCallback callback;
+
+		if (rel == NULL)
+			continue;
+		callback.callback = update_check_context;
+		callback.arg = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												  RelationGetRelationName(rel));
+		callback.previous = error_context_stack;
+		error_context_stack = &callback;
+		synced_columns_type_check(rel, excluded);
+		error_context_stack = callback.previous;
+		relation_close(rel, AccessShareLock);
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
 }
