@@ -180,13 +180,8 @@ role_oids(List *roles)
 
 	foreach(lc, roles)
 	{
-		RoleSpec   *rs = lfirst(lc);
-		Oid			role;
+		Oid			role = get_rolespec_oid(lfirst(lc), true);
 
-		if (rs->roletype == ROLESPEC_CSTRING)
-			role = get_role_oid(rs->rolename, true);
-		else
-			role = get_rolespec_oid(rs, true);
 		if (OidIsValid(role))
 			oids[n++] = ObjectIdGetDatum(role);
 	}
