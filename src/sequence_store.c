@@ -409,7 +409,8 @@ sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
 	bool		nulls[6] = {false, false, false, false, false, false};
 	HeapTuple	tuple;
 
-	if (rels->legacy_schema && layout != PSYNC_LAYOUT_KEY)
+	/* asked after the lock: it took in any invalidation of the outbox */
+	if (store_relations()->legacy_schema && layout != PSYNC_LAYOUT_KEY)
 		require_updated_schema();
 	/* a 0.1 outbox has five columns: heap_form_tuple ignores the sixth */
 	values[5] = CharGetDatum(layout);
