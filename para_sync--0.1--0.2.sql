@@ -190,21 +190,6 @@ ALTER EVENT TRIGGER para_sync_retire_dropped_tables ENABLE ALWAYS;
 ALTER EVENT TRIGGER para_sync_check_dropped_tables ENABLE ALWAYS;
 ALTER EVENT TRIGGER para_sync_forget_dropped_tables ENABLE ALWAYS;
 
--- == key canonical forms ==
--- Keys are now one per value (numeric 1.0, 1.00 and 1 are all "1"; float -0
--- is "0"; char(n) drops trailing blanks; intervals are re-split as equality
--- measures them).  Rows whose 0.1 key differs are moved once, here: a delete
--- of the old key and an upsert of the new, so replicas drop the old object.
--- The helper exists only for this step.
-CREATE FUNCTION para_sync.rekey_legacy()
-RETURNS pg_catalog.int8
-LANGUAGE c
-VOLATILE STRICT
-AS 'MODULE_PATHNAME', 'para_sync_rekey_legacy';
-REVOKE ALL ON FUNCTION para_sync.rekey_legacy() FROM PUBLIC;
-SELECT para_sync.rekey_legacy();
-DROP FUNCTION para_sync.rekey_legacy();
-
 -- == snapshot_table: a table's objects in key order, page by page ==
 
 -- Keyset paging over a synced table: the current rows whose key follows
@@ -331,3 +316,21 @@ LANGUAGE C VOLATILE STRICT;
 
 COMMENT ON FUNCTION para_sync.sequence_cache_counts() IS
 	'how many changes captured in this session took their sequence from the shared-memory sequence cache (hits) or from the outbox and counters indexes (misses)';
+
+-- == key canonical forms ==
+-- Keys are now one per value (numeric 1.0, 1.00 and 1 are all "1"; float -0
+-- is "0"; char(n) drops trailing blanks; intervals are re-split as equality
+-- measures them).  Rows whose 0.1 key differs are moved once, here: a delete
+-- of the old key and an upsert of the new, so replicas drop the old object.
+-- The helper exists only for this step.  It comes last: until the
+-- subject_layout columns above exist, the library takes the schema for 0.1
+-- and renders keys as 0.1 did (src/sequence_store.c, src/keys.c); from
+-- here on it renders them the new way.
+CREATE FUNCTION para_sync.rekey_legacy()
+RETURNS pg_catalog.int8
+LANGUAGE c
+VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'para_sync_rekey_legacy';
+REVOKE ALL ON FUNCTION para_sync.rekey_legacy() FROM PUBLIC;
+SELECT para_sync.rekey_legacy();
+DROP FUNCTION para_sync.rekey_legacy();

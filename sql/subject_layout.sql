@@ -77,6 +77,7 @@ RESET ROLE;
 SELECT para_sync.unsync_table('public.lay_orders');
 DROP TABLE public.lay_users, public.lay_orders;
 REVOKE ALL ON SCHEMA public FROM para_sync_layout_owner;
+DROP OWNED BY para_sync_layout_owner, para_sync_layout_other;
 DROP ROLE para_sync_layout_owner, para_sync_layout_other;
 TRUNCATE para_sync.outbox, para_sync.counters;
 DELETE FROM para_sync.sync_names WHERE sync_name IN ('lay_users', 'orders', 'lay_owned');

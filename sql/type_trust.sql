@@ -147,7 +147,45 @@ SELECT para_sync.snapshot_json('names:x') - 'schema_version' AS right_case;
 RESET search_path;
 DROP SCHEMA evil CASCADE;
 
+-- Columns whose values print the names of catalog objects (regclass,
+-- regtype, regproc, regrole, ..., aclitem) would change their text when the
+-- named object is renamed or dropped, with no row change and no envelope:
+-- refused when tagging, also inside an array, a domain, a composite or a
+-- range, and when ALTER TABLE adds or retypes such a column.  An excluded
+-- column may have any type.
+CREATE TABLE public.rc (id int PRIMARY KEY, r regclass);
+SELECT para_sync.sync_table('public.rc');
+CREATE TABLE public.rc_arr (id int PRIMARY KEY, t regtype[]);
+SELECT para_sync.sync_table('public.rc_arr');
+CREATE DOMAIN public.owner_role AS regrole;
+CREATE TABLE public.rc_dom (id int PRIMARY KEY, o public.owner_role);
+SELECT para_sync.sync_table('public.rc_dom');
+CREATE TYPE public.callee AS (fn regprocedure, label text);
+CREATE TABLE public.rc_comp (id int PRIMARY KEY, c public.callee[]);
+SELECT para_sync.sync_table('public.rc_comp');
+CREATE TYPE public.relrange AS RANGE (subtype = regclass);
+CREATE TABLE public.rc_range (id int PRIMARY KEY, rr public.relrange);
+SELECT para_sync.sync_table('public.rc_range');
+CREATE TABLE public.rc_acl (id int PRIMARY KEY, acl aclitem[]);
+SELECT para_sync.sync_table('public.rc_acl');
+SELECT para_sync.sync_table('public.rc', exclude_columns => '{r}');
+ALTER TABLE public.rc ADD COLUMN ns regnamespace;
+ALTER TABLE public.rc ADD COLUMN o oid;
+ALTER TABLE public.rc ALTER COLUMN o TYPE regclass USING o::regclass;
+-- renaming the excluded column keeps it excluded; a new column of its old name is synced
+ALTER TABLE public.rc RENAME COLUMN r TO r2;
+ALTER TABLE public.rc ADD COLUMN r regconfig;
+SELECT table_name, schema_version, exclude_columns FROM para_sync.synced_tables
+ WHERE sync_name = 'rc';
+INSERT INTO public.rc VALUES (1, 'public.rc', 42);
+SELECT para_sync.snapshot_json('rc:1')->'value' AS value;
+SELECT para_sync.unsync_table('public.rc');
+DROP TABLE public.rc, public.rc_arr, public.rc_dom, public.rc_comp, public.rc_range, public.rc_acl;
+DROP TYPE public.callee, public.relrange;
+DROP DOMAIN public.owner_role;
+
 DROP TABLE o1.tc, o1.tk, o1.tk2, o1.sp, public.ci, public.js, public.deep, public.far, public.names, public.sv;
 DROP EXTENSION citext;
 DROP SCHEMA o1 CASCADE;
+DROP OWNED BY para_sync_o1;
 DROP ROLE para_sync_o1;

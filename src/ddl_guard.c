@@ -25,7 +25,9 @@
  *                      stays excluded under its new name; a column added,
  *                      retyped or renamed in the envelope bumps the table's
  *                      schema_version ("3" -> "3+1" -> "3+2"); a deferrable
- *                      primary key is refused.
+ *                      primary key, and a synced column added or retyped to
+ *                      a type printing catalog names (type_trust.c), are
+ *                      refused.
  *   sql_drop           a dropped excluded column leaves the exclusion list
  *                      (a new column of that name is synced); a dropped
  *                      synced column bumps schema_version; a drop that took
@@ -846,17 +848,25 @@ check_primary_key_immediate(Oid relid)
 				 errhint("Make the primary key NOT DEFERRABLE.")));
 }
 
-/* Column column of relid changed shape (added, retyped, renamed from). */
+/*
+ * Column column of relid changed shape (added, retyped, renamed from; NULL:
+ * some column was added).  A synced column may not have come to print
+ * catalog names (type_trust.c).
+ */
 static void
 column_changed(Oid relid, const char *column)
 {
 	Registration *reg = registry_get(relid);
+	Relation	rel;
 
 	if (reg == NULL)
 		return;
 	check_primary_key_immediate(relid);
 	if (column != NULL && is_excluded(reg, column))
 		return;
+	rel = relation_open(relid, AccessShareLock);
+	synced_columns_type_check(rel, reg->excluded);
+	relation_close(rel, AccessShareLock);
 	bump_schema_version(relid, reg);
 }
 

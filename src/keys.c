@@ -146,10 +146,19 @@ key_build_with(StringInfo key, SyncedTable *table, Datum *values, bool *nulls,
 	return true;
 }
 
+/*
+ * The row's key.  While the installed schema is still 0.1 (a newer library
+ * before ALTER EXTENSION UPDATE: sequence_store.c), it is the key 0.1 gave
+ * (too long a 0.1 key is an error, as it was), so that every key the update
+ * moves (key_upgrade.c) is one that 0.1 or this window really published.
+ */
 void
 key_build(StringInfo key, SyncedTable *table, Datum *values, bool *nulls)
 {
-	key_build_with(key, table, values, nulls, false);
+	bool		legacy = store_relations()->legacy_schema;
+
+	if (!key_build_with(key, table, values, nulls, legacy))
+		key_too_long(table, key->len);
 }
 
 /*
@@ -164,7 +173,7 @@ key_build_legacy(StringInfo key, SyncedTable *table, Datum *values, bool *nulls)
 	if (!key_build_with(key, table, values, nulls, true))
 		return false;
 	initStringInfo(&now);
-	key_build(&now, table, values, nulls);
+	key_build_with(&now, table, values, nulls, false);
 	return strcmp(now.data, key->data) != 0;
 }
 

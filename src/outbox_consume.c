@@ -86,7 +86,7 @@ read_range(Relation heap, Relation index, text *bound, int64 after_seq,
 	ScanKeyData skey;
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
-	bool		with_layout = RelationGetDescr(heap)->natts >= 6;
+	bool		with_layout = !store_relations()->legacy_schema;
 	TransactionId last_xid = InvalidTransactionId;
 	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
 	int			n = 0;
@@ -106,7 +106,7 @@ read_range(Relation heap, Relation index, text *bound, int64 after_seq,
 			continue;
 		row.txid = DatumGetInt64(slot_getattr(slot, 3, &isnull));
 		row.envelope = slot_getattr(slot, 5, &isnull);
-		/* a 0.1 outbox (before ALTER EXTENSION UPDATE) has no layout column */
+		/* a 0.1 outbox (sequence_store.c) has no layout column */
 		row.subject_layout = with_layout ?
 			DatumGetChar(slot_getattr(slot, 6, &isnull)) : PSYNC_LAYOUT_KEY;
 		row.wrapped = strategy == BTLessStrategyNumber;

@@ -1,7 +1,8 @@
 /*
  * para_sync.c — module entry point: magic block and _PG_init.
  *
- * Registers the per-backend caches' invalidation callbacks.  The publisher
+ * Registers the per-backend caches' invalidation callbacks and the utility
+ * hook that keeps sync-name owners in step with their roles (sync_names.c).  The publisher
  * (background worker) registers its settings and worker from here too when
  * the library is in shared_preload_libraries.
  */
@@ -17,5 +18,6 @@ _PG_init(void)
 	table_cache_init();
 	sequence_store_init();
 	seq_cache_init();
+	sync_names_init();
 	publisher_init();
 }

@@ -15,6 +15,7 @@
 #include "access/tupdesc.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 
@@ -120,6 +121,7 @@ extern char *canonical_text(Oid typid, Datum value, FmgrInfo *output);
 
 extern bool type_is_text_like(Oid base);
 extern bool type_prints_type(Oid typid, Oid target);
+extern void synced_columns_type_check(Relation rel, ArrayType *excluded);
 extern bool key_type_ok(Relation rel, Relation index, int keyno);
 extern void key_type_check(Relation rel, Relation index, int keyno);
 
@@ -141,8 +143,10 @@ typedef struct StoreRelations
 	Oid			outbox_pkey;
 	Oid			counters;
 	Oid			counters_pkey;
+	bool		legacy_schema;	/* the 0.1 schema: ALTER EXTENSION UPDATE not run yet */
 } StoreRelations;
 extern const StoreRelations *store_relations(void);
+extern void require_updated_schema(void);
 extern Oid	store_resolved_outbox(void);
 
 
@@ -212,6 +216,7 @@ extern Oid *registry_synced_relids(uint64 *n);
 /* ---- sync_names.c: a sync name stays bound to the role that claimed it */
 
 extern void sync_name_claim(const char *sync_name, Oid table_owner);
+extern void sync_names_init(void);
 
 /* ---- publisher (worker.c, nats_conn.c, status.c; internals in publisher.h) */
 

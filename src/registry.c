@@ -170,6 +170,7 @@ check_table(Relation rel, ArrayType *excluded)
 	require_plain_table(rel);
 	index = open_primary_key(rel);
 	check_excluded_columns(rel, index, excluded);
+	synced_columns_type_check(rel, excluded);
 	nkeys = index->rd_index->indnkeyatts;
 	key_names = palloc(sizeof(Datum) * nkeys);
 	for (int i = 0; i < nkeys; i++)
@@ -188,6 +189,7 @@ para_sync_check_syncable(PG_FUNCTION_ARGS)
 	Relation	rel = relation_open(PG_GETARG_OID(0), AccessShareLock);
 	ArrayType  *keys;
 
+	require_updated_schema();
 	require_owner(rel);
 	keys = check_table(rel, PG_GETARG_ARRAYTYPE_P(1));
 	relation_close(rel, AccessShareLock);
@@ -270,6 +272,7 @@ registry_insert(Relation rel, text *name, text *version, Datum excluded)
 	Datum		args[4];
 
 	/* the same checks as check_syncable(), for callers that skipped it */
+	require_updated_schema();
 	check_table(rel, DatumGetArrayTypeP(excluded));
 
 	if (!psync_sync_name_is_valid(sync_name, strlen(sync_name)))

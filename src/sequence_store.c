@@ -27,6 +27,15 @@
  * relation OIDs are resolved once per backend and forgotten on any
  * invalidation of those relations (e.g. DROP EXTENSION).
  *
+ * The same resolution is the one place that tells the 0.1 schema (a newer
+ * library installed, ALTER EXTENSION UPDATE not yet run) from a current
+ * one: a 0.1 outbox has no subject_layout column.  The 0.1 → 0.2 script adds
+ * that column (an invalidation of the outbox) in the same transaction as
+ * every other 0.2 object, so the answer changes exactly when the update
+ * commits.  While it is 0.1, the library writes what 0.1 wrote (keys.c,
+ * outbox rows without a layout) and refuses what needs the new schema
+ * (require_updated_schema()).
+ *
  * A change that replaces or deletes a row version usually skips the
  * look-up: seq_cache.c remembers each object's last sequence with the
  * (sub)transaction that appended it, and a hit needs the replaced version
@@ -62,7 +71,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-static StoreRelations store = {InvalidOid, InvalidOid, InvalidOid, InvalidOid};
+static StoreRelations store = {InvalidOid, InvalidOid, InvalidOid, InvalidOid, false};
 static IndexInfo *outbox_pkey_info = NULL;
 static Oid	internal_owner = InvalidOid;
 /* the sequence cache's name for this store (seq_cache.c) */
@@ -142,9 +151,26 @@ store_relations(void)
 		store_tag.db = MyDatabaseId;
 		store_tag.outbox = found.outbox;
 		store_tag.counters_node = relation_file(found.counters);
+		found.legacy_schema =
+			get_attnum(found.outbox, "subject_layout") == InvalidAttrNumber;
 		store = found;
 	}
 	return &store;
+}
+
+/*
+ * Refuse what needs a schema newer than 0.1 (tagging a table, claiming a
+ * sync name) while the installed extension is still at 0.1.
+ */
+void
+require_updated_schema(void)
+{
+	if (store_relations()->legacy_schema)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("para_sync's schema is older than its library"),
+				 errdetail("The extension is installed at version 0.1; until it is updated, para_sync only keeps capturing the tables already synced, as version 0.1 did."),
+				 errhint("Run ALTER EXTENSION para_sync UPDATE.")));
 }
 
 /*
@@ -383,11 +409,10 @@ sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
 	bool		nulls[6] = {false, false, false, false, false, false};
 	HeapTuple	tuple;
 
-	if (RelationGetDescr(heap)->natts < 6 && layout != PSYNC_LAYOUT_KEY)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("para_sync.outbox has no subject_layout column"),
-				 errhint("Run ALTER EXTENSION para_sync UPDATE.")));
+	/* asked after the lock: it took in any invalidation of the outbox */
+	if (store_relations()->legacy_schema && layout != PSYNC_LAYOUT_KEY)
+		require_updated_schema();
+	/* a 0.1 outbox has five columns: heap_form_tuple ignores the sixth */
 	values[5] = CharGetDatum(layout);
 
 	values[0] = PointerGetDatum(cstring_to_text_with_len(key, key_len));

@@ -11,30 +11,42 @@
  * the name again or release it with para_sync.release_sync_name(), and only
  * while no table uses it.  The owner is a regrole, so pg_dump writes it by
  * name and a restore maps it to the role of that name.
+ *
+ * An owner role is treated like the owner of PostgreSQL objects:
+ *
+ *   - DROP ROLE is refused while the role owns sync names in the current
+ *     database (DEPENDENT_OBJECTS_STILL_EXIST, the names in the detail);
+ *   - REASSIGN OWNED BY a TO b passes a's names in the current database
+ *     to b;
+ *   - DROP OWNED BY a releases a's names in the current database, but a
+ *     name still used by a synced table passes to that table's owner.
+ *
+ * A ProcessUtility hook (chained like pg_stat_statements does) does that,
+ * in the database it runs in; para_sync cannot read other databases.  For
+ * those, every owner also holds SELECT on para_sync.sync_names, granted
+ * and revoked by the table's trigger (para_sync--0.2--0.3.sql) as names
+ * come and go: a privilege PostgreSQL itself tracks cluster-wide, so DROP
+ * ROLE in any database is refused while the role owns sync names anywhere
+ * ("privileges for table para_sync.sync_names" / "1 object in database
+ * ...").  A name can thus never be left bound to a dropped role whose OID a
+ * later role might reuse.
  */
 #include "para_sync.h"
 
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
 PG_FUNCTION_INFO_V1(para_sync_release_sync_name);
-
-static void
-require_sync_names_table(void)
-{
-	Oid			nsp = get_namespace_oid("para_sync", false);
-
-	if (!OidIsValid(get_relname_relid("sync_names", nsp)))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("para_sync's schema is older than its library"),
-				 errhint("Run ALTER EXTENSION para_sync UPDATE.")));
-}
 
 /* Run sql as the extension owner; returns SPI_processed.  Caller is in SPI. */
 static uint64
@@ -87,7 +99,7 @@ sync_name_claim(const char *sync_name, Oid table_owner)
 	Datum		args[2];
 	Oid			owner;
 
-	require_sync_names_table();
+	require_updated_schema();
 	args[0] = CStringGetTextDatum(sync_name);
 	args[1] = ObjectIdGetDatum(table_owner);
 	run_internal("INSERT INTO para_sync.sync_names (sync_name, owner)"
@@ -119,7 +131,7 @@ para_sync_release_sync_name(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	require_sync_names_table();
+	require_updated_schema();
 	args[0] = PG_GETARG_DATUM(0);
 	/* delete first: waits for a concurrent sync_table() of the name */
 	if (run_internal("DELETE FROM para_sync.sync_names n"
@@ -142,4 +154,174 @@ para_sync_release_sync_name(PG_FUNCTION_ARGS)
 				 errhint("Stop syncing its table with para_sync.unsync_table() first.")));
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/* ------------------------------------------------------------------------
+ * Owner roles: DROP ROLE, REASSIGN OWNED, DROP OWNED
+ * ------------------------------------------------------------------------ */
+
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* Does the current database have para_sync with sync names (0.2 on)? */
+static bool
+have_sync_names(void)
+{
+	return OidIsValid(get_extension_oid("para_sync", true)) &&
+		!store_relations()->legacy_schema;
+}
+
+/* The role OIDs of a list of RoleSpecs; missing roles are skipped. */
+static ArrayType *
+role_oids(List *roles)
+{
+	Datum	   *oids = palloc(sizeof(Datum) * (list_length(roles) + 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, roles)
+	{
+		Oid			role = get_rolespec_oid(lfirst(lc), true);
+
+		if (OidIsValid(role))
+			oids[n++] = ObjectIdGetDatum(role);
+	}
+	return construct_array(oids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT);
+}
+
+/* DROP ROLE: refused while a role owns sync names here. */
+static void
+check_drop_role(DropRoleStmt *stmt)
+{
+	ListCell   *lc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	foreach(lc, stmt->roles)
+	{
+		RoleSpec   *rs = lfirst(lc);
+		Oid			types[1] = {OIDOID};
+		Datum		args[1];
+		Oid			role;
+		uint64		n;
+		StringInfoData names;
+
+		if (rs->roletype != ROLESPEC_CSTRING)
+			continue;			/* PostgreSQL refuses CURRENT_USER etc. */
+		role = get_role_oid(rs->rolename, true);
+		if (!OidIsValid(role))
+			continue;
+		args[0] = ObjectIdGetDatum(role);
+		n = run_internal("SELECT n.sync_name FROM para_sync.sync_names n"
+						 " WHERE n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+						 " ORDER BY n.sync_name",
+						 1, types, args, SPI_OK_SELECT);
+		if (n == 0)
+			continue;
+		initStringInfo(&names);
+		for (uint64 i = 0; i < n && i < 10; i++)
+			appendStringInfo(&names, "%s\"%s\"", i > 0 ? ", " : "",
+							 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		if (n > 10)
+			appendStringInfo(&names, " and %llu more", (unsigned long long) (n - 10));
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("role \"%s\" cannot be dropped because some objects depend on it",
+						rs->rolename),
+				 errdetail("owner of para_sync sync names %s in database \"%s\"",
+						   names.data, get_database_name(MyDatabaseId)),
+				 errhint("Pass them to another role with REASSIGN OWNED BY %s TO ..., release them with DROP OWNED BY %s or para_sync.release_sync_name(), in every database where the role owns sync names.",
+						 quote_identifier(rs->rolename), quote_identifier(rs->rolename))));
+	}
+	SPI_finish();
+}
+
+/* REASSIGN OWNED BY ... TO new: the roles' sync names here go to new. */
+static void
+follow_reassign_owned(ReassignOwnedStmt *stmt)
+{
+	Oid			types[2] = {OIDOID, OIDARRAYOID};
+	Datum		args[2];
+
+	args[0] = ObjectIdGetDatum(get_rolespec_oid(stmt->newrole, false));
+	args[1] = PointerGetDatum(role_oids(stmt->roles));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	run_internal("UPDATE para_sync.sync_names n SET owner = $1::pg_catalog.regrole"
+				 " WHERE n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)",
+				 2, types, args, SPI_OK_UPDATE);
+	SPI_finish();
+}
+
+/*
+ * DROP OWNED BY ...: the roles' sync names here are released, but a name a
+ * synced table still uses passes to that table's owner (whose table speaks
+ * for the name's keys now).
+ */
+static void
+follow_drop_owned(DropOwnedStmt *stmt)
+{
+	Oid			types[1] = {OIDARRAYOID};
+	Datum		args[1];
+
+	args[0] = PointerGetDatum(role_oids(stmt->roles));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	run_internal("UPDATE para_sync.sync_names n SET owner = c.relowner::pg_catalog.regrole"
+				 " FROM para_sync.tables t, pg_catalog.pg_class c"
+				 " WHERE t.sync_name OPERATOR(pg_catalog.=) n.sync_name"
+				 "   AND c.oid OPERATOR(pg_catalog.=) t.relid::pg_catalog.oid"
+				 "   AND n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1)",
+				 1, types, args, SPI_OK_UPDATE);
+	run_internal("DELETE FROM para_sync.sync_names n"
+				 " WHERE n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1)",
+				 1, types, args, SPI_OK_DELETE);
+	SPI_finish();
+}
+
+static void
+sync_names_process_utility(PlannedStmt *pstmt, const char *queryString,
+						   bool readOnlyTree, ProcessUtilityContext context,
+						   ParamListInfo params, QueryEnvironment *queryEnv,
+						   DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	bool		follow = false;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_DropRoleStmt:
+			if (IsTransactionState() && have_sync_names())
+				check_drop_role((DropRoleStmt *) parsetree);
+			break;
+		case T_ReassignOwnedStmt:
+		case T_DropOwnedStmt:
+			follow = true;
+			break;
+		default:
+			break;
+	}
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+
+	/* PostgreSQL checked the caller's privileges over the roles */
+	if (follow && have_sync_names())
+	{
+		if (IsA(parsetree, ReassignOwnedStmt))
+			follow_reassign_owned((ReassignOwnedStmt *) parsetree);
+		else
+			follow_drop_owned((DropOwnedStmt *) parsetree);
+	}
+}
+
+/* Called from _PG_init. */
+void
+sync_names_init(void)
+{
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = sync_names_process_utility;
 }

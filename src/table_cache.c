@@ -43,6 +43,7 @@ typedef struct CacheEntry
 
 static HTAB *table_cache = NULL;
 static Oid	registry_relid = InvalidOid;	/* para_sync.tables, when planned */
+static Oid	planned_outbox = InvalidOid;	/* para_sync.outbox, when planned */
 static bool registry_plan_stale = false;	/* para_sync.tables was altered */
 
 static void
@@ -58,7 +59,7 @@ table_cache_relcache_callback(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	CacheEntry *entry;
 
-	if (relid == registry_relid || !OidIsValid(relid))
+	if (relid == registry_relid || relid == planned_outbox || !OidIsValid(relid))
 		registry_plan_stale = true;
 	if (table_cache == NULL)
 		return;
@@ -247,9 +248,10 @@ load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
 static SPIPlanPtr registry_plan = NULL;
 
 /*
- * The registry look-up.  A registry without subject_layout (the 0.1 schema,
- * before ALTER EXTENSION UPDATE) reads as layout 'key'; an ALTER of the
- * registry (the update adding the column) makes us plan again.
+ * The registry look-up.  Under the 0.1 schema (sequence_store.c tells), the
+ * registry has no subject_layout and reads as layout 'key'; an ALTER of the
+ * registry or the outbox (the update adding the columns) makes us plan
+ * again.
  */
 static SPIPlanPtr
 registry_lookup_plan(void)
@@ -257,6 +259,7 @@ registry_lookup_plan(void)
 	Oid			types[1] = {OIDOID};
 	Oid			nsp;
 	bool		has_layout;
+	const StoreRelations *rels;
 
 	if (registry_plan != NULL && !registry_plan_stale)
 		return registry_plan;
@@ -266,8 +269,9 @@ registry_lookup_plan(void)
 	registry_plan_stale = false;
 	nsp = get_namespace_oid("para_sync", false);
 	registry_relid = get_relname_relid("tables", nsp);
-	has_layout = OidIsValid(registry_relid) &&
-		get_attnum(registry_relid, "subject_layout") != InvalidAttrNumber;
+	rels = store_relations();
+	planned_outbox = rels->outbox;
+	has_layout = !rels->legacy_schema;
 	registry_plan = SPI_prepare(has_layout ?
 								"SELECT t.sync_name, t.schema_version, t.exclude_columns,"
 								" t.subject_layout OPERATOR(pg_catalog.=) 'table'"

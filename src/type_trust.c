@@ -26,16 +26,28 @@
  * ('1.0' = '1'), arrays, composites, ranges, custom operator classes, and
  * enums (ALTER TYPE ... RENAME VALUE would silently move every object keyed
  * by that label to a new key).
+ *
+ * Synced columns of any kind may not print the names of catalog objects
+ * (regclass, regtype, regproc, regrole, ..., aclitem, also inside arrays,
+ * domains, composites and ranges): their text follows DDL on another
+ * object, which captures nothing.  Refused when the table is tagged and by
+ * the DDL guard when ALTER TABLE adds or retypes such a column; a table
+ * tagged with one under 0.2 stops the update to 0.3
+ * (para_sync.refuse_catalog_name_columns(), run once by the update script).
  */
 #include "para_sync.h"
 
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/stratnum.h"
+#include "catalog/pg_type_d.h"
+#include "utils/array.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/typcache.h"
 #include "commands/defrem.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
@@ -188,14 +200,22 @@ key_type_check(Relation rel, Relation index, int keyno)
 			 errhint("Key synced tables by integer, numeric, text (deterministic collation), uuid, date/time, bytea or bool columns (a surrogate key, for example), or stop syncing the table with para_sync.unsync_table().")));
 }
 
+/* A match of type_prints_matching(): is base (domains resolved) one sought? */
+typedef bool (*TypeMatch) (Oid base, Oid target);
+
+static bool
+is_target(Oid base, Oid target)
+{
+	return base == target;
+}
+
 /*
- * Does the text of values of type typid contain values of type `target`: is
- * it target itself, or a domain, array, composite, range or multirange built
- * on it (at any depth)?  A renamed enum label, or an attribute added to or
- * dropped from a composite type, changes such values' text.
+ * Do values of typid print a value of a type that match accepts: is it one
+ * itself, or a domain, array, composite, range or multirange built on one
+ * (at any depth)?
  */
-bool
-type_prints_type(Oid typid, Oid target)
+static bool
+type_prints_matching(Oid typid, TypeMatch match, Oid target)
 {
 	Oid			base;
 	Oid			elem;
@@ -203,16 +223,16 @@ type_prints_type(Oid typid, Oid target)
 
 	check_stack_depth();
 	base = getBaseType(typid);
-	if (base == target)
+	if (match(base, target))
 		return true;
 	elem = get_element_type(base);
 	if (OidIsValid(elem))
-		return type_prints_type(elem, target);
+		return type_prints_matching(elem, match, target);
 	typtype = get_typtype(base);
 	if (typtype == TYPTYPE_RANGE)
-		return type_prints_type(get_range_subtype(base), target);
+		return type_prints_matching(get_range_subtype(base), match, target);
 	if (typtype == TYPTYPE_MULTIRANGE)
-		return type_prints_type(get_multirange_range(base), target);
+		return type_prints_matching(get_multirange_range(base), match, target);
 	if (typtype == TYPTYPE_COMPOSITE)
 	{
 		TupleDesc	desc = lookup_rowtype_tupdesc(base, -1);
@@ -223,10 +243,141 @@ type_prints_type(Oid typid, Oid target)
 			Form_pg_attribute att = TupleDescAttr(desc, i);
 
 			if (!att->attisdropped)
-				found = type_prints_type(att->atttypid, target);
+				found = type_prints_matching(att->atttypid, match, target);
 		}
 		ReleaseTupleDesc(desc);
 		return found;
 	}
 	return false;
+}
+
+/*
+ * Does the text of values of type typid contain values of type `target`: is
+ * it target itself, or a domain, array, composite, range or multirange built
+ * on it (at any depth)?  A renamed enum label, or an attribute added to or
+ * dropped from a composite type, changes such values' text.
+ */
+bool
+type_prints_type(Oid typid, Oid target)
+{
+	return type_prints_matching(typid, is_target, target);
+}
+
+/*
+ * Is base one of the built-in types whose text is the name of a catalog
+ * object, looked up when the value is printed: the object-identifier alias
+ * types (regclass, regtype, regproc, ...) and aclitem (role names)?
+ * Renaming or dropping the object changes such a value's text, and whoever
+ * owns the object need not own the table that stores it.
+ */
+static bool
+names_catalog_object(Oid base, Oid unused)
+{
+	switch (base)
+	{
+		case REGPROCOID:
+		case REGPROCEDUREOID:
+		case REGOPEROID:
+		case REGOPERATOROID:
+		case REGCLASSOID:
+		case REGCOLLATIONOID:
+		case REGTYPEOID:
+		case REGROLEOID:
+		case REGNAMESPACEOID:
+		case REGCONFIGOID:
+		case REGDICTIONARYOID:
+		case ACLITEMOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Refuse the synced (not excluded) columns of rel whose values print the
+ * names of catalog objects (names_catalog_object(), at any depth: arrays,
+ * domains, composites, ranges): DDL on the named object would change
+ * snapshot() with no envelope.  excluded: text[] of excluded column names.
+ */
+void
+synced_columns_type_check(Relation rel, ArrayType *excluded)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum	   *names;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(excluded, TEXTOID, -1, false, TYPALIGN_INT, &names, &nulls, &n);
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+		bool		skip = att->attisdropped;
+
+		for (int i = 0; i < n && !skip; i++)
+			skip = !nulls[i] &&
+				strcmp(TextDatumGetCString(names[i]), NameStr(att->attname)) == 0;
+		if (skip || !type_prints_matching(att->atttypid, names_catalog_object, InvalidOid))
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("column \"%s\" of table \"%s\" has type %s, whose values print the names of catalog objects",
+						NameStr(att->attname), RelationGetRelationName(rel),
+						format_type_be(att->atttypid)),
+				 errdetail("Renaming or dropping the object a value names (a table, type, function, role, ...) changes the value's text without a row change, so replicas would keep the old text under the same sequence."),
+				 errhint("Store the object's oid (type oid) or its name (type text) instead, or leave the column out with sync_table(..., exclude_columns => ...).")));
+	}
+}
+
+/* errcontext of refuse_catalog_name_columns(): which table, and why now */
+static void
+update_check_context(void *arg)
+{
+	errcontext("para_sync 0.3 refuses synced columns that print catalog names: change the column's type (ALTER TABLE ... ALTER COLUMN ... TYPE text USING ...), or untag table %s, then run ALTER EXTENSION para_sync UPDATE again",
+			   (const char *) arg);
+}
+
+PG_FUNCTION_INFO_V1(para_sync_refuse_catalog_name_columns);
+
+/*
+ * para_sync.refuse_catalog_name_columns(): the update to 0.3 stops at the
+ * first synced table with a synced column whose values print catalog names
+ * (tagged under 0.2, which allowed them).  Exists only while the update
+ * script runs it.
+ */
+Datum
+para_sync_refuse_catalog_name_columns(PG_FUNCTION_ARGS)
+{
+	OwnerSwitch sw;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	become_internal_owner(&sw);
+	rc = SPI_execute("SELECT t.relid::pg_catalog.oid, t.exclude_columns FROM para_sync.tables t",
+					 true, 0);
+	restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
+		ArrayType  *excluded = DatumGetArrayTypeP(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
+		Relation	rel = try_relation_open(relid, AccessShareLock);
+		ErrorContextCallback callback;
+
+		if (rel == NULL)
+			continue;
+		callback.callback = update_check_context;
+		callback.arg = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												  RelationGetRelationName(rel));
+		callback.previous = error_context_stack;
+		error_context_stack = &callback;
+		synced_columns_type_check(rel, excluded);
+		error_context_stack = callback.previous;
+		relation_close(rel, AccessShareLock);
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
 }

@@ -2,7 +2,8 @@
 # (the owner is written by role name) and an upgrade from 0.1: the upgrade
 # claims the names of tagged tables for their owners and the names that only
 # keys remember for the extension owner, and TRUNCATE through a trigger that
-# 0.1 created publishes deletes.
+# 0.1 created publishes deletes.  Each owner's privilege on sync_names (its
+# dependency for DROP ROLE) survives both.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -62,6 +63,12 @@ is( $node->safe_psql('restored',
 		q{SELECT string_agg(sync_name || '=' || owner, ',' ORDER BY sync_name) FROM para_sync.sync_names}),
 	'kept=regress_a,victim=regress_a',
 	'the claims are restored, owners mapped by role name');
+# the owner's privilege on para_sync.sync_names (what makes DROP ROLE in
+# another database refuse, src/sync_names.c) is restored with the claims
+is( $node->safe_psql('restored',
+		q{SELECT array_to_string(relacl, ',') LIKE '%regress_a=r/%' FROM pg_class
+		   WHERE oid = 'para_sync.sync_names'::regclass}),
+	't', 'the owner holds its privilege on sync_names after the restore');
 is( $node->safe_psql('restored',
 		q{SELECT string_agg(evtname, ',' ORDER BY evtname) FROM pg_event_trigger WHERE evtname LIKE 'para_sync%'}),
 	'para_sync_check_dropped_tables,para_sync_ddl_guard_drop,para_sync_ddl_guard_end,para_sync_ddl_guard_start,para_sync_ddl_guard_types,para_sync_forget_dropped_tables,para_sync_retire_dropped_tables',
@@ -109,6 +116,21 @@ is( $node->safe_psql('old',
 	SELECT para_sync.sync_table('public.fake', 'gone');});
 like($err, qr/sync name "gone" belongs to role "postgres"/, 'a name only keys remember is not free after the upgrade');
 
+# ---- upgrade from 0.2: owners get their privilege on sync_names; a name
+# whose owner role is gone (possible under 0.2) passes to the extension
+# owner, never to a later role given the same OID
+$node->safe_psql('old', q{
+	INSERT INTO para_sync.sync_names (sync_name, owner) VALUES ('orphan', 4000000000::oid::regrole)});
+$node->safe_psql('old', q{ALTER EXTENSION para_sync UPDATE});
+is( $node->safe_psql('old',
+		q{SELECT string_agg(sync_name || '=' || owner, ',' ORDER BY sync_name) FROM para_sync.sync_names}),
+	'gone=postgres,orphan=postgres,u1=regress_a',
+	'the update to 0.3 gives the names of dropped roles to the extension owner');
+is( $node->safe_psql('old',
+		q{SELECT array_to_string(relacl, ',') LIKE '%regress_a=r/%' FROM pg_class
+		   WHERE oid = 'para_sync.sync_names'::regclass}),
+	't', 'the update to 0.3 grants each owner its privilege on sync_names');
+
 $node->safe_psql('old', q{TRUNCATE public.u1});
 is(changes('old', 'u1'), 'u1:1=1 upsert,u1:1=2 delete,u1:2=2 delete',
 	'TRUNCATE through the trigger 0.1 created publishes a delete per row');
@@ -123,6 +145,19 @@ is(changes('old', 'u1'), 'u1:1=1 upsert,u1:1=2 delete,u1:2=2 delete,u1:3=1 upser
 	'DROP TABLE of a table tagged under 0.1 publishes its deletes');
 is($node->safe_psql('old', q{SELECT para_sync.snapshot_json('u1:3')->>'sequence'}), '2',
 	'snapshot of a dropped table is nil at the last sequence');
+
+# the privileges the update granted are initial privileges of the extension
+# (pg_dump leaves them out); sync_names' trigger grants them again as the
+# restore loads the claims
+my $dump_old = $node->basedir . '/old.sql';
+$node->safe_psql('postgres', q{CREATE DATABASE old_restored});
+command_ok([ 'pg_dump', '-d', $node->connstr('old'), '-f', $dump_old ], 'pg_dump of the updated database');
+command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('old_restored'), '-f', $dump_old ],
+	'restore of the updated database');
+is( $node->safe_psql('old_restored',
+		q{SELECT array_to_string(relacl, ',') LIKE '%regress_a=r/%' FROM pg_class
+		   WHERE oid = 'para_sync.sync_names'::regclass}),
+	't', 'an owner the update granted its privilege holds it after a restore');
 
 $node->stop;
 done_testing();
