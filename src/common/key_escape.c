@@ -1,12 +1,19 @@
 /*
- * key_escape.c — escaping of object-key parts (docs/protocol.md, "Objects and keys").
+ * key_escape.c — the key grammar (docs/protocol.md, "Objects and keys").
  *
  * Owns the one rule that keeps every key a valid NATS subject token: only
  * [A-Za-z0-9_-] pass through, every other byte (including '.', '*', '>',
  * ':', '%', whitespace, control and non-ASCII UTF-8 bytes) becomes %XX.
- * Pure C, shared by the extension and libparasync.
+ * And the one validator of whole keys, psync_key_is_valid(), which the
+ * extension (every envelope it writes, every key snapshot() is asked for)
+ * and libparasync (every key it decodes or subscribes to) both use, so the
+ * two accept exactly the same keys.  Pure C, shared by both.
  */
 #include "para_sync/key.h"
+
+#include <string.h>
+
+#include "para_sync/envelope.h"
 
 static const char hex_upper[] = "0123456789ABCDEF";
 
@@ -48,6 +55,30 @@ hex_value(unsigned char c)
 	return -1;					/* lower-case hex is never produced */
 }
 
+/*
+ * The byte escaped by the "%XX" at in[i] (in[i] is '%'), or -1 when it is not
+ * one escaping produces: truncated, lower-case hex, a plain byte (keys are
+ * canonical) or 00 (no key value holds a NUL byte).
+ */
+static int
+escaped_byte(const char *in, size_t len, size_t i)
+{
+	int			hi,
+				lo,
+				c;
+
+	if (len - i < 3)
+		return -1;
+	hi = hex_value((unsigned char) in[i + 1]);
+	lo = hex_value((unsigned char) in[i + 2]);
+	if (hi < 0 || lo < 0)
+		return -1;
+	c = (hi << 4) | lo;
+	if (c == 0 || psync_key_byte_is_plain((unsigned char) c))
+		return -1;
+	return c;
+}
+
 long
 psync_key_unescape(const char *in, size_t len, char *out)
 {
@@ -59,19 +90,11 @@ psync_key_unescape(const char *in, size_t len, char *out)
 
 		if (c == '%')
 		{
-			int			hi,
-						lo;
+			int			b = escaped_byte(in, len, i);
 
-			if (i + 2 >= len)
+			if (b < 0)
 				return -1;
-			hi = hex_value((unsigned char) in[i + 1]);
-			lo = hex_value((unsigned char) in[i + 2]);
-			if (hi < 0 || lo < 0)
-				return -1;
-			/* a plain byte is never escaped: reject non-canonical keys */
-			if (psync_key_byte_is_plain((unsigned char) ((hi << 4) | lo)))
-				return -1;
-			out[n++] = (char) ((hi << 4) | lo);
+			out[n++] = (char) b;
 			i += 2;
 		}
 		else if (psync_key_byte_is_plain(c))
@@ -80,6 +103,38 @@ psync_key_unescape(const char *in, size_t len, char *out)
 			return -1;
 	}
 	return (long) n;
+}
+
+bool
+psync_key_is_valid(const char *key, size_t len)
+{
+	const char *colon;
+
+	if (key == NULL || len > PSYNC_MAX_KEY_LEN)
+		return false;
+	colon = memchr(key, ':', len);
+	if (colon == NULL || !psync_sync_name_is_valid(key, (size_t) (colon - key)))
+		return false;
+	/* the parts: plain bytes, %XX, and the ':' before each (parts may be empty) */
+	for (size_t i = (size_t) (colon - key); i < len; i++)
+	{
+		unsigned char c = (unsigned char) key[i];
+
+		if (c == ':' || psync_key_byte_is_plain(c))
+			continue;
+		if (c != '%' || escaped_byte(key, len, i) < 0)
+			return false;
+		i += 2;
+	}
+	return true;
+}
+
+bool
+psync_key_in_table(const char *key, size_t len, const char *sync_name,
+				   size_t name_len)
+{
+	return len > name_len && key[name_len] == ':' &&
+		memcmp(key, sync_name, name_len) == 0;
 }
 
 bool
