@@ -17,11 +17,45 @@
 
 static const char hex_upper[] = "0123456789ABCDEF";
 
+/*
+ * The class of each byte in a key: 1 plain [A-Za-z0-9_-], 2 ':', 3 '%',
+ * 0 never in a key.  A lookup per byte keeps psync_key_is_valid() as fast
+ * as the byte check it replaced on the decoder's path.
+ */
+enum
+{
+	KEY_BYTE_BAD, KEY_BYTE_PLAIN, KEY_BYTE_COLON, KEY_BYTE_PERCENT
+};
+static const unsigned char key_byte_class[256] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 0, 0, 0, 0, 0,
+	0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,
+	0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+/* Inlined below: calls to the exported function could not be (-fPIC). */
+static inline bool
+is_plain(unsigned char c)
+{
+	return key_byte_class[c] == KEY_BYTE_PLAIN;
+}
+
 bool
 psync_key_byte_is_plain(unsigned char c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		(c >= '0' && c <= '9') || c == '_' || c == '-';
+	return is_plain(c);
 }
 
 size_t
@@ -33,7 +67,7 @@ psync_key_escape(const char *in, size_t len, char *out)
 	{
 		unsigned char c = (unsigned char) in[i];
 
-		if (psync_key_byte_is_plain(c))
+		if (is_plain(c))
 			out[n++] = (char) c;
 		else
 		{
@@ -60,7 +94,7 @@ hex_value(unsigned char c)
  * one escaping produces: truncated, lower-case hex, a plain byte (keys are
  * canonical) or 00 (no key value holds a NUL byte).
  */
-static int
+static inline int
 escaped_byte(const char *in, size_t len, size_t i)
 {
 	int			hi,
@@ -74,7 +108,7 @@ escaped_byte(const char *in, size_t len, size_t i)
 	if (hi < 0 || lo < 0)
 		return -1;
 	c = (hi << 4) | lo;
-	if (c == 0 || psync_key_byte_is_plain((unsigned char) c))
+	if (c == 0 || is_plain((unsigned char) c))
 		return -1;
 	return c;
 }
@@ -97,7 +131,7 @@ psync_key_unescape(const char *in, size_t len, char *out)
 			out[n++] = (char) b;
 			i += 2;
 		}
-		else if (psync_key_byte_is_plain(c))
+		else if (is_plain(c))
 			out[n++] = (char) c;
 		else
 			return -1;
@@ -105,24 +139,43 @@ psync_key_unescape(const char *in, size_t len, char *out)
 	return (long) n;
 }
 
+static inline bool
+sync_name_is_valid(const char *name, size_t len)
+{
+	if (len == 0 || len > 63)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!is_plain((unsigned char) name[i]))
+			return false;
+	return true;
+}
+
+bool
+psync_sync_name_is_valid(const char *name, size_t len)
+{
+	return sync_name_is_valid(name, len);
+}
+
 bool
 psync_key_is_valid(const char *key, size_t len)
 {
-	const char *colon;
+	size_t		i = 0;
 
 	if (key == NULL || len > PSYNC_MAX_KEY_LEN)
 		return false;
-	colon = memchr(key, ':', len);
-	if (colon == NULL || !psync_sync_name_is_valid(key, (size_t) (colon - key)))
+	/* the sync name: 1..63 plain bytes, then ':' */
+	while (i < len && key_byte_class[(unsigned char) key[i]] == KEY_BYTE_PLAIN)
+		i++;
+	if (i == 0 || i > 63 || i == len || key[i] != ':')
 		return false;
 	/* the parts: plain bytes, %XX, and the ':' before each (parts may be empty) */
-	for (size_t i = (size_t) (colon - key); i < len; i++)
+	for (i++; i < len; i++)
 	{
-		unsigned char c = (unsigned char) key[i];
+		unsigned char cls = key_byte_class[(unsigned char) key[i]];
 
-		if (c == ':' || psync_key_byte_is_plain(c))
+		if (cls == KEY_BYTE_PLAIN || cls == KEY_BYTE_COLON)
 			continue;
-		if (c != '%' || escaped_byte(key, len, i) < 0)
+		if (cls != KEY_BYTE_PERCENT || escaped_byte(key, len, i) < 0)
 			return false;
 		i += 2;
 	}
@@ -135,15 +188,4 @@ psync_key_in_table(const char *key, size_t len, const char *sync_name,
 {
 	return len > name_len && key[name_len] == ':' &&
 		memcmp(key, sync_name, name_len) == 0;
-}
-
-bool
-psync_sync_name_is_valid(const char *name, size_t len)
-{
-	if (len == 0 || len > 63)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!psync_key_byte_is_plain((unsigned char) name[i]))
-			return false;
-	return true;
 }
