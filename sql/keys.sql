@@ -80,3 +80,69 @@ SELECT para_sync.snapshot('mail:%00');
 SELECT para_sync.snapshot('mail:' || repeat('x', 1030));
 
 DROP TABLE public.mail, public.order_lines, public.by_uuid, public.by_date, public.events;
+
+-- One key grammar for server and client (docs/protocol.md, "Grammar"): the
+-- edge-case rows of test/key_cases.txt get exactly the keys listed there
+-- (the client's test_decode reads the same file and must accept each one),
+-- and snapshot() refuses every key of test/key_cases_bad.txt (which the
+-- client refuses too).  Empty parts are keys: '' is "kc1:".
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set cases :abs_srcdir '/test/key_cases.txt'
+\set bad_cases :abs_srcdir '/test/key_cases_bad.txt'
+CREATE TEMP TABLE key_cases (ord serial, part1 text, part2 text, key text);
+COPY key_cases (part1, part2, key) FROM :'cases' WITH (HEADER);
+CREATE TEMP TABLE key_cases_bad (ord serial, key text);
+COPY key_cases_bad (key) FROM :'bad_cases' WITH (HEADER);
+CREATE TABLE public.kc_one (id text PRIMARY KEY, ord int);
+CREATE TABLE public.kc_two (a text, b text, ord int, PRIMARY KEY (a, b));
+SELECT para_sync.sync_table('public.kc_one', name => 'kc1');
+SELECT para_sync.sync_table('public.kc_two', name => 'kc2');
+TRUNCATE para_sync.outbox;
+INSERT INTO public.kc_one SELECT part1, ord FROM key_cases WHERE part2 IS NULL;
+INSERT INTO public.kc_two SELECT part1, part2, ord FROM key_cases WHERE part2 IS NOT NULL;
+SELECT count(*) AS cases, count(*) FILTER (WHERE part2 IS NULL) AS one_column,
+	   max(length(key)) AS longest_key FROM key_cases;
+-- the key of each case, as the writer's trigger published it
+SELECT c.ord, left(c.key, 40) AS key, o.key = c.key AS as_listed
+  FROM key_cases c
+  LEFT JOIN para_sync.outbox o
+	ON (para_sync.envelope_to_jsonb(o.envelope)->'value'->>'ord')::int = c.ord
+	   AND o.key LIKE 'kc_:%'
+ ORDER BY c.ord;
+-- snapshot_table() pages through them (page size 5) with the same keys
+CREATE FUNCTION pg_temp.all_keys(tbl regclass) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+	after text;
+	k text;
+	n int;
+BEGIN
+	LOOP
+		n := 0;
+		FOR k IN SELECT t.key FROM para_sync.snapshot_table(tbl, after, 5) t LOOP
+			RETURN NEXT k;
+			after := k;
+			n := n + 1;
+		END LOOP;
+		EXIT WHEN n < 5;
+	END LOOP;
+END $$;
+SELECT (SELECT array_agg(k ORDER BY k) FROM pg_temp.all_keys('public.kc_one') k) =
+	   (SELECT array_agg(key ORDER BY key) FROM key_cases WHERE part2 IS NULL) AS one_column_paged,
+	   (SELECT array_agg(k ORDER BY k) FROM pg_temp.all_keys('public.kc_two') k) =
+	   (SELECT array_agg(key ORDER BY key) FROM key_cases WHERE part2 IS NOT NULL) AS two_column_paged;
+-- snapshot(key) finds each case's row again
+SELECT c.ord, s->'value'->>'ord' = c.ord::text AS found
+  FROM key_cases c, para_sync.snapshot_json(c.key) s
+ ORDER BY c.ord;
+-- every key outside the grammar is refused, whether or not its sync name
+-- has a table (22023; 54000 when longer than 1024 bytes)
+CREATE FUNCTION pg_temp.snapshot_error(k text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM para_sync.snapshot(k);
+	RETURN 'accepted';
+EXCEPTION WHEN others THEN
+	RETURN SQLSTATE;
+END $$;
+SELECT ord, left(to_json(key)::text, 30) AS key, pg_temp.snapshot_error(key) AS sqlstate
+  FROM key_cases_bad ORDER BY ord;
+DROP TABLE public.kc_one, public.kc_two;

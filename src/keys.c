@@ -177,8 +177,12 @@ key_build_legacy(StringInfo key, SyncedTable *table, Datum *values, bool *nulls)
 	return strcmp(now.data, key->data) != 0;
 }
 
-static void
-bad_key(const char *key, const char *detail)
+/*
+ * Refuse key, given to snapshot(): not of the key grammar (psync_key_is_valid,
+ * the check libparasync makes too) or not of its table's key shape.
+ */
+void
+key_refuse(const char *key, const char *detail)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -205,7 +209,7 @@ key_parse(const char *key, SyncedTable *table, Datum *datums)
 		long		len;
 
 		if (p == NULL)
-			bad_key(key, psprintf("Table \"%s\" has %d primary-key columns.",
+			key_refuse(key, psprintf("Table \"%s\" has %d primary-key columns.",
 								  table->sync_name, table->nkeys));
 		start = p + 1;
 		end = strchr(start, ':');
@@ -214,10 +218,8 @@ key_parse(const char *key, SyncedTable *table, Datum *datums)
 		raw = palloc(end - start + 1);
 		len = psync_key_unescape(start, end - start, raw);
 		if (len < 0)
-			bad_key(key, "A key part is not canonically escaped.");
-		raw[len] = '\0';
-		if (strlen(raw) != (size_t) len)
-			bad_key(key, "A key part contains a NUL byte.");
+			key_refuse(key, "A key part is not canonically escaped.");
+		raw[len] = '\0';			/* unescaping never yields a NUL byte */
 		if (!pg_verifymbstr(raw, len, true))
 			ereport(ERROR,
 					(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
@@ -229,6 +231,6 @@ key_parse(const char *key, SyncedTable *table, Datum *datums)
 		p = (*end == ':') ? end : NULL;
 	}
 	if (p != NULL)
-		bad_key(key, psprintf("Table \"%s\" has %d primary-key columns.",
+		key_refuse(key, psprintf("Table \"%s\" has %d primary-key columns.",
 							  table->sync_name, table->nkeys));
 }

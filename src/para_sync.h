@@ -132,6 +132,7 @@ extern void key_build(StringInfo key, SyncedTable *table,
 extern bool key_build_legacy(StringInfo key, SyncedTable *table,
 							 Datum *values, bool *nulls);
 extern void key_parse(const char *key, SyncedTable *table, Datum *datums);
+extern void key_refuse(const char *key, const char *detail) pg_attribute_noreturn();
 extern char *key_part_text(const KeyColumn *col, Datum value);
 
 /* ---- sequence_store.c: outbox, counters, and acting as extension owner */

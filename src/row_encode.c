@@ -345,7 +345,9 @@ row_encode_values(StringInfo buf, SyncedTable *table, Datum *values, bool *nulls
 
 /*
  * The envelope as a bytea, encoded by the shared codec straight behind the
- * varlena header (no extra copy).  value NULL means nil.
+ * varlena header (no extra copy).  value NULL means nil.  Every envelope the
+ * server writes (outbox, snapshot(), snapshot_table()) is built here, so its
+ * key is checked here, by the validator libparasync uses.
  */
 bytea *
 envelope_build(const char *key, int key_len, StringInfo value,
@@ -356,6 +358,12 @@ envelope_build(const char *key, int key_len, StringInfo value,
 	StringInfoData out;
 	psync_envelope env = {0};
 
+	/* the one key grammar clients accept (key_escape.c): never send another */
+	if (!psync_key_is_valid(key, key_len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("para_sync built an invalid key \"%.*s\"", key_len, key),
+				 errdetail("Clients refuse keys outside the grammar of docs/protocol.md.")));
 	initStringInfo(&out);
 	appendStringInfoSpaces(&out, VARHDRSZ);
 	env.key = key;

@@ -290,11 +290,8 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("para_sync key is too long (%d bytes)", key_len),
 				 errdetail("Keys are limited to %d bytes.", PSYNC_MAX_KEY_LEN)));
-	if (colon == NULL || !psync_sync_name_is_valid(key, colon - key))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid para_sync key \"%s\"", key),
-				 errhint("A key is <sync name>:<primary key>[:<primary key>...], for example users:123.")));
+	if (!psync_key_is_valid(key, key_len))
+		key_refuse(key, "A key is a sync name (1 to 63 bytes of [A-Za-z0-9_-]), then parts, each after a ':', possibly empty, made of [A-Za-z0-9_-] and %XX (upper-case hex) for any other byte but 00.");
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -96,7 +96,7 @@ typedef enum psync_decode_error
 	PSYNC_DECODE_DUPLICATE_FIELD,
 	PSYNC_DECODE_MISSING_FIELD,
 	PSYNC_DECODE_WRONG_TYPE,	/* a known field with the wrong msgpack type */
-	PSYNC_DECODE_BAD_KEY,		/* empty, too long, or bytes a key never has */
+	PSYNC_DECODE_BAD_KEY,		/* not a key of the grammar (psync_key_is_valid) */
 	PSYNC_DECODE_BAD_UTF8,		/* schema_version or a field name not UTF-8 */
 	PSYNC_DECODE_BAD_OP,		/* op not one of the four names */
 	PSYNC_DECODE_BAD_SEQUENCE,	/* negative or above PSYNC_MAX_SEQUENCE */
@@ -104,8 +104,10 @@ typedef enum psync_decode_error
 } psync_decode_error;
 
 /*
- * True for a key as it travels on the wire: 1..PSYNC_MAX_KEY_LEN bytes of
- * [A-Za-z0-9_:%-] (escaped parts joined by ':'), so always one subject token.
+ * True for a key as it travels on the wire: psync_key_is_valid() of
+ * para_sync/key.h (the grammar of docs/protocol.md: a sync name, then
+ * ':'-prefixed escaped parts, possibly empty; at most PSYNC_MAX_KEY_LEN
+ * bytes), so always one subject token.
  */
 bool		psync_envelope_key_is_valid(const char *key, size_t len);
 
@@ -119,7 +121,7 @@ const char *psync_decode_error_text(psync_decode_error err);
  * byte of the value is walked and its MessagePack structure validated (depth
  * at most PSYNC_DECODE_MAX_DEPTH, every declared length inside the input), so
  * the work is O(len) and malformed input of any kind is an error, never a
- * crash.  key must be 1..PSYNC_MAX_KEY_LEN bytes of [A-Za-z0-9_:%-];
+ * crash.  key must be valid (psync_envelope_key_is_valid);
  * schema_version valid UTF-8; sequence a non-negative int <= PSYNC_MAX_SEQUENCE;
  * value a map or nil, absent only for op "refetch".  Field order is free and
  * unknown fields (with valid msgpack values) are skipped, so newer servers can

@@ -4,6 +4,8 @@
  * A key is "<sync name>:<pk1>[:<pk2>...]" where each primary-key part is the
  * column's text output with every byte outside [A-Za-z0-9_-] written as %XX
  * (upper-case hex).  A key is therefore always a single NATS subject token.
+ * A part may be empty (the text ''): "mail:" and "t::" are keys.  The exact
+ * grammar is in docs/protocol.md; psync_key_is_valid() implements it.
  */
 #ifndef PARA_SYNC_KEY_H
 #define PARA_SYNC_KEY_H
@@ -30,12 +32,28 @@ size_t		psync_key_escape(const char *in, size_t len, char *out);
 /*
  * Undo psync_key_escape on one key part.  out needs len bytes.  Returns the
  * decoded length, or -1 when in holds a byte that escaping would never
- * produce or a malformed %XX.
+ * produce, a malformed %XX, or %00.
  */
 long		psync_key_unescape(const char *in, size_t len, char *out);
 
 /* True when name is a valid sync name: 1..63 bytes of [A-Za-z0-9_-]. */
 bool		psync_sync_name_is_valid(const char *name, size_t len);
+
+/*
+ * True when key[0..len) is a key of the grammar in docs/protocol.md: a valid
+ * sync name, then one or more ":"-prefixed parts, each empty or made of
+ * [A-Za-z0-9_-] and canonical %XX (upper-case, never a plain byte, never
+ * 00); at most PSYNC_MAX_KEY_LEN bytes.  The server produces only these keys
+ * and snapshot() accepts only these; libparasync accepts exactly these.
+ */
+bool		psync_key_is_valid(const char *key, size_t len);
+
+/*
+ * True when key (assumed valid) belongs to the sync name name[0..name_len):
+ * it starts "<name>:".  "t:" is in table t (its one part is empty).
+ */
+bool		psync_key_in_table(const char *key, size_t len, const char *sync_name,
+							   size_t name_len);
 
 #ifdef __cplusplus
 }

@@ -510,8 +510,7 @@ finish_row_refetch(psync_refetch_request *req, const void *bytes, size_t len,
 static bool
 key_in_table(const psync_collection *c, const char *key, size_t len)
 {
-	return len > c->table_len + 1 && memcmp(key, c->table, c->table_len) == 0 &&
-		key[c->table_len] == ':';
+	return psync_key_in_table(key, len, c->table, c->table_len);
 }
 
 /* One envelope, live or replayed, with the collection locked. */

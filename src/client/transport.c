@@ -85,7 +85,7 @@ transport_init(psync_transport *t, const transport_ops *ops, void *backend)
 bool
 key_is_subscribable(const char *key, size_t len)
 {
-	return psync_envelope_key_is_valid(key, len);
+	return psync_key_is_valid(key, len);
 }
 
 bool

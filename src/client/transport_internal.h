@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 
 #include "para_sync/client.h"
+#include "para_sync/key.h"
 #include "keymap.h"
 
 typedef struct subscription subscription;
@@ -90,7 +91,7 @@ size_t		transport_table_len(const char *key, size_t len);
 /* True for "<sync name>:*"; *table_len gets the sync name's length. */
 bool		key_is_pattern(const char *key, size_t len, size_t *table_len);
 
-/* True for a key that may appear on the bus (docs/protocol.md: charset, length). */
+/* True for a key that may appear on the bus: psync_key_is_valid (docs/protocol.md grammar). */
 bool		key_is_subscribable(const char *key, size_t len);
 
 /* Encode env into a malloc'd buffer. */

@@ -95,9 +95,8 @@ on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closur
 	/* the key is the last token: "<prefix>.<key>" or "<prefix>.<table>.<key>" */
 	if (dot != NULL)
 		key = dot + 1;
-	/* a pattern "<table>:*" keeps only keys starting "<table>:" */
-	if (ks->is_pattern &&
-		(strlen(key) < ks->key_len || memcmp(key, ks->key, ks->key_len - 1) != 0))
+	/* a pattern "<table>:*" keeps only keys starting "<table>:" ("<table>:" too) */
+	if (ks->is_pattern && !psync_key_in_table(key, strlen(key), ks->key, ks->key_len - 2))
 	{
 		natsMsg_Destroy(msg);
 		return;

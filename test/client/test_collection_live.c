@@ -5,11 +5,14 @@
  * stopped and everything is published, every row of the table must be a
  * member with the same value bytes and sequence as snapshot_table() gives,
  * and nothing else may be a member.  Then a LOST (resync) must keep it so.
+ * And tables keyed by the edge-case values of test/key_cases.txt (the empty
+ * text among them) load in full with the keys listed there, and stay live.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 
 #include "harness.h"
+#include "key_cases.h"
 #include "live.h"
 #include "pg.h"
 
@@ -233,6 +236,170 @@ collection_loads_under_concurrent_writes(void)
 	psync_transport_destroy(t);
 }
 
+/* COPY sql FROM STDIN with the bytes of path; false on failure. */
+static bool
+copy_file(const char *sql, const char *path)
+{
+	PGresult   *res = PQexec(conn, sql);
+	FILE	   *f = fopen(path, "r");
+	char		buf[8192];
+	size_t		n;
+	bool		ok = PQresultStatus(res) == PGRES_COPY_IN && f != NULL;
+
+	PQclear(res);
+	while (ok && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+		ok = PQputCopyData(conn, buf, (int) n) == 1;
+	if (f != NULL)
+		fclose(f);
+	if (PQputCopyEnd(conn, ok ? NULL : "test input unreadable") != 1)
+		ok = false;
+	while ((res = PQgetResult(conn)) != NULL)
+	{
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			fprintf(stderr, "  COPY from %s: %s", path, PQresultErrorMessage(res));
+			ok = false;
+		}
+		PQclear(res);
+	}
+	return ok;
+}
+
+typedef struct member_seq
+{
+	int64_t		seq;
+} member_seq;
+
+static void
+note_seq(void *ctx, const char *key, size_t key_len, const void *value, int64_t seq)
+{
+	(void) key;
+	(void) key_len;
+	(void) value;
+	((member_seq *) ctx)->seq = seq;
+}
+
+/* The member's sequence (-1: not a member). */
+static int64_t
+member_sequence(psync_collection *col, const char *key)
+{
+	member_seq	m = {-1};
+
+	if (!psync_collection_get(col, key, note_seq, &m))
+		return -1;
+	return m.seq;
+}
+
+/* A collection of sync name table over t (NULL on failure, with the error shown). */
+static psync_collection *
+open_collection(const char *table_name, psync_transport *t, psync_pq_loader *loader,
+				psync_refetcher *rf)
+{
+	psync_collection_options co;
+	psync_collection *col = NULL;
+
+	psync_collection_options_init(&co);
+	co.table = table_name;
+	psync_schema_raw(&co.schema);
+	co.transport = t;
+	co.load_page = psync_pq_load_page_fn();
+	co.load_ctx = psync_pq_load_page_ctx(loader);
+	co.refetch = psync_pq_refetch_fn();
+	co.refetch_ctx = psync_pq_refetch_ctx(rf);
+	co.page_size = 5;			/* several pages, keyset-paged past edge keys */
+	if (psync_collection_new(&co, &col) != PSYNC_OK)
+	{
+		char		buf[512];
+
+		psync_last_error(buf, sizeof(buf));
+		fprintf(stderr, "  collection %s: %s\n", table_name, buf);
+		return NULL;
+	}
+	return col;
+}
+
+/*
+ * Tables keyed by every edge-case value of test/key_cases.txt (one text
+ * column as sync name kc1, two as kc2; sql/keys.sql checks their keys on
+ * the server side): each loads in a collection with exactly the keys listed,
+ * and the row keyed '' ("kc1:", "kc2::") stays live over NATS.
+ */
+static void
+edge_case_keys_load_and_stay_live(void)
+{
+	psync_nats_options no;
+	psync_transport *t = NULL;
+	psync_refetcher *rf = NULL;
+	psync_pq_loader *loader = NULL;
+	psync_collection *one = NULL,
+			   *two = NULL;
+	key_case   *cases;
+	size_t		n = key_cases_read(KEY_CASES_FILE, 3, &cases),
+				n_one = 0;
+	int64_t		seq_one,
+				seq_two;
+
+	CHECK(n >= 30);
+	CHECK(pg_exec(conn,
+				  "DROP TABLE IF EXISTS public.key_cases_one, public.key_cases_two;"
+				  "CREATE TEMP TABLE key_cases (ord serial, part1 text, part2 text, key text);"
+				  "CREATE TABLE public.key_cases_one (id text PRIMARY KEY, ord int);"
+				  "CREATE TABLE public.key_cases_two (a text, b text, ord int, PRIMARY KEY (a, b));"
+				  "SELECT para_sync.sync_table('public.key_cases_one', name => 'kc1');"
+				  "SELECT para_sync.sync_table('public.key_cases_two', name => 'kc2');") != NULL);
+	CHECK(copy_file("COPY key_cases (part1, part2, key) FROM STDIN WITH (HEADER)", KEY_CASES_FILE));
+	CHECK(pg_exec(conn,
+				  "INSERT INTO public.key_cases_one SELECT part1, ord FROM key_cases WHERE part2 IS NULL;"
+				  "INSERT INTO public.key_cases_two SELECT part1, part2, ord FROM key_cases WHERE part2 IS NOT NULL;") != NULL);
+
+	psync_nats_options_init(&no);
+	no.url = getenv("PSYNC_TEST_NATS_URL");
+	CHECK_EQ_INT(psync_nats_transport_connect(&no, &t), PSYNC_OK);
+	CHECK_EQ_INT(psync_pq_refetcher_new_conninfo(getenv("PSYNC_TEST_CONNINFO"), &rf), PSYNC_OK);
+	CHECK_EQ_INT(psync_pq_loader_new_conninfo(getenv("PSYNC_TEST_CONNINFO"), &loader), PSYNC_OK);
+	if (t != NULL && rf != NULL && loader != NULL)
+	{
+		one = open_collection("kc1", t, loader, rf);
+		two = open_collection("kc2", t, loader, rf);
+	}
+	CHECK(one != NULL && two != NULL);
+	if (one != NULL && two != NULL)
+	{
+		for (size_t i = 0; i < n; i++)
+		{
+			bool		is_one = cases[i].field[1] == NULL;
+			int64_t		seq = member_sequence(is_one ? one : two, cases[i].field[2]);
+
+			n_one += is_one;
+			if (seq <= 0)
+				fprintf(stderr, "  %.60s: not a member\n", cases[i].field[2]);
+			CHECK(seq > 0);		/* 1, or more in a rerun: sync names keep sequences */
+		}
+		CHECK_EQ_INT(psync_collection_count(one), n_one);
+		CHECK_EQ_INT(psync_collection_count(two), n - n_one);
+
+		/* the rows keyed '' change: their envelopes arrive on the table patterns */
+		seq_one = member_sequence(one, "kc1:");
+		seq_two = member_sequence(two, "kc2::");
+		CHECK(pg_exec(conn, "UPDATE public.key_cases_one SET ord = -ord WHERE id = '';"
+					  "UPDATE public.key_cases_two SET ord = -ord WHERE a = '' AND b = ''") != NULL);
+		CHECK(LIVE_WAIT_FOR(outbox_empty(), 60));
+		psync_transport_flush(t, 5000);
+		CHECK(LIVE_WAIT_FOR(member_sequence(one, "kc1:") == seq_one + 1 &&
+							member_sequence(two, "kc2::") == seq_two + 1, 30));
+		CHECK_EQ_INT(psync_collection_count(one), n_one);
+	}
+	if (one != NULL)
+		CHECK_EQ_INT(psync_collection_destroy(one), PSYNC_OK);
+	if (two != NULL)
+		CHECK_EQ_INT(psync_collection_destroy(two), PSYNC_OK);
+	psync_pq_loader_destroy(loader);
+	psync_refetcher_destroy(rf);
+	psync_transport_destroy(t);
+	key_cases_free(cases, n);
+	pg_exec(conn, "DROP TABLE public.key_cases_one, public.key_cases_two; DROP TABLE key_cases");
+}
+
 int
 main(void)
 {
@@ -244,6 +411,7 @@ main(void)
 	if (!pg_live_require(conn, "para_sync.snapshot_table(regclass,text,integer)"))
 		return 1;
 	RUN(collection_loads_under_concurrent_writes);
+	RUN(edge_case_keys_load_and_stay_live);
 	PQfinish(conn);
 	return harness_finish();
 }

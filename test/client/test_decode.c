@@ -1,9 +1,11 @@
 /*
  * test_decode.c — psync_envelope_decode: round trips and every kind of
  * malformed input (truncation, bad types, trailing bytes, depth, huge
- * lengths, bad keys and UTF-8, missing/wrong fields, bad sequences).
+ * lengths, bad keys and UTF-8, missing/wrong fields, bad sequences), and
+ * the key grammar against the shared lists of test/key_cases*.txt.
  */
 #include "harness.h"
+#include "key_cases.h"
 
 /* A raw msgpack builder for hand-made (often broken) envelopes. */
 typedef struct raw
@@ -319,6 +321,7 @@ bad_keys_rejected(void)
 		CHECK_EQ_INT(raw_decode(&r, &out), PSYNC_DECODE_BAD_KEY);
 	}
 	memset(long_key, 'k', sizeof(long_key));
+	long_key[1] = ':';			/* a key has a sync name, then parts */
 	long_key[PSYNC_MAX_KEY_LEN] = '\0';
 	{
 		raw			r;
@@ -331,6 +334,109 @@ bad_keys_rejected(void)
 		raw_basic(&r, 0, long_key, "upsert");
 		CHECK_EQ_INT(raw_decode(&r, &out), PSYNC_DECODE_BAD_KEY);
 	}
+}
+
+static void
+count_event(void *ctx, const psync_event *event)
+{
+	(void) event;
+	(*(int *) ctx)++;
+}
+
+/* Each part of a valid key case unescapes to the row's value; false if not. */
+static bool
+parts_match(const key_case *c, size_t nparts)
+{
+	const char *key = c->field[2];
+	size_t		klen = c->len[2];
+	const char *p = memchr(key, ':', klen) + 1;
+	char		buf[PSYNC_MAX_KEY_LEN];
+
+	for (size_t k = 0; k < nparts; k++)
+	{
+		const char *end = memchr(p, ':', klen - (size_t) (p - key));
+		long		len;
+
+		if (end == NULL)
+			end = key + klen;
+		len = psync_key_unescape(p, (size_t) (end - p), buf);
+		if (len != (long) c->len[k] || memcmp(buf, c->field[k], c->len[k]) != 0)
+			return false;
+		p = end + 1;
+	}
+	return p == key + klen + 1;	/* no part left over */
+}
+
+/*
+ * The keys the server gives the edge-case rows of test/key_cases.txt
+ * (sql/keys.sql checks that against the same file) are all accepted:
+ * decoded, split back into the row's values, subscribed and delivered to
+ * their table's pattern.  The keys of test/key_cases_bad.txt, which
+ * snapshot() refuses, are all refused.
+ */
+static void
+shared_key_cases(void)
+{
+	key_case   *cases;
+	size_t		n = key_cases_read(KEY_CASES_FILE, 3, &cases);
+
+	CHECK(n >= 30);
+	for (size_t i = 0; i < n; i++)
+	{
+		const key_case *c = &cases[i];
+		const char *key = c->field[2];
+		size_t		nparts = c->field[1] != NULL ? 2 : 1;
+		const char *table = nparts == 1 ? "kc1" : "kc2";
+		raw			r;
+		psync_envelope out,
+					env = test_envelope(key, 1, "x");
+		psync_transport *t;
+		psync_subscription_id a,
+					b;
+		int			calls = 0;
+
+		if (!psync_key_is_valid(key, c->len[2]))
+			fprintf(stderr, "  refused: %s\n", key);
+		CHECK(psync_key_is_valid(key, c->len[2]));
+		raw_basic(&r, 0, key, "upsert");
+		CHECK_EQ_INT(raw_decode(&r, &out), PSYNC_DECODE_OK);
+		CHECK(psync_key_in_table(key, c->len[2], table, 3));
+		CHECK(parts_match(c, nparts));
+		psync_inprocess_transport_new(&t);
+		CHECK_EQ_INT(psync_transport_subscribe(t, key, count_event, &calls, &a), PSYNC_OK);
+		CHECK_EQ_INT(psync_transport_subscribe(t, nparts == 1 ? "kc1:*" : "kc2:*",
+											   count_event, &calls, &b), PSYNC_OK);
+		CHECK_EQ_INT(psync_transport_publish(t, &env), PSYNC_OK);
+		CHECK_EQ_INT(calls, 2);
+		psync_transport_destroy(t);
+	}
+	key_cases_free(cases, n);
+
+	n = key_cases_read(KEY_CASES_BAD_FILE, 1, &cases);
+	CHECK(n >= 20);
+	for (size_t i = 0; i < n; i++)
+	{
+		const char *key = cases[i].field[0];
+		raw			r;
+		psync_envelope out;
+		psync_transport *t;
+		psync_subscription_id a;
+		int			calls = 0;
+
+		if (psync_key_is_valid(key, cases[i].len[0]))
+			fprintf(stderr, "  accepted: %s\n", key);
+		CHECK(!psync_key_is_valid(key, cases[i].len[0]));
+		raw_basic(&r, 0, key, "upsert");
+		CHECK_EQ_INT(raw_decode(&r, &out), PSYNC_DECODE_BAD_KEY);
+		/* "<table>:*" is no key, but a subscription's table pattern */
+		if (cases[i].len[0] >= 2 && strcmp(key + cases[i].len[0] - 2, ":*") == 0)
+			continue;
+		psync_inprocess_transport_new(&t);
+		CHECK_EQ_INT(psync_transport_subscribe(t, key, count_event, &calls, &a),
+					 PSYNC_ERR_INVALID_ARGUMENT);
+		psync_transport_destroy(t);
+	}
+	key_cases_free(cases, n);
 }
 
 static void
@@ -556,6 +662,7 @@ main(void)
 	RUN(nesting_limit);
 	RUN(huge_declared_lengths);
 	RUN(bad_keys_rejected);
+	RUN(shared_key_cases);
 	RUN(schema_version_checked);
 	RUN(missing_fields);
 	RUN(wrongly_typed_fields);

@@ -193,6 +193,11 @@ table_pattern_filters_on_the_subject(void)
 	CHECK(LIVE_WAIT_FOR(atomic_load(&in.envelopes) == 2, 10));
 	CHECK(strcmp(in.last_key, "users:2") == 0);
 	CHECK_EQ_INT(atomic_load(&in.last_sequence), 5);
+	/* "users:" (primary key '': one empty part) is a key of the table too */
+	publish(t, "users:", 7);
+	psync_transport_flush(t, 5000);
+	CHECK(LIVE_WAIT_FOR(atomic_load(&in.envelopes) == 3, 10));
+	CHECK(strcmp(in.last_key, "users:") == 0);
 	psync_unsubscribe(t, id);
 	psync_transport_flush(t, 5000);
 	CHECK(LIVE_WAIT_FOR(live_nats_subscriptions(monitor_port) == base, 5));
