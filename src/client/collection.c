@@ -270,8 +270,8 @@ maybe_shrink(psync_collection *c)
 {
 	size_t		n = c->nbuckets;
 
-	if (n <= MIN_BUCKETS || c->nentries >= n / 8)
-		return;
+	if (n <= MIN_BUCKETS || c->nentries >= n / 4)
+		return;					/* grows at n entries: no see-saw */
 	while (n > MIN_BUCKETS && c->nentries < n / 4)
 		n /= 2;
 	resize_buckets(c, n);
