@@ -622,8 +622,8 @@ typedef struct psync_collection_options
 	int			page_size;		/* rows per page; default 10000 */
 	psync_collection_state_fn on_state;	/* may be NULL */
 	void	   *on_state_ctx;
-	psync_load_layout_fn load_layout;	/* NULL: the layout is not checked */
-	psync_cancel_load_fn cancel_load;	/* NULL: destroy waits for the page */
+	psync_load_layout_fn load_layout;	/* NULL: not checked (libpq loader: its own) */
+	psync_cancel_load_fn cancel_load;	/* NULL: destroy waits (libpq loader: its own) */
 	int			page_retries;	/* a failed page is tried again; default 3 */
 	int			max_tombstones; /* deletes remembered after a load; default 4096 */
 	int			layout_check_ms;	/* layout re-checked; default 30000, <0 never */

@@ -1567,6 +1567,14 @@ psync_collection_new(const psync_collection_options *opts, psync_collection **ou
 	c->on_state_ctx = opts->on_state_ctx;
 	c->load_layout = opts->load_layout;
 	c->cancel_load = opts->cancel_load;
+	if (opts->load_page == psync_pq_load_page_fn())
+	{
+		/* the libpq loader brings its own layout check and cancel */
+		if (c->load_layout == NULL)
+			c->load_layout = psync_pq_load_layout_fn();
+		if (c->cancel_load == NULL)
+			c->cancel_load = psync_pq_cancel_load_fn();
+	}
 	c->page_size = opts->page_size > 0 ? opts->page_size : DEFAULT_PAGE_SIZE;
 	c->page_retries = opts->page_retries > 0 ? opts->page_retries : 0;
 	c->max_tombstones = opts->max_tombstones > 0 ? (size_t) opts->max_tombstones : 0;

@@ -665,12 +665,8 @@ write_during_reload(fake_db *db, int page)
 		return;
 	/* both are held rows: the envelopes applied at once */
 	{
-		row		   *r1 = db_row(db, "users:1");
-		row		   *r9 = db_row(db, "users:9");
 		match		m = {db, 0, 0};
 
-		(void) r1;
-		(void) r9;
 		psync_collection_get(db->coll, "users:1", check_member, &m);
 		psync_collection_get(db->coll, "users:9", check_member, &m);
 		if (m.seen == 2 && m.wrong == 0)
