@@ -567,7 +567,10 @@ typedef void (*psync_member_fn) (void *ctx, const char *key, size_t key_len,
  * envelopes of table (a sync name) whose keys follow after_key (NULL: from
  * the first), in key order, at most max_rows; returns PSYNC_OK (fewer than
  * max_rows rows: that was the last page) or an error with its text in
- * error.  Runs on the collection's loader thread; may block.
+ * error.  Runs on the collection's loader thread, unlocked, inside the
+ * collection (destroying or waiting for it from here is refused); may
+ * block.  A row the collection cannot accept is skipped and counted
+ * (rows_skipped), the load goes on.
  */
 typedef void (*psync_page_row_fn) (void *row_ctx, const void *envelope, size_t len);
 typedef psync_status (*psync_load_page_fn) (void *ctx, const char *table,
@@ -617,16 +620,17 @@ typedef struct psync_collection_options
 	/* Row refetch; NULL → a gap reloads the whole table instead. */
 	psync_refetch_fn refetch;
 	void	   *refetch_ctx;
-	psync_collection_change_fn on_change;	/* may be NULL */
+	psync_collection_change_fn on_change;	/* the first observer; may be NULL */
 	void	   *on_change_ctx;
 	int			page_size;		/* rows per page; default 10000 */
 	psync_collection_state_fn on_state;	/* may be NULL */
 	void	   *on_state_ctx;
 	psync_load_layout_fn load_layout;	/* NULL: not checked (libpq loader: its own) */
 	psync_cancel_load_fn cancel_load;	/* NULL: destroy waits (libpq loader: its own) */
+	/* 0 below: the default; < 0: none (never) */
 	int			page_retries;	/* a failed page is tried again; default 3 */
 	int			max_tombstones; /* deletes remembered after a load; default 4096 */
-	int			layout_check_ms;	/* layout re-checked; default 30000, <0 never */
+	int			layout_check_ms;	/* layout re-checked between loads; default 30000 */
 } psync_collection_options;
 
 void		psync_collection_options_init(psync_collection_options *opts);
@@ -634,8 +638,10 @@ void		psync_collection_options_init(psync_collection_options *opts);
 /*
  * Subscribe, load every page (on the collection's loader thread; it waits)
  * and return the live collection.  The initial members are reported as
- * PSYNC_MEMBER_ADDED before it returns.  A failed initial load fails it
- * (PSYNC_ERR_DATABASE …; the text with psync_last_error).
+ * PSYNC_MEMBER_ADDED before it returns.  A failed page is tried again
+ * page_retries times; a failed initial load fails it (PSYNC_ERR_DATABASE,
+ * also for a loader whose full pages do not advance; PSYNC_ERR_LAYOUT for a
+ * subject layout mismatch; the text with psync_last_error).
  */
 psync_status psync_collection_new(const psync_collection_options *opts,
 								  psync_collection **out);

@@ -1058,14 +1058,34 @@ skip_row(psync_collection *c, const raw_row *row, const char *why)
 	free(key);
 }
 
-/* Rows the load did not confirm are gone (deleted while messages were lost). */
+/*
+ * Rows the load did not confirm are gone (deleted while messages were
+ * lost); records of keys never held (a value the parser rejected, a
+ * malformed message) are dropped.
+ */
 static void
 sweep(psync_collection *c)
 {
 	for (size_t b = 0; b < c->nbuckets; b++)
-		for (member *m = c->buckets[b]; m != NULL; m = m->next)
+	{
+		member	  **p = &c->buckets[b];
+
+		while (*p != NULL)
+		{
+			member	   *m = *p;
+
+			if (m->value == NULL && m->seq < 0 && !m->refetching)
+			{
+				*p = m->next;
+				free(m);
+				c->nentries--;
+				continue;
+			}
 			if (m->value != NULL && m->gen != c->gen && !m->refetching)
 				set_member(c, m, m->seq, NULL);
+			p = &m->next;
+		}
+	}
 }
 
 /* Envelopes held for keys up to the cursor now, in (key, sequence) order. */
@@ -1260,7 +1280,7 @@ layout_matches(psync_collection *c)
 	psync_status st;
 	char		detail[400];
 
-	if (c->layout_check_ms >= 0)
+	if (c->layout_check_ms > 0)
 		deadline_in(&c->next_layout_check, c->layout_check_ms);
 	if (c->load_layout == NULL || mine == NULL)
 		return true;
@@ -1352,7 +1372,7 @@ worker_main(void *arg)
 
 			run_due_retries(c, &next, &any);
 			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (c->layout_check_ms >= 0 && c->load_layout != NULL && !c->stopping &&
+			if (c->layout_check_ms > 0 && c->load_layout != NULL && !c->stopping &&
 				!ts_before(&now, &c->next_layout_check))
 			{
 				bool		was_error = c->state == PSYNC_COLLECTION_ERROR;
@@ -1361,7 +1381,7 @@ worker_main(void *arg)
 					request_reload(c);	/* the cause is gone: catch up */
 				continue;
 			}
-			if (c->layout_check_ms >= 0 && c->load_layout != NULL &&
+			if (c->layout_check_ms > 0 && c->load_layout != NULL &&
 				(!any || ts_before(&c->next_layout_check, &next)))
 			{
 				next = c->next_layout_check;
@@ -1532,8 +1552,7 @@ psync_collection_new(const psync_collection_options *opts, psync_collection **ou
 	*out = NULL;
 	if (opts == NULL || opts->table == NULL || !table_name_is_valid(opts->table) ||
 		opts->schema.parse == NULL || opts->transport == NULL ||
-		opts->load_page == NULL || opts->page_size < 0 || opts->page_retries < 0 ||
-		opts->max_tombstones < 0)
+		opts->load_page == NULL || opts->page_size < 0)
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return PSYNC_ERR_NO_MEMORY;
@@ -1576,9 +1595,13 @@ psync_collection_new(const psync_collection_options *opts, psync_collection **ou
 			c->cancel_load = psync_pq_cancel_load_fn();
 	}
 	c->page_size = opts->page_size > 0 ? opts->page_size : DEFAULT_PAGE_SIZE;
-	c->page_retries = opts->page_retries > 0 ? opts->page_retries : 0;
-	c->max_tombstones = opts->max_tombstones > 0 ? (size_t) opts->max_tombstones : 0;
-	c->layout_check_ms = opts->layout_check_ms;
+	/* 0 (a zeroed struct): the default; < 0: none */
+	c->page_retries = opts->page_retries == 0 ? DEFAULT_PAGE_RETRIES :
+		opts->page_retries > 0 ? opts->page_retries : 0;
+	c->max_tombstones = opts->max_tombstones == 0 ? DEFAULT_MAX_TOMBSTONES :
+		opts->max_tombstones > 0 ? (size_t) opts->max_tombstones : 0;
+	c->layout_check_ms = opts->layout_check_ms == 0 ? DEFAULT_LAYOUT_CHECK_MS :
+		opts->layout_check_ms > 0 ? opts->layout_check_ms : -1;
 	c->state = PSYNC_COLLECTION_LOADING;
 	c->loading = true;			/* hold envelopes until the first load is in */
 	c->reload_requested = true;
