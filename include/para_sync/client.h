@@ -694,7 +694,9 @@ void		psync_collection_unobserve(psync_collection *collection,
 									   psync_observer_id id);
 
 /*
- * Wait until no reload and no row refetch is in flight.  PSYNC_OK,
+ * Wait until no load or reload and no row refetch (nor its retry) is in
+ * flight.  A reload that fails is retried, so it waits for the database
+ * too: pass a timeout when that matters.  PSYNC_OK,
  * PSYNC_ERR_TIMEOUT, or PSYNC_ERR_IN_CALLBACK from a callback.
  */
 psync_status psync_collection_wait_idle(psync_collection *collection, int timeout_ms);

@@ -162,6 +162,7 @@ struct psync_collection
 	bool		destroyed;
 	bool		first_load_done;
 	bool		in_loader;		/* the loader thread is inside load_page/layout */
+	bool		in_load;		/* run_load() runs (layout check included) */
 	psync_status first_load_status;
 	psync_collection_state state;
 	int			refetches_in_flight;	/* rows refetching or waiting to retry */
@@ -1316,6 +1317,7 @@ run_load(psync_collection *c)
 	bool		layout_ok;
 
 	c->reload_requested = false;
+	c->in_load = true;			/* busy for wait_idle from here on */
 	set_state(c, c->first_load_done ? PSYNC_COLLECTION_RELOADING : PSYNC_COLLECTION_LOADING);
 	layout_ok = layout_matches(c);
 	ok = layout_ok;
@@ -1348,11 +1350,12 @@ run_load(psync_collection *c)
 	}
 	if (ok)
 		set_state(c, PSYNC_COLLECTION_LIVE);
+	c->in_load = false;
 	pthread_cond_broadcast(&c->cond);
 	if (!ok && layout_ok && !c->stopping)
 	{
+		c->reload_requested = true; /* still busy for wait_idle */
 		wait_ms(c, RELOAD_RETRY_MS);
-		c->reload_requested = true;
 	}
 }
 
@@ -1782,6 +1785,13 @@ psync_collection_unobserve(psync_collection *c, psync_observer_id id)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* A load, a reload or a row refetch (or its retry) is in flight. */
+static bool
+busy(const psync_collection *c)
+{
+	return c->in_load || c->loading || c->reload_requested || c->refetches_in_flight > 0;
+}
+
 psync_status
 psync_collection_wait_idle(psync_collection *c, int timeout_ms)
 {
@@ -1804,14 +1814,12 @@ psync_collection_wait_idle(psync_collection *c, int timeout_ms)
 		}
 	}
 	pthread_mutex_lock(&c->lock);
-	while ((c->loading || c->reload_requested || c->refetches_in_flight > 0) &&
-		   !c->stopping && st == PSYNC_OK)
+	while (busy(c) && !c->stopping && st == PSYNC_OK)
 	{
 		if (timeout_ms < 0)
 			pthread_cond_wait(&c->cond, &c->lock);
 		else if (pthread_cond_timedwait(&c->cond, &c->lock, &until) == ETIMEDOUT)
-			st = (c->loading || c->reload_requested || c->refetches_in_flight > 0) ?
-				PSYNC_ERR_TIMEOUT : PSYNC_OK;
+			st = busy(c) ? PSYNC_ERR_TIMEOUT : PSYNC_OK;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return st;
