@@ -672,8 +672,18 @@ typedef struct psync_collection_counters
 	uint64_t	key_slots;		/* hash slots of the key map now */
 } psync_collection_counters;
 
+/*
+ * Fill *out.  The counters grow at the end: the macro passes the caller's
+ * sizeof, so the library writes only what the caller's header knows (a
+ * program built against an older header calls the function itself, which
+ * writes the first seven counters only).
+ */
 void		psync_collection_stats(psync_collection *collection,
 								   psync_collection_counters *out);
+void		psync_collection_stats_sized(psync_collection *collection,
+										 psync_collection_counters *out, size_t size);
+#define psync_collection_stats(collection, out) \
+	psync_collection_stats_sized((collection), (out), sizeof(*(out)))
 
 /* Reload the pages in the background, as after PSYNC_EVENT_LOST. */
 void		psync_collection_resync(psync_collection *collection);

@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1699,15 +1700,26 @@ psync_collection_foreach(psync_collection *c, psync_member_fn fn, void *ctx)
 }
 
 void
-psync_collection_stats(psync_collection *c, psync_collection_counters *out)
+psync_collection_stats_sized(psync_collection *c, psync_collection_counters *out,
+							 size_t size)
 {
+	psync_collection_counters all;
+
 	if (c == NULL || out == NULL)
 		return;
 	pthread_mutex_lock(&c->lock);
-	*out = c->stats;
-	out->tombstones = c->nentries - c->nmembers;
-	out->key_slots = c->nbuckets;
+	all = c->stats;
+	all.tombstones = c->nentries - c->nmembers;
+	all.key_slots = c->nbuckets;
 	pthread_mutex_unlock(&c->lock);
+	memcpy(out, &all, size < sizeof(all) ? size : sizeof(all));
+}
+
+/* The ABI-0 entry point: the counters up to parse_errors. */
+void
+(psync_collection_stats) (psync_collection *c, psync_collection_counters *out)
+{
+	psync_collection_stats_sized(c, out, offsetof(psync_collection_counters, rows_skipped));
 }
 
 void
