@@ -58,8 +58,10 @@ typedef enum psync_status
 	PSYNC_ERR_CLOSED,			/* the handle is shutting down */
 	PSYNC_ERR_TIMEOUT,
 	PSYNC_ERR_SYSTEM,			/* thread or clock failure */
-	PSYNC_ERR_IN_CALLBACK		/* not allowed from this callback (e.g.
+	PSYNC_ERR_IN_CALLBACK,		/* not allowed from this callback (e.g.
 								 * disposing a replica from its own callback) */
+	PSYNC_ERR_LAYOUT			/* the transport follows a table in another
+								 * subject layout than the server publishes */
 } psync_status;
 
 /* Static English text for a status code; never NULL. */
@@ -493,8 +495,16 @@ size_t		psync_replica_last_error(psync_replica *replica, char *buf, size_t size)
  *     the background without dropping the collection: members keep their
  *     values, newer rows replace older ones, rows gone from the table leave.
  *
- * Deleted rows are remembered by key and sequence (a few dozen bytes each),
- * so a late duplicate of an older envelope cannot bring them back.
+ *
+ * While a reload runs the rows stay live: envelopes of rows already held
+ * apply at once, those of rows whose page has not come yet are held for
+ * that page.  A failed row refetch is retried for that row, with backoff.
+ * psync_collection_get_state() tells loading / live / reloading / error.
+ *
+ * Deleted rows are remembered by key and sequence (a few dozen bytes each)
+ * while a load runs and, after it, for the last max_tombstones deletes, so
+ * a late duplicate of an older envelope cannot bring them back.  A delete
+ * of a row never held leaves no record.
  */
 typedef struct psync_collection psync_collection;
 
@@ -520,6 +530,34 @@ typedef void (*psync_collection_change_fn) (void *ctx, psync_collection *collect
 											const char *key, size_t key_len,
 											const void *value, int64_t sequence);
 
+/*
+ * What a collection is doing.  LOADING: the first load runs (inside
+ * psync_collection_new).  LIVE: every page is in, envelopes apply.
+ * RELOADING: a reload runs (after PSYNC_EVENT_LOST, resync, a failed load);
+ * rows stay live meanwhile.  ERROR: the collection cannot follow the table
+ * (e.g. a subject layout mismatch, PSYNC_ERR_LAYOUT); the detail is in
+ * psync_collection_last_error; it keeps checking and reloads once the cause
+ * is gone.
+ */
+typedef enum psync_collection_state
+{
+	PSYNC_COLLECTION_LOADING,
+	PSYNC_COLLECTION_LIVE,
+	PSYNC_COLLECTION_RELOADING,
+	PSYNC_COLLECTION_ERROR
+} psync_collection_state;
+
+/* "loading", "live", "reloading", "error"; never NULL. */
+const char *psync_collection_state_text(psync_collection_state state);
+
+/*
+ * State callback: runs with the collection locked on its loader thread,
+ * after the state changed.  Like a change callback it may read the
+ * collection but not destroy or wait for it (PSYNC_ERR_IN_CALLBACK).
+ */
+typedef void (*psync_collection_state_fn) (void *ctx, psync_collection *collection,
+										   psync_collection_state state);
+
 /* A member, visited with the collection locked; value valid during the call. */
 typedef void (*psync_member_fn) (void *ctx, const char *key, size_t key_len,
 								 const void *value, int64_t sequence);
@@ -529,13 +567,33 @@ typedef void (*psync_member_fn) (void *ctx, const char *key, size_t key_len,
  * envelopes of table (a sync name) whose keys follow after_key (NULL: from
  * the first), in key order, at most max_rows; returns PSYNC_OK (fewer than
  * max_rows rows: that was the last page) or an error with its text in
- * error.  Runs on the collection's loader thread; may block.
+ * error.  Runs on the collection's loader thread, unlocked, inside the
+ * collection (destroying or waiting for it from here is refused); may
+ * block.  A row the collection cannot accept is skipped and counted
+ * (rows_skipped), the load goes on.
  */
 typedef void (*psync_page_row_fn) (void *row_ctx, const void *envelope, size_t len);
 typedef psync_status (*psync_load_page_fn) (void *ctx, const char *table,
 											const char *after_key, int max_rows,
 											psync_page_row_fn row, void *row_ctx,
 											char *error, size_t error_size);
+
+/*
+ * Layout check: write the subject layout the server publishes table in
+ * ("key" or "table", docs/protocol.md "Subjects") into layout.  Runs on the
+ * collection's loader thread before each load and every layout_check_ms;
+ * may block.  Called with the loader's ctx (load_ctx).
+ */
+typedef psync_status (*psync_load_layout_fn) (void *ctx, const char *table,
+											  char *layout, size_t layout_size,
+											  char *error, size_t error_size);
+
+/*
+ * Cancel the page query in flight, if any, so that load_page returns soon
+ * (with an error).  Called by psync_collection_destroy on the destroying
+ * thread, concurrently with load_page on the loader thread; load_ctx.
+ */
+typedef void (*psync_cancel_load_fn) (void *ctx);
 
 /*
  * libpq page loader: para_sync.snapshot_table() over its own connection
@@ -546,6 +604,9 @@ typedef struct psync_pq_loader psync_pq_loader;
 psync_status psync_pq_loader_new_conninfo(const char *conninfo, psync_pq_loader **out);
 psync_load_page_fn psync_pq_load_page_fn(void);
 void	   *psync_pq_load_page_ctx(psync_pq_loader *loader);
+/* Its layout check (para_sync.synced_tables.subject_layout) and cancel. */
+psync_load_layout_fn psync_pq_load_layout_fn(void);
+psync_cancel_load_fn psync_pq_cancel_load_fn(void);
 /* Collections using it must be destroyed first. */
 void		psync_pq_loader_destroy(psync_pq_loader *loader);
 
@@ -559,9 +620,17 @@ typedef struct psync_collection_options
 	/* Row refetch; NULL → a gap reloads the whole table instead. */
 	psync_refetch_fn refetch;
 	void	   *refetch_ctx;
-	psync_collection_change_fn on_change;	/* may be NULL */
+	psync_collection_change_fn on_change;	/* the first observer; may be NULL */
 	void	   *on_change_ctx;
 	int			page_size;		/* rows per page; default 10000 */
+	psync_collection_state_fn on_state;	/* may be NULL */
+	void	   *on_state_ctx;
+	psync_load_layout_fn load_layout;	/* NULL: not checked (libpq loader: its own) */
+	psync_cancel_load_fn cancel_load;	/* NULL: destroy waits (libpq loader: its own) */
+	/* 0 below: the default; < 0: none (never) */
+	int			page_retries;	/* a failed page is tried again; default 3 */
+	int			max_tombstones; /* deletes remembered after a load; default 4096 */
+	int			layout_check_ms;	/* layout re-checked between loads; default 30000 */
 } psync_collection_options;
 
 void		psync_collection_options_init(psync_collection_options *opts);
@@ -569,8 +638,10 @@ void		psync_collection_options_init(psync_collection_options *opts);
 /*
  * Subscribe, load every page (on the collection's loader thread; it waits)
  * and return the live collection.  The initial members are reported as
- * PSYNC_MEMBER_ADDED before it returns.  A failed initial load fails it
- * (PSYNC_ERR_DATABASE …; the text with psync_last_error).
+ * PSYNC_MEMBER_ADDED before it returns.  A failed page is tried again
+ * page_retries times; a failed initial load fails it (PSYNC_ERR_DATABASE,
+ * also for a loader whose full pages do not advance; PSYNC_ERR_LAYOUT for a
+ * subject layout mismatch; the text with psync_last_error).
  */
 psync_status psync_collection_new(const psync_collection_options *opts,
 								  psync_collection **out);
@@ -595,16 +666,47 @@ typedef struct psync_collection_counters
 	uint64_t	gaps;
 	uint64_t	row_refetches;
 	uint64_t	parse_errors;
+	uint64_t	rows_skipped;	/* page rows not accepted (see last_error) */
+	uint64_t	row_refetch_failures;	/* each retried with backoff */
+	uint64_t	tombstones;		/* deleted rows remembered now */
+	uint64_t	key_slots;		/* hash slots of the key map now */
 } psync_collection_counters;
 
+/*
+ * Fill *out.  The counters grow at the end: the macro passes the caller's
+ * sizeof, so the library writes only what the caller's header knows (a
+ * program built against an older header calls the function itself, which
+ * writes the first seven counters only).
+ */
 void		psync_collection_stats(psync_collection *collection,
 								   psync_collection_counters *out);
+void		psync_collection_stats_sized(psync_collection *collection,
+										 psync_collection_counters *out, size_t size);
+#define psync_collection_stats(collection, out) \
+	psync_collection_stats_sized((collection), (out), sizeof(*(out)))
 
 /* Reload the pages in the background, as after PSYNC_EVENT_LOST. */
 void		psync_collection_resync(psync_collection *collection);
 
+/* The current state (any thread). */
+psync_collection_state psync_collection_get_state(psync_collection *collection);
+
 /*
- * Wait until no reload and no row refetch is in flight.  PSYNC_OK,
+ * Change observers, as for replicas (psync_replica_observe): any number,
+ * each called as documented for psync_collection_change_fn, in
+ * registration order; on_change is the first.  Unobserve is idempotent;
+ * once it returns the observer is not running and will not be called.
+ */
+psync_status psync_collection_observe(psync_collection *collection,
+									  psync_collection_change_fn fn, void *ctx,
+									  psync_observer_id *out_id);
+void		psync_collection_unobserve(psync_collection *collection,
+									   psync_observer_id id);
+
+/*
+ * Wait until no load or reload and no row refetch (nor its retry) is in
+ * flight.  A reload that fails is retried, so it waits for the database
+ * too: pass a timeout when that matters.  PSYNC_OK,
  * PSYNC_ERR_TIMEOUT, or PSYNC_ERR_IN_CALLBACK from a callback.
  */
 psync_status psync_collection_wait_idle(psync_collection *collection, int timeout_ms);
@@ -614,9 +716,10 @@ size_t		psync_collection_last_error(psync_collection *collection, char *buf,
 										size_t size);
 
 /*
- * Unsubscribe, stop the loader thread (after its current page) and free.
- * Row refetches in flight finish into the void.  PSYNC_ERR_IN_CALLBACK
- * (and nothing done) from one of its own callbacks.
+ * Unsubscribe, stop the loader thread and free.  A page query in flight is
+ * cancelled with cancel_load (when set; else destroy waits for it).  Row
+ * refetches in flight finish into the void.  PSYNC_ERR_IN_CALLBACK (and
+ * nothing done) from one of its own callbacks, the page loader included.
  */
 psync_status psync_collection_destroy(psync_collection *collection);
 

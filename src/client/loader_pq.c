@@ -8,7 +8,9 @@
  * with binary results, on the loader's own connection (opened lazily from
  * a conninfo string, reopened after a failure).  Pages run on the
  * collections' loader threads; a mutex lets several collections share one
- * loader, one page at a time.
+ * loader, one page at a time.  The layout check reads
+ * para_sync.synced_tables.subject_layout; cancel sends a cancel request for
+ * the statement in flight (PQcancel, safe from another thread).
  */
 #include "para_sync/client.h"
 
@@ -27,7 +29,29 @@ struct psync_pq_loader
 	pthread_mutex_t lock;
 	char	   *conninfo;
 	PGconn	   *conn;
+	pthread_mutex_t cancel_lock;	/* guards cancel */
+	PGcancel   *cancel;			/* while a statement runs */
 };
+
+/* The statement of conn may be cancelled from now on (lock held). */
+static void
+cancel_arm(psync_pq_loader *l)
+{
+	PGcancel   *cancel = PQgetCancel(l->conn);
+
+	pthread_mutex_lock(&l->cancel_lock);
+	l->cancel = cancel;
+	pthread_mutex_unlock(&l->cancel_lock);
+}
+
+static void
+cancel_disarm(psync_pq_loader *l)
+{
+	pthread_mutex_lock(&l->cancel_lock);
+	PQfreeCancel(l->cancel);
+	l->cancel = NULL;
+	pthread_mutex_unlock(&l->cancel_lock);
+}
 
 static bool
 ensure_connection(psync_pq_loader *l, char *error, size_t error_size)
@@ -92,12 +116,14 @@ pq_load_page(void *ctx, const char *table, const char *after_key, int max_rows,
 		pthread_mutex_unlock(&l->lock);
 		return PSYNC_ERR_DATABASE;
 	}
+	cancel_arm(l);
 	res = PQexecParams(l->conn,
 					   "SELECT s.envelope"
 					   " FROM para_sync.synced_tables t,"
 					   " para_sync.snapshot_table(t.table_name, $2, $3::pg_catalog.int4) s"
 					   " WHERE t.sync_name OPERATOR(pg_catalog.=) $1",
 					   3, NULL, params, NULL, NULL, 1);
+	cancel_disarm(l);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		client_pq_message(error, error_size, "para_sync.snapshot_table() failed",
@@ -118,6 +144,72 @@ pq_load_page(void *ctx, const char *table, const char *after_key, int max_rows,
 	return st;
 }
 
+static psync_status
+pq_load_layout(void *ctx, const char *table, char *layout, size_t layout_size,
+			   char *error, size_t error_size)
+{
+	psync_pq_loader *l = ctx;
+	const char *params[1] = {table};
+	PGresult   *res;
+	psync_status st = PSYNC_OK;
+
+	if (l == NULL || table == NULL || layout == NULL)
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	pthread_mutex_lock(&l->lock);
+	if (!ensure_connection(l, error, error_size))
+	{
+		pthread_mutex_unlock(&l->lock);
+		return PSYNC_ERR_DATABASE;
+	}
+	cancel_arm(l);
+	res = PQexecParams(l->conn,
+					   "SELECT t.subject_layout FROM para_sync.synced_tables t"
+					   " WHERE t.sync_name OPERATOR(pg_catalog.=) $1",
+					   1, NULL, params, NULL, NULL, 0);
+	cancel_disarm(l);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		client_pq_message(error, error_size, "para_sync.synced_tables", PQresultErrorMessage(res));
+		st = PSYNC_ERR_DATABASE;
+	}
+	else if (PQntuples(res) == 0)
+	{
+		snprintf(error, error_size, "no synced table has sync name \"%s\"", table);
+		st = PSYNC_ERR_NOT_FOUND;
+	}
+	else
+		snprintf(layout, layout_size, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	pthread_mutex_unlock(&l->lock);
+	return st;
+}
+
+static void
+pq_cancel_load(void *ctx)
+{
+	psync_pq_loader *l = ctx;
+	char		ignored[256];
+
+	if (l == NULL)
+		return;
+	pthread_mutex_lock(&l->cancel_lock);
+	if (l->cancel != NULL)
+		(void) PQcancel(l->cancel, ignored, sizeof(ignored));
+	pthread_mutex_unlock(&l->cancel_lock);
+}
+
+psync_load_layout_fn
+psync_pq_load_layout_fn(void)
+{
+	return pq_load_layout;
+}
+
+psync_cancel_load_fn
+psync_pq_cancel_load_fn(void)
+{
+	return pq_cancel_load;
+}
+
 psync_status
 psync_pq_loader_new_conninfo(const char *conninfo, psync_pq_loader **out)
 {
@@ -134,6 +226,7 @@ psync_pq_loader_new_conninfo(const char *conninfo, psync_pq_loader **out)
 		return PSYNC_ERR_NO_MEMORY;
 	}
 	pthread_mutex_init(&l->lock, NULL);
+	pthread_mutex_init(&l->cancel_lock, NULL);
 	*out = l;
 	return PSYNC_OK;
 }
@@ -156,6 +249,7 @@ psync_pq_loader_destroy(psync_pq_loader *l)
 	if (l == NULL)
 		return;
 	PQfinish(l->conn);
+	pthread_mutex_destroy(&l->cancel_lock);
 	pthread_mutex_destroy(&l->lock);
 	free(l->conninfo);
 	free(l);

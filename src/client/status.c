@@ -30,6 +30,7 @@ static const char *const status_texts[] = {
 	[PSYNC_ERR_TIMEOUT] = "timed out",
 	[PSYNC_ERR_SYSTEM] = "system error",
 	[PSYNC_ERR_IN_CALLBACK] = "not allowed from this callback",
+	[PSYNC_ERR_LAYOUT] = "subject layout mismatch",
 };
 
 static const char *const replica_status_names[] = {

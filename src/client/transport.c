@@ -493,6 +493,14 @@ transport_deliver(psync_transport *t, const char *key, size_t len,
 	deliver_entries(t, &e, 1, event);	/* unlocks */
 }
 
+const char *
+transport_table_layout(psync_transport *t, const char *table)
+{
+	if (t == NULL || t->ops->table_layout == NULL)
+		return NULL;
+	return t->ops->table_layout(t, table);
+}
+
 /* The table part of a key: up to the first ':' (the whole key if none). */
 size_t
 transport_table_len(const char *key, size_t len)

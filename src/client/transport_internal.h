@@ -49,6 +49,12 @@ typedef struct transport_ops
 	 * still reach the transport, so it must be leaked rather than freed.
 	 */
 	bool		(*destroy) (psync_transport *t);
+	/*
+	 * The subject layout ("key" or "table") in which this transport follows
+	 * the table with sync name table; NULL (or no op): whatever the server
+	 * uses (the in-process transport has no subjects).
+	 */
+	const char *(*table_layout) (psync_transport *t, const char *table);
 } transport_ops;
 
 struct psync_transport
@@ -93,6 +99,9 @@ bool		key_is_pattern(const char *key, size_t len, size_t *table_len);
 
 /* True for a key that may appear on the bus: psync_key_is_valid (docs/protocol.md grammar). */
 bool		key_is_subscribable(const char *key, size_t len);
+
+/* The backend's table_layout (NULL when it follows any layout). */
+const char *transport_table_layout(psync_transport *t, const char *table);
 
 /* Encode env into a malloc'd buffer. */
 psync_status envelope_encode_alloc(const psync_envelope *env, char **out,

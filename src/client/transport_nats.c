@@ -141,6 +141,13 @@ uses_table_layout(const nats_backend *b, const char *key, size_t len)
 	return false;
 }
 
+/* transport_ops.table_layout: the layout this transport subscribes in. */
+static const char *
+nats_table_layout(psync_transport *t, const char *table)
+{
+	return uses_table_layout(t->backend, table, strlen(table)) ? "table" : "key";
+}
+
 /*
  * Write the subject of key into out (room for prefix_len + 2 * len + 3):
  * "<prefix>.<key>" or "<prefix>.<table>.<key>"; a pattern "<table>:*"
@@ -381,6 +388,7 @@ static const transport_ops nats_ops = {
 	.publish_raw = nats_publish_raw,
 	.flush = nats_flush,
 	.destroy = nats_destroy,
+	.table_layout = nats_table_layout,
 };
 
 /* ---- connection events: messages may have been lost ---- */

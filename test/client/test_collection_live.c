@@ -400,6 +400,59 @@ edge_case_keys_load_and_stay_live(void)
 	pg_exec(conn, "DROP TABLE public.key_cases_one, public.key_cases_two; DROP TABLE key_cases");
 }
 
+/*
+ * One row the client does not accept (a text primary key '' gives a key
+ * with an empty id) must not fail the load of the others: it is skipped
+ * and reported, or, should the client accept it, loaded.
+ */
+static void
+a_rejected_row_does_not_fail_the_load(void)
+{
+	char		sql[512];
+	char		name[64];
+	char		key[96];
+	psync_nats_options no;
+	psync_transport *t = NULL;
+	psync_pq_loader *loader = NULL;
+	psync_collection *col = NULL;
+	psync_collection_options co;
+	psync_collection_counters st;
+
+	snprintf(name, sizeof(name), "%s", pg_table_name("odd"));
+	snprintf(sql, sizeof(sql),
+			 "CREATE TABLE public.%s (id text PRIMARY KEY, n int);"
+			 "INSERT INTO public.%s VALUES ('a', 1), ('', 2), ('b', 3);"
+			 "SELECT para_sync.sync_table('public.%s');", name, name, name);
+	CHECK(pg_exec(conn, sql) != NULL);
+	psync_nats_options_init(&no);
+	no.url = getenv("PSYNC_TEST_NATS_URL");
+	CHECK_EQ_INT(psync_nats_transport_connect(&no, &t), PSYNC_OK);
+	CHECK_EQ_INT(psync_pq_loader_new_conninfo(getenv("PSYNC_TEST_CONNINFO"), &loader), PSYNC_OK);
+	if (t == NULL || loader == NULL)
+		return;
+	psync_collection_options_init(&co);
+	co.table = name;
+	psync_schema_raw(&co.schema);
+	co.transport = t;
+	co.load_page = psync_pq_load_page_fn();
+	co.load_ctx = psync_pq_load_page_ctx(loader);
+	CHECK_EQ_INT(psync_collection_new(&co, &col), PSYNC_OK);
+	if (col != NULL)
+	{
+		psync_collection_stats(col, &st);
+		CHECK_EQ_INT(psync_collection_count(col) + st.rows_skipped, 3);
+		snprintf(key, sizeof(key), "%s:a", name);
+		CHECK(psync_collection_get(col, key, NULL, NULL));
+		snprintf(key, sizeof(key), "%s:b", name);
+		CHECK(psync_collection_get(col, key, NULL, NULL));
+		fprintf(stderr, "  # %zu rows loaded, %llu skipped\n", psync_collection_count(col),
+				(unsigned long long) st.rows_skipped);
+		CHECK_EQ_INT(psync_collection_destroy(col), PSYNC_OK);
+	}
+	psync_pq_loader_destroy(loader);
+	psync_transport_destroy(t);
+}
+
 int
 main(void)
 {
@@ -412,6 +465,7 @@ main(void)
 		return 1;
 	RUN(collection_loads_under_concurrent_writes);
 	RUN(edge_case_keys_load_and_stay_live);
+	RUN(a_rejected_row_does_not_fail_the_load);
 	PQfinish(conn);
 	return harness_finish();
 }

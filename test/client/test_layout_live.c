@@ -7,6 +7,8 @@
  * (and the collection equals the table); a plain NATS subscriber of
  * "<prefix>.<table>.>" — the server-side filter they use — gets nothing
  * else; the default-layout table's per-key subscriber works as before.
+ * A collection on a transport in the other layout is refused or reports
+ * state "error" (also after a switch at run time).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -233,6 +235,97 @@ table_layout_is_filtered_by_the_server(void)
 	psync_transport_destroy(t);
 }
 
+/* Is a snapshot_table() page query waiting for a lock? */
+static bool
+page_waits_on_lock(void)
+{
+	const char *r = pg_exec(conn, "SELECT count(*) > 0 FROM pg_catalog.pg_stat_activity"
+							" WHERE wait_event_type = 'Lock' AND query LIKE '%snapshot_table%'");
+
+	return r != NULL && strcmp(r, "t") == 0;
+}
+
+/*
+ * A transport not told about a table's 'table' layout: the collection
+ * would never receive a change.  psync_collection_new refuses it; a layout
+ * switched at run time (set_subject_layout) is state "error" at the next
+ * check.  And destroy cancels a page query that waits on a lock.
+ */
+static void
+layout_mismatch_is_reported(void)
+{
+	char		sql[1024];
+	char		buf[512];
+	char		tbl_m[64];
+	psync_nats_options no;
+	psync_transport *t = NULL;
+	psync_pq_loader *loader = NULL;
+	psync_collection *col = NULL;
+	psync_collection_options co;
+	PGconn	   *locker;
+
+	snprintf(tbl_m, sizeof(tbl_m), "%s", pg_table_name("lay_m"));
+	snprintf(sql, sizeof(sql),
+			 "CREATE TABLE public.%s (id int PRIMARY KEY, n int);"
+			 "INSERT INTO public.%s SELECT g, 0 FROM generate_series(1, 10) g;"
+			 "SELECT para_sync.sync_table('public.%s');"
+			 "SELECT para_sync.set_subject_layout('public.%s', 'table');",
+			 tbl_m, tbl_m, tbl_m, tbl_m);
+	CHECK(pg_exec(conn, sql) != NULL);
+	psync_nats_options_init(&no);
+	no.url = getenv("PSYNC_TEST_NATS_URL");	/* every table in the 'key' layout */
+	CHECK_EQ_INT(psync_nats_transport_connect(&no, &t), PSYNC_OK);
+	CHECK_EQ_INT(psync_pq_loader_new_conninfo(getenv("PSYNC_TEST_CONNINFO"), &loader), PSYNC_OK);
+	if (t == NULL || loader == NULL)
+		return;
+	psync_collection_options_init(&co);
+	co.table = tbl_m;
+	psync_schema_raw(&co.schema);
+	co.transport = t;
+	co.load_page = psync_pq_load_page_fn();
+	co.load_ctx = psync_pq_load_page_ctx(loader);
+	co.layout_check_ms = -1;
+
+	/* at start */
+	CHECK_EQ_INT(psync_collection_new(&co, &col), PSYNC_ERR_LAYOUT);
+	CHECK(col == NULL);
+	psync_last_error(buf, sizeof(buf));
+	CHECK(strstr(buf, "subject layout mismatch") != NULL);
+
+	/* switched at run time */
+	snprintf(sql, sizeof(sql), "SELECT para_sync.set_subject_layout('public.%s', 'key')", tbl_m);
+	CHECK(pg_exec(conn, sql) != NULL);
+	CHECK_EQ_INT(psync_collection_new(&co, &col), PSYNC_OK);
+	if (col == NULL)
+		return;
+	CHECK_EQ_INT(psync_collection_count(col), 10);
+	CHECK_EQ_INT(psync_collection_get_state(col), PSYNC_COLLECTION_LIVE);
+	snprintf(sql, sizeof(sql), "SELECT para_sync.set_subject_layout('public.%s', 'table')", tbl_m);
+	CHECK(pg_exec(conn, sql) != NULL);
+	psync_collection_resync(col);
+	CHECK_EQ_INT(psync_collection_wait_idle(col, 30000), PSYNC_OK);
+	CHECK_EQ_INT(psync_collection_get_state(col), PSYNC_COLLECTION_ERROR);
+	psync_collection_last_error(col, buf, sizeof(buf));
+	CHECK(strstr(buf, "in the 'table' layout, the transport subscribes in the 'key' layout") != NULL);
+
+	/* back: a page query that waits on a lock is cancelled by destroy */
+	snprintf(sql, sizeof(sql), "SELECT para_sync.set_subject_layout('public.%s', 'key')", tbl_m);
+	CHECK(pg_exec(conn, sql) != NULL);
+	locker = PQconnectdb(getenv("PSYNC_TEST_CONNINFO"));
+	snprintf(sql, sizeof(sql), "BEGIN; LOCK TABLE public.%s IN ACCESS EXCLUSIVE MODE", tbl_m);
+	CHECK(PQstatus(locker) == CONNECTION_OK && pg_exec(locker, sql) != NULL);
+	psync_collection_resync(col);
+	CHECK(LIVE_WAIT_FOR(page_waits_on_lock(), 30));
+	CHECK_EQ_INT(psync_collection_get_state(col), PSYNC_COLLECTION_RELOADING);
+	CHECK_EQ_INT(psync_collection_destroy(col), PSYNC_OK);	/* would wait for the lock */
+	/* the lock is still held: destroy did not wait for it */
+	CHECK(pg_exec(locker, "SELECT 1") != NULL && PQtransactionStatus(locker) == PQTRANS_INTRANS);
+	pg_exec(locker, "ROLLBACK");
+	PQfinish(locker);
+	psync_pq_loader_destroy(loader);
+	psync_transport_destroy(t);
+}
+
 int
 main(void)
 {
@@ -244,6 +337,7 @@ main(void)
 	if (!pg_live_require(conn, "para_sync.set_subject_layout(regclass,text)"))
 		return 1;
 	RUN(table_layout_is_filtered_by_the_server);
+	RUN(layout_mismatch_is_reported);
 	PQfinish(conn);
 	return harness_finish();
 }
