@@ -78,8 +78,11 @@ $(CLIENT_PC): src/client/libparasync.pc.in
 	sed -e 's|@PREFIX@|$(CLIENT_PREFIX)|' -e 's|@LIBDIR@|$(CLIENT_LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(CLIENT_INCLUDEDIR)|' -e 's|@VERSION@|$(CLIENT_VERSION)|' $< > $@
 
-$(CLIENT_WATCH): src/client/watch.c src/client/watch_json.c src/client/watch_json.h $(CLIENT_A) $(CLIENT_HEADERS)
-	$(CLIENT_CC) $(CLIENT_CFLAGS) -Isrc/client -o $@ src/client/watch.c src/client/watch_json.c \
+CLIENT_WATCH_SRCS := src/client/watch.c src/client/watch_json.c src/client/watch_view.c src/client/watch_screen.c
+CLIENT_WATCH_HEADERS := src/client/watch_json.h src/client/watch_view.h src/client/watch_screen.h
+
+$(CLIENT_WATCH): $(CLIENT_WATCH_SRCS) $(CLIENT_WATCH_HEADERS) $(CLIENT_A) $(CLIENT_HEADERS)
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -Isrc/client -o $@ $(CLIENT_WATCH_SRCS) \
 		$(CLIENT_A) $(CLIENT_DEPS_LIBS) -lm
 
 # Tests: against the static library; the example against the shared one.
