@@ -413,24 +413,6 @@ hook_row_value(void *ctx, int source, const char *key, json_text *out, int64_t *
 	return false;
 }
 
-/* 1234567 → "1,234,567" */
-static const char *
-grouped(uint64_t n, char *buf, size_t size)
-{
-	char		digits[32];
-	int			len = snprintf(digits, sizeof(digits), "%" PRIu64, n);
-	size_t		o = 0;
-
-	for (int i = 0; i < len && o + 2 < size; i++)
-	{
-		if (i > 0 && (len - i) % 3 == 0)
-			buf[o++] = ',';
-		buf[o++] = digits[i];
-	}
-	buf[o] = '\0';
-	return buf;
-}
-
 static void
 table_line(watched_table *t, double rate, char *buf, size_t size)
 {
@@ -444,7 +426,7 @@ table_line(watched_table *t, double rate, char *buf, size_t size)
 	if (state == TABLE_LOADING)
 	{
 		snprintf(buf, size, "%s:*  loading... %s rows so far", t->pattern,
-				 grouped(view_loaded(w.view, t->source), rows, sizeof(rows)));
+				 view_grouped(view_loaded(w.view, t->source), rows, sizeof(rows)));
 		return;
 	}
 	if (state == TABLE_FAILED)
@@ -458,9 +440,9 @@ table_line(watched_table *t, double rate, char *buf, size_t size)
 			 "  reloads %" PRIu64 "  gaps %" PRIu64 "  parse errors %" PRIu64 "%s%s",
 			 t->pattern,
 			 psync_collection_wait_idle(t->collection, 0) == PSYNC_OK ? "live" : "catching up",
-			 grouped(psync_collection_count(t->collection), rows, sizeof(rows)), rate,
-			 grouped(c.applied, applied, sizeof(applied)),
-			 grouped(c.row_refetches, refetches, sizeof(refetches)),
+			 view_grouped(psync_collection_count(t->collection), rows, sizeof(rows)), rate,
+			 view_grouped(c.applied, applied, sizeof(applied)),
+			 view_grouped(c.row_refetches, refetches, sizeof(refetches)),
 			 c.loads > 0 ? c.loads - 1 : 0, c.gaps, c.parse_errors,
 			 err[0] ? "  last error: " : "", err);
 }
@@ -488,8 +470,8 @@ keys_line(double rate, char *buf, size_t size)
 	}
 	snprintf(buf, size, "keys  %zu watched, %zu ok  changes/s %.1f  applied %s  refetches %s"
 			 "  gaps %" PRIu64 "  parse errors %" PRIu64,
-			 w.count, ok, rate, grouped(total.applied, applied, sizeof(applied)),
-			 grouped(total.refetches, refetches, sizeof(refetches)), total.gaps,
+			 w.count, ok, rate, view_grouped(total.applied, applied, sizeof(applied)),
+			 view_grouped(total.refetches, refetches, sizeof(refetches)), total.gaps,
 			 total.parse_errors);
 }
 

@@ -80,7 +80,8 @@ typedef struct screen
 
 static volatile sig_atomic_t resized;
 static struct termios saved_termios;
-static bool raw_mode;
+static bool have_saved;
+static volatile sig_atomic_t raw_mode;
 
 static double
 now_seconds(void)
@@ -122,8 +123,9 @@ terminal_enter(void)
 	struct termios t;
 	static const char enter[] = "\x1b[?1049h\x1b[?25l\x1b[2J";
 
-	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_termios) == 0)
+	if (isatty(STDIN_FILENO) && (have_saved || tcgetattr(STDIN_FILENO, &saved_termios) == 0))
 	{
+		have_saved = true;
 		t = saved_termios;
 		/* no echo, no line editing, keys as they come; Ctrl-C still signals */
 		t.c_lflag &= ~(ICANON | ECHO);
@@ -144,6 +146,23 @@ terminal_leave(void)
 	if (raw_mode)
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_termios);
 	raw_mode = false;
+}
+
+/*
+ * Ctrl-Z: give the terminal back, stop, and take it again on fg (write,
+ * tcsetattr and raise are async-signal-safe); the next frame is drawn whole.
+ */
+static void
+on_suspend(int sig)
+{
+	int			saved_errno = errno;
+
+	(void) sig;
+	terminal_leave();
+	raise(SIGSTOP);
+	terminal_enter();
+	resized = 1;
+	errno = saved_errno;
 }
 
 static void
@@ -440,7 +459,7 @@ draw_row(screen *s, const view_row *row, int y, int kw, double now)
 		mark = 'x';
 		sgr = SGR_DELETED;
 	}
-	else if (row->added_at > 0 && now - row->added_at < MARK_SECONDS && row->changed_at == row->added_at)
+	else if (row->fresh && now - row->changed_at < MARK_SECONDS)
 	{
 		mark = '+';
 		sgr = SGR_ADDED;
@@ -537,17 +556,24 @@ draw_footer(screen *s, const layout *l)
 	size_t		n = view_count(s->v);
 	size_t		last = s->top + (size_t) l->body_rows;
 	int			room = s->cols;
+	char		from[32],
+				to[32],
+				total[32];
 
 	if (last > n)
 		last = n;
 	line_start(&s->f, s->rows);
 	puts_(&s->f, SGR_BAR);
-	put_colsf(&s->f, &room, " rows %zu-%zu of %zu%s   Up/Down PgUp/PgDn Home/End scroll   n: newest change   q: quit",
-			  n ? s->top + 1 : 0, last, n, view_deleted(s->v) ? " (deleted ones included)" : "");
-	/* not the very last column: some terminals scroll when it is written */
+	put_colsf(&s->f, &room, " rows %s-%s of %s%s   Up/Down PgUp/PgDn Home/End scroll   n: newest change   q: quit",
+			  view_grouped(n ? s->top + 1 : 0, from, sizeof(from)),
+			  view_grouped(last, to, sizeof(to)), view_grouped(n, total, sizeof(total)),
+			  view_deleted(s->v) ? " (deleted ones included)" : "");
+	/* not the very last column (some terminals scroll when it is written): erase it */
 	if (room > 0)
 		room--;
-	line_end(&s->f, room, true);
+	while (room-- > 0)
+		put(&s->f, " ", 1);
+	puts_(&s->f, "\x1b[K" SGR_RESET);
 }
 
 static void
@@ -707,6 +733,8 @@ screen_run(view *v, const screen_hooks *hooks, const char *title, volatile sig_a
 		return 1;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGWINCH, &sa, NULL);
+	sa.sa_handler = on_suspend;
+	sigaction(SIGTSTP, &sa, NULL);
 	terminal_size(&s);
 	terminal_enter();
 	while (!*stop && (status = hooks->failed(hooks->ctx)) == 0)
@@ -739,6 +767,7 @@ screen_run(view *v, const screen_hooks *hooks, const char *title, volatile sig_a
 			full = dirty = false;
 		}
 	}
+	signal(SIGTSTP, SIG_DFL);
 	terminal_leave();
 	free(s.anchor);
 	free(s.rates);

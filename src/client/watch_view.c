@@ -19,7 +19,9 @@
 #include "watch_view.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,6 +101,24 @@ view_key_cmp(const char *a, const char *b)
 	if (*a != *b)
 		return (unsigned char) *a < (unsigned char) *b ? -1 : 1;
 	return strcmp(a0, b0);		/* only "01" vs "1" get here: still a total order */
+}
+
+const char *
+view_grouped(uint64_t n, char *buf, size_t size)
+{
+	char		digits[32];
+	int			len = snprintf(digits, sizeof(digits), "%" PRIu64, n);
+	size_t		o = 0;
+
+	for (int i = 0; i < len && o + 2 < size; i++)
+	{
+		if (i > 0 && (len - i) % 3 == 0)
+			buf[o++] = ',';
+		buf[o++] = digits[i];
+	}
+	if (size > 0)
+		buf[o] = '\0';
+	return buf;
 }
 
 static int
@@ -334,7 +354,7 @@ row_for(view *v, const view_event *e)
 		v->key_width = len;
 	row->source = e->source;
 	row->sequence = -1;
-	row->added_at = e->initial ? 0 : e->at;
+	row->fresh = !e->initial;
 	if (!map_put(v, row))
 	{
 		free(row);
@@ -376,12 +396,14 @@ apply_event(view *v, view_event *e)
 		if (e->kind == VIEW_REMOVED && row->state == VIEW_ROW_LIVE)
 		{
 			row->state = VIEW_ROW_DELETED;
-			row->deleted_at = e->at;
 			v->deleted_kept++;
 			row->last_value = e->value ? strdup(e->value) : NULL;
 		}
 		if (!e->initial)
+		{
+			row->fresh = row->fresh && e->kind == VIEW_ADDED;
 			row->changed_at = e->at;
+		}
 	}
 	if (c != NULL)
 	{
@@ -442,7 +464,7 @@ expire_deleted(view *v, double now)
 	{
 		view_row   *row = v->sorted[i];
 
-		if (row->state == VIEW_ROW_DELETED && now - row->deleted_at >= v->deleted_keep)
+		if (row->state == VIEW_ROW_DELETED && now - row->changed_at >= v->deleted_keep)
 		{
 			map_remove(v, row);
 			free(row->last_value);

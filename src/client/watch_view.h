@@ -47,12 +47,11 @@ typedef enum view_row_state
 typedef struct view_row
 {
 	int			source;
-	view_row_state state;
+	uint8_t		state;			/* view_row_state */
 	bool		sorted;			/* in the sorted index (not waiting to be merged) */
+	bool		fresh;			/* added after the start and not changed since */
 	int64_t		sequence;		/* last sequence seen in an event */
-	double		added_at;		/* 0: present from the initial load */
-	double		changed_at;		/* last change seen (0: none since the load) */
-	double		deleted_at;
+	double		changed_at;		/* last change (or the deletion) seen; 0: none since the load */
 	char	   *last_value;		/* deleted rows: the value they had */
 	size_t		key_len;
 	char		key[];
@@ -103,6 +102,9 @@ size_t		view_key_width(const view *v);
 /* Changes drained for a source (not counting its initial load), and its loaded rows. */
 uint64_t	view_changes(const view *v, int source);
 uint64_t	view_loaded(const view *v, int source);
+
+/* n with thousands separators, "1,234,567", into buf; returns buf. */
+const char *view_grouped(uint64_t n, char *buf, size_t size);
 
 /*
  * Key order: byte order, except that runs of digits compare as numbers, so
