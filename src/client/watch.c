@@ -87,6 +87,7 @@ static struct
 	size_t		count;
 	/* anywhere */
 	pthread_mutex_t print_lock;
+	bool		link_known;		/* our subscription for PSYNC_EVENT_LOST is there */
 	atomic_uint lost;			/* PSYNC_EVENT_LOST seen */
 	_Atomic double lost_at;
 } w;
@@ -497,7 +498,8 @@ hook_link_line(void *ctx, char *buf, size_t size)
 	(void) ctx;
 	psync_transport_last_error(w.transport, err, sizeof(err));
 	if (lost == 0)
-		snprintf(buf, size, "NATS %s%s%s", w.nats_url, err[0] ? "  error: " : "", err);
+		snprintf(buf, size, "NATS %s%s%s%s", w.nats_url,
+				 w.link_known ? "" : "  (link losses not followed)", err[0] ? "  error: " : "", err);
 	else
 	{
 		time_t		t = (time_t) atomic_load(&w.lost_at);
@@ -679,7 +681,8 @@ run_screen(int argc, char **argv)
 		snprintf(title + strlen(title), sizeof(title) - strlen(title), "%s%s",
 				 i > optind ? " " : "", argv[i]);
 	/* one more subscriber to the first argument's subject: it sees link losses */
-	psync_transport_subscribe(w.transport, argv[optind], on_transport_event, NULL, &sub);
+	w.link_known = psync_transport_subscribe(w.transport, argv[optind], on_transport_event,
+											 NULL, &sub) == PSYNC_OK;
 	rc = screen_run(w.view, &hooks, title, &stop_requested);
 	for (watched_table *t = w.tables; t != NULL; t = t->next)
 	{
@@ -712,6 +715,7 @@ main(int argc, char **argv)
 	double		keep_deleted = 60;
 	psync_nats_options no;
 	psync_status st;
+	sigset_t	own_signals;
 	int			opt,
 				rc = 0;
 
@@ -740,6 +744,17 @@ main(int argc, char **argv)
 		w.lines = true;
 	w.tail = &w.head;
 	pthread_mutex_init(&w.print_lock, NULL);
+	/*
+	 * The threads started from here on (nats.c's, the refetcher's, the
+	 * loaders', the table starters') inherit a mask without our signals, so
+	 * that Ctrl-C, Ctrl-Z and resizes reach the main thread only.
+	 */
+	sigemptyset(&own_signals);
+	sigaddset(&own_signals, SIGINT);
+	sigaddset(&own_signals, SIGTERM);
+	sigaddset(&own_signals, SIGWINCH);
+	sigaddset(&own_signals, SIGTSTP);
+	pthread_sigmask(SIG_BLOCK, &own_signals, NULL);
 	if (!list_tables(argc, argv) ||
 		(!w.lines && (w.view = view_new(w.ntables + 1, keep_deleted, RECENT_MAX)) == NULL))
 	{
@@ -777,6 +792,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	fprintf(stderr, "para-sync-watch: watching %d argument(s) on %s\n", argc - optind, w.nats_url);
+	pthread_sigmask(SIG_UNBLOCK, &own_signals, NULL);
 	if (!w.lines)
 		rc = run_screen(argc, argv);
 	else

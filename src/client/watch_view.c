@@ -11,8 +11,9 @@
  *     so a large load costs a sort and a merge per drain rather than a
  *     memmove per row; while the last merge was large, merges are spaced
  *     out (see MERGE_SPACING) so a million-row load stays linear-ish;
- *   - deletions mark the row and keep its last value; rows deleted longer
- *     than deleted_keep ago leave the index in one compaction pass;
+ *   - deletions mark the row and keep its last value; a FIFO of deletions
+ *     (expiry order) finds the rows deleted longer than deleted_keep ago,
+ *     which leave the index in one pass over its pointers;
  *   - the newest recent_max non-initial events stay in a ring for the
  *     recent-changes pane.
  */
@@ -33,6 +34,13 @@ typedef struct source_counts
 	uint64_t	changes;
 	uint64_t	loaded;
 } source_counts;
+
+/* A row's deletion, waiting to expire (stale when the row changed since). */
+typedef struct deletion
+{
+	view_row   *row;
+	double		at;				/* the row's changed_at when deleted */
+} deletion;
 
 struct view
 {
@@ -57,6 +65,12 @@ struct view
 	size_t		pending_cap;
 	double		next_merge_at;
 	size_t		deleted_kept;	/* deleted rows in the index */
+	struct deletion *deletions;	/* FIFO, in deletion order = expiry order */
+	size_t		del_head;
+	size_t		del_count;
+	size_t		del_cap;
+	size_t	   *doomed;			/* scratch: indexes to drop */
+	size_t		doomed_cap;
 	size_t		key_width;
 
 	view_event **recent;		/* ring */
@@ -273,6 +287,8 @@ view_free(view *v)
 		event_free(v->recent[i]);
 	pthread_mutex_destroy(&v->queue_lock);
 	free(v->slots);
+	free(v->deletions);
+	free(v->doomed);
 	free(v->sorted);
 	free(v->pending);
 	free(v->recent);
@@ -376,6 +392,31 @@ remember(view *v, view_event *e)
 		v->recent_count++;
 }
 
+/*
+ * Remember a deletion for expiry.  Out of memory: the row stays (marked)
+ * until it is re-added; the screen is wrong by one extra row, nothing else.
+ */
+static void
+push_deletion(view *v, view_row *row)
+{
+	if (v->del_count == v->del_cap)
+	{
+		size_t		cap = v->del_cap ? v->del_cap * 2 : 64;
+		deletion   *d = malloc(cap * sizeof(*d));
+
+		if (d == NULL)
+			return;
+		for (size_t i = 0; i < v->del_count; i++)
+			d[i] = v->deletions[(v->del_head + i) % v->del_cap];
+		free(v->deletions);
+		v->deletions = d;
+		v->del_cap = cap;
+		v->del_head = 0;
+	}
+	v->deletions[(v->del_head + v->del_count) % v->del_cap] = (deletion) {row, row->changed_at};
+	v->del_count++;
+}
+
 /* Apply one event; takes ownership of e. */
 static void
 apply_event(view *v, view_event *e)
@@ -393,16 +434,17 @@ apply_event(view *v, view_event *e)
 			row->last_value = NULL;
 		}
 		row->sequence = e->sequence;
+		if (!e->initial)
+		{
+			row->fresh = row->fresh && e->kind == VIEW_ADDED;
+			row->changed_at = e->at;
+		}
 		if (e->kind == VIEW_REMOVED && row->state == VIEW_ROW_LIVE)
 		{
 			row->state = VIEW_ROW_DELETED;
 			v->deleted_kept++;
 			row->last_value = e->value ? strdup(e->value) : NULL;
-		}
-		if (!e->initial)
-		{
-			row->fresh = row->fresh && e->kind == VIEW_ADDED;
-			row->changed_at = e->at;
+			push_deletion(v, row);
 		}
 	}
 	if (c != NULL)
@@ -416,6 +458,19 @@ apply_event(view *v, view_event *e)
 		event_free(e);
 	else
 		remember(v, e);
+}
+
+static bool
+grow_doomed(view *v)
+{
+	size_t		cap = v->doomed_cap ? v->doomed_cap * 2 : 64;
+	size_t	   *d = realloc(v->doomed, cap * sizeof(*d));
+
+	if (d == NULL)
+		return false;
+	v->doomed = d;
+	v->doomed_cap = cap;
+	return true;
 }
 
 /* Merge the pending rows into the sorted index. */
@@ -450,34 +505,49 @@ merge_pending(view *v, double now)
 	return true;
 }
 
-/* Drop rows deleted longer than deleted_keep ago. */
+/*
+ * Drop rows deleted longer than deleted_keep ago: pop the expired deletions
+ * (oldest first), find each row by binary search and close the gaps in one
+ * pass over the pointers, without touching the other rows.
+ */
 static bool
 expire_deleted(view *v, double now)
 {
-	size_t		kept = 0;
-	size_t		n = 0;
-	bool		any = false;
+	size_t		n = 0,
+				kept = 0;
 
-	if (v->deleted_kept == 0)
-		return false;
-	for (size_t i = 0; i < v->nsorted; i++)
+	while (v->del_count > 0)
 	{
-		view_row   *row = v->sorted[i];
+		deletion   *d = &v->deletions[v->del_head];
+		view_row   *row = d->row;
 
-		if (row->state == VIEW_ROW_DELETED && now - row->changed_at >= v->deleted_keep)
-		{
-			map_remove(v, row);
-			free(row->last_value);
-			free(row);
-			any = true;
-			n++;
-			continue;
-		}
-		v->sorted[kept++] = row;
+		if (row->state != VIEW_ROW_DELETED || row->changed_at != d->at)
+			;					/* re-added (and maybe deleted again) since */
+		else if (now - d->at < v->deleted_keep || !row->sorted ||
+				 (n == v->doomed_cap && !grow_doomed(v)))
+			break;
+		else
+			v->doomed[n++] = view_lower_bound(v, row->key);
+		v->del_head = (v->del_head + 1) % v->del_cap;
+		v->del_count--;
 	}
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+	{
+		view_row   *row = v->sorted[v->doomed[i]];
+
+		map_remove(v, row);
+		free(row->last_value);
+		free(row);
+		v->sorted[v->doomed[i]] = NULL;
+	}
+	for (size_t i = 0; i < v->nsorted; i++)
+		if (v->sorted[i] != NULL)
+			v->sorted[kept++] = v->sorted[i];
 	v->nsorted = kept;
 	v->deleted_kept -= n;
-	return any;
+	return true;
 }
 
 bool
@@ -501,7 +571,7 @@ view_drain(view *v, double now)
 		e = next;
 	}
 	changed |= merge_pending(v, now);
-	/* a deleted row still waiting to be merged is expired once it is merged */
+	/* a deleted row still waiting to be merged expires once it is merged */
 	changed |= expire_deleted(v, now);
 	return changed;
 }
