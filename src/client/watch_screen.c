@@ -339,7 +339,7 @@ compute_layout(const screen *s)
 		l.source_lines = s->rows / 4 > 0 ? s->rows / 4 : 1;
 	/* title, sources, column names ... footer */
 	free_rows = s->rows - (1 + l.source_lines + 1 + 1);
-	if (free_rows >= 12)
+	if (free_rows >= 9)
 	{
 		l.recent_rows = free_rows / 3 > 12 ? 12 : free_rows / 3;
 		free_rows -= l.recent_rows + 1;
@@ -562,11 +562,17 @@ draw_footer(screen *s, const layout *l)
 
 	if (last > n)
 		last = n;
+	from[0] = to[0] = '\0';	/* no room for rows (or none): just the count */
 	line_start(&s->f, s->rows);
 	puts_(&s->f, SGR_BAR);
-	put_colsf(&s->f, &room, " rows %s-%s of %s%s   Up/Down PgUp/PgDn Home/End scroll   n: newest change   q: quit",
-			  view_grouped(n ? s->top + 1 : 0, from, sizeof(from)),
-			  view_grouped(last, to, sizeof(to)), view_grouped(n, total, sizeof(total)),
+	if (last > s->top)
+	{
+		view_grouped(s->top + 1, from, sizeof(from));
+		view_grouped(last, to, sizeof(to));
+	}
+	put_colsf(&s->f, &room, " rows %s%s%s%s%s%s   Up/Down PgUp/PgDn Home/End scroll   n: newest change   q: quit",
+			  from, from[0] ? "-" : "", to, from[0] ? " of " : "",
+			  view_grouped(n, total, sizeof(total)),
 			  view_deleted(s->v) ? " (deleted ones included)" : "");
 	/* not the very last column (some terminals scroll when it is written): erase it */
 	if (room > 0)
