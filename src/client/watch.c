@@ -566,7 +566,8 @@ usage(FILE *f)
 			"  -l, --lines          one line per change (the default when stdout is not a terminal)\n"
 			"  -k, --keep-deleted S seconds a deleted row stays on the screen, marked (default 60)\n"
 			"  -h, --help\n"
-			"On a terminal: Up/Down, PgUp/PgDn, Home/End scroll, n shows the newest change, q quits.\n");
+			"On a terminal: Up/Down, PgUp/PgDn, Home/End scroll, / goes to a key, n to the newest\n"
+			"change, q quits.\n");
 }
 
 static void

@@ -20,6 +20,8 @@
  */
 #include "watch_screen.h"
 
+#include "para_sync/envelope.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -72,7 +74,11 @@ typedef struct screen
 	size_t		top;			/* index of the first row shown */
 	char	   *anchor;			/* its key: the view stays put when rows arrive */
 	bool		at_end;			/* End pressed: follow the end */
+	char	   *focus;			/* the key "/" or "n" went to, shown reversed */
 	int			body_rows;		/* rows shown in the body at the last draw */
+	bool		prompting;		/* "/": reading a key to go to */
+	char		query[PSYNC_MAX_KEY_LEN + 1];
+	size_t		query_len;
 	rate_state *rates;
 	json_text	value;
 	frame		f;
@@ -476,6 +482,8 @@ draw_row(screen *s, const view_row *row, int y, int kw, double now)
 							status, sizeof(status));
 	line_start(&s->f, y);
 	puts_(&s->f, sgr);
+	if (s->focus != NULL && strcmp(s->focus, row->key) == 0)
+		puts_(&s->f, "\x1b[7m");
 	put_colsf(&s->f, &room, "%c %-*.*s %8lld %-8s ", mark, kw, kw, row->key, (long long) seq,
 			  changed);
 	if (row->state == VIEW_ROW_DELETED)
@@ -565,12 +573,22 @@ draw_footer(screen *s, const layout *l)
 	from[0] = to[0] = '\0';	/* no room for rows (or none): just the count */
 	line_start(&s->f, s->rows);
 	puts_(&s->f, SGR_BAR);
+	if (s->prompting)
+	{
+		put_colsf(&s->f, &room, " go to key: %s_   Enter: go   Esc: back", s->query);
+		if (room > 0)
+			room--;
+		while (room-- > 0)
+			put(&s->f, " ", 1);
+		puts_(&s->f, "\x1b[K" SGR_RESET);
+		return;
+	}
 	if (last > s->top)
 	{
 		view_grouped(s->top + 1, from, sizeof(from));
 		view_grouped(last, to, sizeof(to));
 	}
-	put_colsf(&s->f, &room, " rows %s%s%s%s%s%s   Up/Down PgUp/PgDn Home/End scroll   n: newest change   q: quit",
+	put_colsf(&s->f, &room, " rows %s%s%s%s%s%s   Up/Down PgUp/PgDn Home/End scroll   /: go to key   n: newest change   q: quit",
 			  from, from[0] ? "-" : "", to, from[0] ? " of " : "",
 			  view_grouped(n, total, sizeof(total)),
 			  view_deleted(s->v) ? " (deleted ones included)" : "");
@@ -614,7 +632,8 @@ typedef enum key_action
 	KEY_PGDN,
 	KEY_HOME,
 	KEY_END,
-	KEY_NEWEST
+	KEY_NEWEST,
+	KEY_FIND
 } key_action;
 
 /* Decode one key from buf[0..n); *used: bytes consumed. */
@@ -634,6 +653,7 @@ decode_key(const char *buf, size_t n, size_t *used)
 			case 'g': return KEY_HOME;
 			case 'G': return KEY_END;
 			case 'n': return KEY_NEWEST;
+			case '/': return KEY_FIND;
 			default: return KEY_NONE;
 		}
 	}
@@ -679,6 +699,57 @@ scroll_by(screen *s, long delta)
 	set_anchor(s);
 }
 
+/* Show the row at key (or the first after it), in the middle of the body. */
+static void
+go_to(screen *s, const char *key)
+{
+	size_t		at = view_lower_bound(s->v, key);
+	const view_row *row = view_row_at(s->v, at);
+
+	s->top = at > (size_t) (s->body_rows / 2) ? at - (size_t) (s->body_rows / 2) : 0;
+	scroll_by(s, 0);
+	free(s->focus);
+	s->focus = row ? strdup(row->key) : NULL;
+}
+
+/*
+ * A byte typed at the "go to key" prompt.  Enter goes (a query without ':'
+ * is taken in the table of the row on top: "2500" → "items:2500"), Esc or
+ * any escape sequence goes back.  Returns the bytes used.
+ */
+static size_t
+prompt_key(screen *s, const char *buf, size_t n)
+{
+	unsigned char c = (unsigned char) buf[0];
+
+	if (c == '\r' || c == '\n')
+	{
+		const view_row *top = view_row_at(s->v, s->top);
+		const char *colon = top ? strchr(top->key, ':') : NULL;
+		char		key[2 * (PSYNC_MAX_KEY_LEN + 1)];
+
+		if (strchr(s->query, ':') == NULL && colon != NULL)
+			snprintf(key, sizeof(key), "%.*s%s", (int) (colon + 1 - top->key), top->key, s->query);
+		else
+			snprintf(key, sizeof(key), "%s", s->query);
+		s->prompting = false;
+		go_to(s, key);
+	}
+	else if (c == 0x1b)
+	{
+		s->prompting = false;
+		return n;				/* the rest of an arrow key's sequence too */
+	}
+	else if ((c == 0x7f || c == 0x08) && s->query_len > 0)
+		s->query[--s->query_len] = '\0';
+	else if (c >= 0x20 && c < 0x7f && s->query_len < PSYNC_MAX_KEY_LEN)
+	{
+		s->query[s->query_len++] = (char) c;
+		s->query[s->query_len] = '\0';
+	}
+	return 1;
+}
+
 /* Read and act on the keys waiting; false when q was pressed. */
 static bool
 handle_keys(screen *s, bool *moved)
@@ -690,11 +761,17 @@ handle_keys(screen *s, bool *moved)
 	for (size_t i = 0; n > 0 && i < (size_t) n;)
 	{
 		size_t		used;
-		key_action	a = decode_key(buf + i, (size_t) n - i, &used);
+		key_action	a;
 		const view_event *e;
 
-		i += used;
 		*moved = true;
+		if (s->prompting)
+		{
+			i += prompt_key(s, buf + i, (size_t) n - i);
+			continue;
+		}
+		a = decode_key(buf + i, (size_t) n - i, &used);
+		i += used;
 		switch (a)
 		{
 			case KEY_QUIT: return false;
@@ -709,12 +786,12 @@ handle_keys(screen *s, bool *moved)
 				break;
 			case KEY_NEWEST:
 				if ((e = view_recent(s->v, 0)) != NULL)
-				{
-					size_t		at = view_lower_bound(s->v, e->key);
-
-					s->top = at > (size_t) (s->body_rows / 2) ? at - (size_t) (s->body_rows / 2) : 0;
-					scroll_by(s, 0);
-				}
+					go_to(s, e->key);
+				break;
+			case KEY_FIND:
+				s->prompting = true;
+				s->query_len = 0;
+				s->query[0] = '\0';
 				break;
 			case KEY_NONE: *moved = false; break;
 		}
@@ -776,6 +853,7 @@ screen_run(view *v, const screen_hooks *hooks, const char *title, volatile sig_a
 	signal(SIGTSTP, SIG_DFL);
 	terminal_leave();
 	free(s.anchor);
+	free(s.focus);
 	free(s.rates);
 	free(s.value.data);
 	free(s.f.data);
