@@ -686,16 +686,15 @@ run_screen(int argc, char **argv)
 											 NULL, &sub) == PSYNC_OK;
 	rc = screen_run(w.view, &hooks, title, &stop_requested);
 	for (watched_table *t = w.tables; t != NULL; t = t->next)
-	{
 		if (atomic_load(&t->state) == TABLE_FAILED)
 			fprintf(stderr, "para-sync-watch: %s\n", t->error);
-		else if (atomic_load(&t->state) == TABLE_LOADING)
+	for (watched_table *t = w.tables; t != NULL; t = t->next)
+		if (atomic_load(&t->state) == TABLE_LOADING)
 		{
 			/* psync_collection_new cannot be interrupted: leave without waiting */
 			fflush(NULL);
 			_exit(rc);
 		}
-	}
 	return rc;
 }
 
