@@ -507,8 +507,8 @@ hook_link_line(void *ctx, char *buf, size_t size)
 
 		localtime_r(&t, &tm);
 		strftime(at, sizeof(at), "%H:%M:%S", &tm);
-		snprintf(buf, size, "NATS %s  link lost %ux, last at %s (resynced)%s%s", w.nats_url,
-				 lost, at, err[0] ? "  error: " : "", err);
+		snprintf(buf, size, "NATS %s  messages lost %ux (reconnect or slow consumer), last %s,"
+				 " reloaded%s%s", w.nats_url, lost, at, err[0] ? "  error: " : "", err);
 	}
 }
 
