@@ -39,7 +39,8 @@ CLIENT_HEADERS := include/para_sync/client.h include/para_sync/envelope.h includ
 CLIENT_LIB_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/obj/%.o,$(CLIENT_LIB_SRCS))
 CLIENT_SAN_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/san/%.o,$(CLIENT_LIB_SRCS))
 
-CLIENT_UNIT_TESTS := test_decode test_replica test_replica_api test_collection test_transport test_stress test_alloc
+CLIENT_UNIT_TESTS := test_decode test_replica test_replica_api test_collection test_transport test_stress test_alloc \
+	test_watch_view
 CLIENT_LIVE_TESTS := test_nats test_pq test_collection_live test_layout_live
 CLIENT_TEST_BINS := $(addprefix $(CLIENT_BUILD)/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration test_conformance)
 CLIENT_SAN_BINS := $(addprefix $(CLIENT_BUILD)/san/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration)
@@ -78,8 +79,11 @@ $(CLIENT_PC): src/client/libparasync.pc.in
 	sed -e 's|@PREFIX@|$(CLIENT_PREFIX)|' -e 's|@LIBDIR@|$(CLIENT_LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(CLIENT_INCLUDEDIR)|' -e 's|@VERSION@|$(CLIENT_VERSION)|' $< > $@
 
-$(CLIENT_WATCH): src/client/watch.c src/client/watch_json.c src/client/watch_json.h $(CLIENT_A) $(CLIENT_HEADERS)
-	$(CLIENT_CC) $(CLIENT_CFLAGS) -Isrc/client -o $@ src/client/watch.c src/client/watch_json.c \
+CLIENT_WATCH_SRCS := src/client/watch.c src/client/watch_json.c src/client/watch_view.c src/client/watch_screen.c
+CLIENT_WATCH_HEADERS := src/client/watch_json.h src/client/watch_view.h src/client/watch_screen.h
+
+$(CLIENT_WATCH): $(CLIENT_WATCH_SRCS) $(CLIENT_WATCH_HEADERS) $(CLIENT_A) $(CLIENT_HEADERS)
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -Isrc/client -o $@ $(CLIENT_WATCH_SRCS) \
 		$(CLIENT_A) $(CLIENT_DEPS_LIBS) -lm
 
 # Tests: against the static library; the example against the shared one.
@@ -94,6 +98,17 @@ $(CLIENT_BUILD)/test/test_alloc $(CLIENT_BUILD)/san/test/test_alloc: \
 $(CLIENT_BUILD)/san/test/%: test/client/%.c test/client/harness.h $(CLIENT_SAN_OBJS)
 	@mkdir -p $(dir $@)
 	$(CLIENT_CC) $(CLIENT_SAN_CFLAGS) -Isrc/client -o $@ $< $(CLIENT_SAN_OBJS) $(CLIENT_DEPS_LIBS) $(CLIENT_TEST_LDFLAGS)
+
+# para-sync-watch's view model, tested on its own (it is not in the library)
+$(CLIENT_BUILD)/test/test_watch_view: test/client/test_watch_view.c test/client/harness.h \
+		src/client/watch_view.c src/client/watch_view.h $(CLIENT_A)
+	@mkdir -p $(dir $@)
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -Isrc/client -o $@ $< src/client/watch_view.c $(CLIENT_A) $(CLIENT_DEPS_LIBS)
+
+$(CLIENT_BUILD)/san/test/test_watch_view: test/client/test_watch_view.c test/client/harness.h \
+		src/client/watch_view.c src/client/watch_view.h $(CLIENT_SAN_OBJS)
+	@mkdir -p $(dir $@)
+	$(CLIENT_CC) $(CLIENT_SAN_CFLAGS) -Isrc/client -o $@ $< src/client/watch_view.c $(CLIENT_SAN_OBJS) $(CLIENT_DEPS_LIBS)
 
 $(CLIENT_BUILD)/test/cxx_header: test/client/cxx_header.cc $(CLIENT_A) $(CLIENT_HEADERS)
 	@mkdir -p $(dir $@)
