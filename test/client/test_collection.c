@@ -973,7 +973,7 @@ bad_rows_are_skipped(void)
 	char		buf[256];
 
 	db_init(&db, 10);
-	db_write(&db, "users:", "empty id", true);	/* no id: not a key of the table */
+	db_write(&db, "users:%41", "escaped A", true);	/* a plain byte escaped: not a key */
 	db_write(&db, "users:a b", "a space", true);	/* not a key at all */
 	/* 12 rows, 6 a page: "users:a b" ends the second, full page */
 	CHECK_EQ_INT(open_collection(&db, &e, 6, true, &c), PSYNC_OK);
