@@ -345,7 +345,8 @@ row_encode_values(StringInfo buf, SyncedTable *table, Datum *values, bool *nulls
 
 /*
  * The envelope as a bytea, encoded by the shared codec straight behind the
- * varlena header (no extra copy).  value NULL means nil.
+ * varlena header (no extra copy).  value NULL means nil; a reload (a
+ * table-level event, docs/protocol.md) has no value field.
  */
 bytea *
 envelope_build(const char *key, int key_len, StringInfo value,
@@ -360,7 +361,7 @@ envelope_build(const char *key, int key_len, StringInfo value,
 	appendStringInfoSpaces(&out, VARHDRSZ);
 	env.key = key;
 	env.key_len = key_len;
-	env.has_value = true;
+	env.has_value = op != PSYNC_OP_RELOAD;
 	env.value = value ? (const uint8_t *) value->data : &nil;
 	env.value_len = value ? value->len : 1;
 	env.schema_version = schema_version;

@@ -8,10 +8,11 @@
  *
  * An envelope is a MessagePack map with string keys:
  *   key            str
- *   value          map, nil, or absent (op refetch): carried as raw msgpack
+ *   value          map, nil, or absent (ops refetch and reload): raw msgpack
  *   schema_version str
  *   sequence       uint
- *   op             str: "upsert" | "delete" | "snapshot" | "refetch"
+ *   op             str: "upsert" | "delete" | "snapshot" | "refetch" | "reload"
+ *                  (reload: a table-level event, its key a sync name)
  *   txid           uint (absent in snapshots)
  */
 #ifndef PARA_SYNC_ENVELOPE_H
@@ -33,7 +34,8 @@ typedef enum psync_op
 	PSYNC_OP_UPSERT = 0,
 	PSYNC_OP_DELETE,
 	PSYNC_OP_SNAPSHOT,
-	PSYNC_OP_REFETCH
+	PSYNC_OP_REFETCH,
+	PSYNC_OP_RELOAD				/* table-level: key is a sync name, no value */
 } psync_op;
 
 /*
@@ -43,7 +45,7 @@ typedef enum psync_op
  *
  * value/value_len is the raw MessagePack encoding of the value (a map, or
  * the single byte 0xc0 for nil).  has_value is false only when the field is
- * absent (op refetch).
+ * absent (ops refetch and reload).
  */
 typedef struct psync_envelope
 {
@@ -98,7 +100,7 @@ typedef enum psync_decode_error
 	PSYNC_DECODE_WRONG_TYPE,	/* a known field with the wrong msgpack type */
 	PSYNC_DECODE_BAD_KEY,		/* empty, too long, or bytes a key never has */
 	PSYNC_DECODE_BAD_UTF8,		/* schema_version or a field name not UTF-8 */
-	PSYNC_DECODE_BAD_OP,		/* op not one of the four names */
+	PSYNC_DECODE_BAD_OP,		/* op not one of the five names */
 	PSYNC_DECODE_BAD_SEQUENCE,	/* negative or above PSYNC_MAX_SEQUENCE */
 	PSYNC_DECODE_TOO_LARGE		/* schema_version beyond its limit */
 } psync_decode_error;
@@ -121,7 +123,7 @@ const char *psync_decode_error_text(psync_decode_error err);
  * the work is O(len) and malformed input of any kind is an error, never a
  * crash.  key must be 1..PSYNC_MAX_KEY_LEN bytes of [A-Za-z0-9_:%-];
  * schema_version valid UTF-8; sequence a non-negative int <= PSYNC_MAX_SEQUENCE;
- * value a map or nil, absent only for op "refetch".  Field order is free and
+ * value a map or nil, absent only for ops "refetch" and "reload".  Field order is free and
  * unknown fields (with valid msgpack values) are skipped, so newer servers can
  * add fields.  On success out's pointers refer into buf; on error *out is
  * zeroed.

@@ -18,6 +18,7 @@ static const char *const op_names[] = {
 	[PSYNC_OP_DELETE] = "delete",
 	[PSYNC_OP_SNAPSHOT] = "snapshot",
 	[PSYNC_OP_REFETCH] = "refetch",
+	[PSYNC_OP_RELOAD] = "reload",
 };
 
 const char *
@@ -634,7 +635,7 @@ decode_envelope(mp_reader *r, psync_envelope *out)
 		return PSYNC_DECODE_TRAILING_BYTES;
 	if ((seen & required) != required)
 		return PSYNC_DECODE_MISSING_FIELD;
-	if (!(seen & FIELD_VALUE) && out->op != PSYNC_OP_REFETCH)
+	if (!(seen & FIELD_VALUE) && out->op != PSYNC_OP_REFETCH && out->op != PSYNC_OP_RELOAD)
 		return PSYNC_DECODE_MISSING_FIELD;
 	return PSYNC_DECODE_OK;
 }
