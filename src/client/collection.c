@@ -14,7 +14,13 @@
  *   - receipt: first envelope ever seen for a key → baseline; sequence <=
  *     current → stale; current + 1 → applied; beyond → gap → that row is
  *     refetched (envelopes for it are held meanwhile and replayed after);
- *   - PSYNC_EVENT_LOST → reload in the background, members stay.
+ *   - PSYNC_EVENT_LOST → reload in the background, members stay;
+ *   - the table's reload event (key "<table>", docs/protocol.md "Table
+ *     events": column DDL changed every row's snapshot at the same
+ *     sequence) → the same reload.  Each member remembers the
+ *     schema_version its value was read under, so a page row at the
+ *     member's own sequence replaces it when the versions differ (the
+ *     value was rewritten by DDL), and only then.
  *
  * Threads: loads run on the collection's own thread (pages are fetched
  * without the lock, applied with it); envelopes arrive on transport
@@ -51,6 +57,7 @@ typedef struct member
 	uint32_t	hash;
 	uint32_t	gen;			/* last load (or held envelope) that saw it */
 	uint16_t	key_len;
+	uint16_t	version;		/* its value's schema_version (versions[i - 1]); 0: unknown */
 	bool		refetching;
 	bool		refetch_again;
 	char		key[];			/* NUL-terminated */
@@ -110,6 +117,10 @@ struct psync_collection
 	env_list	pending;		/* for rows being refetched */
 	pthread_t	worker;
 	psync_collection_counters stats;
+	char	  **versions;		/* schema_versions seen, interned */
+	size_t		nversions;
+	uint64_t	last_reload;	/* sequence of the last reload event acted on */
+	bool		reload_seen;
 	char		last_error[PSYNC_ERROR_LEN];
 };
 
@@ -345,6 +356,25 @@ parse_value(psync_collection *c, const psync_envelope *env, void **out)
 	return ok;
 }
 
+/* env's schema_version as an index into c->versions (+ 1); 0 when out of memory. */
+static uint16_t
+version_of(psync_collection *c, const psync_envelope *env)
+{
+	size_t		len = env->schema_version ? env->schema_version_len : 0;
+	char	  **grown;
+
+	for (size_t i = 0; i < c->nversions; i++)
+		if (strlen(c->versions[i]) == len && memcmp(c->versions[i], env->schema_version, len) == 0)
+			return (uint16_t) (i + 1);
+	if (c->nversions >= UINT16_MAX ||
+		(grown = realloc(c->versions, (c->nversions + 1) * sizeof(*grown))) == NULL)
+		return 0;
+	c->versions = grown;
+	if ((c->versions[c->nversions] = strndup(len > 0 ? env->schema_version : "", len)) == NULL)
+		return 0;
+	return (uint16_t) ++c->nversions;
+}
+
 /* Make m's state (seq, value) and tell the application what changed. */
 static void
 set_member(psync_collection *c, member *m, int64_t seq, void *value)
@@ -490,7 +520,10 @@ finish_row_refetch(psync_refetch_request *req, const void *bytes, size_t len,
 			void	   *value;
 
 			if (parse_value(c, &env, &value))
+			{
+				m->version = version_of(c, &env);
 				set_member(c, m, (int64_t) env.sequence, value);
+			}
 			else
 				request_reload(c);
 		}
@@ -570,9 +603,9 @@ receive(psync_collection *c, const psync_envelope *env)
 		return;
 	}
 	m->gen = c->gen;			/* live data confirms it */
-	if (env->op == PSYNC_OP_REFETCH)
+	if (env->op == PSYNC_OP_REFETCH || env->op == PSYNC_OP_RELOAD)
 	{
-		refetch_row(c, m);		/* too large for the bus */
+		refetch_row(c, m);		/* too large for the bus (or not a row's) */
 		return;
 	}
 	if (!parse_value(c, env, &value))
@@ -581,6 +614,7 @@ receive(psync_collection *c, const psync_envelope *env)
 		return;
 	}
 	c->stats.applied++;
+	m->version = version_of(c, env);
 	set_member(c, m, (int64_t) env->sequence, value);
 }
 
@@ -642,13 +676,15 @@ page_free(page_buf *p)
 
 /*
  * One row of a page, with the collection locked: a member's baseline when
- * its sequence is newer.  false: not a snapshot row of this table.
+ * its sequence is newer, or the same under another schema_version (column
+ * DDL rewrote it).  false: not a snapshot row of this table.
  */
 static bool
 page_row(psync_collection *c, const raw_row *row, psync_envelope *env)
 {
 	member	   *m;
 	void	   *value;
+	uint16_t	version;
 
 	if (psync_envelope_decode(row->data, row->len, env) != PSYNC_DECODE_OK ||
 		!key_in_table(c, env->key, env->key_len) || env_is_nil(env))
@@ -658,10 +694,15 @@ page_row(psync_collection *c, const raw_row *row, psync_envelope *env)
 	if (m == NULL && (m = insert(c, env->key, env->key_len)) == NULL)
 		return false;
 	m->gen = c->gen;
-	if ((int64_t) env->sequence <= m->seq)
+	version = version_of(c, env);
+	if ((int64_t) env->sequence < m->seq ||
+		((int64_t) env->sequence == m->seq && version != 0 && version == m->version))
 		return true;			/* we already have this or newer, or it was deleted */
 	if (parse_value(c, env, &value))
+	{
+		m->version = version;
 		set_member(c, m, (int64_t) env->sequence, value);
+	}
 	return true;
 }
 
@@ -830,6 +871,26 @@ worker_main(void *arg)
 
 /* ---- transport events ---- */
 
+/* An event of the table itself (key "<table>"), with the collection locked. */
+static void
+table_event(psync_collection *c, const psync_envelope *env)
+{
+	if (env->op != PSYNC_OP_RELOAD)
+	{
+		c->stats.parse_errors++;
+		set_error(c, "an unknown event for the table", psync_op_name(env->op));
+		request_reload(c);
+	}
+	else if (c->reload_seen && env->sequence <= c->last_reload)
+		c->stats.ignored_stale++;	/* a resend */
+	else
+	{
+		c->reload_seen = true;
+		c->last_reload = env->sequence;
+		request_reload(c);		/* rows changed at their sequence: read them again */
+	}
+}
+
 static void
 on_event(void *ctx, const psync_event *event)
 {
@@ -838,6 +899,10 @@ on_event(void *ctx, const psync_event *event)
 	pthread_mutex_lock(&c->lock);
 	if (c->destroyed || c->stopping)
 		;
+	else if (event->kind == PSYNC_EVENT_ENVELOPE &&
+			 event->envelope->key_len == c->table_len &&
+			 memcmp(event->envelope->key, c->table, c->table_len) == 0)
+		table_event(c, event->envelope);
 	else if (event->kind == PSYNC_EVENT_ENVELOPE)
 		receive(c, event->envelope);
 	else if (event->kind == PSYNC_EVENT_MALFORMED)
@@ -916,6 +981,11 @@ free_members(psync_collection *c)
 	free(c->buckets);
 	c->buckets = NULL;
 	c->nbuckets = c->nentries = c->nmembers = 0;
+	for (size_t i = 0; i < c->nversions; i++)
+		free(c->versions[i]);
+	free(c->versions);
+	c->versions = NULL;
+	c->nversions = 0;
 	list_clear(&c->held);
 	list_clear(&c->pending);
 }
