@@ -1,6 +1,7 @@
 # Column DDL and libparasync, with a real nats-server: ADD COLUMN, ALTER
-# COLUMN ... TYPE ... USING and DROP COLUMN change snapshot() of every row
-# at the same sequence, without a row change.  The DDL publishes one table
+# COLUMN ... TYPE ... USING, DROP COLUMN, RENAME COLUMN and ADD COLUMN with
+# a volatile default change snapshot() of every row at the same sequence,
+# without a row change.  The DDL publishes one table
 # event ('reload', key = the sync name); replicas of the table's keys
 # refetch and collections reload, so that every client ends equal to
 # snapshot() of every key: value, sequence and schema_version.  One table
@@ -129,16 +130,23 @@ $node->safe_psql('postgres', q{
 });
 converge('DROP COLUMN');
 
-is($node->safe_psql('postgres', q{SELECT para_sync.snapshot_json('items:2')->>'schema_version'}), '1+3',
-	'three statements bumped the version three times');
+# a rename, and a new column whose volatile default differs per row
+$node->safe_psql('postgres', q{
+	ALTER TABLE public.items RENAME COLUMN c TO c2;
+	ALTER TABLE public.shop_orders ADD COLUMN r float8 DEFAULT random();
+});
+converge('RENAME COLUMN, ADD COLUMN DEFAULT random()');
+
+is($node->safe_psql('postgres', q{SELECT para_sync.snapshot_json('items:2')->>'schema_version'}), '1+4',
+	'four statements bumped the version of items four times');
 
 # the events themselves, on the subjects of each layout
 my @items_events = map { "$_->[0]/$_->[1]/$_->[2]" } @{ read_sub($sub{items}{file}) };
-is(join(',', @items_events), 'items/1/reload,items/2/reload,items/3/reload',
-	'synced.items carries the three reload events of items');
+is(join(',', @items_events), 'items/1/reload,items/2/reload,items/3/reload,items/4/reload',
+	'synced.items carries the four reload events of items');
 my @orders_events = map { "$_->[0]/$_->[1]/$_->[2]" }
   grep { $_->[0] !~ /:/ } @{ read_sub($sub{orders}{file}) };
-is(join(',', @orders_events), 'orders/1/reload,orders/2/reload,orders/3/reload',
+is(join(',', @orders_events), 'orders/1/reload,orders/2/reload,orders/3/reload,orders/4/reload',
 	'synced.orders.> carries the reload events of the table-layout table');
 
 $in .= "quit\n";
