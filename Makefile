@@ -23,6 +23,7 @@ OBJS = \
 	src/outbox_consume.o \
 	src/outbox_vacuum.o \
 	src/capture.o \
+	src/table_event.o \
 	src/snapshot.o \
 	src/registry.o \
 	src/sync_names.o \
@@ -34,7 +35,7 @@ OBJS = \
 	src/worker.o \
 	src/ddl_guard.o
 
-REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard lifecycle type_trust key_canon key_upgrade snapshot_table trust_review subject_layout sync_name_owners
+REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard lifecycle type_trust key_canon key_upgrade snapshot_table trust_review subject_layout sync_name_owners table_event
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
 ISOLATION = concurrent_writers late_commit serializable_writers excluded_rename schema_version_reload lifecycle_concurrency drop_while_tagging sequence_cache sequence_cache_nested
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync

@@ -179,3 +179,10 @@ client-bench: $(CLIENT_BUILD)/bench/client_bench
 client-clean:
 	rm -rf $(CLIENT_BUILD)/obj $(CLIENT_BUILD)/san $(CLIENT_BUILD)/tsan $(CLIENT_BUILD)/test $(CLIENT_BUILD)/fuzz \
 		$(CLIENT_BUILD)/bench $(CLIENT_BUILD)/example-client.c $(CLIENT_BUILD)/example-collection* $(CLIENT_BUILD)/libparasync* $(CLIENT_WATCH) $(CLIENT_EXAMPLE)
+
+# TAP tests that follow tables with libparasync use a small client.
+PSYNC_FOLLOW := test/tools/psync_follow
+$(PSYNC_FOLLOW): test/tools/psync_follow.c $(CLIENT_A)
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -o $@ $< $(CLIENT_A) $(CLIENT_DEPS_LIBS)
+installcheck: $(PSYNC_FOLLOW)
+EXTRA_CLEAN += $(PSYNC_FOLLOW)

@@ -80,3 +80,12 @@ COMMENT ON TRIGGER sync_names_owner_privilege ON para_sync.sync_names IS
 
 -- the owners recorded so far
 UPDATE para_sync.sync_names SET owner = owner;
+
+-- == Table events (column DDL): a key may be a sync name ==
+-- DDL that changes every row's snapshot at the same sequence appends one
+-- 'reload' envelope whose key is the table's sync name, numbered by that
+-- key's own counter (src/table_event.c, docs/protocol.md "Table events").
+COMMENT ON COLUMN para_sync.outbox.key IS
+	'an object''s key (<sync name>:<key part>...), or a sync name alone for a table event (op reload)';
+COMMENT ON COLUMN para_sync.counters.key IS
+	'an object''s key, or a sync name alone: the last sequence of its table events';

@@ -24,13 +24,15 @@
  *   ddl_command_end    follows column changes: a renamed excluded column
  *                      stays excluded under its new name; a column added,
  *                      retyped or renamed in the envelope bumps the table's
- *                      schema_version ("3" -> "3+1" -> "3+2"); a deferrable
- *                      primary key, and a synced column added or retyped to
- *                      a type printing catalog names (type_trust.c), are
- *                      refused.
+ *                      schema_version ("3" -> "3+1" -> "3+2") and appends
+ *                      the table's reload event (table_event.c); a
+ *                      deferrable primary key, and a synced column added or
+ *                      retyped to a type printing catalog names
+ *                      (type_trust.c), are refused.
  *   sql_drop           a dropped excluded column leaves the exclusion list
  *                      (a new column of that name is synced); a dropped
- *                      synced column bumps schema_version; a drop that took
+ *                      synced column bumps schema_version (and appends the
+ *                      reload event); a drop that took
  *                      the primary key with it is refused.
  *
  * The guard decides by the registry (para_sync.tables) and only for tables
@@ -95,6 +97,8 @@ typedef struct Registration
 {
 	char	   *schema_version;
 	ArrayType  *excluded;		/* text[] */
+	char	   *sync_name;
+	char		layout;			/* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
 } Registration;
 
 /* Is para_sync installed and its registry readable?  (Not during DROP.) */
@@ -115,10 +119,16 @@ registry_get(Oid relid)
 	bool		isnull;
 	Registration *reg;
 	MemoryContext old;
+	Oid			registry = get_relname_relid("tables", guard_namespace());
 
 	become_internal_owner(&sw);
-	rc = SPI_execute_with_args("SELECT t.schema_version, t.exclude_columns FROM para_sync.tables t"
-							   " WHERE t.relid OPERATOR(pg_catalog.=) $1",
+	/* a registry without subject_layout (0.1, before the update) is all 'key' */
+	rc = SPI_execute_with_args(get_attnum(registry, "subject_layout") != InvalidAttrNumber ?
+							   "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
+							   " t.subject_layout OPERATOR(pg_catalog.=) 'table'"
+							   " FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1" :
+							   "SELECT t.schema_version, t.exclude_columns, t.sync_name, false"
+							   " FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1",
 							   1, types, args, NULL, false, 1);
 	restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
@@ -131,6 +141,11 @@ registry_get(Oid relid)
 															SPI_tuptable->tupdesc, 1, &isnull));
 	reg->excluded = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0],
 														 SPI_tuptable->tupdesc, 2, &isnull));
+	reg->sync_name = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 3, &isnull));
+	reg->layout = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 4, &isnull)) ?
+		PSYNC_LAYOUT_TABLE : PSYNC_LAYOUT_KEY;
 	MemoryContextSwitchTo(old);
 	return reg;
 }
@@ -220,7 +235,11 @@ bumped_version(const char *version)
 	return psprintf("%.*s+%ld", (int) (plus - version), version, generation + 1);
 }
 
-/* Bump the schema_version of synced table relid, once per command. */
+/*
+ * Bump the schema_version of synced table relid, once per command, and
+ * append the table's reload event (table_event.c): the command changed what
+ * snapshot() returns for every row without a row change.
+ */
 static void
 bump_schema_version(Oid relid, Registration *reg)
 {
@@ -239,6 +258,7 @@ bump_schema_version(Oid relid, Registration *reg)
 				 errhint("Call para_sync.set_schema_version() with a shorter version first.")));
 	registry_update(relid, version, reg->excluded);
 	reg->schema_version = version;
+	table_event_reload(reg->sync_name, version, reg->layout);
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
@@ -524,7 +544,8 @@ guard_drop_extension(void)
 	become_internal_owner(&sw);
 	if (SPI_execute("SELECT (SELECT pg_catalog.count(*) FROM para_sync.tables),"
 					" (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM para_sync.outbox LIMIT 1) o),"
-					" (SELECT pg_catalog.count(*) FROM para_sync.counters)", false, 1) != SPI_OK_SELECT)
+					" (SELECT pg_catalog.count(*) FROM para_sync.counters c"
+					"   WHERE pg_catalog.strpos(c.key, ':') OPERATOR(pg_catalog.>) 0)", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry look-up failed");
 	restore_user(&sw);
 	tables = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -543,6 +564,7 @@ guard_drop_extension(void)
 				 errmsg("cannot drop extension para_sync while envelopes are unpublished"),
 				 errdetail("para_sync.outbox still holds envelopes that no client has received."),
 				 errhint("Let the publisher drain the outbox (see para_sync.status) first.")));
+	/* (objects only: a sync name's own counter numbers its table events) */
 	if (counters > 0)
 		ereport(WARNING,
 				(errmsg("dropping para_sync discards the last sequence of %lld objects", (long long) counters),

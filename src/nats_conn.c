@@ -484,7 +484,8 @@ format_nats_error(char *errbuf, size_t errlen, const char *what, natsStatus s)
 
 /*
  * The subject of m: <prefix>.<key>, or <prefix>.<sync name>.<key> in the
- * 'table' layout (the sync name is the key up to its first colon).
+ * 'table' layout (the sync name is the key up to its first colon, or the
+ * whole key for a table event, whose key is the sync name).
  */
 static char *
 subject_of(StringInfo subject, int prefix_len, const PsyncOutMsg *m)

@@ -199,6 +199,11 @@ extern bytea *envelope_build(const char *key, int key_len, StringInfo value,
 extern void capture_emit_change(SyncedTable *table, StringInfo key,
 								Datum *values, bool *nulls, psync_op op);
 
+/* ---- table_event.c: one envelope for a whole table (column DDL) */
+
+extern void table_event_reload(const char *sync_name, const char *schema_version,
+							   char layout);
+
 /* Set once a transaction wrote an envelope; the publisher wakes on commit. */
 extern bool para_sync_xact_wrote_envelopes;
 

@@ -345,9 +345,10 @@ row_encode_values(StringInfo buf, SyncedTable *table, Datum *values, bool *nulls
 
 /*
  * The envelope as a bytea, encoded by the shared codec straight behind the
- * varlena header (no extra copy).  value NULL means nil.  Every envelope the
- * server writes (outbox, snapshot(), snapshot_table()) is built here, so its
- * key is checked here, by the validator libparasync uses.
+ * varlena header (no extra copy).  value NULL means nil; a reload (a
+ * table-level event, docs/protocol.md) has no value field.  Every envelope
+ * the server writes (outbox, snapshot(), snapshot_table()) is built here, so
+ * its key is checked here, by the validator libparasync uses.
  */
 bytea *
 envelope_build(const char *key, int key_len, StringInfo value,
@@ -359,7 +360,8 @@ envelope_build(const char *key, int key_len, StringInfo value,
 	psync_envelope env = {0};
 
 	/* the one key grammar clients accept (key_escape.c): never send another */
-	if (!psync_key_is_valid(key, key_len))
+	if (!(op == PSYNC_OP_RELOAD ? psync_sync_name_is_valid(key, key_len)
+		  : psync_key_is_valid(key, key_len)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("para_sync built an invalid key \"%.*s\"", key_len, key),
@@ -368,7 +370,7 @@ envelope_build(const char *key, int key_len, StringInfo value,
 	appendStringInfoSpaces(&out, VARHDRSZ);
 	env.key = key;
 	env.key_len = key_len;
-	env.has_value = true;
+	env.has_value = op != PSYNC_OP_RELOAD;
 	env.value = value ? (const uint8_t *) value->data : &nil;
 	env.value_len = value ? value->len : 1;
 	env.schema_version = schema_version;

@@ -195,8 +195,10 @@ psync_status psync_transport_publish_raw(psync_transport *transport,
 psync_status psync_transport_flush(psync_transport *transport, int timeout_ms);
 
 /*
- * Subscribe handler to key.  key is either an object key ("users:123") or a
- * table pattern "<sync name>:*" that receives every key of that table.
+ * Subscribe handler to key.  key is either an object key ("users:123"), a
+ * sync name ("users": the table's own events, docs/protocol.md "Table
+ * events") or a table pattern "<sync name>:*" that receives every key of
+ * that table and the table's own events.
  * *out_id receives the subscription id.
  *
  * NATS: when it returns, the server has the subscription (one round trip,
@@ -204,7 +206,7 @@ psync_status psync_transport_flush(psync_transport *transport, int timeout_ms);
  * A key subscribes to "<prefix>.<key>".  Because a key is a
  * single subject token, "users:*" cannot be a NATS wildcard; a table pattern
  * subscribes to "<prefix>.*" and drops, before decoding, every subject that
- * does not start with "<prefix>.<sync name>:".
+ * is neither "<prefix>.<sync name>" nor starts with "<prefix>.<sync name>:".
  */
 psync_status psync_transport_subscribe(psync_transport *transport,
 									   const char *key,
@@ -415,6 +417,11 @@ typedef struct psync_replica_options
 
 void		psync_replica_options_init(psync_replica_options *opts);
 
+/*
+ * Subscribe to the key and to its table's events (the sync name, a key of
+ * its own: a reload refetches the key), then hydrate from the seed or the
+ * initial refetch.
+ */
 psync_status psync_replica_new(const psync_replica_options *opts,
 							   psync_replica **out);
 
@@ -493,7 +500,10 @@ size_t		psync_replica_last_error(psync_replica *replica, char *buf, size_t size)
  *     libpq refetcher), the others carry on; rows that appear later join;
  *   - PSYNC_EVENT_LOST (NATS reconnect, slow consumer) reloads the pages in
  *     the background without dropping the collection: members keep their
- *     values, newer rows replace older ones, rows gone from the table leave.
+ *     values, newer rows replace older ones, rows gone from the table leave;
+ *   - the table's reload event (column DDL) reloads the same way; a page
+ *     row at a member's own sequence replaces it when its schema_version
+ *     differs from the one the member's value was read under.
  *
  *
  * While a reload runs the rows stay live: envelopes of rows already held

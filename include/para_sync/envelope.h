@@ -8,10 +8,11 @@
  *
  * An envelope is a MessagePack map with string keys:
  *   key            str
- *   value          map, nil, or absent (op refetch): carried as raw msgpack
+ *   value          map, nil, or absent (ops refetch and reload): raw msgpack
  *   schema_version str
  *   sequence       uint
- *   op             str: "upsert" | "delete" | "snapshot" | "refetch"
+ *   op             str: "upsert" | "delete" | "snapshot" | "refetch" | "reload"
+ *                  (reload: a table-level event, its key a sync name)
  *   txid           uint (absent in snapshots)
  */
 #ifndef PARA_SYNC_ENVELOPE_H
@@ -33,7 +34,8 @@ typedef enum psync_op
 	PSYNC_OP_UPSERT = 0,
 	PSYNC_OP_DELETE,
 	PSYNC_OP_SNAPSHOT,
-	PSYNC_OP_REFETCH
+	PSYNC_OP_REFETCH,
+	PSYNC_OP_RELOAD				/* table-level: key is a sync name, no value */
 } psync_op;
 
 /*
@@ -43,7 +45,7 @@ typedef enum psync_op
  *
  * value/value_len is the raw MessagePack encoding of the value (a map, or
  * the single byte 0xc0 for nil).  has_value is false only when the field is
- * absent (op refetch).
+ * absent (ops refetch and reload).
  */
 typedef struct psync_envelope
 {
@@ -98,16 +100,18 @@ typedef enum psync_decode_error
 	PSYNC_DECODE_WRONG_TYPE,	/* a known field with the wrong msgpack type */
 	PSYNC_DECODE_BAD_KEY,		/* not a key of the grammar (psync_key_is_valid) */
 	PSYNC_DECODE_BAD_UTF8,		/* schema_version or a field name not UTF-8 */
-	PSYNC_DECODE_BAD_OP,		/* op not one of the four names */
+	PSYNC_DECODE_BAD_OP,		/* op not one of the five names */
 	PSYNC_DECODE_BAD_SEQUENCE,	/* negative or above PSYNC_MAX_SEQUENCE */
 	PSYNC_DECODE_TOO_LARGE		/* schema_version beyond its limit */
 } psync_decode_error;
 
 /*
- * True for a key as it travels on the wire: psync_key_is_valid() of
- * para_sync/key.h (the grammar of docs/protocol.md: a sync name, then
- * ':'-prefixed escaped parts, possibly empty; at most PSYNC_MAX_KEY_LEN
- * bytes), so always one subject token.
+ * True for a key as it travels on the wire (the grammar of docs/protocol.md,
+ * always one subject token): an object's key, psync_key_is_valid() of
+ * para_sync/key.h (a sync name, then ':'-prefixed escaped parts, possibly
+ * empty; at most PSYNC_MAX_KEY_LEN bytes), or a table event's key, the sync
+ * name alone (psync_sync_name_is_valid()).  The decoder also requires that a
+ * table event's key carries op reload and an object's key any other op.
  */
 bool		psync_envelope_key_is_valid(const char *key, size_t len);
 
@@ -123,7 +127,7 @@ const char *psync_decode_error_text(psync_decode_error err);
  * the work is O(len) and malformed input of any kind is an error, never a
  * crash.  key must be valid (psync_envelope_key_is_valid);
  * schema_version valid UTF-8; sequence a non-negative int <= PSYNC_MAX_SEQUENCE;
- * value a map or nil, absent only for op "refetch".  Field order is free and
+ * value a map or nil, absent only for ops "refetch" and "reload".  Field order is free and
  * unknown fields (with valid msgpack values) are skipped, so newer servers can
  * add fields.  On success out's pointers refer into buf; on error *out is
  * zeroed.

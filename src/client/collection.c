@@ -26,7 +26,13 @@
  *   - PSYNC_EVENT_LOST → reload in the background, members stay;
  *   - layout: before each load and every layout_check_ms the subject layout
  *     the server reports (load_layout) is compared with the transport's; a
- *     mismatch is state ERROR (the collection would silently stop updating).
+ *     mismatch is state ERROR (the collection would silently stop updating);
+ *   - the table's reload event (key "<table>", docs/protocol.md "Table
+ *     events": column DDL changed every row's snapshot at the same
+ *     sequence) → the same reload.  Each member remembers the
+ *     schema_version its value was read under, so a page row at the
+ *     member's own sequence replaces it when the versions differ (the
+ *     value was rewritten by DDL), and only then.
  *
  * Threads: loads, layout checks and row refetch retries run on the
  * collection's own thread (pages are fetched without the lock, applied
@@ -74,6 +80,7 @@ typedef struct member
 	uint32_t	hash;
 	uint32_t	gen;			/* last load (or held envelope) that saw it */
 	uint16_t	key_len;
+	uint16_t	version;		/* its value's schema_version (versions[i - 1]); 0: unknown */
 	bool		refetching;		/* a refetch is in flight or due (retrying) */
 	bool		refetch_again;
 	bool		retrying;		/* the last refetch failed; a retry is due */
@@ -180,6 +187,10 @@ struct psync_collection
 	int			depth;			/* apply_enter() frames open */
 	pthread_t	worker;
 	psync_collection_counters stats;
+	char	  **versions;		/* schema_versions seen, interned */
+	size_t		nversions;
+	uint64_t	last_reload;	/* sequence of the last reload event acted on */
+	bool		reload_seen;
 	char		last_error[PSYNC_ERROR_LEN];
 };
 
@@ -562,6 +573,25 @@ parse_value(psync_collection *c, const psync_envelope *env, void **out)
 	return ok;
 }
 
+/* env's schema_version as an index into c->versions (+ 1); 0 when out of memory. */
+static uint16_t
+version_of(psync_collection *c, const psync_envelope *env)
+{
+	size_t		len = env->schema_version ? env->schema_version_len : 0;
+	char	  **grown;
+
+	for (size_t i = 0; i < c->nversions; i++)
+		if (strlen(c->versions[i]) == len && memcmp(c->versions[i], env->schema_version, len) == 0)
+			return (uint16_t) (i + 1);
+	if (c->nversions >= UINT16_MAX ||
+		(grown = realloc(c->versions, (c->nversions + 1) * sizeof(*grown))) == NULL)
+		return 0;
+	c->versions = grown;
+	if ((c->versions[c->nversions] = strndup(len > 0 ? env->schema_version : "", len)) == NULL)
+		return 0;
+	return (uint16_t) ++c->nversions;
+}
+
 /* Make m's state (seq, value) and tell the application what changed. */
 static void
 set_member(psync_collection *c, member *m, int64_t seq, void *value)
@@ -791,6 +821,7 @@ apply_snapshot(psync_collection *c, member *m, const void *bytes, size_t len,
 		return true;
 	if (!parse_value(c, &env, &value))
 		return false;
+	m->version = version_of(c, &env);
 	set_member(c, m, (int64_t) env.sequence, value);
 	return true;
 }
@@ -913,9 +944,9 @@ receive(psync_collection *c, const psync_envelope *env)
 		return;
 	}
 	m->gen = c->gen;			/* live data confirms it */
-	if (env->op == PSYNC_OP_REFETCH)
+	if (env->op == PSYNC_OP_REFETCH || env->op == PSYNC_OP_RELOAD)
 	{
-		refetch_row(c, m);		/* too large for the bus */
+		refetch_row(c, m);		/* too large for the bus (or not a row's) */
 		return;
 	}
 	if (!parse_value(c, env, &value))
@@ -924,6 +955,7 @@ receive(psync_collection *c, const psync_envelope *env)
 		return;
 	}
 	c->stats.applied++;
+	m->version = version_of(c, env);
 	set_member(c, m, (int64_t) env->sequence, value);
 }
 
@@ -1017,13 +1049,15 @@ raw_key(const raw_row *row, size_t *len)
 
 /*
  * One row of a page, with the collection locked: a member's baseline when
- * its sequence is newer.  NULL, or why the row cannot be accepted.
+ * its sequence is newer, or the same under another schema_version (column
+ * DDL rewrote it).  NULL, or why the row cannot be accepted.
  */
 static const char *
 page_row(psync_collection *c, const raw_row *row, psync_envelope *env)
 {
 	member	   *m;
 	void	   *value;
+	uint16_t	version;
 	psync_decode_error rc = psync_envelope_decode(row->data, row->len, env);
 
 	if (rc != PSYNC_DECODE_OK)
@@ -1037,10 +1071,15 @@ page_row(psync_collection *c, const raw_row *row, psync_envelope *env)
 	if (m == NULL && (m = insert(c, env->key, env->key_len)) == NULL)
 		return "out of memory";
 	m->gen = c->gen;
-	if ((int64_t) env->sequence <= m->seq || m->refetching)
+	version = version_of(c, env);
+	if ((int64_t) env->sequence < m->seq || m->refetching ||
+		((int64_t) env->sequence == m->seq && version != 0 && version == m->version))
 		return NULL;			/* we already have this or newer, or it was deleted */
 	if (parse_value(c, env, &value))
+	{
+		m->version = version;
 		set_member(c, m, (int64_t) env->sequence, value);
+	}
 	return NULL;
 }
 
@@ -1407,6 +1446,26 @@ worker_main(void *arg)
 
 /* ---- transport events ---- */
 
+/* An event of the table itself (key "<table>"), with the collection locked. */
+static void
+table_event(psync_collection *c, const psync_envelope *env)
+{
+	if (env->op != PSYNC_OP_RELOAD)
+	{
+		c->stats.parse_errors++;
+		set_error(c, "an unknown event for the table", psync_op_name(env->op));
+		request_reload(c);
+	}
+	else if (c->reload_seen && env->sequence <= c->last_reload)
+		c->stats.ignored_stale++;	/* a resend */
+	else
+	{
+		c->reload_seen = true;
+		c->last_reload = env->sequence;
+		request_reload(c);		/* rows changed at their sequence: read them again */
+	}
+}
+
 static void
 on_event(void *ctx, const psync_event *event)
 {
@@ -1416,6 +1475,10 @@ on_event(void *ctx, const psync_event *event)
 	apply_enter(c);
 	if (c->destroyed || c->stopping)
 		;
+	else if (event->kind == PSYNC_EVENT_ENVELOPE &&
+			 event->envelope->key_len == c->table_len &&
+			 memcmp(event->envelope->key, c->table, c->table_len) == 0)
+		table_event(c, event->envelope);
 	else if (event->kind == PSYNC_EVENT_ENVELOPE)
 		receive(c, event->envelope);
 	else if (event->kind == PSYNC_EVENT_MALFORMED)
@@ -1515,6 +1578,11 @@ free_members(psync_collection *c)
 	free(c->buckets);
 	c->buckets = NULL;
 	c->nbuckets = c->nentries = c->nmembers = 0;
+	for (size_t i = 0; i < c->nversions; i++)
+		free(c->versions[i]);
+	free(c->versions);
+	c->versions = NULL;
+	c->nversions = 0;
 	list_clear(&c->held);
 	list_clear(&c->pending);
 	free_tombstones(c);

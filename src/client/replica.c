@@ -15,6 +15,9 @@
  * refetch are buffered and replayed, in sequence order, after the snapshot
  * (the stale ones are dropped by the ordinary rules); PSYNC_EVENT_LOST
  * (NATS reconnect, slow consumer) and malformed messages refetch too.
+ * A replica also follows its table's events (the sync name's own key,
+ * docs/protocol.md "Table events"): a reload (column DDL changed every
+ * row's snapshot at the same sequence) refetches the key.
  *
  * Threading: one recursive mutex per replica, held while the application's
  * parse and change callbacks run (so they see a consistent replica and may
@@ -41,6 +44,7 @@
 #include "client_error.h"
 #include "refetch_internal.h"
 #include "transport_internal.h"
+#include "para_sync/key.h"
 
 #define DEFAULT_MAX_BUFFERED 256
 
@@ -82,6 +86,9 @@ struct psync_replica
 	psync_schema schema;
 	psync_transport *transport;
 	psync_subscription_id subscription;
+	psync_subscription_id table_subscription;	/* the sync name's events */
+	uint64_t	last_reload;	/* sequence of the last reload acted on */
+	bool		reload_seen;
 	psync_refetch_fn refetch;
 	void	   *refetch_ctx;
 	observer   *observers;		/* in registration order; fn NULL: removed */
@@ -453,6 +460,11 @@ ingest(psync_replica *r, const psync_envelope *env, ingest_source src)
 		refetch_notice(r, env, src);
 		return;
 	}
+	if (env->op == PSYNC_OP_RELOAD)
+	{
+		parse_failed(r, src, "a table event is not an envelope of this key");
+		return;
+	}
 
 	/* parse gate */
 	{
@@ -528,6 +540,41 @@ on_event(void *ctx, const psync_event *event)
 	}
 	else
 		start_refetch(r);		/* LOST; remembered if one is in flight */
+	pthread_mutex_unlock(&r->lock);
+}
+
+/*
+ * The table's events (subscription to the sync name).  A reload means the
+ * key's snapshot may have changed at the same sequence: refetch, unless it
+ * is a resend of one already acted on.  LOST also reaches the key's own
+ * subscription, which refetches: nothing to do here.
+ */
+static void
+on_table_event(void *ctx, const psync_event *event)
+{
+	psync_replica *r = ctx;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->disposed || event->kind == PSYNC_EVENT_LOST)
+		;
+	else if (event->kind == PSYNC_EVENT_ENVELOPE &&
+			 event->envelope->op == PSYNC_OP_RELOAD)
+	{
+		if (r->reload_seen && event->envelope->sequence <= r->last_reload)
+			r->stats.ignored_stale++;
+		else
+		{
+			r->reload_seen = true;
+			r->last_reload = event->envelope->sequence;
+			start_refetch(r);
+		}
+	}
+	else
+	{
+		/* a malformed or unknown table event: look at the key again */
+		r->stats.parse_errors++;
+		start_refetch(r);
+	}
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -741,6 +788,20 @@ psync_replica_new(const psync_replica_options *opts, psync_replica **out)
 		return PSYNC_ERR_NO_MEMORY;
 	st = psync_transport_subscribe(r->transport, r->key, on_event, r,
 								   &r->subscription);
+	table_len = transport_table_len(r->key, r->key_len);
+	if (st == PSYNC_OK && table_len < r->key_len &&
+		psync_sync_name_is_valid(r->key, table_len))
+	{
+		/* the table's events, before any refetch: none can be missed */
+		char		table[PSYNC_MAX_KEY_LEN + 1];
+
+		memcpy(table, r->key, table_len);
+		table[table_len] = '\0';
+		st = transport_subscribe_table(r->transport, table, on_table_event, r,
+									   &r->table_subscription);
+		if (st != PSYNC_OK)
+			psync_unsubscribe(r->transport, r->subscription);
+	}
 	if (st != PSYNC_OK)
 	{
 		release(r);
@@ -842,6 +903,7 @@ psync_replica_dispose(psync_replica *r)
 		return PSYNC_ERR_IN_CALLBACK;
 	/* first: no handler runs or will run (it takes r->lock) */
 	psync_unsubscribe(r->transport, r->subscription);
+	psync_unsubscribe(r->transport, r->table_subscription);
 	pthread_mutex_lock(&r->lock);
 	r->disposed = true;
 	free_value(r, r->value);

@@ -229,6 +229,10 @@ entry_drop(psync_transport *t, key_entry *e)
 
 /* ---- subscribe / unsubscribe ---- */
 
+static psync_status subscribe_key(psync_transport *t, const char *key, size_t len,
+								  psync_handler_fn handler, void *ctx,
+								  psync_subscription_id *out_id);
+
 psync_status
 psync_transport_subscribe(psync_transport *t, const char *key,
 						  psync_handler_fn handler, void *ctx,
@@ -236,17 +240,41 @@ psync_transport_subscribe(psync_transport *t, const char *key,
 {
 	size_t		len,
 				table_len;
-	key_entry  *e;
-	subscription *sub;
-	bool		created = false;
-	void	   *data = NULL;
-	psync_status st;
 
 	if (t == NULL || key == NULL || handler == NULL || out_id == NULL)
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	len = strlen(key);
 	if (!key_is_subscribable(key, len) && !key_is_pattern(key, len, &table_len))
 		return PSYNC_ERR_INVALID_ARGUMENT;
+	return subscribe_key(t, key, len, handler, ctx, out_id);
+}
+
+psync_status
+transport_subscribe_table(psync_transport *t, const char *sync_name,
+						  psync_handler_fn handler, void *ctx,
+						  psync_subscription_id *out_id)
+{
+	size_t		len;
+
+	if (t == NULL || sync_name == NULL || handler == NULL || out_id == NULL)
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	len = strlen(sync_name);
+	if (!psync_sync_name_is_valid(sync_name, len))
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	return subscribe_key(t, sync_name, len, handler, ctx, out_id);
+}
+
+/* Add a subscription to key (checked by the caller), attaching it if new. */
+static psync_status
+subscribe_key(psync_transport *t, const char *key, size_t len,
+			  psync_handler_fn handler, void *ctx, psync_subscription_id *out_id)
+{
+	key_entry  *e;
+	subscription *sub;
+	bool		created = false;
+	void	   *data = NULL;
+	psync_status st;
+
 	if ((sub = calloc(1, sizeof(*sub))) == NULL)
 		return PSYNC_ERR_NO_MEMORY;
 	sub->fn = handler;
@@ -570,7 +598,7 @@ psync_status
 psync_transport_publish(psync_transport *t, const psync_envelope *env)
 {
 	if (t == NULL || env == NULL || env->key == NULL ||
-		!key_is_subscribable(env->key, env->key_len))
+		!psync_envelope_key_is_valid(env->key, env->key_len))
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	return t->ops->publish(t, env);
 }
@@ -584,7 +612,7 @@ psync_transport_publish_raw(psync_transport *t, const char *key,
 	if (t == NULL || key == NULL || (bytes == NULL && len > 0))
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	key_len = strlen(key);
-	if (!key_is_subscribable(key, key_len))
+	if (!psync_envelope_key_is_valid(key, key_len))
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	return t->ops->publish_raw(t, key, key_len, bytes, len);
 }

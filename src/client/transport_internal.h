@@ -100,6 +100,15 @@ bool		key_is_pattern(const char *key, size_t len, size_t *table_len);
 /* True for a key that may appear on the bus: psync_key_is_valid (docs/protocol.md grammar). */
 bool		key_is_subscribable(const char *key, size_t len);
 
+/*
+ * Subscribe to a table's own events (key: its sync name alone, docs/protocol.md
+ * "Table events"), which psync_transport_subscribe() does not take: only
+ * replicas and collections follow them.
+ */
+psync_status transport_subscribe_table(psync_transport *t, const char *sync_name,
+									   psync_handler_fn handler, void *ctx,
+									   psync_subscription_id *out_id);
+
 /* The backend's table_layout (NULL when it follows any layout). */
 const char *transport_table_layout(psync_transport *t, const char *table);
 

@@ -7,7 +7,7 @@
  * last one; each message is decoded once.  In the default 'key' layout a
  * table pattern "<table>:*" cannot be a NATS wildcard (a key is one subject
  * token), so it subscribes to "<prefix>.*" and drops keys outside
- * "<table>:" before decoding.  Tables named in the table_layout option are
+ * "<table>:" before decoding, but the table's own events (key "<table>").  Tables named in the table_layout option are
  * published on "<prefix>.<table>.<key>": their keys subscribe there and
  * their patterns to "<prefix>.<table>.>", which the server filters.  In
  * both layouts the key is the subject's last token.
@@ -95,8 +95,12 @@ on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closur
 	/* the key is the last token: "<prefix>.<key>" or "<prefix>.<table>.<key>" */
 	if (dot != NULL)
 		key = dot + 1;
-	/* a pattern "<table>:*" keeps only keys starting "<table>:" ("<table>:" too) */
-	if (ks->is_pattern && !psync_key_in_table(key, strlen(key), ks->key, ks->key_len - 2))
+	/*
+	 * a pattern "<table>:*" keeps only keys of the table ("<table>:" too) and
+	 * the table's own events (key "<table>", docs/protocol.md "Table events")
+	 */
+	if (ks->is_pattern && !psync_key_in_table(key, strlen(key), ks->key, ks->key_len - 2) &&
+		!(strlen(key) == ks->key_len - 2 && memcmp(key, ks->key, ks->key_len - 2) == 0))
 	{
 		natsMsg_Destroy(msg);
 		return;

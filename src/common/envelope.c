@@ -18,6 +18,7 @@ static const char *const op_names[] = {
 	[PSYNC_OP_DELETE] = "delete",
 	[PSYNC_OP_SNAPSHOT] = "snapshot",
 	[PSYNC_OP_REFETCH] = "refetch",
+	[PSYNC_OP_RELOAD] = "reload",
 };
 
 const char *
@@ -437,11 +438,14 @@ utf8_is_valid(const char *s, size_t len)
 	return true;
 }
 
-/* A key of the one grammar (docs/protocol.md), the same check the server makes. */
+/*
+ * A key as it travels (docs/protocol.md grammar, the server's own check): an
+ * object's key, or a table event's, which is the sync name alone.
+ */
 bool
 psync_envelope_key_is_valid(const char *s, size_t len)
 {
-	return psync_key_is_valid(s, len);
+	return psync_key_is_valid(s, len) || psync_sync_name_is_valid(s, len);
 }
 
 static bool
@@ -609,8 +613,11 @@ decode_envelope(mp_reader *r, psync_envelope *out)
 		return PSYNC_DECODE_TRAILING_BYTES;
 	if ((seen & required) != required)
 		return PSYNC_DECODE_MISSING_FIELD;
-	if (!(seen & FIELD_VALUE) && out->op != PSYNC_OP_REFETCH)
+	if (!(seen & FIELD_VALUE) && out->op != PSYNC_OP_REFETCH && out->op != PSYNC_OP_RELOAD)
 		return PSYNC_DECODE_MISSING_FIELD;
+	/* a table's key carries only its events (reload), an object's key the rest */
+	if ((memchr(out->key, ':', out->key_len) == NULL) != (out->op == PSYNC_OP_RELOAD))
+		return PSYNC_DECODE_BAD_KEY;
 	return PSYNC_DECODE_OK;
 }
 

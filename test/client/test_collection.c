@@ -39,6 +39,7 @@ typedef struct fake_db
 	bool		hang_timed_out;
 	pthread_cond_t cond;
 	const char *layout;			/* what load_layout reports */
+	const char *schema_version; /* of snapshot rows; NULL: "1" */
 	/* called by the loader after each page, unlocked (to race with it) */
 	void		(*after_page) (struct fake_db *db, int page);
 	psync_transport *t;
@@ -89,11 +90,16 @@ db_write(fake_db *db, const char *key, const char *name, bool silent)
 }
 
 static void
-emit_snapshot(const row *r, psync_page_row_fn fn, void *ctx)
+emit_snapshot(const fake_db *db, const row *r, psync_page_row_fn fn, void *ctx)
 {
 	psync_envelope env = test_envelope(r->key, r->seq, r->name);
 	test_buf	b;
 
+	if (db->schema_version != NULL)
+	{
+		env.schema_version = db->schema_version;
+		env.schema_version_len = strlen(db->schema_version);
+	}
 	env.op = PSYNC_OP_SNAPSHOT;
 	env.has_txid = false;
 	b = test_encode(&env);
@@ -154,7 +160,7 @@ fake_load(void *ctx, const char *table, const char *after, int max_rows,
 		}
 		if (best == NULL)
 			break;
-		emit_snapshot(best, fn, fn_ctx);
+		emit_snapshot(db, best, fn, fn_ctx);
 		after = best->key;
 		sent++;
 	}
@@ -511,6 +517,58 @@ lost_resynchronises(void)
 	/* and it is live again */
 	db_write(&db, "users:5", "after", false);
 	check_equals_db(c, &db);
+	psync_collection_destroy(c);
+	db_done(&db);
+}
+
+/*
+ * Column DDL: every row's snapshot changed at its own sequence, under a new
+ * schema_version, and only the table's reload event says so.
+ */
+static void
+table_reload_rewrites_rows_at_their_sequence(void)
+{
+	fake_db		db;
+	events		e = {0};
+	psync_collection *c;
+	psync_collection_counters st;
+	psync_event lost = {.kind = PSYNC_EVENT_LOST};
+	psync_envelope ev = test_envelope("users", 1, "");
+
+	db_init(&db, 10);
+	CHECK_EQ_INT(open_collection(&db, &e, 4, true, &c), PSYNC_OK);
+	pthread_mutex_lock(&db.lock);
+	for (int i = 0; i < db.nrows; i++)
+		snprintf(db.rows[i].name, sizeof(db.rows[i].name), "rewritten");
+	db.schema_version = "1+1";
+	pthread_mutex_unlock(&db.lock);
+	e.added = e.removed = e.updated = 0;
+	ev.op = PSYNC_OP_RELOAD;
+	ev.has_value = false;
+	ev.schema_version = "1+1";
+	ev.schema_version_len = 3;
+	CHECK_EQ_INT(psync_transport_publish(db.t, &ev), PSYNC_OK);
+	CHECK_EQ_INT(psync_collection_wait_idle(c, 5000), PSYNC_OK);
+	check_equals_db(c, &db);
+	CHECK_EQ_INT(e.updated, 10);
+	psync_collection_stats(c, &st);
+	CHECK_EQ_INT(st.loads, 2);
+	/* a resend of the event is not acted on; a reload under the same version changes nothing */
+	CHECK_EQ_INT(psync_transport_publish(db.t, &ev), PSYNC_OK);
+	transport_deliver_all(db.t, &lost);
+	CHECK_EQ_INT(psync_collection_wait_idle(c, 5000), PSYNC_OK);
+	psync_collection_stats(c, &st);
+	CHECK_EQ_INT(st.loads, 3);
+	CHECK_EQ_INT(e.updated, 10);
+	/* a client that missed the event converges on its next reload (LOST) */
+	pthread_mutex_lock(&db.lock);
+	snprintf(db.rows[0].name, sizeof(db.rows[0].name), "again");
+	db.schema_version = "1+2";
+	pthread_mutex_unlock(&db.lock);
+	transport_deliver_all(db.t, &lost);
+	CHECK_EQ_INT(psync_collection_wait_idle(c, 5000), PSYNC_OK);
+	check_equals_db(c, &db);
+	CHECK_EQ_INT(e.updated, 20);
 	psync_collection_destroy(c);
 	db_done(&db);
 }
@@ -1105,6 +1163,7 @@ main(void)
 	RUN(live_rules);
 	RUN(gap_without_refetch_reloads);
 	RUN(lost_resynchronises);
+	RUN(table_reload_rewrites_rows_at_their_sequence);
 	RUN(failed_initial_load);
 	RUN(destroy_from_callback_is_refused);
 	RUN(invalid_options);

@@ -105,9 +105,30 @@ roundtrip_snapshot_nil_and_refetch(void)
 	CHECK(!out.has_value && out.value == NULL && out.sequence == PSYNC_MAX_SEQUENCE);
 	free(b.data);
 
-	in.op = PSYNC_OP_UPSERT;	/* value may be absent only for refetch */
+	in.op = PSYNC_OP_UPSERT;	/* value may be absent only for refetch and reload */
 	b = test_encode(&in);
 	CHECK_EQ_INT(psync_envelope_decode(b.data, b.len, &out), PSYNC_DECODE_MISSING_FIELD);
+	free(b.data);
+}
+
+/* A table event: key a sync name, op reload, no value. */
+static void
+roundtrip_table_reload(void)
+{
+	psync_envelope in = test_envelope("users", 3, "");
+	psync_envelope out;
+	test_buf	b;
+
+	in.op = PSYNC_OP_RELOAD;
+	in.has_value = false;
+	in.schema_version = "1+2";
+	in.schema_version_len = 3;
+	b = test_encode(&in);
+	CHECK_EQ_INT(psync_envelope_decode(b.data, b.len, &out), PSYNC_DECODE_OK);
+	CHECK(out.op == PSYNC_OP_RELOAD && !out.has_value && out.sequence == 3 &&
+		  out.key_len == 5 && memcmp(out.key, "users", 5) == 0 &&
+		  out.schema_version_len == 3 && out.has_txid);
+	CHECK(strcmp(psync_op_name(PSYNC_OP_RELOAD), "reload") == 0);
 	free(b.data);
 }
 
@@ -655,6 +676,7 @@ main(void)
 {
 	RUN(roundtrip_keeps_every_field);
 	RUN(roundtrip_snapshot_nil_and_refetch);
+	RUN(roundtrip_table_reload);
 	RUN(value_with_every_server_type);
 	RUN(every_truncation_is_an_error);
 	RUN(trailing_bytes_rejected);

@@ -275,7 +275,8 @@ starts_stale_and_uninitialised(void)
 	CHECK(!meta_of(&f).has_schema_version);
 	CHECK(!current(&f).has_value);
 	CHECK_EQ_INT(f.m.calls, 0);	/* no seed, no initial_refetch: waits */
-	CHECK_EQ_INT(psync_transport_key_count(f.t), 1);
+	/* its key, and its table's events ("users") */
+	CHECK_EQ_INT(psync_transport_key_count(f.t), 2);
 	fixture_done(&f);
 }
 
@@ -675,6 +676,82 @@ refetch_notice_on_the_bus(void)
 	fixture_done(&f);
 }
 
+/* A table event: op reload on the sync name's key, no value. */
+static void
+publish_reload(fixture *f, const char *table, uint64_t seq)
+{
+	psync_envelope ev = test_envelope(table, seq, "");
+
+	ev.op = PSYNC_OP_RELOAD;
+	ev.has_value = false;
+	ev.schema_version = "1+1";
+	ev.schema_version_len = 3;
+	CHECK_EQ_INT(psync_transport_publish(f->t, &ev), PSYNC_OK);
+}
+
+static void
+table_reload_refetches_at_the_same_sequence(void)
+{
+	fixture		f;
+	psync_envelope seed = test_envelope("users:1", 5, "old");
+	psync_envelope env;
+	test_buf	b;
+	psync_refetch_request *req;
+
+	fixture_init(&f, (fixture_opts) {.refetch = true, .seed = &seed});
+	publish_reload(&f, "orders", 1);	/* another table: nothing */
+	CHECK_EQ_INT(f.m.calls, 0);
+	publish_reload(&f, "users", 1);
+	CHECK_EQ_INT(f.m.calls, 1);
+	CHECK_EQ_INT(meta_of(&f).status, PSYNC_REPLICA_REFETCHING);
+	/* the snapshot: same sequence, rewritten value, the new version */
+	env = test_envelope("users:1", 5, "new");
+	env.op = PSYNC_OP_SNAPSHOT;
+	env.has_txid = false;
+	env.schema_version = "1+1";
+	env.schema_version_len = 3;
+	b = test_encode(&env);
+	CHECK((req = manual_take(&f.m)) != NULL);
+	psync_refetch_complete(req, b.data, b.len);
+	free(b.data);
+	CHECK(strcmp(current(&f).name, "new") == 0);
+	CHECK_EQ_INT(meta_of(&f).sequence, 5);
+	CHECK(strcmp(meta_of(&f).schema_version, "1+1") == 0);
+	CHECK_EQ_INT(meta_of(&f).status, PSYNC_REPLICA_OK);
+	/* a resend of the same event (or an older one) is not acted on again */
+	publish_reload(&f, "users", 1);
+	CHECK_EQ_INT(f.m.calls, 1);
+	CHECK_EQ_INT(stats_of(&f).ignored_stale, 1);
+	publish_reload(&f, "users", 2);
+	CHECK_EQ_INT(f.m.calls, 2);
+	fixture_done(&f);
+}
+
+static void
+malformed_table_event_refetches(void)
+{
+	fixture		f;
+	psync_envelope seed = test_envelope("users:1", 5, "v5");
+	static const uint8_t junk[] = {0x93, 0x01};
+
+	fixture_init(&f, (fixture_opts) {.refetch = true, .seed = &seed});
+	CHECK_EQ_INT(psync_transport_publish_raw(f.t, "users", junk, sizeof(junk)), PSYNC_OK);
+	CHECK_EQ_INT(f.m.calls, 1);
+	CHECK_EQ_INT(stats_of(&f).parse_errors, 1);
+	/* a reload notice on the key's own subject is no envelope of the key */
+	CHECK(manual_complete(&f.m, "users:1", 5, "v5"));
+	{
+		psync_envelope ev = test_envelope("users:1", 6, "");
+
+		ev.op = PSYNC_OP_RELOAD;
+		ev.has_value = false;
+		CHECK_EQ_INT(psync_transport_publish(f.t, &ev), PSYNC_OK);
+	}
+	CHECK_EQ_INT(f.m.calls, 2);
+	CHECK_EQ_INT(meta_of(&f).status, PSYNC_REPLICA_REFETCHING);
+	fixture_done(&f);
+}
+
 static void
 initial_refetch_hydrates_without_seed(void)
 {
@@ -907,6 +984,8 @@ main(void)
 	RUN(malformed_message_counts_and_refetches);
 	RUN(unfit_envelope_during_refetch);
 	RUN(refetch_notice_on_the_bus);
+	RUN(table_reload_refetches_at_the_same_sequence);
+	RUN(malformed_table_event_refetches);
 	RUN(initial_refetch_hydrates_without_seed);
 	RUN(lost_without_refetch_goes_stale);
 	RUN(in_order_path_recycles_values);
