@@ -53,6 +53,16 @@ sub wait_for
 	return 0;
 }
 
+# nats-server from PATH, else Debian's /usr/sbin (not in every user's PATH).
+sub nats_server_bin
+{
+	for my $d (split(/:/, $ENV{PATH} // ''))
+	{
+		return "$d/nats-server" if $d ne '' && -x "$d/nats-server";
+	}
+	return '/usr/sbin/nats-server';
+}
+
 # start_nats(name => ..., port => ..., js => 1, max_payload => n,
 #            token => ..., extra => "conf lines")
 sub start_nats
@@ -70,7 +80,7 @@ sub start_nats
 	PostgreSQL::Test::Utils::append_to_file("$dir/nats.conf.new", $conf);
 	rename("$dir/nats.conf.new", "$dir/nats.conf");
 	my $log = "$dir/nats.log";
-	my $h = IPC::Run::start([ 'nats-server', '-c', "$dir/nats.conf" ],
+	my $h = IPC::Run::start([ nats_server_bin(), '-c', "$dir/nats.conf" ],
 		'>>', $log, '2>>', $log);
 	_track($h);
 	wait_for(sub { _port_open($port) }, "nats-server on port $port", 30)
