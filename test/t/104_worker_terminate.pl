@@ -46,8 +46,11 @@ isnt(worker_pid($node), $pid, 'with a new pid');
 ok(wait_all_delivered($node, $file, 'the changes made meanwhile', \$total),
 	'the changes committed while it was gone are published');
 is($total, 150, 'all 150 changes');
-ok($node->wait_for_log($restart_line, $log_at), 'the termination and the restart are logged');
-is(status('pid = ' . worker_pid($node) . ', state'), 't|idle', 'para_sync.status shows the new worker');
+ok(wait_for(sub { slurp_file($node->logfile, $log_at) =~ $restart_line }, 'the LOG line'),
+	'the termination and the restart are logged');
+my $new_pid = worker_pid($node);
+ok(wait_for(sub { status("pid = $new_pid AND state = 'idle'") eq 't' }, 'the new worker idle'),
+	'para_sync.status shows the new worker');
 
 # --- no worker runs: the status counts the outbox
 $node->safe_psql('postgres', q{ALTER SYSTEM SET para_sync.database = 'no_such_db';
