@@ -130,7 +130,7 @@ outbox_vacuum_run(void)
 	pqsignal(SIGTERM, die);
 	if (!ShutdownRequestPending)
 		vacuum(rels, &params, NULL, true);
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	worker_catch_sigterm();
 	VacuumCostDelay = saved_cost_delay;
 	PortalContext = old_portal;
 	CommitTransactionCommand();

@@ -40,6 +40,9 @@ extern int	psync_backoff_max_ms;
 extern int	psync_poll_interval_ms;
 extern int	psync_batch_delay_us;
 
+/* SIGTERM ends the worker's loop; it then exits to be restarted (worker.c) */
+extern void worker_catch_sigterm(void);
+
 /* ---- para_sync.standby_slots (standby_slots.c) */
 
 #include "access/xlogdefs.h"
@@ -124,6 +127,9 @@ extern void status_set_backlog(int64 backlog, TimestampTz oldest);
 extern void status_register_worker(void);
 extern void status_wake_on_commit(bool on);
 extern uint64 status_commit_wakes(void);
+
+#include "executor/spi.h"
+extern bool status_count_outbox(SPIPlanPtr *plan, int64 *count, TimestampTz *oldest);
 
 /* ---- the outbox's consume step (outbox_consume.c) */
 

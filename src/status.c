@@ -7,12 +7,14 @@
  * the transaction wrote envelopes, see capture.c, unless NATS is failing), and
  * para_sync.publisher_status(), the function behind the para_sync.status
  * view.  Reading the view costs a spinlock and a memcpy: the worker measures
- * the backlog itself, at most once a second.
+ * the backlog itself, at most once a second.  While no worker runs, the
+ * view counts the outbox itself (status_count_outbox(), the worker's query).
  */
 #include "para_sync.h"
 #include "publisher.h"
 
 #include "access/xact.h"
+#include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -189,6 +191,10 @@ status_unregister_worker(int code, Datum arg)
 	psync_shared->state = PSW_STOPPED;
 	psync_shared->nats_state = PSN_DISCONNECTED;
 	psync_shared->server[0] = '\0';
+	/* no longer measured: the view counts the outbox until a worker runs */
+	psync_shared->backlog = -1;
+	psync_shared->oldest_queued_at = 0;
+	psync_shared->backlog_at = 0;
 	SpinLockRelease(&psync_shared->mutex);
 }
 
@@ -292,6 +298,66 @@ status_backlog_at_least(int64 n)
 	SpinLockRelease(&psync_shared->mutex);
 }
 
+/*
+ * Count the outbox: its rows and the oldest queued_at (0 when empty).
+ * Inside SPI_connect.  With plan, the plan is prepared once and kept there
+ * (the worker); without, planned for this call.  false: the query failed.
+ */
+bool
+status_count_outbox(SPIPlanPtr *plan, int64 *count, TimestampTz *oldest)
+{
+	static const char sql[] = "SELECT pg_catalog.count(*), pg_catalog.min(o.queued_at)"
+		"  FROM para_sync.outbox o";
+	int			rc;
+	bool		null1,
+				null2;
+	Datum		min;
+
+	if (plan != NULL && *plan == NULL)
+	{
+		*plan = SPI_prepare(sql, 0, NULL);
+		if (*plan == NULL || SPI_keepplan(*plan) != 0)
+			elog(ERROR, "para_sync: could not prepare the backlog query: %s",
+				 SPI_result_code_string(SPI_result));
+	}
+	rc = plan != NULL ? SPI_execute_plan(*plan, NULL, NULL, true, 1) :
+		SPI_execute(sql, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		return false;
+	*count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &null1));
+	min = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &null2);
+	*oldest = null2 ? 0 : DatumGetTimestampTz(min);
+	return true;
+}
+
+/*
+ * No worker runs (not started yet, terminated and not yet back, or failing
+ * to start): what it would show as backlog is the outbox of this database,
+ * counted now, as the extension owner (members of pg_monitor may read the
+ * view without reading the outbox).  One pass over the outbox per call,
+ * like one of the worker's measurements.
+ */
+static void
+count_backlog_now(PsyncShared *snap)
+{
+	OwnerSwitch sw;
+	int64		count;
+	TimestampTz oldest;
+
+	become_internal_owner(&sw);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "para_sync: SPI_connect failed");
+	if (status_count_outbox(NULL, &count, &oldest))
+	{
+		snap->backlog = count;
+		snap->oldest_queued_at = oldest;
+		snap->backlog_at = GetCurrentTimestamp();
+	}
+	SPI_finish();
+	restore_user(&sw);
+}
+
 static Datum
 text_or_null(const char *s, bool *isnull)
 {
@@ -344,6 +410,8 @@ para_sync_publisher_status(PG_FUNCTION_ARGS)
 		SpinLockAcquire(&psync_shared->mutex);
 		memcpy(&snap, psync_shared, sizeof(snap));
 		SpinLockRelease(&psync_shared->mutex);
+		if (snap.pid == 0)
+			count_backlog_now(&snap);
 	}
 
 	values[i] = Int32GetDatum(snap.pid);

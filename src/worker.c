@@ -100,6 +100,14 @@ int			psync_batch_bytes = 16384;
 /* true in the publisher worker: its errors also go to para_sync.status */
 static bool am_publisher = false;
 
+/*
+ * The postmaster starts the worker again this long after it exited with
+ * code 1: after a SIGTERM that was not a shutdown, a change of
+ * para_sync.database, or an error (e.g. para_sync.database does not exist),
+ * so that a persistent error costs one attempt per pause, not a loop.
+ */
+#define PUBLISHER_RESTART_SECS 5
+
 static void
 define_string(const char *name, const char *desc, char **var,
 			  const char *def, GucContext ctx, int flags)
@@ -256,7 +264,7 @@ publisher_init(void)
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = 5;
+	bgw.bgw_restart_time = PUBLISHER_RESTART_SECS;
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "para_sync");
 	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "para_sync_worker_main");
 	snprintf(bgw.bgw_name, BGW_MAXLEN, "para_sync publisher");
@@ -777,25 +785,12 @@ measure_backlog(bool caught_up, int every_ms)
 		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "para_sync publisher: SPI_connect failed");
-	if (backlog_plan == NULL)
 	{
-		backlog_plan = SPI_prepare("SELECT pg_catalog.count(*), pg_catalog.min(o.queued_at)"
-								   "  FROM para_sync.outbox o", 0, NULL);
-		if (backlog_plan == NULL || SPI_keepplan(backlog_plan) != 0)
-			elog(ERROR, "para_sync publisher: could not prepare the backlog query: %s",
-				 SPI_result_code_string(SPI_result));
-	}
-	if (SPI_execute_plan(backlog_plan, NULL, NULL, true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
-	{
-		bool		null1,
-					null2;
-		int64		count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-														SPI_tuptable->tupdesc, 1, &null1));
-		Datum		oldest = SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 2, &null2);
+		int64		count;
+		TimestampTz oldest;
 
-		status_set_backlog(count, null2 ? 0 : DatumGetTimestampTz(oldest));
+		if (status_count_outbox(&backlog_plan, &count, &oldest))
+			status_set_backlog(count, oldest);
 	}
 	SPI_finish();
 	end_work();
@@ -975,6 +970,73 @@ run_iteration(void)
 
 static char *nats_fingerprint = NULL;
 
+/* ---- SIGTERM: a shutdown, or a request to restart */
+
+/* who sent the last SIGTERM: 0 when not known */
+static volatile sig_atomic_t sigterm_sender = 0;
+
+#if defined(SA_SIGINFO) && !defined(WIN32)
+/* SignalHandlerForShutdownRequest, remembering the sender. */
+static void
+handle_sigterm(int signo, siginfo_t *info, void *context)
+{
+	int			save_errno = errno;
+
+	sigterm_sender = info != NULL ? info->si_pid : 0;
+	ShutdownRequestPending = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+#endif
+
+/*
+ * Catch SIGTERM: it ends the loop (within a second).  outbox_vacuum.c
+ * hands SIGTERM to die() during its VACUUM and calls this again after it.
+ */
+void
+worker_catch_sigterm(void)
+{
+#if defined(SA_SIGINFO) && !defined(WIN32)
+	struct sigaction act;
+
+	memset(&act, 0, sizeof(act));
+	act.sa_sigaction = handle_sigterm;
+	sigemptyset(&act.sa_mask);
+	act.sa_flags = SA_SIGINFO | SA_RESTART;
+	if (sigaction(SIGTERM, &act, NULL) == 0)
+		return;
+#endif
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+}
+
+/*
+ * The loop ended on SIGTERM.  Exit code 0 would unregister the worker for
+ * good (the postmaster never starts it again, whatever bgw_restart_time
+ * says), so the worker always exits with 1: the postmaster starts it again
+ * after PUBLISHER_RESTART_SECS, except during a shutdown, when it starts no
+ * worker.  The postmaster sends SIGTERM only to shut down; any other sender
+ * (pg_terminate_backend(), kill) gets a LOG line saying the worker comes
+ * back.
+ */
+static void
+exit_on_sigterm(void)
+{
+	pid_t		sender = (pid_t) sigterm_sender;
+
+	if (sender == 0)
+		ereport(LOG,
+				(errmsg("para_sync publisher: terminated; the postmaster starts it again in %d s unless the server is shutting down",
+						PUBLISHER_RESTART_SECS),
+				 errdetail("Envelopes committed meanwhile stay in para_sync.outbox and are published then.")));
+	else if (sender != PostmasterPid)
+		ereport(LOG,
+				(errmsg("para_sync publisher: terminated by process %d; the postmaster starts it again in %d s",
+						(int) sender, PUBLISHER_RESTART_SECS),
+				 errdetail("Envelopes committed meanwhile stay in para_sync.outbox and are published then."),
+				 errhint("pg_terminate_backend() restarts the publisher; to stop it, remove para_sync from shared_preload_libraries.")));
+	proc_exit(1);
+}
+
 static void
 worker_exit(int code, Datum arg)
 {
@@ -1015,8 +1077,9 @@ reload_settings(const char *startup_database)
 static void
 worker_setup(const char *database)
 {
-	status_register_worker();
+	/* a worker that fails to connect (no such database) never shows as running */
 	BackgroundWorkerInitializeConnection(database, NULL, 0);
+	status_register_worker();
 	status_set_database(MyDatabaseId);
 	pgstat_report_appname("para_sync publisher");
 	/* our deletes need not wait for the disk: a lost one is only a resend */
@@ -1050,7 +1113,7 @@ para_sync_worker_main(Datum main_arg)
 	TimestampTz retry_at = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	worker_catch_sigterm();
 	BackgroundWorkerUnblockSignals();
 	am_publisher = true;
 
@@ -1144,5 +1207,5 @@ para_sync_worker_main(Datum main_arg)
 							 timeout, PG_WAIT_EXTENSION);
 		CHECK_FOR_INTERRUPTS();
 	}
-	proc_exit(0);
+	exit_on_sigterm();
 }

@@ -202,7 +202,12 @@ collection_loads_under_concurrent_writes(void)
 	}
 	fprintf(stderr, "  # loaded %zu rows in %.2f s while writing (%ld writes so far)\n",
 			psync_collection_count(col), live_now() - t0, atomic_load(&writes));
-	usleep(1500 * 1000);
+	/* and 200 more writes after it */
+	{
+		long		loaded_at = atomic_load(&writes);
+
+		CHECK(LIVE_WAIT_FOR(atomic_load(&writes) >= loaded_at + 200, 30));
+	}
 	atomic_store(&stop_writer, true);
 	pthread_join(writer, NULL);
 

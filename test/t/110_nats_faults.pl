@@ -42,13 +42,28 @@ is($node->safe_psql('postgres', q{
 	't', 'status shows the age of the oldest unpublished envelope');
 
 # Commits do not wake a worker that backs off (it would only sleep again):
-# 300 of them, one at a time, cost it a few wake-ups (its retries), not one
-# each.  Its sleeps are the voluntary context switches of its process.
+# 300 of them, one at a time, cost it a few wake-ups, not one each.  Its
+# sleeps are the voluntary context switches of its process.  The back-off
+# is an hour meanwhile, so that its own retries (each a wake-up) do not
+# grow with how long the 300 commits take; the changed connect_timeout
+# makes it log that it took the settings (and retry once at once).
+my $log_at = -s $node->logfile;
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET para_sync.backoff_min = '1h';
+	ALTER SYSTEM SET para_sync.backoff_max = '1h';
+	ALTER SYSTEM SET para_sync.connect_timeout = '1999ms';
+	SELECT pg_reload_conf();});
+$node->wait_for_log(qr/para_sync publisher: NATS settings changed; reconnecting/, $log_at);
 my $sleeps = worker_sleeps($pid);
 $node->safe_psql('postgres',
 	join('', map { 'UPDATE public.t SET v = v + 1 WHERE id = ' . (1 + $_ % 100) . ";\n" } 1 .. 300));
 my $woken = worker_sleeps($pid) - $sleeps;
 ok($woken < 100, "300 commits during the back-off woke the worker $woken times, not once each");
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM RESET para_sync.backoff_min;
+	ALTER SYSTEM RESET para_sync.backoff_max;
+	ALTER SYSTEM RESET para_sync.connect_timeout;
+	SELECT pg_reload_conf();});
 
 # NATS comes up: the backlog drains
 my $nats = start_nats(name => 'faults_nats', port => $port);
@@ -61,11 +76,13 @@ ok( wait_for(sub {
 like(slurp_file($node->logfile), qr/LOG:  para_sync publisher: connected to NATS at/,
 	'recovery is logged');
 
-# nats-server stopped for a while under write load, then started again
+# nats-server stopped for a while under write load, then started again; the
+# load is 8000 transactions at most 400 per second, so that it still runs
+# when the server is stopped below, however fast the machine
 my $pgb = start_pgbench($node, q{
 \set id random(1, 100)
 UPDATE public.t SET v = v + 1 WHERE id = :id;
-}, '-c', '2', '-j', '2', '-t', '4000');
+}, '-c', '2', '-j', '2', '-t', '4000', '-R', '400');
 ok(wait_for(sub { scalar(@{ read_sub($file) }) > 400 }, 'load to flow'), 'load flows');
 # Core NATS delivers at most once to subscribers: what the server confirmed
 # but had not yet passed on when it stops is gone for the recorder, though

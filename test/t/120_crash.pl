@@ -46,7 +46,8 @@ sub under_load
 	local $ENV{PGOPTIONS} = $async ? '-c synchronous_commit=off' : '';
 	my $before = scalar(@{ read_sub($file) });
 	my $old_worker = worker_pid($node);
-	my $pgb = start_pgbench($node, $script, '-c', '4', '-j', '2', '-t', '3000');
+	# 12000 transactions at most 1000 per second: under load at the crash
+	my $pgb = start_pgbench($node, $script, '-c', '4', '-j', '2', '-t', '3000', '-R', '1000');
 	ok(wait_for(sub { scalar(@{ read_sub($file) }) > $before + 500 }, "load before $what"),
 		"messages flow before $what");
 	$crash->();
@@ -77,7 +78,7 @@ sub kill_cluster
 		kill 'KILL', $pm, @children;
 	}
 	$node->kill9;
-	ok( wait_for(sub { !grep { kill 0, $_ } $pm, @children }, 'processes to exit', 60),
+	ok( wait_for(sub { !grep { kill 0, $_ } $pm, @children }, 'processes to exit'),
 		'every process is gone');
 	$node->start;
 }

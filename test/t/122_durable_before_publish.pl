@@ -77,7 +77,7 @@ $node->safe_psql('postgres', 'ALTER DATABASE postgres SET synchronous_commit = o
 my ($rc, $out, $err) = finish_pgbench(start_pgbench($node, q{
 \set id random(1, 5)
 UPDATE public.d SET v = v + 1 WHERE id = :id;
-}, '-c', '2', '-j', '2', '-T', '3'));
+}, '-c', '2', '-j', '2', '-t', '1500'));
 is($rc, 0, 'asynchronous writers ran while the worker published') or diag($err);
 $node->stop('immediate');
 $node->start;

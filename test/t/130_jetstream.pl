@@ -54,13 +54,15 @@ ok( wait_for(sub {
 	'the backlog drains into the stream');
 
 # load, with the worker SIGKILLed in the middle (twice); the postmaster
-# resets the cluster, so each round has its own writers
+# resets the cluster, so each round has its own writers (3000 transactions,
+# at most 500 per second, so that the kill is in the middle however fast
+# the machine)
 for my $round (1 .. 2)
 {
 	my $pgb = start_pgbench($node, q{
 \set id random(1, 200)
 UPDATE public.j SET v = v + 1 WHERE id = :id;
-}, '-c', '2', '-j', '2', '-t', '1500');
+}, '-c', '2', '-j', '2', '-t', '1500', '-R', '500');
 	my $pid = worker_pid($node);
 	ok( wait_for(sub {
 			$node->safe_psql('postgres', 'SELECT published FROM para_sync.status') > 300 }, 'progress'),

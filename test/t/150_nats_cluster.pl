@@ -2,7 +2,9 @@
 # file-storage JetStream stream on synced.>, para_sync.nats_url listing all
 # three servers.  Under write load: SIGKILL of the stream leader (restarted
 # 4 s later), SIGSTOP of one server for 15 s, and the stream deleted and
-# re-created.  Each time the backlog drains without any settings change
+# re-created.  The load is a fixed number of transactions (at most 400/s, so
+# that it outlasts the faults on a fast machine), and every wait is sized to
+# it: a faster or slower machine changes only how long the test takes.  Each time the backlog drains without any settings change
 # (unconfirmed publishes are re-sent with the same Nats-Msg-Id).
 #
 # What is asserted about the stream after the leader kill: every committed
@@ -43,7 +45,7 @@ my $urls = join(',', map { nats_url($_) } @nats);
 # the cluster elects a JetStream meta leader before it takes a stream
 ok( wait_for(sub {
 		IPC::Run::run([ sub_tool(), '-u', $urls, '-C', 'SYNCED', '-R', '3', '-s', 'synced.>' ],
-			'>', '/dev/null', '2>', '/dev/null') }, 'R3 stream created', 60),
+			'>', '/dev/null', '2>', '/dev/null') }, 'R3 stream created'),
 	'R3 stream created');
 
 my $node = new_publisher_node('cl', undef, qq{
@@ -64,9 +66,10 @@ sub status { return $node->safe_psql('postgres', "SELECT $_[0] FROM para_sync.st
 sub drained
 {
 	my ($what) = @_;
+	my $n = $node->safe_psql('postgres', 'SELECT count(*) FROM para_sync.outbox');
 	return wait_for(sub {
 		$node->safe_psql('postgres', 'SELECT count(*) FROM para_sync.outbox') eq '0'
-		  && status('state') eq 'idle' }, $what, 60);
+		  && status('state') eq 'idle' }, $what, deadline_for($n));
 }
 
 sub leader
@@ -77,13 +80,15 @@ sub leader
 	return $out;
 }
 
+# $n transactions from 2 clients, at most 400 per second (so at least
+# $n / 400 s long)
 sub load
 {
-	my ($secs) = @_;
+	my ($n) = @_;
 	return start_pgbench($node, q{
 \set id random(1, 200)
 UPDATE public.c SET v = v + 1 WHERE id = :id;
-}, '-c', '2', '-j', '2', '-T', $secs);
+}, '-c', '2', '-j', '2', '-t', $n / 2, '-R', '400');
 }
 
 ok(drained('initial drain'), 'the initial rows drain into the R3 stream');
@@ -92,15 +97,16 @@ ok(drained('initial drain'), 'the initial rows drain into the R3 stream');
 my $ld = leader();
 like($ld, qr/^n[012]$/, "stream leader is $ld");
 my ($li) = $ld =~ /(\d)/;
-my $pgb = load(12);
+my $pgb = load(4800);
 my $before = status('published');
-ok(wait_for(sub { status('published') > $before + 500 }, 'progress', 30),
+ok(wait_for(sub { status('published') > $before + 500 }, 'progress'),
 	'publishing under load');
 kill 'KILL', $nats[$li]{h}{KIDS}[0]{PID};
 $nats[$li]{h}->finish;
 sleep 4;
 $nats[$li] = start_nats(%{ $conf{"n$li"} });
-finish_pgbench($pgb);
+my ($brc, $bout, $berr) = finish_pgbench($pgb);
+is($brc, 0, 'the 4800 transactions committed') or diag($berr);
 ok(drained('drain after the leader kill'), 'the backlog drains after a leader SIGKILL')
   or diag(status('state') . ': ' . status('last_error'));
 
@@ -109,7 +115,7 @@ my $dump = "$tmp/cluster.dump";
 ok( wait_for(sub {
 		unlink $dump;
 		IPC::Run::run([ sub_tool(), '-u', $urls, '-j', 'SYNCED', '-s', 'synced.>', '-o', $dump ],
-			'2>', '/dev/null') }, 'read the stream', 30),
+			'2>', '/dev/null') }, 'read the stream', deadline_for($total)),
 	'read the stream');
 my $msgs = read_sub($dump);
 my (%n, %content);
@@ -131,28 +137,29 @@ diag("stream: " . scalar(@$msgs) . " messages for $total changes, $dups (key, se
 my ($port) = status('nats_server') =~ /:(\d+)/;
 my ($si) = grep { $nats[$_]{port} == $port } 0 .. 2;
 ok(defined $si, "publisher connected to n$si");
-$pgb = load(6);
+$pgb = load(2400);
 my $pid = $nats[$si]{h}{KIDS}[0]{PID};
 kill 'STOP', $pid;
 sleep 15;
 kill 'CONT', $pid;
-finish_pgbench($pgb);
+($brc, $bout, $berr) = finish_pgbench($pgb);
+is($brc, 0, 'the 2400 transactions committed') or diag($berr);
 ok(drained('drain after SIGSTOP'), 'the backlog drains after a 15 s SIGSTOP of a server')
   or diag(status('state') . ': ' . status('last_error'));
 
 # --- stream deleted and re-created
 ok( wait_for(sub {
 		IPC::Run::run([ sub_tool(), '-u', $urls, '-D', 'SYNCED' ], '2>', '/dev/null') },
-		'stream deleted', 30),
+		'stream deleted'),
 	'stream deleted');
 $node->safe_psql('postgres', 'UPDATE public.c SET v = v + 1 WHERE id <= 50');
 ok(wait_for(sub { status('last_error') =~ /no responders|did not acknowledge|refused/ },
-		'publish failure', 30), 'publishing fails while the stream is gone');
+		'publish failure'), 'publishing fails while the stream is gone');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM para_sync.outbox'), '50',
 	'the changes wait in the outbox');
 ok( wait_for(sub {
 		IPC::Run::run([ sub_tool(), '-u', $urls, '-C', 'SYNCED', '-R', '3', '-s', 'synced.>' ],
-			'>', '/dev/null', '2>', '/dev/null') }, 'stream re-created', 30),
+			'>', '/dev/null', '2>', '/dev/null') }, 'stream re-created'),
 	'stream re-created');
 ok(drained('drain after re-create'), 'the backlog drains into the re-created stream');
 unlink $dump;

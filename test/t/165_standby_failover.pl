@@ -1,7 +1,7 @@
 # Failover to an asynchronous standby with para_sync.standby_slots: the
 # primary publishes a batch only once the standby behind slot s1 flushed its
-# WAL.  Under load the standby's WAL receiver is frozen (SIGSTOP) for 2 s,
-# the primary stops -m immediate, the standby is promoted and writes go on
+# WAL.  Under load the standby's WAL receiver is frozen (SIGSTOP) for 200
+# commits, the primary stops -m immediate, the standby is promoted and writes go on
 # there.  An independent subscriber must never see one (key, sequence) with
 # two contents; every key's last envelope equals snapshot() on the new
 # primary; the new primary's publisher starts by itself.
@@ -13,7 +13,6 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use PsyncTest;
 use Test::More;
-use Time::HiRes qw(usleep);
 
 my $tmp = ${PostgreSQL::Test::Utils::tmp_check};
 my $nats = start_nats(name => 'fo_nats');
@@ -39,7 +38,7 @@ $primary->safe_psql('postgres', q{
 $primary->safe_psql('postgres', 'INSERT INTO public.f SELECT g, 0 FROM generate_series(1, 200) g');
 ok( wait_for(sub {
 		$primary->safe_psql('postgres', 'SELECT state, state_detail FROM para_sync.status')
-		  =~ /^waiting for standby\|standby slot "s1" is inactive/ }, 'held back by s1', 30),
+		  =~ /^waiting for standby\|standby slot "s1" is inactive/ }, 'held back by s1'),
 	'an inactive slot holds publishing back, with the reason in status');
 is(scalar(@{ read_sub($file) }), 0, 'nothing published before the standby confirmed');
 
@@ -49,7 +48,7 @@ $standby->init_from_backup($primary, 'b1', has_streaming => 1);
 # each node lists the slots of its own standbys: this one, once promoted, has none
 $standby->append_conf('postgresql.conf', "primary_slot_name = 's1'\npara_sync.standby_slots = ''\n");
 $standby->start;
-ok(wait_for(sub { scalar(@{ read_sub($file) }) >= 200 }, 'publishing once the standby streams', 60),
+ok(wait_for(sub { scalar(@{ read_sub($file) }) >= 200 }, 'publishing once the standby streams'),
 	'publishing starts once the standby confirms');
 is($standby->safe_psql('postgres',
 		q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'para_sync publisher'}),
@@ -63,19 +62,26 @@ UPDATE public.f SET v = v + 1 WHERE id = :id;
 # Commits that land while a batch waits for the standby (a wait that resets
 # the worker's latch) must still wake it: with the fallback poll at one hour,
 # a lost wake-up would leave them unpublished.
-my ($brc, $bout, $berr) = finish_pgbench(start_pgbench($primary, $script, '-c', '2', '-j', '2', '-T', '2'));
+my ($brc, $bout, $berr) = finish_pgbench(start_pgbench($primary, $script, '-c', '2', '-j', '2', '-t', '500'));
 is($brc, 0, 'a burst of commits behind the standby slot') or diag($berr);
 my $total;
 ok(wait_all_delivered($primary, $file, 'the burst behind the standby slot', \$total),
 	'every commit of the burst was published (poll interval one hour)');
-my $pgb = start_pgbench($primary, $script, '-c', '4', '-j', '2', '-T', '30');
-ok(wait_for(sub { scalar(@{ read_sub($file) }) > 1200 }, 'progress under load', 60),
+# 6000 transactions, at most 400 per second: still running at the failover
+# below, however fast the machine
+my $pgb = start_pgbench($primary, $script, '-c', '4', '-j', '2', '-t', '1500', '-R', '400');
+ok(wait_for(sub { scalar(@{ read_sub($file) }) > 1200 }, 'progress under load'),
 	'publishing under load');
 
 my $walrcv = $standby->safe_psql('postgres', 'SELECT pid FROM pg_stat_wal_receiver');
 ok($walrcv =~ /^\d+$/, 'standby WAL receiver found');
 kill 'STOP', $walrcv;
-sleep 2;
+# 200 commits the standby never receives (publishing waits for it)
+my $held = $primary->safe_psql('postgres', 'SELECT count(*) FROM para_sync.outbox');
+ok( wait_for(sub {
+		$primary->safe_psql('postgres', 'SELECT count(*) FROM para_sync.outbox') >= $held + 200 },
+		'commits behind the stopped standby'),
+	'commits go on while the standby receives nothing');
 $primary->stop('immediate');
 kill 'CONT', $walrcv;
 finish_pgbench($pgb);
@@ -87,13 +93,10 @@ ok(wait_new_worker($standby, undef, 'publisher on the promoted standby'),
 $pgb = start_pgbench($standby, $script, '-c', '4', '-j', '2', '-t', '300');
 finish_pgbench($pgb);
 
-ok( wait_for(sub {
-		$standby->safe_psql('postgres', 'SELECT count(*) FROM para_sync.outbox') eq '0' },
-		'the new primary drains', 60),
-	'the new primary publishes its backlog');
+ok(wait_all_delivered($standby, $file, 'the new primary drains', \$total),
+	'the new primary publishes its backlog, and the recorder has every change');
 ok(scalar(@{ read_sub($file) }) > $published_at_failover, 'publishing resumed after the failover');
 
-usleep(500_000);
 stop_sub($sub);
 my $msgs = read_sub($file);
 my (%content, @two);

@@ -108,14 +108,17 @@ COMMIT;
 \endif
 };
 
+# $n transactions per client of each script (3 clients single, 1 multi,
+# 2 nested); with @rate, at most that many per second per script, so that
+# the load outlasts what the test does meanwhile on a fast machine
 sub load
 {
-	my ($db, $secs) = @_;
-	my @args = ('-c', '3', '-j', '1', '-T', $secs, '--max-tries', '1000', $db);
+	my ($db, $n, @rate) = @_;
+	my @each = ('-t', $n, '--max-tries', '1000', @rate, $db);
 	return [
-		start_pgbench_db($single, @args),
-		start_pgbench_db($multi, '-c', '1', '-T', $secs, '--max-tries', '1000', $db),
-		start_pgbench_db($nested, '-c', '2', '-T', $secs, '--max-tries', '1000', $db) ];
+		start_pgbench_db($single, '-c', '3', '-j', '1', @each),
+		start_pgbench_db($multi, '-c', '1', @each),
+		start_pgbench_db($nested, '-c', '2', @each) ];
 }
 
 # PsyncTest::start_pgbench runs in postgres; this one takes the database last
@@ -145,21 +148,25 @@ sub finish_all
 }
 
 # phase 1: both databases, publisher acknowledging as it goes
-my $a = load('postgres', 5);
-my $b = load('db2', 5);
+my $a = load('postgres', 300);
+my $b = load('db2', 300);
 finish_all($a, 'phase 1 postgres');
 finish_all($b, 'phase 1 db2');
 
 # phase 2: crash in the middle of the load, then more load
-my $c = load('postgres', 5);
-sleep 3;
+my $published = $node->safe_psql('postgres', 'SELECT published FROM para_sync.status');
+my $c = load('postgres', 1200, '-R', '200');
+ok( PsyncTest::wait_for(sub {
+		$node->safe_psql('postgres', 'SELECT published FROM para_sync.status') >= $published + 1000 },
+		'the crash phase\'s load to get going'),
+	'phase 2: 1,000 changes published before the crash');
 my $old = PsyncTest::worker_pid($node);
 $node->stop('immediate');
 $_->{h}->finish for @$c;
 $node->start;
 PsyncTest::wait_new_worker($node, $old, 'publisher back after the crash');
-my $d = load('postgres', 4);
-my $e = load('db2', 4);
+my $d = load('postgres', 250);
+my $e = load('db2', 250);
 finish_all($d, 'phase 2 postgres');
 finish_all($e, 'phase 2 db2');
 
@@ -173,8 +180,8 @@ is( $node->safe_psql('postgres', q{
 # the cache turned off: every change looks up, numbering continues
 $node->append_conf('postgresql.conf', 'para_sync.sequence_cache_size = 0');
 $node->restart;
-my $f = load('postgres', 2);
-my $g = load('db2', 2);
+my $f = load('postgres', 100);
+my $g = load('db2', 100);
 finish_all($f, 'cache off postgres');
 finish_all($g, 'cache off db2');
 is( $node->safe_psql('postgres', q{

@@ -29,7 +29,7 @@ ok(wait_for(sub { $node->safe_psql('postgres', 'SELECT count(*) FROM para_sync.o
 my $vacuums_sql = q{SELECT vacuum_count FROM pg_catalog.pg_stat_user_tables
 	WHERE relid = 'para_sync.outbox'::regclass};
 # a started worker vacuums once when it first catches up (a crash may have left dead rows)
-ok(wait_for(sub { $node->safe_psql('postgres', $vacuums_sql) >= 1 }, 'vacuum after start', 30),
+ok(wait_for(sub { $node->safe_psql('postgres', $vacuums_sql) >= 1 }, 'vacuum after start'),
 	'the worker vacuums the outbox once after it started and caught up');
 my $vacuums = $node->safe_psql('postgres', $vacuums_sql);
 
@@ -38,7 +38,7 @@ $node->safe_psql('postgres', q{
 	ALTER SYSTEM SET para_sync.nats_url = 'nats://127.0.0.1:1';
 	SELECT pg_catalog.pg_reload_conf();});
 ok(wait_for(sub { $node->safe_psql('postgres',
-			q{SELECT nats_state <> 'connected' FROM para_sync.status}) eq 't' }, 'disconnect', 30),
+			q{SELECT nats_state <> 'connected' FROM para_sync.status}) eq 't' }, 'disconnect'),
 	'the worker lets go of NATS');
 $node->safe_psql('postgres', 'UPDATE public.items SET v = v + 1') for 1 .. 25;
 is($node->safe_psql('postgres', 'SELECT count(*) FROM para_sync.outbox'), '50000',
@@ -49,12 +49,12 @@ is($node->safe_psql('postgres', $vacuums_sql), $vacuums, 'no vacuum while nothin
 my $pgb = start_pgbench($node, q{
 \set id random(1, 2000)
 UPDATE public.items SET v = v + 1 WHERE id = :id;
-}, '-c', '2', '-j', '2', '-R', '200', '-T', '8');
+}, '-c', '2', '-j', '2', '-R', '200', '-t', '800');
 $node->safe_psql('postgres', "ALTER SYSTEM SET para_sync.nats_url = '" . nats_url($nats) . "';
 	SELECT pg_catalog.pg_reload_conf();");
 
 ok(wait_for(sub { $node->safe_psql('postgres', $vacuums_sql) > $vacuums },
-		'vacuum after the drain', 30),
+		'vacuum after the drain', deadline_for(50000)),
 	'after the drain the publisher vacuums the outbox itself (autovacuum is off)');
 
 my ($rc, $out, $err) = finish_pgbench($pgb);
@@ -69,7 +69,7 @@ is(scalar(@problems), 0, 'per-key sequences contiguous and in order')
 # the worker's deletes reach the statistics while it runs, so that autovacuum
 # (when on) sees the outbox's dead rows too
 ok(wait_for(sub { $node->safe_psql('postgres', q{SELECT n_tup_del FROM pg_catalog.pg_stat_user_tables
-			WHERE relid = 'para_sync.outbox'::regclass}) >= $total }, 'statistics', 30),
+			WHERE relid = 'para_sync.outbox'::regclass}) >= $total }, 'statistics'),
 	"the worker's deletes show in pg_stat_user_tables");
 
 # the dead index entries of the backlog are gone: the primary key's empty

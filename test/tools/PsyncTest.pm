@@ -17,11 +17,20 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(start_nats stop_nats nats_url start_sub stop_sub read_sub
   wait_for new_publisher_node latest_by_key check_contiguous
-  start_pgbench finish_pgbench sub_tool worker_pid deadline_secs
+  start_pgbench finish_pgbench sub_tool worker_pid deadline_secs deadline_for
   wait_new_worker wait_all_delivered commit_one_by_one worker_sleeps);
 
 # Generous: the tests poll until this many seconds pass, then fail.
 sub deadline_secs { return 180; }
+
+# A wait for work of $n changes (published, drained, read back): the
+# deadline plus a second per 100 of them, so that a wait grows with the work
+# a test gave, never with how fast the machine happens to be.
+sub deadline_for
+{
+	my ($n) = @_;
+	return deadline_secs() + int(($n // 0) / 100);
+}
 
 my $tools = "$ENV{TESTDIR}/test/tools";
 sub sub_tool { return "$tools/psync_sub"; }
@@ -53,6 +62,16 @@ sub wait_for
 	return 0;
 }
 
+# nats-server from PATH, else Debian's /usr/sbin (not in every user's PATH).
+sub nats_server_bin
+{
+	for my $d (split(/:/, $ENV{PATH} // ''))
+	{
+		return "$d/nats-server" if $d ne '' && -x "$d/nats-server";
+	}
+	return '/usr/sbin/nats-server';
+}
+
 # start_nats(name => ..., port => ..., js => 1, max_payload => n,
 #            token => ..., extra => "conf lines")
 sub start_nats
@@ -70,10 +89,10 @@ sub start_nats
 	PostgreSQL::Test::Utils::append_to_file("$dir/nats.conf.new", $conf);
 	rename("$dir/nats.conf.new", "$dir/nats.conf");
 	my $log = "$dir/nats.log";
-	my $h = IPC::Run::start([ 'nats-server', '-c', "$dir/nats.conf" ],
+	my $h = IPC::Run::start([ nats_server_bin(), '-c', "$dir/nats.conf" ],
 		'>>', $log, '2>>', $log);
 	_track($h);
-	wait_for(sub { _port_open($port) }, "nats-server on port $port", 30)
+	wait_for(sub { _port_open($port) }, "nats-server on port $port")
 	  or BAIL_OUT("nats-server did not start, see $log");
 	return { h => $h, port => $port, name => $name, %o };
 }
@@ -102,7 +121,7 @@ sub stop_nats
 	my ($n) = @_;
 	$n->{h}->signal('TERM');
 	$n->{h}->finish;
-	wait_for(sub { !_port_open($n->{port}) }, "nats-server to stop", 30);
+	wait_for(sub { !_port_open($n->{port}) }, "nats-server to stop");
 }
 
 sub nats_url
@@ -121,7 +140,7 @@ sub start_sub
 			'-r', $ready, @args ],
 		'>>', "$file.out", '2>>', "$file.out");
 	_track($h);
-	wait_for(sub { -e $ready }, "subscriber ready", 30)
+	wait_for(sub { -e $ready }, "subscriber ready")
 	  or BAIL_OUT("psync_sub did not start");
 	return $h;
 }
@@ -262,9 +281,11 @@ sub finish_pgbench
 # Waits until the outbox is empty and the recorder in $file holds one
 # message for every (key, sequence) the database committed; the number of
 # committed changes is stored in $$total_ref.  True when that happened.
+# The wait grows with the outbox's rows when it starts.
 sub wait_all_delivered
 {
 	my ($node, $file, $what, $total_ref) = @_;
+	my $n = $node->safe_psql('postgres', 'SELECT count(*) FROM para_sync.outbox');
 	return wait_for(
 		sub {
 			$$total_ref = $node->safe_psql('postgres', q{
@@ -274,18 +295,19 @@ sub wait_all_delivered
 			my %seen = map { ("$_->[0]/$_->[1]" => 1) } @{ read_sub($file) };
 			return scalar(keys %seen) == $$total_ref;
 		},
-		$what);
+		$what, deadline_for($n));
 }
 
 # $n commits of $update (SQL changing synced rows, may use i, the commit's
 # number), one at a time, each waiting until the outbox is empty again, so
 # that most land while the worker reads or is about to sleep: with
 # para_sync.poll_interval long, every one of them must wake the worker.
-# Returns psql's (exit code, stderr); a commit not published within 30 s
-# fails the call.
+# Returns psql's (exit code, stderr); a commit not published within
+# deadline_secs() fails the call.
 sub commit_one_by_one
 {
 	my ($node, $n, $update) = @_;
+	my $secs = deadline_secs();
 	my ($ret, $out, $err) = $node->psql('postgres', qq{
 	CREATE OR REPLACE PROCEDURE public.commit_one_by_one(n int) LANGUAGE plpgsql AS \$\$
 	DECLARE
@@ -296,7 +318,7 @@ sub commit_one_by_one
 			COMMIT;
 			t0 := pg_catalog.clock_timestamp();
 			WHILE EXISTS (SELECT FROM para_sync.outbox) LOOP
-				IF pg_catalog.clock_timestamp() - t0 > interval '30 s' THEN
+				IF pg_catalog.clock_timestamp() - t0 > interval '$secs s' THEN
 					RAISE EXCEPTION 'commit % of % did not wake the publisher', i, n;
 				END IF;
 				PERFORM pg_catalog.pg_sleep(0.0002);
