@@ -98,6 +98,23 @@ like($err, qr/permission denied for function stat_reset/, 'a pg_monitor member c
 is($node->safe_psql('postgres', 'SELECT sum(captured) FROM para_sync.stat_tables'), '12',
 	'nothing was reset');
 
+# docs/postgres_exporter.yml: each query runs as a pg_monitor member and
+# returns exactly the columns its metrics list names, in order
+my $yml = slurp_file("$ENV{TESTDIR}/docs/postgres_exporter.yml");
+my @namespaces = $yml =~ /^(\w+):\n/mg;
+is(join(',', @namespaces), 'para_sync_table,para_sync_publisher', 'the exporter file has both queries');
+for my $block (split /^(?=\w+:\n)/m, $yml)
+{
+	my ($ns) = $block =~ /^(\w+):\n/ or next;
+	my ($query) = $block =~ /^  query: \|\n((?:    .*\n)+)/m;
+	my @metrics = $block =~ /^    - (\w+):$/mg;
+	($ret, $out, $err) = $node->psql('postgres', qq{SET ROLE stat_mon;
+		SELECT string_agg(k, ',') FROM (SELECT row_to_json(q) j FROM ($query) q LIMIT 1) x,
+			   json_object_keys(x.j) k});
+	is($out, join(',', @metrics), "exporter query $ns runs as pg_monitor, one column per metric");
+	is($err, '', "exporter query $ns: no error");
+}
+
 my $reset_at = $node->safe_psql('postgres', 'SELECT now()');
 $node->safe_psql('postgres', 'SELECT para_sync.stat_reset()');
 is($node->safe_psql('postgres', "SELECT $cols FROM para_sync.stat_tables ORDER BY sync_name"),
