@@ -3,8 +3,8 @@
  * (worker.c), the outbox's consume step (outbox_consume.c) and its vacuum
  * (outbox_vacuum.c), the standby check (standby_slots.c), its NATS side
  * (nats_conn.c), its shared memory / status view (status.c) and its
- * per-table statistics (stat_tables.c).  Nothing outside these files uses it; the
- * rest of the extension only sees publisher_init() in para_sync.h.
+ * per-table statistics (stat_tables.c).  Nothing outside these files uses
+ * it; the rest of the extension only sees publisher_init() in para_sync.h.
  */
 #ifndef PARA_SYNC_PUBLISHER_H
 #define PARA_SYNC_PUBLISHER_H

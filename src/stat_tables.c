@@ -214,23 +214,28 @@ stat_tables_count_batch(const PsyncOutMsg *msgs, int n)
 {
 	TimestampTz now;
 	StatCounts	run;
-	int			start = 0;
+	const char *name;
+	int			name_len;
 
 	if (stat_hash == NULL || n <= 0)
 		return;
 	now = GetCurrentTimestamp();
 	memset(&run, 0, sizeof(run));
+	name = msgs[0].key;
+	name_len = sync_name_len(&msgs[0]);
 	for (int i = 0; i < n; i++)
 	{
 		const PsyncOutMsg *m = &msgs[i];
-		int			len = sync_name_len(m);
 
-		if (i > start &&
-			(len != sync_name_len(&msgs[start]) || memcmp(m->key, msgs[start].key, len) != 0))
+		/* the run of one sync name goes on while the key starts with "<name>:" */
+		if (m->key_len <= name_len || m->key[name_len] != ':' ||
+			memcmp(m->key, name, name_len) != 0)
 		{
-			add_counts(msgs[start].key, sync_name_len(&msgs[start]), &run, now);
+			if (run.captured > 0)	/* (not before a first key without ':') */
+				add_counts(name, name_len, &run, now);
 			memset(&run, 0, sizeof(run));
-			start = i;
+			name = m->key;
+			name_len = sync_name_len(m);
 		}
 		run.captured++;
 		run.last_change_at = Max(run.last_change_at, m->queued_at);
@@ -245,7 +250,7 @@ stat_tables_count_batch(const PsyncOutMsg *msgs, int n)
 		run.last_lag_us = Max(run.last_lag_us, now - m->queued_at);
 		run.total_lag_us += Max(now - m->queued_at, 0);
 	}
-	add_counts(msgs[start].key, sync_name_len(&msgs[start]), &run, now);
+	add_counts(name, name_len, &run, now);
 }
 
 static Datum

@@ -1,8 +1,8 @@
 # para_sync.stat_tables: the publisher's per-table statistics.  Two synced
-# tables get a known number of changes each, one of them an envelope larger
-# than the NATS server's max_payload (published as op refetch); once the
-# subscriber has them all, every column of both rows is checked against
-# what was written and what arrived.  Then: pg_monitor may read the view
+# tables get a known number of changes each, among them an envelope larger
+# than the NATS server's max_payload (published as op refetch) and one whose
+# key alone exceeds it (skipped); once the subscriber has them all, every
+# column of both rows is checked against what was written and what arrived.  Then: pg_monitor may read the view
 # and a plain role may not; only a superuser may reset it, and a reset
 # starts the counts afresh; a server restart does too; a database the
 # publisher does not publish from counts nothing; and with
@@ -18,7 +18,7 @@ use PsyncTest;
 use Test::More;
 
 my $tmp = ${PostgreSQL::Test::Utils::tmp_check};
-my $nats = start_nats(name => 'stat_nats', max_payload => 4096);
+my $nats = start_nats(name => 'stat_nats', max_payload => 1000);
 my $node = new_publisher_node('stat', $nats);
 my $file = "$tmp/stat.msgs";
 my $sub = start_sub($nats, $file);
@@ -26,7 +26,7 @@ my $sub = start_sub($nats, $file);
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION para_sync;
 	CREATE TABLE public.alpha_t (id int PRIMARY KEY, body text NOT NULL);
-	CREATE TABLE public.beta_t (id int PRIMARY KEY, body text NOT NULL);
+	CREATE TABLE public.beta_t (id text PRIMARY KEY, body text NOT NULL);
 	SELECT para_sync.sync_table('public.alpha_t', name => 'alpha');
 	SELECT para_sync.sync_table('public.beta_t', name => 'beta');
 	CREATE ROLE stat_mon LOGIN IN ROLE pg_monitor;
@@ -41,7 +41,8 @@ is($node->safe_psql('postgres', "SELECT $cols FROM para_sync.stat_tables ORDER B
 
 # One transaction per table, so that each table's envelopes share one
 # queued_at and go out in one batch.  alpha: 5 inserts and 3 updates;
-# beta: 4 inserts, one far beyond max_payload.
+# beta: 5 inserts, one with a value far beyond max_payload (op refetch),
+# one with a key beyond it (skipped: too large even as op refetch).
 my $alpha_at = $node->safe_psql('postgres', q{
 	BEGIN;
 	INSERT INTO public.alpha_t SELECT g, 'a' || g FROM generate_series(1, 5) g;
@@ -51,7 +52,8 @@ my $alpha_at = $node->safe_psql('postgres', q{
 my $beta_at = $node->safe_psql('postgres', q{
 	BEGIN;
 	INSERT INTO public.beta_t SELECT g, 'b' || g FROM generate_series(1, 3) g;
-	INSERT INTO public.beta_t VALUES (4, repeat('x', 20000));
+	INSERT INTO public.beta_t VALUES ('4', repeat('x', 20000));
+	INSERT INTO public.beta_t VALUES (repeat('k', 1000), 'too long a key');
 	SELECT now();
 	COMMIT;});
 
@@ -61,14 +63,15 @@ sub wait_counted
 {
 	my ($n, $what) = @_;
 	return wait_for(sub {
-		$node->safe_psql('postgres', 'SELECT sum(captured) FROM para_sync.stat_tables') eq $n
-		  && scalar(@{ read_sub($file) }) >= $n },
+		$node->safe_psql('postgres', 'SELECT sum(captured) FROM para_sync.stat_tables') eq $n },
 		$what);
 }
-ok(wait_counted(12, 'twelve envelopes counted'), 'the twelve changes were published and counted');
+ok(wait_counted(13, 'thirteen changes counted'), 'the thirteen changes were taken and counted');
 
+ok(wait_for(sub { scalar(@{ read_sub($file) }) >= 12 }, 'twelve envelopes received'),
+	'the subscriber got the twelve envelopes sent');
 my $msgs = read_sub($file);
-is(scalar(@$msgs), 12, 'the subscriber got twelve envelopes');
+is(scalar(@$msgs), 12, 'and nothing more');
 my %bytes;
 $bytes{ ($_->[0] =~ /^([^:]+):/)[0] } += length($_->[3]) / 2 for @$msgs;
 is(join(',', map { "$_->[0]/$_->[2]" } grep { $_->[2] eq 'refetch' } @$msgs), 'beta:4/refetch',
@@ -83,7 +86,7 @@ is( $node->safe_psql('postgres', qq{
 		   stats_since <= last_publish_at AND stats_since > last_change_at
 	  FROM para_sync.stat_tables ORDER BY sync_name}),
 	"alpha_t|alpha|8|8|0|0|$bytes{alpha}|t|t|t|t|t\n"
-	  . "beta_t|beta|4|4|1|0|$bytes{beta}|t|t|t|t|t",
+	  . "beta_t|beta|5|4|1|1|$bytes{beta}|t|t|t|t|t",
 	'every column of both tables after delivery');
 
 # readable by pg_monitor, by nobody else; reset by superusers only
@@ -95,7 +98,7 @@ like($err, qr/permission denied for view stat_tables/, 'a plain role cannot read
 like($err, qr/permission denied for function publisher_table_stats/, 'nor call the function behind it');
 ($ret, $out, $err) = $node->psql('postgres', 'SET ROLE stat_mon; SELECT para_sync.stat_reset()');
 like($err, qr/permission denied for function stat_reset/, 'a pg_monitor member cannot reset');
-is($node->safe_psql('postgres', 'SELECT sum(captured) FROM para_sync.stat_tables'), '12',
+is($node->safe_psql('postgres', 'SELECT sum(captured) FROM para_sync.stat_tables'), '13',
 	'nothing was reset');
 
 # docs/postgres_exporter.yml: each query runs as a pg_monitor member and
@@ -147,7 +150,7 @@ is($node->safe_psql('postgres', 'SELECT sum(captured), count(stats_since) FROM p
 	'0|0', 'a restart resets the statistics');
 $node->safe_psql('postgres', q{UPDATE public.alpha_t SET body = 'one' WHERE id = 1});
 ok(wait_counted(1, 'alpha counted after the restart'), 'alpha counted');
-$node->safe_psql('postgres', q{UPDATE public.beta_t SET body = 'two' WHERE id = 1});
+$node->safe_psql('postgres', q{UPDATE public.beta_t SET body = 'two' WHERE id = '1'});
 ok(wait_counted(2, 'beta counted after the restart'), 'beta counted');
 is( $node->safe_psql('postgres', q{
 	SELECT table_name, sync_name, captured, published FROM para_sync.stat_tables
