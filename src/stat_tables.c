@@ -185,8 +185,10 @@ add_counts(const char *name, int len, const StatCounts *add, TimestampTz now)
 		e->c.last_change_at = Max(e->c.last_change_at, add->last_change_at);
 		if (add->published > 0)
 		{
+			/* a batch that wrapped around may bring a name in two runs */
+			e->c.last_lag_us = e->c.last_publish_at == now ?
+				Max(e->c.last_lag_us, add->last_lag_us) : add->last_lag_us;
 			e->c.last_publish_at = now;
-			e->c.last_lag_us = add->last_lag_us;
 			e->c.total_lag_us += add->total_lag_us;
 		}
 		SpinLockRelease(&e->mutex);
