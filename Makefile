@@ -30,6 +30,7 @@ OBJS = \
 	src/lifecycle.o \
 	src/envelope_json.o \
 	src/status.o \
+	src/stat_tables.o \
 	src/standby_slots.o \
 	src/nats_conn.o \
 	src/worker.o \

@@ -35,6 +35,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(para_sync_consume);
 PG_FUNCTION_INFO_V1(para_sync_ack);
@@ -105,6 +106,7 @@ read_range(Relation heap, Relation index, text *bound, int64 after_seq,
 		if (after_seq > 0 && row.seq <= after_seq && same_text(row.key, bound))
 			continue;
 		row.txid = DatumGetInt64(slot_getattr(slot, 3, &isnull));
+		row.queued_at = DatumGetTimestampTz(slot_getattr(slot, 4, &isnull));
 		row.envelope = slot_getattr(slot, 5, &isnull);
 		/* a 0.1 outbox (sequence_store.c) has no layout column */
 		row.subject_layout = with_layout ?

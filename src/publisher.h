@@ -2,8 +2,9 @@
  * publisher.h — internal interface of the publisher: the background worker
  * (worker.c), the outbox's consume step (outbox_consume.c) and its vacuum
  * (outbox_vacuum.c), the standby check (standby_slots.c), its NATS side
- * (nats_conn.c) and its shared memory / status view (status.c).  Nothing outside these files uses it; the
- * rest of the extension only sees publisher_init() in para_sync.h.
+ * (nats_conn.c), its shared memory / status view (status.c) and its
+ * per-table statistics (stat_tables.c).  Nothing outside these files uses
+ * it; the rest of the extension only sees publisher_init() in para_sync.h.
  */
 #ifndef PARA_SYNC_PUBLISHER_H
 #define PARA_SYNC_PUBLISHER_H
@@ -144,6 +145,7 @@ typedef struct OutboxRow
 	bool		wrapped;		/* from the keys before after_key */
 	ItemPointerData tid;		/* where the row is */
 	XLogRecPtr	commit_lsn;		/* WAL to flush for its commit to be durable */
+	TimestampTz queued_at;		/* start of the transaction that wrote it */
 } OutboxRow;
 
 /* Takes a row (copying what it keeps) or returns false to end the read. */
@@ -183,6 +185,8 @@ typedef struct PsyncOutMsg
 	int			len;
 	bool		by_table;		/* subject <prefix>.<sync name>.<key> */
 	bool		skip;			/* too large even as op refetch: not sent */
+	bool		refetch;		/* too large: sent as op refetch */
+	TimestampTz queued_at;		/* the outbox row's, for stat_tables.c */
 } PsyncOutMsg;
 
 typedef enum PsyncPubResult
@@ -204,5 +208,12 @@ extern PsyncPubResult nats_confirm_batch(PsyncOutMsg *msgs, int n,
 										 char *errbuf, size_t errlen);
 extern char *nats_settings_fingerprint(void);
 extern void strip_url_credentials(const char *in, char *out, size_t outlen);
+
+/* ---- per-table statistics, para_sync.stat_tables (stat_tables.c) */
+
+extern int	psync_stat_max_tables;
+
+extern void stat_tables_init(void);
+extern void stat_tables_count_batch(const PsyncOutMsg *msgs, int n);
 
 #endif							/* PARA_SYNC_PUBLISHER_H */

@@ -255,6 +255,7 @@ publisher_init(void)
 
 	define_settings();
 	status_shmem_init();
+	stat_tables_init();
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
@@ -450,6 +451,8 @@ take_row(const OutboxRow *row, void *arg)
 	m->len = env_len;
 	m->by_table = row->subject_layout == PSYNC_LAYOUT_TABLE;
 	m->skip = false;
+	m->refetch = false;
+	m->queued_at = row->queued_at;
 	b->bytes += m->len;
 	b->n++;
 	return true;
@@ -617,6 +620,7 @@ phase_shrink(Batch *b)
 		m->len = out.len;
 		if (m->len + overhead <= max_payload)
 		{
+			m->refetch = true;
 			b->refetched++;
 			continue;
 		}
@@ -957,6 +961,7 @@ run_iteration(void)
 	set_activity(PSW_ACKING, "para_sync publisher: removing published envelopes");
 	phase_remove(&b);
 	status_count_batch(b.n - b.skipped, b.refetched, b.skipped);
+	stat_tables_count_batch(b.msgs, b.n);
 	outbox_vacuum_count(b.n);
 	remember_position(&b);
 	refresh_backlog_after(&b);
