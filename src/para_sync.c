@@ -4,9 +4,13 @@
  * Registers the per-backend caches' invalidation callbacks and the utility
  * hook that keeps sync-name owners in step with their roles (sync_names.c).  The publisher
  * (background worker) registers its settings and worker from here too when
- * the library is in shared_preload_libraries.
+ * the library is in shared_preload_libraries.  Last, the "para_sync." prefix
+ * is reserved: a setting of that prefix that no module defines (a typo such
+ * as para_sync.batch_szie in postgresql.conf) is refused, not kept silently.
  */
 #include "para_sync.h"
+
+#include "utils/guc.h"
 
 PG_MODULE_MAGIC;
 
@@ -20,4 +24,5 @@ _PG_init(void)
 	seq_cache_init();
 	sync_names_init();
 	publisher_init();
+	MarkGUCPrefixReserved("para_sync");
 }
