@@ -81,6 +81,23 @@ COMMENT ON TRIGGER sync_names_owner_privilege ON para_sync.sync_names IS
 -- the owners recorded so far
 UPDATE para_sync.sync_names SET owner = owner;
 
+-- DROP OWNED revokes that privilege: an event trigger (which loads the
+-- library in any session, unlike the utility hook) releases the role's
+-- names with it.
+CREATE FUNCTION para_sync.sync_names_drop_owned()
+RETURNS event_trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'para_sync_sync_names_drop_owned';
+REVOKE ALL ON FUNCTION para_sync.sync_names_drop_owned() FROM PUBLIC;
+COMMENT ON FUNCTION para_sync.sync_names_drop_owned() IS
+	'event trigger: DROP OWNED BY a role releases its sync names in this database (a name still used by a synced table passes to the table''s owner)';
+CREATE EVENT TRIGGER para_sync_sync_names_drop_owned ON ddl_command_end
+	WHEN TAG IN ('DROP OWNED')
+	EXECUTE FUNCTION para_sync.sync_names_drop_owned();
+ALTER EVENT TRIGGER para_sync_sync_names_drop_owned ENABLE ALWAYS;
+COMMENT ON EVENT TRIGGER para_sync_sync_names_drop_owned IS
+	'releases the sync names of the roles of DROP OWNED (src/sync_names.c)';
+
 -- == Table events (column DDL): a key may be a sync name ==
 -- DDL that changes every row's snapshot at the same sequence appends one
 -- 'reload' envelope whose key is the table's sync name, numbered by that

@@ -110,13 +110,14 @@ stat_shmem_startup(void)
 void
 stat_tables_init(void)
 {
+	/* a PGC_POSTMASTER setting defined after startup is FATAL (LOAD, CREATE EXTENSION) */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	DefineCustomIntVariable("para_sync.stat_max_tables",
 							"Number of sync names para_sync.stat_tables keeps statistics for.",
 							"Once full, other names are counted together in the row without a sync name.",
 							&psync_stat_max_tables, 1000, 1, 1000000,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	if (!process_shared_preload_libraries_in_progress)
-		return;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = stat_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;

@@ -21,8 +21,10 @@
  *   - DROP OWNED BY a releases a's names in the current database, but a
  *     name still used by a synced table passes to that table's owner.
  *
- * A ProcessUtility hook (chained like pg_stat_statements does) does that,
- * in the database it runs in; para_sync cannot read other databases.  For
+ * A ProcessUtility hook (chained like pg_stat_statements does) does that
+ * for DROP ROLE and REASSIGN OWNED, an event trigger for DROP OWNED (it
+ * must run also where no hook is loaded, see below), in the database it
+ * runs in; para_sync cannot read other databases.  For
  * those, every owner also holds SELECT on para_sync.sync_names, granted
  * and revoked by the table's trigger (para_sync--0.2--0.3.sql) as names
  * come and go: a privilege PostgreSQL itself tracks cluster-wide, so DROP
@@ -36,6 +38,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -294,7 +297,6 @@ sync_names_process_utility(PlannedStmt *pstmt, const char *queryString,
 				check_drop_role((DropRoleStmt *) parsetree);
 			break;
 		case T_ReassignOwnedStmt:
-		case T_DropOwnedStmt:
 			follow = true;
 			break;
 		default:
@@ -310,12 +312,32 @@ sync_names_process_utility(PlannedStmt *pstmt, const char *queryString,
 
 	/* PostgreSQL checked the caller's privileges over the roles */
 	if (follow && have_sync_names())
-	{
-		if (IsA(parsetree, ReassignOwnedStmt))
-			follow_reassign_owned((ReassignOwnedStmt *) parsetree);
-		else
-			follow_drop_owned((DropOwnedStmt *) parsetree);
-	}
+		follow_reassign_owned((ReassignOwnedStmt *) parsetree);
+}
+
+/*
+ * DROP OWNED follows from an event trigger (ddl_command_end, tag DROP
+ * OWNED, para_sync--0.2--0.3.sql), not from the hook: DROP OWNED revokes
+ * the owner's privilege on para_sync.sync_names, the one guard left against
+ * a later DROP ROLE, so it must be followed in every session, also one that
+ * has not loaded this library (no shared_preload_libraries) and so has no
+ * hook; calling the trigger loads it.
+ */
+PG_FUNCTION_INFO_V1(para_sync_sync_names_drop_owned);
+
+Datum
+para_sync_sync_names_drop_owned(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("para_sync.sync_names_drop_owned() must be called as an event trigger")));
+	trigdata = (EventTriggerData *) fcinfo->context;
+	if (IsA(trigdata->parsetree, DropOwnedStmt) && have_sync_names())
+		follow_drop_owned((DropOwnedStmt *) trigdata->parsetree);
+	PG_RETURN_VOID();
 }
 
 /* Called from _PG_init. */
