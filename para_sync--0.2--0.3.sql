@@ -189,3 +189,130 @@ COMMENT ON COLUMN para_sync.stat_tables.stats_since IS
 	'when counting began: the first batch counted after the server started or after para_sync.stat_reset(); null before';
 COMMENT ON FUNCTION para_sync.stat_reset() IS
 	'Sets para_sync.stat_tables of the current database back to zero; superusers only unless granted, like pg_stat_reset().';
+
+-- ---------------------------------------------------------------------------
+-- Comments on the objects of 0.1 (and on columns not yet described), so that
+-- \df+, \dt+ and \dv+ document every object of the extension.  0.1 created
+-- them without COMMENT ON; every later object carries its own.  A fresh
+-- install runs this script too, so both paths end with the same comments
+-- (sql/comments.sql lists any object left without one).
+-- ---------------------------------------------------------------------------
+
+COMMENT ON TABLE para_sync.tables IS
+'Registry of synced tables: one row per table tagged with sync_table(); internal, read it through para_sync.synced_tables';
+COMMENT ON COLUMN para_sync.tables.relid IS
+'the synced table (a regclass, so that a restore maps it to the restored table)';
+COMMENT ON COLUMN para_sync.tables.sync_name IS
+'the name keys and subjects carry (the table name unless sync_table() was given another)';
+COMMENT ON COLUMN para_sync.tables.schema_version IS
+'the schema_version of the envelopes captured from now on';
+COMMENT ON COLUMN para_sync.tables.exclude_columns IS
+'columns never captured nor returned by snapshot(); follow renames of the column';
+COMMENT ON COLUMN para_sync.tables.tagged_at IS
+'when the table was tagged';
+
+COMMENT ON TABLE para_sync.outbox IS
+'The durable outbox: one envelope per captured change, written in the writer''s transaction, removed once NATS confirmed it; internal';
+COMMENT ON COLUMN para_sync.outbox.seq IS
+'the object''s sequence of this change (gap-free per key)';
+COMMENT ON COLUMN para_sync.outbox.txid IS
+'the 64-bit id of the transaction that made the change';
+COMMENT ON COLUMN para_sync.outbox.queued_at IS
+'when the change was captured';
+COMMENT ON COLUMN para_sync.outbox.envelope IS
+'the MessagePack envelope to publish (docs/protocol.md, "The envelope")';
+
+COMMENT ON TABLE para_sync.counters IS
+'The last sequence of every key whose outbox rows were all published and removed; internal, written only by ack()';
+COMMENT ON COLUMN para_sync.counters.seq IS
+'the key''s last sequence';
+
+COMMENT ON VIEW para_sync.synced_tables IS
+'Every synced table with its sync name, schema_version, excluded columns and subject layout; readable by everyone';
+COMMENT ON COLUMN para_sync.synced_tables.table_name IS
+'the synced table';
+COMMENT ON COLUMN para_sync.synced_tables.sync_name IS
+'the name its keys and subjects carry';
+COMMENT ON COLUMN para_sync.synced_tables.schema_version IS
+'the schema_version of the envelopes captured from now on';
+COMMENT ON COLUMN para_sync.synced_tables.exclude_columns IS
+'columns never captured nor returned by snapshot() (current names)';
+COMMENT ON COLUMN para_sync.synced_tables.tagged_at IS
+'when the table was tagged';
+COMMENT ON COLUMN para_sync.synced_tables.subject_layout IS
+'''key'' (subject <prefix>.<key>) or ''table'' (<prefix>.<sync name>.<key>)';
+
+COMMENT ON COLUMN para_sync.sync_names.sync_name IS
+'a sync name in use or used before';
+COMMENT ON COLUMN para_sync.sync_names.owner IS
+'the role the name is bound to: only it, its members or a superuser may tag a table under the name';
+COMMENT ON COLUMN para_sync.sync_names.claimed_at IS
+'when the name was first claimed';
+
+COMMENT ON COLUMN para_sync.status.pid IS
+'the publisher''s process id (NULL when none runs)';
+COMMENT ON COLUMN para_sync.status.state IS
+'what the publisher is doing (idle, publishing, backoff, ...)';
+COMMENT ON COLUMN para_sync.status.nats_state IS
+'disconnected, connecting, connected, reconnecting or failed';
+COMMENT ON COLUMN para_sync.status.nats_server IS
+'the NATS server connected to (credentials removed)';
+COMMENT ON COLUMN para_sync.status.mode IS
+'core or jetstream';
+COMMENT ON COLUMN para_sync.status.backlog IS
+'committed envelopes not yet confirmed by NATS (NULL when unknown)';
+COMMENT ON COLUMN para_sync.status.oldest_unpublished IS
+'enqueue time of the oldest unpublished envelope';
+COMMENT ON COLUMN para_sync.status.oldest_unpublished_age IS
+'age of the oldest unpublished envelope';
+COMMENT ON COLUMN para_sync.status.backlog_measured_at IS
+'when backlog was measured';
+COMMENT ON COLUMN para_sync.status.published IS
+'envelopes confirmed by NATS since the publisher started';
+COMMENT ON COLUMN para_sync.status.batches IS
+'batches confirmed by NATS since the publisher started';
+COMMENT ON COLUMN para_sync.status.retries IS
+'failed connection attempts and batches, each retried after a backoff';
+COMMENT ON COLUMN para_sync.status.refetches IS
+'envelopes sent as op refetch because they exceeded max_payload';
+COMMENT ON COLUMN para_sync.status.skipped IS
+'envelopes not published because even their op refetch form exceeded max_payload';
+COMMENT ON COLUMN para_sync.status.last_error IS
+'the latest problem (kept after recovery)';
+COMMENT ON COLUMN para_sync.status.last_error_at IS
+'when last_error happened';
+COMMENT ON COLUMN para_sync.status.last_publish_at IS
+'when the last batch was confirmed';
+COMMENT ON COLUMN para_sync.status.started_at IS
+'when the publisher started';
+COMMENT ON COLUMN para_sync.status.state_detail IS
+'why the publisher is in its state';
+
+COMMENT ON FUNCTION para_sync.capture() IS
+'Capture trigger of a synced table (para_sync_capture, AFTER each row, ENABLE ALWAYS): appends the change''s envelope to the outbox under the object''s next sequence';
+COMMENT ON FUNCTION para_sync.snapshot(pg_catalog.text) IS
+'The object''s current envelope (op snapshot): value and sequence read together, with the caller''s privileges; nil value for a deleted, invisible or unknown row';
+COMMENT ON FUNCTION para_sync.snapshot_json(pg_catalog.text) IS
+'snapshot(key) as jsonb, for people and debugging';
+COMMENT ON FUNCTION para_sync.envelope_to_jsonb(pg_catalog.bytea) IS
+'Any envelope (any MessagePack value) as jsonb';
+COMMENT ON FUNCTION para_sync.check_syncable(pg_catalog.regclass, pg_catalog.text[]) IS
+'Internal (sync_table()): checks that the caller owns the table and that it can be synced with these excluded columns; returns its primary-key columns';
+COMMENT ON FUNCTION para_sync.registry_write(pg_catalog.text, pg_catalog.regclass, pg_catalog.text, pg_catalog.text, pg_catalog.text[]) IS
+'Internal (sync_table(), set_schema_version(), unsync_table()): writes the table''s registry row after the ownership check';
+COMMENT ON FUNCTION para_sync.drop_triggers(pg_catalog.regclass) IS
+'Internal: drops para_sync''s triggers of a table';
+COMMENT ON FUNCTION para_sync.install_triggers(pg_catalog.regclass) IS
+'Internal: (re-)creates para_sync''s triggers of a table, which makes every backend reload its registration';
+COMMENT ON FUNCTION para_sync.sync_table(pg_catalog.regclass, pg_catalog.text, pg_catalog.text, pg_catalog.text[]) IS
+'Tags a table you own: registers it under its sync name (default: the table name) and installs the capture trigger; returns the sync name';
+COMMENT ON FUNCTION para_sync.set_schema_version(pg_catalog.regclass, pg_catalog.text) IS
+'Sets the schema_version of the table''s later envelopes (table owner only)';
+COMMENT ON FUNCTION para_sync.forget_dropped_tables() IS
+'Event trigger function (sql_drop): removes dropped tables from the registry; their keys'' sequences stay';
+COMMENT ON EVENT TRIGGER para_sync_forget_dropped_tables IS
+'Removes dropped tables from para_sync''s registry';
+COMMENT ON FUNCTION para_sync.consume(pg_catalog.int4, pg_catalog.text) IS
+'The publisher''s read step: up to batch_size committed envelopes in per-key sequence order, from after_key on; removes nothing; not for PUBLIC';
+COMMENT ON FUNCTION para_sync.ack(pg_catalog.text[], pg_catalog.int8[]) IS
+'The publisher''s remove step: removes each key''s outbox rows up to the acknowledged sequence and records it in counters; returns the rows removed; not for PUBLIC';

@@ -5,7 +5,7 @@
  * table's own row lock or unique check has already serialized writers of the
  * same object.  For each change of an object it takes the next per-object
  * sequence, encodes the envelope, and appends it to the outbox in the
- * writer's transaction (docs/protocol.md, "Sequences"):
+ * writer's transaction (docs/protocol.md, "Sequences" rules 1 to 5):
  *   INSERT            upsert of the new key
  *   DELETE            delete of the old key (value nil)
  *   UPDATE, same key  upsert, unless no synced column changed (then nothing)

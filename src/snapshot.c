@@ -9,7 +9,8 @@
  * does, in snapshot(), a row whose key is not exactly the one asked for.  The
  * sequence and the key's table are read as the extension owner, with the
  * same snapshot.  A key whose sync name has no table reads as nil at its
- * last sequence (schema_version empty).  See docs/protocol.md.
+ * last sequence (schema_version empty).  See docs/protocol.md, "Snapshots"
+ * and "Loading a whole table" rule 2.
  *
  * snapshot_table() pages by key text in byte order, which is not the
  * primary-key order in general (10 < 9 as text, escaping moves bytes).  A

@@ -7,7 +7,7 @@
  * each sync name's envelopes of the batch to that name's entry in a
  * fixed-size shared hash keyed by (database, sync name), the way
  * pg_stat_statements keeps its entries.  The sync name is what every key
- * starts with (docs/protocol.md, "Keys"), so the worker needs no look-up
+ * starts with (docs/protocol.md, "Objects and keys"), so the worker needs no look-up
  * to count; the view joins the entries to the registry for the table.
  * One hash look-up per sync name and batch: a batch is in key order, so a
  * table's envelopes come in one run (two after a wrap-around).

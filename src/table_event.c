@@ -6,7 +6,7 @@
  * COLUMN ... TYPE ... USING, a renamed column.  Rewriting one envelope per
  * row would cost a 100M-row table 100M outbox rows inside the DDL; instead
  * the DDL's transaction appends one envelope for the table (docs/protocol.md,
- * "Table events"):
+ * "Table events" rules 1, 2, 3 and 5):
  *
  *   key             the sync name (no colon: never an object's key)
  *   schema_version  the table's new version

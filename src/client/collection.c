@@ -3,7 +3,8 @@
  *
  * A collection is a hash map key → member {sequence, parsed value}; a
  * member without a value is a tombstone (a deleted row, kept so that an
- * older envelope cannot resurrect it).  The rules, per row:
+ * older envelope cannot resurrect it).  The rules, per row (docs/protocol.md,
+ * "Loading a whole table", rules 1 to 9):
  *   - loads: it subscribes to "<table>:*" before the first page, so every
  *     change committed after a page was read arrives on the bus.  Pages
  *     come in key order, so the largest key of the pages read so far (the
