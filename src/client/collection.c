@@ -58,6 +58,7 @@
 #include "callback.h"
 #include "client_error.h"
 #include "refetch_internal.h"
+#include "sized.h"
 #include "transport_internal.h"
 
 #include <msgpack.h>
@@ -1507,14 +1508,24 @@ on_event(void *ctx, const psync_event *event)
 
 /* ---- the API ---- */
 
-void
-psync_collection_options_init(psync_collection_options *opts)
+static void
+collection_options_defaults(psync_collection_options *opts)
 {
 	memset(opts, 0, sizeof(*opts));
+	opts->size = sizeof(*opts);
 	opts->page_size = DEFAULT_PAGE_SIZE;
 	opts->page_retries = DEFAULT_PAGE_RETRIES;
 	opts->max_tombstones = DEFAULT_MAX_TOMBSTONES;
 	opts->layout_check_ms = DEFAULT_LAYOUT_CHECK_MS;
+}
+
+void
+psync_collection_options_init_sized(psync_collection_options *opts, size_t size)
+{
+	psync_collection_options d;
+
+	collection_options_defaults(&d);
+	sized_init(opts, size, &d, sizeof(d));
 }
 
 const char *
@@ -1612,8 +1623,10 @@ table_name_is_valid(const char *t)
 }
 
 psync_status
-psync_collection_new(const psync_collection_options *opts, psync_collection **out)
+psync_collection_new(const psync_collection_options *caller_opts, psync_collection **out)
 {
+	psync_collection_options o;
+	const psync_collection_options *opts = &o;
 	psync_collection *c;
 	char		pattern[80];
 	psync_status st;
@@ -1621,7 +1634,8 @@ psync_collection_new(const psync_collection_options *opts, psync_collection **ou
 	if (out == NULL)
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	*out = NULL;
-	if (opts == NULL || opts->table == NULL || !table_name_is_valid(opts->table) ||
+	collection_options_defaults(&o);
+	if (caller_opts == NULL || !sized_read(&o, sizeof(o), caller_opts) || opts->table == NULL || !table_name_is_valid(opts->table) ||
 		opts->schema.parse == NULL || opts->transport == NULL ||
 		opts->load_page == NULL || opts->page_size < 0)
 		return PSYNC_ERR_INVALID_ARGUMENT;
@@ -1692,7 +1706,7 @@ psync_collection_new(const psync_collection_options *opts, psync_collection **ou
 	}
 	if (pthread_create(&c->worker, NULL, worker_main, c) != 0)
 	{
-		psync_unsubscribe(c->transport, c->subscription);
+		psync_transport_unsubscribe(c->transport, c->subscription);
 		free_members(c);
 		release(c);
 		return PSYNC_ERR_SYSTEM;
@@ -1779,14 +1793,8 @@ psync_collection_stats_sized(psync_collection *c, psync_collection_counters *out
 	all.tombstones = c->nentries - c->nmembers;
 	all.key_slots = c->nbuckets;
 	pthread_mutex_unlock(&c->lock);
-	memcpy(out, &all, size < sizeof(all) ? size : sizeof(all));
-}
-
-/* The ABI-0 entry point: the counters up to parse_errors. */
-void
-(psync_collection_stats) (psync_collection *c, psync_collection_counters *out)
-{
-	psync_collection_stats_sized(c, out, offsetof(psync_collection_counters, rows_skipped));
+	all.size = sizeof(all);
+	sized_write(out, size, &all, sizeof(all));
 }
 
 void
@@ -1925,7 +1933,7 @@ psync_collection_destroy(psync_collection *c)
 	if (callback_running(c))
 		return PSYNC_ERR_IN_CALLBACK;
 	/* first: no handler runs or will run */
-	psync_unsubscribe(c->transport, c->subscription);
+	psync_transport_unsubscribe(c->transport, c->subscription);
 	pthread_mutex_lock(&c->lock);
 	c->stopping = true;
 	pthread_cond_broadcast(&c->cond);

@@ -22,11 +22,11 @@
  * Threading: one recursive mutex per replica, held while the application's
  * parse and change callbacks run (so they see a consistent replica and may
  * read it).  Every callback runs inside a callback frame (callback.h), so
- * that psync_replica_dispose from the replica's own callback and
+ * that psync_replica_destroy from the replica's own callback and
  * psync_replica_wait_idle from any callback are refused instead of freeing
  * the replica under its caller or waiting forever.  Any number of observers
  * (psync_replica_observe) are told of each change.  The replica is reference-counted so that a refetch finishing
- * after psync_replica_dispose() lands safely.  The in-order path does not
+ * after psync_replica_destroy() lands safely.  The in-order path does not
  * allocate: the displaced value is handed back to parse as "recycled".
  */
 #include "para_sync/client.h"
@@ -43,6 +43,7 @@
 #include "callback.h"
 #include "client_error.h"
 #include "refetch_internal.h"
+#include "sized.h"
 #include "transport_internal.h"
 #include "para_sync/key.h"
 
@@ -680,11 +681,21 @@ psync_schema_raw(psync_schema *schema)
 
 /* ---- lifecycle and accessors ---- */
 
-void
-psync_replica_options_init(psync_replica_options *opts)
+static void
+replica_options_defaults(psync_replica_options *opts)
 {
 	memset(opts, 0, sizeof(*opts));
+	opts->size = sizeof(*opts);
 	opts->max_buffered = DEFAULT_MAX_BUFFERED;
+}
+
+void
+psync_replica_options_init_sized(psync_replica_options *opts, size_t size)
+{
+	psync_replica_options d;
+
+	replica_options_defaults(&d);
+	sized_init(opts, size, &d, sizeof(d));
 }
 
 static psync_status
@@ -746,6 +757,8 @@ replica_alloc(const psync_replica_options *opts)
 	r->transport = opts->transport;
 	r->refetch = opts->refetch;
 	r->refetch_ctx = opts->refetch_ctx;
+	r->meta.size = sizeof(r->meta);
+	r->stats.size = sizeof(r->stats);
 	r->meta.sequence = -1;
 	r->meta.status = PSYNC_REPLICA_STALE;
 	return r;
@@ -770,8 +783,10 @@ hydrate(psync_replica *r, const psync_replica_options *opts)
 }
 
 psync_status
-psync_replica_new(const psync_replica_options *opts, psync_replica **out)
+psync_replica_new(const psync_replica_options *caller_opts, psync_replica **out)
 {
+	psync_replica_options o;
+	const psync_replica_options *opts = &o;
 	psync_replica *r;
 	size_t		table_len;
 	psync_status st;
@@ -779,7 +794,8 @@ psync_replica_new(const psync_replica_options *opts, psync_replica **out)
 	if (out == NULL)
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	*out = NULL;
-	if (opts == NULL || opts->key == NULL || opts->schema.parse == NULL ||
+	replica_options_defaults(&o);
+	if (caller_opts == NULL || !sized_read(&o, sizeof(o), caller_opts) || opts->key == NULL || opts->schema.parse == NULL ||
 		opts->transport == NULL ||
 		!key_is_subscribable(opts->key, strlen(opts->key)) ||
 		key_is_pattern(opts->key, strlen(opts->key), &table_len))
@@ -800,7 +816,7 @@ psync_replica_new(const psync_replica_options *opts, psync_replica **out)
 		st = transport_subscribe_table(r->transport, table, on_table_event, r,
 									   &r->table_subscription);
 		if (st != PSYNC_OK)
-			psync_unsubscribe(r->transport, r->subscription);
+			psync_transport_unsubscribe(r->transport, r->subscription);
 	}
 	if (st != PSYNC_OK)
 	{
@@ -829,22 +845,22 @@ psync_replica_get(psync_replica *r, psync_value_fn fn, void *ctx)
 }
 
 void
-psync_replica_meta(psync_replica *r, psync_replica_metadata *out)
+psync_replica_meta_sized(psync_replica *r, psync_replica_metadata *out, size_t size)
 {
 	if (r == NULL || out == NULL)
 		return;
 	pthread_mutex_lock(&r->lock);
-	*out = r->meta;
+	sized_write(out, size, &r->meta, sizeof(r->meta));
 	pthread_mutex_unlock(&r->lock);
 }
 
 void
-psync_replica_stats(psync_replica *r, psync_replica_counters *out)
+psync_replica_stats_sized(psync_replica *r, psync_replica_counters *out, size_t size)
 {
 	if (r == NULL || out == NULL)
 		return;
 	pthread_mutex_lock(&r->lock);
-	*out = r->stats;
+	sized_write(out, size, &r->stats, sizeof(r->stats));
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -894,7 +910,7 @@ psync_replica_wait_idle(psync_replica *r, int timeout_ms)
 }
 
 psync_status
-psync_replica_dispose(psync_replica *r)
+psync_replica_destroy(psync_replica *r)
 {
 	if (r == NULL)
 		return PSYNC_ERR_INVALID_ARGUMENT;
@@ -902,8 +918,8 @@ psync_replica_dispose(psync_replica *r)
 	if (callback_running(r))
 		return PSYNC_ERR_IN_CALLBACK;
 	/* first: no handler runs or will run (it takes r->lock) */
-	psync_unsubscribe(r->transport, r->subscription);
-	psync_unsubscribe(r->transport, r->table_subscription);
+	psync_transport_unsubscribe(r->transport, r->subscription);
+	psync_transport_unsubscribe(r->transport, r->table_subscription);
 	pthread_mutex_lock(&r->lock);
 	r->disposed = true;
 	free_value(r, r->value);

@@ -263,7 +263,7 @@ run_c(const script *sc, char *out)
 		psync_transport_publish(t, &env);
 		n += print_state(r, out + n);
 	}
-	psync_replica_dispose(r);
+	psync_replica_destroy(r);
 	psync_transport_destroy(t);
 	n += (size_t) sprintf(out + n, "--\n");
 	return n;
