@@ -15,10 +15,12 @@
  *     are removed (they were deleted while messages were lost);
  *   - a page row replaces a member only when its sequence is newer; a row
  *     the client cannot accept is skipped and counted, the load goes on;
- *   - receipt: first envelope ever seen for a key → baseline; sequence <=
- *     current → stale; current + 1 → applied; beyond → gap → that row is
- *     refetched (envelopes for it are held meanwhile and replayed after);
- *     a failed row refetch is retried for that row with backoff;
+ *   - receipt: each row is reconciled by the client reconciliation rules
+ *     of docs/protocol.md, decided in reconcile.c as for a replica (parse
+ *     gate, then baseline / next / stale / gap); a rule that refetches
+ *     refetches that row only (envelopes for it are held meanwhile and
+ *     replayed after); a failed row refetch is retried for that row with
+ *     backoff, and a row refetch result older than the member is dropped;
  *   - tombstones: needed while a load runs (a page read before a delete
  *     must not bring the row back); after it, only the last max_tombstones
  *     deletes are remembered (a FIFO of their keys); a delete of a key not
@@ -57,6 +59,7 @@
 
 #include "callback.h"
 #include "client_error.h"
+#include "reconcile.h"
 #include "refetch_internal.h"
 #include "sized.h"
 #include "transport_internal.h"
@@ -797,34 +800,56 @@ replay_pending(psync_collection *c, member *m)
 	replay_sorted(c, &mine);
 }
 
+/* The parse gate (rule 1) as reconcile_decide calls it. */
+typedef struct gate
+{
+	psync_collection *c;
+	void	   *value;
+} gate;
+
+static bool
+gate_parse(void *ctx, const psync_envelope *env)
+{
+	gate	   *g = ctx;
+
+	return parse_value(g->c, env, &g->value);
+}
+
 /* A refetch result for m: false when it is not a usable snapshot of m. */
 static bool
 apply_snapshot(psync_collection *c, member *m, const void *bytes, size_t len,
 			   bool ok, const char *error)
 {
 	psync_envelope env;
-	void	   *value;
+	reconcile_state s = {m->seq >= 0, m->seq};
+	gate		g = {c, NULL};
+	bool		decoded;
 
 	if (!ok)
 	{
 		set_error(c, "row refetch failed", error ? error : "no snapshot");
 		return false;
 	}
-	if (psync_envelope_decode(bytes, len, &env) != PSYNC_DECODE_OK ||
-		env.key_len != m->key_len || memcmp(env.key, m->key, m->key_len) != 0)
+	decoded = psync_envelope_decode(bytes, len, &env) == PSYNC_DECODE_OK;
+	if (!decoded || env.key_len != m->key_len || memcmp(env.key, m->key, m->key_len) != 0 ||
+		!reconcile_well_formed(&env))
 	{
-		c->stats.parse_errors++;
+		c->stats.parse_errors++;	/* rule 7 */
 		set_error(c, "row refetch failed", "not a snapshot of the row");
 		return false;
 	}
 	m->gen = c->gen;			/* the database confirms it */
 	if ((int64_t) env.sequence < m->seq)
-		return true;
-	if (!parse_value(c, &env, &value))
-		return false;
-	m->version = version_of(c, &env);
-	set_member(c, m, (int64_t) env.sequence, value);
-	return true;
+		return true;			/* live envelopes already went past it */
+	switch (reconcile_decide(&s, &env, RECONCILE_REFETCH, true, gate_parse, &g))
+	{
+		case RECONCILE_BASELINE:	/* rule 2: a refetch result is a baseline */
+			m->version = version_of(c, &env);
+			set_member(c, m, (int64_t) env.sequence, g.value);
+			return true;
+		default:				/* rule 1 (parse_value counted it), or 7 */
+			return false;
+	}
 }
 
 static void
@@ -886,14 +911,56 @@ page_passed(const psync_collection *c, const char *key, size_t len)
 	return c->cursor != NULL && key_cmp(key, len, c->cursor, c->cursor_len) <= 0;
 }
 
+/*
+ * A member's envelope through the rules (reconcile.h), numbered as there.
+ * A rule that refetches refetches that row only.
+ */
+static void
+decide_row(psync_collection *c, member *m, const psync_envelope *env)
+{
+	reconcile_state s = {m->seq >= 0, m->seq};
+	gate		g = {c, NULL};
+	reconcile_outcome o;
+
+	o = reconcile_decide(&s, env, RECONCILE_RECEIPT, true, gate_parse, &g);
+	if (o != RECONCILE_STALE && o != RECONCILE_GAP && o != RECONCILE_BAD_MESSAGE)
+		m->gen = c->gen;		/* live data confirms it */
+	switch (o)
+	{
+		case RECONCILE_BASELINE:
+		case RECONCILE_NEXT:
+			c->stats.applied++;
+			m->version = version_of(c, env);
+			set_member(c, m, (int64_t) env->sequence, g.value);
+			return;
+		case RECONCILE_STALE:
+			c->stats.ignored_stale++;
+			break;
+		case RECONCILE_GAP:
+			c->stats.gaps++;
+			refetch_row(c, m);
+			break;
+		case RECONCILE_BAD_MESSAGE:
+			c->stats.parse_errors++;
+			set_error(c, "value rejected", "not an envelope of this row");
+			refetch_row(c, m);
+			break;
+		case RECONCILE_PARSE_ERROR:	/* counted by parse_value */
+		case RECONCILE_REFETCH_NOTICE:
+			refetch_row(c, m);
+			break;
+	}
+	free_value(c, g.value);
+}
+
 /* One envelope, live or replayed, with the collection locked. */
 static void
 receive(psync_collection *c, const psync_envelope *env)
 {
 	member	   *m;
-	void	   *value;
 
-	if (!key_in_table(c, env->key, env->key_len) || env->sequence > PSYNC_MAX_SEQUENCE)
+	/* rule 7 for a key that is no row of this table: no row to refetch */
+	if (!key_in_table(c, env->key, env->key_len) || !reconcile_well_formed(env))
 	{
 		c->stats.parse_errors++;
 		return;
@@ -924,40 +991,13 @@ receive(psync_collection *c, const psync_envelope *env)
 	}
 	if (m == NULL && env_is_nil(env) && env->op != PSYNC_OP_REFETCH)
 		return;					/* a delete of a row never held: nothing to do */
-	if (m == NULL)
+	if (m == NULL && (m = insert(c, env->key, env->key_len)) == NULL)
 	{
-		if ((m = insert(c, env->key, env->key_len)) == NULL)
-		{
-			set_error(c, "out of memory", NULL);
-			request_reload(c);
-			return;
-		}
-	}
-	else if ((int64_t) env->sequence <= m->seq)
-	{
-		c->stats.ignored_stale++;
+		set_error(c, "out of memory", NULL);
+		request_reload(c);
 		return;
 	}
-	else if ((int64_t) env->sequence != m->seq + 1 && m->seq >= 0)
-	{
-		c->stats.gaps++;
-		refetch_row(c, m);
-		return;
-	}
-	m->gen = c->gen;			/* live data confirms it */
-	if (env->op == PSYNC_OP_REFETCH || env->op == PSYNC_OP_RELOAD)
-	{
-		refetch_row(c, m);		/* too large for the bus (or not a row's) */
-		return;
-	}
-	if (!parse_value(c, env, &value))
-	{
-		refetch_row(c, m);
-		return;
-	}
-	c->stats.applied++;
-	m->version = version_of(c, env);
-	set_member(c, m, (int64_t) env->sequence, value);
+	decide_row(c, m, env);
 }
 
 /* ---- loads (the collection's thread) ---- */

@@ -1,13 +1,15 @@
 /*
  * replica.c — the client reconciler (psync_replica_*), docs/protocol.md "Client reconciliation".
  *
- * The C twin of the seed's createClientReplica, rule for rule:
- *   - parse gate on every inbound value (hydration, receipt, refetch
+ * The C twin of the seed's createClientReplica, rule for rule; the rules
+ * are decided in reconcile.c (shared with collection members), and this
+ * file carries their outcomes out:
+ *   - 1, parse gate on every inbound value (hydration, receipt, refetch
  *     result): Err → parse_errors++, status skew, value kept, refetch —
  *     except for a refetch result (no Err→refetch loop);
- *   - baseline (re)seed: hydration, a refetch result, or the first value
+ *   - 2, baseline (re)seed: hydration, a refetch result, or the first value
  *     ever seen is applied as is;
- *   - steady state: apply iff sequence == current + 1; <= current is
+ *   - 3-5, steady state: apply iff sequence == current + 1; <= current is
  *     ignored as stale; > current + 1 is a gap → refetch;
  *   - no refetch function → stale; failed refetch → stale.
  * Beyond the seed: one refetch in flight at a time (a second reason to
@@ -42,6 +44,7 @@
 
 #include "callback.h"
 #include "client_error.h"
+#include "reconcile.h"
 #include "refetch_internal.h"
 #include "sized.h"
 #include "transport_internal.h"
@@ -411,104 +414,96 @@ commit(psync_replica *r, void *parsed, const psync_envelope *env)
 	notify(r);
 }
 
+/* Addressed to this replica's key (rule 7 otherwise). */
+static bool
+for_this_key(const psync_replica *r, const psync_envelope *env)
+{
+	return env->key_len == r->key_len && memcmp(env->key, r->key, r->key_len) == 0;
+}
+
+/* Worth buffering during a refetch (rule 7 otherwise, counted at once). */
 static bool
 envelope_fits(const psync_replica *r, const psync_envelope *env)
 {
-	return env->key_len == r->key_len &&
-		memcmp(env->key, r->key, r->key_len) == 0 &&
-		env->sequence <= PSYNC_MAX_SEQUENCE &&
-		(env->schema_version != NULL || env->schema_version_len == 0) &&
-		(!env->has_value || (env->value != NULL && env->value_len > 0));
+	return for_this_key(r, env) && reconcile_well_formed(env);
 }
 
-/* op "refetch": the change was too large for the bus; go and get it. */
-static void
-refetch_notice(psync_replica *r, const psync_envelope *env, ingest_source src)
+/* The parse gate (rule 1) as reconcile_decide calls it. */
+typedef struct gate
 {
-	if (src == FROM_REFETCH)
-	{
-		parse_failed(r, src, "a snapshot must carry a value");
-		return;
-	}
-	if (src == FROM_RECEIPT && r->initialized &&
-		env->sequence <= (uint64_t) r->meta.sequence)
-	{
-		r->stats.ignored_stale++;
-		return;
-	}
-	start_refetch(r);
+	psync_replica *r;
+	void	   *parsed;
+	const char *error;
+} gate;
+
+static bool
+gate_parse(void *ctx, const psync_envelope *env)
+{
+	static const uint8_t nil = 0xc0;
+	gate	   *g = ctx;
+	psync_replica *r = g->r;
+	callback_frame frame;
+	bool		ok;
+
+	callback_enter(&frame, r);
+	ok = r->schema.parse(r->schema.ctx, env->has_value ? env->value : &nil,
+						 env->has_value ? env->value_len : 1, env, r->spare,
+						 &g->parsed, &g->error);
+	callback_leave(&frame);
+	if (!ok)
+		return false;
+	if (g->parsed != r->spare)
+		free_value(r, r->spare);
+	r->spare = NULL;			/* parse took it, or it is gone */
+	return true;
 }
 
+static reconcile_source
+source_of(ingest_source src)
+{
+	return src == FROM_HYDRATION ? RECONCILE_SEED :
+		src == FROM_RECEIPT ? RECONCILE_RECEIPT : RECONCILE_REFETCH;
+}
+
+/* One inbound envelope through the rules (reconcile.h), numbered as there. */
 static void
 ingest(psync_replica *r, const psync_envelope *env, ingest_source src)
 {
-	static const uint8_t nil = 0xc0;
-	const uint8_t *value = env->has_value ? env->value : &nil;
-	size_t		value_len = env->has_value ? env->value_len : 1;
-	void	   *parsed = NULL;
-	const char *error = NULL;
-	uint64_t	cur;
+	reconcile_state s = {r->initialized, r->meta.sequence};
+	gate		g = {r, NULL, NULL};
 
 	if (r->disposed)
 		return;
-	if (!envelope_fits(r, env))
+	switch (reconcile_decide(&s, env, source_of(src), for_this_key(r, env), gate_parse, &g))
 	{
-		parse_failed(r, src, "not an envelope for this key");
-		return;
+		case RECONCILE_BAD_MESSAGE:
+			parse_failed(r, src, env->op == PSYNC_OP_RELOAD && for_this_key(r, env) &&
+						 reconcile_well_formed(env) ?
+						 "a table event is not an envelope of this key" :
+						 "not an envelope for this key");
+			break;
+		case RECONCILE_PARSE_ERROR:
+			parse_failed(r, src, env->op == PSYNC_OP_REFETCH ?
+						 "a snapshot must carry a value" : g.error);
+			break;
+		case RECONCILE_REFETCH_NOTICE:
+			start_refetch(r);	/* too large for the bus: go and get it */
+			break;
+		case RECONCILE_BASELINE:
+		case RECONCILE_NEXT:
+			commit(r, g.parsed, env);
+			break;
+		case RECONCILE_STALE:
+			r->stats.ignored_stale++;
+			if (env->op != PSYNC_OP_REFETCH)
+				keep_spare(r, g.parsed);
+			break;
+		case RECONCILE_GAP:
+			r->stats.gaps++;
+			keep_spare(r, g.parsed);
+			start_refetch(r);
+			break;
 	}
-	if (env->op == PSYNC_OP_REFETCH)
-	{
-		refetch_notice(r, env, src);
-		return;
-	}
-	if (env->op == PSYNC_OP_RELOAD)
-	{
-		parse_failed(r, src, "a table event is not an envelope of this key");
-		return;
-	}
-
-	/* parse gate */
-	{
-		callback_frame frame;
-		bool		ok;
-
-		callback_enter(&frame, r);
-		ok = r->schema.parse(r->schema.ctx, value, value_len, env, r->spare,
-							 &parsed, &error);
-		callback_leave(&frame);
-		if (!ok)
-		{
-			parse_failed(r, src, error);
-			return;
-		}
-	}
-	if (parsed != r->spare)
-		free_value(r, r->spare);
-	r->spare = NULL;			/* parse took it, or it is gone */
-
-	/* baseline (re)seed */
-	if (src != FROM_RECEIPT || !r->initialized)
-	{
-		commit(r, parsed, env);
-		return;
-	}
-
-	/* steady state */
-	cur = (uint64_t) r->meta.sequence;
-	if (env->sequence <= cur)
-	{
-		r->stats.ignored_stale++;
-		keep_spare(r, parsed);
-		return;
-	}
-	if (env->sequence == cur + 1)
-	{
-		commit(r, parsed, env);
-		return;
-	}
-	r->stats.gaps++;
-	keep_spare(r, parsed);
-	start_refetch(r);
 }
 
 /* ---- transport events ---- */
