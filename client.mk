@@ -35,11 +35,11 @@ CLIENT_SAN_CFLAGS := -std=gnu11 -O1 -g -fPIC -D_GNU_SOURCE -Iinclude $(CLIENT_WA
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
 CLIENT_LIB_SRCS := src/common/envelope.c src/common/key_escape.c \
-	src/client/status.c src/client/keymap.c src/client/transport.c \
+	src/client/status.c src/client/handle.c src/client/keymap.c src/client/transport.c \
 	src/client/transport_inprocess.c src/client/transport_nats.c \
-	src/client/reconcile.c src/client/replica.c src/client/refetch_pq.c src/client/collection.c src/client/loader_pq.c
+	src/client/reconcile.c src/client/replica.c src/client/refetch_pq.c src/client/collection.c src/client/collection_row.c src/client/collection_load.c src/client/loader_pq.c
 CLIENT_HEADERS := include/para_sync/client.h include/para_sync/envelope.h include/para_sync/key.h \
-	src/client/keymap.h src/client/reconcile.h src/client/sized.h src/client/transport_internal.h src/client/callback.h src/client/client_error.h src/client/refetch_internal.h src/client/pq_internal.h
+	src/client/keymap.h src/client/collection_internal.h src/client/handle.h src/client/reconcile.h src/client/sized.h src/client/transport_internal.h src/client/callback.h src/client/client_error.h src/client/refetch_internal.h src/client/pq_internal.h
 CLIENT_LIB_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/obj/%.o,$(CLIENT_LIB_SRCS))
 CLIENT_SAN_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/san/%.o,$(CLIENT_LIB_SRCS))
 

@@ -1,7 +1,7 @@
 /*
  * reconcile.h — the client reconciliation rules of docs/protocol.md
  * ("Client reconciliation"), written once for replicas (replica.c) and
- * collection members (collection.c).
+ * collection members (collection_row.c).
  *
  * reconcile_decide() takes one object's state and one inbound envelope and
  * says which rule applies; the caller carries the outcome out (apply,

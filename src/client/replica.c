@@ -44,6 +44,7 @@
 
 #include "callback.h"
 #include "client_error.h"
+#include "handle.h"
 #include "reconcile.h"
 #include "refetch_internal.h"
 #include "sized.h"
@@ -870,38 +871,18 @@ psync_replica_resync(psync_replica *r)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* A refetch is in flight (handle_wait_idle's question). */
+static bool
+replica_busy(const void *handle)
+{
+	return ((const psync_replica *) handle)->refetching;
+}
+
 psync_status
 psync_replica_wait_idle(psync_replica *r, int timeout_ms)
 {
-	struct timespec deadline;
-	psync_status st = PSYNC_OK;
-
-	if (r == NULL)
-		return PSYNC_ERR_INVALID_ARGUMENT;
-	/* a callback holds a replica lock, maybe the one a refetch needs */
-	if (callback_running(NULL))
-		return PSYNC_ERR_IN_CALLBACK;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	if (timeout_ms >= 0)
-	{
-		deadline.tv_sec += timeout_ms / 1000;
-		deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L)
-		{
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
-	}
-	pthread_mutex_lock(&r->lock);
-	while (r->refetching && st == PSYNC_OK)
-	{
-		if (timeout_ms < 0)
-			pthread_cond_wait(&r->idle, &r->lock);
-		else if (pthread_cond_timedwait(&r->idle, &r->lock, &deadline) == ETIMEDOUT)
-			st = r->refetching ? PSYNC_ERR_TIMEOUT : PSYNC_OK;
-	}
-	pthread_mutex_unlock(&r->lock);
-	return st;
+	return handle_wait_idle(r, r ? &r->lock : NULL, r ? &r->idle : NULL,
+							replica_busy, timeout_ms);
 }
 
 psync_status
@@ -984,12 +965,7 @@ psync_replica_unobserve(psync_replica *r, psync_observer_id id)
 size_t
 psync_replica_last_error(psync_replica *r, char *buf, size_t size)
 {
-	size_t		len;
-
 	if (r == NULL)
 		return error_copy("", buf, size);
-	pthread_mutex_lock(&r->lock);
-	len = error_copy(r->last_error, buf, size);
-	pthread_mutex_unlock(&r->lock);
-	return len;
+	return handle_last_error(&r->lock, r->last_error, buf, size);
 }
