@@ -67,9 +67,13 @@ $(CLIENT_BUILD)/san/%.o: %.c $(CLIENT_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CLIENT_CC) $(CLIENT_SAN_CFLAGS) -Isrc/client -c $< -o $@
 
-$(CLIENT_SO): $(CLIENT_LIB_OBJS) src/client/libparasync.map
+$(CLIENT_BUILD)/libparasync.map: src/client/libparasync.map.in include/para_sync/client.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@ABI@|$(CLIENT_ABI)|' $< > $@
+
+$(CLIENT_SO): $(CLIENT_LIB_OBJS) $(CLIENT_BUILD)/libparasync.map
 	$(CLIENT_CC) -shared -Wl,-soname,libparasync.so.$(CLIENT_ABI) \
-		-Wl,--version-script=src/client/libparasync.map -o $@ $(CLIENT_LIB_OBJS) $(CLIENT_DEPS_LIBS)
+		-Wl,--version-script=$(CLIENT_BUILD)/libparasync.map -o $@ $(CLIENT_LIB_OBJS) $(CLIENT_DEPS_LIBS)
 
 $(CLIENT_BUILD)/libparasync.so: $(CLIENT_SO)
 	ln -sf libparasync.so.$(CLIENT_ABI) $@
@@ -182,7 +186,7 @@ client-bench: $(CLIENT_BUILD)/bench/client_bench
 
 client-clean:
 	rm -rf $(CLIENT_BUILD)/obj $(CLIENT_BUILD)/san $(CLIENT_BUILD)/tsan $(CLIENT_BUILD)/test $(CLIENT_BUILD)/fuzz \
-		$(CLIENT_BUILD)/bench $(CLIENT_BUILD)/example-client.c $(CLIENT_BUILD)/example-collection* $(CLIENT_BUILD)/libparasync* $(CLIENT_WATCH) $(CLIENT_EXAMPLE)
+		$(CLIENT_BUILD)/bench $(CLIENT_BUILD)/libparasync.map $(CLIENT_BUILD)/example-client.c $(CLIENT_BUILD)/example-collection* $(CLIENT_BUILD)/libparasync* $(CLIENT_WATCH) $(CLIENT_EXAMPLE)
 
 # TAP tests that follow tables with libparasync use a small client.
 PSYNC_FOLLOW := test/tools/psync_follow
