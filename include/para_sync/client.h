@@ -520,9 +520,11 @@ size_t		psync_replica_last_error(psync_replica *replica, char *buf, size_t size)
  *     that arrive meanwhile are held and reconciled per row, by sequence,
  *     once the last page is in (older than the page: dropped; next: applied;
  *     beyond: that row is refetched);
- *   - live: an envelope whose sequence is the row's + 1 applies (an upsert
- *     adds or updates the member, a delete removes it); older ones are
- *     ignored; a gap refetches that one row (psync_refetch_fn, e.g. the
+ *   - live: each row follows a replica's rules (docs/protocol.md "Client
+ *     reconciliation"): its value passes the parse gate first (rejected:
+ *     that row is refetched); an envelope whose sequence is the row's + 1
+ *     applies (an upsert adds or updates the member, a delete removes it);
+ *     older ones are ignored; a gap refetches that one row (psync_refetch_fn, e.g. the
  *     libpq refetcher), the others carry on; rows that appear later join;
  *   - PSYNC_EVENT_LOST (NATS reconnect, slow consumer) reloads the pages in
  *     the background without dropping the collection: members keep their
