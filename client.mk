@@ -19,8 +19,9 @@ CLIENT_PREFIX ?= /usr/local
 CLIENT_LIBDIR ?= $(CLIENT_PREFIX)/lib
 CLIENT_INCLUDEDIR ?= $(CLIENT_PREFIX)/include
 CLIENT_BINDIR ?= $(CLIENT_PREFIX)/bin
-CLIENT_ABI := 0
-CLIENT_VERSION := 0.1.0
+# the ABI number and version have one home: include/para_sync/client.h
+CLIENT_ABI := $(shell sed -n 's/^#define PSYNC_ABI_VERSION \([0-9][0-9]*\).*/\1/p' include/para_sync/client.h)
+CLIENT_VERSION := $(shell sed -n 's/^#define PSYNC_VERSION "\(.*\)"/\1/p' include/para_sync/client.h)
 CLIENT_FUZZ_SECONDS ?= 30
 # client-check fuzzes a fixed number of inputs: its work never depends on the
 # machine's speed (300,000 took about 25 s on the 2-core project machine)
@@ -34,15 +35,15 @@ CLIENT_SAN_CFLAGS := -std=gnu11 -O1 -g -fPIC -D_GNU_SOURCE -Iinclude $(CLIENT_WA
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
 CLIENT_LIB_SRCS := src/common/envelope.c src/common/key_escape.c \
-	src/client/status.c src/client/keymap.c src/client/transport.c \
+	src/client/status.c src/client/handle.c src/client/keymap.c src/client/transport.c \
 	src/client/transport_inprocess.c src/client/transport_nats.c \
-	src/client/replica.c src/client/refetch_pq.c src/client/collection.c src/client/loader_pq.c
+	src/client/reconcile.c src/client/replica.c src/client/refetch_pq.c src/client/collection.c src/client/collection_row.c src/client/collection_load.c src/client/loader_pq.c
 CLIENT_HEADERS := include/para_sync/client.h include/para_sync/envelope.h include/para_sync/key.h \
-	src/client/keymap.h src/client/transport_internal.h src/client/callback.h src/client/client_error.h src/client/refetch_internal.h src/client/pq_internal.h
+	src/client/keymap.h src/client/collection_internal.h src/client/handle.h src/client/reconcile.h src/client/sized.h src/client/transport_internal.h src/client/callback.h src/client/client_error.h src/client/refetch_internal.h src/client/pq_internal.h
 CLIENT_LIB_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/obj/%.o,$(CLIENT_LIB_SRCS))
 CLIENT_SAN_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/san/%.o,$(CLIENT_LIB_SRCS))
 
-CLIENT_UNIT_TESTS := test_decode test_replica test_replica_api test_collection test_transport test_stress test_alloc \
+CLIENT_UNIT_TESTS := test_decode test_replica test_replica_api test_collection test_transport test_stress test_alloc test_abi \
 	test_watch_view
 CLIENT_LIVE_TESTS := test_nats test_pq test_collection_live test_layout_live
 CLIENT_TEST_BINS := $(addprefix $(CLIENT_BUILD)/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration test_conformance)
@@ -66,9 +67,13 @@ $(CLIENT_BUILD)/san/%.o: %.c $(CLIENT_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CLIENT_CC) $(CLIENT_SAN_CFLAGS) -Isrc/client -c $< -o $@
 
-$(CLIENT_SO): $(CLIENT_LIB_OBJS) src/client/libparasync.map
+$(CLIENT_BUILD)/libparasync.map: src/client/libparasync.map.in include/para_sync/client.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@ABI@|$(CLIENT_ABI)|' $< > $@
+
+$(CLIENT_SO): $(CLIENT_LIB_OBJS) $(CLIENT_BUILD)/libparasync.map
 	$(CLIENT_CC) -shared -Wl,-soname,libparasync.so.$(CLIENT_ABI) \
-		-Wl,--version-script=src/client/libparasync.map -o $@ $(CLIENT_LIB_OBJS) $(CLIENT_DEPS_LIBS)
+		-Wl,--version-script=$(CLIENT_BUILD)/libparasync.map -o $@ $(CLIENT_LIB_OBJS) $(CLIENT_DEPS_LIBS)
 
 $(CLIENT_BUILD)/libparasync.so: $(CLIENT_SO)
 	ln -sf libparasync.so.$(CLIENT_ABI) $@
@@ -181,7 +186,7 @@ client-bench: $(CLIENT_BUILD)/bench/client_bench
 
 client-clean:
 	rm -rf $(CLIENT_BUILD)/obj $(CLIENT_BUILD)/san $(CLIENT_BUILD)/tsan $(CLIENT_BUILD)/test $(CLIENT_BUILD)/fuzz \
-		$(CLIENT_BUILD)/bench $(CLIENT_BUILD)/example-client.c $(CLIENT_BUILD)/example-collection* $(CLIENT_BUILD)/libparasync* $(CLIENT_WATCH) $(CLIENT_EXAMPLE)
+		$(CLIENT_BUILD)/bench $(CLIENT_BUILD)/libparasync.map $(CLIENT_BUILD)/example-client.c $(CLIENT_BUILD)/example-collection* $(CLIENT_BUILD)/libparasync* $(CLIENT_WATCH) $(CLIENT_EXAMPLE)
 
 # TAP tests that follow tables with libparasync use a small client.
 PSYNC_FOLLOW := test/tools/psync_follow

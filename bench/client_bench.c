@@ -174,7 +174,7 @@ run_reconcile(const corpus *c)
 		fprintf(stderr, "wrong result: applied %llu\n", (unsigned long long) stats.applied);
 		exit(5);
 	}
-	psync_replica_dispose(r);
+	psync_replica_destroy(r);
 	psync_transport_destroy(t);
 	return N / elapsed;
 }

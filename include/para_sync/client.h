@@ -20,13 +20,24 @@
  *   - every callback documents the thread it runs on;
  *   - all functions are thread-safe unless stated otherwise.
  *
- * ABI policy: the library's soname is libparasync.so.<PSYNC_ABI_VERSION>.
- * Within one ABI version, functions and enum values are only ever added;
- * structs the application fills (psync_schema, psync_replica_options,
- * psync_nats_options) are only extended at the end and are always
- * initialised with the *_init() functions or zeroed, so old code keeps its
- * meaning.  Any other change bumps PSYNC_ABI_VERSION.  Only psync_* symbols
- * are exported.
+ * ABI policy: the library's soname is libparasync.so.<PSYNC_ABI_VERSION>
+ * (client.mk reads the number from this header).  Within one ABI version,
+ * functions and enum values are only ever added.  Every struct named
+ * *_options, *_counters or *_meta* carries its size as its first member
+ * (size_t size) and only grows at the end:
+ *   - options: the *_options_init() macro zeroes the caller's struct, sets
+ *     its defaults and size = sizeof the caller's struct; the library reads
+ *     only that many bytes, and a member the caller's header did not have
+ *     takes its default; options whose size is 0 (zeroed, never
+ *     initialised) are refused with PSYNC_ERR_INVALID_ARGUMENT;
+ *   - counters and metadata: the getter macro passes the caller's sizeof;
+ *     the library writes only that many bytes (zero beyond its own struct)
+ *     and sets size to the bytes it filled.
+ * So a program built against an older header neither overruns nor reads
+ * garbage.  The *_sized functions are the exported symbols (for bindings
+ * that call them without the macros).  psync_schema never changes within an
+ * ABI version.  Any other change bumps PSYNC_ABI_VERSION.  Only psync_*
+ * symbols are exported.
  */
 #ifndef PARA_SYNC_CLIENT_H
 #define PARA_SYNC_CLIENT_H
@@ -121,13 +132,14 @@ typedef void (*psync_handler_fn) (void *ctx, const psync_event *event);
  * on the publishing thread, to every handler subscribed to the key when
  * publish() started, in subscription order; a handler added during delivery
  * does not get that envelope, one removed during delivery is not called
- * after its psync_unsubscribe() returned.  No retention, no validation, no
+ * after its psync_transport_unsubscribe() returned.  No retention, no validation, no
  * dedupe: a dumb pipe.
  */
 psync_status psync_inprocess_transport_new(psync_transport **out);
 
 typedef struct psync_nats_options
 {
+	size_t		size;			/* sizeof this struct: set by the init macro */
 	const char *url;			/* e.g. "nats://127.0.0.1:4222" (required) */
 	const char *subject_prefix; /* default "synced" (docs/protocol.md) */
 	const char *name;			/* NATS connection name, optional */
@@ -148,7 +160,9 @@ typedef struct psync_nats_options
 	const char *const *table_layout;
 } psync_nats_options;
 
-void		psync_nats_options_init(psync_nats_options *opts);
+void		psync_nats_options_init_sized(psync_nats_options *opts, size_t size);
+#define psync_nats_options_init(opts) \
+	psync_nats_options_init_sized((opts), sizeof(*(opts)))
 
 /*
  * NATS transport (nats.c).  Connects (reconnecting forever by default) and
@@ -219,7 +233,7 @@ psync_status psync_transport_subscribe(psync_transport *transport,
  * will not be called again (when called from that very handler, the current
  * call finishes normally).
  */
-void		psync_unsubscribe(psync_transport *transport, psync_subscription_id id);
+void		psync_transport_unsubscribe(psync_transport *transport, psync_subscription_id id);
 
 /* Diagnostic: number of keys (and patterns) with at least one subscriber. */
 size_t		psync_transport_key_count(psync_transport *transport);
@@ -362,6 +376,7 @@ const char *psync_replica_status_name(psync_replica_status status);
 
 typedef struct psync_replica_metadata
 {
+	size_t		size;			/* bytes the library filled */
 	char		schema_version[PSYNC_MAX_SCHEMA_VERSION_LEN + 1];	/* "" if none */
 	bool		has_schema_version;
 	int64_t		sequence;		/* -1 when uninitialised */
@@ -370,6 +385,7 @@ typedef struct psync_replica_metadata
 
 typedef struct psync_replica_counters
 {
+	size_t		size;			/* bytes the library filled */
 	uint64_t	applied;
 	uint64_t	ignored_stale;
 	uint64_t	gaps;
@@ -394,6 +410,7 @@ typedef void (*psync_change_fn) (void *ctx, psync_replica *replica,
 
 typedef struct psync_replica_options
 {
+	size_t		size;			/* sizeof this struct: set by the init macro */
 	const char *key;			/* required: object key, e.g. "users:123" */
 	psync_schema schema;		/* required: parse must be set */
 	psync_transport *transport; /* required */
@@ -415,7 +432,9 @@ typedef struct psync_replica_options
 	size_t		max_buffered;
 } psync_replica_options;
 
-void		psync_replica_options_init(psync_replica_options *opts);
+void		psync_replica_options_init_sized(psync_replica_options *opts, size_t size);
+#define psync_replica_options_init(opts) \
+	psync_replica_options_init_sized((opts), sizeof(*(opts)))
 
 /*
  * Subscribe to the key and to its table's events (the sync name, a key of
@@ -434,8 +453,15 @@ typedef void (*psync_value_fn) (void *ctx, const void *value,
 								const psync_replica_metadata *meta);
 void		psync_replica_get(psync_replica *replica, psync_value_fn fn, void *ctx);
 
-void		psync_replica_meta(psync_replica *replica, psync_replica_metadata *out);
-void		psync_replica_stats(psync_replica *replica, psync_replica_counters *out);
+/* Fill *out (see the ABI policy at the top: the macros pass sizeof(*out)). */
+void		psync_replica_meta_sized(psync_replica *replica,
+									 psync_replica_metadata *out, size_t size);
+void		psync_replica_stats_sized(psync_replica *replica,
+									  psync_replica_counters *out, size_t size);
+#define psync_replica_meta(replica, out) \
+	psync_replica_meta_sized((replica), (out), sizeof(*(out)))
+#define psync_replica_stats(replica, out) \
+	psync_replica_stats_sized((replica), (out), sizeof(*(out)))
 
 /*
  * Wait until no refetch is in flight (the seed's whenIdle).  timeout_ms < 0
@@ -459,7 +485,7 @@ void		psync_replica_resync(psync_replica *replica);
  * nothing and returns PSYNC_ERR_IN_CALLBACK: dispose it after the callback
  * returned, from another thread or later on this one.
  */
-psync_status psync_replica_dispose(psync_replica *replica);
+psync_status psync_replica_destroy(psync_replica *replica);
 
 /*
  * Observers: any number of change callbacks per replica (the seed lets any
@@ -494,9 +520,11 @@ size_t		psync_replica_last_error(psync_replica *replica, char *buf, size_t size)
  *     that arrive meanwhile are held and reconciled per row, by sequence,
  *     once the last page is in (older than the page: dropped; next: applied;
  *     beyond: that row is refetched);
- *   - live: an envelope whose sequence is the row's + 1 applies (an upsert
- *     adds or updates the member, a delete removes it); older ones are
- *     ignored; a gap refetches that one row (psync_refetch_fn, e.g. the
+ *   - live: each row follows a replica's rules (docs/protocol.md "Client
+ *     reconciliation"): its value passes the parse gate first (rejected:
+ *     that row is refetched); an envelope whose sequence is the row's + 1
+ *     applies (an upsert adds or updates the member, a delete removes it);
+ *     older ones are ignored; a gap refetches that one row (psync_refetch_fn, e.g. the
  *     libpq refetcher), the others carry on; rows that appear later join;
  *   - PSYNC_EVENT_LOST (NATS reconnect, slow consumer) reloads the pages in
  *     the background without dropping the collection: members keep their
@@ -622,6 +650,7 @@ void		psync_pq_loader_destroy(psync_pq_loader *loader);
 
 typedef struct psync_collection_options
 {
+	size_t		size;			/* sizeof this struct: set by the init macro */
 	const char *table;			/* required: the table's sync name, "users" */
 	psync_schema schema;		/* required: parse must be set */
 	psync_transport *transport; /* required */
@@ -643,7 +672,10 @@ typedef struct psync_collection_options
 	int			layout_check_ms;	/* layout re-checked between loads; default 30000 */
 } psync_collection_options;
 
-void		psync_collection_options_init(psync_collection_options *opts);
+void		psync_collection_options_init_sized(psync_collection_options *opts,
+											   size_t size);
+#define psync_collection_options_init(opts) \
+	psync_collection_options_init_sized((opts), sizeof(*(opts)))
 
 /*
  * Subscribe, load every page (on the collection's loader thread; it waits)
@@ -669,6 +701,7 @@ void		psync_collection_foreach(psync_collection *collection,
 
 typedef struct psync_collection_counters
 {
+	size_t		size;			/* bytes the library filled */
 	uint64_t	loads;			/* complete page loads (1 + reloads) */
 	uint64_t	rows_loaded;
 	uint64_t	applied;		/* live envelopes applied */
@@ -682,14 +715,7 @@ typedef struct psync_collection_counters
 	uint64_t	key_slots;		/* hash slots of the key map now */
 } psync_collection_counters;
 
-/*
- * Fill *out.  The counters grow at the end: the macro passes the caller's
- * sizeof, so the library writes only what the caller's header knows (a
- * program built against an older header calls the function itself, which
- * writes the first seven counters only).
- */
-void		psync_collection_stats(psync_collection *collection,
-								   psync_collection_counters *out);
+/* Fill *out (see the ABI policy at the top: the macro passes sizeof(*out)). */
 void		psync_collection_stats_sized(psync_collection *collection,
 										 psync_collection_counters *out, size_t size);
 #define psync_collection_stats(collection, out) \

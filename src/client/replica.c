@@ -1,13 +1,15 @@
 /*
  * replica.c — the client reconciler (psync_replica_*), docs/protocol.md "Client reconciliation".
  *
- * The C twin of the seed's createClientReplica, rule for rule:
- *   - parse gate on every inbound value (hydration, receipt, refetch
+ * The C twin of the seed's createClientReplica, rule for rule; the rules
+ * are decided in reconcile.c (shared with collection members), and this
+ * file carries their outcomes out:
+ *   - 1, parse gate on every inbound value (hydration, receipt, refetch
  *     result): Err → parse_errors++, status skew, value kept, refetch —
  *     except for a refetch result (no Err→refetch loop);
- *   - baseline (re)seed: hydration, a refetch result, or the first value
+ *   - 2, baseline (re)seed: hydration, a refetch result, or the first value
  *     ever seen is applied as is;
- *   - steady state: apply iff sequence == current + 1; <= current is
+ *   - 3-5, steady state: apply iff sequence == current + 1; <= current is
  *     ignored as stale; > current + 1 is a gap → refetch;
  *   - no refetch function → stale; failed refetch → stale.
  * Beyond the seed: one refetch in flight at a time (a second reason to
@@ -22,11 +24,11 @@
  * Threading: one recursive mutex per replica, held while the application's
  * parse and change callbacks run (so they see a consistent replica and may
  * read it).  Every callback runs inside a callback frame (callback.h), so
- * that psync_replica_dispose from the replica's own callback and
+ * that psync_replica_destroy from the replica's own callback and
  * psync_replica_wait_idle from any callback are refused instead of freeing
  * the replica under its caller or waiting forever.  Any number of observers
  * (psync_replica_observe) are told of each change.  The replica is reference-counted so that a refetch finishing
- * after psync_replica_dispose() lands safely.  The in-order path does not
+ * after psync_replica_destroy() lands safely.  The in-order path does not
  * allocate: the displaced value is handed back to parse as "recycled".
  */
 #include "para_sync/client.h"
@@ -42,7 +44,10 @@
 
 #include "callback.h"
 #include "client_error.h"
+#include "handle.h"
+#include "reconcile.h"
 #include "refetch_internal.h"
+#include "sized.h"
 #include "transport_internal.h"
 #include "para_sync/key.h"
 
@@ -410,104 +415,96 @@ commit(psync_replica *r, void *parsed, const psync_envelope *env)
 	notify(r);
 }
 
+/* Addressed to this replica's key (rule 7 otherwise). */
+static bool
+for_this_key(const psync_replica *r, const psync_envelope *env)
+{
+	return env->key_len == r->key_len && memcmp(env->key, r->key, r->key_len) == 0;
+}
+
+/* Worth buffering during a refetch (rule 7 otherwise, counted at once). */
 static bool
 envelope_fits(const psync_replica *r, const psync_envelope *env)
 {
-	return env->key_len == r->key_len &&
-		memcmp(env->key, r->key, r->key_len) == 0 &&
-		env->sequence <= PSYNC_MAX_SEQUENCE &&
-		(env->schema_version != NULL || env->schema_version_len == 0) &&
-		(!env->has_value || (env->value != NULL && env->value_len > 0));
+	return for_this_key(r, env) && reconcile_well_formed(env);
 }
 
-/* op "refetch": the change was too large for the bus; go and get it. */
-static void
-refetch_notice(psync_replica *r, const psync_envelope *env, ingest_source src)
+/* The parse gate (rule 1) as reconcile_decide calls it. */
+typedef struct gate
 {
-	if (src == FROM_REFETCH)
-	{
-		parse_failed(r, src, "a snapshot must carry a value");
-		return;
-	}
-	if (src == FROM_RECEIPT && r->initialized &&
-		env->sequence <= (uint64_t) r->meta.sequence)
-	{
-		r->stats.ignored_stale++;
-		return;
-	}
-	start_refetch(r);
+	psync_replica *r;
+	void	   *parsed;
+	const char *error;
+} gate;
+
+static bool
+gate_parse(void *ctx, const psync_envelope *env)
+{
+	static const uint8_t nil = 0xc0;
+	gate	   *g = ctx;
+	psync_replica *r = g->r;
+	callback_frame frame;
+	bool		ok;
+
+	callback_enter(&frame, r);
+	ok = r->schema.parse(r->schema.ctx, env->has_value ? env->value : &nil,
+						 env->has_value ? env->value_len : 1, env, r->spare,
+						 &g->parsed, &g->error);
+	callback_leave(&frame);
+	if (!ok)
+		return false;
+	if (g->parsed != r->spare)
+		free_value(r, r->spare);
+	r->spare = NULL;			/* parse took it, or it is gone */
+	return true;
 }
 
+static reconcile_source
+source_of(ingest_source src)
+{
+	return src == FROM_HYDRATION ? RECONCILE_SEED :
+		src == FROM_RECEIPT ? RECONCILE_RECEIPT : RECONCILE_REFETCH;
+}
+
+/* One inbound envelope through the rules (reconcile.h), numbered as there. */
 static void
 ingest(psync_replica *r, const psync_envelope *env, ingest_source src)
 {
-	static const uint8_t nil = 0xc0;
-	const uint8_t *value = env->has_value ? env->value : &nil;
-	size_t		value_len = env->has_value ? env->value_len : 1;
-	void	   *parsed = NULL;
-	const char *error = NULL;
-	uint64_t	cur;
+	reconcile_state s = {r->initialized, r->meta.sequence};
+	gate		g = {r, NULL, NULL};
 
 	if (r->disposed)
 		return;
-	if (!envelope_fits(r, env))
+	switch (reconcile_decide(&s, env, source_of(src), for_this_key(r, env), gate_parse, &g))
 	{
-		parse_failed(r, src, "not an envelope for this key");
-		return;
+		case RECONCILE_BAD_MESSAGE:
+			parse_failed(r, src, env->op == PSYNC_OP_RELOAD && for_this_key(r, env) &&
+						 reconcile_well_formed(env) ?
+						 "a table event is not an envelope of this key" :
+						 "not an envelope for this key");
+			break;
+		case RECONCILE_PARSE_ERROR:
+			parse_failed(r, src, env->op == PSYNC_OP_REFETCH ?
+						 "a snapshot must carry a value" : g.error);
+			break;
+		case RECONCILE_REFETCH_NOTICE:
+			start_refetch(r);	/* too large for the bus: go and get it */
+			break;
+		case RECONCILE_BASELINE:
+		case RECONCILE_NEXT:
+			commit(r, g.parsed, env);
+			break;
+		case RECONCILE_STALE:
+			r->stats.ignored_stale++;
+			if (env->op != PSYNC_OP_REFETCH)
+				keep_spare(r, g.parsed);
+			break;
+		case RECONCILE_GAP:
+			r->stats.gaps++;
+			keep_spare(r, g.parsed);
+			start_refetch(r);
+			break;
 	}
-	if (env->op == PSYNC_OP_REFETCH)
-	{
-		refetch_notice(r, env, src);
-		return;
-	}
-	if (env->op == PSYNC_OP_RELOAD)
-	{
-		parse_failed(r, src, "a table event is not an envelope of this key");
-		return;
-	}
-
-	/* parse gate */
-	{
-		callback_frame frame;
-		bool		ok;
-
-		callback_enter(&frame, r);
-		ok = r->schema.parse(r->schema.ctx, value, value_len, env, r->spare,
-							 &parsed, &error);
-		callback_leave(&frame);
-		if (!ok)
-		{
-			parse_failed(r, src, error);
-			return;
-		}
-	}
-	if (parsed != r->spare)
-		free_value(r, r->spare);
-	r->spare = NULL;			/* parse took it, or it is gone */
-
-	/* baseline (re)seed */
-	if (src != FROM_RECEIPT || !r->initialized)
-	{
-		commit(r, parsed, env);
-		return;
-	}
-
-	/* steady state */
-	cur = (uint64_t) r->meta.sequence;
-	if (env->sequence <= cur)
-	{
-		r->stats.ignored_stale++;
-		keep_spare(r, parsed);
-		return;
-	}
-	if (env->sequence == cur + 1)
-	{
-		commit(r, parsed, env);
-		return;
-	}
-	r->stats.gaps++;
-	keep_spare(r, parsed);
-	start_refetch(r);
 }
 
 /* ---- transport events ---- */
@@ -680,11 +677,21 @@ psync_schema_raw(psync_schema *schema)
 
 /* ---- lifecycle and accessors ---- */
 
-void
-psync_replica_options_init(psync_replica_options *opts)
+static void
+replica_options_defaults(psync_replica_options *opts)
 {
 	memset(opts, 0, sizeof(*opts));
+	opts->size = sizeof(*opts);
 	opts->max_buffered = DEFAULT_MAX_BUFFERED;
+}
+
+void
+psync_replica_options_init_sized(psync_replica_options *opts, size_t size)
+{
+	psync_replica_options d;
+
+	replica_options_defaults(&d);
+	sized_init(opts, size, &d, sizeof(d));
 }
 
 static psync_status
@@ -746,6 +753,8 @@ replica_alloc(const psync_replica_options *opts)
 	r->transport = opts->transport;
 	r->refetch = opts->refetch;
 	r->refetch_ctx = opts->refetch_ctx;
+	r->meta.size = sizeof(r->meta);
+	r->stats.size = sizeof(r->stats);
 	r->meta.sequence = -1;
 	r->meta.status = PSYNC_REPLICA_STALE;
 	return r;
@@ -770,8 +779,10 @@ hydrate(psync_replica *r, const psync_replica_options *opts)
 }
 
 psync_status
-psync_replica_new(const psync_replica_options *opts, psync_replica **out)
+psync_replica_new(const psync_replica_options *caller_opts, psync_replica **out)
 {
+	psync_replica_options o;
+	const psync_replica_options *opts = &o;
 	psync_replica *r;
 	size_t		table_len;
 	psync_status st;
@@ -779,7 +790,8 @@ psync_replica_new(const psync_replica_options *opts, psync_replica **out)
 	if (out == NULL)
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	*out = NULL;
-	if (opts == NULL || opts->key == NULL || opts->schema.parse == NULL ||
+	replica_options_defaults(&o);
+	if (caller_opts == NULL || !sized_read(&o, sizeof(o), caller_opts) || opts->key == NULL || opts->schema.parse == NULL ||
 		opts->transport == NULL ||
 		!key_is_subscribable(opts->key, strlen(opts->key)) ||
 		key_is_pattern(opts->key, strlen(opts->key), &table_len))
@@ -800,7 +812,7 @@ psync_replica_new(const psync_replica_options *opts, psync_replica **out)
 		st = transport_subscribe_table(r->transport, table, on_table_event, r,
 									   &r->table_subscription);
 		if (st != PSYNC_OK)
-			psync_unsubscribe(r->transport, r->subscription);
+			psync_transport_unsubscribe(r->transport, r->subscription);
 	}
 	if (st != PSYNC_OK)
 	{
@@ -829,22 +841,22 @@ psync_replica_get(psync_replica *r, psync_value_fn fn, void *ctx)
 }
 
 void
-psync_replica_meta(psync_replica *r, psync_replica_metadata *out)
+psync_replica_meta_sized(psync_replica *r, psync_replica_metadata *out, size_t size)
 {
 	if (r == NULL || out == NULL)
 		return;
 	pthread_mutex_lock(&r->lock);
-	*out = r->meta;
+	sized_write(out, size, &r->meta, sizeof(r->meta));
 	pthread_mutex_unlock(&r->lock);
 }
 
 void
-psync_replica_stats(psync_replica *r, psync_replica_counters *out)
+psync_replica_stats_sized(psync_replica *r, psync_replica_counters *out, size_t size)
 {
 	if (r == NULL || out == NULL)
 		return;
 	pthread_mutex_lock(&r->lock);
-	*out = r->stats;
+	sized_write(out, size, &r->stats, sizeof(r->stats));
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -859,42 +871,22 @@ psync_replica_resync(psync_replica *r)
 	pthread_mutex_unlock(&r->lock);
 }
 
-psync_status
-psync_replica_wait_idle(psync_replica *r, int timeout_ms)
+/* A refetch is in flight (handle_wait_idle's question). */
+static bool
+replica_busy(const void *handle)
 {
-	struct timespec deadline;
-	psync_status st = PSYNC_OK;
-
-	if (r == NULL)
-		return PSYNC_ERR_INVALID_ARGUMENT;
-	/* a callback holds a replica lock, maybe the one a refetch needs */
-	if (callback_running(NULL))
-		return PSYNC_ERR_IN_CALLBACK;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	if (timeout_ms >= 0)
-	{
-		deadline.tv_sec += timeout_ms / 1000;
-		deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L)
-		{
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
-	}
-	pthread_mutex_lock(&r->lock);
-	while (r->refetching && st == PSYNC_OK)
-	{
-		if (timeout_ms < 0)
-			pthread_cond_wait(&r->idle, &r->lock);
-		else if (pthread_cond_timedwait(&r->idle, &r->lock, &deadline) == ETIMEDOUT)
-			st = r->refetching ? PSYNC_ERR_TIMEOUT : PSYNC_OK;
-	}
-	pthread_mutex_unlock(&r->lock);
-	return st;
+	return ((const psync_replica *) handle)->refetching;
 }
 
 psync_status
-psync_replica_dispose(psync_replica *r)
+psync_replica_wait_idle(psync_replica *r, int timeout_ms)
+{
+	return handle_wait_idle(r, r ? &r->lock : NULL, r ? &r->idle : NULL,
+							replica_busy, timeout_ms);
+}
+
+psync_status
+psync_replica_destroy(psync_replica *r)
 {
 	if (r == NULL)
 		return PSYNC_ERR_INVALID_ARGUMENT;
@@ -902,8 +894,8 @@ psync_replica_dispose(psync_replica *r)
 	if (callback_running(r))
 		return PSYNC_ERR_IN_CALLBACK;
 	/* first: no handler runs or will run (it takes r->lock) */
-	psync_unsubscribe(r->transport, r->subscription);
-	psync_unsubscribe(r->transport, r->table_subscription);
+	psync_transport_unsubscribe(r->transport, r->subscription);
+	psync_transport_unsubscribe(r->transport, r->table_subscription);
 	pthread_mutex_lock(&r->lock);
 	r->disposed = true;
 	free_value(r, r->value);
@@ -973,12 +965,7 @@ psync_replica_unobserve(psync_replica *r, psync_observer_id id)
 size_t
 psync_replica_last_error(psync_replica *r, char *buf, size_t size)
 {
-	size_t		len;
-
 	if (r == NULL)
 		return error_copy("", buf, size);
-	pthread_mutex_lock(&r->lock);
-	len = error_copy(r->last_error, buf, size);
-	pthread_mutex_unlock(&r->lock);
-	return len;
+	return handle_last_error(&r->lock, r->last_error, buf, size);
 }

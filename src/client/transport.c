@@ -309,7 +309,7 @@ subscribe_key(psync_transport *t, const char *key, size_t len,
 		pthread_mutex_unlock(&t->lock);
 		if (st != PSYNC_OK)
 		{
-			psync_unsubscribe(t, *out_id);
+			psync_transport_unsubscribe(t, *out_id);
 			*out_id = 0;
 		}
 		return st;
@@ -328,7 +328,7 @@ subscribe_key(psync_transport *t, const char *key, size_t len,
 	pthread_mutex_unlock(&t->lock);
 	if (st != PSYNC_OK)
 	{
-		psync_unsubscribe(t, *out_id);
+		psync_transport_unsubscribe(t, *out_id);
 		*out_id = 0;
 	}
 	return st;
@@ -360,7 +360,7 @@ wait_until_not_running(psync_transport *t, subscription *sub)
 }
 
 void
-psync_unsubscribe(psync_transport *t, psync_subscription_id id)
+psync_transport_unsubscribe(psync_transport *t, psync_subscription_id id)
 {
 	subscription *sub;
 	key_entry  *e;

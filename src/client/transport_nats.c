@@ -29,6 +29,7 @@
  */
 #include "client_error.h"
 #include "transport_internal.h"
+#include "sized.h"
 #include "para_sync/key.h"
 
 #include <errno.h>
@@ -432,14 +433,24 @@ on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
 
 /* ---- connect ---- */
 
-void
-psync_nats_options_init(psync_nats_options *opts)
+static void
+nats_options_defaults(psync_nats_options *opts)
 {
 	memset(opts, 0, sizeof(*opts));
+	opts->size = sizeof(*opts);
 	opts->subject_prefix = "synced";
 	opts->max_reconnect = -1;
 	opts->reconnect_wait_ms = 250;
 	opts->connect_timeout_ms = 2000;
+}
+
+void
+psync_nats_options_init_sized(psync_nats_options *opts, size_t size)
+{
+	psync_nats_options d;
+
+	nats_options_defaults(&d);
+	sized_init(opts, size, &d, sizeof(d));
 }
 
 static bool
@@ -553,8 +564,10 @@ backend_new(const psync_nats_options *opts)
 }
 
 psync_status
-psync_nats_transport_connect(const psync_nats_options *opts, psync_transport **out)
+psync_nats_transport_connect(const psync_nats_options *caller_opts, psync_transport **out)
 {
+	psync_nats_options o;
+	const psync_nats_options *opts = &o;
 	psync_transport *t;
 	nats_backend *b;
 	natsOptions *no = NULL;
@@ -563,7 +576,8 @@ psync_nats_transport_connect(const psync_nats_options *opts, psync_transport **o
 	if (out == NULL)
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	*out = NULL;
-	if (opts == NULL || opts->url == NULL ||
+	nats_options_defaults(&o);
+	if (caller_opts == NULL || !sized_read(&o, sizeof(o), caller_opts) || opts->url == NULL ||
 		(opts->subject_prefix != NULL && !prefix_is_valid(opts->subject_prefix)) ||
 		!table_layout_is_valid(opts->table_layout))
 		return PSYNC_ERR_INVALID_ARGUMENT;

@@ -578,7 +578,7 @@ shutdown_all(void)
 		watched    *e = w.head;
 
 		w.head = e->next;
-		psync_replica_dispose(e->replica);
+		psync_replica_destroy(e->replica);
 		free(e->key);
 		free(e);
 	}

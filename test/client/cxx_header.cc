@@ -19,7 +19,7 @@ main()
 	psync_replica *r = nullptr;
 	psync_status st = psync_replica_new(&o, &r);
 	std::printf("%s\n", psync_status_text(st));
-	psync_replica_dispose(r);
+	psync_replica_destroy(r);
 	psync_transport_destroy(t);
 	return st == PSYNC_OK ? 0 : 1;
 }

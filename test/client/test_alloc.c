@@ -69,7 +69,7 @@ in_order_path_does_not_allocate(void)
 	CHECK_EQ_INT(allocations, 0);
 	psync_replica_stats(r, &stats);
 	CHECK_EQ_INT(stats.applied, 200);
-	psync_replica_dispose(r);
+	psync_replica_destroy(r);
 	psync_transport_destroy(t);
 	for (int i = 0; i < 200; i++)
 		free(encoded[i].data);

@@ -12,6 +12,17 @@
  * next message, libparasync's additions (single refetch in flight,
  * buffering) never engage, so the two must agree exactly.
  *
+ * The same rules (src/client/reconcile.c) reconcile each member of a
+ * collection, so the same kind of scripts also drive a collection member
+ * ("conf:1" of table "conf": the seed is its page row, the receipts are
+ * live envelopes, the refetches row refetches), and after every step its
+ * sequence, value and the counters both have (ignored_stale, gaps,
+ * parse_errors, refetches) must equal the seed's.  These scripts keep to
+ * what a collection member shares with a replica: a row that is in the
+ * table from the start and is not deleted, and refetches that succeed
+ * with a snapshot no older than the member (a collection retries a failed
+ * row refetch later, keeps the newer of the two, and has no status).
+ *
  * Skips when node or the seed is not there (argv[1] = seed dir).
  */
 #include <sys/stat.h>
@@ -20,8 +31,9 @@
 #include "harness.h"
 
 #define NSCRIPTS 400
+#define NMEMBER_SCRIPTS 200
 #define NEVENTS 40
-#define OUT_MAX (NSCRIPTS * (NEVENTS + 2) * 96)
+#define OUT_MAX ((NSCRIPTS + NMEMBER_SCRIPTS) * (NEVENTS + 2) * 96)
 
 typedef struct step
 {
@@ -87,6 +99,32 @@ make_script(script *sc)
 	{
 		sc->refetches[i] = random_step(cur + rnd(3), 200 + i);
 		sc->refetches[i].fail = rnd(8) == 0;
+	}
+}
+
+/*
+ * A script a collection member can follow as a replica does (see the top):
+ * a good seed (its page row), no deletes, and a successful refetch for
+ * every event that could ask for one, never older than anything received
+ * before: the snapshots' sequences rise, from past the last receipt's.
+ */
+static void
+make_member_script(script *sc)
+{
+	make_script(sc);
+	sc->has_seed = true;
+	sc->no_refetch = false;
+	if (sc->seed.name[0] == '\0')
+		sc->seed = random_step(rnd(5), 100);
+	sc->seed.bad = sc->seed.del = false;
+	for (int i = 0; i < NEVENTS; i++)
+		sc->events[i].del = false;
+	sc->nrefetches = NEVENTS + 2;
+	for (int i = 0; i < sc->nrefetches; i++)
+	{
+		sc->refetches[i] = random_step(0, 200 + i);
+		sc->refetches[i].seq = sc->events[NEVENTS - 1].seq + 6 + (uint64_t) i;
+		sc->refetches[i].bad = sc->refetches[i].del = sc->refetches[i].fail = false;
 	}
 }
 
@@ -263,22 +301,191 @@ run_c(const script *sc, char *out)
 		psync_transport_publish(t, &env);
 		n += print_state(r, out + n);
 	}
-	psync_replica_dispose(r);
+	psync_replica_destroy(r);
 	psync_transport_destroy(t);
 	n += (size_t) sprintf(out + n, "--\n");
 	return n;
 }
 
+/* ---- the C side: a collection member ---- */
+
+typedef struct page
+{
+	const script *sc;
+} page;
+
+/* The only page: the seed as the row's snapshot. */
+static psync_status
+conf_load(void *ctx, const char *table, const char *after_key, int max_rows,
+		  psync_page_row_fn row, void *row_ctx, char *error, size_t error_size)
+{
+	page	   *p = ctx;
+	psync_envelope env;
+	test_buf	b;
+
+	(void) table, (void) max_rows, (void) error, (void) error_size;
+	if (after_key != NULL)
+		return PSYNC_OK;
+	env = envelope_of(&p->sc->seed);
+	env.op = PSYNC_OP_SNAPSHOT;
+	b = test_encode(&env);
+	row(row_ctx, b.data, b.len);
+	free(b.data);
+	return PSYNC_OK;
+}
+
+typedef struct member_state
+{
+	int64_t		seq;
+	char		value[16];
+} member_state;
+
+static void
+visit_member(void *ctx, const char *key, size_t key_len, const void *value, int64_t seq)
+{
+	member_state *m = ctx;
+
+	(void) key, (void) key_len;
+	m->seq = seq;
+	snprintf(m->value, sizeof(m->value), "%s", (const char *) value);
+}
+
+/* sequence ignored_stale gaps parse_errors refetches value */
+static size_t
+print_member(psync_collection *c, char *out)
+{
+	member_state m = {-1, "undefined"};
+	psync_collection_counters s;
+
+	psync_collection_get(c, "conf:1", visit_member, &m);
+	psync_collection_stats(c, &s);
+	return (size_t) sprintf(out, "%lld %llu %llu %llu %llu %s\n", (long long) m.seq,
+							(unsigned long long) s.ignored_stale, (unsigned long long) s.gaps,
+							(unsigned long long) s.parse_errors,
+							(unsigned long long) s.row_refetches, m.value);
+}
+
+static size_t
+run_member(const script *sc, char *out)
+{
+	psync_transport *t;
+	psync_collection *c = NULL;
+	psync_collection_options o;
+	outcomes	oc = {sc, 0};
+	page		pg = {sc};
+	size_t		n = 0;
+
+	psync_inprocess_transport_new(&t);
+	psync_collection_options_init(&o);
+	o.table = "conf";
+	o.schema = (psync_schema) {conf_parse, test_free_value, NULL};
+	o.transport = t;
+	o.load_page = conf_load;
+	o.load_ctx = &pg;
+	o.refetch = conf_refetch;
+	o.refetch_ctx = &oc;
+	CHECK_EQ_INT(psync_collection_new(&o, &c), PSYNC_OK);
+	n += print_member(c, out + n);
+	for (int i = 0; i < NEVENTS; i++)
+	{
+		psync_envelope env = envelope_of(&sc->events[i]);
+
+		psync_transport_publish(t, &env);
+		n += print_member(c, out + n);
+	}
+	psync_collection_destroy(c);
+	psync_transport_destroy(t);
+	n += (size_t) sprintf(out + n, "--\n");
+	return n;
+}
+
+/*
+ * The seed's lines cut to what a collection member has: fields 1 (sequence),
+ * 5-8 (ignored_stale, gaps, parse_errors, refetches) and 9 (value).
+ */
+static size_t
+member_columns(const char *js, char *out)
+{
+	size_t		n = 0;
+
+	while (*js)
+	{
+		const char *eol = strchr(js, '\n');
+		char		f[9][24];
+
+		if (strncmp(js, "--", 2) == 0)
+			n += (size_t) sprintf(out + n, "--\n");
+		else if (sscanf(js, "%23s %23s %23s %23s %23s %23s %23s %23s %23s",
+						f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]) == 9)
+			n += (size_t) sprintf(out + n, "%s %s %s %s %s %s\n",
+								  f[0], f[4], f[5], f[6], f[7], f[8]);
+		if (eol == NULL)
+			break;
+		js = eol + 1;
+	}
+	out[n] = '\0';
+	return n;
+}
+
 /* ---- compare ---- */
+
+/* Some member ended a script having seen stale ones, gaps and parse errors. */
+static bool
+exercised(const char *out)
+{
+	unsigned long long stale = 0,
+				gaps = 0,
+				bad = 0;
+
+	for (const char *l = out; l != NULL && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+	{
+		long long	seq;
+		unsigned long long s,
+					g,
+					b;
+
+		if (sscanf(l, "%lld %llu %llu %llu", &seq, &s, &g, &b) == 4)
+		{
+			stale = s > stale ? s : stale;
+			gaps = g > gaps ? g : gaps;
+			bad = b > bad ? b : bad;
+		}
+	}
+	return stale > 0 && gaps > 0 && bad > 0;
+}
+
+/* Report the first line where a and b differ; false if they do. */
+static bool
+same_output(const char *what, const char *a, const char *b)
+{
+	int			line = 0;
+
+	if (strcmp(a, b) == 0)
+		return true;
+	while (*a && *a == *b)
+	{
+		if (*a == '\n')
+			line++;
+		a++;
+		b++;
+	}
+	fprintf(stderr, "  %s: first difference at output line %d:\n  C:  %.120s\n  JS: %.120s\n",
+			what, line + 1, a, b);
+	return false;
+}
 
 static const char *seed_dir;
 
 static void
 libparasync_agrees_with_the_seed(void)
 {
-	static script scripts[NSCRIPTS];
+	static script scripts[NSCRIPTS + NMEMBER_SCRIPTS];
 	char	   *c_out = malloc(OUT_MAX),
-			   *js_out = malloc(OUT_MAX);
+			   *js_out = malloc(OUT_MAX),
+			   *m_out = malloc(OUT_MAX),
+			   *js_m_out = malloc(OUT_MAX);
+	size_t		m_len = 0;
+	const char *js_members;
 	char		path[] = "/tmp/psync-conformance-XXXXXX";
 	char		cmd[1024];
 	size_t		c_len = 0,
@@ -296,7 +503,14 @@ libparasync_agrees_with_the_seed(void)
 		make_script(&scripts[k]);
 		c_len += run_c(&scripts[k], c_out + c_len);
 	}
-	json_scripts(f, scripts, NSCRIPTS);
+	for (int k = NSCRIPTS; k < NSCRIPTS + NMEMBER_SCRIPTS; k++)
+	{
+		make_member_script(&scripts[k]);
+		c_len += run_c(&scripts[k], c_out + c_len);
+		m_len += run_member(&scripts[k], m_out + m_len);
+	}
+	m_out[m_len] = '\0';
+	json_scripts(f, scripts, NSCRIPTS + NMEMBER_SCRIPTS);
 	fclose(f);
 	snprintf(cmd, sizeof(cmd), "node test/client/conformance_seed.mjs '%s' '%s'", seed_dir, path);
 	p = popen(cmd, "r");
@@ -313,28 +527,26 @@ libparasync_agrees_with_the_seed(void)
 
 		for (const char *q = js_out; *q; q++)
 			lines += *q == '\n';
-		CHECK_EQ_INT(lines, NSCRIPTS * (NEVENTS + 2));
+		CHECK_EQ_INT(lines, (NSCRIPTS + NMEMBER_SCRIPTS) * (NEVENTS + 2));
 	}
-	if (c_len != js_len || memcmp(c_out, js_out, c_len) != 0)
+	CHECK(same_output("replica", c_out, js_out));
+	/* the collection member against the seed, on the member scripts */
+	js_members = js_out;
+	for (int k = 0; k < NSCRIPTS && js_members != NULL; k++)
+		if ((js_members = strstr(js_members, "--\n")) != NULL)
+			js_members += 3;
+	CHECK(js_members != NULL);
+	if (js_members != NULL)
 	{
-		/* show the first differing line and its script */
-		const char *a = c_out,
-				   *b = js_out;
-		int			line = 0;
-
-		while (*a && *a == *b)
-		{
-			if (*a == '\n')
-				line++;
-			a++;
-			b++;
-		}
-		fprintf(stderr, "  first difference at output line %d:\n  C:  %.120s\n  JS: %.120s\n",
-				line + 1, a, b);
-		harness_case_failed = 1;
+		member_columns(js_members, js_m_out);
+		/* they too must exercise the rules: stale, gaps, parse errors */
+		CHECK(exercised(m_out));
+		CHECK(same_output("collection member", m_out, js_m_out));
 	}
 	free(c_out);
 	free(js_out);
+	free(m_out);
+	free(js_m_out);
 }
 
 int

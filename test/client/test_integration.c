@@ -156,8 +156,8 @@ replica_follows_the_database_over_nats(void)
 	CHECK(o.is_nil);
 	CHECK_EQ_INT(db_sequence(conn, key), meta(r).sequence);
 
-	psync_unsubscribe(t, pid);
-	psync_replica_dispose(r);
+	psync_transport_unsubscribe(t, pid);
+	psync_replica_destroy(r);
 	psync_refetcher_destroy(rf);
 	psync_transport_destroy(t);
 }

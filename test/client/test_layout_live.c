@@ -225,8 +225,8 @@ table_layout_is_filtered_by_the_server(void)
 	CHECK_EQ_INT(psync_collection_count(col), 91);
 
 	CHECK_EQ_INT(psync_collection_destroy(col), PSYNC_OK);
-	psync_unsubscribe(t, pattern_id);
-	psync_unsubscribe(t, key_id);
+	psync_transport_unsubscribe(t, pattern_id);
+	psync_transport_unsubscribe(t, key_id);
 	natsSubscription_Unsubscribe(raw_sub);
 	natsSubscription_Destroy(raw_sub);
 	natsConnection_Destroy(raw);

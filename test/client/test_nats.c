@@ -113,7 +113,7 @@ envelopes_cross_between_connections(void)
 	CHECK(LIVE_WAIT_FOR(atomic_load(&in.envelopes) == 100, 10));
 	CHECK_EQ_INT(atomic_load(&in.last_sequence), 100);
 	CHECK(strcmp(in.last_key, "users:1") == 0);
-	psync_unsubscribe(sub, id);
+	psync_transport_unsubscribe(sub, id);
 	psync_transport_destroy(sub);
 	psync_transport_destroy(pub);
 }
@@ -143,15 +143,15 @@ one_nats_subscription_per_key(void)
 	CHECK(LIVE_WAIT_FOR(atomic_load(&a.envelopes) == 1 && atomic_load(&b.envelopes) == 2, 10));
 	CHECK(atomic_load(&a.last_envelope) == atomic_load(&b.last_envelope));
 
-	psync_unsubscribe(t, ids[0]);
-	psync_unsubscribe(t, ids[1]);
+	psync_transport_unsubscribe(t, ids[0]);
+	psync_transport_unsubscribe(t, ids[1]);
 	psync_transport_flush(t, 5000);
 	CHECK_EQ_INT(live_nats_subscriptions(monitor_port), base + 1);
-	psync_unsubscribe(t, ids[2]);	/* the last one: the NATS sub goes */
+	psync_transport_unsubscribe(t, ids[2]);	/* the last one: the NATS sub goes */
 	psync_transport_flush(t, 5000);
 	CHECK(LIVE_WAIT_FOR(live_nats_subscriptions(monitor_port) == base, 5));
 	CHECK_EQ_INT(psync_transport_key_count(t), 0);
-	psync_unsubscribe(t, ids[2]);	/* idempotent */
+	psync_transport_unsubscribe(t, ids[2]);	/* idempotent */
 	psync_transport_destroy(t);
 }
 
@@ -198,7 +198,7 @@ table_pattern_filters_on_the_subject(void)
 	psync_transport_flush(t, 5000);
 	CHECK(LIVE_WAIT_FOR(atomic_load(&in.envelopes) == 3, 10));
 	CHECK(strcmp(in.last_key, "users:") == 0);
-	psync_unsubscribe(t, id);
+	psync_transport_unsubscribe(t, id);
 	psync_transport_flush(t, 5000);
 	CHECK(LIVE_WAIT_FOR(live_nats_subscriptions(monitor_port) == base, 5));
 	psync_transport_destroy(t);
@@ -350,9 +350,9 @@ table_layout_subscribes_on_the_server(void)
 	natsMsg_Destroy(msg);
 	CHECK(LIVE_WAIT_FOR(atomic_load(&in_orders.envelopes) == 3, 10));
 
-	psync_unsubscribe(t, a);
-	psync_unsubscribe(t, b);
-	psync_unsubscribe(t, c);
+	psync_transport_unsubscribe(t, a);
+	psync_transport_unsubscribe(t, b);
+	psync_transport_unsubscribe(t, c);
 	psync_nats_options_init(&o);
 	o.url = nats_url;
 	o.table_layout = bad_layout;
@@ -423,7 +423,7 @@ reconnect_makes_every_replica_refetch(void)
 	psync_transport_flush(t, 5000);
 	CHECK(LIVE_WAIT_FOR(atomic_load(&in.envelopes) == 1, 10));
 	for (int i = 0; i < 2; i++)
-		psync_replica_dispose(r[i]);
+		psync_replica_destroy(r[i]);
 	psync_transport_destroy(t);
 }
 
@@ -501,7 +501,7 @@ churn_subscriber(void *arg)
 		rnd = rnd * 1103515245u + 12345u;
 		snprintf(key, sizeof(key), "churn:%u", (rnd >> 16) % 8);
 		if (psync_transport_subscribe(c->t, key, inbox_handler, &in, &id) == PSYNC_OK)
-			psync_unsubscribe(c->t, id);
+			psync_transport_unsubscribe(c->t, id);
 	}
 	return NULL;
 }

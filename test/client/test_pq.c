@@ -153,7 +153,7 @@ conninfo_refetcher_hydrates_off_the_calling_thread(void)
 		CHECK_EQ_INT(m.sequence, 4);
 		CHECK(strcmp(o.name, "lovelace") == 0);
 	}
-	psync_replica_dispose(r);
+	psync_replica_destroy(r);
 	psync_refetcher_destroy(rf);
 	psync_transport_destroy(t);
 }
@@ -204,7 +204,7 @@ pool_refetcher_uses_the_applications_connection(void)
 	CHECK(m.sequence >= 3);
 	CHECK_EQ_INT(atomic_load(&p.acquired), 1);
 	CHECK_EQ_INT(atomic_load(&p.released), 1);
-	psync_replica_dispose(r);
+	psync_replica_destroy(r);
 	psync_refetcher_destroy(rf);
 	psync_transport_destroy(t);
 	PQfinish(p.conn);
@@ -226,7 +226,7 @@ unreachable_database_goes_stale(void)
 	psync_replica_meta(r, &m);
 	CHECK_EQ_INT(m.status, PSYNC_REPLICA_STALE);
 	CHECK_EQ_INT(atomic_load(&o.parses), 0);
-	psync_replica_dispose(r);
+	psync_replica_destroy(r);
 	psync_refetcher_destroy(rf);
 	psync_transport_destroy(t);
 }
@@ -253,7 +253,7 @@ unreachable_database_error_text(void)
 	CHECK(strstr(buf, "127.0.0.1") != NULL || strstr(buf, "refused") != NULL);
 	CHECK(psync_refetcher_last_error(rf, rbuf, sizeof(rbuf)) > 0);
 	CHECK(strstr(buf, rbuf) != NULL);
-	psync_replica_dispose(r);
+	psync_replica_destroy(r);
 	psync_refetcher_destroy(rf);
 	psync_transport_destroy(t);
 }
@@ -290,7 +290,7 @@ server_error_text_reaches_the_replica(void)
 	CHECK(buf[strlen(buf) - 1] != '\n');
 	psync_refetcher_last_error(rf, buf, sizeof(buf));
 	CHECK(strstr(buf, "not-a-number") != NULL);
-	psync_replica_dispose(r);
+	psync_replica_destroy(r);
 	psync_refetcher_destroy(rf);
 	psync_transport_destroy(t);
 }
@@ -313,7 +313,7 @@ destroy_fails_queued_requests(void)
 	for (int i = 0; i < 20; i++)
 		r[i] = replica_with(t, rf, &o);
 	for (int i = 0; i < 20; i++)
-		psync_replica_dispose(r[i]);
+		psync_replica_destroy(r[i]);
 	psync_refetcher_destroy(rf);
 	CHECK_EQ_INT(psync_transport_key_count(t), 0);
 	psync_transport_destroy(t);

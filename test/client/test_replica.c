@@ -202,7 +202,7 @@ fixture_done(fixture *f)
 
 	while (nleft < 16 && (left[nleft] = manual_take(&f->m)) != NULL)
 		nleft++;
-	psync_replica_dispose(f->r);
+	psync_replica_destroy(f->r);
 	for (int i = 0; i < nleft; i++)
 		psync_refetch_fail(left[i], "test over");	/* after dispose: harmless */
 	CHECK_EQ_INT(psync_transport_key_count(f->t), 0);
@@ -896,7 +896,7 @@ synchronous_refetch_completion(void)
 	psync_replica_meta(r, &m);
 	CHECK_EQ_INT(m.sequence, 42);
 	CHECK_EQ_INT(m.status, PSYNC_REPLICA_OK);
-	psync_replica_dispose(r);
+	psync_replica_destroy(r);
 	psync_transport_destroy(t);
 	CHECK_EQ_INT(log.allocations, log.frees);
 }
@@ -928,7 +928,7 @@ raw_schema_keeps_bytes(void)
 	psync_transport_publish(t, &env);
 	psync_replica_get(r, visit_raw, name);
 	CHECK(strcmp(name, "raw") == 0);
-	psync_replica_dispose(r);
+	psync_replica_destroy(r);
 	psync_transport_destroy(t);
 }
 

@@ -79,7 +79,7 @@ world_done(world *w)
 	psync_refetch_request *left = w->h.req;
 
 	w->h.req = NULL;
-	CHECK_EQ_INT(psync_replica_dispose(w->r), PSYNC_OK);
+	CHECK_EQ_INT(psync_replica_destroy(w->r), PSYNC_OK);
 	if (left != NULL)
 		psync_refetch_fail(left, "test over");
 	psync_transport_destroy(w->t);
@@ -189,7 +189,7 @@ missing_refetch_function_text(void)
 	psync_replica_resync(r);
 	psync_replica_last_error(r, buf, sizeof(buf));
 	CHECK(strstr(buf, "no refetch function") != NULL);
-	psync_replica_dispose(r);
+	psync_replica_destroy(r);
 	psync_transport_destroy(t);
 }
 
@@ -320,7 +320,7 @@ rude_change(void *ctx, psync_replica *r, const void *value, const psync_replica_
 	(void) meta;
 	x->calls++;
 	if (x->try_dispose)
-		x->dispose_rc = psync_replica_dispose(r);
+		x->dispose_rc = psync_replica_destroy(r);
 	if (x->try_wait)
 		x->wait_rc = psync_replica_wait_idle(r, -1);	/* would hang forever */
 }
@@ -371,7 +371,7 @@ visit_and_dispose(void *ctx, const void *value, const psync_replica_metadata *me
 
 	(void) value;
 	(void) meta;
-	CHECK_EQ_INT(psync_replica_dispose(w->r), PSYNC_ERR_IN_CALLBACK);
+	CHECK_EQ_INT(psync_replica_destroy(w->r), PSYNC_ERR_IN_CALLBACK);
 	CHECK_EQ_INT(psync_replica_wait_idle(w->r, 1000), PSYNC_ERR_IN_CALLBACK);
 }
 
@@ -404,7 +404,7 @@ dispose_other(void *ctx, psync_replica *r, const void *value, const psync_replic
 	(void) meta;
 	if (!p->done && p->other != NULL)
 	{
-		p->rc = psync_replica_dispose(p->other);
+		p->rc = psync_replica_destroy(p->other);
 		p->done = true;
 	}
 }

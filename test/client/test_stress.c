@@ -198,8 +198,8 @@ churn_main(void *arg)
 		psync_transport_subscribe(transport, server[(rnd >> 8) % NKEYS].key,
 								  count_handler, NULL, &id);
 		sched_yield();
-		psync_unsubscribe(transport, id);
-		psync_replica_dispose(r);
+		psync_transport_unsubscribe(transport, id);
+		psync_replica_destroy(r);
 	}
 	return NULL;
 }
@@ -253,7 +253,7 @@ replicas_converge_under_concurrency(void)
 
 	for (int k = 0; k < NKEYS; k++)
 		for (int j = 0; j < REPLICAS_PER_KEY; j++)
-			psync_replica_dispose(replicas[k][j]);
+			psync_replica_destroy(replicas[k][j]);
 	CHECK_EQ_INT(psync_transport_key_count(transport), 0);
 	pthread_mutex_lock(&queue_lock);
 	queue_stop = true;

@@ -115,7 +115,7 @@ unsubscribing_handler(void *ctx, const psync_event *ev)
 
 	(void) ev;
 	append(r, "U");
-	psync_unsubscribe(r->t, r->ids[0]);
+	psync_transport_unsubscribe(r->t, r->ids[0]);
 }
 
 static void
@@ -151,7 +151,7 @@ handler_unsubscribing_itself(void)
 	publish_key(t, "users:1", 1);
 	publish_key(t, "users:1", 2);
 	CHECK(strcmp(r.log, "UBB") == 0);
-	psync_unsubscribe(t, other);
+	psync_transport_unsubscribe(t, other);
 	CHECK_EQ_INT(psync_transport_key_count(t), 0);
 	psync_transport_destroy(t);
 }
@@ -165,18 +165,18 @@ unsubscribe_is_idempotent_and_spares_resubscriptions(void)
 
 	psync_inprocess_transport_new(&t);
 	psync_transport_subscribe(t, "users:1", handler_a, &r, &first);
-	psync_unsubscribe(t, first);
+	psync_transport_unsubscribe(t, first);
 	psync_transport_subscribe(t, "users:1", handler_a, &r, &second);	/* same fn, ctx */
 	CHECK(second != first);
-	psync_unsubscribe(t, first);	/* again: must not remove the new one */
-	psync_unsubscribe(t, first);
-	psync_unsubscribe(t, 0);
-	psync_unsubscribe(t, 0xdeadbeef12345678ULL);
+	psync_transport_unsubscribe(t, first);	/* again: must not remove the new one */
+	psync_transport_unsubscribe(t, first);
+	psync_transport_unsubscribe(t, 0);
+	psync_transport_unsubscribe(t, 0xdeadbeef12345678ULL);
 	publish_key(t, "users:1", 1);
 	CHECK(strcmp(r.log, "A") == 0);
 	CHECK_EQ_INT(psync_transport_key_count(t), 1);
-	psync_unsubscribe(t, second);
-	psync_unsubscribe(t, second);
+	psync_transport_unsubscribe(t, second);
+	psync_transport_unsubscribe(t, second);
 	publish_key(t, "users:1", 2);
 	CHECK(strcmp(r.log, "A") == 0);
 	psync_transport_destroy(t);
@@ -198,13 +198,13 @@ empty_keys_are_collected(void)
 	}
 	CHECK_EQ_INT(psync_transport_key_count(t), 10);
 	for (int i = 0; i < 90; i++)
-		psync_unsubscribe(t, ids[i]);
+		psync_transport_unsubscribe(t, ids[i]);
 	CHECK_EQ_INT(psync_transport_key_count(t), 10);
 	for (int i = 90; i < 95; i++)
-		psync_unsubscribe(t, ids[i]);
+		psync_transport_unsubscribe(t, ids[i]);
 	CHECK_EQ_INT(psync_transport_key_count(t), 5);
 	for (int i = 95; i < 100; i++)
-		psync_unsubscribe(t, ids[i]);
+		psync_transport_unsubscribe(t, ids[i]);
 	CHECK_EQ_INT(psync_transport_key_count(t), 0);
 	psync_transport_destroy(t);
 }
@@ -228,10 +228,10 @@ table_pattern_gets_every_key_of_the_table(void)
 	CHECK_EQ_INT(r.calls, 2);
 	CHECK(strcmp(r.last_key, "users:2") == 0);
 	CHECK_EQ_INT(exact.calls, 1);
-	psync_unsubscribe(t, p);
+	psync_transport_unsubscribe(t, p);
 	publish_key(t, "users:3", 1);
 	CHECK_EQ_INT(r.calls, 2);
-	psync_unsubscribe(t, e);
+	psync_transport_unsubscribe(t, e);
 	CHECK_EQ_INT(psync_transport_key_count(t), 0);
 	psync_transport_destroy(t);
 }

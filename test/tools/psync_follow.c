@@ -228,7 +228,7 @@ main(int argc, char **argv)
 			break;
 	}
 	for (i = 0; i < nreplicas; i++)
-		psync_replica_dispose(replicas[i]);
+		psync_replica_destroy(replicas[i]);
 	for (i = 0; i < ncollections; i++)
 		psync_collection_destroy(collections[i]);
 	psync_pq_loader_destroy(loader);
