@@ -148,10 +148,12 @@ ok(drained('drain after SIGSTOP'), 'the backlog drains after a 15 s SIGSTOP of a
   or diag(status('state') . ': ' . status('last_error'));
 
 # --- stream deleted and re-created
+my $delete_err = "$dump.delete.err";
 ok( wait_for(sub {
-		IPC::Run::run([ sub_tool(), '-u', $urls, '-D', 'SYNCED' ], '2>', '/dev/null') },
+		IPC::Run::run([ sub_tool(), '-u', $urls, '-D', 'SYNCED' ], '2>', $delete_err) },
 		'stream deleted'),
-	'stream deleted');
+	'stream deleted')
+  or diag(slurp_file($delete_err));
 $node->safe_psql('postgres', 'UPDATE public.c SET v = v + 1 WHERE id <= 50');
 ok(wait_for(sub { status('last_error') =~ /no responders|did not acknowledge|refused/ },
 		'publish failure'), 'publishing fails while the stream is gone');

@@ -19,7 +19,7 @@
  *   -C  create JetStream stream STREAM for SUBJECT (file storage), exit
  *   -R  with -C: number of replicas (default 1)
  *   -L  print the server name of JetStream stream STREAM's leader, exit
- *   -D  delete JetStream stream STREAM, exit
+ *   -D  delete JetStream stream STREAM (already gone is success), exit
  *   -j  instead of subscribing, read every message stored in JetStream stream
  *       STREAM (from its first), write the lines, and exit
  *
@@ -282,7 +282,15 @@ manage_stream(natsConnection *nc, const char *stream, const char *subject,
 		jsStreamInfo_Destroy(si);
 	}
 	else
+	{
 		s = js_DeleteStream(js, stream, NULL, &jerr);
+		/*
+		 * Gone is what was asked: an earlier attempt whose reply was lost
+		 * (a cluster electing leaders) may have deleted it already.
+		 */
+		if (s != NATS_OK && jerr == JSStreamNotFoundErr)
+			s = NATS_OK;
+	}
 	if (s != NATS_OK)
 	{
 		fprintf(stderr, "psync_sub: stream %s: %s (%d)\n", stream, natsStatus_GetText(s), (int) jerr);
