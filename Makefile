@@ -11,6 +11,7 @@ OBJS = \
 	src/common/envelope.o \
 	src/common/key_escape.o \
 	src/para_sync.o \
+	src/settings.o \
 	src/table_cache.o \
 	src/type_trust.o \
 	src/json_encode.o \

@@ -22,6 +22,10 @@
 #include "para_sync/envelope.h"
 #include "para_sync/key.h"
 
+/* ---- settings.c: every para_sync.* setting, defined by _PG_init */
+
+extern void settings_init(void);
+
 /* ---- table_cache.c: what the capture trigger and snapshot() know of a table */
 
 /* How one column's values become MessagePack (docs/protocol.md). */
@@ -167,6 +171,8 @@ extern void sequence_store_append(const char *key, int key_len, int64 seq,
 								  int64 txid, bytea *envelope, char layout,
 								  HeapTuple holder);
 extern void sequence_store_init(void);
+/* para_sync.sequence_cache_check (settings.c) */
+extern bool sequence_cache_check;
 extern int64 sequence_store_next(const char *key, int key_len,
 								 HeapTuple replaced);
 
@@ -181,6 +187,8 @@ typedef struct SeqCacheTag
 } SeqCacheTag;
 
 extern void seq_cache_init(void);
+/* para_sync.sequence_cache_size, in entries (settings.c) */
+extern int	seq_cache_size;
 extern bool seq_cache_lookup(const SeqCacheTag *tag, const char *key,
 							 int key_len, FullTransactionId writer, int64 *seq);
 extern void seq_cache_remember(const SeqCacheTag *tag, const char *key,

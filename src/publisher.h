@@ -16,7 +16,7 @@
 #include "storage/latch.h"
 #include "storage/spin.h"
 
-/* ---- settings (worker.c) */
+/* ---- the publisher's settings (defined in settings.c) */
 
 extern char *psync_database;
 extern char *psync_nats_url;
@@ -165,9 +165,8 @@ extern int64 outbox_remove(OutboxAck *acks, int n);
 
 /* ---- vacuuming the outbox after a drain (outbox_vacuum.c) */
 
-extern int	psync_vacuum_threshold;
+extern int	psync_vacuum_threshold;	/* settings.c */
 
-extern void outbox_vacuum_define_settings(void);
 extern void outbox_vacuum_count(int64 n);
 extern bool outbox_vacuum_due(void);
 extern void outbox_vacuum_run(void);
@@ -211,7 +210,7 @@ extern void strip_url_credentials(const char *in, char *out, size_t outlen);
 
 /* ---- per-table statistics, para_sync.stat_tables (stat_tables.c) */
 
-extern int	psync_stat_max_tables;
+extern int	psync_stat_max_tables;	/* settings.c */
 
 extern void stat_tables_init(void);
 extern void stat_tables_count_batch(const PsyncOutMsg *msgs, int n);

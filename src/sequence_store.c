@@ -77,8 +77,6 @@ static Oid	internal_owner = InvalidOid;
 /* the sequence cache's name for this store (seq_cache.c) */
 static SeqCacheTag store_tag;
 
-static bool sequence_cache_check = false;
-
 static void
 store_relcache_callback(Datum arg, Oid relid)
 {
@@ -97,11 +95,6 @@ void
 sequence_store_init(void)
 {
 	CacheRegisterRelcacheCallback(store_relcache_callback, (Datum) 0);
-	DefineCustomBoolVariable("para_sync.sequence_cache_check",
-							 "Checks every sequence cache hit against the outbox and counters.",
-							 "For tests: a disagreement raises an error.",
-							 &sequence_cache_check, false,
-							 PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 static Oid

@@ -39,8 +39,6 @@ PG_FUNCTION_INFO_V1(para_sync_stat_reset);
 /* overflow entries: one per database that ever filled the hash */
 #define STAT_OVERFLOW_ENTRIES 8
 
-int			psync_stat_max_tables = 1000;
-
 /* An entry's key: the database and the sync name ("" for the overflow). */
 typedef struct StatKey
 {
@@ -110,11 +108,6 @@ stat_shmem_startup(void)
 void
 stat_tables_init(void)
 {
-	DefineCustomIntVariable("para_sync.stat_max_tables",
-							"Number of sync names para_sync.stat_tables keeps statistics for.",
-							"Once full, other names are counted together in the row without a sync name.",
-							&psync_stat_max_tables, 1000, 1, 1000000,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	prev_shmem_request_hook = shmem_request_hook;
