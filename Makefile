@@ -45,6 +45,14 @@ TAP_TESTS = 1
 
 PG_CPPFLAGS = -I$(srcdir)/include -I$(srcdir)/src $(shell pkg-config --cflags msgpack libnats) -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
 SHLIB_LINK = $(shell pkg-config --libs msgpack libnats)
+# The compiler writes the headers each object includes into src/<name>.d
+# next to src/<name>.o (-MMD; -MP adds an empty rule per header, so a
+# removed header does not stop the build); they are included below, after
+# PGXS.  PG_CFLAGS reaches the .o compile only, not the bitcode (.bc) one.
+PG_CFLAGS = -MMD -MP
+# Set before PGXS: its clean rule removes EXTRA_CLEAN only if it is defined
+# by then (the += further down add to it).
+EXTRA_CLEAN = $(OBJS:.o=.d)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -65,8 +73,8 @@ $(shlib): $(EXPORTS_MAP)
 SHLIB_LINK += -Wl,--version-script=$(EXPORTS_MAP)
 EXTRA_CLEAN += $(EXPORTS_MAP)
 
-# PGXS tracks no header dependencies: rebuild everything when a header changes.
-$(OBJS): src/para_sync.h $(wildcard include/para_sync/*.h)
+# Each object depends on the headers it includes (PG_CFLAGS' -MMD -MP above).
+-include $(OBJS:.o=.d)
 
 # TAP tests live in test/t (PGXS looks in ./t by default).
 PROVE_TESTS = test/t/*.pl
