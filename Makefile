@@ -19,9 +19,10 @@ OBJS = \
 	src/keys.o \
 	src/key_upgrade.o \
 	src/row_encode.o \
-	src/sequence_store.o \
+	src/outbox_append.o \
 	src/seq_cache.o \
 	src/outbox_consume.o \
+	src/outbox_backlog.o \
 	src/outbox_vacuum.o \
 	src/capture.o \
 	src/table_event.o \

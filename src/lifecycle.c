@@ -87,7 +87,7 @@ retiring_table(Relation rel)
  * would take a predicate lock on the whole table, which a plain TRUNCATE or
  * DROP does not: later writers of the table could then fail.  So there the
  * scan runs under SnapshotAny (no predicate locks) and each tuple is checked
- * against the snapshot here, as sequence_store.c does for its reads.
+ * against the snapshot here, as outbox_append.c does for its reads.
  */
 static void
 publish_rows(Relation rel, bool deletes)

@@ -26,6 +26,10 @@
  *    committed by outbox_remove(), so no guarantee depends on it;
  *  - during it a SIGTERM ends the worker at VACUUM's next interrupt check
  *    (the postmaster restarts it unless the server is shutting down).
+ *
+ * The outbox family: outbox_append.c (sequences, append, counters),
+ * outbox_consume.c (read, remove), outbox_backlog.c (count),
+ * outbox_vacuum.c (vacuum after a drain).
  */
 #include "para_sync.h"
 #include "publisher.h"

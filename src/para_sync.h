@@ -139,7 +139,8 @@ extern void key_parse(const char *key, SyncedTable *table, Datum *datums);
 extern void key_refuse(const char *key, const char *detail) pg_attribute_noreturn();
 extern char *key_part_text(const KeyColumn *col, Datum value);
 
-/* ---- sequence_store.c: outbox, counters, and acting as extension owner */
+/* ---- outbox_append.c: sequences, the outbox's append, the counters, and
+ *      acting as extension owner */
 
 /* para_sync's own tables and their primary keys (resolved once). */
 typedef struct StoreRelations
@@ -171,6 +172,7 @@ extern void sequence_store_append(const char *key, int key_len, int64 seq,
 								  int64 txid, bytea *envelope, char layout,
 								  HeapTuple holder);
 extern void sequence_store_init(void);
+extern void remember_last_sequences(text **keys, int64 *seqs, int n);
 /* para_sync.sequence_cache_check (settings.c) */
 extern bool sequence_cache_check;
 extern int64 sequence_store_next(const char *key, int key_len,

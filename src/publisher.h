@@ -1,9 +1,9 @@
 /*
  * publisher.h — internal interface of the publisher: the background worker
- * (worker.c), the outbox's consume step (outbox_consume.c) and its vacuum
- * (outbox_vacuum.c), the standby check (standby_slots.c), its NATS side
- * (nats_conn.c), its shared memory / status view (status.c) and its
- * per-table statistics (stat_tables.c).  Nothing outside these files uses
+ * (worker.c), the outbox's consume step (outbox_consume.c), its backlog
+ * count (outbox_backlog.c) and its vacuum (outbox_vacuum.c), the standby
+ * check (standby_slots.c), its NATS side (nats_conn.c), its shared memory /
+ * status view (status.c) and its per-table statistics (stat_tables.c).  Nothing outside these files uses
  * it; the rest of the extension only sees publisher_init() in para_sync.h.
  */
 #ifndef PARA_SYNC_PUBLISHER_H
@@ -129,8 +129,10 @@ extern void status_register_worker(void);
 extern void status_wake_on_commit(bool on);
 extern uint64 status_commit_wakes(void);
 
+/* ---- the outbox's backlog (outbox_backlog.c) */
+
 #include "executor/spi.h"
-extern bool status_count_outbox(SPIPlanPtr *plan, int64 *count, TimestampTz *oldest);
+extern bool outbox_backlog_count(SPIPlanPtr *plan, int64 *count, TimestampTz *oldest);
 
 /* ---- the outbox's consume step (outbox_consume.c) */
 

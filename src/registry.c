@@ -405,7 +405,7 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
  * from now on ('key': <prefix>.<key>, 'table': <prefix>.<sync name>.<key>;
  * docs/protocol.md, "Subjects").  Each envelope keeps the layout its change
  * was captured under: the lock below orders the switch with the table's
- * writers, and the outbox row carries the layout (sequence_store.c).
+ * writers, and the outbox row carries the layout (outbox_append.c).
  */
 Datum
 para_sync_set_subject_layout(PG_FUNCTION_ARGS)

@@ -8,7 +8,7 @@
  * trigger numbering a change of K takes S + 1 from the entry only if the
  * row version its event replaced or deleted (the trigger's old tuple, whose
  * key is K) was created by W: its xmin, widened to a full id, equals W.
- * Everything else misses and reads the indexes (sequence_store.c).
+ * Everything else misses and reads the indexes (outbox_append.c).
  *
  * Why a hit is K's last sequence, so that S + 1 is neither reused nor
  * leaves a gap:

@@ -11,7 +11,7 @@
  *   backoff_min, backoff_max, poll_interval, batch_delay
  * The outbox's vacuum (outbox_vacuum.c):
  *   para_sync.vacuum_threshold
- * The sequence store and its cache (sequence_store.c, seq_cache.c):
+ * The sequence store and its cache (outbox_append.c, seq_cache.c):
  *   para_sync.sequence_cache_check,
  *   para_sync.sequence_cache_size (only with shared_preload_libraries)
  * The per-table statistics (stat_tables.c):
@@ -152,7 +152,7 @@ define_publisher_settings(void)
 
 int			psync_vacuum_threshold = 10000;
 
-/* ---- the sequence store (sequence_store.c) and its cache (seq_cache.c) */
+/* ---- the sequence store (outbox_append.c) and its cache (seq_cache.c) */
 
 bool		sequence_cache_check = false;
 int			seq_cache_size = 262144;	/* entries (GUC) */

@@ -670,7 +670,7 @@ measure_backlog(bool caught_up, int every_ms)
 		int64		count;
 		TimestampTz oldest;
 
-		if (status_count_outbox(&backlog_plan, &count, &oldest))
+		if (outbox_backlog_count(&backlog_plan, &count, &oldest))
 			status_set_backlog(count, oldest);
 	}
 	SPI_finish();

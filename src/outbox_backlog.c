@@ -1,0 +1,52 @@
+/*
+ * outbox_backlog.c — the outbox's backlog: how many envelopes wait in
+ * para_sync.outbox and since when (the oldest queued_at).
+ *
+ * One query, used by the publisher (worker.c measures the backlog at most
+ * once a second, every ten seconds while it drains a large one) and by the
+ * para_sync.status view while no worker runs (status.c).  It reads the
+ * outbox through SPI: a count(*) costs time in proportion to the backlog,
+ * which is why its callers ration it.
+ *
+ * The outbox family: outbox_append.c (sequences, append, counters),
+ * outbox_consume.c (read, remove), outbox_backlog.c (count),
+ * outbox_vacuum.c (vacuum after a drain).
+ */
+#include "para_sync.h"
+#include "publisher.h"
+
+#include "executor/spi.h"
+#include "utils/timestamp.h"
+
+/*
+ * Count the outbox: its rows and the oldest queued_at (0 when empty).
+ * Inside SPI_connect.  With plan, the plan is prepared once and kept there
+ * (the worker); without, planned for this call.  false: the query failed.
+ */
+bool
+outbox_backlog_count(SPIPlanPtr *plan, int64 *count, TimestampTz *oldest)
+{
+	static const char sql[] = "SELECT pg_catalog.count(*), pg_catalog.min(o.queued_at)"
+		"  FROM para_sync.outbox o";
+	int			rc;
+	bool		null1,
+				null2;
+	Datum		min;
+
+	if (plan != NULL && *plan == NULL)
+	{
+		*plan = SPI_prepare(sql, 0, NULL);
+		if (*plan == NULL || SPI_keepplan(*plan) != 0)
+			elog(ERROR, "para_sync: could not prepare the backlog query: %s",
+				 SPI_result_code_string(SPI_result));
+	}
+	rc = plan != NULL ? SPI_execute_plan(*plan, NULL, NULL, true, 1) :
+		SPI_execute(sql, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		return false;
+	*count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &null1));
+	min = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &null2);
+	*oldest = null2 ? 0 : DatumGetTimestampTz(min);
+	return true;
+}
