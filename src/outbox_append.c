@@ -83,7 +83,6 @@
 
 static StoreRelations store = {InvalidOid, InvalidOid, InvalidOid, InvalidOid, false};
 static IndexInfo *outbox_pkey_info = NULL;
-static Oid	internal_owner = InvalidOid;
 /* the sequence cache's name for this store (seq_cache.c) */
 static SeqCacheTag store_tag;
 
@@ -94,7 +93,7 @@ store_relcache_callback(Datum arg, Oid relid)
 		relid == store.counters || relid == store.counters_pkey)
 	{
 		store.outbox = InvalidOid;
-		internal_owner = InvalidOid;
+		catalog_forget_owner();
 		if (outbox_pkey_info != NULL)
 			pfree(outbox_pkey_info);
 		outbox_pkey_info = NULL;
@@ -185,45 +184,6 @@ Oid
 store_resolved_outbox(void)
 {
 	return store.outbox;
-}
-
-static Oid
-relation_owner(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/* The role that owns para_sync's tables: internal statements run as it. */
-static Oid
-para_sync_internal_owner(void)
-{
-	if (!OidIsValid(internal_owner))
-		internal_owner = relation_owner(store_relations()->outbox);
-	return internal_owner;
-}
-
-void
-become_internal_owner(OwnerSwitch *sw)
-{
-	Oid			owner = para_sync_internal_owner();
-
-	GetUserIdAndSecContext(&sw->saved_user, &sw->saved_context);
-	SetUserIdAndSecContext(owner, sw->saved_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-}
-
-void
-restore_user(const OwnerSwitch *sw)
-{
-	SetUserIdAndSecContext(sw->saved_user, sw->saved_context);
 }
 
 /*

@@ -139,8 +139,21 @@ extern void key_parse(const char *key, SyncedTable *table, Datum *datums);
 extern void key_refuse(const char *key, const char *detail) pg_attribute_noreturn();
 extern char *key_part_text(const KeyColumn *col, Datum value);
 
-/* ---- outbox_append.c: sequences, the outbox's append, the counters, and
- *      acting as extension owner */
+/* ---- catalog.c: acting as the extension owner */
+
+/* Run internal statements as the extension owner, then switch back. */
+typedef struct OwnerSwitch
+{
+	Oid			saved_user;
+	int			saved_context;
+} OwnerSwitch;
+extern void become_internal_owner(OwnerSwitch *sw);
+extern void restore_user(const OwnerSwitch *sw);
+extern int	catalog_execute_as_owner(const char *sql, int nargs, Oid *types,
+									 Datum *args, const char *nulls);
+extern void catalog_forget_owner(void);
+
+/* ---- outbox_append.c: sequences, the outbox's append and the counters */
 
 /* para_sync's own tables and their primary keys (resolved once). */
 typedef struct StoreRelations
@@ -155,15 +168,6 @@ extern const StoreRelations *store_relations(void);
 extern void require_updated_schema(void);
 extern Oid	store_resolved_outbox(void);
 
-
-/* Run internal statements as the extension owner, then switch back. */
-typedef struct OwnerSwitch
-{
-	Oid			saved_user;
-	int			saved_context;
-} OwnerSwitch;
-extern void become_internal_owner(OwnerSwitch *sw);
-extern void restore_user(const OwnerSwitch *sw);
 extern int64 sequence_store_last(const char *key, int key_len, bool latest);
 extern bool sequence_store_name_has_history(const char *sync_name);
 extern void sequence_store_last_sorted(int n, const char *const *keys,

@@ -200,12 +200,8 @@ para_sync_check_syncable(PG_FUNCTION_ARGS)
 static uint64
 run_as_owner(const char *sql, int nargs, Oid *types, Datum *args, const char *nulls)
 {
-	OwnerSwitch sw;
-	int			rc;
+	int			rc = catalog_execute_as_owner(sql, nargs, types, args, nulls);
 
-	become_internal_owner(&sw);
-	rc = SPI_execute_with_args(sql, nargs, types, args, nulls, false, 0);
-	restore_user(&sw);
 	if (rc < 0)
 		elog(ERROR, "para_sync registry statement failed: %s", SPI_result_code_string(rc));
 	return SPI_processed;
