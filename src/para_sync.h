@@ -224,14 +224,29 @@ extern bool para_sync_xact_wrote_envelopes;
 /* ---- lifecycle.c: unsync, DROP TABLE and TRUNCATE retire every row */
 
 extern void lifecycle_retire_rows(Relation rel);
-extern bool lifecycle_table_is_synced(Oid relid);
-extern bool lifecycle_table_is_synced_in(Oid relid, Snapshot snapshot);
 extern void lifecycle_announce_rows(Relation rel);
 
 /* ---- registry.c */
 
 /* The relids of every synced table, into *n.  Caller is connected to SPI. */
 extern Oid *registry_synced_relids(uint64 *n);
+extern bool registry_table_is_synced(Oid relid);
+extern bool registry_table_is_synced_in(Oid relid, Snapshot snapshot);
+extern bool registry_exists(void);
+extern Oid	registry_table_by_name(const char *sync_name, int len);
+
+/* A table's registry row, as the DDL guard reads it. */
+typedef struct Registration
+{
+	char	   *schema_version;
+	ArrayType  *excluded;		/* text[] */
+	char	   *sync_name;
+	char		layout;			/* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
+} Registration;
+extern Registration *registry_get(Oid relid);
+extern bool registry_has(Oid relid);
+extern void registry_update(Oid relid, const char *schema_version,
+							ArrayType *excluded);
 
 /* ---- sync_names.c: a sync name stays bound to the role that claimed it */
 
