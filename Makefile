@@ -35,7 +35,7 @@ OBJS = \
 	src/status.o \
 	src/stat_tables.o \
 	src/standby_slots.o \
-	src/nats_conn.o \
+	src/publisher_nats.o \
 	src/worker.o \
 	src/ddl_guard.o
 

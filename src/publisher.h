@@ -2,9 +2,10 @@
  * publisher.h — internal interface of the publisher: the background worker
  * (worker.c), the outbox's consume step (outbox_consume.c), its backlog
  * count (outbox_backlog.c) and its vacuum (outbox_vacuum.c), the standby
- * check (standby_slots.c), its NATS side (nats_conn.c), its shared memory /
- * status view (status.c) and its per-table statistics (stat_tables.c).  Nothing outside these files uses
- * it; the rest of the extension only sees publisher_init() in para_sync.h.
+ * check (standby_slots.c), its NATS side (publisher_nats.c), its shared
+ * memory / status view (status.c) and its per-table statistics
+ * (stat_tables.c).  Nothing outside these files uses it; the rest of the
+ * extension only sees publisher_init() in para_sync.h.
  */
 #ifndef PARA_SYNC_PUBLISHER_H
 #define PARA_SYNC_PUBLISHER_H
@@ -173,7 +174,7 @@ extern void outbox_vacuum_count(int64 n);
 extern bool outbox_vacuum_due(void);
 extern void outbox_vacuum_run(void);
 
-/* ---- the NATS side (nats_conn.c); never touches PostgreSQL from its threads */
+/* ---- the NATS side (publisher_nats.c); its threads never touch PostgreSQL */
 
 /* One envelope ready to publish; the bytes stay owned by the caller. */
 typedef struct PsyncOutMsg
@@ -197,17 +198,18 @@ typedef enum PsyncPubResult
 	PSP_FAILED					/* sent, not (all) confirmed: retry later */
 } PsyncPubResult;
 
-extern bool nats_connect(char *errbuf, size_t errlen);
-extern void nats_disconnect(void);
-extern bool nats_is_connected(void);
-extern bool nats_poll_events(char *errbuf, size_t errlen);
-extern bool nats_is_closed(void);
-extern int64 nats_max_payload(void);
-extern PsyncPubResult nats_send_batch(PsyncOutMsg *msgs, int n,
-									  char *errbuf, size_t errlen);
-extern PsyncPubResult nats_confirm_batch(PsyncOutMsg *msgs, int n,
-										 char *errbuf, size_t errlen);
-extern char *nats_settings_fingerprint(void);
+extern bool publisher_nats_connect(char *errbuf, size_t errlen);
+extern void publisher_nats_disconnect(void);
+extern bool publisher_nats_is_connected(void);
+extern bool publisher_nats_poll_events(char *errbuf, size_t errlen);
+extern bool publisher_nats_is_closed(void);
+extern int64 publisher_nats_max_payload(void);
+extern int64 publisher_nats_overhead(int key_len);
+extern PsyncPubResult publisher_nats_send_batch(PsyncOutMsg *msgs, int n,
+												char *errbuf, size_t errlen);
+extern PsyncPubResult publisher_nats_confirm_batch(PsyncOutMsg *msgs, int n,
+												   char *errbuf, size_t errlen);
+extern char *publisher_nats_settings_fingerprint(void);
 extern void strip_url_credentials(const char *in, char *out, size_t outlen);
 
 /* ---- per-table statistics, para_sync.stat_tables (stat_tables.c) */

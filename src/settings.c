@@ -3,7 +3,7 @@
  * its description, in one place.  _PG_init (para_sync.c) calls
  * settings_init() first and, last, reserves the "para_sync." prefix.
  *
- * The publisher (worker.c, nats_conn.c, standby_slots.c):
+ * The publisher (worker.c, publisher_nats.c, standby_slots.c):
  *   para_sync.database, nats_url, subject_prefix, batch_size, batch_bytes,
  *   standby_slots, jetstream_stream, nats_token, nats_user, nats_password,
  *   nats_credentials_file, tls_ca_file, tls_cert_file, tls_key_file,

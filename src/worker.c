@@ -20,7 +20,7 @@
  *   standby  wait until every slot of para_sync.standby_slots confirmed
  *            that WAL (standby_slots.c)
  *   publish  to <subject_prefix>.<key> (or <subject_prefix>.<sync name>.<key>
- *            for a table in the 'table' subject layout) (nats_conn.c)
+ *            for a table in the 'table' subject layout) (publisher_nats.c)
  *   read-ahead  while NATS works on it (only after a full batch): the next
  *            batch, from the rows after this batch's last (key, sequence),
  *            without wrapping around;
@@ -459,16 +459,14 @@ drop_ahead(void)
 static void
 phase_shrink(Batch *b)
 {
-	int64		max_payload = nats_max_payload();
-	bool		jetstream = psync_jetstream_stream[0] != '\0';
+	int64		max_payload = publisher_nats_max_payload();
 
 	if (max_payload <= 0)
 		return;
 	for (int i = 0; i < b->n; i++)
 	{
 		PsyncOutMsg *m = &b->msgs[i];
-		/* JetStream: the Nats-Msg-Id and Nats-Expected-Stream headers count too */
-		int64		overhead = jetstream ? 96 + 2 * m->key_len + strlen(psync_jetstream_stream) : 0;
+		int64		overhead = publisher_nats_overhead(m->key_len);
 		psync_envelope env;
 		psync_envelope refetch = {0};
 		StringInfoData out;
@@ -714,9 +712,9 @@ phase_connect(void)
 {
 	char		safe[512];
 
-	if (nats_is_connected())
+	if (publisher_nats_is_connected())
 		return NEXT_NOW;
-	if (!nats_is_closed())
+	if (!publisher_nats_is_closed())
 	{
 		/* nats.c is reconnecting; its callback wakes us, commits need not */
 		status_wake_on_commit(false);
@@ -726,7 +724,7 @@ phase_connect(void)
 	}
 	set_activity(PSW_CONNECTING, "para_sync publisher: connecting to NATS");
 	status_set_nats(PSN_CONNECTING, "");
-	if (!nats_connect(errbuf, sizeof(errbuf)))
+	if (!publisher_nats_connect(errbuf, sizeof(errbuf)))
 		return NEXT_BACKOFF;
 	strip_url_credentials(psync_nats_url, safe, sizeof(safe));
 	snprintf(errbuf, sizeof(errbuf), "connected to NATS at %s", safe);
@@ -742,7 +740,7 @@ no_extension(void)
 {
 	set_activity(PSW_NO_EXTENSION, "para_sync publisher: waiting for CREATE EXTENSION para_sync");
 	status_set_backlog(-1, 0);
-	nats_disconnect();
+	publisher_nats_disconnect();
 	return NEXT_WAIT;
 }
 
@@ -751,7 +749,8 @@ static bool
 send_batch(Batch *b)
 {
 	phase_shrink(b);
-	return nats_send_batch(b->msgs, b->n, errbuf, sizeof(errbuf)) == PSP_OK;
+	return publisher_nats_send_batch(b->msgs, b->n, errbuf,
+									 sizeof(errbuf)) == PSP_OK;
 }
 
 /*
@@ -798,7 +797,7 @@ run_iteration(void)
 		set_activity(PSW_RECOVERY, "para_sync publisher: waiting for promotion");
 		return NEXT_WAIT;
 	}
-	if (!nats_is_connected())
+	if (!publisher_nats_is_connected())
 	{
 		/* connect only once there is something to publish from */
 		if (!begin_work())
@@ -831,7 +830,8 @@ run_iteration(void)
 	if (!b.sent && !send_batch(&b))
 		return NEXT_BACKOFF;
 	phase_read_ahead(&b);
-	if (nats_confirm_batch(b.msgs, b.n, errbuf, sizeof(errbuf)) != PSP_OK)
+	if (publisher_nats_confirm_batch(b.msgs, b.n, errbuf,
+									 sizeof(errbuf)) != PSP_OK)
 		return NEXT_BACKOFF;
 	sent_ahead = phase_send_ahead();
 
@@ -922,7 +922,7 @@ exit_on_sigterm(void)
 static void
 worker_exit(int code, Datum arg)
 {
-	nats_disconnect();
+	publisher_nats_disconnect();
 }
 
 /* SIGHUP: re-read settings; reconnect when a NATS setting changed. */
@@ -940,7 +940,7 @@ reload_settings(const char *startup_database)
 						startup_database, psync_database)));
 		proc_exit(1);			/* the postmaster starts us again */
 	}
-	fp = nats_settings_fingerprint();
+	fp = publisher_nats_settings_fingerprint();
 	if (strcmp(fp, nats_fingerprint) != 0)
 	{
 		char		safe[512];
@@ -948,7 +948,7 @@ reload_settings(const char *startup_database)
 		strip_url_credentials(psync_nats_url, safe, sizeof(safe));
 		ereport(LOG,
 				(errmsg("para_sync publisher: NATS settings changed; reconnecting to %s", safe)));
-		nats_disconnect();
+		publisher_nats_disconnect();
 		last_problem[0] = '\0';
 	}
 	pfree(nats_fingerprint);
@@ -980,7 +980,7 @@ worker_setup(const char *database)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-		nats_fingerprint = nats_settings_fingerprint();
+		nats_fingerprint = publisher_nats_settings_fingerprint();
 		MemoryContextSwitchTo(old);
 	}
 	status_set_detail("");
@@ -1025,10 +1025,10 @@ para_sync_worker_main(Datum main_arg)
 			backoff_ms = 0;
 			retry_at = 0;
 		}
-		if (nats_poll_events(errbuf, sizeof(errbuf)))
+		if (publisher_nats_poll_events(errbuf, sizeof(errbuf)))
 		{
 			drop_ahead();
-			if (nats_is_connected())
+			if (publisher_nats_is_connected())
 				report_recovered(errbuf);
 			else
 			{
@@ -1074,7 +1074,7 @@ para_sync_worker_main(Datum main_arg)
 		}
 		else if (next == NEXT_NOW || next == NEXT_CAUGHT_UP)
 		{
-			if (backoff_ms != 0 && nats_is_connected())
+			if (backoff_ms != 0 && publisher_nats_is_connected())
 			{
 				report_recovered("NATS accepts envelopes again; publishing resumed");
 				backoff_ms = 0;
