@@ -36,6 +36,7 @@ OBJS = \
 	src/stat_tables.o \
 	src/standby_slots.o \
 	src/publisher_nats.o \
+	src/publisher_batch.o \
 	src/worker.o \
 	src/ddl_guard.o
 

@@ -212,6 +212,34 @@ extern PsyncPubResult publisher_nats_confirm_batch(PsyncOutMsg *msgs, int n,
 extern char *publisher_nats_settings_fingerprint(void);
 extern void strip_url_credentials(const char *in, char *out, size_t outlen);
 
+/* ---- the batch (read in worker.c; shrunk in publisher_batch.c) */
+
+#include "storage/itemptr.h"
+#include "access/xlogdefs.h"
+
+typedef struct Batch
+{
+	MemoryContext cxt;			/* holds everything below */
+	int			n;
+	int			cap;
+	int64		bytes;
+	int64		byte_cap;		/* para_sync.batch_bytes, or what is left of it */
+	bool		cap_first;		/* the first envelope may exceed byte_cap */
+	PsyncOutMsg *msgs;
+	text	  **keys;			/* msgs[i].key as text */
+	ItemPointerData *tids;		/* where msgs[i] was read */
+	bool		wrapped;		/* went on from the first key after the last */
+	bool		whole;			/* read with wrap-around: could see every key */
+	int			refetched;
+	int			skipped;
+	XLogRecPtr	commit_upto;	/* latest commit LSN of its rows' writers */
+	XLogRecPtr	wal_upto;		/* WAL end of every commit the batch saw */
+	bool		sent;			/* a read-ahead batch already sent (phase_send_ahead) */
+	bool		capped;			/* the byte cap ended the read */
+} Batch;
+
+extern void publisher_batch_shrink(Batch *b);
+
 /* ---- per-table statistics, para_sync.stat_tables (stat_tables.c) */
 
 extern int	psync_stat_max_tables;	/* settings.c */

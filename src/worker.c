@@ -193,27 +193,6 @@ set_activity(PsyncWorkerState state, const char *activity)
 
 /* ---- one batch: read, wait for standbys, publish, remove */
 
-typedef struct Batch
-{
-	MemoryContext cxt;			/* holds everything below */
-	int			n;
-	int			cap;
-	int64		bytes;
-	int64		byte_cap;		/* para_sync.batch_bytes, or what is left of it */
-	bool		cap_first;		/* the first envelope may exceed byte_cap */
-	PsyncOutMsg *msgs;
-	text	  **keys;			/* msgs[i].key as text */
-	ItemPointerData *tids;		/* where msgs[i] was read */
-	bool		wrapped;		/* went on from the first key after the last */
-	bool		whole;			/* read with wrap-around: could see every key */
-	int			refetched;
-	int			skipped;
-	XLogRecPtr	commit_upto;	/* latest commit LSN of its rows' writers */
-	XLogRecPtr	wal_upto;		/* WAL end of every commit the batch saw */
-	bool		sent;			/* a read-ahead batch already sent (phase_send_ahead) */
-	bool		capped;			/* the byte cap ended the read */
-} Batch;
-
 static MemoryContext loop_cxt = NULL;	/* reset at the start of every iteration */
 static uint64 wakes_before_read = 0;	/* status_commit_wakes() before the read */
 static char *after_key = NULL;	/* in TopMemoryContext */
@@ -447,69 +426,6 @@ static void
 drop_ahead(void)
 {
 	have_ahead = false;
-}
-
-/*
- * An envelope beyond the server's max_payload goes out as op refetch,
- * without its value (docs/protocol.md, "Delivery"); subscribers fetch the
- * value by snapshot().  One still too large (a tiny max_payload) is skipped,
- * reported, and removed with the batch, so that it never blocks the
- * envelopes behind it.
- */
-static void
-phase_shrink(Batch *b)
-{
-	int64		max_payload = publisher_nats_max_payload();
-
-	if (max_payload <= 0)
-		return;
-	for (int i = 0; i < b->n; i++)
-	{
-		PsyncOutMsg *m = &b->msgs[i];
-		int64		overhead = publisher_nats_overhead(m->key_len);
-		psync_envelope env;
-		psync_envelope refetch = {0};
-		StringInfoData out;
-
-		if (m->len + overhead <= max_payload)
-			continue;
-		if (psync_envelope_decode(m->data, m->len, &env) != PSYNC_DECODE_OK)
-		{
-			/* not ours to judge: keep key/sequence from the outbox row */
-			env.schema_version = "";
-			env.schema_version_len = 0;
-		}
-		refetch.key = m->key;
-		refetch.key_len = m->key_len;
-		refetch.has_value = false;
-		refetch.schema_version = env.schema_version;
-		refetch.schema_version_len = env.schema_version_len;
-		refetch.sequence = (uint64) m->seq;
-		refetch.op = PSYNC_OP_REFETCH;
-		refetch.has_txid = true;
-		refetch.txid = (uint64) m->txid;
-		initStringInfo(&out);
-		if (psync_envelope_encode(&refetch, msgpack_buffer_write, &out) != 0)
-			elog(ERROR, "para_sync publisher: could not encode a refetch envelope");
-		m->data = out.data;
-		m->len = out.len;
-		if (m->len + overhead <= max_payload)
-		{
-			m->refetch = true;
-			b->refetched++;
-			continue;
-		}
-		m->skip = true;
-		b->skipped++;
-		ereport(WARNING,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("para_sync publisher: skipped the envelope of key \"%s\" sequence " INT64_FORMAT ": even as op refetch it is larger than the NATS server's max_payload (" INT64_FORMAT " bytes)",
-						m->key, m->seq, max_payload),
-				 errdetail("Subscribers see a gap in this key's sequences and can read the row with para_sync.snapshot()."),
-				 errhint("Raise max_payload of the NATS server.")));
-		status_set_error(psprintf("skipped key \"%s\" sequence " INT64_FORMAT ": larger than max_payload even as op refetch",
-								  m->key, m->seq));
-	}
 }
 
 /*
@@ -748,7 +664,7 @@ no_extension(void)
 static bool
 send_batch(Batch *b)
 {
-	phase_shrink(b);
+	publisher_batch_shrink(b);
 	return publisher_nats_send_batch(b->msgs, b->n, errbuf,
 									 sizeof(errbuf)) == PSP_OK;
 }
