@@ -212,7 +212,7 @@ extern PsyncPubResult publisher_nats_confirm_batch(PsyncOutMsg *msgs, int n,
 extern char *publisher_nats_settings_fingerprint(void);
 extern void strip_url_credentials(const char *in, char *out, size_t outlen);
 
-/* ---- the batch (read in worker.c; shrunk in publisher_batch.c) */
+/* ---- the batch (publisher_batch.c) */
 
 #include "storage/itemptr.h"
 #include "access/xlogdefs.h"
@@ -238,7 +238,17 @@ typedef struct Batch
 	bool		capped;			/* the byte cap ended the read */
 } Batch;
 
+extern void publisher_batch_init(void);
+extern bool publisher_batch_read(Batch *b, const char *after_key);
+extern bool publisher_batch_took_all(const Batch *b);
+extern void publisher_batch_read_ahead(Batch *b);
+extern Batch *publisher_batch_ahead(void);
+extern void publisher_batch_drop_ahead(void);
 extern void publisher_batch_shrink(Batch *b);
+
+/* The loop's short transaction with a snapshot; false: no extension (worker.c) */
+extern bool worker_begin_work(void);
+extern void worker_end_work(void);
 
 /* ---- per-table statistics, para_sync.stat_tables (stat_tables.c) */
 

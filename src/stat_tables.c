@@ -200,9 +200,9 @@ sync_name_len(const PsyncOutMsg *m)
 
 /*
  * The worker finished a batch of n envelopes (msgs as sent: after
- * phase_shrink): count them per sync name.  A skipped envelope counts as
- * captured only; a published one's lag is from its queued_at (the start of
- * the transaction that wrote it) to now.
+ * publisher_batch_shrink()): count them per sync name.  A skipped envelope
+ * counts as captured only; a published one's lag is from its queued_at (the
+ * start of the transaction that wrote it) to now.
  */
 void
 stat_tables_count_batch(const PsyncOutMsg *msgs, int n)

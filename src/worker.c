@@ -13,9 +13,10 @@
  *   connect  (only when not connected: the extension exists, NATS connects)
  *   read     up to para_sync.batch_size / para_sync.batch_bytes committed
  *            envelopes in per-key sequence order, from the key of the
- *            previous batch on and wrapping (outbox_consume.c), in a short
- *            transaction; then flush WAL up to the latest commit of its
- *            writers, so only commits durable on disk go out
+ *            previous batch on and wrapping (publisher_batch.c,
+ *            outbox_consume.c), in a short transaction; then flush WAL
+ *            up to the latest commit of its writers, so only commits
+ *            durable on disk go out
  *            (synchronous_commit = off too)
  *   standby  wait until every slot of para_sync.standby_slots confirmed
  *            that WAL (standby_slots.c)
@@ -197,15 +198,6 @@ static MemoryContext loop_cxt = NULL;	/* reset at the start of every iteration *
 static uint64 wakes_before_read = 0;	/* status_commit_wakes() before the read */
 static char *after_key = NULL;	/* in TopMemoryContext */
 
-/*
- * The next batch, read while NATS confirmed the previous one (read-ahead):
- * the rows after the previous batch's last (key, sequence).  It is
- * published only by the next iteration, and dropped by anything but a
- * successful iteration.  Two batch contexts take turns.
- */
-static MemoryContext batch_cxt[2] = {NULL, NULL};
-static Batch ahead;
-static bool have_ahead = false;
 static Oid	extension_oid = InvalidOid;
 static Oid	extension_outbox = InvalidOid;	/* its para_sync.outbox when looked up */
 static SPIPlanPtr backlog_plan = NULL;
@@ -220,8 +212,8 @@ static void refresh_backlog(bool caught_up);
  * and starting the transaction took in every invalidation) it is the same
  * extension as before.
  */
-static bool
-begin_work(void)
+bool
+worker_begin_work(void)
 {
 	Oid			ext;
 
@@ -252,8 +244,8 @@ begin_work(void)
 	return true;
 }
 
-static void
-end_work(void)
+void
+worker_end_work(void)
 {
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -265,167 +257,6 @@ static bool
 commits_since_read(void)
 {
 	return status_commit_wakes() != wakes_before_read;
-}
-
-/*
- * Copy one outbox row into the batch, key (as text, NUL-terminated) and
- * envelope in one allocation; refuse it once the byte cap is hit.
- */
-static bool
-take_row(const OutboxRow *row, void *arg)
-{
-	Batch	   *b = arg;
-	PsyncOutMsg *m = &b->msgs[b->n];
-	int			key_len = VARSIZE_ANY_EXHDR(row->key);
-	int64		env_len = toast_raw_datum_size(row->envelope) - VARHDRSZ;
-	struct varlena *env = (struct varlena *) DatumGetPointer(row->envelope);
-	char	   *mem;
-
-	if ((b->n > 0 || !b->cap_first) && b->bytes + env_len > b->byte_cap)
-	{
-		b->capped = true;
-		return false;
-	}
-	if (VARATT_IS_EXTENDED(env))
-		env = pg_detoast_datum_packed(env);
-	mem = MemoryContextAlloc(b->cxt, VARHDRSZ + key_len + 1 + env_len);
-	SET_VARSIZE(mem, VARHDRSZ + key_len);
-	memcpy(VARDATA(mem), VARDATA_ANY(row->key), key_len);
-	VARDATA(mem)[key_len] = '\0';
-	memcpy(VARDATA(mem) + key_len + 1, VARDATA_ANY(env), env_len);
-	if ((Pointer) env != DatumGetPointer(row->envelope))
-		pfree(env);
-	b->keys[b->n] = (text *) mem;
-	b->tids[b->n] = row->tid;
-	b->commit_upto = Max(b->commit_upto, row->commit_lsn);
-	b->wrapped |= row->wrapped;
-	m->key = VARDATA(mem);
-	m->key_len = key_len;
-	m->seq = row->seq;
-	m->txid = row->txid;
-	m->data = VARDATA(mem) + key_len + 1;
-	m->len = env_len;
-	m->by_table = row->subject_layout == PSYNC_LAYOUT_TABLE;
-	m->skip = false;
-	m->refetch = false;
-	m->queued_at = row->queued_at;
-	b->bytes += m->len;
-	b->n++;
-	return true;
-}
-
-/*
- * Make the commits of the batch's rows durable, whatever synchronous_commit
- * they ran with: flush the WAL up to the latest of their commit LSNs (a
- * synchronous commit was flushed before it became visible; flushing only
- * that far, not to the insert position, spares an fsync of the publisher's
- * own asynchronous commits when the writers flush theirs anyway).  Returns
- * a WAL position at or after every commit record the batch depends on, for
- * the standby slots to have flushed.
- */
-static XLogRecPtr
-flush_wal(const Batch *b)
-{
-	if (!XLogRecPtrIsInvalid(b->commit_upto))
-		XLogFlush(b->commit_upto);
-	return Max(b->commit_upto, GetFlushRecPtr(NULL));
-}
-
-/*
- * Read a batch into cxt (reset first) in a short transaction: from
- * (key, seq) on, wrapping around with wrap, up to byte_cap bytes (the first
- * envelope may exceed it with cap_first).  false: no extension.
- */
-static bool
-read_batch(Batch *b, MemoryContext cxt, const char *key, int64 seq, bool wrap,
-		   int64 byte_cap, bool cap_first)
-{
-	MemoryContextReset(cxt);
-	memset(b, 0, sizeof(*b));
-	b->whole = wrap;
-	b->cxt = cxt;
-	b->cap = psync_batch_size;
-	b->byte_cap = byte_cap;
-	b->cap_first = cap_first;
-	b->msgs = MemoryContextAlloc(cxt, sizeof(PsyncOutMsg) * b->cap);
-	b->keys = MemoryContextAlloc(cxt, sizeof(text *) * b->cap);
-	b->tids = MemoryContextAlloc(cxt, sizeof(ItemPointerData) * b->cap);
-	if (!begin_work())
-		return false;
-	outbox_read(key, seq, wrap, b->cap, take_row, b);
-	end_work();
-	/* publish only what is durable, whatever synchronous_commit was */
-	if (b->n > 0)
-		b->wal_upto = flush_wal(b);
-	return true;
-}
-
-/* Read the next batch from the position after the last one removed. */
-static bool
-phase_read(Batch *b)
-{
-	if (have_ahead)
-	{
-		*b = ahead;
-		have_ahead = false;
-		return true;
-	}
-	return read_batch(b, batch_cxt[0], after_key, 0, true,
-					  (int64) psync_batch_bytes * 1024, true);
-}
-
-/* Was b ended by para_sync.batch_size or the byte cap (rows may be left)? */
-static bool
-batch_full(const Batch *b)
-{
-	return b->n >= b->cap || b->capped;
-}
-
-/*
- * Did b take every envelope committed when it was read?  Only a read that
- * could wrap around the key space (not a read-ahead) and was not full (so
- * no read-ahead followed it either).
- */
-static bool
-took_all(const Batch *b)
-{
-	return b->whole && !batch_full(b);
-}
-
-/*
- * Read-ahead, while NATS confirms b: the rows after b's last (key,
- * sequence), without wrapping around, into the other batch context; not
- * when b itself wrapped around.  Both
- * batches together stay within para_sync.batch_bytes.  Nothing of it goes
- * out before b is confirmed and removed.
- */
-static void
-phase_read_ahead(Batch *b)
-{
-	PsyncOutMsg *last = &b->msgs[b->n - 1];
-	int64		left = (int64) psync_batch_bytes * 1024 - b->bytes;
-
-	have_ahead = false;
-	/* after a wrap-around, the rows after b's last are b's first ones */
-	if (left <= 0 || b->wrapped)
-		return;
-	/*
-	 * After a batch that was not full, the next iteration's read finds the
-	 * later rows, without a transaction per batch spent here on finding
-	 * nothing (live traffic: one or two rows per batch).
-	 */
-	if (!batch_full(b))
-		return;
-	if (read_batch(&ahead, batch_cxt[b->cxt == batch_cxt[0] ? 1 : 0],
-				   last->key, last->seq, false, left, false) &&
-		ahead.n > 0)
-		have_ahead = true;
-}
-
-static void
-drop_ahead(void)
-{
-	have_ahead = false;
 }
 
 /*
@@ -490,10 +321,10 @@ phase_remove(Batch *b)
 		acks[n].ntids = 1;
 		n++;
 	}
-	if (!begin_work())
+	if (!worker_begin_work())
 		return;					/* dropped meanwhile: nothing left to remove */
 	outbox_remove(acks, n);
-	end_work();
+	worker_end_work();
 }
 
 /*
@@ -509,7 +340,7 @@ phase_remove(Batch *b)
 static void
 phase_gather(const Batch *b)
 {
-	if (psync_batch_delay_us <= 0 || !took_all(b))
+	if (psync_batch_delay_us <= 0 || !publisher_batch_took_all(b))
 		return;
 	set_activity(PSW_IDLE, "para_sync publisher: letting commits gather (para_sync.batch_delay)");
 	pg_usleep(psync_batch_delay_us);
@@ -527,7 +358,7 @@ phase_gather(const Batch *b)
 static bool
 phase_caught_up(const Batch *b)
 {
-	if (!took_all(b) || outbox_vacuum_due() ||
+	if (!publisher_batch_took_all(b) || outbox_vacuum_due() ||
 		ShutdownRequestPending || ConfigReloadPending || commits_since_read())
 		return false;
 	refresh_backlog(true);
@@ -576,7 +407,7 @@ measure_backlog(bool caught_up, int every_ms)
 	if (!TimestampDifferenceExceeds(backlog_measured, now, every_ms))
 		return;
 	backlog_measured = now;
-	if (!begin_work())
+	if (!worker_begin_work())
 		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "para_sync publisher: SPI_connect failed");
@@ -588,7 +419,7 @@ measure_backlog(bool caught_up, int every_ms)
 			status_set_backlog(count, oldest);
 	}
 	SPI_finish();
-	end_work();
+	worker_end_work();
 }
 
 /* The backlog, at most once a second (waiting, backing off, caught up). */
@@ -680,18 +511,19 @@ static bool
 phase_send_ahead(void)
 {
 	char		reason[256];
+	Batch	   *ahead = publisher_batch_ahead();
 
-	if (!have_ahead)
+	if (ahead == NULL)
 		return true;
 	if (psync_standby_slots[0] != '\0' &&
-		standby_slots_confirmed(ahead.wal_upto, reason, sizeof(reason)) != STANDBY_CONFIRMED)
+		standby_slots_confirmed(ahead->wal_upto, reason, sizeof(reason)) != STANDBY_CONFIRMED)
 		return true;
-	if (!send_batch(&ahead))
+	if (!send_batch(ahead))
 	{
-		drop_ahead();
+		publisher_batch_drop_ahead();
 		return false;
 	}
-	ahead.sent = true;
+	ahead->sent = true;
 	return true;
 }
 
@@ -716,16 +548,16 @@ run_iteration(void)
 	if (!publisher_nats_is_connected())
 	{
 		/* connect only once there is something to publish from */
-		if (!begin_work())
+		if (!worker_begin_work())
 			return no_extension();
-		end_work();
+		worker_end_work();
 		next = phase_connect();
 		if (next != NEXT_NOW)
 			return next;
 	}
 
 	set_activity(PSW_READING, "para_sync publisher: reading the outbox");
-	if (!phase_read(&b))
+	if (!publisher_batch_read(&b, after_key))
 		return no_extension();
 	if (b.n == 0)
 	{
@@ -745,7 +577,7 @@ run_iteration(void)
 	set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
 	if (!b.sent && !send_batch(&b))
 		return NEXT_BACKOFF;
-	phase_read_ahead(&b);
+	publisher_batch_read_ahead(&b);
 	if (publisher_nats_confirm_batch(b.msgs, b.n, errbuf,
 									 sizeof(errbuf)) != PSP_OK)
 		return NEXT_BACKOFF;
@@ -889,9 +721,7 @@ worker_setup(const char *database)
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "para_sync publisher loop",
 									 ALLOCSET_DEFAULT_SIZES);
-	for (int i = 0; i < lengthof(batch_cxt); i++)
-		batch_cxt[i] = AllocSetContextCreate(TopMemoryContext, "para_sync publisher batch",
-											 0, 1024 * 1024, 8 * 1024 * 1024);
+	publisher_batch_init();
 	after_key = MemoryContextStrdup(TopMemoryContext, "");
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
@@ -936,14 +766,14 @@ para_sync_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(loop_cxt);
 		if (ConfigReloadPending)
 		{
-			drop_ahead();
+			publisher_batch_drop_ahead();
 			reload_settings(database);
 			backoff_ms = 0;
 			retry_at = 0;
 		}
 		if (publisher_nats_poll_events(errbuf, sizeof(errbuf)))
 		{
-			drop_ahead();
+			publisher_batch_drop_ahead();
 			if (publisher_nats_is_connected())
 				report_recovered(errbuf);
 			else
@@ -974,7 +804,7 @@ para_sync_worker_main(Datum main_arg)
 		}
 		MemoryContextSwitchTo(TopMemoryContext);
 		if (next != NEXT_NOW)
-			drop_ahead();
+			publisher_batch_drop_ahead();
 		if (next == NEXT_BACKOFF)
 		{
 			report_problem(errbuf);
