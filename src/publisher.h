@@ -130,11 +130,6 @@ extern void status_register_worker(void);
 extern void status_wake_on_commit(bool on);
 extern uint64 status_commit_wakes(void);
 
-/* ---- the outbox's backlog (outbox_backlog.c) */
-
-#include "executor/spi.h"
-extern bool outbox_backlog_count(SPIPlanPtr *plan, int64 *count, TimestampTz *oldest);
-
 /* ---- the outbox's consume step (outbox_consume.c) */
 
 /* One outbox row, valid only during the OutboxRowFn call. */
@@ -249,6 +244,14 @@ extern void publisher_batch_shrink(Batch *b);
 /* The loop's short transaction with a snapshot; false: no extension (worker.c) */
 extern bool worker_begin_work(void);
 extern void worker_end_work(void);
+
+/* ---- the outbox's backlog, counted (outbox_backlog.c) */
+
+#include "executor/spi.h"
+extern bool outbox_backlog_count(SPIPlanPtr *plan, int64 *count, TimestampTz *oldest);
+extern void outbox_backlog_forget_plan(void);
+extern void outbox_backlog_refresh(bool caught_up);
+extern void outbox_backlog_refresh_after(const Batch *b);
 
 /* ---- per-table statistics, para_sync.stat_tables (stat_tables.c) */
 

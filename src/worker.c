@@ -200,9 +200,6 @@ static char *after_key = NULL;	/* in TopMemoryContext */
 
 static Oid	extension_oid = InvalidOid;
 static Oid	extension_outbox = InvalidOid;	/* its para_sync.outbox when looked up */
-static SPIPlanPtr backlog_plan = NULL;
-
-static void refresh_backlog(bool caught_up);
 
 /*
  * Start a transaction with a snapshot.  false (and no transaction) when the
@@ -234,9 +231,7 @@ worker_begin_work(void)
 	if (ext != extension_oid)
 	{
 		/* installed, or dropped and re-created: start afresh */
-		if (backlog_plan != NULL)
-			SPI_freeplan(backlog_plan);
-		backlog_plan = NULL;
+		outbox_backlog_forget_plan();
 		extension_oid = ext;
 	}
 	extension_outbox = store_relations()->outbox;
@@ -288,7 +283,7 @@ phase_wait_standbys(Batch *b)
 		CHECK_FOR_INTERRUPTS();
 		if (ShutdownRequestPending || ConfigReloadPending)
 			return false;
-		refresh_backlog(false);
+		outbox_backlog_refresh(false);
 	}
 	status_set_detail("");
 	if (reported)
@@ -361,7 +356,7 @@ phase_caught_up(const Batch *b)
 	if (!publisher_batch_took_all(b) || outbox_vacuum_due() ||
 		ShutdownRequestPending || ConfigReloadPending || commits_since_read())
 		return false;
-	refresh_backlog(true);
+	outbox_backlog_refresh(true);
 	set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
 	return true;
 }
@@ -382,62 +377,6 @@ remember_position(Batch *b)
 
 	pfree(after_key);
 	after_key = next;
-}
-
-/* ---- backlog, for para_sync.status */
-
-static TimestampTz backlog_measured = 0;
-
-/*
- * Measure backlog and oldest envelope, at most once every every_ms; 0 when
- * caught up.  Rows read but not yet removed count: they are not confirmed
- * yet.
- */
-static void
-measure_backlog(bool caught_up, int every_ms)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (caught_up)
-	{
-		status_set_backlog(0, 0);
-		backlog_measured = now;
-		return;
-	}
-	if (!TimestampDifferenceExceeds(backlog_measured, now, every_ms))
-		return;
-	backlog_measured = now;
-	if (!worker_begin_work())
-		return;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "para_sync publisher: SPI_connect failed");
-	{
-		int64		count;
-		TimestampTz oldest;
-
-		if (outbox_backlog_count(&backlog_plan, &count, &oldest))
-			status_set_backlog(count, oldest);
-	}
-	SPI_finish();
-	worker_end_work();
-}
-
-/* The backlog, at most once a second (waiting, backing off, caught up). */
-static void
-refresh_backlog(bool caught_up)
-{
-	measure_backlog(caught_up, 1000);
-}
-
-/*
- * The backlog after a batch: counting the outbox costs time in proportion
- * to it, which a full batch says is large, so then only every ten seconds
- * (a 200k drain spent a sixth of its time counting once a second).
- */
-static void
-refresh_backlog_after(const Batch *b)
-{
-	measure_backlog(false, b->n >= b->cap ? 10000 : 1000);
 }
 
 /* ---- the loop */
@@ -466,7 +405,7 @@ phase_connect(void)
 		/* nats.c is reconnecting; its callback wakes us, commits need not */
 		status_wake_on_commit(false);
 		set_activity(PSW_CONNECTING, "para_sync publisher: waiting for NATS to come back");
-		refresh_backlog(false);
+		outbox_backlog_refresh(false);
 		return NEXT_WAIT;
 	}
 	set_activity(PSW_CONNECTING, "para_sync publisher: connecting to NATS");
@@ -561,7 +500,7 @@ run_iteration(void)
 		return no_extension();
 	if (b.n == 0)
 	{
-		refresh_backlog(true);
+		outbox_backlog_refresh(true);
 		if (outbox_vacuum_due())
 			phase_vacuum();
 		pgstat_report_stat(false);
@@ -589,7 +528,7 @@ run_iteration(void)
 	stat_tables_count_batch(b.msgs, b.n);
 	outbox_vacuum_count(b.n);
 	remember_position(&b);
-	refresh_backlog_after(&b);
+	outbox_backlog_refresh_after(&b);
 	/* a worker's table statistics go out only when it asks (at most once a second): autovacuum needs its deletes */
 	pgstat_report_stat(false);
 	if (!sent_ahead)
@@ -792,7 +731,7 @@ para_sync_worker_main(Datum main_arg)
 			TimestampDifference(GetCurrentTimestamp(), retry_at, &secs, &usecs);
 			next = NEXT_WAIT;
 			timeout = secs * 1000 + usecs / 1000 + 1;
-			refresh_backlog(false);
+			outbox_backlog_refresh(false);
 		}
 		else
 		{
@@ -816,7 +755,7 @@ para_sync_worker_main(Datum main_arg)
 			/* the retry reads whatever was committed meanwhile */
 			status_wake_on_commit(false);
 			set_activity(PSW_BACKOFF, "para_sync publisher: backing off after a NATS failure");
-			refresh_backlog(false);
+			outbox_backlog_refresh(false);
 		}
 		else if (next == NEXT_NOW || next == NEXT_CAUGHT_UP)
 		{
