@@ -11,6 +11,7 @@ OBJS = \
 	src/common/envelope.o \
 	src/common/key_escape.o \
 	src/para_sync.o \
+	src/settings.o \
 	src/table_cache.o \
 	src/type_trust.o \
 	src/json_encode.o \
@@ -18,9 +19,11 @@ OBJS = \
 	src/keys.o \
 	src/key_upgrade.o \
 	src/row_encode.o \
-	src/sequence_store.o \
+	src/catalog.o \
+	src/outbox_append.o \
 	src/seq_cache.o \
 	src/outbox_consume.o \
+	src/outbox_backlog.o \
 	src/outbox_vacuum.o \
 	src/capture.o \
 	src/table_event.o \
@@ -32,7 +35,8 @@ OBJS = \
 	src/status.o \
 	src/stat_tables.o \
 	src/standby_slots.o \
-	src/nats_conn.o \
+	src/publisher_nats.o \
+	src/publisher_batch.o \
 	src/worker.o \
 	src/ddl_guard.o
 
@@ -44,6 +48,14 @@ TAP_TESTS = 1
 
 PG_CPPFLAGS = -I$(srcdir)/include -I$(srcdir)/src $(shell pkg-config --cflags msgpack libnats) -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
 SHLIB_LINK = $(shell pkg-config --libs msgpack libnats)
+# The compiler writes the headers each object includes into src/<name>.d
+# next to src/<name>.o (-MMD; -MP adds an empty rule per header, so a
+# removed header does not stop the build); they are included below, after
+# PGXS.  PG_CFLAGS reaches the .o compile only, not the bitcode (.bc) one.
+PG_CFLAGS = -MMD -MP
+# Set before PGXS: its clean rule removes EXTRA_CLEAN only if it is defined
+# by then (the += further down add to it).
+EXTRA_CLEAN = $(OBJS:.o=.d)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -64,8 +76,8 @@ $(shlib): $(EXPORTS_MAP)
 SHLIB_LINK += -Wl,--version-script=$(EXPORTS_MAP)
 EXTRA_CLEAN += $(EXPORTS_MAP)
 
-# PGXS tracks no header dependencies: rebuild everything when a header changes.
-$(OBJS): src/para_sync.h $(wildcard include/para_sync/*.h)
+# Each object depends on the headers it includes (PG_CFLAGS' -MMD -MP above).
+-include $(OBJS:.o=.d)
 
 # TAP tests live in test/t (PGXS looks in ./t by default).
 PROVE_TESTS = test/t/*.pl

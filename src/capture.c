@@ -86,7 +86,7 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
  * Append the next envelope of the object (key) to the outbox: an upsert of
  * the row values/nulls, or a delete (values NULL).  replaced: the version
  * with this key that the triggering statement updated or deleted, or NULL;
- * holder: the version whose content this is, or NULL (sequence_store.c).
+ * holder: the version whose content this is, or NULL (outbox_append.c).
  */
 static void
 emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,

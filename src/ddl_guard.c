@@ -35,8 +35,10 @@
  *                      reload event); a drop that took
  *                      the primary key with it is refused.
  *
- * The guard decides by the registry (para_sync.tables) and only for tables
- * the caller owns (others get PostgreSQL's own ownership error).
+ * The guard decides by the registry (para_sync.tables, read and updated
+ * through registry.c's registry_get()/registry_has()/registry_update()) and
+ * only for tables the caller owns (others get PostgreSQL's own ownership
+ * error).
  * para_sync's own trigger DDL never trips it: sync_table() creates the
  * triggers (never refused; a fresh table has none to drop) and makes the
  * capture trigger ALWAYS, unsync_table() unregisters the table before
@@ -93,97 +95,11 @@ static List *bumped_in_command = NIL;
  * Registry access (as the extension owner, with a fresh snapshot)
  * ------------------------------------------------------------------------ */
 
-typedef struct Registration
-{
-	char	   *schema_version;
-	ArrayType  *excluded;		/* text[] */
-	char	   *sync_name;
-	char		layout;			/* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
-} Registration;
-
 /* Is para_sync installed and its registry readable?  (Not during DROP.) */
 static Oid
 guard_namespace(void)
 {
 	return get_namespace_oid("para_sync", true);
-}
-
-/* The registry row of relid, or NULL.  Caller is connected to SPI. */
-static Registration *
-registry_get(Oid relid)
-{
-	Oid			types[1] = {OIDOID};
-	Datum		args[1] = {ObjectIdGetDatum(relid)};
-	OwnerSwitch sw;
-	int			rc;
-	bool		isnull;
-	Registration *reg;
-	MemoryContext old;
-	Oid			registry = get_relname_relid("tables", guard_namespace());
-
-	become_internal_owner(&sw);
-	/* a registry without subject_layout (0.1, before the update) is all 'key' */
-	rc = SPI_execute_with_args(get_attnum(registry, "subject_layout") != InvalidAttrNumber ?
-							   "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
-							   " t.subject_layout OPERATOR(pg_catalog.=) 'table'"
-							   " FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1" :
-							   "SELECT t.schema_version, t.exclude_columns, t.sync_name, false"
-							   " FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1",
-							   1, types, args, NULL, false, 1);
-	restore_user(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0)
-		return NULL;
-	old = MemoryContextSwitchTo(CurTransactionContext);
-	reg = palloc(sizeof(Registration));
-	reg->schema_version = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-															SPI_tuptable->tupdesc, 1, &isnull));
-	reg->excluded = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc, 2, &isnull));
-	reg->sync_name = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-													   SPI_tuptable->tupdesc, 3, &isnull));
-	reg->layout = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 4, &isnull)) ?
-		PSYNC_LAYOUT_TABLE : PSYNC_LAYOUT_KEY;
-	MemoryContextSwitchTo(old);
-	return reg;
-}
-
-/*
- * Is relid synced, and would the command get past PostgreSQL's own
- * ownership check?  (Others get PostgreSQL's "must be owner" error.)
- */
-static bool
-registry_has(Oid relid)
-{
-	/* (inheritors are listed without locks: one may be gone by now) */
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)) ||
-		!pg_class_ownercheck(relid, GetUserId()))
-		return false;
-	return registry_get(relid) != NULL;
-}
-
-static void
-registry_update(Oid relid, const char *schema_version, ArrayType *excluded)
-{
-	Oid			types[3] = {OIDOID, TEXTOID, TEXTARRAYOID};
-	Datum		args[3];
-	OwnerSwitch sw;
-	int			rc;
-
-	args[0] = ObjectIdGetDatum(relid);
-	args[1] = CStringGetTextDatum(schema_version);
-	args[2] = PointerGetDatum(excluded);
-	become_internal_owner(&sw);
-	rc = SPI_execute_with_args("UPDATE para_sync.tables SET schema_version = $2, exclude_columns = $3"
-							   " WHERE relid OPERATOR(pg_catalog.=) $1",
-							   3, types, args, NULL, false, 0);
-	restore_user(&sw);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "para_sync registry update failed: %s", SPI_result_code_string(rc));
-	/* every backend rebuilds its table cache entry */
-	CacheInvalidateRelcacheByRelid(relid);
 }
 
 static bool

@@ -148,7 +148,7 @@ key_build_with(StringInfo key, SyncedTable *table, Datum *values, bool *nulls,
 
 /*
  * The row's key.  While the installed schema is still 0.1 (a newer library
- * before ALTER EXTENSION UPDATE: sequence_store.c), it is the key 0.1 gave
+ * before ALTER EXTENSION UPDATE: outbox_append.c), it is the key 0.1 gave
  * (too long a 0.1 key is an error, as it was), so that every key the update
  * moves (key_upgrade.c) is one that 0.1 or this window really published.
  */

@@ -57,7 +57,6 @@ PG_FUNCTION_INFO_V1(para_sync_refuse_truncate);
 PG_FUNCTION_INFO_V1(para_sync_retire_dropped_tables);
 PG_FUNCTION_INFO_V1(para_sync_check_dropped_tables);
 
-static SPIPlanPtr synced_plan = NULL;
 static SPIPlanPtr dropped_plan = NULL;
 
 /*
@@ -87,7 +86,7 @@ retiring_table(Relation rel)
  * would take a predicate lock on the whole table, which a plain TRUNCATE or
  * DROP does not: later writers of the table could then fail.  So there the
  * scan runs under SnapshotAny (no predicate locks) and each tuple is checked
- * against the snapshot here, as sequence_store.c does for its reads.
+ * against the snapshot here, as outbox_append.c does for its reads.
  */
 static void
 publish_rows(Relation rel, bool deletes)
@@ -151,63 +150,6 @@ lifecycle_announce_rows(Relation rel)
 		publish_rows(rel, false);
 }
 
-/* Does para_sync.tables exist (it does not while DROP EXTENSION runs)? */
-static bool
-registry_exists(void)
-{
-	Oid			nsp = get_namespace_oid("para_sync", true);
-
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("tables", nsp));
-}
-
-/*
- * Is relid in the registry as of snapshot (InvalidSnapshot: the current
- * one)?  Read as the extension owner.
- */
-bool
-lifecycle_table_is_synced_in(Oid relid, Snapshot snapshot)
-{
-	Datum		arg = ObjectIdGetDatum(relid);
-	OwnerSwitch sw;
-	int			rc;
-	bool		found;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (synced_plan == NULL)
-	{
-		Oid			types[1] = {OIDOID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT 1 FROM para_sync.tables t"
-									   " WHERE t.relid OPERATOR(pg_catalog.=) $1",
-									   1, types);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare para_sync registry look-up");
-		synced_plan = plan;
-	}
-	become_internal_owner(&sw);
-	rc = SPI_execute_snapshot(synced_plan, &arg, NULL, snapshot, InvalidSnapshot,
-							  true, false, 1);
-	restore_user(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
-	found = SPI_processed > 0;
-	SPI_finish();
-	return found;
-}
-
-/*
- * Is relid synced now?  Read with a fresh snapshot, as table_cache.c reads
- * the registry: the caller holds a lock that keeps sync_table() and
- * unsync_table() of the table out, and a tagging that committed while it
- * waited for that lock counts, whatever the transaction's snapshot.
- */
-bool
-lifecycle_table_is_synced(Oid relid)
-{
-	return lifecycle_table_is_synced_in(relid, GetLatestSnapshot());
-}
-
 /*
  * BEFORE TRUNCATE ... FOR EACH STATEMENT: a delete for every row the
  * TRUNCATE removes.  TRUNCATE fires this for each synced table it empties,
@@ -267,10 +209,10 @@ retire_named_table(List *names)
 	 */
 	relid = RangeVarGetRelidExtended(rv, AccessExclusiveLock, RVR_MISSING_OK,
 									 callback_require_owner, NULL);
-	if (!OidIsValid(relid) || !lifecycle_table_is_synced(relid))
+	if (!OidIsValid(relid) || !registry_table_is_synced(relid))
 		return;
 	/* the registry row must also be one this transaction can delete */
-	if (IsolationUsesXactSnapshot() && !lifecycle_table_is_synced_in(relid, InvalidSnapshot))
+	if (IsolationUsesXactSnapshot() && !registry_table_is_synced_in(relid, InvalidSnapshot))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to concurrent para_sync.sync_table() of table \"%s\"",

@@ -7,12 +7,17 @@
  * around, so a batch is in per-key sequence order and a large backlog is
  * drained fairly across keys.  ack() deletes, per key, the rows up to the
  * acknowledged sequence and records the highest deleted sequence in
- * para_sync.counters, in the caller's transaction, where the capture
+ * para_sync.counters (remember_last_sequences(), outbox_append.c, the one
+ * home of the counter rule), in the caller's transaction, where the capture
  * trigger will find it once the key has no outbox rows left.
  *
  * Both use the btree directly, so their cost does not depend on planner
  * statistics of a table that swings between empty and millions of rows.
  * They assume a single consumer at a time (the publisher).
+ *
+ * The outbox family: outbox_append.c (sequences, append, counters),
+ * outbox_consume.c (read, remove), outbox_backlog.c (count),
+ * outbox_vacuum.c (vacuum after a drain).
  */
 #include "para_sync.h"
 #include "publisher.h"
@@ -108,7 +113,7 @@ read_range(Relation heap, Relation index, text *bound, int64 after_seq,
 		row.txid = DatumGetInt64(slot_getattr(slot, 3, &isnull));
 		row.queued_at = DatumGetTimestampTz(slot_getattr(slot, 4, &isnull));
 		row.envelope = slot_getattr(slot, 5, &isnull);
-		/* a 0.1 outbox (sequence_store.c) has no layout column */
+		/* a 0.1 outbox (outbox_append.c) has no layout column */
 		row.subject_layout = with_layout ?
 			DatumGetChar(slot_getattr(slot, 6, &isnull)) : PSYNC_LAYOUT_KEY;
 		row.wrapped = strategy == BTLessStrategyNumber;
@@ -264,79 +269,6 @@ delete_by_tids(Relation heap, Snapshot snapshot, BlockNumber nblocks,
 		(*deleted)++;
 	}
 	return highest;
-}
-
-/*
- * counters[key] = greatest(counters[key], seq), through the heap and the
- * primary key directly: this runs once per key of every published batch,
- * where an INSERT ... ON CONFLICT through SPI cost the publisher more than
- * everything else it does per batch.  An update of seq alone stays HOT on
- * the half-full pages, so it adds no index entry.  A concurrent writer of
- * the same counter (only another para_sync.ack() can be one) makes this
- * transaction fail rather than lose either value.
- */
-static void
-raise_counter(Relation heap, Relation index, IndexInfo *info, Snapshot snapshot,
-			  text *key, int64 seq)
-{
-	ScanKeyData skey;
-	IndexScanDesc scan;
-	TupleTableSlot *slot = table_slot_create(heap, NULL);
-	Datum		values[2] = {PointerGetDatum(key), Int64GetDatum(seq)};
-	bool		nulls[2] = {false, false};
-	HeapTuple	tuple = heap_form_tuple(RelationGetDescr(heap), values, nulls);
-	bool		found;
-
-	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
-	scan = index_beginscan(heap, index, snapshot, 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	if (!found)
-	{
-		heap_insert(heap, tuple, GetCurrentCommandId(true), 0, NULL);
-		index_insert(index, values, nulls, &tuple->t_self, heap, UNIQUE_CHECK_YES,
-					 false, info);
-	}
-	else
-	{
-		bool		isnull;
-
-		if (DatumGetInt64(slot_getattr(slot, 2, &isnull)) < seq)
-		{
-			simple_heap_update(heap, &slot->tts_tid, tuple);
-			if (!HeapTupleIsHeapOnly(tuple))
-				index_insert(index, values, nulls, &tuple->t_self, heap,
-							 UNIQUE_CHECK_YES, false, info);
-		}
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	heap_freetuple(tuple);
-}
-
-/* Raise the counter of every (keys[i], seqs[i]) pair; keys are distinct. */
-static void
-remember_last_sequences(text **keys, int64 *seqs, int n)
-{
-	const StoreRelations *rels = store_relations();
-	Relation	heap;
-	Relation	index;
-	IndexInfo  *info;
-	Snapshot	snapshot;
-
-	if (n == 0)
-		return;
-	heap = table_open(rels->counters, RowExclusiveLock);
-	index = index_open(rels->counters_pkey, RowExclusiveLock);
-	info = BuildIndexInfo(index);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	for (int i = 0; i < n; i++)
-		raise_counter(heap, index, info, snapshot, keys[i], seqs[i]);
-	UnregisterSnapshot(snapshot);
-	index_close(index, NoLock);
-	table_close(heap, NoLock);
-	CommandCounterIncrement();
 }
 
 static int

@@ -26,6 +26,10 @@
  *    committed by outbox_remove(), so no guarantee depends on it;
  *  - during it a SIGTERM ends the worker at VACUUM's next interrupt check
  *    (the postmaster restarts it unless the server is shutting down).
+ *
+ * The outbox family: outbox_append.c (sequences, append, counters),
+ * outbox_consume.c (read, remove), outbox_backlog.c (count),
+ * outbox_vacuum.c (vacuum after a drain).
  */
 #include "para_sync.h"
 #include "publisher.h"
@@ -42,20 +46,8 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-int			psync_vacuum_threshold = 10000;
-
 /* rows removed since the last vacuum; -1: none yet since the worker started */
 static int64 removed_since_vacuum = -1;
-
-void
-outbox_vacuum_define_settings(void)
-{
-	DefineCustomIntVariable("para_sync.vacuum_threshold",
-							"Rows the publisher removed from the outbox after which it vacuums the outbox once caught up.",
-							"0 leaves the outbox to autovacuum alone.",
-							&psync_vacuum_threshold, 10000, 0, INT_MAX,
-							PGC_SIGHUP, 0, NULL, NULL, NULL);
-}
 
 /* The publisher removed n more rows from the outbox. */
 void

@@ -1,10 +1,11 @@
 /*
  * para_sync.c — module entry point: magic block and _PG_init.
  *
- * Registers the per-backend caches' invalidation callbacks and the utility
- * hook that keeps sync-name owners in step with their roles (sync_names.c).  The publisher
- * (background worker) registers its settings and worker from here too when
- * the library is in shared_preload_libraries.  Last, the "para_sync." prefix
+ * Defines every para_sync.* setting first (settings.c), then registers the
+ * per-backend caches' invalidation callbacks and the utility hook that keeps
+ * sync-name owners in step with their roles (sync_names.c).  The publisher
+ * (background worker) registers its worker from here too when the library
+ * is in shared_preload_libraries.  Last, the "para_sync." prefix
  * is reserved: a setting of that prefix that no module defines (a typo such
  * as para_sync.batch_szie in postgresql.conf) is refused, not kept silently.
  */
@@ -19,6 +20,7 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	settings_init();
 	table_cache_init();
 	sequence_store_init();
 	seq_cache_init();

@@ -22,6 +22,10 @@
 #include "para_sync/envelope.h"
 #include "para_sync/key.h"
 
+/* ---- settings.c: every para_sync.* setting, defined by _PG_init */
+
+extern void settings_init(void);
+
 /* ---- table_cache.c: what the capture trigger and snapshot() know of a table */
 
 /* How one column's values become MessagePack (docs/protocol.md). */
@@ -135,7 +139,21 @@ extern void key_parse(const char *key, SyncedTable *table, Datum *datums);
 extern void key_refuse(const char *key, const char *detail) pg_attribute_noreturn();
 extern char *key_part_text(const KeyColumn *col, Datum value);
 
-/* ---- sequence_store.c: outbox, counters, and acting as extension owner */
+/* ---- catalog.c: acting as the extension owner */
+
+/* Run internal statements as the extension owner, then switch back. */
+typedef struct OwnerSwitch
+{
+	Oid			saved_user;
+	int			saved_context;
+} OwnerSwitch;
+extern void become_internal_owner(OwnerSwitch *sw);
+extern void restore_user(const OwnerSwitch *sw);
+extern int	catalog_execute_as_owner(const char *sql, int nargs, Oid *types,
+									 Datum *args, const char *nulls);
+extern void catalog_forget_owner(void);
+
+/* ---- outbox_append.c: sequences, the outbox's append and the counters */
 
 /* para_sync's own tables and their primary keys (resolved once). */
 typedef struct StoreRelations
@@ -150,15 +168,6 @@ extern const StoreRelations *store_relations(void);
 extern void require_updated_schema(void);
 extern Oid	store_resolved_outbox(void);
 
-
-/* Run internal statements as the extension owner, then switch back. */
-typedef struct OwnerSwitch
-{
-	Oid			saved_user;
-	int			saved_context;
-} OwnerSwitch;
-extern void become_internal_owner(OwnerSwitch *sw);
-extern void restore_user(const OwnerSwitch *sw);
 extern int64 sequence_store_last(const char *key, int key_len, bool latest);
 extern bool sequence_store_name_has_history(const char *sync_name);
 extern void sequence_store_last_sorted(int n, const char *const *keys,
@@ -167,6 +176,9 @@ extern void sequence_store_append(const char *key, int key_len, int64 seq,
 								  int64 txid, bytea *envelope, char layout,
 								  HeapTuple holder);
 extern void sequence_store_init(void);
+extern void remember_last_sequences(text **keys, int64 *seqs, int n);
+/* para_sync.sequence_cache_check (settings.c) */
+extern bool sequence_cache_check;
 extern int64 sequence_store_next(const char *key, int key_len,
 								 HeapTuple replaced);
 
@@ -181,6 +193,8 @@ typedef struct SeqCacheTag
 } SeqCacheTag;
 
 extern void seq_cache_init(void);
+/* para_sync.sequence_cache_size, in entries (settings.c) */
+extern int	seq_cache_size;
 extern bool seq_cache_lookup(const SeqCacheTag *tag, const char *key,
 							 int key_len, FullTransactionId writer, int64 *seq);
 extern void seq_cache_remember(const SeqCacheTag *tag, const char *key,
@@ -210,21 +224,36 @@ extern bool para_sync_xact_wrote_envelopes;
 /* ---- lifecycle.c: unsync, DROP TABLE and TRUNCATE retire every row */
 
 extern void lifecycle_retire_rows(Relation rel);
-extern bool lifecycle_table_is_synced(Oid relid);
-extern bool lifecycle_table_is_synced_in(Oid relid, Snapshot snapshot);
 extern void lifecycle_announce_rows(Relation rel);
 
 /* ---- registry.c */
 
 /* The relids of every synced table, into *n.  Caller is connected to SPI. */
 extern Oid *registry_synced_relids(uint64 *n);
+extern bool registry_table_is_synced(Oid relid);
+extern bool registry_table_is_synced_in(Oid relid, Snapshot snapshot);
+extern bool registry_exists(void);
+extern Oid	registry_table_by_name(const char *sync_name, int len);
+
+/* A table's registry row, as the DDL guard reads it. */
+typedef struct Registration
+{
+	char	   *schema_version;
+	ArrayType  *excluded;		/* text[] */
+	char	   *sync_name;
+	char		layout;			/* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
+} Registration;
+extern Registration *registry_get(Oid relid);
+extern bool registry_has(Oid relid);
+extern void registry_update(Oid relid, const char *schema_version,
+							ArrayType *excluded);
 
 /* ---- sync_names.c: a sync name stays bound to the role that claimed it */
 
 extern void sync_name_claim(const char *sync_name, Oid table_owner);
 extern void sync_names_init(void);
 
-/* ---- publisher (worker.c, nats_conn.c, status.c; internals in publisher.h) */
+/* ---- publisher (worker.c, publisher_nats.c, status.c; see publisher.h) */
 
 /* Settings, commit wake-up, shared memory and the background worker. */
 extern void publisher_init(void);

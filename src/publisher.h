@@ -1,10 +1,11 @@
 /*
  * publisher.h — internal interface of the publisher: the background worker
- * (worker.c), the outbox's consume step (outbox_consume.c) and its vacuum
- * (outbox_vacuum.c), the standby check (standby_slots.c), its NATS side
- * (nats_conn.c), its shared memory / status view (status.c) and its
- * per-table statistics (stat_tables.c).  Nothing outside these files uses
- * it; the rest of the extension only sees publisher_init() in para_sync.h.
+ * (worker.c), the outbox's consume step (outbox_consume.c), its backlog
+ * count (outbox_backlog.c) and its vacuum (outbox_vacuum.c), the standby
+ * check (standby_slots.c), its NATS side (publisher_nats.c), its shared
+ * memory / status view (status.c) and its per-table statistics
+ * (stat_tables.c).  Nothing outside these files uses it; the rest of the
+ * extension only sees publisher_init() in para_sync.h.
  */
 #ifndef PARA_SYNC_PUBLISHER_H
 #define PARA_SYNC_PUBLISHER_H
@@ -16,7 +17,7 @@
 #include "storage/latch.h"
 #include "storage/spin.h"
 
-/* ---- settings (worker.c) */
+/* ---- the publisher's settings (defined in settings.c) */
 
 extern char *psync_database;
 extern char *psync_nats_url;
@@ -129,9 +130,6 @@ extern void status_register_worker(void);
 extern void status_wake_on_commit(bool on);
 extern uint64 status_commit_wakes(void);
 
-#include "executor/spi.h"
-extern bool status_count_outbox(SPIPlanPtr *plan, int64 *count, TimestampTz *oldest);
-
 /* ---- the outbox's consume step (outbox_consume.c) */
 
 /* One outbox row, valid only during the OutboxRowFn call. */
@@ -165,14 +163,13 @@ extern int64 outbox_remove(OutboxAck *acks, int n);
 
 /* ---- vacuuming the outbox after a drain (outbox_vacuum.c) */
 
-extern int	psync_vacuum_threshold;
+extern int	psync_vacuum_threshold;	/* settings.c */
 
-extern void outbox_vacuum_define_settings(void);
 extern void outbox_vacuum_count(int64 n);
 extern bool outbox_vacuum_due(void);
 extern void outbox_vacuum_run(void);
 
-/* ---- the NATS side (nats_conn.c); never touches PostgreSQL from its threads */
+/* ---- the NATS side (publisher_nats.c); its threads never touch PostgreSQL */
 
 /* One envelope ready to publish; the bytes stay owned by the caller. */
 typedef struct PsyncOutMsg
@@ -196,22 +193,69 @@ typedef enum PsyncPubResult
 	PSP_FAILED					/* sent, not (all) confirmed: retry later */
 } PsyncPubResult;
 
-extern bool nats_connect(char *errbuf, size_t errlen);
-extern void nats_disconnect(void);
-extern bool nats_is_connected(void);
-extern bool nats_poll_events(char *errbuf, size_t errlen);
-extern bool nats_is_closed(void);
-extern int64 nats_max_payload(void);
-extern PsyncPubResult nats_send_batch(PsyncOutMsg *msgs, int n,
-									  char *errbuf, size_t errlen);
-extern PsyncPubResult nats_confirm_batch(PsyncOutMsg *msgs, int n,
-										 char *errbuf, size_t errlen);
-extern char *nats_settings_fingerprint(void);
+extern bool publisher_nats_connect(char *errbuf, size_t errlen);
+extern void publisher_nats_disconnect(void);
+extern bool publisher_nats_is_connected(void);
+extern bool publisher_nats_poll_events(char *errbuf, size_t errlen);
+extern bool publisher_nats_is_closed(void);
+extern int64 publisher_nats_max_payload(void);
+extern int64 publisher_nats_overhead(int key_len);
+extern PsyncPubResult publisher_nats_send_batch(PsyncOutMsg *msgs, int n,
+												char *errbuf, size_t errlen);
+extern PsyncPubResult publisher_nats_confirm_batch(PsyncOutMsg *msgs, int n,
+												   char *errbuf, size_t errlen);
+extern char *publisher_nats_settings_fingerprint(void);
 extern void strip_url_credentials(const char *in, char *out, size_t outlen);
+
+/* ---- the batch (publisher_batch.c) */
+
+#include "storage/itemptr.h"
+#include "access/xlogdefs.h"
+
+typedef struct Batch
+{
+	MemoryContext cxt;			/* holds everything below */
+	int			n;
+	int			cap;
+	int64		bytes;
+	int64		byte_cap;		/* para_sync.batch_bytes, or what is left of it */
+	bool		cap_first;		/* the first envelope may exceed byte_cap */
+	PsyncOutMsg *msgs;
+	text	  **keys;			/* msgs[i].key as text */
+	ItemPointerData *tids;		/* where msgs[i] was read */
+	bool		wrapped;		/* went on from the first key after the last */
+	bool		whole;			/* read with wrap-around: could see every key */
+	int			refetched;
+	int			skipped;
+	XLogRecPtr	commit_upto;	/* latest commit LSN of its rows' writers */
+	XLogRecPtr	wal_upto;		/* WAL end of every commit the batch saw */
+	bool		sent;			/* a read-ahead batch already sent (phase_send_ahead) */
+	bool		capped;			/* the byte cap ended the read */
+} Batch;
+
+extern void publisher_batch_init(void);
+extern bool publisher_batch_read(Batch *b, const char *after_key);
+extern bool publisher_batch_took_all(const Batch *b);
+extern void publisher_batch_read_ahead(Batch *b);
+extern Batch *publisher_batch_ahead(void);
+extern void publisher_batch_drop_ahead(void);
+extern void publisher_batch_shrink(Batch *b);
+
+/* The loop's short transaction with a snapshot; false: no extension (worker.c) */
+extern bool worker_begin_work(void);
+extern void worker_end_work(void);
+
+/* ---- the outbox's backlog, counted (outbox_backlog.c) */
+
+#include "executor/spi.h"
+extern bool outbox_backlog_count(SPIPlanPtr *plan, int64 *count, TimestampTz *oldest);
+extern void outbox_backlog_forget_plan(void);
+extern void outbox_backlog_refresh(bool caught_up);
+extern void outbox_backlog_refresh_after(const Batch *b);
 
 /* ---- per-table statistics, para_sync.stat_tables (stat_tables.c) */
 
-extern int	psync_stat_max_tables;
+extern int	psync_stat_max_tables;	/* settings.c */
 
 extern void stat_tables_init(void);
 extern void stat_tables_count_batch(const PsyncOutMsg *msgs, int n);

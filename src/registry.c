@@ -9,6 +9,12 @@
  * extension owner.  That keeps the SQL wrappers SECURITY INVOKER (so the
  * caller's own identity is what is checked) while table owners need no
  * privilege on para_sync's tables.
+ *
+ * The reads of the registry that the DDL guard (ddl_guard.c), DROP TABLE
+ * and TRUNCATE (lifecycle.c) and snapshot() need are here too, at the end:
+ * registry_get(), registry_has(), registry_update(), registry_exists(),
+ * registry_table_is_synced() and registry_table_by_name().  The capture trigger's own look-up stays
+ * with its cache (table_cache.c).
  */
 #include "para_sync.h"
 
@@ -25,7 +31,10 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(para_sync_check_syncable);
 PG_FUNCTION_INFO_V1(para_sync_registry_write);
@@ -200,12 +209,8 @@ para_sync_check_syncable(PG_FUNCTION_ARGS)
 static uint64
 run_as_owner(const char *sql, int nargs, Oid *types, Datum *args, const char *nulls)
 {
-	OwnerSwitch sw;
-	int			rc;
+	int			rc = catalog_execute_as_owner(sql, nargs, types, args, nulls);
 
-	become_internal_owner(&sw);
-	rc = SPI_execute_with_args(sql, nargs, types, args, nulls, false, 0);
-	restore_user(&sw);
 	if (rc < 0)
 		elog(ERROR, "para_sync registry statement failed: %s", SPI_result_code_string(rc));
 	return SPI_processed;
@@ -380,7 +385,7 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 	else if (strcmp(action, "delete") == 0)
 	{
 		/* replicas must not keep rows that snapshot() no longer returns */
-		if (!lifecycle_table_is_synced(RelationGetRelid(rel)))
+		if (!registry_table_is_synced(RelationGetRelid(rel)))
 			not_synced(rel);
 		lifecycle_retire_rows(rel);
 		if (run_as_owner("DELETE FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
@@ -405,7 +410,7 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
  * from now on ('key': <prefix>.<key>, 'table': <prefix>.<sync name>.<key>;
  * docs/protocol.md, "Subjects").  Each envelope keeps the layout its change
  * was captured under: the lock below orders the switch with the table's
- * writers, and the outbox row carries the layout (sequence_store.c).
+ * writers, and the outbox row carries the layout (outbox_append.c).
  */
 Datum
 para_sync_set_subject_layout(PG_FUNCTION_ARGS)
@@ -440,4 +445,179 @@ para_sync_set_subject_layout(PG_FUNCTION_ARGS)
 	CacheInvalidateRelcache(rel);
 	relation_close(rel, NoLock);
 	PG_RETURN_VOID();
+}
+
+/* ---- reading the registry (the DDL guard, DROP TABLE, TRUNCATE, snapshot()) */
+
+static SPIPlanPtr synced_plan = NULL;
+static SPIPlanPtr table_by_name_plan = NULL;
+
+/* Does para_sync.tables exist (it does not while DROP EXTENSION runs)? */
+bool
+registry_exists(void)
+{
+	Oid			nsp = get_namespace_oid("para_sync", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("tables", nsp));
+}
+
+/*
+ * Is relid in the registry as of snapshot (InvalidSnapshot: the current
+ * one)?  Read as the extension owner.
+ */
+bool
+registry_table_is_synced_in(Oid relid, Snapshot snapshot)
+{
+	Datum		arg = ObjectIdGetDatum(relid);
+	OwnerSwitch sw;
+	int			rc;
+	bool		found;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (synced_plan == NULL)
+	{
+		Oid			types[1] = {OIDOID};
+		SPIPlanPtr	plan = SPI_prepare("SELECT 1 FROM para_sync.tables t"
+									   " WHERE t.relid OPERATOR(pg_catalog.=) $1",
+									   1, types);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare para_sync registry look-up");
+		synced_plan = plan;
+	}
+	become_internal_owner(&sw);
+	rc = SPI_execute_snapshot(synced_plan, &arg, NULL, snapshot, InvalidSnapshot,
+							  true, false, 1);
+	restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
+/*
+ * Is relid synced now?  Read with a fresh snapshot, as table_cache.c reads
+ * the registry: the caller holds a lock that keeps sync_table() and
+ * unsync_table() of the table out, and a tagging that committed while it
+ * waited for that lock counts, whatever the transaction's snapshot.
+ */
+bool
+registry_table_is_synced(Oid relid)
+{
+	return registry_table_is_synced_in(relid, GetLatestSnapshot());
+}
+
+/*
+ * The registry row of relid, or NULL (ddl_guard.c).  Caller is connected to
+ * SPI.
+ */
+Registration *
+registry_get(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		args[1] = {ObjectIdGetDatum(relid)};
+	OwnerSwitch sw;
+	int			rc;
+	bool		isnull;
+	Registration *reg;
+	MemoryContext old;
+	Oid			registry = get_relname_relid("tables", get_namespace_oid("para_sync", true));
+
+	become_internal_owner(&sw);
+	/* a registry without subject_layout (0.1, before the update) is all 'key' */
+	rc = SPI_execute_with_args(get_attnum(registry, "subject_layout") != InvalidAttrNumber ?
+							   "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
+							   " t.subject_layout OPERATOR(pg_catalog.=) 'table'"
+							   " FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1" :
+							   "SELECT t.schema_version, t.exclude_columns, t.sync_name, false"
+							   " FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1",
+							   1, types, args, NULL, false, 1);
+	restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return NULL;
+	old = MemoryContextSwitchTo(CurTransactionContext);
+	reg = palloc(sizeof(Registration));
+	reg->schema_version = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+															SPI_tuptable->tupdesc, 1, &isnull));
+	reg->excluded = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 2, &isnull));
+	reg->sync_name = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 3, &isnull));
+	reg->layout = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 4, &isnull)) ?
+		PSYNC_LAYOUT_TABLE : PSYNC_LAYOUT_KEY;
+	MemoryContextSwitchTo(old);
+	return reg;
+}
+
+/*
+ * Is relid synced, and would the command get past PostgreSQL's own
+ * ownership check?  (Others get PostgreSQL's "must be owner" error.)
+ */
+bool
+registry_has(Oid relid)
+{
+	/* (inheritors are listed without locks: one may be gone by now) */
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)) ||
+		!pg_class_ownercheck(relid, GetUserId()))
+		return false;
+	return registry_get(relid) != NULL;
+}
+
+void
+registry_update(Oid relid, const char *schema_version, ArrayType *excluded)
+{
+	Oid			types[3] = {OIDOID, TEXTOID, TEXTARRAYOID};
+	Datum		args[3];
+	OwnerSwitch sw;
+	int			rc;
+
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = CStringGetTextDatum(schema_version);
+	args[2] = PointerGetDatum(excluded);
+	become_internal_owner(&sw);
+	rc = SPI_execute_with_args("UPDATE para_sync.tables SET schema_version = $2, exclude_columns = $3"
+							   " WHERE relid OPERATOR(pg_catalog.=) $1",
+							   3, types, args, NULL, false, 0);
+	restore_user(&sw);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "para_sync registry update failed: %s", SPI_result_code_string(rc));
+	/* every backend rebuilds its table cache entry */
+	CacheInvalidateRelcacheByRelid(relid);
+}
+
+/* The table registered under sync_name, or InvalidOid (snapshot()). */
+Oid
+registry_table_by_name(const char *sync_name, int len)
+{
+	Datum		arg = PointerGetDatum(cstring_to_text_with_len(sync_name, len));
+	OwnerSwitch sw;
+	int			rc;
+	bool		isnull;
+	Oid			relid = InvalidOid;
+
+	if (table_by_name_plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		table_by_name_plan = SPI_prepare(
+			"SELECT t.relid FROM para_sync.tables t"
+			" WHERE t.sync_name OPERATOR(pg_catalog.=) $1 COLLATE pg_catalog.\"C\"",
+			1, types);
+		if (table_by_name_plan == NULL || SPI_keepplan(table_by_name_plan) != 0)
+			elog(ERROR, "could not prepare para_sync registry look-up");
+	}
+	become_internal_owner(&sw);
+	rc = SPI_execute_plan(table_by_name_plan, &arg, NULL, true, 1);
+	restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+		relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+	return relid;
 }

@@ -8,7 +8,7 @@
  * trigger numbering a change of K takes S + 1 from the entry only if the
  * row version its event replaced or deleted (the trigger's old tuple, whose
  * key is K) was created by W: its xmin, widened to a full id, equals W.
- * Everything else misses and reads the indexes (sequence_store.c).
+ * Everything else misses and reads the indexes (outbox_append.c).
  *
  * Why a hit is K's last sequence, so that S + 1 is neither reused nor
  * leaves a gap:
@@ -110,7 +110,6 @@ typedef struct SeqCacheBucket
 	SeqCacheEntry ways[SEQ_CACHE_WAYS];
 } SeqCacheBucket;
 
-static int	seq_cache_size = 262144;	/* entries (GUC) */
 static uint32 seq_cache_nbuckets = 0;
 static SeqCacheBucket *seq_cache = NULL;
 
@@ -165,12 +164,6 @@ seq_cache_init(void)
 {
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-	DefineCustomIntVariable("para_sync.sequence_cache_size",
-							"Objects whose last sequence is kept in shared memory.",
-							"Lets an UPDATE or DELETE of a synced row skip the sequence look-up; "
-							"about 90 bytes each; 0 turns the cache off.",
-							&seq_cache_size, 262144, 0, 64 * 1024 * 1024,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = seq_cache_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;

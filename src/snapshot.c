@@ -50,39 +50,7 @@
 PG_FUNCTION_INFO_V1(para_sync_snapshot);
 PG_FUNCTION_INFO_V1(para_sync_snapshot_table);
 
-static SPIPlanPtr table_by_name_plan = NULL;
 
-/* The table registered under sync_name, or InvalidOid. */
-static Oid
-registered_table(const char *sync_name, int len)
-{
-	Datum		arg = PointerGetDatum(cstring_to_text_with_len(sync_name, len));
-	OwnerSwitch sw;
-	int			rc;
-	bool		isnull;
-	Oid			relid = InvalidOid;
-
-	if (table_by_name_plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		table_by_name_plan = SPI_prepare(
-			"SELECT t.relid FROM para_sync.tables t"
-			" WHERE t.sync_name OPERATOR(pg_catalog.=) $1 COLLATE pg_catalog.\"C\"",
-			1, types);
-		if (table_by_name_plan == NULL || SPI_keepplan(table_by_name_plan) != 0)
-			elog(ERROR, "could not prepare para_sync registry look-up");
-	}
-	become_internal_owner(&sw);
-	rc = SPI_execute_plan(table_by_name_plan, &arg, NULL, true, 1);
-	restore_user(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 1)
-		relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull));
-	return relid;
-}
 
 /* "SELECT <synced columns> FROM ONLY <tbl>" into sql. */
 static void
@@ -296,7 +264,7 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	relid = registered_table(key, colon - key);
+	relid = registry_table_by_name(key, colon - key);
 	rel = OidIsValid(relid) ? try_table_open(relid, AccessShareLock) : NULL;
 	if (rel == NULL)
 	{
@@ -738,7 +706,7 @@ para_sync_snapshot_table(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	rel = table_open(relid, AccessShareLock);
-	if (!lifecycle_table_is_synced_in(relid, InvalidSnapshot))
+	if (!registry_table_is_synced_in(relid, InvalidSnapshot))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced", RelationGetRelationName(rel)),

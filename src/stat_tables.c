@@ -39,8 +39,6 @@ PG_FUNCTION_INFO_V1(para_sync_stat_reset);
 /* overflow entries: one per database that ever filled the hash */
 #define STAT_OVERFLOW_ENTRIES 8
 
-int			psync_stat_max_tables = 1000;
-
 /* An entry's key: the database and the sync name ("" for the overflow). */
 typedef struct StatKey
 {
@@ -110,14 +108,8 @@ stat_shmem_startup(void)
 void
 stat_tables_init(void)
 {
-	/* a PGC_POSTMASTER setting defined after startup is FATAL (LOAD, CREATE EXTENSION) */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-	DefineCustomIntVariable("para_sync.stat_max_tables",
-							"Number of sync names para_sync.stat_tables keeps statistics for.",
-							"Once full, other names are counted together in the row without a sync name.",
-							&psync_stat_max_tables, 1000, 1, 1000000,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = stat_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
@@ -208,9 +200,9 @@ sync_name_len(const PsyncOutMsg *m)
 
 /*
  * The worker finished a batch of n envelopes (msgs as sent: after
- * phase_shrink): count them per sync name.  A skipped envelope counts as
- * captured only; a published one's lag is from its queued_at (the start of
- * the transaction that wrote it) to now.
+ * publisher_batch_shrink()): count them per sync name.  A skipped envelope
+ * counts as captured only; a published one's lag is from its queued_at (the
+ * start of the transaction that wrote it) to now.
  */
 void
 stat_tables_count_batch(const PsyncOutMsg *msgs, int n)

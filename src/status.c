@@ -8,7 +8,7 @@
  * para_sync.publisher_status(), the function behind the para_sync.status
  * view.  Reading the view costs a spinlock and a memcpy: the worker measures
  * the backlog itself, at most once a second.  While no worker runs, the
- * view counts the outbox itself (status_count_outbox(), the worker's query).
+ * view counts the outbox itself (outbox_backlog_count(), the worker's query).
  */
 #include "para_sync.h"
 #include "publisher.h"
@@ -299,39 +299,6 @@ status_backlog_at_least(int64 n)
 }
 
 /*
- * Count the outbox: its rows and the oldest queued_at (0 when empty).
- * Inside SPI_connect.  With plan, the plan is prepared once and kept there
- * (the worker); without, planned for this call.  false: the query failed.
- */
-bool
-status_count_outbox(SPIPlanPtr *plan, int64 *count, TimestampTz *oldest)
-{
-	static const char sql[] = "SELECT pg_catalog.count(*), pg_catalog.min(o.queued_at)"
-		"  FROM para_sync.outbox o";
-	int			rc;
-	bool		null1,
-				null2;
-	Datum		min;
-
-	if (plan != NULL && *plan == NULL)
-	{
-		*plan = SPI_prepare(sql, 0, NULL);
-		if (*plan == NULL || SPI_keepplan(*plan) != 0)
-			elog(ERROR, "para_sync: could not prepare the backlog query: %s",
-				 SPI_result_code_string(SPI_result));
-	}
-	rc = plan != NULL ? SPI_execute_plan(*plan, NULL, NULL, true, 1) :
-		SPI_execute(sql, true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		return false;
-	*count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 1, &null1));
-	min = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &null2);
-	*oldest = null2 ? 0 : DatumGetTimestampTz(min);
-	return true;
-}
-
-/*
  * No worker runs (not started yet, terminated and not yet back, or failing
  * to start): what it would show as backlog is the outbox of this database,
  * counted now, as the extension owner (members of pg_monitor may read the
@@ -348,7 +315,7 @@ count_backlog_now(PsyncShared *snap)
 	become_internal_owner(&sw);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "para_sync: SPI_connect failed");
-	if (status_count_outbox(NULL, &count, &oldest))
+	if (outbox_backlog_count(NULL, &count, &oldest))
 	{
 		snap->backlog = count;
 		snap->oldest_queued_at = oldest;

@@ -55,12 +55,8 @@ PG_FUNCTION_INFO_V1(para_sync_release_sync_name);
 static uint64
 run_internal(const char *sql, int nargs, Oid *types, Datum *args, int expect)
 {
-	OwnerSwitch sw;
-	int			rc;
+	int			rc = catalog_execute_as_owner(sql, nargs, types, args, NULL);
 
-	become_internal_owner(&sw);
-	rc = SPI_execute_with_args(sql, nargs, types, args, NULL, false, 0);
-	restore_user(&sw);
 	if (rc != expect)
 		elog(ERROR, "para_sync sync-name statement failed: %s", SPI_result_code_string(rc));
 	return SPI_processed;

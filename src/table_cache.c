@@ -248,7 +248,7 @@ load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
 static SPIPlanPtr registry_plan = NULL;
 
 /*
- * The registry look-up.  Under the 0.1 schema (sequence_store.c tells), the
+ * The registry look-up.  Under the 0.1 schema (outbox_append.c tells), the
  * registry has no subject_layout and reads as layout 'key'; an ALTER of the
  * registry or the outbox (the update adding the columns) makes us plan
  * again.

@@ -1,6 +1,6 @@
 /*
- * worker.c — the publisher background worker: settings, registration and
- * the main loop.
+ * worker.c — the publisher background worker: registration and the main
+ * loop (its settings are defined in settings.c).
  *
  * One worker per cluster, connected to para_sync.database, started once the
  * server is out of recovery (so also right after a standby's promotion).  It
@@ -13,14 +13,15 @@
  *   connect  (only when not connected: the extension exists, NATS connects)
  *   read     up to para_sync.batch_size / para_sync.batch_bytes committed
  *            envelopes in per-key sequence order, from the key of the
- *            previous batch on and wrapping (outbox_consume.c), in a short
- *            transaction; then flush WAL up to the latest commit of its
- *            writers, so only commits durable on disk go out
+ *            previous batch on and wrapping (publisher_batch.c,
+ *            outbox_consume.c), in a short transaction; then flush WAL
+ *            up to the latest commit of its writers, so only commits
+ *            durable on disk go out
  *            (synchronous_commit = off too)
  *   standby  wait until every slot of para_sync.standby_slots confirmed
  *            that WAL (standby_slots.c)
  *   publish  to <subject_prefix>.<key> (or <subject_prefix>.<sync name>.<key>
- *            for a table in the 'table' subject layout) (nats_conn.c)
+ *            for a table in the 'table' subject layout) (publisher_nats.c)
  *   read-ahead  while NATS works on it (only after a full batch): the next
  *            batch, from the rows after this batch's last (key, sequence),
  *            without wrapping around;
@@ -72,31 +73,6 @@
 
 PGDLLEXPORT void para_sync_worker_main(Datum main_arg);
 
-/* ---- settings */
-
-char	   *psync_database = NULL;
-char	   *psync_nats_url = NULL;
-char	   *psync_subject_prefix = NULL;
-int			psync_batch_size = 5000;
-char	   *psync_jetstream_stream = NULL;
-char	   *psync_nats_token = NULL;
-char	   *psync_nats_user = NULL;
-char	   *psync_nats_password = NULL;
-char	   *psync_nats_credentials_file = NULL;
-char	   *psync_tls_ca_file = NULL;
-char	   *psync_tls_cert_file = NULL;
-char	   *psync_tls_key_file = NULL;
-bool		psync_tls_required = false;
-int			psync_connect_timeout_ms = 2000;
-int			psync_confirm_timeout_ms = 5000;
-int			psync_reconnect_wait_ms = 1000;
-int			psync_backoff_min_ms = 100;
-int			psync_backoff_max_ms = 10000;
-int			psync_poll_interval_ms = 1000;
-int			psync_batch_delay_us = 0;
-char	   *psync_standby_slots = NULL;
-int			psync_batch_bytes = 16384;
-
 /* true in the publisher worker: its errors also go to para_sync.status */
 static bool am_publisher = false;
 
@@ -107,103 +83,6 @@ static bool am_publisher = false;
  * so that a persistent error costs one attempt per pause, not a loop.
  */
 #define PUBLISHER_RESTART_SECS 5
-
-static void
-define_string(const char *name, const char *desc, char **var,
-			  const char *def, GucContext ctx, int flags)
-{
-	DefineCustomStringVariable(name, desc, NULL, var, def, ctx, flags,
-							   NULL, NULL, NULL);
-}
-
-static void
-define_ms(const char *name, const char *desc, int *var, int def, int min, int max)
-{
-	DefineCustomIntVariable(name, desc, NULL, var, def, min, max, PGC_SIGHUP,
-							GUC_UNIT_MS, NULL, NULL, NULL);
-}
-
-static void
-define_settings(void)
-{
-	const int	secret = GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL;
-
-	define_string("para_sync.database",
-				  "Database the para_sync publisher connects to.",
-				  &psync_database, "postgres", PGC_SIGHUP, 0);
-	/* may carry user:password@: readable by superusers only, never logged */
-	define_string("para_sync.nats_url",
-				  "NATS server URL, or a comma-separated list of a cluster's URLs.",
-				  &psync_nats_url, "nats://127.0.0.1:4222", PGC_SIGHUP,
-				  GUC_SUPERUSER_ONLY);
-	define_string("para_sync.subject_prefix",
-				  "Envelopes go to the subject <subject_prefix>.<key> (or <subject_prefix>.<sync name>.<key>, see para_sync.set_subject_layout()).",
-				  &psync_subject_prefix, "synced", PGC_SIGHUP, 0);
-	DefineCustomIntVariable("para_sync.batch_size",
-							"Largest number of envelopes published and confirmed as one batch.",
-							NULL, &psync_batch_size, 5000, 1, 100000,
-							PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("para_sync.batch_bytes",
-							"Largest total envelope size of one batch (at least one envelope).",
-							NULL, &psync_batch_bytes, 16384, 64, INT_MAX / 1024,
-							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
-	DefineCustomStringVariable("para_sync.standby_slots",
-							   "Physical replication slots whose standbys must have flushed a batch's WAL before it is published.",
-							   "Comma-separated slot names; empty publishes without waiting.",
-							   &psync_standby_slots, "", PGC_SIGHUP, GUC_LIST_INPUT,
-							   standby_slots_check, NULL, NULL);
-	define_string("para_sync.jetstream_stream",
-				  "JetStream stream to publish into; empty publishes to core NATS.",
-				  &psync_jetstream_stream, "", PGC_SIGHUP, 0);
-	define_string("para_sync.nats_token",
-				  "Token to authenticate to NATS with.",
-				  &psync_nats_token, "", PGC_SUSET, secret);
-	define_string("para_sync.nats_user",
-				  "User name to authenticate to NATS with.",
-				  &psync_nats_user, "", PGC_SUSET, GUC_SUPERUSER_ONLY);
-	define_string("para_sync.nats_password",
-				  "Password of para_sync.nats_user.",
-				  &psync_nats_password, "", PGC_SUSET, secret);
-	define_string("para_sync.nats_credentials_file",
-				  "NATS credentials file (JWT and NKey seed) to authenticate with.",
-				  &psync_nats_credentials_file, "", PGC_SUSET, secret);
-	define_string("para_sync.tls_ca_file",
-				  "CA certificates (PEM) that the NATS server's certificate must chain to.",
-				  &psync_tls_ca_file, "", PGC_SUSET, GUC_SUPERUSER_ONLY);
-	define_string("para_sync.tls_cert_file",
-				  "Client certificate (PEM) presented to NATS.",
-				  &psync_tls_cert_file, "", PGC_SUSET, GUC_SUPERUSER_ONLY);
-	define_string("para_sync.tls_key_file",
-				  "Private key (PEM) of para_sync.tls_cert_file.",
-				  &psync_tls_key_file, "", PGC_SUSET, secret);
-	DefineCustomBoolVariable("para_sync.tls_required",
-							 "Connect to NATS over TLS only.",
-							 NULL, &psync_tls_required, false, PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
-	define_ms("para_sync.connect_timeout", "Timeout of one NATS connection attempt.",
-			  &psync_connect_timeout_ms, 2000, 10, 600000);
-	define_ms("para_sync.confirm_timeout",
-			  "How long to wait for NATS to confirm a batch before retrying it.",
-			  &psync_confirm_timeout_ms, 5000, 10, 600000);
-	define_ms("para_sync.reconnect_wait",
-			  "Pause between the NATS client's reconnect attempts to one server.",
-			  &psync_reconnect_wait_ms, 1000, 10, 600000);
-	define_ms("para_sync.backoff_min",
-			  "First pause after a failed connect or publish; doubles up to para_sync.backoff_max.",
-			  &psync_backoff_min_ms, 100, 1, 3600000);
-	define_ms("para_sync.backoff_max", "Longest pause between retries.",
-			  &psync_backoff_max_ms, 10000, 1, 3600000);
-	define_ms("para_sync.poll_interval",
-			  "Fallback poll of the outbox when no commit woke the publisher.",
-			  &psync_poll_interval_ms, 1000, 10, 3600000);
-	/* microseconds, like commit_delay; at most 0.1 s keeps SIGTERM prompt */
-	DefineCustomIntVariable("para_sync.batch_delay",
-							"Pause, in microseconds, after a batch that took every committed envelope, so that more commits go into the next one.",
-							"0 does not pause. Fewer, larger batches under sustained traffic, for up to this much latency.",
-							&psync_batch_delay_us, 0, 0, 100000,
-							PGC_SIGHUP, 0, NULL, NULL, NULL);
-	outbox_vacuum_define_settings();
-}
 
 /*
  * The postmaster logs 'parameter "x" changed to "value"' when a reload
@@ -253,7 +132,6 @@ publisher_init(void)
 {
 	BackgroundWorker bgw;
 
-	define_settings();
 	status_shmem_init();
 	stat_tables_init();
 	if (!process_shared_preload_libraries_in_progress)
@@ -316,45 +194,12 @@ set_activity(PsyncWorkerState state, const char *activity)
 
 /* ---- one batch: read, wait for standbys, publish, remove */
 
-typedef struct Batch
-{
-	MemoryContext cxt;			/* holds everything below */
-	int			n;
-	int			cap;
-	int64		bytes;
-	int64		byte_cap;		/* para_sync.batch_bytes, or what is left of it */
-	bool		cap_first;		/* the first envelope may exceed byte_cap */
-	PsyncOutMsg *msgs;
-	text	  **keys;			/* msgs[i].key as text */
-	ItemPointerData *tids;		/* where msgs[i] was read */
-	bool		wrapped;		/* went on from the first key after the last */
-	bool		whole;			/* read with wrap-around: could see every key */
-	int			refetched;
-	int			skipped;
-	XLogRecPtr	commit_upto;	/* latest commit LSN of its rows' writers */
-	XLogRecPtr	wal_upto;		/* WAL end of every commit the batch saw */
-	bool		sent;			/* a read-ahead batch already sent (phase_send_ahead) */
-	bool		capped;			/* the byte cap ended the read */
-} Batch;
-
 static MemoryContext loop_cxt = NULL;	/* reset at the start of every iteration */
 static uint64 wakes_before_read = 0;	/* status_commit_wakes() before the read */
 static char *after_key = NULL;	/* in TopMemoryContext */
 
-/*
- * The next batch, read while NATS confirmed the previous one (read-ahead):
- * the rows after the previous batch's last (key, sequence).  It is
- * published only by the next iteration, and dropped by anything but a
- * successful iteration.  Two batch contexts take turns.
- */
-static MemoryContext batch_cxt[2] = {NULL, NULL};
-static Batch ahead;
-static bool have_ahead = false;
 static Oid	extension_oid = InvalidOid;
 static Oid	extension_outbox = InvalidOid;	/* its para_sync.outbox when looked up */
-static SPIPlanPtr backlog_plan = NULL;
-
-static void refresh_backlog(bool caught_up);
 
 /*
  * Start a transaction with a snapshot.  false (and no transaction) when the
@@ -364,8 +209,8 @@ static void refresh_backlog(bool caught_up);
  * and starting the transaction took in every invalidation) it is the same
  * extension as before.
  */
-static bool
-begin_work(void)
+bool
+worker_begin_work(void)
 {
 	Oid			ext;
 
@@ -386,9 +231,7 @@ begin_work(void)
 	if (ext != extension_oid)
 	{
 		/* installed, or dropped and re-created: start afresh */
-		if (backlog_plan != NULL)
-			SPI_freeplan(backlog_plan);
-		backlog_plan = NULL;
+		outbox_backlog_forget_plan();
 		extension_oid = ext;
 	}
 	extension_outbox = store_relations()->outbox;
@@ -396,8 +239,8 @@ begin_work(void)
 	return true;
 }
 
-static void
-end_work(void)
+void
+worker_end_work(void)
 {
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -409,232 +252,6 @@ static bool
 commits_since_read(void)
 {
 	return status_commit_wakes() != wakes_before_read;
-}
-
-/*
- * Copy one outbox row into the batch, key (as text, NUL-terminated) and
- * envelope in one allocation; refuse it once the byte cap is hit.
- */
-static bool
-take_row(const OutboxRow *row, void *arg)
-{
-	Batch	   *b = arg;
-	PsyncOutMsg *m = &b->msgs[b->n];
-	int			key_len = VARSIZE_ANY_EXHDR(row->key);
-	int64		env_len = toast_raw_datum_size(row->envelope) - VARHDRSZ;
-	struct varlena *env = (struct varlena *) DatumGetPointer(row->envelope);
-	char	   *mem;
-
-	if ((b->n > 0 || !b->cap_first) && b->bytes + env_len > b->byte_cap)
-	{
-		b->capped = true;
-		return false;
-	}
-	if (VARATT_IS_EXTENDED(env))
-		env = pg_detoast_datum_packed(env);
-	mem = MemoryContextAlloc(b->cxt, VARHDRSZ + key_len + 1 + env_len);
-	SET_VARSIZE(mem, VARHDRSZ + key_len);
-	memcpy(VARDATA(mem), VARDATA_ANY(row->key), key_len);
-	VARDATA(mem)[key_len] = '\0';
-	memcpy(VARDATA(mem) + key_len + 1, VARDATA_ANY(env), env_len);
-	if ((Pointer) env != DatumGetPointer(row->envelope))
-		pfree(env);
-	b->keys[b->n] = (text *) mem;
-	b->tids[b->n] = row->tid;
-	b->commit_upto = Max(b->commit_upto, row->commit_lsn);
-	b->wrapped |= row->wrapped;
-	m->key = VARDATA(mem);
-	m->key_len = key_len;
-	m->seq = row->seq;
-	m->txid = row->txid;
-	m->data = VARDATA(mem) + key_len + 1;
-	m->len = env_len;
-	m->by_table = row->subject_layout == PSYNC_LAYOUT_TABLE;
-	m->skip = false;
-	m->refetch = false;
-	m->queued_at = row->queued_at;
-	b->bytes += m->len;
-	b->n++;
-	return true;
-}
-
-/*
- * Make the commits of the batch's rows durable, whatever synchronous_commit
- * they ran with: flush the WAL up to the latest of their commit LSNs (a
- * synchronous commit was flushed before it became visible; flushing only
- * that far, not to the insert position, spares an fsync of the publisher's
- * own asynchronous commits when the writers flush theirs anyway).  Returns
- * a WAL position at or after every commit record the batch depends on, for
- * the standby slots to have flushed.
- */
-static XLogRecPtr
-flush_wal(const Batch *b)
-{
-	if (!XLogRecPtrIsInvalid(b->commit_upto))
-		XLogFlush(b->commit_upto);
-	return Max(b->commit_upto, GetFlushRecPtr(NULL));
-}
-
-/*
- * Read a batch into cxt (reset first) in a short transaction: from
- * (key, seq) on, wrapping around with wrap, up to byte_cap bytes (the first
- * envelope may exceed it with cap_first).  false: no extension.
- */
-static bool
-read_batch(Batch *b, MemoryContext cxt, const char *key, int64 seq, bool wrap,
-		   int64 byte_cap, bool cap_first)
-{
-	MemoryContextReset(cxt);
-	memset(b, 0, sizeof(*b));
-	b->whole = wrap;
-	b->cxt = cxt;
-	b->cap = psync_batch_size;
-	b->byte_cap = byte_cap;
-	b->cap_first = cap_first;
-	b->msgs = MemoryContextAlloc(cxt, sizeof(PsyncOutMsg) * b->cap);
-	b->keys = MemoryContextAlloc(cxt, sizeof(text *) * b->cap);
-	b->tids = MemoryContextAlloc(cxt, sizeof(ItemPointerData) * b->cap);
-	if (!begin_work())
-		return false;
-	outbox_read(key, seq, wrap, b->cap, take_row, b);
-	end_work();
-	/* publish only what is durable, whatever synchronous_commit was */
-	if (b->n > 0)
-		b->wal_upto = flush_wal(b);
-	return true;
-}
-
-/* Read the next batch from the position after the last one removed. */
-static bool
-phase_read(Batch *b)
-{
-	if (have_ahead)
-	{
-		*b = ahead;
-		have_ahead = false;
-		return true;
-	}
-	return read_batch(b, batch_cxt[0], after_key, 0, true,
-					  (int64) psync_batch_bytes * 1024, true);
-}
-
-/* Was b ended by para_sync.batch_size or the byte cap (rows may be left)? */
-static bool
-batch_full(const Batch *b)
-{
-	return b->n >= b->cap || b->capped;
-}
-
-/*
- * Did b take every envelope committed when it was read?  Only a read that
- * could wrap around the key space (not a read-ahead) and was not full (so
- * no read-ahead followed it either).
- */
-static bool
-took_all(const Batch *b)
-{
-	return b->whole && !batch_full(b);
-}
-
-/*
- * Read-ahead, while NATS confirms b: the rows after b's last (key,
- * sequence), without wrapping around, into the other batch context; not
- * when b itself wrapped around.  Both
- * batches together stay within para_sync.batch_bytes.  Nothing of it goes
- * out before b is confirmed and removed.
- */
-static void
-phase_read_ahead(Batch *b)
-{
-	PsyncOutMsg *last = &b->msgs[b->n - 1];
-	int64		left = (int64) psync_batch_bytes * 1024 - b->bytes;
-
-	have_ahead = false;
-	/* after a wrap-around, the rows after b's last are b's first ones */
-	if (left <= 0 || b->wrapped)
-		return;
-	/*
-	 * After a batch that was not full, the next iteration's read finds the
-	 * later rows, without a transaction per batch spent here on finding
-	 * nothing (live traffic: one or two rows per batch).
-	 */
-	if (!batch_full(b))
-		return;
-	if (read_batch(&ahead, batch_cxt[b->cxt == batch_cxt[0] ? 1 : 0],
-				   last->key, last->seq, false, left, false) &&
-		ahead.n > 0)
-		have_ahead = true;
-}
-
-static void
-drop_ahead(void)
-{
-	have_ahead = false;
-}
-
-/*
- * An envelope beyond the server's max_payload goes out as op refetch,
- * without its value (docs/protocol.md, "Delivery"); subscribers fetch the
- * value by snapshot().  One still too large (a tiny max_payload) is skipped,
- * reported, and removed with the batch, so that it never blocks the
- * envelopes behind it.
- */
-static void
-phase_shrink(Batch *b)
-{
-	int64		max_payload = nats_max_payload();
-	bool		jetstream = psync_jetstream_stream[0] != '\0';
-
-	if (max_payload <= 0)
-		return;
-	for (int i = 0; i < b->n; i++)
-	{
-		PsyncOutMsg *m = &b->msgs[i];
-		/* JetStream: the Nats-Msg-Id and Nats-Expected-Stream headers count too */
-		int64		overhead = jetstream ? 96 + 2 * m->key_len + strlen(psync_jetstream_stream) : 0;
-		psync_envelope env;
-		psync_envelope refetch = {0};
-		StringInfoData out;
-
-		if (m->len + overhead <= max_payload)
-			continue;
-		if (psync_envelope_decode(m->data, m->len, &env) != PSYNC_DECODE_OK)
-		{
-			/* not ours to judge: keep key/sequence from the outbox row */
-			env.schema_version = "";
-			env.schema_version_len = 0;
-		}
-		refetch.key = m->key;
-		refetch.key_len = m->key_len;
-		refetch.has_value = false;
-		refetch.schema_version = env.schema_version;
-		refetch.schema_version_len = env.schema_version_len;
-		refetch.sequence = (uint64) m->seq;
-		refetch.op = PSYNC_OP_REFETCH;
-		refetch.has_txid = true;
-		refetch.txid = (uint64) m->txid;
-		initStringInfo(&out);
-		if (psync_envelope_encode(&refetch, msgpack_buffer_write, &out) != 0)
-			elog(ERROR, "para_sync publisher: could not encode a refetch envelope");
-		m->data = out.data;
-		m->len = out.len;
-		if (m->len + overhead <= max_payload)
-		{
-			m->refetch = true;
-			b->refetched++;
-			continue;
-		}
-		m->skip = true;
-		b->skipped++;
-		ereport(WARNING,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("para_sync publisher: skipped the envelope of key \"%s\" sequence " INT64_FORMAT ": even as op refetch it is larger than the NATS server's max_payload (" INT64_FORMAT " bytes)",
-						m->key, m->seq, max_payload),
-				 errdetail("Subscribers see a gap in this key's sequences and can read the row with para_sync.snapshot()."),
-				 errhint("Raise max_payload of the NATS server.")));
-		status_set_error(psprintf("skipped key \"%s\" sequence " INT64_FORMAT ": larger than max_payload even as op refetch",
-								  m->key, m->seq));
-	}
 }
 
 /*
@@ -666,7 +283,7 @@ phase_wait_standbys(Batch *b)
 		CHECK_FOR_INTERRUPTS();
 		if (ShutdownRequestPending || ConfigReloadPending)
 			return false;
-		refresh_backlog(false);
+		outbox_backlog_refresh(false);
 	}
 	status_set_detail("");
 	if (reported)
@@ -699,10 +316,10 @@ phase_remove(Batch *b)
 		acks[n].ntids = 1;
 		n++;
 	}
-	if (!begin_work())
+	if (!worker_begin_work())
 		return;					/* dropped meanwhile: nothing left to remove */
 	outbox_remove(acks, n);
-	end_work();
+	worker_end_work();
 }
 
 /*
@@ -718,7 +335,7 @@ phase_remove(Batch *b)
 static void
 phase_gather(const Batch *b)
 {
-	if (psync_batch_delay_us <= 0 || !took_all(b))
+	if (psync_batch_delay_us <= 0 || !publisher_batch_took_all(b))
 		return;
 	set_activity(PSW_IDLE, "para_sync publisher: letting commits gather (para_sync.batch_delay)");
 	pg_usleep(psync_batch_delay_us);
@@ -736,10 +353,10 @@ phase_gather(const Batch *b)
 static bool
 phase_caught_up(const Batch *b)
 {
-	if (!took_all(b) || outbox_vacuum_due() ||
+	if (!publisher_batch_took_all(b) || outbox_vacuum_due() ||
 		ShutdownRequestPending || ConfigReloadPending || commits_since_read())
 		return false;
-	refresh_backlog(true);
+	outbox_backlog_refresh(true);
 	set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
 	return true;
 }
@@ -762,62 +379,6 @@ remember_position(Batch *b)
 	after_key = next;
 }
 
-/* ---- backlog, for para_sync.status */
-
-static TimestampTz backlog_measured = 0;
-
-/*
- * Measure backlog and oldest envelope, at most once every every_ms; 0 when
- * caught up.  Rows read but not yet removed count: they are not confirmed
- * yet.
- */
-static void
-measure_backlog(bool caught_up, int every_ms)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (caught_up)
-	{
-		status_set_backlog(0, 0);
-		backlog_measured = now;
-		return;
-	}
-	if (!TimestampDifferenceExceeds(backlog_measured, now, every_ms))
-		return;
-	backlog_measured = now;
-	if (!begin_work())
-		return;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "para_sync publisher: SPI_connect failed");
-	{
-		int64		count;
-		TimestampTz oldest;
-
-		if (status_count_outbox(&backlog_plan, &count, &oldest))
-			status_set_backlog(count, oldest);
-	}
-	SPI_finish();
-	end_work();
-}
-
-/* The backlog, at most once a second (waiting, backing off, caught up). */
-static void
-refresh_backlog(bool caught_up)
-{
-	measure_backlog(caught_up, 1000);
-}
-
-/*
- * The backlog after a batch: counting the outbox costs time in proportion
- * to it, which a full batch says is large, so then only every ten seconds
- * (a 200k drain spent a sixth of its time counting once a second).
- */
-static void
-refresh_backlog_after(const Batch *b)
-{
-	measure_backlog(false, b->n >= b->cap ? 10000 : 1000);
-}
-
 /* ---- the loop */
 
 /* What an iteration asks the loop to do next. */
@@ -837,19 +398,19 @@ phase_connect(void)
 {
 	char		safe[512];
 
-	if (nats_is_connected())
+	if (publisher_nats_is_connected())
 		return NEXT_NOW;
-	if (!nats_is_closed())
+	if (!publisher_nats_is_closed())
 	{
 		/* nats.c is reconnecting; its callback wakes us, commits need not */
 		status_wake_on_commit(false);
 		set_activity(PSW_CONNECTING, "para_sync publisher: waiting for NATS to come back");
-		refresh_backlog(false);
+		outbox_backlog_refresh(false);
 		return NEXT_WAIT;
 	}
 	set_activity(PSW_CONNECTING, "para_sync publisher: connecting to NATS");
 	status_set_nats(PSN_CONNECTING, "");
-	if (!nats_connect(errbuf, sizeof(errbuf)))
+	if (!publisher_nats_connect(errbuf, sizeof(errbuf)))
 		return NEXT_BACKOFF;
 	strip_url_credentials(psync_nats_url, safe, sizeof(safe));
 	snprintf(errbuf, sizeof(errbuf), "connected to NATS at %s", safe);
@@ -865,7 +426,7 @@ no_extension(void)
 {
 	set_activity(PSW_NO_EXTENSION, "para_sync publisher: waiting for CREATE EXTENSION para_sync");
 	status_set_backlog(-1, 0);
-	nats_disconnect();
+	publisher_nats_disconnect();
 	return NEXT_WAIT;
 }
 
@@ -873,8 +434,9 @@ no_extension(void)
 static bool
 send_batch(Batch *b)
 {
-	phase_shrink(b);
-	return nats_send_batch(b->msgs, b->n, errbuf, sizeof(errbuf)) == PSP_OK;
+	publisher_batch_shrink(b);
+	return publisher_nats_send_batch(b->msgs, b->n, errbuf,
+									 sizeof(errbuf)) == PSP_OK;
 }
 
 /*
@@ -888,18 +450,19 @@ static bool
 phase_send_ahead(void)
 {
 	char		reason[256];
+	Batch	   *ahead = publisher_batch_ahead();
 
-	if (!have_ahead)
+	if (ahead == NULL)
 		return true;
 	if (psync_standby_slots[0] != '\0' &&
-		standby_slots_confirmed(ahead.wal_upto, reason, sizeof(reason)) != STANDBY_CONFIRMED)
+		standby_slots_confirmed(ahead->wal_upto, reason, sizeof(reason)) != STANDBY_CONFIRMED)
 		return true;
-	if (!send_batch(&ahead))
+	if (!send_batch(ahead))
 	{
-		drop_ahead();
+		publisher_batch_drop_ahead();
 		return false;
 	}
-	ahead.sent = true;
+	ahead->sent = true;
 	return true;
 }
 
@@ -921,23 +484,23 @@ run_iteration(void)
 		set_activity(PSW_RECOVERY, "para_sync publisher: waiting for promotion");
 		return NEXT_WAIT;
 	}
-	if (!nats_is_connected())
+	if (!publisher_nats_is_connected())
 	{
 		/* connect only once there is something to publish from */
-		if (!begin_work())
+		if (!worker_begin_work())
 			return no_extension();
-		end_work();
+		worker_end_work();
 		next = phase_connect();
 		if (next != NEXT_NOW)
 			return next;
 	}
 
 	set_activity(PSW_READING, "para_sync publisher: reading the outbox");
-	if (!phase_read(&b))
+	if (!publisher_batch_read(&b, after_key))
 		return no_extension();
 	if (b.n == 0)
 	{
-		refresh_backlog(true);
+		outbox_backlog_refresh(true);
 		if (outbox_vacuum_due())
 			phase_vacuum();
 		pgstat_report_stat(false);
@@ -953,8 +516,9 @@ run_iteration(void)
 	set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
 	if (!b.sent && !send_batch(&b))
 		return NEXT_BACKOFF;
-	phase_read_ahead(&b);
-	if (nats_confirm_batch(b.msgs, b.n, errbuf, sizeof(errbuf)) != PSP_OK)
+	publisher_batch_read_ahead(&b);
+	if (publisher_nats_confirm_batch(b.msgs, b.n, errbuf,
+									 sizeof(errbuf)) != PSP_OK)
 		return NEXT_BACKOFF;
 	sent_ahead = phase_send_ahead();
 
@@ -964,7 +528,7 @@ run_iteration(void)
 	stat_tables_count_batch(b.msgs, b.n);
 	outbox_vacuum_count(b.n);
 	remember_position(&b);
-	refresh_backlog_after(&b);
+	outbox_backlog_refresh_after(&b);
 	/* a worker's table statistics go out only when it asks (at most once a second): autovacuum needs its deletes */
 	pgstat_report_stat(false);
 	if (!sent_ahead)
@@ -1045,7 +609,7 @@ exit_on_sigterm(void)
 static void
 worker_exit(int code, Datum arg)
 {
-	nats_disconnect();
+	publisher_nats_disconnect();
 }
 
 /* SIGHUP: re-read settings; reconnect when a NATS setting changed. */
@@ -1063,7 +627,7 @@ reload_settings(const char *startup_database)
 						startup_database, psync_database)));
 		proc_exit(1);			/* the postmaster starts us again */
 	}
-	fp = nats_settings_fingerprint();
+	fp = publisher_nats_settings_fingerprint();
 	if (strcmp(fp, nats_fingerprint) != 0)
 	{
 		char		safe[512];
@@ -1071,7 +635,7 @@ reload_settings(const char *startup_database)
 		strip_url_credentials(psync_nats_url, safe, sizeof(safe));
 		ereport(LOG,
 				(errmsg("para_sync publisher: NATS settings changed; reconnecting to %s", safe)));
-		nats_disconnect();
+		publisher_nats_disconnect();
 		last_problem[0] = '\0';
 	}
 	pfree(nats_fingerprint);
@@ -1096,14 +660,12 @@ worker_setup(const char *database)
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "para_sync publisher loop",
 									 ALLOCSET_DEFAULT_SIZES);
-	for (int i = 0; i < lengthof(batch_cxt); i++)
-		batch_cxt[i] = AllocSetContextCreate(TopMemoryContext, "para_sync publisher batch",
-											 0, 1024 * 1024, 8 * 1024 * 1024);
+	publisher_batch_init();
 	after_key = MemoryContextStrdup(TopMemoryContext, "");
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-		nats_fingerprint = nats_settings_fingerprint();
+		nats_fingerprint = publisher_nats_settings_fingerprint();
 		MemoryContextSwitchTo(old);
 	}
 	status_set_detail("");
@@ -1143,15 +705,15 @@ para_sync_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(loop_cxt);
 		if (ConfigReloadPending)
 		{
-			drop_ahead();
+			publisher_batch_drop_ahead();
 			reload_settings(database);
 			backoff_ms = 0;
 			retry_at = 0;
 		}
-		if (nats_poll_events(errbuf, sizeof(errbuf)))
+		if (publisher_nats_poll_events(errbuf, sizeof(errbuf)))
 		{
-			drop_ahead();
-			if (nats_is_connected())
+			publisher_batch_drop_ahead();
+			if (publisher_nats_is_connected())
 				report_recovered(errbuf);
 			else
 			{
@@ -1169,7 +731,7 @@ para_sync_worker_main(Datum main_arg)
 			TimestampDifference(GetCurrentTimestamp(), retry_at, &secs, &usecs);
 			next = NEXT_WAIT;
 			timeout = secs * 1000 + usecs / 1000 + 1;
-			refresh_backlog(false);
+			outbox_backlog_refresh(false);
 		}
 		else
 		{
@@ -1181,7 +743,7 @@ para_sync_worker_main(Datum main_arg)
 		}
 		MemoryContextSwitchTo(TopMemoryContext);
 		if (next != NEXT_NOW)
-			drop_ahead();
+			publisher_batch_drop_ahead();
 		if (next == NEXT_BACKOFF)
 		{
 			report_problem(errbuf);
@@ -1193,11 +755,11 @@ para_sync_worker_main(Datum main_arg)
 			/* the retry reads whatever was committed meanwhile */
 			status_wake_on_commit(false);
 			set_activity(PSW_BACKOFF, "para_sync publisher: backing off after a NATS failure");
-			refresh_backlog(false);
+			outbox_backlog_refresh(false);
 		}
 		else if (next == NEXT_NOW || next == NEXT_CAUGHT_UP)
 		{
-			if (backoff_ms != 0 && nats_is_connected())
+			if (backoff_ms != 0 && publisher_nats_is_connected())
 			{
 				report_recovered("NATS accepts envelopes again; publishing resumed");
 				backoff_ms = 0;

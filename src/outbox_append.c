@@ -1,11 +1,21 @@
 /*
- * sequence_store.c — the per-object sequence counters and the outbox.
+ * outbox_append.c — the per-object sequence counters and the outbox's
+ * append (the sequence store).
  *
- * An object's last sequence is the highest seq of its rows still in
- * para_sync.outbox, or, once they were all consumed, its row in
- * para_sync.counters (written by the publisher, off the write path).  So a
- * change costs one or two index probes and one outbox insert: the counter
- * travels in the outbox row itself.
+ * The counter rule, here and nowhere else: an object's next sequence is
+ * max(its rows in para_sync.outbox, its row in para_sync.counters) + 1
+ * (sequence_store_next()), and removing rows from the outbox raises the
+ * counter to the highest sequence removed (remember_last_sequences(), at
+ * the end of this file, called by outbox_remove()).  So the last sequence
+ * is the highest seq of the object's rows still in the outbox, or, once
+ * they were all consumed, its row in para_sync.counters (written by the
+ * publisher, off the write path).  So a change costs one or two index
+ * probes and one outbox insert: the counter travels in the outbox row
+ * itself.
+ *
+ * The outbox family: outbox_append.c (sequences, append, counters),
+ * outbox_consume.c (read, remove), outbox_backlog.c (count),
+ * outbox_vacuum.c (vacuum after a drain).
  *
  * Writers of one object are serialized by the row lock or unique-index
  * check on the synced table itself (the capture trigger fires AFTER ROW),
@@ -73,11 +83,8 @@
 
 static StoreRelations store = {InvalidOid, InvalidOid, InvalidOid, InvalidOid, false};
 static IndexInfo *outbox_pkey_info = NULL;
-static Oid	internal_owner = InvalidOid;
 /* the sequence cache's name for this store (seq_cache.c) */
 static SeqCacheTag store_tag;
-
-static bool sequence_cache_check = false;
 
 static void
 store_relcache_callback(Datum arg, Oid relid)
@@ -86,7 +93,7 @@ store_relcache_callback(Datum arg, Oid relid)
 		relid == store.counters || relid == store.counters_pkey)
 	{
 		store.outbox = InvalidOid;
-		internal_owner = InvalidOid;
+		catalog_forget_owner();
 		if (outbox_pkey_info != NULL)
 			pfree(outbox_pkey_info);
 		outbox_pkey_info = NULL;
@@ -97,11 +104,6 @@ void
 sequence_store_init(void)
 {
 	CacheRegisterRelcacheCallback(store_relcache_callback, (Datum) 0);
-	DefineCustomBoolVariable("para_sync.sequence_cache_check",
-							 "Checks every sequence cache hit against the outbox and counters.",
-							 "For tests: a disagreement raises an error.",
-							 &sequence_cache_check, false,
-							 PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 static Oid
@@ -182,45 +184,6 @@ Oid
 store_resolved_outbox(void)
 {
 	return store.outbox;
-}
-
-static Oid
-relation_owner(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/* The role that owns para_sync's tables: internal statements run as it. */
-static Oid
-para_sync_internal_owner(void)
-{
-	if (!OidIsValid(internal_owner))
-		internal_owner = relation_owner(store_relations()->outbox);
-	return internal_owner;
-}
-
-void
-become_internal_owner(OwnerSwitch *sw)
-{
-	Oid			owner = para_sync_internal_owner();
-
-	GetUserIdAndSecContext(&sw->saved_user, &sw->saved_context);
-	SetUserIdAndSecContext(owner, sw->saved_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-}
-
-void
-restore_user(const OwnerSwitch *sw)
-{
-	SetUserIdAndSecContext(sw->saved_user, sw->saved_context);
 }
 
 /*
@@ -534,4 +497,83 @@ sequence_store_last_sorted(int n, const char *const *keys, const int *key_lens,
 	pfree(counter_seqs);
 	pfree(in_outbox);
 	pfree(in_counters);
+}
+
+/* ---- the counters, raised when the outbox's rows are removed */
+
+/*
+ * counters[key] = greatest(counters[key], seq), through the heap and the
+ * primary key directly: this runs once per key of every published batch,
+ * where an INSERT ... ON CONFLICT through SPI cost the publisher more than
+ * everything else it does per batch.  An update of seq alone stays HOT on
+ * the half-full pages, so it adds no index entry.  A concurrent writer of
+ * the same counter (only another para_sync.ack() can be one) makes this
+ * transaction fail rather than lose either value.
+ */
+static void
+raise_counter(Relation heap, Relation index, IndexInfo *info, Snapshot snapshot,
+			  text *key, int64 seq)
+{
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	Datum		values[2] = {PointerGetDatum(key), Int64GetDatum(seq)};
+	bool		nulls[2] = {false, false};
+	HeapTuple	tuple = heap_form_tuple(RelationGetDescr(heap), values, nulls);
+	bool		found;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
+	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (!found)
+	{
+		heap_insert(heap, tuple, GetCurrentCommandId(true), 0, NULL);
+		index_insert(index, values, nulls, &tuple->t_self, heap, UNIQUE_CHECK_YES,
+					 false, info);
+	}
+	else
+	{
+		bool		isnull;
+
+		if (DatumGetInt64(slot_getattr(slot, 2, &isnull)) < seq)
+		{
+			simple_heap_update(heap, &slot->tts_tid, tuple);
+			if (!HeapTupleIsHeapOnly(tuple))
+				index_insert(index, values, nulls, &tuple->t_self, heap,
+							 UNIQUE_CHECK_YES, false, info);
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	heap_freetuple(tuple);
+}
+
+/*
+ * Raise the counter of every (keys[i], seqs[i]) pair; keys are distinct.
+ * Called by outbox_remove() (outbox_consume.c) with the highest sequence
+ * it removed of each key.
+ */
+void
+remember_last_sequences(text **keys, int64 *seqs, int n)
+{
+	const StoreRelations *rels = store_relations();
+	Relation	heap;
+	Relation	index;
+	IndexInfo  *info;
+	Snapshot	snapshot;
+
+	if (n == 0)
+		return;
+	heap = table_open(rels->counters, RowExclusiveLock);
+	index = index_open(rels->counters_pkey, RowExclusiveLock);
+	info = BuildIndexInfo(index);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	for (int i = 0; i < n; i++)
+		raise_counter(heap, index, info, snapshot, keys[i], seqs[i]);
+	UnregisterSnapshot(snapshot);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	CommandCounterIncrement();
 }

@@ -1,9 +1,12 @@
 /*
- * nats_conn.c — the publisher's NATS side: connection options built from the
- * para_sync.* settings, connect/reconnect state, and publishing a batch with
- * its confirmation (core NATS: one PING/PONG flush round trip; JetStream:
- * every envelope published with the header Nats-Msg-Id "<key>:<sequence>"
- * and a reply subject of our own, then waiting for each one's ack).
+ * publisher_nats.c — the publisher's NATS side: connection options built
+ * from the para_sync.* settings, connect/reconnect state, publishing a batch
+ * with its confirmation, and what the JetStream headers add to an
+ * envelope's size (publisher_nats_overhead()).  Its names start with
+ * publisher_nats_, outside nats.c's own nats_ namespace.  The confirmation
+ * (core NATS: one PING/PONG flush round trip; JetStream: every envelope
+ * published with the header Nats-Msg-Id "<key>:<sequence>" and a reply
+ * subject of our own, then waiting for each one's ack).
  *
  * JetStream acks are collected here rather than by nats.c's asynchronous
  * publishing: each attempt of a batch has its own reply subjects
@@ -154,7 +157,7 @@ strip_url_credentials(const char *in, char *out, size_t outlen)
 
 /* Everything that needs a reconnect when it changes (secrets included). */
 char *
-nats_settings_fingerprint(void)
+publisher_nats_settings_fingerprint(void)
 {
 	return psprintf("%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%d\x1f%d\x1f%d\x1f%s",
 					psync_nats_url, psync_nats_token, psync_nats_user,
@@ -307,7 +310,7 @@ connect_blocked(char *errbuf, size_t errlen)
 				snprintf(errbuf, errlen, "could not use JetStream stream \"%s\" on NATS at %s: %s (JetStream error %d)",
 						 psync_jetstream_stream, safe_urls,
 						 natsStatus_GetText(s), (int) jerr);
-			nats_disconnect();
+			publisher_nats_disconnect();
 			return false;
 		}
 		jsStreamInfo_Destroy(si);
@@ -325,7 +328,7 @@ connect_blocked(char *errbuf, size_t errlen)
 		if (s != NATS_OK)
 		{
 			format_nats_error(errbuf, errlen, "could not subscribe to JetStream acks", s);
-			nats_disconnect();
+			publisher_nats_disconnect();
 			return false;
 		}
 	}
@@ -334,7 +337,7 @@ connect_blocked(char *errbuf, size_t errlen)
 
 /* Connect with the current settings.  false: errbuf says why. */
 bool
-nats_connect(char *errbuf, size_t errlen)
+publisher_nats_connect(char *errbuf, size_t errlen)
 {
 	sigset_t	saved;
 	bool		ok;
@@ -346,7 +349,7 @@ nats_connect(char *errbuf, size_t errlen)
 		pg_atomic_init_u32(&async_error_status, 0);
 		atomics_ready = true;
 	}
-	nats_disconnect();
+	publisher_nats_disconnect();
 	wake_latch = MyLatch;
 	pg_atomic_write_u32(&nats_events, 0);
 
@@ -369,7 +372,7 @@ nats_connect(char *errbuf, size_t errlen)
 }
 
 void
-nats_disconnect(void)
+publisher_nats_disconnect(void)
 {
 	if (ack_sub != NULL)
 		natsSubscription_Destroy(ack_sub);
@@ -388,13 +391,13 @@ nats_disconnect(void)
 }
 
 bool
-nats_is_connected(void)
+publisher_nats_is_connected(void)
 {
 	return conn != NULL && natsConnection_Status(conn) == NATS_CONN_STATUS_CONNECTED;
 }
 
 int64
-nats_max_payload(void)
+publisher_nats_max_payload(void)
 {
 	return conn ? natsConnection_GetMaxPayload(conn) : 0;
 }
@@ -404,7 +407,7 @@ nats_max_payload(void)
  * and return true with a message when the connection state changed.
  */
 bool
-nats_poll_events(char *errbuf, size_t errlen)
+publisher_nats_poll_events(char *errbuf, size_t errlen)
 {
 	uint32		ev;
 
@@ -414,7 +417,7 @@ nats_poll_events(char *errbuf, size_t errlen)
 	if (ev == 0)
 		return false;
 	errbuf[0] = '\0';
-	if (nats_is_connected())
+	if (publisher_nats_is_connected())
 	{
 		char		raw[256],
 					url[256];
@@ -446,7 +449,7 @@ nats_poll_events(char *errbuf, size_t errlen)
 }
 
 bool
-nats_is_closed(void)
+publisher_nats_is_closed(void)
 {
 	return conn == NULL || natsConnection_Status(conn) == NATS_CONN_STATUS_CLOSED;
 }
@@ -756,13 +759,14 @@ send_js(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 
 /*
  * Publish msgs[0..n-1] (but those marked skip) in order, without waiting:
- * nats_confirm_batch() must follow, with the same messages, before the next
- * batch is sent.
+ * publisher_nats_confirm_batch() must follow, with the same messages,
+ * before the next batch is sent.
  */
 PsyncPubResult
-nats_send_batch(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
+publisher_nats_send_batch(PsyncOutMsg *msgs, int n, char *errbuf,
+						  size_t errlen)
 {
-	if (!nats_is_connected())
+	if (!publisher_nats_is_connected())
 	{
 		snprintf(errbuf, errlen, "not connected to NATS");
 		return PSP_NOT_CONNECTED;
@@ -773,11 +777,13 @@ nats_send_batch(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 }
 
 /*
- * Wait until NATS confirmed every message of the batch nats_send_batch()
- * sent.  PSP_OK is the only outcome after which they may be removed.
+ * Wait until NATS confirmed every message of the batch
+ * publisher_nats_send_batch() sent.  PSP_OK is the only outcome after which
+ * they may be removed.
  */
 PsyncPubResult
-nats_confirm_batch(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
+publisher_nats_confirm_batch(PsyncOutMsg *msgs, int n, char *errbuf,
+							 size_t errlen)
 {
 	if (conn == NULL)
 	{
@@ -787,4 +793,17 @@ nats_confirm_batch(PsyncOutMsg *msgs, int n, char *errbuf, size_t errlen)
 	if (ack_sub != NULL)
 		return js_collect_acks(msgs, n, errbuf, errlen);
 	return confirm_core(errbuf, errlen);
+}
+
+/*
+ * Bytes beyond its own that an envelope of key key_len counts against the
+ * server's max_payload: under JetStream, the Nats-Msg-Id and
+ * Nats-Expected-Stream headers count too; core NATS adds none.
+ */
+int64
+publisher_nats_overhead(int key_len)
+{
+	bool		jetstream = psync_jetstream_stream[0] != '\0';
+
+	return jetstream ? 96 + 2 * key_len + strlen(psync_jetstream_stream) : 0;
 }

@@ -1,0 +1,121 @@
+/*
+ * outbox_backlog.c — the outbox's backlog: how many envelopes wait in
+ * para_sync.outbox and since when (the oldest queued_at).
+ *
+ * One query, used by the publisher (which measures the backlog at most
+ * once a second, every ten seconds while it drains a large one:
+ * outbox_backlog_refresh(), in the worker's short transaction) and by the
+ * para_sync.status view while no worker runs (status.c).  It reads the
+ * outbox through SPI: a count(*) costs time in proportion to the backlog,
+ * which is why its callers ration it.
+ *
+ * The outbox family: outbox_append.c (sequences, append, counters),
+ * outbox_consume.c (read, remove), outbox_backlog.c (count),
+ * outbox_vacuum.c (vacuum after a drain).
+ */
+#include "para_sync.h"
+#include "publisher.h"
+
+#include "executor/spi.h"
+#include "utils/timestamp.h"
+
+/* the worker's prepared count, kept across batches */
+static SPIPlanPtr backlog_plan = NULL;
+
+/*
+ * Count the outbox: its rows and the oldest queued_at (0 when empty).
+ * Inside SPI_connect.  With plan, the plan is prepared once and kept there
+ * (the worker); without, planned for this call.  false: the query failed.
+ */
+bool
+outbox_backlog_count(SPIPlanPtr *plan, int64 *count, TimestampTz *oldest)
+{
+	static const char sql[] = "SELECT pg_catalog.count(*), pg_catalog.min(o.queued_at)"
+		"  FROM para_sync.outbox o";
+	int			rc;
+	bool		null1,
+				null2;
+	Datum		min;
+
+	if (plan != NULL && *plan == NULL)
+	{
+		*plan = SPI_prepare(sql, 0, NULL);
+		if (*plan == NULL || SPI_keepplan(*plan) != 0)
+			elog(ERROR, "para_sync: could not prepare the backlog query: %s",
+				 SPI_result_code_string(SPI_result));
+	}
+	rc = plan != NULL ? SPI_execute_plan(*plan, NULL, NULL, true, 1) :
+		SPI_execute(sql, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		return false;
+	*count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &null1));
+	min = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &null2);
+	*oldest = null2 ? 0 : DatumGetTimestampTz(min);
+	return true;
+}
+
+/* The extension was installed or re-created: plan the count afresh. */
+void
+outbox_backlog_forget_plan(void)
+{
+	if (backlog_plan != NULL)
+		SPI_freeplan(backlog_plan);
+	backlog_plan = NULL;
+}
+
+/* ---- the publisher's measurements, for para_sync.status */
+
+static TimestampTz backlog_measured = 0;
+
+/*
+ * Measure backlog and oldest envelope, at most once every every_ms; 0 when
+ * caught up.  Rows read but not yet removed count: they are not confirmed
+ * yet.
+ */
+static void
+measure_backlog(bool caught_up, int every_ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (caught_up)
+	{
+		status_set_backlog(0, 0);
+		backlog_measured = now;
+		return;
+	}
+	if (!TimestampDifferenceExceeds(backlog_measured, now, every_ms))
+		return;
+	backlog_measured = now;
+	if (!worker_begin_work())
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "para_sync publisher: SPI_connect failed");
+	{
+		int64		count;
+		TimestampTz oldest;
+
+		if (outbox_backlog_count(&backlog_plan, &count, &oldest))
+			status_set_backlog(count, oldest);
+	}
+	SPI_finish();
+	worker_end_work();
+}
+
+/* The backlog, at most once a second (waiting, backing off, caught up). */
+void
+outbox_backlog_refresh(bool caught_up)
+{
+	measure_backlog(caught_up, 1000);
+}
+
+/*
+ * The backlog after a batch: counting the outbox costs time in proportion
+ * to it, which a full batch says is large, so then only every ten seconds
+ * (a 200k drain spent a sixth of its time counting once a second).
+ */
+void
+outbox_backlog_refresh_after(const Batch *b)
+{
+	measure_backlog(false, b->n >= b->cap ? 10000 : 1000);
+}
