@@ -5,7 +5,7 @@
 #   test/run-all                every test (what .ci/run and the README call)
 
 EXTENSION = para_sync
-DATA = para_sync--0.1.sql para_sync--0.1--0.2.sql para_sync--0.2--0.3.sql
+DATA = para_sync--0.1.sql para_sync--0.1--0.2.sql para_sync--0.2--0.3.sql para_sync--0.3--0.4.sql
 MODULE_big = para_sync
 OBJS = \
 	src/common/envelope.o \
