@@ -88,13 +88,17 @@ $(CLIENT_PC): src/client/libparasync.pc.in
 		-e 's|@INCLUDEDIR@|$(CLIENT_INCLUDEDIR)|' -e 's|@VERSION@|$(CLIENT_VERSION)|' $< > $@
 
 # para-sync-watch, a program of its own in watch/: it sees libparasync only
-# through include/para_sync/ (no -Isrc/client).
+# as an application does, through include/para_sync/ (no -Isrc/client) and
+# the shared library's exported psync_* symbols.  It runs from build/ (the
+# library next to it, $ORIGIN) and once installed (CLIENT_LIBDIR).
 CLIENT_WATCH_SRCS := watch/watch.c watch/watch_json.c watch/watch_view.c watch/watch_screen.c
 CLIENT_WATCH_HEADERS := watch/watch_json.h watch/watch_view.h watch/watch_screen.h
 
-$(CLIENT_WATCH): $(CLIENT_WATCH_SRCS) $(CLIENT_WATCH_HEADERS) $(CLIENT_A) $(CLIENT_HEADERS)
+$(CLIENT_WATCH): $(CLIENT_WATCH_SRCS) $(CLIENT_WATCH_HEADERS) $(CLIENT_SO) $(CLIENT_BUILD)/libparasync.so \
+		include/para_sync/client.h include/para_sync/envelope.h
 	$(CLIENT_CC) $(CLIENT_CFLAGS) -Iwatch -o $@ $(CLIENT_WATCH_SRCS) \
-		$(CLIENT_A) $(CLIENT_DEPS_LIBS) -lm
+		-L$(CLIENT_BUILD) -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$(CLIENT_LIBDIR)' -lparasync \
+		$(CLIENT_DEPS_LIBS) -lm
 
 # Tests: against the static library; the example against the shared one.
 $(CLIENT_BUILD)/test/%: test/client/%.c test/client/harness.h $(CLIENT_A)
