@@ -4,7 +4,7 @@
 # the extension.  Every variable here is CLIENT_*-prefixed and every rule is
 # explicit: nothing leaks into or out of PGXS.
 #
-#   make client            build/libparasync.{so,a,pc}, build/para-sync-watch
+#   make client            build/libparasync.{so,a,pc}, build/para-sync-watch (watch/)
 #   make client-check      unit + stress + ASan/UBSan + example + fuzz (bounded)
 #                          + NATS/libpq/integration tests; ends "N passed, N failed"
 #   make client-install    install library, header, pkg-config file, CLI
@@ -87,12 +87,18 @@ $(CLIENT_PC): src/client/libparasync.pc.in
 	sed -e 's|@PREFIX@|$(CLIENT_PREFIX)|' -e 's|@LIBDIR@|$(CLIENT_LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(CLIENT_INCLUDEDIR)|' -e 's|@VERSION@|$(CLIENT_VERSION)|' $< > $@
 
-CLIENT_WATCH_SRCS := src/client/watch.c src/client/watch_json.c src/client/watch_view.c src/client/watch_screen.c
-CLIENT_WATCH_HEADERS := src/client/watch_json.h src/client/watch_view.h src/client/watch_screen.h
+# para-sync-watch, a program of its own in watch/: it sees libparasync only
+# as an application does, through include/para_sync/ (no -Isrc/client) and
+# the shared library's exported psync_* symbols.  It runs from build/ (the
+# library next to it, $ORIGIN) and once installed (CLIENT_LIBDIR).
+CLIENT_WATCH_SRCS := watch/watch.c watch/watch_json.c watch/watch_view.c watch/watch_screen.c
+CLIENT_WATCH_HEADERS := watch/watch_json.h watch/watch_view.h watch/watch_screen.h
 
-$(CLIENT_WATCH): $(CLIENT_WATCH_SRCS) $(CLIENT_WATCH_HEADERS) $(CLIENT_A) $(CLIENT_HEADERS)
-	$(CLIENT_CC) $(CLIENT_CFLAGS) -Isrc/client -o $@ $(CLIENT_WATCH_SRCS) \
-		$(CLIENT_A) $(CLIENT_DEPS_LIBS) -lm
+$(CLIENT_WATCH): $(CLIENT_WATCH_SRCS) $(CLIENT_WATCH_HEADERS) $(CLIENT_SO) $(CLIENT_BUILD)/libparasync.so \
+		include/para_sync/client.h include/para_sync/envelope.h
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -Iwatch -o $@ $(CLIENT_WATCH_SRCS) \
+		-L$(CLIENT_BUILD) -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$(CLIENT_LIBDIR)' -lparasync \
+		$(CLIENT_DEPS_LIBS) -lm
 
 # Tests: against the static library; the example against the shared one.
 $(CLIENT_BUILD)/test/%: test/client/%.c test/client/harness.h $(CLIENT_A)
@@ -109,14 +115,14 @@ $(CLIENT_BUILD)/san/test/%: test/client/%.c test/client/harness.h $(CLIENT_SAN_O
 
 # para-sync-watch's view model, tested on its own (it is not in the library)
 $(CLIENT_BUILD)/test/test_watch_view: test/client/test_watch_view.c test/client/harness.h \
-		src/client/watch_view.c src/client/watch_view.h $(CLIENT_A)
+		watch/watch_view.c watch/watch_view.h $(CLIENT_A)
 	@mkdir -p $(dir $@)
-	$(CLIENT_CC) $(CLIENT_CFLAGS) -Isrc/client -o $@ $< src/client/watch_view.c $(CLIENT_A) $(CLIENT_DEPS_LIBS)
+	$(CLIENT_CC) $(CLIENT_CFLAGS) -Iwatch -o $@ $< watch/watch_view.c $(CLIENT_A) $(CLIENT_DEPS_LIBS)
 
 $(CLIENT_BUILD)/san/test/test_watch_view: test/client/test_watch_view.c test/client/harness.h \
-		src/client/watch_view.c src/client/watch_view.h $(CLIENT_SAN_OBJS)
+		watch/watch_view.c watch/watch_view.h $(CLIENT_SAN_OBJS)
 	@mkdir -p $(dir $@)
-	$(CLIENT_CC) $(CLIENT_SAN_CFLAGS) -Isrc/client -o $@ $< src/client/watch_view.c $(CLIENT_SAN_OBJS) $(CLIENT_DEPS_LIBS)
+	$(CLIENT_CC) $(CLIENT_SAN_CFLAGS) -Iwatch -o $@ $< watch/watch_view.c $(CLIENT_SAN_OBJS) $(CLIENT_DEPS_LIBS)
 
 $(CLIENT_BUILD)/test/cxx_header: test/client/cxx_header.cc $(CLIENT_A) $(CLIENT_HEADERS)
 	@mkdir -p $(dir $@)

@@ -324,7 +324,7 @@ COMMENT ON FUNCTION para_sync.sequence_cache_counts() IS
 -- of the old key and an upsert of the new, so replicas drop the old object.
 -- The helper exists only for this step.  It comes last: until the
 -- subject_layout columns above exist, the library takes the schema for 0.1
--- and renders keys as 0.1 did (src/sequence_store.c, src/keys.c); from
+-- and renders keys as 0.1 did (src/outbox_append.c, src/keys.c); from
 -- here on it renders them the new way.
 CREATE FUNCTION para_sync.rekey_legacy()
 RETURNS pg_catalog.int8

@@ -195,7 +195,7 @@ COMMENT ON FUNCTION para_sync.stat_reset() IS
 -- \df+, \dt+ and \dv+ document every object of the extension.  0.1 created
 -- them without COMMENT ON; every later object carries its own.  A fresh
 -- install runs this script too, so both paths end with the same comments
--- (sql/comments.sql lists any object left without one).
+-- (test/sql/comments.sql lists any object left without one).
 -- ---------------------------------------------------------------------------
 
 COMMENT ON TABLE para_sync.tables IS

@@ -1,7 +1,7 @@
 /*
  * key_cases.h — reader of the shared key lists test/key_cases.txt (edge-case
  * primary-key values with the key the server gives them) and
- * test/key_cases_bad.txt (keys outside the grammar), which sql/keys.sql
+ * test/key_cases_bad.txt (keys outside the grammar), which test/sql/keys.sql
  * reads too, so server and client tests cannot drift apart.
  *
  * Both files are in COPY text format with a header line: fields split by

@@ -325,7 +325,7 @@ open_collection(const char *table_name, psync_transport *t, psync_pq_loader *loa
 
 /*
  * Tables keyed by every edge-case value of test/key_cases.txt (one text
- * column as sync name kc1, two as kc2; sql/keys.sql checks their keys on
+ * column as sync name kc1, two as kc2; test/sql/keys.sql checks their keys on
  * the server side): each loads in a collection with exactly the keys listed,
  * and the row keyed '' ("kc1:", "kc2::") stays live over NATS.
  */

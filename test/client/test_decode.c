@@ -390,7 +390,7 @@ parts_match(const key_case *c, size_t nparts)
 
 /*
  * The keys the server gives the edge-case rows of test/key_cases.txt
- * (sql/keys.sql checks that against the same file) are all accepted:
+ * (test/sql/keys.sql checks that against the same file) are all accepted:
  * decoded, split back into the row's values, subscribed and delivered to
  * their table's pattern.  The keys of test/key_cases_bad.txt, which
  * snapshot() refuses, are all refused.

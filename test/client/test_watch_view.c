@@ -1,6 +1,6 @@
 /*
  * test_watch_view.c — the model of para-sync-watch's full-screen view
- * (src/client/watch_view.c): key order, rows merged in as they come,
+ * (watch/watch_view.c): key order, rows merged in as they come,
  * deletions marked, kept and expired, re-added rows, the recent list.
  */
 #include "harness.h"

@@ -76,6 +76,6 @@ DROP TABLE public.notes;
 RESET ROLE;
 DROP SCHEMA evil CASCADE;
 REVOKE ALL ON SCHEMA public FROM para_sync_owner;
--- the owner's sync names go with DROP OWNED (sql/sync_name_owners.sql)
+-- the owner's sync names go with DROP OWNED (test/sql/sync_name_owners.sql)
 DROP OWNED BY para_sync_owner, para_sync_writer;
 DROP ROLE para_sync_owner, para_sync_writer;

@@ -7,7 +7,7 @@ TRUNCATE para_sync.outbox, para_sync.counters;
 -- Values printed by their type's output function do not depend on the
 -- writing or reading session's settings: a range of timestamptz (TimeZone,
 -- DateStyle), a point (extra_float_digits).  (Types that print catalog
--- names, such as regclass, are refused: sql/type_trust.sql.)
+-- names, such as regclass, are refused: test/sql/type_trust.sql.)
 CREATE TABLE tr_out (id int PRIMARY KEY, r tstzrange, p point, ra tstzrange[]);
 SELECT para_sync.sync_table('tr_out');
 SET timezone = 'UTC';

@@ -87,8 +87,8 @@ DROP TABLE public.mail, public.order_lines, public.by_uuid, public.by_date, publ
 -- and snapshot() refuses every key of test/key_cases_bad.txt (which the
 -- client refuses too).  Empty parts are keys: '' is "kc1:".
 \getenv abs_srcdir PG_ABS_SRCDIR
-\set cases :abs_srcdir '/test/key_cases.txt'
-\set bad_cases :abs_srcdir '/test/key_cases_bad.txt'
+\set cases :abs_srcdir '/key_cases.txt'
+\set bad_cases :abs_srcdir '/key_cases_bad.txt'
 CREATE TEMP TABLE key_cases (ord serial, part1 text, part2 text, key text);
 COPY key_cases (part1, part2, key) FROM :'cases' WITH (HEADER);
 CREATE TEMP TABLE key_cases_bad (ord serial, key text);

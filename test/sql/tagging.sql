@@ -54,7 +54,7 @@ SELECT para_sync.unsync_table('public.users2');
 -- nothing of the failed attempts was registered
 SELECT sync_name FROM para_sync.synced_tables ORDER BY sync_name;
 
--- TRUNCATE publishes a delete for every row (sql/lifecycle.sql has the details)
+-- TRUNCATE publishes a delete for every row (test/sql/lifecycle.sql has the details)
 TRUNCATE public.users;
 
 -- unsync: no more capture, the registry row is gone
