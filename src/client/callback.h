@@ -21,27 +21,31 @@ typedef struct callback_frame
 	struct callback_frame *up;
 } callback_frame;
 
-extern _Thread_local callback_frame *psync_callback_frames;
+/*
+ * Defined in status.c.  Internal: hidden, and named outside the psync_*
+ * pattern the version script exports (src/client/libparasync.map.in).
+ */
+extern __attribute__((visibility("hidden"))) _Thread_local callback_frame *parasync_callback_frames;
 
 static inline void
 callback_enter(callback_frame *frame, const void *handle)
 {
 	frame->handle = handle;
-	frame->up = psync_callback_frames;
-	psync_callback_frames = frame;
+	frame->up = parasync_callback_frames;
+	parasync_callback_frames = frame;
 }
 
 static inline void
 callback_leave(callback_frame *frame)
 {
-	psync_callback_frames = frame->up;
+	parasync_callback_frames = frame->up;
 }
 
 /* Whether a callback of handle (NULL: of any handle) runs on this thread. */
 static inline bool
 callback_running(const void *handle)
 {
-	for (callback_frame *f = psync_callback_frames; f != NULL; f = f->up)
+	for (callback_frame *f = parasync_callback_frames; f != NULL; f = f->up)
 		if (handle == NULL || f->handle == handle)
 			return true;
 	return false;

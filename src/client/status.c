@@ -16,7 +16,7 @@
 #include "client_error.h"
 
 /* The libparasync callbacks running on this thread (callback.h). */
-_Thread_local callback_frame *psync_callback_frames = NULL;
+__attribute__((visibility("hidden"))) _Thread_local callback_frame *parasync_callback_frames = NULL;
 
 static const char *const status_texts[] = {
 	[PSYNC_OK] = "ok",
