@@ -116,7 +116,7 @@ extern int	row_encode_buffer_write(void *data, const char *bytes, size_t len);
 extern void row_encode_values(StringInfo buf, SyncedTable *table,
 							  Datum *values, bool *nulls);
 
-/* ---- canonical_text.c: setting-independent text of a datum */
+/* ---- canonical_text.c: setting-independent text of a datum (a leaf) */
 
 extern char *canonical_text(Oid typid, Datum value, FmgrInfo *output);
 
@@ -128,7 +128,7 @@ extern void synced_columns_type_check(Relation rel, ArrayType *excluded);
 extern bool key_type_ok(Relation rel, Relation index, int keyno);
 extern void key_type_check(Relation rel, Relation index, int keyno);
 
-/* ---- keys.c: object keys */
+/* ---- keys.c: object keys, the one home of a key's text */
 
 extern void key_build(StringInfo key, SyncedTable *table,
 					  Datum *values, bool *nulls);
@@ -136,7 +136,6 @@ extern bool key_build_legacy(StringInfo key, SyncedTable *table,
 							 Datum *values, bool *nulls);
 extern void key_parse(const char *key, SyncedTable *table, Datum *datums);
 extern void key_refuse(const char *key, const char *detail) pg_attribute_noreturn();
-extern char *key_part_text(const KeyColumn *col, Datum value);
 
 /* ---- catalog.c: acting as the extension owner */
 
