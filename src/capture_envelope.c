@@ -10,9 +10,7 @@
 /*
  * The envelope as a bytea, encoded by the shared codec straight behind the
  * varlena header (no extra copy).  value NULL means nil; a reload (a
- * table-level event, docs/protocol.md) has no value field.  Every envelope
- * the server writes (outbox, snapshot(), snapshot_table()) is built here, so
- * its key is checked here, by the validator libparasync uses.
+ * table-level event, docs/protocol.md) has no value field.
  */
 bytea *
 envelope_build(const char *key, int key_len, StringInfo value,
