@@ -162,8 +162,8 @@ mp_skip_item(mp_reader *r, int depth, int max_depth)
 		max_depth = MP_DEPTH_CAP;
 	for (;;)
 	{
-		mp_item		it;
 		uint64_t	items;
+		bool		container;
 		mp_status	st;
 
 		while (left == 0)
@@ -173,11 +173,10 @@ mp_skip_item(mp_reader *r, int depth, int max_depth)
 			left = stack[--top];
 		}
 		left--;
-		if ((st = mp_next(r, &it)) != MP_OK)
+		if ((st = mp_skip(r, &container, &items)) != MP_OK)
 			return mp_error(st);
-		if (it.kind != MP_ARRAY && it.kind != MP_MAP)
+		if (!container)
 			continue;
-		items = it.kind == MP_MAP ? it.len * 2 : it.len;
 		if (depth + top >= max_depth)
 			return PSYNC_DECODE_TOO_DEEP;
 		if (items > mp_left(r))

@@ -9,7 +9,10 @@
  * that remain, so a walk never reads past the end.  Containers are not
  * entered: callers keep their own stack (bounded by depth in envelope.c,
  * on the heap in envelope_json.c) and check a container's count against the
- * bytes left (every element costs at least one byte).
+ * bytes left (every element costs at least one byte).  mp_skip() steps over
+ * an item without reading its value, for envelope.c's validating walk (the
+ * hot path of every decode); what is not a fix* form, nil, bool or number
+ * it reads through mp_next() too.
  *
  * Everything here is static inline and free of PostgreSQL headers and of
  * allocation: no symbol is added to libparasync or para_sync.so.  Not an
@@ -83,6 +86,19 @@ mp_be(const uint8_t *p, int n)
 	return v;
 }
 
+/* Kinds of the 0xc0..0xdf heads. */
+static const uint8_t mp_kind_c0[32] = {
+	MP_NIL, MP_NONE, MP_BOOL, MP_BOOL,	/* c0: nil, (never used), false, true */
+	MP_BIN, MP_BIN, MP_BIN,		/* c4 */
+	MP_EXT, MP_EXT, MP_EXT,		/* c7 */
+	MP_FLOAT32, MP_FLOAT64,		/* ca */
+	MP_UINT, MP_UINT, MP_UINT, MP_UINT,	/* cc */
+	MP_INT, MP_INT, MP_INT, MP_INT,	/* d0 */
+	MP_EXT, MP_EXT, MP_EXT, MP_EXT, MP_EXT,	/* d4: fixext */
+	MP_STR, MP_STR, MP_STR,		/* d9 */
+	MP_ARRAY, MP_ARRAY, MP_MAP, MP_MAP	/* dc */
+};
+
 /* The kind of an item whose first byte is b (MP_NONE for 0xc1). */
 static inline mp_kind
 mp_kind_of(uint8_t b)
@@ -95,26 +111,9 @@ mp_kind_of(uint8_t b)
 		return MP_MAP;
 	if (b <= 0x9f)
 		return MP_ARRAY;
-	if (b <= 0xbf || (b >= 0xd9 && b <= 0xdb))
+	if (b <= 0xbf)
 		return MP_STR;
-	if (b >= 0xc4 && b <= 0xc6)
-		return MP_BIN;
-	if ((b >= 0xc7 && b <= 0xc9) || (b >= 0xd4 && b <= 0xd8))
-		return MP_EXT;
-	if (b >= 0xcc && b <= 0xcf)
-		return MP_UINT;
-	if (b >= 0xd0 && b <= 0xd3)
-		return MP_INT;
-	switch (b)
-	{
-		case 0xc0: return MP_NIL;
-		case 0xc2: case 0xc3: return MP_BOOL;
-		case 0xca: return MP_FLOAT32;
-		case 0xcb: return MP_FLOAT64;
-		case 0xdc: case 0xdd: return MP_ARRAY;
-		case 0xde: case 0xdf: return MP_MAP;
-		default: return MP_NONE;	/* 0xc1 */
-	}
+	return (mp_kind) mp_kind_c0[b - 0xc0];
 }
 
 /* The kind of the next item, from its first byte alone (nothing is read). */
@@ -169,30 +168,36 @@ mp_next_typed(mp_reader *r, uint8_t b, mp_item *it)
 	uint64_t	v;
 	mp_status	st;
 
-	it->kind = mp_kind_of(b);
 	switch (b)
 	{
 		case 0xc0:
+			it->kind = MP_NIL;
 			return MP_OK;
 		case 0xc2: case 0xc3:
+			it->kind = MP_BOOL;
 			it->boolean = b == 0xc3;
 			return MP_OK;
 		case 0xc4: case 0xc5: case 0xc6:
+			it->kind = MP_BIN;
 			st = mp_take(r, 1 << (b - 0xc4), &v);
 			return st ? st : mp_body(r, it, v);
 		case 0xd9: case 0xda: case 0xdb:
+			it->kind = MP_STR;
 			st = mp_take(r, 1 << (b - 0xd9), &v);
 			return st ? st : mp_body(r, it, v);
 		case 0xc7: case 0xc8: case 0xc9:
+			it->kind = MP_EXT;
 			st = mp_take(r, 1 << (b - 0xc7), &v);
 			return st ? st : mp_ext(r, it, v);
 		case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+			it->kind = MP_EXT;
 			return mp_ext(r, it, (uint64_t) 1 << (b - 0xd4));
 		case 0xca:
 			{
 				uint32_t	v32;
 				float		f;
 
+				it->kind = MP_FLOAT32;
 				if ((st = mp_take(r, 4, &v)) != MP_OK)
 					return st;
 				v32 = (uint32_t) v;
@@ -201,26 +206,32 @@ mp_next_typed(mp_reader *r, uint8_t b, mp_item *it)
 				return MP_OK;
 			}
 		case 0xcb:
+			it->kind = MP_FLOAT64;
 			if ((st = mp_take(r, 8, &v)) != MP_OK)
 				return st;
 			memcpy(&it->f, &v, 8);
 			return MP_OK;
 		case 0xcc: case 0xcd: case 0xce: case 0xcf:
+			it->kind = MP_UINT;
 			return mp_take(r, 1 << (b - 0xcc), &it->u);
 		case 0xd0: case 0xd1: case 0xd2: case 0xd3:
 			{
 				int			n = 1 << (b - 0xd0);
 
+				it->kind = MP_INT;
 				if ((st = mp_take(r, n, &v)) != MP_OK)
 					return st;
 				it->i = n == 8 ? (int64_t) v : (int64_t) (v << (64 - 8 * n)) >> (64 - 8 * n);
 				return MP_OK;
 			}
-		case 0xdc: case 0xde:
-			return mp_take(r, 2, &it->len);
-		case 0xdd: case 0xdf:
-			return mp_take(r, 4, &it->len);
+		case 0xdc: case 0xdd:
+			it->kind = MP_ARRAY;
+			return mp_take(r, b == 0xdc ? 2 : 4, &it->len);
+		case 0xde: case 0xdf:
+			it->kind = MP_MAP;
+			return mp_take(r, b == 0xde ? 2 : 4, &it->len);
 		default:
+			it->kind = MP_NONE;
 			return MP_NOT_A_TYPE;	/* 0xc1 */
 	}
 }
@@ -250,15 +261,76 @@ mp_next(mp_reader *r, mp_item *it)
 		it->i = (int8_t) b;
 		return MP_OK;
 	}
-	if (b <= 0xbf)
+	if (b >= 0xa0 && b <= 0xbf)
 	{
-		it->kind = b <= 0x8f ? MP_MAP : b <= 0x9f ? MP_ARRAY : MP_STR;
-		if (it->kind == MP_STR)
-			return mp_body(r, it, b & 0x1f);
+		it->kind = MP_STR;
+		return mp_body(r, it, b & 0x1f);
+	}
+	if (b <= 0x9f)
+	{
+		it->kind = b <= 0x8f ? MP_MAP : MP_ARRAY;
 		it->len = b & 0x0f;
 		return MP_OK;
 	}
 	return mp_next_typed(r, b, it);
+}
+
+/* Body sizes of the 0xc0..0xdf heads that have a fixed one (-1: others). */
+static const int8_t mp_fixed_size[32] = {
+	0, -1, 0, 0,				/* c0: nil, (never used), false, true */
+	-1, -1, -1, -1, -1, -1,		/* c4: bin, ext */
+	4, 8,						/* ca: float 32, 64 */
+	1, 2, 4, 8,					/* cc: uint */
+	1, 2, 4, 8,					/* d0: int */
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1	/* d4: fixext, str, array, map */
+};
+
+/*
+ * Step over the next item's head and body without reading its value, for a
+ * walk that only validates: the fix* forms, nil, bool and numbers directly,
+ * the rest through mp_next.  An array or map is not entered: *container is
+ * then true and *items how many items it holds (a map's keys and values).
+ */
+static inline mp_status
+mp_skip(mp_reader *r, bool *container, uint64_t *items)
+{
+	uint8_t		b;
+	mp_item		it;
+	mp_status	st;
+
+	*container = false;
+	*items = 0;
+	if (r->p >= r->end)
+		return MP_INCOMPLETE;
+	b = *r->p++;
+	if (b <= 0x7f || b >= 0xe0)
+		return MP_OK;			/* fixint */
+	if ((b & 0xe0) == 0xa0)
+	{							/* fixstr: the most common item of a row */
+		if (mp_left(r) < (size_t) (b & 0x1f))
+			return MP_PAST_END;
+		r->p += b & 0x1f;
+		return MP_OK;
+	}
+	if (b <= 0x9f)
+	{
+		*container = true;
+		*items = b <= 0x8f ? (uint64_t) (b & 0x0f) * 2 : b & 0x0f;
+		return MP_OK;
+	}
+	if (mp_fixed_size[b - 0xc0] >= 0)
+	{
+		if (mp_left(r) < (size_t) mp_fixed_size[b - 0xc0])
+			return MP_INCOMPLETE;
+		r->p += mp_fixed_size[b - 0xc0];
+		return MP_OK;
+	}
+	if ((st = mp_next_typed(r, b, &it)) != MP_OK)
+		return st;
+	*container = it.kind == MP_ARRAY || it.kind == MP_MAP;
+	if (*container)
+		*items = it.kind == MP_MAP ? it.len * 2 : it.len;
+	return MP_OK;
 }
 
 #endif							/* PSYNC_MP_READER_H */
