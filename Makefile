@@ -19,6 +19,7 @@ OBJS = \
 	src/keys.o \
 	src/key_upgrade.o \
 	src/row_encode.o \
+	src/capture_envelope.o \
 	src/catalog.o \
 	src/outbox_append.o \
 	src/seq_cache.o \

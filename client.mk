@@ -40,6 +40,10 @@ CLIENT_LIB_SRCS := src/common/envelope.c src/common/key_escape.c \
 	src/client/reconcile.c src/client/replica.c src/client/refetch_pq.c src/client/collection.c src/client/collection_row.c src/client/collection_load.c src/client/loader_pq.c
 CLIENT_HEADERS := include/para_sync/client.h include/para_sync/envelope.h include/para_sync/key.h \
 	src/client/keymap.h src/client/collection_internal.h src/client/handle.h src/client/reconcile.h src/client/sized.h src/client/transport_internal.h src/client/callback.h src/client/client_error.h src/client/refetch_internal.h src/client/pq_internal.h
+# ---- the MessagePack reader the decoder shares with the server (internal header)
+CLIENT_HEADERS += src/common/mp_reader.h
+$(CLIENT_BUILD)/fuzz/fuzz_decode: src/common/mp_reader.h
+
 CLIENT_LIB_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/obj/%.o,$(CLIENT_LIB_SRCS))
 CLIENT_SAN_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/san/%.o,$(CLIENT_LIB_SRCS))
 

@@ -1,5 +1,7 @@
 /*
- * canonical_text.c — text forms that do not depend on session settings.
+ * canonical_text.c — one value's text, in a form that does not depend on
+ * session settings.  A leaf: keys.c (key parts) and row_encode.c (values
+ * sent as text) call it; it calls no other para_sync module.
  *
  * Object keys must be the same whichever session writes or reads them, and
  * envelope values should not change with a writer's DateStyle.  Output

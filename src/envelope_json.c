@@ -6,10 +6,14 @@
  * extension an ISO-8601 UTC string, other extensions {"ext": n, "hex": ...},
  * a NUL byte in a str the six characters \u0000 (jsonb has no U+0000).
  * Input that is not exactly one valid MessagePack value is an error.  The
- * walk is iterative, so any nesting that capture writes (or the bytes hold)
- * converts; msgpack-c's unpacker stops at 32 levels, so it is not used.
+ * bytes are read with the MessagePack reader the envelope decoder uses
+ * (src/common/mp_reader.h); the walk keeps its own stack on the heap, so
+ * any nesting that capture writes (or the bytes hold) converts (the
+ * decoder's walk stops at 64 levels, msgpack-c's unpacker at 32).
  */
 #include "para_sync.h"
+
+#include "common/mp_reader.h"
 
 #include <math.h>
 
@@ -31,7 +35,7 @@ typedef struct Frame
 	bool		first;
 } Frame;
 
-static const uint8 *convert(StringInfo out, const uint8 *p, const uint8 *end);
+static void convert(StringInfo out, mp_reader *r);
 
 static void
 bad_msgpack(const char *detail)
@@ -88,16 +92,6 @@ append_hex(StringInfo out, const char *prefix, const uint8 *bytes, size_t len)
 	appendStringInfoChar(out, '"');
 }
 
-static uint64
-read_be(const uint8 *p, int n)
-{
-	uint64		v = 0;
-
-	for (int i = 0; i < n; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 /* The timestamp extension (type -1) of 4, 8 or 12 bytes, as ISO 8601 UTC. */
 static void
 append_timestamp(StringInfo out, const uint8 *data, size_t len)
@@ -112,25 +106,21 @@ append_timestamp(StringInfo out, const uint8 *data, size_t len)
 
 	if (len == 4)
 	{
-		sec = (int64) read_be(data, 4);
+		sec = (int64) mp_be(data, 4);
 		nsec = 0;
 	}
 	else if (len == 8)
 	{
-		uint64		v = read_be(data, 8);
+		uint64		v = mp_be(data, 8);
 
 		nsec = (uint32) (v >> 34);
 		sec = (int64) (v & UINT64CONST(0x3ffffffff));
 	}
-	else if (len == 12)
-	{
-		nsec = (uint32) read_be(data, 4);
-		sec = (int64) read_be(data + 4, 8);
-	}
 	else
 	{
-		bad_msgpack("A timestamp extension is 4, 8 or 12 bytes long.");
-		return;
+		/* 12 bytes: the reader took no other length (MP_BAD_TIMESTAMP) */
+		nsec = (uint32) mp_be(data, 4);
+		sec = (int64) mp_be(data + 4, 8);
 	}
 	wide = (int128) sec * USECS_PER_SEC + nsec / 1000 -
 		(int128) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
@@ -157,56 +147,105 @@ append_float(StringInfo out, double d)
 		appendStringInfoString(out, float8out_internal(d));
 }
 
-/*
- * A map key at *p as a JSON object key: a str as itself, anything else
- * rendered as JSON and that text used as the key.
- */
+/* The next item's head (mp_next), or the error that says why not. */
 static void
-append_key(StringInfo out, const uint8 **p, const uint8 *end)
+read_item(mp_reader *r, mp_item *it)
 {
-	const uint8 *q = *p;
-	uint64		n;
-
-	if (q < end && *q >= 0xa0 && *q <= 0xbf)
+	switch (mp_next(r, it))
 	{
-		n = *q++ & 0x1f;
-	}
-	else if (q < end && *q >= 0xd9 && *q <= 0xdb)
-	{
-		int			w = 1 << (*q - 0xd9);
-
-		q++;
-		if (end - q < w)
+		case MP_OK:
+			return;
+		case MP_INCOMPLETE:
 			bad_msgpack("The bytes are not one complete MessagePack value.");
-		n = read_be(q, w);
-		q += w;
+			break;
+		case MP_PAST_END:
+			bad_msgpack("A length runs past the end of the bytes.");
+			break;
+		case MP_NOT_A_TYPE:
+			bad_msgpack("0xc1 is not a MessagePack type.");
+			break;
+		case MP_BAD_TIMESTAMP:
+			bad_msgpack("A timestamp extension is 4, 8 or 12 bytes long.");
+			break;
 	}
-	else
-	{
-		StringInfoData key;
-
-		check_stack_depth();
-		initStringInfo(&key);
-		*p = convert(&key, q, end);
-		append_json_string(out, key.data, key.len);
-		pfree(key.data);
-		return;
-	}
-	if ((uint64) (end - q) < n)
-		bad_msgpack("A length runs past the end of the bytes.");
-	append_json_string(out, (const char *) q, n);
-	*p = q + n;
 }
 
 /*
- * Convert the one MessagePack item at [p, end) to JSON text in out; returns
- * where it ends.  Iterative, with an explicit stack on the heap: any nesting
- * the input holds is converted (memory is the only bound, and every
- * container costs at least one input byte).  A map key that is not a str is
- * rendered as JSON into a string of its own.
+ * A map key as a JSON object key: a str as itself, anything else rendered
+ * as JSON and that text used as the key.
  */
-static const uint8 *
-convert(StringInfo out, const uint8 *p, const uint8 *end)
+static void
+append_key(StringInfo out, mp_reader *r)
+{
+	StringInfoData key;
+
+	if (mp_peek(r) == MP_STR)
+	{
+		mp_item		it;
+
+		read_item(r, &it);
+		append_json_string(out, (const char *) it.data, it.len);
+		return;
+	}
+	check_stack_depth();
+	initStringInfo(&key);
+	convert(&key, r);
+	append_json_string(out, key.data, key.len);
+	pfree(key.data);
+}
+
+/* A scalar item (not an array or map) as JSON text. */
+static void
+append_scalar(StringInfo out, const mp_item *it)
+{
+	switch (it->kind)
+	{
+		case MP_NIL:
+			appendStringInfoString(out, "null");
+			break;
+		case MP_BOOL:
+			appendStringInfoString(out, it->boolean ? "true" : "false");
+			break;
+		case MP_UINT:
+			appendStringInfo(out, UINT64_FORMAT, it->u);
+			break;
+		case MP_INT:
+			appendStringInfo(out, INT64_FORMAT, it->i);
+			break;
+		case MP_FLOAT32:
+		case MP_FLOAT64:
+			append_float(out, it->f);
+			break;
+		case MP_STR:
+			append_json_string(out, (const char *) it->data, it->len);
+			break;
+		case MP_BIN:
+			append_hex(out, "\\\\x", it->data, it->len);
+			break;
+		case MP_EXT:
+			if (it->ext_type == -1)
+				append_timestamp(out, it->data, it->len);
+			else
+			{
+				appendStringInfo(out, "{\"ext\": %d, \"hex\": ", (int) it->ext_type);
+				append_hex(out, "", it->data, it->len);
+				appendStringInfoChar(out, '}');
+			}
+			break;
+		default:
+			elog(ERROR, "unexpected MessagePack item kind %d", (int) it->kind);
+	}
+}
+
+/*
+ * Convert the one MessagePack item at r to JSON text in out; r then stands
+ * after it.  Iterative, with an explicit stack on the heap: any nesting the
+ * input holds is converted (memory is the only bound, and every container
+ * costs at least one input byte).  A map key that is not a str is rendered
+ * as JSON into a string of its own.
+ */
+static void
+convert(StringInfo out, mp_reader *r)
 {
 	int			cap = 32;
 	Frame	   *stack = palloc(sizeof(Frame) * cap);
@@ -214,10 +253,8 @@ convert(StringInfo out, const uint8 *p, const uint8 *end)
 
 	for (;;)
 	{
-		uint8		b;
-		uint64		n = 0;
-		bool		container = false;
-		bool		is_map = false;
+		mp_item		it;
+		uint64		n;
 
 		CHECK_FOR_INTERRUPTS();
 		/* the separator, and the key of a map entry */
@@ -231,159 +268,20 @@ convert(StringInfo out, const uint8 *p, const uint8 *end)
 			if (f->map)
 			{
 				/* the key, then fall through to its value */
-				append_key(out, &p, end);
+				append_key(out, r);
 				appendStringInfoString(out, ": ");
 				f->left--;
 			}
 			f->left--;
 		}
-		if (p >= end)
-			bad_msgpack("The bytes are not one complete MessagePack value.");
-		b = *p++;
-		if (b <= 0x7f)
-			appendStringInfo(out, "%d", (int) b);
-		else if (b >= 0xe0)
-			appendStringInfo(out, "%d", (int) (int8) b);
-		else if (b <= 0x8f)
+		read_item(r, &it);
+		if (it.kind == MP_ARRAY || it.kind == MP_MAP)
 		{
-			n = b & 0x0f;
-			container = is_map = true;
-		}
-		else if (b <= 0x9f)
-		{
-			n = b & 0x0f;
-			container = true;
-		}
-		else if (b <= 0xbf || (b >= 0xd9 && b <= 0xdb) || (b >= 0xc4 && b <= 0xc6))
-		{
-			bool		bin = b >= 0xc4 && b <= 0xc6;
-			int			w = b <= 0xbf ? 0 : 1 << (bin ? b - 0xc4 : b - 0xd9);
+			bool		is_map = it.kind == MP_MAP;
 
-			if (w == 0)
-				n = b & 0x1f;
-			else
-			{
-				if ((size_t) (end - p) < (size_t) w)
-					bad_msgpack("The bytes are not one complete MessagePack value.");
-				n = read_be(p, w);
-				p += w;
-			}
-			if ((uint64) (end - p) < n)
-				bad_msgpack("A length runs past the end of the bytes.");
-			if (bin)
-				append_hex(out, "\\\\x", p, n);
-			else
-				append_json_string(out, (const char *) p, n);
-			p += n;
-		}
-		else
-		{
-			switch (b)
-			{
-				case 0xc0:
-					appendStringInfoString(out, "null");
-					break;
-				case 0xc2:
-				case 0xc3:
-					appendStringInfoString(out, b == 0xc3 ? "true" : "false");
-					break;
-				case 0xca:
-				case 0xcb:
-					{
-						int			w = b == 0xca ? 4 : 8;
-						uint64		v;
-
-						if (end - p < w)
-							bad_msgpack("The bytes are not one complete MessagePack value.");
-						v = read_be(p, w);
-						p += w;
-						if (w == 4)
-						{
-							uint32		v32 = (uint32) v;
-							float		f;
-
-							memcpy(&f, &v32, 4);
-							append_float(out, f);
-						}
-						else
-						{
-							double		d;
-
-							memcpy(&d, &v, 8);
-							append_float(out, d);
-						}
-						break;
-					}
-				case 0xcc: case 0xcd: case 0xce: case 0xcf:
-				case 0xd0: case 0xd1: case 0xd2: case 0xd3:
-					{
-						int			w = 1 << ((b - 0xcc) & 3);
-						uint64		v;
-
-						if (end - p < w)
-							bad_msgpack("The bytes are not one complete MessagePack value.");
-						v = read_be(p, w);
-						p += w;
-						if (b <= 0xcf)
-							appendStringInfo(out, UINT64_FORMAT, v);
-						else
-							appendStringInfo(out, INT64_FORMAT,
-											 w == 8 ? (int64) v :
-											 (int64) (v << (64 - 8 * w)) >> (64 - 8 * w));
-						break;
-					}
-				case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
-				case 0xc7: case 0xc8: case 0xc9:
-					{
-						int8		type;
-
-						if (b >= 0xd4)
-							n = (uint64) 1 << (b - 0xd4);
-						else
-						{
-							int			w = 1 << (b - 0xc7);
-
-							if (end - p < w)
-								bad_msgpack("The bytes are not one complete MessagePack value.");
-							n = read_be(p, w);
-							p += w;
-						}
-						if (p >= end || (uint64) (end - p - 1) < n)
-							bad_msgpack("A length runs past the end of the bytes.");
-						type = (int8) *p++;
-						if (type == -1)
-							append_timestamp(out, p, n);
-						else
-						{
-							appendStringInfo(out, "{\"ext\": %d, \"hex\": ", (int) type);
-							append_hex(out, "", p, n);
-							appendStringInfoChar(out, '}');
-						}
-						p += n;
-						break;
-					}
-				case 0xdc: case 0xdd: case 0xde: case 0xdf:
-					{
-						int			w = (b == 0xdc || b == 0xde) ? 2 : 4;
-
-						if (end - p < w)
-							bad_msgpack("The bytes are not one complete MessagePack value.");
-						n = read_be(p, w);
-						p += w;
-						container = true;
-						is_map = b >= 0xde;
-						break;
-					}
-				default:		/* 0xc1 */
-					bad_msgpack("0xc1 is not a MessagePack type.");
-			}
-		}
-		if (container)
-		{
-			if (is_map)
-				n *= 2;		/* keys and values */
+			n = is_map ? it.len * 2 : it.len;	/* maps: keys and values */
 			/* every item costs at least one byte */
-			if (n > (uint64) (end - p))
+			if (n > (uint64) mp_left(r))
 				bad_msgpack("A count runs past the end of the bytes.");
 			if (top == cap)
 			{
@@ -396,6 +294,8 @@ convert(StringInfo out, const uint8 *p, const uint8 *end)
 			top++;
 			appendStringInfoChar(out, is_map ? '{' : '[');
 		}
+		else
+			append_scalar(out, &it);
 		/* close finished containers */
 		while (top > 0 && stack[top - 1].left == 0)
 			appendStringInfoChar(out, stack[--top].map ? '}' : ']');
@@ -403,7 +303,6 @@ convert(StringInfo out, const uint8 *p, const uint8 *end)
 			break;
 	}
 	pfree(stack);
-	return p;
 }
 
 Datum
@@ -412,16 +311,16 @@ para_sync_envelope_to_jsonb(PG_FUNCTION_ARGS)
 	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
 	const uint8 *data = (const uint8 *) VARDATA_ANY(raw);
 	size_t		len = VARSIZE_ANY_EXHDR(raw);
-	const uint8 *after;
+	mp_reader	r = {data, data + len};
 	StringInfoData json;
 
 	initStringInfo(&json);
-	after = convert(&json, data, data + len);
-	if (after != data + len)
+	convert(&json, &r);
+	if (r.p != r.end)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("invalid para_sync envelope"),
 				 errdetail("%zu trailing bytes after the MessagePack value.",
-						   (size_t) (data + len - after))));
+						   mp_left(&r))));
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data)));
 }

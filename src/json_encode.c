@@ -1,5 +1,11 @@
 /*
- * json_encode.c — a json value, from its own text, as MessagePack.
+ * json_encode.c — json and jsonb values as MessagePack (docs/protocol.md,
+ * "Value mapping"): the one home of JSON encoding.  row_encode.c calls it
+ * for json and jsonb columns; it calls nothing of row_encode.c.
+ *
+ * jsonb is walked with its iterator: objects as maps, arrays as arrays,
+ * strings as str, true/false/null as bool/nil, and numbers as an int when
+ * integral and within 64 bits, else float 64 (pack_numeric).
  *
  * A json column keeps the text exactly as written: duplicate object keys,
  * key order, "\u0000" escapes and numbers of any size are all valid json
@@ -23,8 +29,9 @@
  * (MessagePack headers come first) and the nesting depth; pass two emits.
  *
  * A value nested deeper than clients decode (PSYNC_DECODE_MAX_DEPTH, the
- * envelope's value map being level 1) is sent as its JSON text, a str: the
- * write succeeds and the value survives, in a form every client can read.
+ * envelope's value map being level 1), json or jsonb, is sent as its JSON
+ * text, a str: the write succeeds and the value survives, in a form every
+ * client can read.
  */
 #include "para_sync.h"
 
@@ -36,6 +43,7 @@
 #include "miscadmin.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/numeric.h"
 
 typedef struct JsonShape
@@ -263,7 +271,42 @@ pack_json_string(msgpack_packer *pk, const char *p, const char *e,
 	msgpack_pack_str_with_body(pk, scratch->data, scratch->len);
 }
 
-/* A number token, as jsonb numbers are sent (row_encode.c). */
+/* A JSON number: an int when it is integral and fits 64 bits, else a float. */
+static void
+pack_numeric(msgpack_packer *pk, Numeric num)
+{
+	char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out,
+														   NumericGetDatum(num)));
+	char	   *end;
+
+	if (strpbrk(text, ".eE") == NULL)
+	{
+		errno = 0;
+		if (text[0] == '-')
+		{
+			long long	as_int = strtoll(text, &end, 10);
+
+			if (errno == 0 && *end == '\0')
+			{
+				msgpack_pack_int64(pk, as_int);
+				return;
+			}
+		}
+		else
+		{
+			unsigned long long as_uint = strtoull(text, &end, 10);
+
+			if (errno == 0 && *end == '\0')
+			{
+				msgpack_pack_uint64(pk, as_uint);
+				return;
+			}
+		}
+	}
+	msgpack_pack_double(pk, strtod(text, NULL));
+}
+
+/* A number token, as jsonb numbers are sent (pack_numeric). */
 static void
 pack_json_number(msgpack_packer *pk, const char *p, const char *e)
 {
@@ -300,7 +343,7 @@ pack_json_number(msgpack_packer *pk, const char *p, const char *e)
 	/* numeric_in takes any json number of moderate size and exponent */
 	if (len <= 1000 && exponent >= -1000 && exponent <= 1000)
 	{
-		json_encode_number(pk, DatumGetNumeric(DirectFunctionCall3(numeric_in,
+		pack_numeric(pk, DatumGetNumeric(DirectFunctionCall3(numeric_in,
 																   CStringGetDatum(text),
 																   ObjectIdGetDatum(InvalidOid),
 																   Int32GetDatum(-1))));
@@ -377,4 +420,97 @@ json_encode_text(msgpack_packer *pk, const char *json, int len, int depth)
 	else
 		json_emit(pk, json, json + len, &shape);
 	pfree(shape.counts);
+}
+
+static void
+pack_jsonb_scalar(msgpack_packer *pk, const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			msgpack_pack_nil(pk);
+			break;
+		case jbvBool:
+			if (v->val.boolean)
+				msgpack_pack_true(pk);
+			else
+				msgpack_pack_false(pk);
+			break;
+		case jbvString:
+			msgpack_pack_str_with_body(pk, v->val.string.val, v->val.string.len);
+			break;
+		case jbvNumeric:
+			pack_numeric(pk, v->val.numeric);
+			break;
+		default:
+			elog(ERROR, "unexpected jsonb scalar type %d", (int) v->type);
+	}
+}
+
+/*
+ * Pack a jsonb datum whose outermost container would sit at nesting level
+ * depth of the envelope's value (the value map is level 1).  A value nested
+ * deeper than clients decode goes out as its JSON text instead (see the
+ * header comment): pk must write into a StringInfo, whose bytes packed so
+ * far for this value are taken back.
+ */
+void
+json_encode_jsonb(msgpack_packer *pk, Datum value, int depth)
+{
+	Jsonb	   *jb = DatumGetJsonbP(value);
+	StringInfo	buf = (StringInfo) pk->data;
+	int			mark = buf->len;
+	JsonbIterator *it = JsonbIteratorInit(&jb->root);
+	JsonbValue	v;
+	JsonbIteratorToken token;
+	int			open = 0;		/* containers open, the raw-scalar wrapper too */
+	bool		raw_scalar = false;
+
+	while ((token = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		switch (token)
+		{
+			case WJB_BEGIN_OBJECT:
+				if (depth + open - raw_scalar > PSYNC_DECODE_MAX_DEPTH)
+					goto too_deep;
+				open++;
+				msgpack_pack_map(pk, v.val.object.nPairs);
+				break;
+			case WJB_BEGIN_ARRAY:
+				/* a top-level scalar is stored as a one-element raw array */
+				if (open == 0 && v.val.array.rawScalar)
+				{
+					raw_scalar = true;
+					open++;
+					break;
+				}
+				if (depth + open - raw_scalar > PSYNC_DECODE_MAX_DEPTH)
+					goto too_deep;
+				open++;
+				msgpack_pack_array(pk, v.val.array.nElems);
+				break;
+			case WJB_KEY:
+			case WJB_VALUE:
+			case WJB_ELEM:
+				pack_jsonb_scalar(pk, &v);
+				break;
+			case WJB_END_OBJECT:
+			case WJB_END_ARRAY:
+				/* (v is not filled in for end tokens) */
+				open--;
+				break;
+			default:
+				elog(ERROR, "unexpected jsonb token %d", (int) token);
+		}
+	}
+	return;
+
+too_deep:
+	{
+		char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+
+		buf->len = mark;
+		buf->data[mark] = '\0';
+		msgpack_pack_str_with_body(pk, text, strlen(text));
+	}
 }

@@ -1,9 +1,14 @@
 /*
- * keys.c — object keys of synced rows (docs/protocol.md), server side.
+ * keys.c — object keys of synced rows (docs/protocol.md), server side: the
+ * one home of a key's text.
  *
  * Builds "<sync name>:<pk1>[:<pk2>...]" from a row, each part the key
- * column's canonical text escaped by the shared key_escape.c, and parses a
- * key back into the primary-key datums that snapshot() looks up.
+ * column's text (key_part_text) escaped by the shared key_escape.c, and
+ * parses a key back into the primary-key datums that snapshot() looks up.
+ * The calls form a tree: keys.c → canonical_text.c (one value's
+ * setting-independent text, a leaf) and → src/common/key_escape.c; neither
+ * calls back.  key_upgrade.c asks for the key version 0.1 gave a row
+ * (key_build_legacy).
  *
  * A key is a function of the key's value: values that the primary key's
  * equality calls equal get one text, whatever the session settings
@@ -61,10 +66,15 @@ interval_canonical(const Interval *iv)
 	return result;
 }
 
-/* The canonical text of one primary-key value (before escaping). */
-char *
-key_part_text(const KeyColumn *col, Datum value)
+/*
+ * The text of one primary-key value (before escaping); legacy: as version
+ * 0.1 gave it, the setting-independent text alone.
+ */
+static char *
+key_part_text(const KeyColumn *col, Datum value, bool legacy)
 {
+	if (legacy)
+		return canonical_text(col->base_typid, value, (FmgrInfo *) &col->output);
 	switch (col->base_typid)
 	{
 		case NUMERICOID:
@@ -127,10 +137,7 @@ key_build_with(StringInfo key, SyncedTable *table, Datum *values, bool *nulls,
 		if (nulls[idx])
 			elog(ERROR, "primary-key column %d of \"%s\" is null",
 				 col->attnum, table->sync_name);
-		if (legacy)
-			text = canonical_text(col->base_typid, values[idx], &col->output);
-		else
-			text = key_part_text(col, values[idx]);
+		text = key_part_text(col, values[idx], legacy);
 		len = strlen(text);
 		enlargeStringInfo(key, (int) PSYNC_KEY_ESCAPED_MAX(len) + 1);
 		key->data[key->len++] = ':';

@@ -103,21 +103,20 @@ typedef struct SyncedTable
 extern void table_cache_init(void);
 extern SyncedTable *table_cache_get(Relation rel);
 
-/* ---- row_encode.c: datum → MessagePack (docs/protocol.md, "Value mapping") */
+/* ---- json_encode.c: json and jsonb → MessagePack (a leaf: calls no other module) */
 
 struct msgpack_packer;
-struct NumericData;
-extern int	msgpack_buffer_write(void *data, const char *bytes, size_t len);
-extern void json_encode_number(struct msgpack_packer *pk, struct NumericData *num);
-
-/* ---- json_encode.c: json text → MessagePack, faithfully */
-
 extern void json_encode_text(struct msgpack_packer *pk, const char *json, int len,
 							 int depth);
+extern void json_encode_jsonb(struct msgpack_packer *pk, Datum value, int depth);
+
+/* ---- row_encode.c: datum → MessagePack (docs/protocol.md, "Value mapping") */
+
+extern int	row_encode_buffer_write(void *data, const char *bytes, size_t len);
 extern void row_encode_values(StringInfo buf, SyncedTable *table,
 							  Datum *values, bool *nulls);
 
-/* ---- canonical_text.c: setting-independent text of a datum */
+/* ---- canonical_text.c: setting-independent text of a datum (a leaf) */
 
 extern char *canonical_text(Oid typid, Datum value, FmgrInfo *output);
 
@@ -129,7 +128,7 @@ extern void synced_columns_type_check(Relation rel, ArrayType *excluded);
 extern bool key_type_ok(Relation rel, Relation index, int keyno);
 extern void key_type_check(Relation rel, Relation index, int keyno);
 
-/* ---- keys.c: object keys */
+/* ---- keys.c: object keys, the one home of a key's text */
 
 extern void key_build(StringInfo key, SyncedTable *table,
 					  Datum *values, bool *nulls);
@@ -137,7 +136,6 @@ extern bool key_build_legacy(StringInfo key, SyncedTable *table,
 							 Datum *values, bool *nulls);
 extern void key_parse(const char *key, SyncedTable *table, Datum *datums);
 extern void key_refuse(const char *key, const char *detail) pg_attribute_noreturn();
-extern char *key_part_text(const KeyColumn *col, Datum value);
 
 /* ---- catalog.c: acting as the extension owner */
 
@@ -200,18 +198,20 @@ extern bool seq_cache_lookup(const SeqCacheTag *tag, const char *key,
 extern void seq_cache_remember(const SeqCacheTag *tag, const char *key,
 							   int key_len, FullTransactionId writer, int64 seq);
 
-/* ---- envelope building (capture.c) */
+/* ---- capture.c: the trigger's side of capture */
 
 extern void capture_rekey(SyncedTable *table, StringInfo old_key,
 						  Datum *values, bool *nulls);
 
-extern bytea *envelope_build(const char *key, int key_len, StringInfo value,
-							 const char *schema_version, uint64 sequence,
-							 psync_op op, bool has_txid, uint64 txid);
-
 /* The next envelope of key (values NULL: a delete), into the outbox. */
 extern void capture_emit_change(SyncedTable *table, StringInfo key,
 								Datum *values, bool *nulls, psync_op op);
+
+/* ---- capture_envelope.c: every envelope the server writes */
+
+extern bytea *envelope_build(const char *key, int key_len, StringInfo value,
+							 const char *schema_version, uint64 sequence,
+							 psync_op op, bool has_txid, uint64 txid);
 
 /* ---- table_event.c: one envelope for a whole table (column DDL) */
 

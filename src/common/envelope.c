@@ -3,11 +3,14 @@
  *
  * Owns the wire format of docs/protocol.md ("The envelope"): field names,
  * their order, and the smallest-encoding rule for integers (msgpack-c's
- * packer already picks the smallest form).  It must stay free of PostgreSQL headers: the extension
- * links it into para_sync.so and libparasync links the very same object.
+ * packer already picks the smallest form), and the strict decoder, which
+ * reads MessagePack through mp_reader.h.  It must stay free of PostgreSQL
+ * headers: the extension links it into para_sync.so and libparasync links
+ * the very same object.
  */
 #include "para_sync/envelope.h"
 #include "para_sync/key.h"
+#include "mp_reader.h"
 
 #include <string.h>
 
@@ -86,7 +89,9 @@ psync_envelope_encode(const psync_envelope *env, psync_write_fn write, void *ctx
 }
 
 /* ------------------------------------------------------------------------
- * Decoding: a strict, allocation-free, bounded-depth MessagePack walker.
+ * Decoding: a strict, allocation-free, bounded-depth MessagePack walker,
+ * on the one MessagePack reader (mp_reader.h, which envelope_json.c in the
+ * server uses too).
  *
  * Every item is checked against the bytes that remain before it is read, and
  * every container element costs at least one input byte, so a declared count
@@ -94,12 +99,6 @@ psync_envelope_encode(const psync_envelope *env, psync_write_fn write, void *ctx
  * is O(len) whatever the input claims.
  * ------------------------------------------------------------------------
  */
-
-typedef struct mp_reader
-{
-	const uint8_t *p;
-	const uint8_t *end;
-} mp_reader;
 
 static const char *const decode_error_texts[] = {
 	[PSYNC_DECODE_OK] = "ok",
@@ -128,119 +127,24 @@ psync_decode_error_text(psync_decode_error err)
 	return decode_error_texts[err];
 }
 
-static inline size_t
-mp_left(const mp_reader *r)
-{
-	return (size_t) (r->end - r->p);
-}
-
-static inline uint64_t
-mp_be(const uint8_t *p, int n)
-{
-	uint64_t	v = 0;
-
-	for (int i = 0; i < n; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-/* Read an n-byte big-endian unsigned length/count. */
+/* An error of the reader (mp_reader.h) as a decode error. */
 static inline psync_decode_error
-mp_read_be(mp_reader *r, int n, uint64_t *v)
+mp_error(mp_status st)
 {
-	if (mp_left(r) < (size_t) n)
-		return PSYNC_DECODE_TRUNCATED;
-	*v = mp_be(r->p, n);
-	r->p += n;
-	return PSYNC_DECODE_OK;
+	switch (st)
+	{
+		case MP_OK:
+			return PSYNC_DECODE_OK;
+		case MP_INCOMPLETE:
+		case MP_PAST_END:
+			return PSYNC_DECODE_TRUNCATED;
+		default:				/* 0xc1, a timestamp of another length */
+			return PSYNC_DECODE_INVALID_TYPE;
+	}
 }
-
-static inline psync_decode_error
-mp_skip_bytes(mp_reader *r, uint64_t n)
-{
-	if (mp_left(r) < n)
-		return PSYNC_DECODE_TRUNCATED;
-	r->p += n;
-	return PSYNC_DECODE_OK;
-}
-
-/* An extension body: type byte then n data bytes; timestamps (-1) are 4/8/12. */
-static psync_decode_error
-mp_skip_ext(mp_reader *r, uint64_t n)
-{
-	int8_t		type;
-
-	if (mp_left(r) < 1 + n)
-		return PSYNC_DECODE_TRUNCATED;
-	type = (int8_t) r->p[0];
-	if (type == -1 && n != 4 && n != 8 && n != 12)
-		return PSYNC_DECODE_INVALID_TYPE;
-	r->p += 1 + n;
-	return PSYNC_DECODE_OK;
-}
-
-/* Fixed body sizes of the 0xc0..0xdf types that have one (-1: variable). */
-static const int8_t mp_fixed_size[32] = {
-	[0x00] = 0, [0x01] = -1, [0x02] = 0, [0x03] = 0,	/* nil, c1, false, true */
-	[0x04] = -1, [0x05] = -1, [0x06] = -1,	/* bin */
-	[0x07] = -1, [0x08] = -1, [0x09] = -1,	/* ext */
-	[0x0a] = 4, [0x0b] = 8,		/* float32/64 */
-	[0x0c] = 1, [0x0d] = 2, [0x0e] = 4, [0x0f] = 8,	/* uint */
-	[0x10] = 1, [0x11] = 2, [0x12] = 4, [0x13] = 8,	/* int */
-	[0x14] = -1, [0x15] = -1, [0x16] = -1, [0x17] = -1, [0x18] = -1,	/* fixext */
-	[0x19] = -1, [0x1a] = -1, [0x1b] = -1,	/* str */
-	[0x1c] = -1, [0x1d] = -1, [0x1e] = -1, [0x1f] = -1,	/* array, map */
-};
 
 /* Hard cap on max_depth: the walker's explicit stack lives on the C stack. */
 #define MP_DEPTH_CAP 64
-
-/*
- * Skip one variable-size item that is not a container: bin, str, ext.
- * Containers are reported through *items (their element count, maps
- * doubled) for the caller's explicit stack; *items stays 0 otherwise.
- */
-static psync_decode_error
-mp_skip_variable(mp_reader *r, uint8_t b, uint64_t *items)
-{
-	uint64_t	n;
-	psync_decode_error err = PSYNC_DECODE_OK;
-
-	switch (b)
-	{
-		case 0xc4: case 0xd9:
-			err = mp_read_be(r, 1, &n);
-			break;
-		case 0xc5: case 0xda: case 0xdc: case 0xde:
-			err = mp_read_be(r, 2, &n);
-			break;
-		case 0xc6: case 0xdb: case 0xdd: case 0xdf:
-			err = mp_read_be(r, 4, &n);
-			break;
-		case 0xc7:
-			err = mp_read_be(r, 1, &n);
-			return err ? err : mp_skip_ext(r, n);
-		case 0xc8:
-			err = mp_read_be(r, 2, &n);
-			return err ? err : mp_skip_ext(r, n);
-		case 0xc9:
-			err = mp_read_be(r, 4, &n);
-			return err ? err : mp_skip_ext(r, n);
-		case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
-			return mp_skip_ext(r, (uint64_t) 1 << (b - 0xd4));
-		default:
-			return PSYNC_DECODE_INVALID_TYPE;	/* 0xc1 */
-	}
-	if (err != PSYNC_DECODE_OK)
-		return err;
-	if (b == 0xdc || b == 0xdd)
-		*items = n;
-	else if (b == 0xde || b == 0xdf)
-		*items = n * 2;
-	else
-		return mp_skip_bytes(r, n);
-	return PSYNC_DECODE_OK;
-}
 
 /*
  * Skip one item and all it contains.  Iterative, with an explicit stack of
@@ -258,10 +162,9 @@ mp_skip_item(mp_reader *r, int depth, int max_depth)
 		max_depth = MP_DEPTH_CAP;
 	for (;;)
 	{
-		uint8_t		b;
-		uint64_t	items = 0;
-		bool		container = false;
-		psync_decode_error err = PSYNC_DECODE_OK;
+		uint64_t	items;
+		bool		container;
+		mp_status	st;
 
 		while (left == 0)
 		{
@@ -270,37 +173,8 @@ mp_skip_item(mp_reader *r, int depth, int max_depth)
 			left = stack[--top];
 		}
 		left--;
-		if (r->p == r->end)
-			return PSYNC_DECODE_TRUNCATED;
-		b = *r->p++;
-		if (b <= 0x7f || b >= 0xe0)
-			continue;			/* fixint */
-		if ((b & 0xe0) == 0xa0)
-		{						/* fixstr: the most common item in a row */
-			if (mp_left(r) < (size_t) (b & 0x1f))
-				return PSYNC_DECODE_TRUNCATED;
-			r->p += b & 0x1f;
-			continue;
-		}
-		if (b <= 0x8f)
-		{
-			items = (uint64_t) (b & 0x0f) * 2;
-			container = true;
-		}
-		else if (b <= 0x9f)
-		{
-			items = b & 0x0f;
-			container = true;
-		}
-		else if (mp_fixed_size[b - 0xc0] >= 0)
-			err = mp_skip_bytes(r, (uint64_t) mp_fixed_size[b - 0xc0]);
-		else
-		{
-			err = mp_skip_variable(r, b, &items);
-			container = b >= 0xdc;
-		}
-		if (err != PSYNC_DECODE_OK)
-			return err;
+		if ((st = mp_skip(r, &container, &items)) != MP_OK)
+			return mp_error(st);
 		if (!container)
 			continue;
 		if (depth + top >= max_depth)
@@ -330,32 +204,17 @@ psync_msgpack_validate(const void *buf, size_t len, int max_depth)
 static inline psync_decode_error
 mp_read_str(mp_reader *r, const char **s, size_t *len)
 {
-	uint8_t		b;
-	uint64_t	n;
-	psync_decode_error err = PSYNC_DECODE_OK;
+	mp_item		it;
+	mp_status	st;
 
 	if (mp_left(r) < 1)
 		return PSYNC_DECODE_TRUNCATED;
-	b = *r->p;
-	if (b >= 0xa0 && b <= 0xbf)
-	{
-		r->p++;
-		n = b & 0x1f;
-	}
-	else if (b >= 0xd9 && b <= 0xdb)
-	{
-		r->p++;
-		err = mp_read_be(r, 1 << (b - 0xd9), &n);
-	}
-	else
+	if (mp_peek(r) != MP_STR)
 		return PSYNC_DECODE_WRONG_TYPE;
-	if (err != PSYNC_DECODE_OK)
-		return err;
-	if (mp_left(r) < n)
-		return PSYNC_DECODE_TRUNCATED;
-	*s = (const char *) r->p;
-	*len = (size_t) n;
-	r->p += n;
+	if ((st = mp_next(r, &it)) != MP_OK)
+		return mp_error(st);
+	*s = (const char *) it.data;
+	*len = (size_t) it.len;
 	return PSYNC_DECODE_OK;
 }
 
@@ -366,35 +225,23 @@ mp_read_str(mp_reader *r, const char **s, size_t *len)
 static psync_decode_error
 mp_read_uint(mp_reader *r, uint64_t *v)
 {
-	uint8_t		b;
-	int64_t		s;
+	mp_item		it;
+	mp_kind		kind = mp_peek(r);
+	mp_status	st;
 
 	if (mp_left(r) < 1)
 		return PSYNC_DECODE_TRUNCATED;
-	b = *r->p++;
-	if (b <= 0x7f)
-	{
-		*v = b;
-		return PSYNC_DECODE_OK;
-	}
-	if (b >= 0xe0)
-		return PSYNC_DECODE_BAD_SEQUENCE;	/* negative fixint */
-	if (b >= 0xcc && b <= 0xcf)
-		return mp_read_be(r, 1 << (b - 0xcc), v);
-	if (b >= 0xd0 && b <= 0xd3)
-	{
-		int			n = 1 << (b - 0xd0);
-		psync_decode_error err = mp_read_be(r, n, v);
-
-		if (err != PSYNC_DECODE_OK)
-			return err;
-		s = n == 8 ? (int64_t) *v : (int64_t) (*v << (64 - 8 * n)) >> (64 - 8 * n);
-		if (s < 0)
-			return PSYNC_DECODE_BAD_SEQUENCE;
-		*v = (uint64_t) s;
-		return PSYNC_DECODE_OK;
-	}
-	return PSYNC_DECODE_WRONG_TYPE;
+	if (kind != MP_UINT && kind != MP_INT)
+		return PSYNC_DECODE_WRONG_TYPE;
+	if ((st = mp_next(r, &it)) != MP_OK)
+		return mp_error(st);
+	if (kind == MP_UINT)
+		*v = it.u;
+	else if (it.i < 0)
+		return PSYNC_DECODE_BAD_SEQUENCE;
+	else
+		*v = (uint64_t) it.i;
+	return PSYNC_DECODE_OK;
 }
 
 static bool
@@ -498,13 +345,12 @@ static psync_decode_error
 decode_value(mp_reader *r, psync_envelope *out)
 {
 	const uint8_t *start = r->p;
-	uint8_t		b;
+	mp_kind		kind = mp_peek(r);
 	psync_decode_error err;
 
 	if (mp_left(r) < 1)
 		return PSYNC_DECODE_TRUNCATED;
-	b = *start;
-	if (b != 0xc0 && !(b >= 0x80 && b <= 0x8f) && b != 0xde && b != 0xdf)
+	if (kind != MP_NIL && kind != MP_MAP)
 		return PSYNC_DECODE_WRONG_TYPE;
 	err = mp_skip_item(r, 0, PSYNC_DECODE_MAX_DEPTH);
 	if (err != PSYNC_DECODE_OK)
@@ -562,19 +408,17 @@ decode_field(mp_reader *r, enum envelope_field field, psync_envelope *out)
 static psync_decode_error
 decode_map_header(mp_reader *r, uint64_t *count)
 {
-	uint8_t		b;
+	mp_item		it;
+	mp_status	st;
 
 	if (mp_left(r) < 1)
 		return PSYNC_DECODE_TRUNCATED;
-	b = *r->p++;
-	if (b >= 0x80 && b <= 0x8f)
-	{
-		*count = b & 0x0f;
-		return PSYNC_DECODE_OK;
-	}
-	if (b == 0xde || b == 0xdf)
-		return mp_read_be(r, b == 0xde ? 2 : 4, count);
-	return PSYNC_DECODE_NOT_A_MAP;
+	if (mp_peek(r) != MP_MAP)
+		return PSYNC_DECODE_NOT_A_MAP;
+	if ((st = mp_next(r, &it)) != MP_OK)
+		return mp_error(st);
+	*count = it.len;
+	return PSYNC_DECODE_OK;
 }
 
 static psync_decode_error

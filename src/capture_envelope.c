@@ -1,0 +1,48 @@
+/*
+ * capture_envelope.c — envelope_build: every envelope the server writes
+ * (capture.c's outbox rows, table_event.c's reload, snapshot() and
+ * snapshot_table()) is built here, around a value map from row_encode.c,
+ * by the shared codec (src/common/envelope.c).  Its key is checked here, by
+ * the validator libparasync uses (src/common/key_escape.c).
+ */
+#include "para_sync.h"
+
+/*
+ * The envelope as a bytea, encoded by the shared codec straight behind the
+ * varlena header (no extra copy).  value NULL means nil; a reload (a
+ * table-level event, docs/protocol.md) has no value field.
+ */
+bytea *
+envelope_build(const char *key, int key_len, StringInfo value,
+			   const char *schema_version, uint64 sequence, psync_op op,
+			   bool has_txid, uint64 txid)
+{
+	static const uint8 nil = 0xc0;
+	StringInfoData out;
+	psync_envelope env = {0};
+
+	/* the one key grammar clients accept (key_escape.c): never send another */
+	if (!(op == PSYNC_OP_RELOAD ? psync_sync_name_is_valid(key, key_len)
+		  : psync_key_is_valid(key, key_len)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("para_sync built an invalid key \"%.*s\"", key_len, key),
+				 errdetail("Clients refuse keys outside the grammar of docs/protocol.md.")));
+	initStringInfo(&out);
+	appendStringInfoSpaces(&out, VARHDRSZ);
+	env.key = key;
+	env.key_len = key_len;
+	env.has_value = op != PSYNC_OP_RELOAD;
+	env.value = value ? (const uint8_t *) value->data : &nil;
+	env.value_len = value ? value->len : 1;
+	env.schema_version = schema_version;
+	env.schema_version_len = strlen(schema_version);
+	env.sequence = sequence;
+	env.op = op;
+	env.has_txid = has_txid;
+	env.txid = txid;
+	if (psync_envelope_encode(&env, row_encode_buffer_write, &out) != 0)
+		elog(ERROR, "could not encode para_sync envelope");
+	SET_VARSIZE(out.data, out.len);
+	return (bytea *) out.data;
+}
