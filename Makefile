@@ -34,7 +34,7 @@ OBJS = \
 	src/envelope_json.o \
 	src/status.o \
 	src/stat_tables.o \
-	src/standby_slots.o \
+	src/publisher_standby.o \
 	src/publisher_nats.o \
 	src/publisher_batch.o \
 	src/worker.o \

@@ -2,7 +2,7 @@
  * publisher.h — internal interface of the publisher: the background worker
  * (worker.c), the outbox's consume step (outbox_consume.c), its backlog
  * count (outbox_backlog.c) and its vacuum (outbox_vacuum.c), the standby
- * check (standby_slots.c), its NATS side (publisher_nats.c), its shared
+ * check (publisher_standby.c), its NATS side (publisher_nats.c), its shared
  * memory / status view (status.c) and its per-table statistics
  * (stat_tables.c).  Nothing outside these files uses it; the rest of the
  * extension only sees publisher_init() in para_sync.h.
@@ -45,7 +45,7 @@ extern int	psync_batch_delay_us;
 /* SIGTERM ends the worker's loop; it then exits to be restarted (worker.c) */
 extern void worker_catch_sigterm(void);
 
-/* ---- para_sync.standby_slots (standby_slots.c) */
+/* ---- para_sync.standby_slots (publisher_standby.c) */
 
 #include "access/xlogdefs.h"
 #include "utils/guc.h"
@@ -57,8 +57,8 @@ typedef enum StandbyWait
 	STANDBY_PROBLEM				/* missing, inactive or logical slot: report */
 } StandbyWait;
 
-extern bool standby_slots_check(char **newval, void **extra, GucSource source);
-extern StandbyWait standby_slots_confirmed(XLogRecPtr upto, char *reason, size_t len);
+extern bool publisher_standby_check(char **newval, void **extra, GucSource source);
+extern StandbyWait publisher_standby_confirmed(XLogRecPtr upto, char *reason, size_t len);
 
 /* ---- shared state (status.c) */
 

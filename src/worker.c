@@ -19,7 +19,7 @@
  *            durable on disk go out
  *            (synchronous_commit = off too)
  *   standby  wait until every slot of para_sync.standby_slots confirmed
- *            that WAL (standby_slots.c)
+ *            that WAL (publisher_standby.c)
  *   publish  to <subject_prefix>.<key> (or <subject_prefix>.<sync name>.<key>
  *            for a table in the 'table' subject layout) (publisher_nats.c)
  *   read-ahead  while NATS works on it (only after a full batch): the next
@@ -266,7 +266,7 @@ phase_wait_standbys(Batch *b)
 
 	for (;;)
 	{
-		StandbyWait w = standby_slots_confirmed(b->wal_upto, reason, sizeof(reason));
+		StandbyWait w = publisher_standby_confirmed(b->wal_upto, reason, sizeof(reason));
 
 		if (w == STANDBY_CONFIRMED)
 			break;
@@ -455,7 +455,7 @@ phase_send_ahead(void)
 	if (ahead == NULL)
 		return true;
 	if (psync_standby_slots[0] != '\0' &&
-		standby_slots_confirmed(ahead->wal_upto, reason, sizeof(reason)) != STANDBY_CONFIRMED)
+		publisher_standby_confirmed(ahead->wal_upto, reason, sizeof(reason)) != STANDBY_CONFIRMED)
 		return true;
 	if (!send_batch(ahead))
 	{
