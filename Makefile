@@ -32,7 +32,7 @@ OBJS = \
 	src/sync_names.o \
 	src/lifecycle.o \
 	src/envelope_json.o \
-	src/status.o \
+	src/publisher_status.o \
 	src/stat_tables.o \
 	src/publisher_standby.o \
 	src/publisher_nats.o \

@@ -5,9 +5,9 @@
  * One query, used by the publisher (which measures the backlog at most
  * once a second, every ten seconds while it drains a large one:
  * outbox_backlog_refresh(), in the worker's short transaction) and by the
- * para_sync.status view while no worker runs (status.c).  It reads the
- * outbox through SPI: a count(*) costs time in proportion to the backlog,
- * which is why its callers ration it.
+ * para_sync.status view while no worker runs (publisher_status.c).  It
+ * reads the outbox through SPI: a count(*) costs time in proportion to the
+ * backlog, which is why its callers ration it.
  *
  * The outbox family: outbox_append.c (sequences, append, counters),
  * outbox_consume.c (read, remove), outbox_backlog.c (count),
@@ -80,7 +80,7 @@ measure_backlog(bool caught_up, int every_ms)
 
 	if (caught_up)
 	{
-		status_set_backlog(0, 0);
+		publisher_status_set_backlog(0, 0);
 		backlog_measured = now;
 		return;
 	}
@@ -96,7 +96,7 @@ measure_backlog(bool caught_up, int every_ms)
 		TimestampTz oldest;
 
 		if (outbox_backlog_count(&backlog_plan, &count, &oldest))
-			status_set_backlog(count, oldest);
+			publisher_status_set_backlog(count, oldest);
 	}
 	SPI_finish();
 	worker_end_work();

@@ -3,7 +3,7 @@
  * (worker.c), the outbox's consume step (outbox_consume.c), its backlog
  * count (outbox_backlog.c) and its vacuum (outbox_vacuum.c), the standby
  * check (publisher_standby.c), its NATS side (publisher_nats.c), its shared
- * memory / status view (status.c) and its per-table statistics
+ * memory / status view (publisher_status.c) and its per-table statistics
  * (stat_tables.c).  Nothing outside these files uses it; the rest of the
  * extension only sees publisher_init() in para_sync.h.
  */
@@ -60,7 +60,7 @@ typedef enum StandbyWait
 extern bool publisher_standby_check(char **newval, void **extra, GucSource source);
 extern StandbyWait publisher_standby_confirmed(XLogRecPtr upto, char *reason, size_t len);
 
-/* ---- shared state (status.c) */
+/* ---- the publisher's status: shared state and reports (publisher_status.c) */
 
 typedef enum PsyncWorkerState
 {
@@ -114,21 +114,26 @@ typedef struct PsyncShared
 	uint64		skipped;		/* too large even as op refetch */
 } PsyncShared;
 
-extern PsyncShared *psync_shared;
+extern PsyncShared *publisher_shared;
 
-extern void status_shmem_init(void);
-extern void status_set_database(Oid database);
-extern void status_set_state(PsyncWorkerState state);
-extern void status_set_nats(PsyncNatsState state, const char *server);
-extern void status_set_error(const char *error);
-extern void status_set_detail(const char *detail);
-extern void status_count_batch(uint64 published, uint64 refetches, uint64 skipped);
-extern void status_backlog_at_least(int64 n);
-extern void status_count_retry(void);
-extern void status_set_backlog(int64 backlog, TimestampTz oldest);
-extern void status_register_worker(void);
-extern void status_wake_on_commit(bool on);
-extern uint64 status_commit_wakes(void);
+extern void publisher_status_shmem_init(void);
+extern void publisher_status_set_database(Oid database);
+extern void publisher_status_set_state(PsyncWorkerState state);
+extern void publisher_status_set_nats(PsyncNatsState state, const char *server);
+extern void publisher_status_set_error(const char *error);
+extern void publisher_status_set_detail(const char *detail);
+extern void publisher_status_count_batch(uint64 published, uint64 refetches, uint64 skipped);
+extern void publisher_status_backlog_at_least(int64 n);
+extern void publisher_status_count_retry(void);
+extern void publisher_status_set_backlog(int64 backlog, TimestampTz oldest);
+extern void publisher_status_register_worker(void);
+extern void publisher_status_wake_on_commit(bool on);
+extern uint64 publisher_status_commit_wakes(void);
+extern void publisher_report_problem(const char *msg);
+extern void publisher_report_recovered(const char *msg);
+extern bool publisher_has_problem(void);
+extern void publisher_forget_problem(void);
+extern void publisher_set_activity(PsyncWorkerState state, const char *activity);
 
 /* ---- the outbox's consume step (outbox_consume.c) */
 

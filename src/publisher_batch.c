@@ -271,7 +271,7 @@ publisher_batch_shrink(Batch *b)
 						m->key, m->seq, max_payload),
 				 errdetail("Subscribers see a gap in this key's sequences and can read the row with para_sync.snapshot()."),
 				 errhint("Raise max_payload of the NATS server.")));
-		status_set_error(psprintf("skipped key \"%s\" sequence " INT64_FORMAT ": larger than max_payload even as op refetch",
+		publisher_status_set_error(psprintf("skipped key \"%s\" sequence " INT64_FORMAT ": larger than max_payload even as op refetch",
 								  m->key, m->seq));
 	}
 }

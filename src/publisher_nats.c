@@ -364,10 +364,10 @@ publisher_nats_connect(char *errbuf, size_t errlen)
 		if (natsConnection_GetConnectedUrl(conn, raw, sizeof(raw)) != NATS_OK)
 			raw[0] = '\0';
 		strip_url_credentials(raw, url, sizeof(url));
-		status_set_nats(PSN_CONNECTED, url);
+		publisher_status_set_nats(PSN_CONNECTED, url);
 	}
 	else
-		status_set_nats(PSN_FAILED, "");
+		publisher_status_set_nats(PSN_FAILED, "");
 	return ok;
 }
 
@@ -386,8 +386,8 @@ publisher_nats_disconnect(void)
 		natsConnection_Destroy(conn);
 	}
 	conn = NULL;
-	if (psync_shared != NULL)
-		status_set_nats(PSN_DISCONNECTED, "");
+	if (publisher_shared != NULL)
+		publisher_status_set_nats(PSN_DISCONNECTED, "");
 }
 
 bool
@@ -425,18 +425,18 @@ publisher_nats_poll_events(char *errbuf, size_t errlen)
 		if (natsConnection_GetConnectedUrl(conn, raw, sizeof(raw)) != NATS_OK)
 			raw[0] = '\0';
 		strip_url_credentials(raw, url, sizeof(url));
-		status_set_nats(PSN_CONNECTED, url);
+		publisher_status_set_nats(PSN_CONNECTED, url);
 		if (ev & (EV_RECONNECTED | EV_DISCONNECTED))
 			snprintf(errbuf, errlen, "reconnected to NATS at %s", url);
 	}
 	else if (natsConnection_Status(conn) == NATS_CONN_STATUS_CLOSED)
 	{
-		status_set_nats(PSN_FAILED, "");
+		publisher_status_set_nats(PSN_FAILED, "");
 		snprintf(errbuf, errlen, "NATS connection closed");
 	}
 	else
 	{
-		status_set_nats(PSN_RECONNECTING, NULL);
+		publisher_status_set_nats(PSN_RECONNECTING, NULL);
 		snprintf(errbuf, errlen, "lost the connection to NATS; reconnecting");
 	}
 	if (ev & EV_ASYNC_ERROR)

@@ -5,7 +5,7 @@
  * One worker per cluster, connected to para_sync.database, started once the
  * server is out of recovery (so also right after a standby's promotion).  It
  * sleeps on its latch, which every transaction that wrote envelopes sets at
- * commit unless NATS is failing (status.c); a slow poll
+ * commit unless NATS is failing (publisher_status.c); a slow poll
  * (para_sync.poll_interval) is only a fallback, e.g. for COMMIT PREPARED.
  * Every iteration of the loop runs the same phases, in a memory context
  * reset at its start:
@@ -36,7 +36,7 @@
  *            committed envelope) sleep that long, so that the next batch
  *            carries the commits made meanwhile
  *   caught-up  after such a batch, sleep at once unless the count of
- *            commit wake-ups (status_commit_wakes()) changed since before
+ *            commit wake-ups (publisher_status_commit_wakes()) changed since before
  *            the read (no read that would find nothing)
  *   vacuum   (only when a read found nothing) the outbox, once
  *            para_sync.vacuum_threshold rows were removed since the last
@@ -102,9 +102,9 @@ redact_secrets(ErrorData *edata)
 		"\"para_sync.nats_url\""
 	};
 
-	if (am_publisher && edata->elevel >= ERROR && psync_shared != NULL &&
+	if (am_publisher && edata->elevel >= ERROR && publisher_shared != NULL &&
 		edata->message != NULL)
-		status_set_error(edata->message);
+		publisher_status_set_error(edata->message);
 	if (edata->message != NULL &&
 		(strncmp(edata->message, "parameter \"para_sync.", 21) == 0 ||
 		 strncmp(edata->message, "invalid value for parameter \"para_sync.", 39) == 0))
@@ -132,7 +132,7 @@ publisher_init(void)
 {
 	BackgroundWorker bgw;
 
-	status_shmem_init();
+	publisher_status_shmem_init();
 	stat_tables_init();
 	if (!process_shared_preload_libraries_in_progress)
 		return;
@@ -151,51 +151,10 @@ publisher_init(void)
 	RegisterBackgroundWorker(&bgw);
 }
 
-/* ---- reporting: one log line per change of the problem, never a flood */
-
-static char last_problem[512] = "";
-
-static void
-report_problem(const char *msg)
-{
-	status_set_error(msg);
-	if (strcmp(msg, last_problem) == 0)
-		return;
-	strlcpy(last_problem, msg, sizeof(last_problem));
-	ereport(WARNING,
-			(errcode(ERRCODE_CONNECTION_FAILURE),
-			 errmsg("para_sync publisher: %s", msg),
-			 errdetail("Envelopes stay in para_sync.outbox and are published once NATS accepts them."),
-			 errhint("See SELECT * FROM para_sync.status; the para_sync.nats_* settings are reloaded on SIGHUP.")));
-}
-
-static void
-report_recovered(const char *msg)
-{
-	if (last_problem[0] == '\0')
-		return;
-	last_problem[0] = '\0';
-	ereport(LOG, (errmsg("para_sync publisher: %s", msg)));
-}
-
-static void
-set_activity(PsyncWorkerState state, const char *activity)
-{
-	static PsyncWorkerState last = PSW_STOPPED;
-	static const char *last_activity = NULL;	/* a string constant */
-
-	if (state == last && last_activity != NULL && strcmp(activity, last_activity) == 0)
-		return;
-	last = state;
-	last_activity = activity;
-	status_set_state(state);
-	pgstat_report_activity(state == PSW_IDLE ? STATE_IDLE : STATE_RUNNING, activity);
-}
-
 /* ---- one batch: read, wait for standbys, publish, remove */
 
 static MemoryContext loop_cxt = NULL;	/* reset at the start of every iteration */
-static uint64 wakes_before_read = 0;	/* status_commit_wakes() before the read */
+static uint64 wakes_before_read = 0;	/* publisher_status_commit_wakes() before the read */
 static char *after_key = NULL;	/* in TopMemoryContext */
 
 static Oid	extension_oid = InvalidOid;
@@ -251,7 +210,7 @@ worker_end_work(void)
 static bool
 commits_since_read(void)
 {
-	return status_commit_wakes() != wakes_before_read;
+	return publisher_status_commit_wakes() != wakes_before_read;
 }
 
 /*
@@ -270,11 +229,11 @@ phase_wait_standbys(Batch *b)
 
 		if (w == STANDBY_CONFIRMED)
 			break;
-		set_activity(PSW_WAITING_STANDBY, "para_sync publisher: waiting for standbys to confirm WAL");
-		status_set_detail(reason);
+		publisher_set_activity(PSW_WAITING_STANDBY, "para_sync publisher: waiting for standbys to confirm WAL");
+		publisher_status_set_detail(reason);
 		if (w == STANDBY_PROBLEM && !reported)
 		{
-			report_problem(reason);
+			publisher_report_problem(reason);
 			reported = true;
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -285,9 +244,9 @@ phase_wait_standbys(Batch *b)
 			return false;
 		outbox_backlog_refresh(false);
 	}
-	status_set_detail("");
+	publisher_status_set_detail("");
 	if (reported)
-		report_recovered("the standby slots confirmed the WAL; publishing resumed");
+		publisher_report_recovered("the standby slots confirmed the WAL; publishing resumed");
 	return true;
 }
 
@@ -337,14 +296,14 @@ phase_gather(const Batch *b)
 {
 	if (psync_batch_delay_us <= 0 || !publisher_batch_took_all(b))
 		return;
-	set_activity(PSW_IDLE, "para_sync publisher: letting commits gather (para_sync.batch_delay)");
+	publisher_set_activity(PSW_IDLE, "para_sync publisher: letting commits gather (para_sync.batch_delay)");
 	pg_usleep(psync_batch_delay_us);
 }
 
 /*
  * After a batch that took every envelope committed when it was read: did a
  * commit come since?  Each commit after that read's snapshot counts itself
- * (status_commit_wakes()) before it sets the latch, so with the count
+ * (publisher_status_commit_wakes()) before it sets the latch, so with the count
  * unchanged nothing is left to read, and the worker sleeps without the read
  * that would find nothing (at low rates, one transaction per batch).  Not
  * when the outbox is due for its vacuum, which follows an empty read, nor
@@ -357,7 +316,7 @@ phase_caught_up(const Batch *b)
 		ShutdownRequestPending || ConfigReloadPending || commits_since_read())
 		return false;
 	outbox_backlog_refresh(true);
-	set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
+	publisher_set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
 	return true;
 }
 
@@ -365,7 +324,7 @@ phase_caught_up(const Batch *b)
 static void
 phase_vacuum(void)
 {
-	set_activity(PSW_VACUUMING, "para_sync publisher: vacuuming para_sync.outbox");
+	publisher_set_activity(PSW_VACUUMING, "para_sync publisher: vacuuming para_sync.outbox");
 	outbox_vacuum_run();
 	MemoryContextSwitchTo(loop_cxt);
 }
@@ -403,19 +362,19 @@ phase_connect(void)
 	if (!publisher_nats_is_closed())
 	{
 		/* nats.c is reconnecting; its callback wakes us, commits need not */
-		status_wake_on_commit(false);
-		set_activity(PSW_CONNECTING, "para_sync publisher: waiting for NATS to come back");
+		publisher_status_wake_on_commit(false);
+		publisher_set_activity(PSW_CONNECTING, "para_sync publisher: waiting for NATS to come back");
 		outbox_backlog_refresh(false);
 		return NEXT_WAIT;
 	}
-	set_activity(PSW_CONNECTING, "para_sync publisher: connecting to NATS");
-	status_set_nats(PSN_CONNECTING, "");
+	publisher_set_activity(PSW_CONNECTING, "para_sync publisher: connecting to NATS");
+	publisher_status_set_nats(PSN_CONNECTING, "");
 	if (!publisher_nats_connect(errbuf, sizeof(errbuf)))
 		return NEXT_BACKOFF;
 	strip_url_credentials(psync_nats_url, safe, sizeof(safe));
 	snprintf(errbuf, sizeof(errbuf), "connected to NATS at %s", safe);
-	if (last_problem[0] != '\0')
-		report_recovered(errbuf);
+	if (publisher_has_problem())
+		publisher_report_recovered(errbuf);
 	else
 		ereport(LOG, (errmsg("para_sync publisher: %s", errbuf)));
 	return NEXT_NOW;
@@ -424,8 +383,8 @@ phase_connect(void)
 static Next
 no_extension(void)
 {
-	set_activity(PSW_NO_EXTENSION, "para_sync publisher: waiting for CREATE EXTENSION para_sync");
-	status_set_backlog(-1, 0);
+	publisher_set_activity(PSW_NO_EXTENSION, "para_sync publisher: waiting for CREATE EXTENSION para_sync");
+	publisher_status_set_backlog(-1, 0);
 	publisher_nats_disconnect();
 	return NEXT_WAIT;
 }
@@ -481,7 +440,7 @@ run_iteration(void)
 	if (RecoveryInProgress())
 	{
 		/* not reached with BgWorkerStart_RecoveryFinished; never publish on a standby */
-		set_activity(PSW_RECOVERY, "para_sync publisher: waiting for promotion");
+		publisher_set_activity(PSW_RECOVERY, "para_sync publisher: waiting for promotion");
 		return NEXT_WAIT;
 	}
 	if (!publisher_nats_is_connected())
@@ -495,7 +454,7 @@ run_iteration(void)
 			return next;
 	}
 
-	set_activity(PSW_READING, "para_sync publisher: reading the outbox");
+	publisher_set_activity(PSW_READING, "para_sync publisher: reading the outbox");
 	if (!publisher_batch_read(&b, after_key))
 		return no_extension();
 	if (b.n == 0)
@@ -504,16 +463,16 @@ run_iteration(void)
 		if (outbox_vacuum_due())
 			phase_vacuum();
 		pgstat_report_stat(false);
-		set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
+		publisher_set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
 		/* a commit after the snapshot whose wake-up a wait inside PostgreSQL consumed */
 		return commits_since_read() ? NEXT_NOW : NEXT_WAIT;
 	}
-	status_backlog_at_least(b.n);
+	publisher_status_backlog_at_least(b.n);
 
 	/* a read-ahead batch went out already, once the standbys had its WAL */
 	if (!b.sent && psync_standby_slots[0] != '\0' && !phase_wait_standbys(&b))
 		return NEXT_NOW;
-	set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
+	publisher_set_activity(PSW_PUBLISHING, "para_sync publisher: publishing, waiting for NATS to confirm");
 	if (!b.sent && !send_batch(&b))
 		return NEXT_BACKOFF;
 	publisher_batch_read_ahead(&b);
@@ -522,9 +481,9 @@ run_iteration(void)
 		return NEXT_BACKOFF;
 	sent_ahead = phase_send_ahead();
 
-	set_activity(PSW_ACKING, "para_sync publisher: removing published envelopes");
+	publisher_set_activity(PSW_ACKING, "para_sync publisher: removing published envelopes");
 	phase_remove(&b);
-	status_count_batch(b.n - b.skipped, b.refetched, b.skipped);
+	publisher_status_count_batch(b.n - b.skipped, b.refetched, b.skipped);
 	stat_tables_count_batch(b.msgs, b.n);
 	outbox_vacuum_count(b.n);
 	remember_position(&b);
@@ -636,7 +595,7 @@ reload_settings(const char *startup_database)
 		ereport(LOG,
 				(errmsg("para_sync publisher: NATS settings changed; reconnecting to %s", safe)));
 		publisher_nats_disconnect();
-		last_problem[0] = '\0';
+		publisher_forget_problem();
 	}
 	pfree(nats_fingerprint);
 	nats_fingerprint = MemoryContextStrdup(TopMemoryContext, fp);
@@ -648,8 +607,8 @@ worker_setup(const char *database)
 {
 	/* a worker that fails to connect (no such database) never shows as running */
 	BackgroundWorkerInitializeConnection(database, NULL, 0);
-	status_register_worker();
-	status_set_database(MyDatabaseId);
+	publisher_status_register_worker();
+	publisher_status_set_database(MyDatabaseId);
 	pgstat_report_appname("para_sync publisher");
 	/* our deletes need not wait for the disk: a lost one is only a resend */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
@@ -668,7 +627,7 @@ worker_setup(const char *database)
 		nats_fingerprint = publisher_nats_settings_fingerprint();
 		MemoryContextSwitchTo(old);
 	}
-	status_set_detail("");
+	publisher_status_set_detail("");
 	ereport(LOG, (errmsg("para_sync publisher started on database \"%s\"", database)));
 }
 
@@ -714,11 +673,11 @@ para_sync_worker_main(Datum main_arg)
 		{
 			publisher_batch_drop_ahead();
 			if (publisher_nats_is_connected())
-				report_recovered(errbuf);
+				publisher_report_recovered(errbuf);
 			else
 			{
-				status_count_retry();
-				report_problem(errbuf);
+				publisher_status_count_retry();
+				publisher_report_problem(errbuf);
 			}
 		}
 
@@ -737,8 +696,8 @@ para_sync_worker_main(Datum main_arg)
 		{
 			retry_at = 0;
 			/* before this iteration reads: commits from now on wake us */
-			status_wake_on_commit(true);
-			wakes_before_read = status_commit_wakes();
+			publisher_status_wake_on_commit(true);
+			wakes_before_read = publisher_status_commit_wakes();
 			next = run_iteration();
 		}
 		MemoryContextSwitchTo(TopMemoryContext);
@@ -746,22 +705,22 @@ para_sync_worker_main(Datum main_arg)
 			publisher_batch_drop_ahead();
 		if (next == NEXT_BACKOFF)
 		{
-			report_problem(errbuf);
-			status_count_retry();
+			publisher_report_problem(errbuf);
+			publisher_status_count_retry();
 			backoff_ms = backoff_ms <= 0 ? psync_backoff_min_ms :
 				Min(backoff_ms * 2, (long) psync_backoff_max_ms);
 			timeout = backoff_ms;
 			retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
 			/* the retry reads whatever was committed meanwhile */
-			status_wake_on_commit(false);
-			set_activity(PSW_BACKOFF, "para_sync publisher: backing off after a NATS failure");
+			publisher_status_wake_on_commit(false);
+			publisher_set_activity(PSW_BACKOFF, "para_sync publisher: backing off after a NATS failure");
 			outbox_backlog_refresh(false);
 		}
 		else if (next == NEXT_NOW || next == NEXT_CAUGHT_UP)
 		{
 			if (backoff_ms != 0 && publisher_nats_is_connected())
 			{
-				report_recovered("NATS accepts envelopes again; publishing resumed");
+				publisher_report_recovered("NATS accepts envelopes again; publishing resumed");
 				backoff_ms = 0;
 			}
 			if (next == NEXT_NOW)

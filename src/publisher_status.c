@@ -1,14 +1,17 @@
 /*
- * status.c — the publisher's shared memory: what the background worker is
- * doing (para_sync.status), and its latch, which committing writers set.
+ * publisher_status.c — the publisher's status: its shared memory (what the
+ * background worker is doing, para_sync.status), its latch, which
+ * committing writers set, and its reports (log lines, pg_stat_activity).
  *
  * Owns: the shmem request/startup hooks, the commit-time wake-up of the
  * worker (an XactCallback that counts the commit and SetLatch()es it when
- * the transaction wrote envelopes, see capture.c, unless NATS is failing), and
- * para_sync.publisher_status(), the function behind the para_sync.status
- * view.  Reading the view costs a spinlock and a memcpy: the worker measures
- * the backlog itself, at most once a second.  While no worker runs, the
- * view counts the outbox itself (outbox_backlog_count(), the worker's query).
+ * the transaction wrote envelopes, see capture.c, unless NATS is failing),
+ * the worker's problem reports (one WARNING per change of the problem) and
+ * activity, and para_sync.publisher_status(), the function behind the
+ * para_sync.status view.  Reading the view costs a spinlock and a memcpy:
+ * the worker measures the backlog itself, at most once a second.  While no
+ * worker runs, the view counts the outbox itself (outbox_backlog_count(),
+ * the worker's query).
  */
 #include "para_sync.h"
 #include "publisher.h"
@@ -17,6 +20,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -25,7 +29,7 @@
 
 PG_FUNCTION_INFO_V1(para_sync_publisher_status);
 
-PsyncShared *psync_shared = NULL;
+PsyncShared *publisher_shared = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -54,7 +58,7 @@ static const char *const nats_state_names[] = {
 };
 
 static void
-status_shmem_request(void)
+publisher_status_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
@@ -62,23 +66,23 @@ status_shmem_request(void)
 }
 
 static void
-status_shmem_startup(void)
+publisher_status_shmem_startup(void)
 {
 	bool		found;
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	psync_shared = ShmemInitStruct("para_sync publisher", sizeof(PsyncShared),
+	publisher_shared = ShmemInitStruct("para_sync publisher", sizeof(PsyncShared),
 								   &found);
 	if (!found)
 	{
-		memset(psync_shared, 0, sizeof(PsyncShared));
-		SpinLockInit(&psync_shared->mutex);
-		pg_atomic_init_u32(&psync_shared->wake_on_commit, 1);
-		pg_atomic_init_u64(&psync_shared->commit_wakes, 0);
-		pg_atomic_init_u32(&psync_shared->database, InvalidOid);
-		psync_shared->backlog = -1;
+		memset(publisher_shared, 0, sizeof(PsyncShared));
+		SpinLockInit(&publisher_shared->mutex);
+		pg_atomic_init_u32(&publisher_shared->wake_on_commit, 1);
+		pg_atomic_init_u64(&publisher_shared->commit_wakes, 0);
+		pg_atomic_init_u32(&publisher_shared->database, InvalidOid);
+		publisher_shared->backlog = -1;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -93,9 +97,9 @@ status_shmem_startup(void)
  * sees the commit or the writer wakes the worker.
  */
 void
-status_wake_on_commit(bool on)
+publisher_status_wake_on_commit(bool on)
 {
-	pg_atomic_write_u32(&psync_shared->wake_on_commit, on ? 1 : 0);
+	pg_atomic_write_u32(&publisher_shared->wake_on_commit, on ? 1 : 0);
 	pg_memory_barrier();
 }
 
@@ -111,9 +115,9 @@ status_wake_on_commit(bool on)
  * slots) may reset, the count is never lost.
  */
 uint64
-status_commit_wakes(void)
+publisher_status_commit_wakes(void)
 {
-	return pg_atomic_read_u64(&psync_shared->commit_wakes);
+	return pg_atomic_read_u64(&publisher_shared->commit_wakes);
 }
 
 /*
@@ -121,9 +125,9 @@ status_commit_wakes(void)
  * (InvalidOid when no worker runs): only commits there wake it.
  */
 void
-status_set_database(Oid database)
+publisher_status_set_database(Oid database)
 {
-	pg_atomic_write_u32(&psync_shared->database, database);
+	pg_atomic_write_u32(&publisher_shared->database, database);
 }
 
 /*
@@ -135,22 +139,22 @@ status_set_database(Oid database)
  * SetLatch on a latch nobody waits on only sets a flag.
  */
 static void
-status_xact_callback(XactEvent event, void *arg)
+publisher_status_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (para_sync_xact_wrote_envelopes && psync_shared != NULL)
+			if (para_sync_xact_wrote_envelopes && publisher_shared != NULL)
 			{
-				Latch	   *latch = ((volatile PsyncShared *) psync_shared)->latch;
+				Latch	   *latch = ((volatile PsyncShared *) publisher_shared)->latch;
 
 				pg_memory_barrier();
 				if (latch != NULL &&
-					pg_atomic_read_u32(&psync_shared->database) == MyDatabaseId &&
-					pg_atomic_read_u32(&psync_shared->wake_on_commit) != 0)
+					pg_atomic_read_u32(&publisher_shared->database) == MyDatabaseId &&
+					pg_atomic_read_u32(&publisher_shared->wake_on_commit) != 0)
 				{
-					pg_atomic_fetch_add_u64(&psync_shared->commit_wakes, 1);
+					pg_atomic_fetch_add_u64(&publisher_shared->commit_wakes, 1);
 					SetLatch(latch);
 				}
 			}
@@ -169,133 +173,197 @@ status_xact_callback(XactEvent event, void *arg)
 
 /* Called from _PG_init. */
 void
-status_shmem_init(void)
+publisher_status_shmem_init(void)
 {
-	RegisterXactCallback(status_xact_callback, NULL);
+	RegisterXactCallback(publisher_status_xact_callback, NULL);
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = status_shmem_request;
+	shmem_request_hook = publisher_status_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = status_shmem_startup;
+	shmem_startup_hook = publisher_status_shmem_startup;
 }
 
 /* The worker announces itself (latch, pid) and withdraws at exit. */
 static void
-status_unregister_worker(int code, Datum arg)
+publisher_status_unregister_worker(int code, Datum arg)
 {
-	status_set_database(InvalidOid);
-	SpinLockAcquire(&psync_shared->mutex);
-	psync_shared->latch = NULL;
-	psync_shared->pid = 0;
-	psync_shared->state = PSW_STOPPED;
-	psync_shared->nats_state = PSN_DISCONNECTED;
-	psync_shared->server[0] = '\0';
+	publisher_status_set_database(InvalidOid);
+	SpinLockAcquire(&publisher_shared->mutex);
+	publisher_shared->latch = NULL;
+	publisher_shared->pid = 0;
+	publisher_shared->state = PSW_STOPPED;
+	publisher_shared->nats_state = PSN_DISCONNECTED;
+	publisher_shared->server[0] = '\0';
 	/* no longer measured: the view counts the outbox until a worker runs */
-	psync_shared->backlog = -1;
-	psync_shared->oldest_queued_at = 0;
-	psync_shared->backlog_at = 0;
-	SpinLockRelease(&psync_shared->mutex);
+	publisher_shared->backlog = -1;
+	publisher_shared->oldest_queued_at = 0;
+	publisher_shared->backlog_at = 0;
+	SpinLockRelease(&publisher_shared->mutex);
 }
 
 void
-status_register_worker(void)
+publisher_status_register_worker(void)
 {
-	SpinLockAcquire(&psync_shared->mutex);
-	psync_shared->latch = MyLatch;
-	psync_shared->pid = MyProcPid;
-	psync_shared->state = PSW_STARTING;
-	psync_shared->detail[0] = '\0';
-	psync_shared->nats_state = PSN_DISCONNECTED;
-	psync_shared->started_at = GetCurrentTimestamp();
-	psync_shared->backlog = -1;
-	SpinLockRelease(&psync_shared->mutex);
-	before_shmem_exit(status_unregister_worker, (Datum) 0);
+	SpinLockAcquire(&publisher_shared->mutex);
+	publisher_shared->latch = MyLatch;
+	publisher_shared->pid = MyProcPid;
+	publisher_shared->state = PSW_STARTING;
+	publisher_shared->detail[0] = '\0';
+	publisher_shared->nats_state = PSN_DISCONNECTED;
+	publisher_shared->started_at = GetCurrentTimestamp();
+	publisher_shared->backlog = -1;
+	SpinLockRelease(&publisher_shared->mutex);
+	before_shmem_exit(publisher_status_unregister_worker, (Datum) 0);
 }
 
 void
-status_set_state(PsyncWorkerState state)
+publisher_status_set_state(PsyncWorkerState state)
 {
-	SpinLockAcquire(&psync_shared->mutex);
-	psync_shared->state = state;
-	psync_shared->jetstream = psync_jetstream_stream[0] != '\0';
-	SpinLockRelease(&psync_shared->mutex);
+	SpinLockAcquire(&publisher_shared->mutex);
+	publisher_shared->state = state;
+	publisher_shared->jetstream = psync_jetstream_stream[0] != '\0';
+	SpinLockRelease(&publisher_shared->mutex);
 }
 
 void
-status_set_nats(PsyncNatsState state, const char *server)
+publisher_status_set_nats(PsyncNatsState state, const char *server)
 {
-	SpinLockAcquire(&psync_shared->mutex);
-	psync_shared->nats_state = state;
+	SpinLockAcquire(&publisher_shared->mutex);
+	publisher_shared->nats_state = state;
 	if (server != NULL)
-		strlcpy(psync_shared->server, server, sizeof(psync_shared->server));
-	SpinLockRelease(&psync_shared->mutex);
+		strlcpy(publisher_shared->server, server, sizeof(publisher_shared->server));
+	SpinLockRelease(&publisher_shared->mutex);
 }
 
 void
-status_set_error(const char *error)
+publisher_status_set_error(const char *error)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	SpinLockAcquire(&psync_shared->mutex);
-	strlcpy(psync_shared->last_error, error, sizeof(psync_shared->last_error));
-	psync_shared->last_error_at = now;
-	SpinLockRelease(&psync_shared->mutex);
+	SpinLockAcquire(&publisher_shared->mutex);
+	strlcpy(publisher_shared->last_error, error, sizeof(publisher_shared->last_error));
+	publisher_shared->last_error_at = now;
+	SpinLockRelease(&publisher_shared->mutex);
 }
 
 void
-status_set_detail(const char *detail)
+publisher_status_set_detail(const char *detail)
 {
-	SpinLockAcquire(&psync_shared->mutex);
-	strlcpy(psync_shared->detail, detail, sizeof(psync_shared->detail));
-	SpinLockRelease(&psync_shared->mutex);
+	SpinLockAcquire(&publisher_shared->mutex);
+	strlcpy(publisher_shared->detail, detail, sizeof(publisher_shared->detail));
+	SpinLockRelease(&publisher_shared->mutex);
 }
 
 void
-status_count_batch(uint64 published, uint64 refetches, uint64 skipped)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	SpinLockAcquire(&psync_shared->mutex);
-	psync_shared->published += published;
-	psync_shared->refetches += refetches;
-	psync_shared->skipped += skipped;
-	psync_shared->batches++;
-	psync_shared->last_publish_at = now;
-	SpinLockRelease(&psync_shared->mutex);
-}
-
-void
-status_count_retry(void)
-{
-	SpinLockAcquire(&psync_shared->mutex);
-	psync_shared->retries++;
-	SpinLockRelease(&psync_shared->mutex);
-}
-
-void
-status_set_backlog(int64 backlog, TimestampTz oldest)
+publisher_status_count_batch(uint64 published, uint64 refetches, uint64 skipped)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	SpinLockAcquire(&psync_shared->mutex);
-	psync_shared->backlog = backlog;
-	psync_shared->oldest_queued_at = oldest;
-	psync_shared->backlog_at = now;
-	SpinLockRelease(&psync_shared->mutex);
+	SpinLockAcquire(&publisher_shared->mutex);
+	publisher_shared->published += published;
+	publisher_shared->refetches += refetches;
+	publisher_shared->skipped += skipped;
+	publisher_shared->batches++;
+	publisher_shared->last_publish_at = now;
+	SpinLockRelease(&publisher_shared->mutex);
+}
+
+void
+publisher_status_count_retry(void)
+{
+	SpinLockAcquire(&publisher_shared->mutex);
+	publisher_shared->retries++;
+	SpinLockRelease(&publisher_shared->mutex);
+}
+
+void
+publisher_status_set_backlog(int64 backlog, TimestampTz oldest)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&publisher_shared->mutex);
+	publisher_shared->backlog = backlog;
+	publisher_shared->oldest_queued_at = oldest;
+	publisher_shared->backlog_at = now;
+	SpinLockRelease(&publisher_shared->mutex);
 }
 
 /* A batch was read: at least its rows are unconfirmed. */
 void
-status_backlog_at_least(int64 n)
+publisher_status_backlog_at_least(int64 n)
 {
-	SpinLockAcquire(&psync_shared->mutex);
-	if (psync_shared->backlog < n)
+	SpinLockAcquire(&publisher_shared->mutex);
+	if (publisher_shared->backlog < n)
 	{
-		psync_shared->backlog = n;
-		psync_shared->backlog_at = GetCurrentTimestamp();
+		publisher_shared->backlog = n;
+		publisher_shared->backlog_at = GetCurrentTimestamp();
 	}
-	SpinLockRelease(&psync_shared->mutex);
+	SpinLockRelease(&publisher_shared->mutex);
+}
+
+/* ---- the worker's reports: one log line per change of the problem, never a flood */
+
+static char last_problem[512] = "";
+
+/*
+ * Something keeps the worker from publishing: shown in para_sync.status
+ * every time, logged as a WARNING once until it changes or is recovered.
+ */
+void
+publisher_report_problem(const char *msg)
+{
+	publisher_status_set_error(msg);
+	if (strcmp(msg, last_problem) == 0)
+		return;
+	strlcpy(last_problem, msg, sizeof(last_problem));
+	ereport(WARNING,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("para_sync publisher: %s", msg),
+			 errdetail("Envelopes stay in para_sync.outbox and are published once NATS accepts them."),
+			 errhint("See SELECT * FROM para_sync.status; the para_sync.nats_* settings are reloaded on SIGHUP.")));
+}
+
+/* The reported problem is gone: logged once, only if one was reported. */
+void
+publisher_report_recovered(const char *msg)
+{
+	if (last_problem[0] == '\0')
+		return;
+	last_problem[0] = '\0';
+	ereport(LOG, (errmsg("para_sync publisher: %s", msg)));
+}
+
+bool
+publisher_has_problem(void)
+{
+	return last_problem[0] != '\0';
+}
+
+/* Forget the reported problem without a log line (e.g. new NATS settings). */
+void
+publisher_forget_problem(void)
+{
+	last_problem[0] = '\0';
+}
+
+/*
+ * What the worker is doing: its state in para_sync.status and its activity
+ * in pg_stat_activity, written only when they change.  activity is a string
+ * constant.
+ */
+void
+publisher_set_activity(PsyncWorkerState state, const char *activity)
+{
+	static PsyncWorkerState last = PSW_STOPPED;
+	static const char *last_activity = NULL;	/* a string constant */
+
+	if (state == last && last_activity != NULL && strcmp(activity, last_activity) == 0)
+		return;
+	last = state;
+	last_activity = activity;
+	publisher_status_set_state(state);
+	pgstat_report_activity(state == PSW_IDLE ? STATE_IDLE : STATE_RUNNING, activity);
 }
 
 /*
@@ -363,7 +431,7 @@ para_sync_publisher_status(PG_FUNCTION_ARGS)
 				 errhint("Run ALTER EXTENSION para_sync UPDATE.")));
 
 	memset(nulls, 0, sizeof(nulls));
-	if (psync_shared == NULL)
+	if (publisher_shared == NULL)
 	{
 		/* not preloaded: no worker can run */
 		memset(&snap, 0, sizeof(snap));
@@ -374,9 +442,9 @@ para_sync_publisher_status(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		SpinLockAcquire(&psync_shared->mutex);
-		memcpy(&snap, psync_shared, sizeof(snap));
-		SpinLockRelease(&psync_shared->mutex);
+		SpinLockAcquire(&publisher_shared->mutex);
+		memcpy(&snap, publisher_shared, sizeof(snap));
+		SpinLockRelease(&publisher_shared->mutex);
 		if (snap.pid == 0)
 			count_backlog_now(&snap);
 	}
