@@ -37,7 +37,8 @@ OBJS = \
 	src/publisher_standby.o \
 	src/publisher_nats.o \
 	src/publisher_batch.o \
-	src/worker.o \
+	src/publisher.o \
+	src/publisher_worker.o \
 	src/ddl_guard.o
 
 REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard lifecycle type_trust key_canon key_upgrade snapshot_table trust_review subject_layout sync_name_owners table_event settings comments

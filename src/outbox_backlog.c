@@ -87,7 +87,7 @@ measure_backlog(bool caught_up, int every_ms)
 	if (!TimestampDifferenceExceeds(backlog_measured, now, every_ms))
 		return;
 	backlog_measured = now;
-	if (!worker_begin_work())
+	if (!publisher_begin_work())
 		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "para_sync publisher: SPI_connect failed");
@@ -99,7 +99,7 @@ measure_backlog(bool caught_up, int every_ms)
 			publisher_status_set_backlog(count, oldest);
 	}
 	SPI_finish();
-	worker_end_work();
+	publisher_end_work();
 }
 
 /* The backlog, at most once a second (waiting, backing off, caught up). */

@@ -253,7 +253,7 @@ extern void registry_update(Oid relid, const char *schema_version,
 extern void sync_name_claim(const char *sync_name, Oid table_owner);
 extern void sync_names_init(void);
 
-/* ---- publisher (worker.c, publisher_nats.c, publisher_status.c; see publisher.h) */
+/* ---- publisher (publisher*.c; see publisher.h) */
 
 /* Settings, commit wake-up, shared memory and the background worker. */
 extern void publisher_init(void);

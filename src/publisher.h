@@ -1,11 +1,13 @@
 /*
- * publisher.h — internal interface of the publisher: the background worker
- * (worker.c), the outbox's consume step (outbox_consume.c), its backlog
- * count (outbox_backlog.c) and its vacuum (outbox_vacuum.c), the standby
- * check (publisher_standby.c), its NATS side (publisher_nats.c), its shared
- * memory / status view (publisher_status.c) and its per-table statistics
- * (stat_tables.c).  Nothing outside these files uses it; the rest of the
- * extension only sees publisher_init() in para_sync.h.
+ * publisher.h — internal interface of the publisher family: the loop
+ * (publisher.c), the background worker process (publisher_worker.c), the
+ * batch (publisher_batch.c), its NATS side (publisher_nats.c), the standby
+ * check (publisher_standby.c), its shared memory / status view
+ * (publisher_status.c) and its per-table statistics (stat_tables.c); and
+ * of the outbox files it uses: the consume step (outbox_consume.c), the
+ * backlog count (outbox_backlog.c) and the vacuum (outbox_vacuum.c).
+ * Nothing outside these files uses it; the rest of the extension only sees
+ * publisher_init() in para_sync.h.
  */
 #ifndef PARA_SYNC_PUBLISHER_H
 #define PARA_SYNC_PUBLISHER_H
@@ -42,8 +44,17 @@ extern int	psync_backoff_max_ms;
 extern int	psync_poll_interval_ms;
 extern int	psync_batch_delay_us;
 
-/* SIGTERM ends the worker's loop; it then exits to be restarted (worker.c) */
-extern void worker_catch_sigterm(void);
+/* ---- the background worker process (publisher_worker.c) */
+
+/* SIGTERM ends the worker's loop; it then exits to be restarted */
+extern void publisher_catch_sigterm(void);
+/* SIGHUP: re-read the settings (may restart the worker or reconnect NATS) */
+extern void publisher_reload_settings(void);
+
+/* ---- the loop (publisher.c) */
+
+extern void publisher_loop_init(void);
+extern void publisher_loop(void);
 
 /* ---- para_sync.standby_slots (publisher_standby.c) */
 
@@ -246,9 +257,9 @@ extern Batch *publisher_batch_ahead(void);
 extern void publisher_batch_drop_ahead(void);
 extern void publisher_batch_shrink(Batch *b);
 
-/* The loop's short transaction with a snapshot; false: no extension (worker.c) */
-extern bool worker_begin_work(void);
-extern void worker_end_work(void);
+/* The loop's short transaction with a snapshot; false: no extension (publisher.c) */
+extern bool publisher_begin_work(void);
+extern void publisher_end_work(void);
 
 /* ---- the outbox's backlog, counted (outbox_backlog.c) */
 

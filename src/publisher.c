@@ -1,12 +1,18 @@
 /*
- * worker.c — the publisher background worker: registration and the main
- * loop (its settings are defined in settings.c).
+ * publisher.c — the publisher's loop: what the background worker
+ * (publisher_worker.c) does from its setup until SIGTERM.
  *
- * One worker per cluster, connected to para_sync.database, started once the
- * server is out of recovery (so also right after a standby's promotion).  It
- * sleeps on its latch, which every transaction that wrote envelopes sets at
- * commit unless NATS is failing (publisher_status.c); a slow poll
- * (para_sync.poll_interval) is only a fallback, e.g. for COMMIT PREPARED.
+ * The publisher family: publisher.c (the loop and its phases),
+ * publisher_worker.c (the process: registration, signals, setup, reload,
+ * exit), publisher_status.c (shared memory, para_sync.status, the commit
+ * wake-up, reports), publisher_batch.c (the batch), publisher_nats.c (the
+ * NATS side), publisher_standby.c (para_sync.standby_slots); publisher.h is
+ * their interface.  The settings are defined in settings.c.
+ *
+ * The worker sleeps on its latch, which every transaction that wrote
+ * envelopes sets at commit unless NATS is failing (publisher_status.c); a
+ * slow poll (para_sync.poll_interval) is only a fallback, e.g. for COMMIT
+ * PREPARED.
  * Every iteration of the loop runs the same phases, in a memory context
  * reset at its start:
  *
@@ -36,8 +42,8 @@
  *            committed envelope) sleep that long, so that the next batch
  *            carries the commits made meanwhile
  *   caught-up  after such a batch, sleep at once unless the count of
- *            commit wake-ups (publisher_status_commit_wakes()) changed since before
- *            the read (no read that would find nothing)
+ *            commit wake-ups (publisher_status_commit_wakes()) changed since
+ *            before the read (no read that would find nothing)
  *   vacuum   (only when a read found nothing) the outbox, once
  *            para_sync.vacuum_threshold rows were removed since the last
  *            time (outbox_vacuum.c)
@@ -49,107 +55,16 @@
 #include "para_sync.h"
 #include "publisher.h"
 
-#include <msgpack.h>
-
-#include "access/detoast.h"
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "catalog/pg_type.h"
 #include "commands/extension.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
-#include "tcop/tcopprot.h"
-#include "utils/array.h"
-#include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
-
-PGDLLEXPORT void para_sync_worker_main(Datum main_arg);
-
-/* true in the publisher worker: its errors also go to para_sync.status */
-static bool am_publisher = false;
-
-/*
- * The postmaster starts the worker again this long after it exited with
- * code 1: after a SIGTERM that was not a shutdown, a change of
- * para_sync.database, or an error (e.g. para_sync.database does not exist),
- * so that a persistent error costs one attempt per pause, not a loop.
- */
-#define PUBLISHER_RESTART_SECS 5
-
-/*
- * The postmaster logs 'parameter "x" changed to "value"' when a reload
- * changes a setting, and 'invalid value for parameter "x": "value"' when it
- * refuses one.  For the secret settings (and the URL, which may carry a
- * password) the value is cut off here.  In the worker, errors also go to
- * para_sync.status, so that e.g. a missing para_sync.database shows there.
- */
-static emit_log_hook_type prev_emit_log_hook = NULL;
-
-static void
-redact_secrets(ErrorData *edata)
-{
-	static const char *const secrets[] = {
-		"\"para_sync.nats_token\"", "\"para_sync.nats_password\"",
-		"\"para_sync.nats_credentials_file\"", "\"para_sync.tls_key_file\"",
-		"\"para_sync.nats_url\""
-	};
-
-	if (am_publisher && edata->elevel >= ERROR && publisher_shared != NULL &&
-		edata->message != NULL)
-		publisher_status_set_error(edata->message);
-	if (edata->message != NULL &&
-		(strncmp(edata->message, "parameter \"para_sync.", 21) == 0 ||
-		 strncmp(edata->message, "invalid value for parameter \"para_sync.", 39) == 0))
-	{
-		for (int i = 0; i < lengthof(secrets); i++)
-		{
-			const char *at = strstr(edata->message, secrets[i]);
-
-			if (at != NULL)
-			{
-				edata->message = edata->message[0] == 'p' ?
-					psprintf("parameter %s changed (value not logged)", secrets[i]) :
-					psprintf("invalid value for parameter %s (value not logged)", secrets[i]);
-				break;
-			}
-		}
-	}
-	if (prev_emit_log_hook)
-		prev_emit_log_hook(edata);
-}
-
-/* Called from _PG_init. */
-void
-publisher_init(void)
-{
-	BackgroundWorker bgw;
-
-	publisher_status_shmem_init();
-	stat_tables_init();
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-
-	prev_emit_log_hook = emit_log_hook;
-	emit_log_hook = redact_secrets;
-
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = PUBLISHER_RESTART_SECS;
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "para_sync");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "para_sync_worker_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "para_sync publisher");
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "para_sync publisher");
-	RegisterBackgroundWorker(&bgw);
-}
 
 /* ---- one batch: read, wait for standbys, publish, remove */
 
@@ -169,7 +84,7 @@ static Oid	extension_outbox = InvalidOid;	/* its para_sync.outbox when looked up
  * extension as before.
  */
 bool
-worker_begin_work(void)
+publisher_begin_work(void)
 {
 	Oid			ext;
 
@@ -199,7 +114,7 @@ worker_begin_work(void)
 }
 
 void
-worker_end_work(void)
+publisher_end_work(void)
 {
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -275,10 +190,10 @@ phase_remove(Batch *b)
 		acks[n].ntids = 1;
 		n++;
 	}
-	if (!worker_begin_work())
+	if (!publisher_begin_work())
 		return;					/* dropped meanwhile: nothing left to remove */
 	outbox_remove(acks, n);
-	worker_end_work();
+	publisher_end_work();
 }
 
 /*
@@ -446,9 +361,9 @@ run_iteration(void)
 	if (!publisher_nats_is_connected())
 	{
 		/* connect only once there is something to publish from */
-		if (!worker_begin_work())
+		if (!publisher_begin_work())
 			return no_extension();
-		worker_end_work();
+		publisher_end_work();
 		next = phase_connect();
 		if (next != NEXT_NOW)
 			return next;
@@ -496,156 +411,111 @@ run_iteration(void)
 	return phase_caught_up(&b) ? NEXT_CAUGHT_UP : NEXT_NOW;
 }
 
-static char *nats_fingerprint = NULL;
+/* ---- the loop */
 
-/* ---- SIGTERM: a shutdown, or a request to restart */
+static long backoff_ms = 0;		/* the last back-off; 0: none since success */
+static TimestampTz retry_at = 0;	/* backing off until then; 0: not */
 
-/* who sent the last SIGTERM: 0 when not known */
-static volatile sig_atomic_t sigterm_sender = 0;
-
-#if defined(SA_SIGINFO) && !defined(WIN32)
-/* SignalHandlerForShutdownRequest, remembering the sender. */
-static void
-handle_sigterm(int signo, siginfo_t *info, void *context)
-{
-	int			save_errno = errno;
-
-	sigterm_sender = info != NULL ? info->si_pid : 0;
-	ShutdownRequestPending = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
-}
-#endif
-
-/*
- * Catch SIGTERM: it ends the loop (within a second).  outbox_vacuum.c
- * hands SIGTERM to die() during its VACUUM and calls this again after it.
- */
+/* The loop's state; called once, from the worker's setup. */
 void
-worker_catch_sigterm(void)
+publisher_loop_init(void)
 {
-#if defined(SA_SIGINFO) && !defined(WIN32)
-	struct sigaction act;
-
-	memset(&act, 0, sizeof(act));
-	act.sa_sigaction = handle_sigterm;
-	sigemptyset(&act.sa_mask);
-	act.sa_flags = SA_SIGINFO | SA_RESTART;
-	if (sigaction(SIGTERM, &act, NULL) == 0)
-		return;
-#endif
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
-}
-
-/*
- * The loop ended on SIGTERM.  Exit code 0 would unregister the worker for
- * good (the postmaster never starts it again, whatever bgw_restart_time
- * says), so the worker always exits with 1: the postmaster starts it again
- * after PUBLISHER_RESTART_SECS, except during a shutdown, when it starts no
- * worker.  The postmaster sends SIGTERM only to shut down; any other sender
- * (pg_terminate_backend(), kill) gets a LOG line saying the worker comes
- * back.
- */
-static void
-exit_on_sigterm(void)
-{
-	pid_t		sender = (pid_t) sigterm_sender;
-
-	if (sender == 0)
-		ereport(LOG,
-				(errmsg("para_sync publisher: terminated; the postmaster starts it again in %d s unless the server is shutting down",
-						PUBLISHER_RESTART_SECS),
-				 errdetail("Envelopes committed meanwhile stay in para_sync.outbox and are published then.")));
-	else if (sender != PostmasterPid)
-		ereport(LOG,
-				(errmsg("para_sync publisher: terminated by process %d; the postmaster starts it again in %d s",
-						(int) sender, PUBLISHER_RESTART_SECS),
-				 errdetail("Envelopes committed meanwhile stay in para_sync.outbox and are published then."),
-				 errhint("pg_terminate_backend() restarts the publisher; to stop it, remove para_sync from shared_preload_libraries.")));
-	proc_exit(1);
-}
-
-static void
-worker_exit(int code, Datum arg)
-{
-	publisher_nats_disconnect();
-}
-
-/* SIGHUP: re-read settings; reconnect when a NATS setting changed. */
-static void
-reload_settings(const char *startup_database)
-{
-	char	   *fp;
-
-	ConfigReloadPending = false;
-	ProcessConfigFile(PGC_SIGHUP);
-	if (strcmp(startup_database, psync_database) != 0)
-	{
-		ereport(LOG,
-				(errmsg("para_sync publisher: para_sync.database changed from \"%s\" to \"%s\"; restarting",
-						startup_database, psync_database)));
-		proc_exit(1);			/* the postmaster starts us again */
-	}
-	fp = publisher_nats_settings_fingerprint();
-	if (strcmp(fp, nats_fingerprint) != 0)
-	{
-		char		safe[512];
-
-		strip_url_credentials(psync_nats_url, safe, sizeof(safe));
-		ereport(LOG,
-				(errmsg("para_sync publisher: NATS settings changed; reconnecting to %s", safe)));
-		publisher_nats_disconnect();
-		publisher_forget_problem();
-	}
-	pfree(nats_fingerprint);
-	nats_fingerprint = MemoryContextStrdup(TopMemoryContext, fp);
-	pfree(fp);
-}
-
-static void
-worker_setup(const char *database)
-{
-	/* a worker that fails to connect (no such database) never shows as running */
-	BackgroundWorkerInitializeConnection(database, NULL, 0);
-	publisher_status_register_worker();
-	publisher_status_set_database(MyDatabaseId);
-	pgstat_report_appname("para_sync publisher");
-	/* our deletes need not wait for the disk: a lost one is only a resend */
-	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
-	/* a SERIALIZABLE default would make our outbox reads conflict with writers */
-	SetConfigOption("default_transaction_isolation", "read committed",
-					PGC_SUSET, PGC_S_OVERRIDE);
-	before_shmem_exit(worker_exit, (Datum) 0);
-
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "para_sync publisher loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	publisher_batch_init();
 	after_key = MemoryContextStrdup(TopMemoryContext, "");
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		nats_fingerprint = publisher_nats_settings_fingerprint();
-		MemoryContextSwitchTo(old);
-	}
-	publisher_status_set_detail("");
-	ereport(LOG, (errmsg("para_sync publisher started on database \"%s\"", database)));
 }
 
-void
-para_sync_worker_main(Datum main_arg)
+/* Before a pass: a reload (SIGHUP), an event from nats.c. */
+static void
+take_events(void)
 {
-	char	   *database;
-	long		backoff_ms = 0;
-	TimestampTz retry_at = 0;
+	if (ConfigReloadPending)
+	{
+		publisher_batch_drop_ahead();
+		publisher_reload_settings();
+		backoff_ms = 0;
+		retry_at = 0;
+	}
+	if (publisher_nats_poll_events(errbuf, sizeof(errbuf)))
+	{
+		publisher_batch_drop_ahead();
+		if (publisher_nats_is_connected())
+			publisher_report_recovered(errbuf);
+		else
+		{
+			publisher_status_count_retry();
+			publisher_report_problem(errbuf);
+		}
+	}
+}
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	worker_catch_sigterm();
-	BackgroundWorkerUnblockSignals();
-	am_publisher = true;
+/* One pass: an iteration, or the rest of a back-off (*timeout set). */
+static Next
+run_pass(long *timeout)
+{
+	if (retry_at != 0 && GetCurrentTimestamp() < retry_at)
+	{
+		/* woken while backing off (a NATS event, a commit just before it): sleep the rest */
+		long		secs;
+		int			usecs;
 
-	database = MemoryContextStrdup(TopMemoryContext, psync_database);
-	worker_setup(database);
+		TimestampDifference(GetCurrentTimestamp(), retry_at, &secs, &usecs);
+		*timeout = secs * 1000 + usecs / 1000 + 1;
+		outbox_backlog_refresh(false);
+		return NEXT_WAIT;
+	}
+	retry_at = 0;
+	/* before this iteration reads: commits from now on wake us */
+	publisher_status_wake_on_commit(true);
+	wakes_before_read = publisher_status_commit_wakes();
+	return run_iteration();
+}
 
+/* A pass failed (errbuf): back off, doubling.  Returns the wait in ms. */
+static long
+back_off(void)
+{
+	publisher_report_problem(errbuf);
+	publisher_status_count_retry();
+	backoff_ms = backoff_ms <= 0 ? psync_backoff_min_ms :
+		Min(backoff_ms * 2, (long) psync_backoff_max_ms);
+	retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
+	/* the retry reads whatever was committed meanwhile */
+	publisher_status_wake_on_commit(false);
+	publisher_set_activity(PSW_BACKOFF, "para_sync publisher: backing off after a NATS failure");
+	outbox_backlog_refresh(false);
+	return backoff_ms;
+}
+
+/* After a pass: how long to sleep (ms, 0: not at) given what it asked for. */
+static long
+after_pass(Next next, long timeout)
+{
+	if (next != NEXT_NOW)
+		publisher_batch_drop_ahead();
+	if (next == NEXT_BACKOFF)
+		return back_off();
+	if (next == NEXT_NOW || next == NEXT_CAUGHT_UP)
+	{
+		if (backoff_ms != 0 && publisher_nats_is_connected())
+		{
+			publisher_report_recovered("NATS accepts envelopes again; publishing resumed");
+			backoff_ms = 0;
+		}
+		if (next == NEXT_NOW)
+			return 0;
+	}
+	return timeout;
+}
+
+/*
+ * The loop: one pass after another, each in loop_cxt, sleeping on the latch
+ * in between, until SIGTERM (within a second).
+ */
+void
+publisher_loop(void)
+{
 	while (!ShutdownRequestPending)
 	{
 		long		timeout = psync_poll_interval_ms;
@@ -662,70 +532,10 @@ para_sync_worker_main(Datum main_arg)
 			break;
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
-		if (ConfigReloadPending)
-		{
-			publisher_batch_drop_ahead();
-			reload_settings(database);
-			backoff_ms = 0;
-			retry_at = 0;
-		}
-		if (publisher_nats_poll_events(errbuf, sizeof(errbuf)))
-		{
-			publisher_batch_drop_ahead();
-			if (publisher_nats_is_connected())
-				publisher_report_recovered(errbuf);
-			else
-			{
-				publisher_status_count_retry();
-				publisher_report_problem(errbuf);
-			}
-		}
-
-		if (retry_at != 0 && GetCurrentTimestamp() < retry_at)
-		{
-			/* woken while backing off (a NATS event, a commit just before it): sleep the rest */
-			long		secs;
-			int			usecs;
-
-			TimestampDifference(GetCurrentTimestamp(), retry_at, &secs, &usecs);
-			next = NEXT_WAIT;
-			timeout = secs * 1000 + usecs / 1000 + 1;
-			outbox_backlog_refresh(false);
-		}
-		else
-		{
-			retry_at = 0;
-			/* before this iteration reads: commits from now on wake us */
-			publisher_status_wake_on_commit(true);
-			wakes_before_read = publisher_status_commit_wakes();
-			next = run_iteration();
-		}
+		take_events();
+		next = run_pass(&timeout);
 		MemoryContextSwitchTo(TopMemoryContext);
-		if (next != NEXT_NOW)
-			publisher_batch_drop_ahead();
-		if (next == NEXT_BACKOFF)
-		{
-			publisher_report_problem(errbuf);
-			publisher_status_count_retry();
-			backoff_ms = backoff_ms <= 0 ? psync_backoff_min_ms :
-				Min(backoff_ms * 2, (long) psync_backoff_max_ms);
-			timeout = backoff_ms;
-			retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
-			/* the retry reads whatever was committed meanwhile */
-			publisher_status_wake_on_commit(false);
-			publisher_set_activity(PSW_BACKOFF, "para_sync publisher: backing off after a NATS failure");
-			outbox_backlog_refresh(false);
-		}
-		else if (next == NEXT_NOW || next == NEXT_CAUGHT_UP)
-		{
-			if (backoff_ms != 0 && publisher_nats_is_connected())
-			{
-				publisher_report_recovered("NATS accepts envelopes again; publishing resumed");
-				backoff_ms = 0;
-			}
-			if (next == NEXT_NOW)
-				timeout = 0;
-		}
+		timeout = after_pass(next, timeout);
 
 		/* a wait inside PostgreSQL may have consumed a signal's latch */
 		if (timeout > 0 && !ShutdownRequestPending && !ConfigReloadPending)
@@ -733,5 +543,4 @@ para_sync_worker_main(Datum main_arg)
 							 timeout, PG_WAIT_EXTENSION);
 		CHECK_FOR_INTERRUPTS();
 	}
-	exit_on_sigterm();
 }
