@@ -286,7 +286,7 @@ phase_connect(void)
 	publisher_status_set_nats(PSN_CONNECTING, "");
 	if (!publisher_nats_connect(errbuf, sizeof(errbuf)))
 		return NEXT_BACKOFF;
-	strip_url_credentials(psync_nats_url, safe, sizeof(safe));
+	publisher_nats_strip_credentials(psync_nats_url, safe, sizeof(safe));
 	snprintf(errbuf, sizeof(errbuf), "connected to NATS at %s", safe);
 	if (publisher_has_problem())
 		publisher_report_recovered(errbuf);

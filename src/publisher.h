@@ -221,7 +221,7 @@ extern PsyncPubResult publisher_nats_send_batch(PsyncOutMsg *msgs, int n,
 extern PsyncPubResult publisher_nats_confirm_batch(PsyncOutMsg *msgs, int n,
 												   char *errbuf, size_t errlen);
 extern char *publisher_nats_settings_fingerprint(void);
-extern void strip_url_credentials(const char *in, char *out, size_t outlen);
+extern void publisher_nats_strip_credentials(const char *in, char *out, size_t outlen);
 
 /* ---- the batch (publisher_batch.c) */
 

@@ -201,7 +201,7 @@ publisher_reload_settings(void)
 	{
 		char		safe[512];
 
-		strip_url_credentials(psync_nats_url, safe, sizeof(safe));
+		publisher_nats_strip_credentials(psync_nats_url, safe, sizeof(safe));
 		ereport(LOG,
 				(errmsg("para_sync publisher: NATS settings changed; reconnecting to %s", safe)));
 		publisher_nats_disconnect();
