@@ -55,6 +55,9 @@ extern void publisher_reload_settings(void);
 
 extern void publisher_loop_init(void);
 extern void publisher_loop(void);
+/* The loop's short transaction with a snapshot; false: no extension */
+extern bool publisher_begin_work(void);
+extern void publisher_end_work(void);
 
 /* ---- para_sync.standby_slots (publisher_standby.c) */
 
@@ -256,10 +259,6 @@ extern void publisher_batch_read_ahead(Batch *b);
 extern Batch *publisher_batch_ahead(void);
 extern void publisher_batch_drop_ahead(void);
 extern void publisher_batch_shrink(Batch *b);
-
-/* The loop's short transaction with a snapshot; false: no extension (publisher.c) */
-extern bool publisher_begin_work(void);
-extern void publisher_end_work(void);
 
 /* ---- the outbox's backlog, counted (outbox_backlog.c) */
 
