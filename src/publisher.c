@@ -2,19 +2,14 @@
  * publisher.c — the publisher's loop: what the background worker
  * (publisher_worker.c) does from its setup until SIGTERM.
  *
- * The publisher family: publisher.c (the loop and its phases),
- * publisher_worker.c (the process: registration, signals, setup, reload,
- * exit), publisher_status.c (shared memory, para_sync.status, the commit
- * wake-up, reports), publisher_batch.c (the batch), publisher_nats.c (the
- * NATS side), publisher_standby.c (para_sync.standby_slots); publisher.h is
- * their interface.  The settings are defined in settings.c.
+ * It is one of the publisher*.c family, whose files publisher.h lists; the
+ * settings are defined in settings.c.
  *
  * The worker sleeps on its latch, which every transaction that wrote
  * envelopes sets at commit unless NATS is failing (publisher_status.c); a
  * slow poll (para_sync.poll_interval) is only a fallback, e.g. for COMMIT
- * PREPARED.
- * Every iteration of the loop runs the same phases, in a memory context
- * reset at its start:
+ * PREPARED.  Every iteration of the loop runs the same phases, in a memory
+ * context reset at its start:
  *
  *   connect  (only when not connected: the extension exists, NATS connects)
  *   read     up to para_sync.batch_size / para_sync.batch_bytes committed

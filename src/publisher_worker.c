@@ -24,6 +24,8 @@
 
 PGDLLEXPORT void para_sync_worker_main(Datum main_arg);
 
+/* ---- registration, and the log hook */
+
 /* true in the publisher worker: its errors also go to para_sync.status */
 static bool am_publisher = false;
 
@@ -169,11 +171,14 @@ exit_on_sigterm(void)
 	proc_exit(1);
 }
 
+/* At exit, whatever the cause: close the NATS connection. */
 static void
 worker_exit(int code, Datum arg)
 {
 	publisher_nats_disconnect();
 }
+
+/* ---- setup, reload and the entry point */
 
 static char *startup_database = NULL;	/* para_sync.database at start */
 static char *nats_fingerprint = NULL;	/* the NATS settings at the last (re)load */
