@@ -335,6 +335,53 @@ phase_send_ahead(void)
 	return true;
 }
 
+/* Phase: may this iteration publish?  NEXT_NOW when NATS is connected. */
+static Next
+phase_ready(void)
+{
+	if (RecoveryInProgress())
+	{
+		/* not reached with BgWorkerStart_RecoveryFinished; never publish on a standby */
+		publisher_set_activity(PSW_RECOVERY, "para_sync publisher: waiting for promotion");
+		return NEXT_WAIT;
+	}
+	if (publisher_nats_is_connected())
+		return NEXT_NOW;
+	/* connect only once there is something to publish from */
+	if (!publisher_begin_work())
+		return no_extension();
+	publisher_end_work();
+	return phase_connect();
+}
+
+/* The read found nothing: vacuum when due, then wait unless a commit came. */
+static Next
+phase_empty(void)
+{
+	outbox_backlog_refresh(true);
+	if (outbox_vacuum_due())
+		phase_vacuum();
+	pgstat_report_stat(false);
+	publisher_set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
+	/* a commit after the snapshot whose wake-up a wait inside PostgreSQL consumed */
+	return commits_since_read() ? NEXT_NOW : NEXT_WAIT;
+}
+
+/* b is confirmed: remove it, count it, and go on after it next time. */
+static void
+phase_done(Batch *b)
+{
+	publisher_set_activity(PSW_ACKING, "para_sync publisher: removing published envelopes");
+	phase_remove(b);
+	publisher_status_count_batch(b->n - b->skipped, b->refetched, b->skipped);
+	stat_tables_count_batch(b->msgs, b->n);
+	outbox_vacuum_count(b->n);
+	remember_position(b);
+	outbox_backlog_refresh_after(b);
+	/* a worker's table statistics go out only when it asks (at most once a second): autovacuum needs its deletes */
+	pgstat_report_stat(false);
+}
+
 /*
  * One iteration: check the server's role and the extension, connect, read a
  * batch, wait for the standbys, publish, remove, let commits gather, and
@@ -347,36 +394,15 @@ run_iteration(void)
 	Next		next;
 	bool		sent_ahead;
 
-	if (RecoveryInProgress())
-	{
-		/* not reached with BgWorkerStart_RecoveryFinished; never publish on a standby */
-		publisher_set_activity(PSW_RECOVERY, "para_sync publisher: waiting for promotion");
-		return NEXT_WAIT;
-	}
-	if (!publisher_nats_is_connected())
-	{
-		/* connect only once there is something to publish from */
-		if (!publisher_begin_work())
-			return no_extension();
-		publisher_end_work();
-		next = phase_connect();
-		if (next != NEXT_NOW)
-			return next;
-	}
+	next = phase_ready();
+	if (next != NEXT_NOW)
+		return next;
 
 	publisher_set_activity(PSW_READING, "para_sync publisher: reading the outbox");
 	if (!publisher_batch_read(&b, after_key))
 		return no_extension();
 	if (b.n == 0)
-	{
-		outbox_backlog_refresh(true);
-		if (outbox_vacuum_due())
-			phase_vacuum();
-		pgstat_report_stat(false);
-		publisher_set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
-		/* a commit after the snapshot whose wake-up a wait inside PostgreSQL consumed */
-		return commits_since_read() ? NEXT_NOW : NEXT_WAIT;
-	}
+		return phase_empty();
 	publisher_status_backlog_at_least(b.n);
 
 	/* a read-ahead batch went out already, once the standbys had its WAL */
@@ -391,15 +417,7 @@ run_iteration(void)
 		return NEXT_BACKOFF;
 	sent_ahead = phase_send_ahead();
 
-	publisher_set_activity(PSW_ACKING, "para_sync publisher: removing published envelopes");
-	phase_remove(&b);
-	publisher_status_count_batch(b.n - b.skipped, b.refetched, b.skipped);
-	stat_tables_count_batch(b.msgs, b.n);
-	outbox_vacuum_count(b.n);
-	remember_position(&b);
-	outbox_backlog_refresh_after(&b);
-	/* a worker's table statistics go out only when it asks (at most once a second): autovacuum needs its deletes */
-	pgstat_report_stat(false);
+	phase_done(&b);
 	if (!sent_ahead)
 		return NEXT_BACKOFF;
 	phase_gather(&b);
