@@ -33,6 +33,7 @@ OBJS = \
 	src/lifecycle.o \
 	src/envelope_json.o \
 	src/publisher_status.o \
+	src/publisher_wake.o \
 	src/stat_tables.o \
 	src/publisher_standby.o \
 	src/publisher_nats.o \

@@ -218,7 +218,7 @@ extern void capture_emit_change(SyncedTable *table, StringInfo key,
 extern void table_event_reload(const char *sync_name, const char *schema_version,
 							   char layout);
 
-/* Set once a transaction wrote an envelope; the publisher wakes on commit. */
+/* Set once a transaction wrote an envelope; the publisher wakes on commit (publisher_wake.c). */
 extern bool para_sync_xact_wrote_envelopes;
 
 /* ---- lifecycle.c: unsync, DROP TABLE and TRUNCATE retire every row */

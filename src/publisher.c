@@ -6,7 +6,7 @@
  * settings are defined in settings.c.
  *
  * The worker sleeps on its latch, which every transaction that wrote
- * envelopes sets at commit unless NATS is failing (publisher_status.c); a
+ * envelopes sets at commit unless NATS is failing (publisher_wake.c); a
  * slow poll (para_sync.poll_interval) is only a fallback, e.g. for COMMIT
  * PREPARED.  Every iteration of the loop runs the same phases, in a memory
  * context reset at its start:
@@ -37,7 +37,7 @@
  *            committed envelope) sleep that long, so that the next batch
  *            carries the commits made meanwhile
  *   caught-up  after such a batch, sleep at once unless the count of
- *            commit wake-ups (publisher_status_commit_wakes()) changed since
+ *            commit wake-ups (publisher_wake_count()) changed since
  *            before the read (no read that would find nothing)
  *   vacuum   (only when a read found nothing) the outbox, once
  *            para_sync.vacuum_threshold rows were removed since the last
@@ -64,7 +64,7 @@
 /* ---- one batch: read, wait for standbys, publish, remove */
 
 static MemoryContext loop_cxt = NULL;	/* reset at the start of every iteration */
-static uint64 wakes_before_read = 0;	/* publisher_status_commit_wakes() before the read */
+static uint64 wakes_before_read = 0;	/* publisher_wake_count() before the read */
 static char *after_key = NULL;	/* in TopMemoryContext */
 
 static Oid	extension_oid = InvalidOid;
@@ -120,7 +120,7 @@ publisher_end_work(void)
 static bool
 commits_since_read(void)
 {
-	return publisher_status_commit_wakes() != wakes_before_read;
+	return publisher_wake_count() != wakes_before_read;
 }
 
 /*
@@ -213,7 +213,7 @@ phase_gather(const Batch *b)
 /*
  * After a batch that took every envelope committed when it was read: did a
  * commit come since?  Each commit after that read's snapshot counts itself
- * (publisher_status_commit_wakes()) before it sets the latch, so with the count
+ * (publisher_wake_count()) before it sets the latch, so with the count
  * unchanged nothing is left to read, and the worker sleeps without the read
  * that would find nothing (at low rates, one transaction per batch).  Not
  * when the outbox is due for its vacuum, which follows an empty read, nor
@@ -272,7 +272,7 @@ phase_connect(void)
 	if (!publisher_nats_is_closed())
 	{
 		/* nats.c is reconnecting; its callback wakes us, commits need not */
-		publisher_status_wake_on_commit(false);
+		publisher_wake_on_commit(false);
 		publisher_set_activity(PSW_CONNECTING, "para_sync publisher: waiting for NATS to come back");
 		outbox_backlog_refresh(false);
 		return NEXT_WAIT;
@@ -480,8 +480,8 @@ run_pass(long *timeout)
 	}
 	retry_at = 0;
 	/* before this iteration reads: commits from now on wake us */
-	publisher_status_wake_on_commit(true);
-	wakes_before_read = publisher_status_commit_wakes();
+	publisher_wake_on_commit(true);
+	wakes_before_read = publisher_wake_count();
 	return run_iteration();
 }
 
@@ -495,7 +495,7 @@ back_off(void)
 		Min(backoff_ms * 2, (long) psync_backoff_max_ms);
 	retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
 	/* the retry reads whatever was committed meanwhile */
-	publisher_status_wake_on_commit(false);
+	publisher_wake_on_commit(false);
 	publisher_set_activity(PSW_BACKOFF, "para_sync publisher: backing off after a NATS failure");
 	outbox_backlog_refresh(false);
 	return backoff_ms;

@@ -3,9 +3,10 @@
  * (publisher.c), the background worker process (publisher_worker.c), the
  * batch (publisher_batch.c), its NATS side (publisher_nats.c), the standby
  * check (publisher_standby.c), its shared memory / status view
- * (publisher_status.c) and its per-table statistics (stat_tables.c); and
- * of the outbox files it uses: the consume step (outbox_consume.c), the
- * backlog count (outbox_backlog.c) and the vacuum (outbox_vacuum.c).
+ * (publisher_status.c), the commit wake-up (publisher_wake.c) and its
+ * per-table statistics (stat_tables.c); and of the outbox files it uses:
+ * the consume step (outbox_consume.c), the backlog count
+ * (outbox_backlog.c) and the vacuum (outbox_vacuum.c).
  * Nothing outside these files uses it; the rest of the extension only sees
  * publisher_init() in para_sync.h.
  */
@@ -131,7 +132,6 @@ typedef struct PsyncShared
 extern PsyncShared *publisher_shared;
 
 extern void publisher_status_shmem_init(void);
-extern void publisher_status_set_database(Oid database);
 extern void publisher_status_set_state(PsyncWorkerState state);
 extern void publisher_status_set_nats(PsyncNatsState state, const char *server);
 extern void publisher_status_set_error(const char *error);
@@ -141,13 +141,18 @@ extern void publisher_status_backlog_at_least(int64 n);
 extern void publisher_status_count_retry(void);
 extern void publisher_status_set_backlog(int64 backlog, TimestampTz oldest);
 extern void publisher_status_register_worker(void);
-extern void publisher_status_wake_on_commit(bool on);
-extern uint64 publisher_status_commit_wakes(void);
 extern void publisher_report_problem(const char *msg);
 extern void publisher_report_recovered(const char *msg);
 extern bool publisher_has_problem(void);
 extern void publisher_forget_problem(void);
 extern void publisher_set_activity(PsyncWorkerState state, const char *activity);
+
+/* ---- committing writers wake the worker (publisher_wake.c) */
+
+extern void publisher_wake_init(void);
+extern void publisher_wake_set_database(Oid database);
+extern void publisher_wake_on_commit(bool on);
+extern uint64 publisher_wake_count(void);
 
 /* ---- the outbox's consume step (outbox_consume.c) */
 

@@ -85,6 +85,7 @@ publisher_init(void)
 {
 	BackgroundWorker bgw;
 
+	publisher_wake_init();
 	publisher_status_shmem_init();
 	stat_tables_init();
 	if (!process_shared_preload_libraries_in_progress)
@@ -223,7 +224,7 @@ worker_setup(const char *database)
 	/* a worker that fails to connect (no such database) never shows as running */
 	BackgroundWorkerInitializeConnection(database, NULL, 0);
 	publisher_status_register_worker();
-	publisher_status_set_database(MyDatabaseId);
+	publisher_wake_set_database(MyDatabaseId);
 	pgstat_report_appname("para_sync publisher");
 	/* our deletes need not wait for the disk: a lost one is only a resend */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
