@@ -33,12 +33,14 @@ OBJS = \
 	src/sync_names.o \
 	src/lifecycle.o \
 	src/envelope_json.o \
-	src/status.o \
+	src/publisher_status.o \
+	src/publisher_wake.o \
 	src/stat_tables.o \
-	src/standby_slots.o \
+	src/publisher_standby.o \
 	src/publisher_nats.o \
 	src/publisher_batch.o \
-	src/worker.o \
+	src/publisher.o \
+	src/publisher_worker.o \
 	src/ddl_guard.o
 
 # pg_regress reads test/sql/<name>.sql, isolation test/specs/<name>.spec; both

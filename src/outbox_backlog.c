@@ -5,9 +5,9 @@
  * One query, used by the publisher (which measures the backlog at most
  * once a second, every ten seconds while it drains a large one:
  * outbox_backlog_refresh(), in the worker's short transaction) and by the
- * para_sync.status view while no worker runs (status.c).  It reads the
- * outbox through SPI: a count(*) costs time in proportion to the backlog,
- * which is why its callers ration it.
+ * para_sync.status view while no worker runs (publisher_status.c).  It
+ * reads the outbox through SPI: a count(*) costs time in proportion to the
+ * backlog, which is why its callers ration it.
  *
  * The outbox family: outbox_append.c (sequences, append, counters),
  * outbox_consume.c (read, remove), outbox_backlog.c (count),
@@ -80,14 +80,14 @@ measure_backlog(bool caught_up, int every_ms)
 
 	if (caught_up)
 	{
-		status_set_backlog(0, 0);
+		publisher_status_set_backlog(0, 0);
 		backlog_measured = now;
 		return;
 	}
 	if (!TimestampDifferenceExceeds(backlog_measured, now, every_ms))
 		return;
 	backlog_measured = now;
-	if (!worker_begin_work())
+	if (!publisher_begin_work())
 		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "para_sync publisher: SPI_connect failed");
@@ -96,10 +96,10 @@ measure_backlog(bool caught_up, int every_ms)
 		TimestampTz oldest;
 
 		if (outbox_backlog_count(&backlog_plan, &count, &oldest))
-			status_set_backlog(count, oldest);
+			publisher_status_set_backlog(count, oldest);
 	}
 	SPI_finish();
-	worker_end_work();
+	publisher_end_work();
 }
 
 /* The backlog, at most once a second (waiting, backing off, caught up). */

@@ -1,6 +1,6 @@
 /*
  * outbox_consume.c — the outbox's consume step, in one place: outbox_read()
- * and outbox_remove(), used by the publisher (worker.c) and behind the SQL
+ * and outbox_remove(), used by the publisher (publisher.c) and behind the SQL
  * functions para_sync.consume() and para_sync.ack().
  *
  * consume() walks the outbox primary key (key, seq) from after_key and wraps

@@ -122,7 +122,7 @@ outbox_vacuum_run(void)
 	pqsignal(SIGTERM, die);
 	if (!ShutdownRequestPending)
 		vacuum(rels, &params, NULL, true);
-	worker_catch_sigterm();
+	publisher_catch_sigterm();
 	VacuumCostDelay = saved_cost_delay;
 	PortalContext = old_portal;
 	CommitTransactionCommand();

@@ -218,7 +218,7 @@ extern bytea *envelope_build(const char *key, int key_len, StringInfo value,
 extern void table_event_reload(const char *sync_name, const char *schema_version,
 							   char layout);
 
-/* Set once a transaction wrote an envelope; the publisher wakes on commit. */
+/* Set once a transaction wrote an envelope; the publisher wakes on commit (publisher_wake.c). */
 extern bool para_sync_xact_wrote_envelopes;
 
 /* ---- lifecycle.c: unsync, DROP TABLE and TRUNCATE retire every row */
@@ -253,7 +253,7 @@ extern void registry_update(Oid relid, const char *schema_version,
 extern void sync_name_claim(const char *sync_name, Oid table_owner);
 extern void sync_names_init(void);
 
-/* ---- publisher (worker.c, publisher_nats.c, status.c; see publisher.h) */
+/* ---- publisher (publisher*.c; see publisher.h) */
 
 /* Settings, commit wake-up, shared memory and the background worker. */
 extern void publisher_init(void);

@@ -1,11 +1,14 @@
 /*
- * publisher.h — internal interface of the publisher: the background worker
- * (worker.c), the outbox's consume step (outbox_consume.c), its backlog
- * count (outbox_backlog.c) and its vacuum (outbox_vacuum.c), the standby
- * check (standby_slots.c), its NATS side (publisher_nats.c), its shared
- * memory / status view (status.c) and its per-table statistics
- * (stat_tables.c).  Nothing outside these files uses it; the rest of the
- * extension only sees publisher_init() in para_sync.h.
+ * publisher.h — internal interface of the publisher family: the loop
+ * (publisher.c), the background worker process (publisher_worker.c), the
+ * batch (publisher_batch.c), its NATS side (publisher_nats.c), the standby
+ * check (publisher_standby.c), its shared memory / status view
+ * (publisher_status.c), the commit wake-up (publisher_wake.c) and its
+ * per-table statistics (stat_tables.c); and of the outbox files it uses:
+ * the consume step (outbox_consume.c), the backlog count
+ * (outbox_backlog.c) and the vacuum (outbox_vacuum.c).
+ * Nothing outside these files uses it; the rest of the extension only sees
+ * publisher_init() in para_sync.h.
  */
 #ifndef PARA_SYNC_PUBLISHER_H
 #define PARA_SYNC_PUBLISHER_H
@@ -42,10 +45,22 @@ extern int	psync_backoff_max_ms;
 extern int	psync_poll_interval_ms;
 extern int	psync_batch_delay_us;
 
-/* SIGTERM ends the worker's loop; it then exits to be restarted (worker.c) */
-extern void worker_catch_sigterm(void);
+/* ---- the background worker process (publisher_worker.c) */
 
-/* ---- para_sync.standby_slots (standby_slots.c) */
+/* SIGTERM ends the worker's loop; it then exits to be restarted */
+extern void publisher_catch_sigterm(void);
+/* SIGHUP: re-read the settings (may restart the worker or reconnect NATS) */
+extern void publisher_reload_settings(void);
+
+/* ---- the loop (publisher.c) */
+
+extern void publisher_loop_init(void);
+extern void publisher_loop(void);
+/* The loop's short transaction with a snapshot; false: no extension */
+extern bool publisher_begin_work(void);
+extern void publisher_end_work(void);
+
+/* ---- para_sync.standby_slots (publisher_standby.c) */
 
 #include "access/xlogdefs.h"
 #include "utils/guc.h"
@@ -57,10 +72,10 @@ typedef enum StandbyWait
 	STANDBY_PROBLEM				/* missing, inactive or logical slot: report */
 } StandbyWait;
 
-extern bool standby_slots_check(char **newval, void **extra, GucSource source);
-extern StandbyWait standby_slots_confirmed(XLogRecPtr upto, char *reason, size_t len);
+extern bool publisher_standby_check(char **newval, void **extra, GucSource source);
+extern StandbyWait publisher_standby_confirmed(XLogRecPtr upto, char *reason, size_t len);
 
-/* ---- shared state (status.c) */
+/* ---- the publisher's status: shared state and reports (publisher_status.c) */
 
 typedef enum PsyncWorkerState
 {
@@ -114,21 +129,30 @@ typedef struct PsyncShared
 	uint64		skipped;		/* too large even as op refetch */
 } PsyncShared;
 
-extern PsyncShared *psync_shared;
+extern PsyncShared *publisher_shared;
 
-extern void status_shmem_init(void);
-extern void status_set_database(Oid database);
-extern void status_set_state(PsyncWorkerState state);
-extern void status_set_nats(PsyncNatsState state, const char *server);
-extern void status_set_error(const char *error);
-extern void status_set_detail(const char *detail);
-extern void status_count_batch(uint64 published, uint64 refetches, uint64 skipped);
-extern void status_backlog_at_least(int64 n);
-extern void status_count_retry(void);
-extern void status_set_backlog(int64 backlog, TimestampTz oldest);
-extern void status_register_worker(void);
-extern void status_wake_on_commit(bool on);
-extern uint64 status_commit_wakes(void);
+extern void publisher_status_shmem_init(void);
+extern void publisher_status_set_state(PsyncWorkerState state);
+extern void publisher_status_set_nats(PsyncNatsState state, const char *server);
+extern void publisher_status_set_error(const char *error);
+extern void publisher_status_set_detail(const char *detail);
+extern void publisher_status_count_batch(uint64 published, uint64 refetches, uint64 skipped);
+extern void publisher_status_backlog_at_least(int64 n);
+extern void publisher_status_count_retry(void);
+extern void publisher_status_set_backlog(int64 backlog, TimestampTz oldest);
+extern void publisher_status_register_worker(void);
+extern void publisher_report_problem(const char *msg);
+extern void publisher_report_recovered(const char *msg);
+extern bool publisher_has_problem(void);
+extern void publisher_forget_problem(void);
+extern void publisher_set_activity(PsyncWorkerState state, const char *activity);
+
+/* ---- committing writers wake the worker (publisher_wake.c) */
+
+extern void publisher_wake_init(void);
+extern void publisher_wake_set_database(Oid database);
+extern void publisher_wake_on_commit(bool on);
+extern uint64 publisher_wake_count(void);
 
 /* ---- the outbox's consume step (outbox_consume.c) */
 
@@ -205,7 +229,7 @@ extern PsyncPubResult publisher_nats_send_batch(PsyncOutMsg *msgs, int n,
 extern PsyncPubResult publisher_nats_confirm_batch(PsyncOutMsg *msgs, int n,
 												   char *errbuf, size_t errlen);
 extern char *publisher_nats_settings_fingerprint(void);
-extern void strip_url_credentials(const char *in, char *out, size_t outlen);
+extern void publisher_nats_strip_credentials(const char *in, char *out, size_t outlen);
 
 /* ---- the batch (publisher_batch.c) */
 
@@ -240,10 +264,6 @@ extern void publisher_batch_read_ahead(Batch *b);
 extern Batch *publisher_batch_ahead(void);
 extern void publisher_batch_drop_ahead(void);
 extern void publisher_batch_shrink(Batch *b);
-
-/* The loop's short transaction with a snapshot; false: no extension (worker.c) */
-extern bool worker_begin_work(void);
-extern void worker_end_work(void);
 
 /* ---- the outbox's backlog, counted (outbox_backlog.c) */
 

@@ -3,8 +3,8 @@
  * and the shrink to the NATS server's max_payload.
  *
  * A Batch (publisher.h) is the envelopes one iteration of the loop
- * (worker.c) reads from the outbox, in the loop's short transaction
- * (worker_begin_work()), up to para_sync.batch_size / batch_bytes, then
+ * (publisher.c) reads from the outbox, in the loop's short transaction
+ * (publisher_begin_work()), up to para_sync.batch_size / batch_bytes, then
  * makes durable (WAL flushed up to its writers' commits).  While NATS
  * confirms it, the read-ahead reads the next one from after its last
  * (key, sequence), into the other of two batch contexts; it is the next
@@ -116,10 +116,10 @@ read_batch(Batch *b, MemoryContext cxt, const char *key, int64 seq, bool wrap,
 	b->msgs = MemoryContextAlloc(cxt, sizeof(PsyncOutMsg) * b->cap);
 	b->keys = MemoryContextAlloc(cxt, sizeof(text *) * b->cap);
 	b->tids = MemoryContextAlloc(cxt, sizeof(ItemPointerData) * b->cap);
-	if (!worker_begin_work())
+	if (!publisher_begin_work())
 		return false;
 	outbox_read(key, seq, wrap, b->cap, take_row, b);
-	worker_end_work();
+	publisher_end_work();
 	/* publish only what is durable, whatever synchronous_commit was */
 	if (b->n > 0)
 		b->wal_upto = flush_wal(b);
@@ -271,7 +271,7 @@ publisher_batch_shrink(Batch *b)
 						m->key, m->seq, max_payload),
 				 errdetail("Subscribers see a gap in this key's sequences and can read the row with para_sync.snapshot()."),
 				 errhint("Raise max_payload of the NATS server.")));
-		status_set_error(psprintf("skipped key \"%s\" sequence " INT64_FORMAT ": larger than max_payload even as op refetch",
+		publisher_status_set_error(psprintf("skipped key \"%s\" sequence " INT64_FORMAT ": larger than max_payload even as op refetch",
 								  m->key, m->seq));
 	}
 }

@@ -125,7 +125,7 @@ restore_signals(const sigset_t *saved)
  * it can be logged and shown in para_sync.status.
  */
 void
-strip_url_credentials(const char *in, char *out, size_t outlen)
+publisher_nats_strip_credentials(const char *in, char *out, size_t outlen)
 {
 	size_t		o = 0;
 	const char *p = in;
@@ -268,7 +268,7 @@ connect_blocked(char *errbuf, size_t errlen)
 	natsStatus	s;
 	char		safe_urls[512];
 
-	strip_url_credentials(psync_nats_url, safe_urls, sizeof(safe_urls));
+	publisher_nats_strip_credentials(psync_nats_url, safe_urls, sizeof(safe_urls));
 	o = build_options(errbuf, errlen);
 	if (o == NULL)
 		return false;
@@ -363,11 +363,11 @@ publisher_nats_connect(char *errbuf, size_t errlen)
 
 		if (natsConnection_GetConnectedUrl(conn, raw, sizeof(raw)) != NATS_OK)
 			raw[0] = '\0';
-		strip_url_credentials(raw, url, sizeof(url));
-		status_set_nats(PSN_CONNECTED, url);
+		publisher_nats_strip_credentials(raw, url, sizeof(url));
+		publisher_status_set_nats(PSN_CONNECTED, url);
 	}
 	else
-		status_set_nats(PSN_FAILED, "");
+		publisher_status_set_nats(PSN_FAILED, "");
 	return ok;
 }
 
@@ -386,8 +386,8 @@ publisher_nats_disconnect(void)
 		natsConnection_Destroy(conn);
 	}
 	conn = NULL;
-	if (psync_shared != NULL)
-		status_set_nats(PSN_DISCONNECTED, "");
+	if (publisher_shared != NULL)
+		publisher_status_set_nats(PSN_DISCONNECTED, "");
 }
 
 bool
@@ -424,19 +424,19 @@ publisher_nats_poll_events(char *errbuf, size_t errlen)
 
 		if (natsConnection_GetConnectedUrl(conn, raw, sizeof(raw)) != NATS_OK)
 			raw[0] = '\0';
-		strip_url_credentials(raw, url, sizeof(url));
-		status_set_nats(PSN_CONNECTED, url);
+		publisher_nats_strip_credentials(raw, url, sizeof(url));
+		publisher_status_set_nats(PSN_CONNECTED, url);
 		if (ev & (EV_RECONNECTED | EV_DISCONNECTED))
 			snprintf(errbuf, errlen, "reconnected to NATS at %s", url);
 	}
 	else if (natsConnection_Status(conn) == NATS_CONN_STATUS_CLOSED)
 	{
-		status_set_nats(PSN_FAILED, "");
+		publisher_status_set_nats(PSN_FAILED, "");
 		snprintf(errbuf, errlen, "NATS connection closed");
 	}
 	else
 	{
-		status_set_nats(PSN_RECONNECTING, NULL);
+		publisher_status_set_nats(PSN_RECONNECTING, NULL);
 		snprintf(errbuf, errlen, "lost the connection to NATS; reconnecting");
 	}
 	if (ev & EV_ASYNC_ERROR)

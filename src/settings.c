@@ -3,7 +3,8 @@
  * its description, in one place.  _PG_init (para_sync.c) calls
  * settings_init() first and, last, reserves the "para_sync." prefix.
  *
- * The publisher (worker.c, publisher_nats.c, standby_slots.c):
+ * The publisher (publisher*.c: publisher.c, publisher_worker.c,
+ *   publisher_nats.c, publisher_standby.c):
  *   para_sync.database, nats_url, subject_prefix, batch_size, batch_bytes,
  *   standby_slots, jetstream_stream, nats_token, nats_user, nats_password,
  *   nats_credentials_file, tls_ca_file, tls_cert_file, tls_key_file,
@@ -18,7 +19,7 @@
  *   para_sync.stat_max_tables (only with shared_preload_libraries)
  *
  * A setting's value is used only in the files named with it; the secret
- * ones are kept out of the log by worker.c's redact_secrets().
+ * ones are kept out of the log by publisher_worker.c's redact_secrets().
  */
 #include "para_sync.h"
 #include "publisher.h"
@@ -95,7 +96,7 @@ define_publisher_settings(void)
 							   "Physical replication slots whose standbys must have flushed a batch's WAL before it is published.",
 							   "Comma-separated slot names; empty publishes without waiting.",
 							   &psync_standby_slots, "", PGC_SIGHUP, GUC_LIST_INPUT,
-							   standby_slots_check, NULL, NULL);
+							   publisher_standby_check, NULL, NULL);
 	define_string("para_sync.jetstream_stream",
 				  "JetStream stream to publish into; empty publishes to core NATS.",
 				  &psync_jetstream_stream, "", PGC_SIGHUP, 0);

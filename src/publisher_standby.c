@@ -1,8 +1,8 @@
 /*
- * standby_slots.c — para_sync.standby_slots: publish a batch only once the
- * standbys behind the listed physical replication slots have flushed its
- * WAL, so that a promoted standby never hands out a sequence the old
- * primary already published.
+ * publisher_standby.c — para_sync.standby_slots: the publisher publishes a
+ * batch only once the standbys behind the listed physical replication slots
+ * have flushed its WAL, so that a promoted standby never hands out a
+ * sequence the old primary already published.
  *
  * A physical slot's restart_lsn is the flush position its standby last
  * reported (the walsender advances it on every standby reply, with or
@@ -22,7 +22,7 @@
 
 /* GUC check hook: a list of valid slot names. */
 bool
-standby_slots_check(char **newval, void **extra, GucSource source)
+publisher_standby_check(char **newval, void **extra, GucSource source)
 {
 	char	   *raw = pstrdup(*newval);
 	List	   *names;
@@ -99,7 +99,7 @@ check_slot(const char *name, XLogRecPtr upto, char *reason, size_t len)
  * not, reason names the first slot that holds publishing back.
  */
 StandbyWait
-standby_slots_confirmed(XLogRecPtr upto, char *reason, size_t len)
+publisher_standby_confirmed(XLogRecPtr upto, char *reason, size_t len)
 {
 	char	   *raw;
 	List	   *names;
