@@ -226,7 +226,9 @@ extern bool para_sync_xact_wrote_envelopes;
 extern void lifecycle_retire_rows(Relation rel);
 extern void lifecycle_announce_rows(Relation rel);
 
-/* ---- registry.c */
+/* ---- registry.c: every statement on para_sync.tables and para_sync.sync_names */
+
+extern void registry_init(void);
 
 /* The relids of every synced table, into *n.  Caller is connected to SPI. */
 extern Oid *registry_synced_relids(uint64 *n);
@@ -244,6 +246,7 @@ typedef struct Registration
 	char		layout;			/* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
 } Registration;
 extern Registration *registry_get(Oid relid);
+extern Registration *registry_lookup(Oid relid);
 extern bool registry_has(Oid relid);
 extern void registry_update(Oid relid, const char *schema_version,
 							ArrayType *excluded);

@@ -509,6 +509,23 @@ registry_table_is_synced(Oid relid)
 	return registry_table_is_synced_in(relid, GetLatestSnapshot());
 }
 
+/* A registry row (schema_version, exclude_columns, sync_name, is 'table'), copied into cxt. */
+static Registration *
+registration_read(HeapTuple row, TupleDesc desc, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Registration *reg = palloc(sizeof(Registration));
+	bool		isnull;
+
+	reg->schema_version = TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull));
+	reg->excluded = DatumGetArrayTypePCopy(SPI_getbinval(row, desc, 2, &isnull));
+	reg->sync_name = TextDatumGetCString(SPI_getbinval(row, desc, 3, &isnull));
+	reg->layout = DatumGetBool(SPI_getbinval(row, desc, 4, &isnull)) ?
+		PSYNC_LAYOUT_TABLE : PSYNC_LAYOUT_KEY;
+	MemoryContextSwitchTo(old);
+	return reg;
+}
+
 /*
  * The registry row of relid, or NULL (ddl_guard.c).  Caller is connected to
  * SPI.
@@ -520,9 +537,6 @@ registry_get(Oid relid)
 	Datum		args[1] = {ObjectIdGetDatum(relid)};
 	OwnerSwitch sw;
 	int			rc;
-	bool		isnull;
-	Registration *reg;
-	MemoryContext old;
 	Oid			registry = get_relname_relid("tables", get_namespace_oid("para_sync", true));
 
 	become_internal_owner(&sw);
@@ -539,19 +553,8 @@ registry_get(Oid relid)
 		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
 		return NULL;
-	old = MemoryContextSwitchTo(CurTransactionContext);
-	reg = palloc(sizeof(Registration));
-	reg->schema_version = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-															SPI_tuptable->tupdesc, 1, &isnull));
-	reg->excluded = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc, 2, &isnull));
-	reg->sync_name = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-													   SPI_tuptable->tupdesc, 3, &isnull));
-	reg->layout = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 4, &isnull)) ?
-		PSYNC_LAYOUT_TABLE : PSYNC_LAYOUT_KEY;
-	MemoryContextSwitchTo(old);
-	return reg;
+	return registration_read(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+							 CurTransactionContext);
 }
 
 /*
@@ -620,4 +623,91 @@ registry_table_by_name(const char *sync_name, int len)
 		relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
 	return relid;
+}
+
+/* ---- the capture trigger's look-up (table_cache.c) */
+
+static SPIPlanPtr lookup_plan = NULL;
+static Oid	lookup_plan_registry = InvalidOid;	/* para_sync.tables, when planned */
+static Oid	lookup_plan_outbox = InvalidOid;	/* para_sync.outbox, when planned */
+static bool lookup_plan_stale = false;	/* either was altered */
+
+static void
+registry_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == lookup_plan_registry || relid == lookup_plan_outbox || !OidIsValid(relid))
+		lookup_plan_stale = true;
+}
+
+/* Called from _PG_init. */
+void
+registry_init(void)
+{
+	CacheRegisterRelcacheCallback(registry_relcache_callback, (Datum) 0);
+}
+
+/*
+ * The look-up's plan.  Under the 0.1 schema (outbox_append.c tells), the
+ * registry has no subject_layout and reads as layout 'key'; an ALTER of the
+ * registry or the outbox (the update adding the columns) makes us plan
+ * again.
+ */
+static SPIPlanPtr
+registry_lookup_plan(void)
+{
+	Oid			types[1] = {OIDOID};
+	const StoreRelations *rels;
+
+	if (lookup_plan != NULL && !lookup_plan_stale)
+		return lookup_plan;
+	if (lookup_plan != NULL)
+		SPI_freeplan(lookup_plan);
+	lookup_plan = NULL;
+	lookup_plan_stale = false;
+	lookup_plan_registry = get_relname_relid("tables", get_namespace_oid("para_sync", false));
+	rels = store_relations();
+	lookup_plan_outbox = rels->outbox;
+	lookup_plan = SPI_prepare(!rels->legacy_schema ?
+							  "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
+							  " t.subject_layout OPERATOR(pg_catalog.=) 'table'"
+							  " FROM para_sync.tables t"
+							  " WHERE t.relid OPERATOR(pg_catalog.=) $1" :
+							  "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
+							  " false"
+							  " FROM para_sync.tables t"
+							  " WHERE t.relid OPERATOR(pg_catalog.=) $1", 1, types);
+	if (lookup_plan == NULL || SPI_keepplan(lookup_plan) != 0)
+		elog(ERROR, "could not prepare para_sync registry look-up");
+	return lookup_plan;
+}
+
+/*
+ * The registry row of relid as the capture trigger's cache reads it, or
+ * NULL; allocated in the caller's memory context.  Caller is connected to
+ * SPI.
+ */
+Registration *
+registry_lookup(Oid relid)
+{
+	Datum		arg = ObjectIdGetDatum(relid);
+	SPIPlanPtr	plan = registry_lookup_plan();
+	OwnerSwitch sw;
+	int			rc;
+
+	become_internal_owner(&sw);
+	/*
+	 * A fresh snapshot, as for sequences: a REPEATABLE READ writer must see
+	 * the registry as of the catalogs it was just invalidated by (e.g. an
+	 * excluded column renamed by a transaction that committed after its
+	 * snapshot was taken).
+	 */
+	rc = SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 1);
+	restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed != 1)
+		return NULL;
+	return registration_read(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+							 CurrentMemoryContext);
 }
