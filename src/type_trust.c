@@ -347,34 +347,30 @@ PG_FUNCTION_INFO_V1(para_sync_refuse_catalog_name_columns);
 Datum
 para_sync_refuse_catalog_name_columns(PG_FUNCTION_ARGS)
 {
-	OwnerSwitch sw;
-	int			rc;
+	uint64		n;
+	Oid		   *relids;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	become_internal_owner(&sw);
-	rc = SPI_execute("SELECT t.relid::pg_catalog.oid, t.exclude_columns FROM para_sync.tables t",
-					 true, 0);
-	restore_user(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
-	for (uint64 i = 0; i < SPI_processed; i++)
+	relids = registry_synced_relids(&n);
+	for (uint64 i = 0; i < n; i++)
 	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		bool		isnull;
-		Oid			relid = DatumGetObjectId(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
-		ArrayType  *excluded = DatumGetArrayTypeP(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
-		Relation	rel = try_relation_open(relid, AccessShareLock);
+		Relation	rel = try_relation_open(relids[i], AccessShareLock);
+		Registration *reg = rel ? registry_get(relids[i]) : NULL;
 		ErrorContextCallback callback;
 
-		if (rel == NULL)
+		if (reg == NULL)
+		{
+			if (rel)
+				relation_close(rel, AccessShareLock);
 			continue;
+		}
 		callback.callback = update_check_context;
 		callback.arg = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												  RelationGetRelationName(rel));
 		callback.previous = error_context_stack;
 		error_context_stack = &callback;
-		synced_columns_type_check(rel, excluded);
+		synced_columns_type_check(rel, reg->excluded);
 		error_context_stack = callback.previous;
 		relation_close(rel, AccessShareLock);
 	}
