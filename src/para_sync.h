@@ -251,6 +251,15 @@ extern bool registry_has(Oid relid);
 extern void registry_update(Oid relid, const char *schema_version,
 							ArrayType *excluded);
 
+/* A synced table among the objects an sql_drop event trigger's command dropped. */
+typedef struct DroppedTable
+{
+	bool		original;		/* named by the command (not a dependent) */
+	char	   *identity;		/* its object_identity */
+	char	   *sync_name;
+} DroppedTable;
+extern List *registry_dropped_tables(void);
+
 /* ---- sync_names.c: a sync name stays bound to the role that claimed it */
 
 extern void sync_name_claim(const char *sync_name, Oid table_owner);

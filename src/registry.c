@@ -711,3 +711,54 @@ registry_lookup(Oid relid)
 	return registration_read(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 							 CurrentMemoryContext);
 }
+
+/* ---- synced tables among the dropped objects (lifecycle.c) */
+
+static SPIPlanPtr dropped_plan = NULL;
+
+/*
+ * The synced tables an sql_drop event trigger's command dropped, as a List
+ * of DroppedTable.  Read with a fresh snapshot: a table tagged while the
+ * drop waited for its lock counts.  Caller is connected to SPI.
+ */
+List *
+registry_dropped_tables(void)
+{
+	OwnerSwitch sw;
+	int			rc;
+	List	   *dropped = NIL;
+
+	if (dropped_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(
+			"SELECT d.original, d.object_identity, t.sync_name"
+			"  FROM pg_catalog.pg_event_trigger_dropped_objects() d"
+			"  JOIN para_sync.tables t"
+			"    ON t.relid OPERATOR(pg_catalog.=) d.objid"
+			" WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+			"   AND d.objsubid OPERATOR(pg_catalog.=) 0", 0, NULL);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare para_sync dropped-table look-up");
+		dropped_plan = plan;
+	}
+	become_internal_owner(&sw);
+	rc = SPI_execute_snapshot(dropped_plan, NULL, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 0);
+	restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync dropped-table look-up failed: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		DroppedTable *table = palloc(sizeof(DroppedTable));
+		bool		isnull;
+
+		table->original = DatumGetBool(SPI_getbinval(row, desc, 1, &isnull));
+		table->identity = SPI_getvalue(row, desc, 2);
+		table->sync_name = SPI_getvalue(row, desc, 3);
+		dropped = lappend(dropped, table);
+	}
+	return dropped;
+}
