@@ -260,9 +260,17 @@ typedef struct DroppedTable
 } DroppedTable;
 extern List *registry_dropped_tables(void);
 
+/* para_sync.sync_names (sync_names.c decides; these read and write) */
+extern Oid	registry_sync_name_claim(const char *sync_name, Oid table_owner);
+extern Oid	registry_sync_name_release(const char *sync_name);
+extern bool registry_sync_name_in_use(const char *sync_name);
+extern List *registry_sync_names_of_role(Oid role);
+extern void registry_sync_names_reassign(ArrayType *roles, Oid new_owner);
+extern void registry_sync_names_drop_owned(ArrayType *roles);
+
 /* ---- sync_names.c: a sync name stays bound to the role that claimed it */
 
-extern void sync_name_claim(const char *sync_name, Oid table_owner);
+extern void sync_names_claim(const char *sync_name, Oid table_owner);
 extern void sync_names_init(void);
 
 /* ---- publisher (worker.c, publisher_nats.c, status.c; see publisher.h) */

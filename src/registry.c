@@ -205,13 +205,16 @@ para_sync_check_syncable(PG_FUNCTION_ARGS)
 	PG_RETURN_ARRAYTYPE_P(keys);
 }
 
-/* Run sql with args as the extension owner; returns SPI_processed. */
+/*
+ * Run sql with args as the extension owner; returns SPI_processed.  Any
+ * result but expect (an SPI_OK_ code) is an error.  Caller is in SPI.
+ */
 static uint64
-run_as_owner(const char *sql, int nargs, Oid *types, Datum *args, const char *nulls)
+run_as_owner(const char *sql, int nargs, Oid *types, Datum *args, int expect)
 {
-	int			rc = catalog_execute_as_owner(sql, nargs, types, args, nulls);
+	int			rc = catalog_execute_as_owner(sql, nargs, types, args, NULL);
 
-	if (rc < 0)
+	if (rc != expect)
 		elog(ERROR, "para_sync registry statement failed: %s", SPI_result_code_string(rc));
 	return SPI_processed;
 }
@@ -290,25 +293,25 @@ registry_insert(Relation rel, text *name, text *version, Datum excluded)
 	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 	args[1] = PointerGetDatum(name);
 	if (run_as_owner("SELECT 1 FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
-					 1, types, args, NULL) > 0)
+					 1, types, args, SPI_OK_SELECT) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("table \"%s\" is already synced", RelationGetRelationName(rel)),
 				 errhint("Use para_sync.set_schema_version() to change its schema version, or para_sync.unsync_table() first.")));
 	if (run_as_owner("SELECT 1 FROM para_sync.tables WHERE sync_name OPERATOR(pg_catalog.=) $1",
-					 1, types + 1, args + 1, NULL) > 0)
+					 1, types + 1, args + 1, SPI_OK_SELECT) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("sync name \"%s\" is already in use", sync_name),
 				 errhint("Pass name => '...' to sync_table() to choose another sync name.")));
 
 	/* the name stays bound to whoever claimed it first */
-	sync_name_claim(sync_name, rel->rd_rel->relowner);
+	sync_names_claim(sync_name, rel->rd_rel->relowner);
 
 	args[2] = PointerGetDatum(version);
 	args[3] = excluded;
 	run_as_owner("INSERT INTO para_sync.tables (relid, sync_name, schema_version, exclude_columns)"
-				 " VALUES ($1, $2, $3, $4)", 4, types, args, NULL);
+				 " VALUES ($1, $2, $3, $4)", 4, types, args, SPI_OK_INSERT);
 
 	/* rows whose keys were published before get their content again */
 	CacheInvalidateRelcache(rel);
@@ -377,7 +380,8 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 		require_schema_version(version);
 		args[1] = PointerGetDatum(version);
 		if (run_as_owner("UPDATE para_sync.tables SET schema_version = $2"
-						 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args, NULL) == 0)
+						 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args,
+						 SPI_OK_UPDATE) == 0)
 			not_synced(rel);
 		/* every backend reloads the registration (the triggers stay as they are) */
 		CacheInvalidateRelcache(rel);
@@ -389,7 +393,7 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 			not_synced(rel);
 		lifecycle_retire_rows(rel);
 		if (run_as_owner("DELETE FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
-						 1, types, args, NULL) == 0)
+						 1, types, args, SPI_OK_DELETE) == 0)
 			not_synced(rel);
 	}
 	else
@@ -438,7 +442,8 @@ para_sync_set_subject_layout(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (run_as_owner("UPDATE para_sync.tables SET subject_layout = $2"
-					 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args, NULL) == 0)
+					 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args,
+					 SPI_OK_UPDATE) == 0)
 		not_synced(rel);
 	SPI_finish();
 	/* every backend reloads the registration before its next capture */
@@ -761,4 +766,135 @@ registry_dropped_tables(void)
 		dropped = lappend(dropped, table);
 	}
 	return dropped;
+}
+
+/* ---- para_sync.sync_names: who owns a sync name (sync_names.c) */
+
+/* The owner oid in the first row of the last statement's result. */
+static Oid
+result_owner(void)
+{
+	bool		isnull;
+
+	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Claim sync_name for table_owner unless it is claimed already; returns the
+ * name's owner.  The claim row stays locked (FOR SHARE) to the end of the
+ * transaction.  Caller is connected to SPI.
+ */
+Oid
+registry_sync_name_claim(const char *sync_name, Oid table_owner)
+{
+	Oid			types[2] = {TEXTOID, OIDOID};
+	Datum		args[2];
+
+	args[0] = CStringGetTextDatum(sync_name);
+	args[1] = ObjectIdGetDatum(table_owner);
+	run_as_owner("INSERT INTO para_sync.sync_names (sync_name, owner)"
+				 " VALUES ($1, $2::pg_catalog.regrole)"
+				 " ON CONFLICT (sync_name) DO NOTHING",
+				 2, types, args, SPI_OK_INSERT);
+	if (run_as_owner("SELECT n.owner::pg_catalog.oid FROM para_sync.sync_names n"
+					 " WHERE n.sync_name OPERATOR(pg_catalog.=) $1 FOR SHARE",
+					 1, types, args, SPI_OK_SELECT) != 1)
+		elog(ERROR, "sync name \"%s\" vanished while it was claimed", sync_name);
+	return result_owner();
+}
+
+/*
+ * Delete the claim on sync_name (waiting for a concurrent claim to commit);
+ * returns its owner, InvalidOid if it was not claimed.  Caller is connected
+ * to SPI.
+ */
+Oid
+registry_sync_name_release(const char *sync_name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(sync_name)};
+
+	if (run_as_owner("DELETE FROM para_sync.sync_names n"
+					 " WHERE n.sync_name OPERATOR(pg_catalog.=) $1"
+					 " RETURNING n.owner::pg_catalog.oid",
+					 1, types, args, SPI_OK_DELETE_RETURNING) != 1)
+		return InvalidOid;
+	return result_owner();
+}
+
+/*
+ * Is a table synced under sync_name?  Read with a new snapshot, so a
+ * tagging that release waited for counts.  Caller is connected to SPI.
+ */
+bool
+registry_sync_name_in_use(const char *sync_name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(sync_name)};
+
+	return run_as_owner("SELECT 1 FROM para_sync.tables t"
+						" WHERE t.sync_name OPERATOR(pg_catalog.=) $1",
+						1, types, args, SPI_OK_SELECT) > 0;
+}
+
+/*
+ * The sync names role owns, in name order (a List of char *).  Caller is
+ * connected to SPI.
+ */
+List *
+registry_sync_names_of_role(Oid role)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		args[1] = {ObjectIdGetDatum(role)};
+	uint64		n;
+	List	   *names = NIL;
+
+	n = run_as_owner("SELECT n.sync_name FROM para_sync.sync_names n"
+					 " WHERE n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+					 " ORDER BY n.sync_name",
+					 1, types, args, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i],
+											SPI_tuptable->tupdesc, 1));
+	return names;
+}
+
+/*
+ * REASSIGN OWNED: the sync names of roles (oid[]) pass to new_owner.
+ * Caller is connected to SPI.
+ */
+void
+registry_sync_names_reassign(ArrayType *roles, Oid new_owner)
+{
+	Oid			types[2] = {OIDOID, OIDARRAYOID};
+	Datum		args[2];
+
+	args[0] = ObjectIdGetDatum(new_owner);
+	args[1] = PointerGetDatum(roles);
+	run_as_owner("UPDATE para_sync.sync_names n SET owner = $1::pg_catalog.regrole"
+				 " WHERE n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)",
+				 2, types, args, SPI_OK_UPDATE);
+}
+
+/*
+ * DROP OWNED: the sync names of roles (oid[]) are released, but a name a
+ * synced table still uses passes to that table's owner.  Caller is
+ * connected to SPI.
+ */
+void
+registry_sync_names_drop_owned(ArrayType *roles)
+{
+	Oid			types[1] = {OIDARRAYOID};
+	Datum		args[1] = {PointerGetDatum(roles)};
+
+	run_as_owner("UPDATE para_sync.sync_names n SET owner = c.relowner::pg_catalog.regrole"
+				 " FROM para_sync.tables t, pg_catalog.pg_class c"
+				 " WHERE t.sync_name OPERATOR(pg_catalog.=) n.sync_name"
+				 "   AND c.oid OPERATOR(pg_catalog.=) t.relid::pg_catalog.oid"
+				 "   AND n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1)",
+				 1, types, args, SPI_OK_UPDATE);
+	run_as_owner("DELETE FROM para_sync.sync_names n"
+				 " WHERE n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1)",
+				 1, types, args, SPI_OK_DELETE);
 }
