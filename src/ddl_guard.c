@@ -457,16 +457,15 @@ guard_drop_extension(void)
 
 	if (!OidIsValid(get_extension_oid("para_sync", true)))
 		return;
+	tables = registry_count();
 	become_internal_owner(&sw);
-	if (SPI_execute("SELECT (SELECT pg_catalog.count(*) FROM para_sync.tables),"
-					" (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM para_sync.outbox LIMIT 1) o),"
+	if (SPI_execute("SELECT (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM para_sync.outbox LIMIT 1) o),"
 					" (SELECT pg_catalog.count(*) FROM para_sync.counters c"
 					"   WHERE pg_catalog.strpos(c.key, ':') OPERATOR(pg_catalog.>) 0)", false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "para_sync registry look-up failed");
+		elog(ERROR, "para_sync outbox look-up failed");
 	restore_user(&sw);
-	tables = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	backlog = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	counters = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	backlog = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	counters = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 
 	if (tables > 0)
 		ereport(ERROR,

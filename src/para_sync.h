@@ -235,6 +235,7 @@ extern Oid *registry_synced_relids(uint64 *n);
 extern bool registry_table_is_synced(Oid relid);
 extern bool registry_table_is_synced_in(Oid relid, Snapshot snapshot);
 extern bool registry_exists(void);
+extern int64 registry_count(void);
 extern Oid	registry_table_by_name(const char *sync_name, int len);
 
 /* A table's registry row, as the DDL guard reads it. */

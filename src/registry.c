@@ -466,6 +466,18 @@ registry_exists(void)
 	return OidIsValid(nsp) && OidIsValid(get_relname_relid("tables", nsp));
 }
 
+/* How many tables are synced (DROP EXTENSION).  Caller is connected to SPI. */
+int64
+registry_count(void)
+{
+	bool		isnull;
+
+	run_as_owner("SELECT pg_catalog.count(*) FROM para_sync.tables", 0, NULL, NULL,
+				 SPI_OK_SELECT);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   1, &isnull));
+}
+
 /*
  * Is relid in the registry as of snapshot (InvalidSnapshot: the current
  * one)?  Read as the extension owner.
