@@ -38,7 +38,11 @@ OBJS = \
 	src/publisher_nats.o \
 	src/publisher_batch.o \
 	src/worker.o \
-	src/ddl_guard.o
+	src/ddl_guard.o \
+	src/ddl_guard_start.o \
+	src/ddl_guard_types.o \
+	src/ddl_guard_drop.o \
+	src/ddl_guard_alter.o
 
 REGRESS = tagging sequences envelope_types keys snapshot privileges outbox_consume ddl_guard lifecycle type_trust key_canon key_upgrade snapshot_table trust_review subject_layout sync_name_owners table_event settings comments
 REGRESS_OPTS = --inputdir=. --load-extension=para_sync
