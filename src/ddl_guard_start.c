@@ -183,6 +183,85 @@ check_trigger_function(Oid relid, CreateTrigStmt *stmt)
 				 errhint("Leave para_sync's triggers to para_sync.sync_table() and para_sync.unsync_table().")));
 }
 
+/* CREATE TABLE ... INHERITS: no child of para_sync's internal tables. */
+static void
+guard_create_table(CreateStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->inhRelations)
+		refuse_internal(ddl_guard_resolve(lfirst_node(RangeVar, lc)));
+}
+
+/* CREATE [OR REPLACE] TRIGGER */
+static void
+guard_create_trigger(CreateTrigStmt *stmt)
+{
+	Oid			relid = ddl_guard_resolve(stmt->relation);
+
+	refuse_internal(relid);
+	if (!OidIsValid(relid) || !registry_has(relid))
+		return;
+	if (stmt->replace && ddl_guard_is_para_sync_trigger(relid, stmt->trigname))
+		ddl_guard_refuse_trigger_change(relid, stmt->trigname, "replace");
+	check_trigger_function(relid, stmt);
+}
+
+/* ALTER ... RENAME */
+static void
+guard_rename(RenameStmt *stmt)
+{
+	Oid			relid = ddl_guard_resolve(stmt->relation);
+
+	refuse_internal(relid);
+	if (stmt->renameType == OBJECT_ATTRIBUTE && OidIsValid(relid) &&
+		get_rel_relkind(relid) == RELKIND_COMPOSITE_TYPE)
+		ddl_guard_refuse_typed_table_change(get_rel_type_id(relid));
+	if (stmt->renameType == OBJECT_SCHEMA && strcmp(stmt->subname, "para_sync") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot rename schema para_sync"),
+				 errdetail("para_sync's functions and triggers refer to it by name.")));
+	if (stmt->renameType == OBJECT_TRIGGER && OidIsValid(relid) &&
+		registry_has(relid) && ddl_guard_is_para_sync_trigger(relid, stmt->subname))
+		ddl_guard_refuse_trigger_change(relid, stmt->subname, "rename");
+}
+
+/* ALTER ... SET SCHEMA */
+static void
+guard_set_schema(AlterObjectSchemaStmt *stmt)
+{
+	Oid			relid = ddl_guard_resolve(stmt->relation);
+
+	refuse_internal(relid);
+	if (OidIsValid(relid) && strcmp(stmt->newschema, "para_sync") == 0 &&
+		registry_has(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot move synced table \"%s\" into schema para_sync",
+						get_rel_name(relid)),
+				 errhint("Schema para_sync holds para_sync's own objects only.")));
+}
+
+/*
+ * ALTER TRIGGER ... DEPENDS ON EXTENSION: a trigger that depends on an
+ * extension is dropped with it, silently: DROP EXTENSION would end capture.
+ */
+static void
+guard_depends(AlterObjectDependsStmt *stmt)
+{
+	Oid			relid = ddl_guard_resolve(stmt->relation);
+	const char *trigger;
+
+	if (stmt->objectType != OBJECT_TRIGGER || stmt->remove ||
+		!OidIsValid(relid) || !registry_has(relid))
+		return;
+	trigger = strVal(llast(castNode(List, stmt->object)));
+	if (ddl_guard_is_para_sync_trigger(relid, trigger))
+		ddl_guard_refuse_trigger_change(relid, trigger, "make an extension own");
+}
+
+/* ddl_command_start: one statement's parse tree.  Caller is connected to SPI. */
 void
 ddl_guard_command_start(Node *parsetree)
 {
@@ -210,78 +289,20 @@ ddl_guard_command_start(Node *parsetree)
 			refuse_internal(ddl_guard_resolve(((AlterPolicyStmt *) parsetree)->table));
 			break;
 		case T_CreateStmt:
-			{
-				ListCell   *lc;
-
-				foreach(lc, ((CreateStmt *) parsetree)->inhRelations)
-					refuse_internal(ddl_guard_resolve(lfirst_node(RangeVar, lc)));
-				break;
-			}
+			guard_create_table((CreateStmt *) parsetree);
+			break;
 		case T_CreateTrigStmt:
-			{
-				CreateTrigStmt *stmt = (CreateTrigStmt *) parsetree;
-				Oid			relid = ddl_guard_resolve(stmt->relation);
-
-				refuse_internal(relid);
-				if (!OidIsValid(relid) || !registry_has(relid))
-					break;
-				if (stmt->replace && ddl_guard_is_para_sync_trigger(relid, stmt->trigname))
-					ddl_guard_refuse_trigger_change(relid, stmt->trigname, "replace");
-				check_trigger_function(relid, stmt);
-				break;
-			}
+			guard_create_trigger((CreateTrigStmt *) parsetree);
+			break;
 		case T_RenameStmt:
-			{
-				RenameStmt *stmt = (RenameStmt *) parsetree;
-				Oid			relid = ddl_guard_resolve(stmt->relation);
-
-				refuse_internal(relid);
-				if (stmt->renameType == OBJECT_ATTRIBUTE && OidIsValid(relid) &&
-					get_rel_relkind(relid) == RELKIND_COMPOSITE_TYPE)
-					ddl_guard_refuse_typed_table_change(get_rel_type_id(relid));
-				if (stmt->renameType == OBJECT_SCHEMA && strcmp(stmt->subname, "para_sync") == 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-							 errmsg("cannot rename schema para_sync"),
-							 errdetail("para_sync's functions and triggers refer to it by name.")));
-				if (stmt->renameType == OBJECT_TRIGGER && OidIsValid(relid) &&
-					registry_has(relid) && ddl_guard_is_para_sync_trigger(relid, stmt->subname))
-					ddl_guard_refuse_trigger_change(relid, stmt->subname, "rename");
-				break;
-			}
+			guard_rename((RenameStmt *) parsetree);
+			break;
 		case T_AlterObjectSchemaStmt:
-			{
-				AlterObjectSchemaStmt *stmt = (AlterObjectSchemaStmt *) parsetree;
-				Oid			relid = ddl_guard_resolve(stmt->relation);
-
-				refuse_internal(relid);
-				if (OidIsValid(relid) && strcmp(stmt->newschema, "para_sync") == 0 &&
-					registry_has(relid))
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("cannot move synced table \"%s\" into schema para_sync",
-									get_rel_name(relid)),
-							 errhint("Schema para_sync holds para_sync's own objects only.")));
-				break;
-			}
+			guard_set_schema((AlterObjectSchemaStmt *) parsetree);
+			break;
 		case T_AlterObjectDependsStmt:
-			{
-				/*
-				 * A trigger that depends on an extension is dropped with it,
-				 * silently: DROP EXTENSION would end capture.
-				 */
-				AlterObjectDependsStmt *stmt = (AlterObjectDependsStmt *) parsetree;
-				Oid			relid = ddl_guard_resolve(stmt->relation);
-				const char *trigger;
-
-				if (stmt->objectType != OBJECT_TRIGGER || stmt->remove ||
-					!OidIsValid(relid) || !registry_has(relid))
-					break;
-				trigger = strVal(llast(castNode(List, stmt->object)));
-				if (ddl_guard_is_para_sync_trigger(relid, trigger))
-					ddl_guard_refuse_trigger_change(relid, trigger, "make an extension own");
-				break;
-			}
+			guard_depends((AlterObjectDependsStmt *) parsetree);
+			break;
 		case T_AlterEnumStmt:
 			ddl_guard_enum_rename((AlterEnumStmt *) parsetree);
 			break;
