@@ -34,27 +34,36 @@ owner_table(List *names, char **object)
 	return ddl_guard_resolve(makeRangeVarFromNameList(relname));
 }
 
+/*
+ * Does the outbox hold envelopes (*backlog 1, else 0), and how many objects'
+ * last sequences do the counters keep?  Caller is connected to SPI.
+ */
+static void
+store_state(int64 *backlog, int64 *counters)
+{
+	bool		isnull;
+
+	if (catalog_execute_as_owner("SELECT (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM para_sync.outbox LIMIT 1) o),"
+								 " (SELECT pg_catalog.count(*) FROM para_sync.counters c"
+								 "   WHERE pg_catalog.strpos(c.key, ':') OPERATOR(pg_catalog.>) 0)",
+								 0, NULL, NULL, NULL) != SPI_OK_SELECT)
+		elog(ERROR, "para_sync outbox look-up failed");
+	*backlog = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*counters = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+}
+
+/* DROP EXTENSION / DROP SCHEMA para_sync */
 static void
 guard_drop_extension(void)
 {
-	OwnerSwitch sw;
 	int64		tables,
 				backlog,
 				counters;
-	bool		isnull;
 
 	if (!OidIsValid(get_extension_oid("para_sync", true)))
 		return;
 	tables = registry_count();
-	become_internal_owner(&sw);
-	if (SPI_execute("SELECT (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM para_sync.outbox LIMIT 1) o),"
-					" (SELECT pg_catalog.count(*) FROM para_sync.counters c"
-					"   WHERE pg_catalog.strpos(c.key, ':') OPERATOR(pg_catalog.>) 0)", false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "para_sync outbox look-up failed");
-	restore_user(&sw);
-	backlog = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	counters = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-
+	store_state(&backlog, &counters);
 	if (tables > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
@@ -75,6 +84,31 @@ guard_drop_extension(void)
 				 errhint("Rebuild every client replica from snapshots after re-creating the extension.")));
 }
 
+/* DROP TRIGGER of para_sync's trigger on a synced table */
+static void
+guard_drop_trigger(List *names)
+{
+	char	   *trigger;
+	Oid			relid = owner_table(names, &trigger);
+
+	if (OidIsValid(relid) && registry_has(relid) && ddl_guard_is_para_sync_trigger(relid, trigger))
+		ddl_guard_refuse_trigger_change(relid, trigger, "drop");
+}
+
+/* DROP INDEX of a synced table's primary key */
+static void
+guard_drop_index(List *names)
+{
+	Oid			index = ddl_guard_resolve(makeRangeVarFromNameList(names));
+	Oid			relid = OidIsValid(index) ? IndexGetRelation(index, true) : InvalidOid;
+	Oid			pk;
+
+	if (OidIsValid(relid) && registry_has(relid) &&
+		ddl_guard_primary_key_of(relid, NULL, &pk, NULL) && pk == index)
+		ddl_guard_refuse_key_change(relid, "drop the primary key");
+}
+
+/* ddl_command_start of DROP (tables: lifecycle.c) */
 void
 ddl_guard_drop(DropStmt *stmt)
 {
@@ -87,30 +121,12 @@ ddl_guard_drop(DropStmt *stmt)
 				guard_drop_extension();
 		return;
 	}
-	if (stmt->removeType != OBJECT_TRIGGER && stmt->removeType != OBJECT_INDEX)
-		return;
 	foreach(lc, stmt->objects)
 	{
-		List	   *names = lfirst_node(List, lc);
-
 		if (stmt->removeType == OBJECT_TRIGGER)
-		{
-			char	   *trigger;
-			Oid			relid = owner_table(names, &trigger);
-
-			if (OidIsValid(relid) && registry_has(relid) && ddl_guard_is_para_sync_trigger(relid, trigger))
-				ddl_guard_refuse_trigger_change(relid, trigger, "drop");
-		}
-		else
-		{
-			Oid			index = ddl_guard_resolve(makeRangeVarFromNameList(names));
-			Oid			relid = OidIsValid(index) ? IndexGetRelation(index, true) : InvalidOid;
-			Oid			pk;
-
-			if (OidIsValid(relid) && registry_has(relid) &&
-				ddl_guard_primary_key_of(relid, NULL, &pk, NULL) && pk == index)
-				ddl_guard_refuse_key_change(relid, "drop the primary key");
-		}
+			guard_drop_trigger(lfirst_node(List, lc));
+		else if (stmt->removeType == OBJECT_INDEX)
+			guard_drop_index(lfirst_node(List, lc));
 	}
 }
 
