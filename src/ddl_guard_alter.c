@@ -62,49 +62,53 @@ column_renamed(Oid relid, const char *old, const char *new_name)
 		ddl_guard_bump_schema_version(relid, reg);
 }
 
+/* One collected subcommand of ALTER TABLE cmd. */
+static void
+follow_subcommand(CollectedCommand *cmd, CollectedATSubcmd *sub)
+{
+	AlterTableCmd *at = (AlterTableCmd *) sub->parsetree;
+	Oid			relid = cmd->d.alterTable.objectId;
+	ListCell   *t;
+
+	if (!IsA(at, AlterTableCmd))
+		return;
+	if (sub->address.classId == RelationRelationId && OidIsValid(sub->address.objectId))
+		relid = sub->address.objectId;
+	switch (at->subtype)
+	{
+		case AT_AddColumn:
+		case AT_AddColumnRecurse:
+			/* IF NOT EXISTS skipped it */
+			if (!OidIsValid(sub->address.objectId))
+				break;
+			/* children get the column too, without a collected command */
+			foreach(t, ddl_guard_with_descendants(relid, true))
+				column_changed(lfirst_oid(t), NULL);
+			break;
+		case AT_AlterColumnType:
+			column_changed(relid, at->name);
+			break;
+		case AT_AddConstraint:
+		case AT_AddConstraintRecurse:
+		case AT_AddIndex:
+		case AT_AddIndexConstraint:
+			/* the address is the new index or constraint: check the table(s) */
+			foreach(t, ddl_guard_with_descendants(cmd->d.alterTable.objectId, true))
+				if (registry_has(lfirst_oid(t)))
+					check_primary_key_immediate(lfirst_oid(t));
+			break;
+		default:
+			break;
+	}
+}
+
 static void
 follow_alter_table(CollectedCommand *cmd)
 {
 	ListCell   *lc;
 
 	foreach(lc, cmd->d.alterTable.subcmds)
-	{
-		CollectedATSubcmd *sub = lfirst(lc);
-		AlterTableCmd *at = (AlterTableCmd *) sub->parsetree;
-		Oid			relid = cmd->d.alterTable.objectId;
-		ListCell   *t;
-
-		if (!IsA(at, AlterTableCmd))
-			continue;
-		if (sub->address.classId == RelationRelationId && OidIsValid(sub->address.objectId))
-			relid = sub->address.objectId;
-		switch (at->subtype)
-		{
-			case AT_AddColumn:
-			case AT_AddColumnRecurse:
-				/* IF NOT EXISTS skipped it */
-				if (!OidIsValid(sub->address.objectId))
-					break;
-				/* children get the column too, without a collected command */
-				foreach(t, ddl_guard_with_descendants(relid, true))
-					column_changed(lfirst_oid(t), NULL);
-				break;
-			case AT_AlterColumnType:
-				column_changed(relid, at->name);
-				break;
-			case AT_AddConstraint:
-			case AT_AddConstraintRecurse:
-			case AT_AddIndex:
-			case AT_AddIndexConstraint:
-				/* the address is the new index or constraint: check the table(s) */
-				foreach(t, ddl_guard_with_descendants(cmd->d.alterTable.objectId, true))
-					if (registry_has(lfirst_oid(t)))
-						check_primary_key_immediate(lfirst_oid(t));
-				break;
-			default:
-				break;
-		}
-	}
+		follow_subcommand(cmd, lfirst(lc));
 }
 
 static void
