@@ -44,7 +44,7 @@ column_changed(Oid relid, const char *column)
 	if (column != NULL && ddl_guard_is_excluded(reg, column))
 		return;
 	rel = relation_open(relid, AccessShareLock);
-	synced_columns_type_check(rel, reg->excluded);
+	type_trust_check_columns(rel, reg->excluded);
 	relation_close(rel, AccessShareLock);
 	ddl_guard_bump_schema_version(relid, reg);
 }

@@ -50,7 +50,7 @@ refuse_type_change(Oid type, const char *what, const char *hint)
 			Form_pg_attribute att = TupleDescAttr(desc, a);
 
 			if (att->attisdropped || ddl_guard_is_excluded(reg, NameStr(att->attname)) ||
-				!type_prints_type(att->atttypid, type))
+				!type_trust_prints_type(att->atttypid, type))
 				continue;
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -123,11 +123,11 @@ extern char *canonical_text(Oid typid, Datum value, FmgrInfo *output);
 
 /* ---- type_trust.c: facts about types, never taken from names */
 
-extern bool type_is_text_like(Oid base);
-extern bool type_prints_type(Oid typid, Oid target);
-extern void synced_columns_type_check(Relation rel, ArrayType *excluded);
-extern bool key_type_ok(Relation rel, Relation index, int keyno);
-extern void key_type_check(Relation rel, Relation index, int keyno);
+extern bool type_trust_is_text_like(Oid base);
+extern bool type_trust_prints_type(Oid typid, Oid target);
+extern void type_trust_check_columns(Relation rel, ArrayType *excluded);
+extern bool type_trust_key_ok(Relation rel, Relation index, int keyno);
+extern void type_trust_check_key(Relation rel, Relation index, int keyno);
 
 /* ---- keys.c: object keys */
 

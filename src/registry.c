@@ -179,11 +179,11 @@ check_table(Relation rel, ArrayType *excluded)
 	require_plain_table(rel);
 	index = open_primary_key(rel);
 	check_excluded_columns(rel, index, excluded);
-	synced_columns_type_check(rel, excluded);
+	type_trust_check_columns(rel, excluded);
 	nkeys = index->rd_index->indnkeyatts;
 	key_names = palloc(sizeof(Datum) * nkeys);
 	for (int i = 0; i < nkeys; i++)
-		key_type_check(rel, index, i);
+		type_trust_check_key(rel, index, i);
 	for (int i = 0; i < nkeys; i++)
 		key_names[i] = CStringGetTextDatum(get_attname(RelationGetRelid(rel),
 													   index->rd_index->indkey.values[i],

@@ -145,7 +145,7 @@ codec_init(ValueCodec *codec, Oid typid, MemoryContext cxt)
 		return;
 	}
 	/* citext and other base types stored as text (never decided by name) */
-	if (type_is_text_like(base))
+	if (type_trust_is_text_like(base))
 	{
 		codec->kind = VK_TEXT;
 		return;
@@ -218,7 +218,7 @@ load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
 		bool		is_varlena;
 
 		/* a key type ALTERed in after tagging is refused here too */
-		key_type_check(rel, index, i);
+		type_trust_check_key(rel, index, i);
 		key->attnum = index->rd_index->indkey.values[i];
 		att = TupleDescAttr(desc, key->attnum - 1);
 		key->typid = att->atttypid;

@@ -73,7 +73,7 @@ function_is_builtin(Oid fn, PGFunction addr)
  * composite or range a user made under any name never qualifies.
  */
 bool
-type_is_text_like(Oid base)
+type_trust_is_text_like(Oid base)
 {
 	HeapTuple	tup;
 	Form_pg_type typ;
@@ -169,7 +169,7 @@ key_type_problem(Relation rel, Relation index, int keyno, Oid *typid)
 
 /* Can key column keyno of primary-key index `index` of rel key objects? */
 bool
-key_type_ok(Relation rel, Relation index, int keyno)
+type_trust_key_ok(Relation rel, Relation index, int keyno)
 {
 	Oid			typid;
 
@@ -178,7 +178,7 @@ key_type_ok(Relation rel, Relation index, int keyno)
 
 /* The same, as an error with what to do. */
 void
-key_type_check(Relation rel, Relation index, int keyno)
+type_trust_check_key(Relation rel, Relation index, int keyno)
 {
 	Oid			typid = InvalidOid;
 	const char *problem = key_type_problem(rel, index, keyno, &typid);
@@ -258,7 +258,7 @@ type_prints_matching(Oid typid, TypeMatch match, Oid target)
  * dropped from a composite type, changes such values' text.
  */
 bool
-type_prints_type(Oid typid, Oid target)
+type_trust_prints_type(Oid typid, Oid target)
 {
 	return type_prints_matching(typid, is_target, target);
 }
@@ -300,7 +300,7 @@ names_catalog_object(Oid base, Oid unused)
  * snapshot() with no envelope.  excluded: text[] of excluded column names.
  */
 void
-synced_columns_type_check(Relation rel, ArrayType *excluded)
+type_trust_check_columns(Relation rel, ArrayType *excluded)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	Datum	   *names;
@@ -370,7 +370,7 @@ para_sync_refuse_catalog_name_columns(PG_FUNCTION_ARGS)
 												  RelationGetRelationName(rel));
 		callback.previous = error_context_stack;
 		error_context_stack = &callback;
-		synced_columns_type_check(rel, reg->excluded);
+		type_trust_check_columns(rel, reg->excluded);
 		error_context_stack = callback.previous;
 		relation_close(rel, AccessShareLock);
 	}
