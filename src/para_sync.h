@@ -147,8 +147,8 @@ typedef struct OwnerSwitch
 	Oid			saved_user;
 	int			saved_context;
 } OwnerSwitch;
-extern void become_internal_owner(OwnerSwitch *sw);
-extern void restore_user(const OwnerSwitch *sw);
+extern void catalog_become_owner(OwnerSwitch *sw);
+extern void catalog_restore_user(const OwnerSwitch *sw);
 extern int	catalog_execute_as_owner(const char *sql, int nargs, Oid *types,
 									 Datum *args, const char *nulls);
 extern void catalog_forget_owner(void);

@@ -327,9 +327,9 @@ registry_synced_relids(uint64 *n)
 	int			rc;
 	Oid		   *relids;
 
-	become_internal_owner(&sw);
+	catalog_become_owner(&sw);
 	rc = SPI_execute("SELECT t.relid::pg_catalog.oid FROM para_sync.tables t", true, 0);
-	restore_user(&sw);
+	catalog_restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
 	*n = SPI_processed;
@@ -503,10 +503,10 @@ registry_table_is_synced_in(Oid relid, Snapshot snapshot)
 			elog(ERROR, "could not prepare para_sync registry look-up");
 		synced_plan = plan;
 	}
-	become_internal_owner(&sw);
+	catalog_become_owner(&sw);
 	rc = SPI_execute_snapshot(synced_plan, &arg, NULL, snapshot, InvalidSnapshot,
 							  true, false, 1);
-	restore_user(&sw);
+	catalog_restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
 	found = SPI_processed > 0;
@@ -556,7 +556,7 @@ registry_get(Oid relid)
 	int			rc;
 	Oid			registry = get_relname_relid("tables", get_namespace_oid("para_sync", true));
 
-	become_internal_owner(&sw);
+	catalog_become_owner(&sw);
 	/* a registry without subject_layout (0.1, before the update) is all 'key' */
 	rc = SPI_execute_with_args(get_attnum(registry, "subject_layout") != InvalidAttrNumber ?
 							   "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
@@ -565,7 +565,7 @@ registry_get(Oid relid)
 							   "SELECT t.schema_version, t.exclude_columns, t.sync_name, false"
 							   " FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1",
 							   1, types, args, NULL, false, 1);
-	restore_user(&sw);
+	catalog_restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -599,11 +599,11 @@ registry_update(Oid relid, const char *schema_version, ArrayType *excluded)
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = CStringGetTextDatum(schema_version);
 	args[2] = PointerGetDatum(excluded);
-	become_internal_owner(&sw);
+	catalog_become_owner(&sw);
 	rc = SPI_execute_with_args("UPDATE para_sync.tables SET schema_version = $2, exclude_columns = $3"
 							   " WHERE relid OPERATOR(pg_catalog.=) $1",
 							   3, types, args, NULL, false, 0);
-	restore_user(&sw);
+	catalog_restore_user(&sw);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "para_sync registry update failed: %s", SPI_result_code_string(rc));
 	/* every backend rebuilds its table cache entry */
@@ -631,9 +631,9 @@ registry_table_by_name(const char *sync_name, int len)
 		if (table_by_name_plan == NULL || SPI_keepplan(table_by_name_plan) != 0)
 			elog(ERROR, "could not prepare para_sync registry look-up");
 	}
-	become_internal_owner(&sw);
+	catalog_become_owner(&sw);
 	rc = SPI_execute_plan(table_by_name_plan, &arg, NULL, true, 1);
-	restore_user(&sw);
+	catalog_restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 1)
@@ -711,7 +711,7 @@ registry_lookup(Oid relid)
 	OwnerSwitch sw;
 	int			rc;
 
-	become_internal_owner(&sw);
+	catalog_become_owner(&sw);
 	/*
 	 * A fresh snapshot, as for sequences: a REPEATABLE READ writer must see
 	 * the registry as of the catalogs it was just invalidated by (e.g. an
@@ -720,7 +720,7 @@ registry_lookup(Oid relid)
 	 */
 	rc = SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(),
 							  InvalidSnapshot, true, false, 1);
-	restore_user(&sw);
+	catalog_restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed != 1)
@@ -759,10 +759,10 @@ registry_dropped_tables(void)
 			elog(ERROR, "could not prepare para_sync dropped-table look-up");
 		dropped_plan = plan;
 	}
-	become_internal_owner(&sw);
+	catalog_become_owner(&sw);
 	rc = SPI_execute_snapshot(dropped_plan, NULL, NULL, GetLatestSnapshot(),
 							  InvalidSnapshot, true, false, 0);
-	restore_user(&sw);
+	catalog_restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync dropped-table look-up failed: %s", SPI_result_code_string(rc));
 	for (uint64 i = 0; i < SPI_processed; i++)
