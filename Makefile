@@ -29,6 +29,7 @@ OBJS = \
 	src/table_event.o \
 	src/snapshot.o \
 	src/registry.o \
+	src/registry_check.o \
 	src/sync_names.o \
 	src/lifecycle.o \
 	src/envelope_json.o \

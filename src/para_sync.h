@@ -269,6 +269,11 @@ extern List *registry_sync_names_of_role(Oid role);
 extern void registry_sync_names_reassign(ArrayType *roles, Oid new_owner);
 extern void registry_sync_names_drop_owned(ArrayType *roles);
 
+/* ---- registry_check.c: may this table be synced? */
+
+extern void registry_check_owner(Relation rel);
+extern ArrayType *registry_check_table(Relation rel, ArrayType *excluded);
+
 /* ---- sync_names.c: a sync name stays bound to the role that claimed it */
 
 extern void sync_names_claim(const char *sync_name, Oid table_owner);

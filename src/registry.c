@@ -1,29 +1,31 @@
 /*
- * registry.c — checks and writes behind sync_table(), set_schema_version(),
- * set_subject_layout() and unsync_table().
+ * registry.c — the registry: every statement on para_sync.tables and
+ * para_sync.sync_names, and the writes behind sync_table(),
+ * set_schema_version(), set_subject_layout() and unsync_table().
  *
  * These C functions run with the caller's rights and first check that the
- * caller owns the table (and, for a new sync name, that the caller may use
- * it: sync_names.c); unsync publishes a delete for every row first
+ * caller owns the table (registry_check.c, which also says which tables may
+ * be synced; and, for a new sync name, that the caller may use it:
+ * sync_names.c); unsync publishes a delete for every row first
  * (lifecycle.c); only then do they write para_sync.tables, as the
- * extension owner.  That keeps the SQL wrappers SECURITY INVOKER (so the
- * caller's own identity is what is checked) while table owners need no
- * privilege on para_sync's tables.
+ * extension owner (catalog.c).  That keeps the SQL wrappers SECURITY
+ * INVOKER (so the caller's own identity is what is checked) while table
+ * owners need no privilege on para_sync's tables.
  *
- * The reads of the registry that the DDL guard (ddl_guard.c), DROP TABLE
- * and TRUNCATE (lifecycle.c) and snapshot() need are here too, at the end:
- * registry_get(), registry_has(), registry_update(), registry_exists(),
- * registry_table_is_synced() and registry_table_by_name().  The capture trigger's own look-up stays
- * with its cache (table_cache.c).
+ * Then the registry's reads and writes for the rest of the extension, each
+ * section headed by its users: the DDL guard (ddl_guard*.c), DROP TABLE and
+ * TRUNCATE (lifecycle.c), snapshot(), DROP EXTENSION, the capture trigger's
+ * cache (table_cache.c, with a prepared plan re-planned when the registry
+ * or the outbox is altered), the sql_drop check of dropped tables
+ * (lifecycle.c), and the sync names' owners (sync_names.c decides, these
+ * functions read and write).
  */
 #include "para_sync.h"
 
-#include "access/genam.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
-#include "catalog/pg_index.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
@@ -36,174 +38,9 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-PG_FUNCTION_INFO_V1(para_sync_check_syncable);
 PG_FUNCTION_INFO_V1(para_sync_registry_write);
 PG_FUNCTION_INFO_V1(para_sync_set_subject_layout);
 
-static void
-require_owner(Relation rel)
-{
-	if (!pg_class_ownercheck(RelationGetRelid(rel), GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER,
-					   get_relkind_objtype(rel->rd_rel->relkind),
-					   RelationGetRelationName(rel));
-}
-
-static void
-require_plain_table(Relation rel)
-{
-	const char *name = RelationGetRelationName(rel);
-
-	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot sync partitioned table \"%s\"", name),
-				 errhint("Sync each partition under its own sync name.")));
-	if (rel->rd_rel->relkind != RELKIND_RELATION)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a table", name),
-				 errhint("Only ordinary tables can be synced.")));
-	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot sync temporary or unlogged table \"%s\"", name),
-				 errdetail("Its rows do not survive a crash, but its published changes would.")));
-	if (RelationGetNamespace(rel) == get_namespace_oid("para_sync", false))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("cannot sync para_sync's own table \"%s\"", name)));
-}
-
-static Oid
-deferrable_primary_key(Relation rel)
-{
-	List	   *indexes = RelationGetIndexList(rel);
-	ListCell   *lc;
-	Oid			result = InvalidOid;
-
-	foreach(lc, indexes)
-	{
-		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
-		bool		primary = index->rd_index->indisprimary;
-
-		index_close(index, AccessShareLock);
-		if (primary)
-		{
-			result = lfirst_oid(lc);
-			break;
-		}
-	}
-	list_free(indexes);
-	return result;
-}
-
-/* Primary-key index of rel, checked usable; caller closes it. */
-static Relation
-open_primary_key(Relation rel)
-{
-	Oid			pk = RelationGetPrimaryKeyIndex(rel);
-	Relation	index;
-
-	/* the relcache leaves deferrable primary keys out of rd_pkindex */
-	if (!OidIsValid(pk))
-		pk = deferrable_primary_key(rel);
-	if (!OidIsValid(pk))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" has no primary key", RelationGetRelationName(rel)),
-				 errhint("Synced objects are keyed by the primary key: add one with ALTER TABLE ... ADD PRIMARY KEY.")));
-	index = index_open(pk, AccessShareLock);
-	if (!index->rd_index->indimmediate)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("primary key of table \"%s\" is deferrable", RelationGetRelationName(rel)),
-				 errdetail("Per-object sequences rely on the primary key serializing writers of one object."),
-				 errhint("Make the primary key NOT DEFERRABLE.")));
-	return index;
-}
-
-static bool
-is_key_column(Relation index, AttrNumber attnum)
-{
-	for (int i = 0; i < index->rd_index->indnkeyatts; i++)
-		if (index->rd_index->indkey.values[i] == attnum)
-			return true;
-	return false;
-}
-
-static void
-check_excluded_columns(Relation rel, Relation index, ArrayType *excluded)
-{
-	Datum	   *names;
-	bool	   *nulls;
-	int			n;
-
-	deconstruct_array(excluded, TEXTOID, -1, false, TYPALIGN_INT, &names, &nulls, &n);
-	for (int i = 0; i < n; i++)
-	{
-		char	   *name;
-		AttrNumber	attnum;
-
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("excluded column names must not be null")));
-		name = TextDatumGetCString(names[i]);
-		attnum = get_attnum(RelationGetRelid(rel), name);
-		if (attnum == InvalidAttrNumber || attnum < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("column \"%s\" of table \"%s\" does not exist", name,
-							RelationGetRelationName(rel))));
-		if (is_key_column(index, attnum))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("cannot exclude primary-key column \"%s\"", name),
-					 errdetail("Primary-key columns make up the object key.")));
-	}
-}
-
-/*
- * Everything sync_table() requires of rel besides a valid name: a plain,
- * logged table with an immediate primary key, and excluded columns that
- * exist and are not key columns.  Returns the key column names.
- */
-static ArrayType *
-check_table(Relation rel, ArrayType *excluded)
-{
-	Relation	index;
-	Datum	   *key_names;
-	int			nkeys;
-
-	require_plain_table(rel);
-	index = open_primary_key(rel);
-	check_excluded_columns(rel, index, excluded);
-	type_trust_check_columns(rel, excluded);
-	nkeys = index->rd_index->indnkeyatts;
-	key_names = palloc(sizeof(Datum) * nkeys);
-	for (int i = 0; i < nkeys; i++)
-		type_trust_check_key(rel, index, i);
-	for (int i = 0; i < nkeys; i++)
-		key_names[i] = CStringGetTextDatum(get_attname(RelationGetRelid(rel),
-													   index->rd_index->indkey.values[i],
-													   false));
-	index_close(index, AccessShareLock);
-	return construct_array(key_names, nkeys, TEXTOID, -1, false, TYPALIGN_INT);
-}
-
-Datum
-para_sync_check_syncable(PG_FUNCTION_ARGS)
-{
-	Relation	rel = relation_open(PG_GETARG_OID(0), AccessShareLock);
-	ArrayType  *keys;
-
-	require_updated_schema();
-	require_owner(rel);
-	keys = check_table(rel, PG_GETARG_ARRAYTYPE_P(1));
-	relation_close(rel, AccessShareLock);
-	PG_RETURN_ARRAYTYPE_P(keys);
-}
 
 /*
  * Run sql with args as the extension owner; returns SPI_processed.  Any
@@ -281,7 +118,7 @@ registry_insert(Relation rel, text *name, text *version, Datum excluded)
 
 	/* the same checks as check_syncable(), for callers that skipped it */
 	require_updated_schema();
-	check_table(rel, DatumGetArrayTypeP(excluded));
+	registry_check_table(rel, DatumGetArrayTypeP(excluded));
 
 	if (!psync_sync_name_is_valid(sync_name, strlen(sync_name)))
 		ereport(ERROR,
@@ -360,7 +197,7 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 				 errmsg("action and table must not be null")));
 	action = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	rel = relation_open(PG_GETARG_OID(1), ShareRowExclusiveLock);
-	require_owner(rel);
+	registry_check_owner(rel);
 	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -436,7 +273,7 @@ para_sync_set_subject_layout(PG_FUNCTION_ARGS)
 				 errmsg("invalid subject layout \"%s\"", layout),
 				 errhint("The subject layout is 'key' (<prefix>.<key>) or 'table' (<prefix>.<sync name>.<key>).")));
 	rel = relation_open(PG_GETARG_OID(0), ShareRowExclusiveLock);
-	require_owner(rel);
+	registry_check_owner(rel);
 	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 	args[1] = PG_GETARG_DATUM(1);
 	if (SPI_connect() != SPI_OK_CONNECT)
