@@ -181,15 +181,48 @@ registry_synced_relids(uint64 *n)
 	return relids;
 }
 
+/* set_schema_version(): the table's new schema_version. */
+static void
+registry_set_version(Relation rel, text *version)
+{
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
+
+	require_schema_version(version);
+	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	args[1] = PointerGetDatum(version);
+	if (run_as_owner("UPDATE para_sync.tables SET schema_version = $2"
+					 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args,
+					 SPI_OK_UPDATE) == 0)
+		not_synced(rel);
+	/* every backend reloads the registration (the triggers stay as they are) */
+	CacheInvalidateRelcache(rel);
+}
+
+/* unsync_table(): a delete for every row, then the registry row goes. */
+static void
+registry_delete(Relation rel)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		args[1] = {ObjectIdGetDatum(RelationGetRelid(rel))};
+
+	/* replicas must not keep rows that snapshot() no longer returns */
+	if (!registry_table_is_synced(RelationGetRelid(rel)))
+		not_synced(rel);
+	lifecycle_retire_rows(rel);
+	if (run_as_owner("DELETE FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
+					 1, types, args, SPI_OK_DELETE) == 0)
+		not_synced(rel);
+}
+
 Datum
 para_sync_registry_write(PG_FUNCTION_ARGS)
 {
 	char	   *action;
 	Relation	rel;
+	Oid			relid;
 	text	   *name = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
 	text	   *version = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
-	Oid			types[2] = {OIDOID, TEXTOID};
-	Datum		args[2];
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -198,7 +231,7 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 	action = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	rel = relation_open(PG_GETARG_OID(1), ShareRowExclusiveLock);
 	registry_check_owner(rel);
-	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	relid = RelationGetRelid(rel);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -213,33 +246,16 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 						: PG_GETARG_DATUM(4));
 	}
 	else if (strcmp(action, "update") == 0)
-	{
-		require_schema_version(version);
-		args[1] = PointerGetDatum(version);
-		if (run_as_owner("UPDATE para_sync.tables SET schema_version = $2"
-						 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args,
-						 SPI_OK_UPDATE) == 0)
-			not_synced(rel);
-		/* every backend reloads the registration (the triggers stay as they are) */
-		CacheInvalidateRelcache(rel);
-	}
+		registry_set_version(rel, version);
 	else if (strcmp(action, "delete") == 0)
-	{
-		/* replicas must not keep rows that snapshot() no longer returns */
-		if (!registry_table_is_synced(RelationGetRelid(rel)))
-			not_synced(rel);
-		lifecycle_retire_rows(rel);
-		if (run_as_owner("DELETE FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
-						 1, types, args, SPI_OK_DELETE) == 0)
-			not_synced(rel);
-	}
+		registry_delete(rel);
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown registry action \"%s\"", action)));
 	relation_close(rel, NoLock);
 	if (strcmp(action, "insert") == 0)
-		install_capture_triggers(DatumGetObjectId(args[0]));
+		install_capture_triggers(relid);
 	SPI_finish();
 	if (name == NULL)
 		PG_RETURN_NULL();
