@@ -238,7 +238,7 @@ extern bool registry_exists(void);
 extern int64 registry_count(void);
 extern Oid	registry_table_by_name(const char *sync_name, int len);
 
-/* A table's registry row, as the DDL guard reads it. */
+/* A table's registry row. */
 typedef struct Registration
 {
 	char	   *schema_version;
@@ -246,6 +246,7 @@ typedef struct Registration
 	char	   *sync_name;
 	char		layout;			/* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
 } Registration;
+/* the DDL guard's read, and the capture trigger's cache's (a fresh snapshot) */
 extern Registration *registry_get(Oid relid);
 extern Registration *registry_lookup(Oid relid);
 extern bool registry_has(Oid relid);
