@@ -41,6 +41,7 @@
 PG_FUNCTION_INFO_V1(para_sync_registry_write);
 PG_FUNCTION_INFO_V1(para_sync_set_subject_layout);
 
+/* ---- writes: sync_table(), set_schema_version(), set_subject_layout(), unsync_table() */
 
 /*
  * Run sql with args as the extension owner; returns SPI_processed.  Any
@@ -154,31 +155,6 @@ registry_insert(Relation rel, text *name, text *version, Datum excluded)
 	CacheInvalidateRelcache(rel);
 	CommandCounterIncrement();
 	lifecycle_announce_rows(rel);
-}
-
-/* The relids of every synced table, into *n.  Caller is connected to SPI. */
-Oid *
-registry_synced_relids(uint64 *n)
-{
-	OwnerSwitch sw;
-	int			rc;
-	Oid		   *relids;
-
-	catalog_become_owner(&sw);
-	rc = SPI_execute("SELECT t.relid::pg_catalog.oid FROM para_sync.tables t", true, 0);
-	catalog_restore_user(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
-	*n = SPI_processed;
-	relids = palloc(sizeof(Oid) * (*n + 1));
-	for (uint64 i = 0; i < *n; i++)
-	{
-		bool		isnull;
-
-		relids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-												   SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	return relids;
 }
 
 /* set_schema_version(): the table's new schema_version. */
@@ -305,10 +281,35 @@ para_sync_set_subject_layout(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* ---- reading the registry (the DDL guard, DROP TABLE, TRUNCATE, snapshot()) */
+/* ---- reading the registry (the DDL guard, DROP TABLE, TRUNCATE, snapshot(), DROP EXTENSION) */
 
 static SPIPlanPtr synced_plan = NULL;
 static SPIPlanPtr table_by_name_plan = NULL;
+
+/* The relids of every synced table, into *n.  Caller is connected to SPI. */
+Oid *
+registry_synced_relids(uint64 *n)
+{
+	OwnerSwitch sw;
+	int			rc;
+	Oid		   *relids;
+
+	catalog_become_owner(&sw);
+	rc = SPI_execute("SELECT t.relid::pg_catalog.oid FROM para_sync.tables t", true, 0);
+	catalog_restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
+	*n = SPI_processed;
+	relids = palloc(sizeof(Oid) * (*n + 1));
+	for (uint64 i = 0; i < *n; i++)
+	{
+		bool		isnull;
+
+		relids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	return relids;
+}
 
 /* Does para_sync.tables exist (it does not while DROP EXTENSION runs)? */
 bool
