@@ -30,6 +30,7 @@ OBJS = \
 	src/table_event.o \
 	src/snapshot.o \
 	src/registry.o \
+	src/registry_check.o \
 	src/sync_names.o \
 	src/lifecycle.o \
 	src/envelope_json.o \
@@ -41,7 +42,11 @@ OBJS = \
 	src/publisher_batch.o \
 	src/publisher.o \
 	src/publisher_worker.o \
-	src/ddl_guard.o
+	src/ddl_guard.o \
+	src/ddl_guard_start.o \
+	src/ddl_guard_types.o \
+	src/ddl_guard_drop.o \
+	src/ddl_guard_alter.o
 
 # pg_regress reads test/sql/<name>.sql, isolation test/specs/<name>.spec; both
 # compare with test/expected/<name>.out (results go to results/ and output_iso/).

@@ -4,10 +4,10 @@
  * para_sync's own tables (registry, outbox, counters, sync names) are
  * owned by the extension owner; table writers and callers of the SQL
  * functions hold no privileges on them by design.  Internal statements run
- * as that owner: become_internal_owner() switches the current user (with
+ * as that owner: catalog_become_owner() switches the current user (with
  * SECURITY_RESTRICTED_OPERATION, as a SECURITY DEFINER function would) and
- * restore_user() switches back; catalog_execute_as_owner() runs one SPI
- * statement so.  The owner is looked up once per backend, from
+ * catalog_restore_user() switches back; catalog_execute_as_owner() runs one
+ * SPI statement so.  The owner is looked up once per backend, from
  * para_sync.outbox's pg_class row, and forgotten whenever the sequence
  * store's relations are invalidated (outbox_append.c calls
  * catalog_forget_owner()).
@@ -51,7 +51,7 @@ para_sync_internal_owner(void)
 }
 
 void
-become_internal_owner(OwnerSwitch *sw)
+catalog_become_owner(OwnerSwitch *sw)
 {
 	Oid			owner = para_sync_internal_owner();
 
@@ -62,7 +62,7 @@ become_internal_owner(OwnerSwitch *sw)
 }
 
 void
-restore_user(const OwnerSwitch *sw)
+catalog_restore_user(const OwnerSwitch *sw)
 {
 	SetUserIdAndSecContext(sw->saved_user, sw->saved_context);
 }
@@ -78,8 +78,8 @@ catalog_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *args,
 	OwnerSwitch sw;
 	int			rc;
 
-	become_internal_owner(&sw);
+	catalog_become_owner(&sw);
 	rc = SPI_execute_with_args(sql, nargs, types, args, nulls, false, 0);
-	restore_user(&sw);
+	catalog_restore_user(&sw);
 	return rc;
 }

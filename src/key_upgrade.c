@@ -70,7 +70,7 @@ key_format_changed(Relation rel)
 	{
 		AttrNumber	attnum = index->rd_index->indkey.values[i];
 
-		if (!key_type_ok(rel, index, i))
+		if (!type_trust_key_ok(rel, index, i))
 			refuse_unusable_key(rel, i);
 		switch (getBaseType(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid))
 		{

@@ -57,7 +57,6 @@ PG_FUNCTION_INFO_V1(para_sync_refuse_truncate);
 PG_FUNCTION_INFO_V1(para_sync_retire_dropped_tables);
 PG_FUNCTION_INFO_V1(para_sync_check_dropped_tables);
 
-static SPIPlanPtr dropped_plan = NULL;
 
 /*
  * The cache entry of rel, for its first row.  Without a primary key the
@@ -261,8 +260,7 @@ para_sync_check_dropped_tables(PG_FUNCTION_ARGS)
 {
 	EventTriggerData *trigdata;
 	bool		drop_table;
-	OwnerSwitch sw;
-	int			rc;
+	ListCell   *lc;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -275,42 +273,17 @@ para_sync_check_dropped_tables(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (dropped_plan == NULL)
+	foreach(lc, registry_dropped_tables())
 	{
-		SPIPlanPtr	plan = SPI_prepare(
-			"SELECT d.original, d.object_identity, t.sync_name"
-			"  FROM pg_catalog.pg_event_trigger_dropped_objects() d"
-			"  JOIN para_sync.tables t"
-			"    ON t.relid OPERATOR(pg_catalog.=) d.objid"
-			" WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
-			"   AND d.objsubid OPERATOR(pg_catalog.=) 0", 0, NULL);
+		DroppedTable *dropped = lfirst(lc);
 
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare para_sync dropped-table look-up");
-		dropped_plan = plan;
-	}
-	become_internal_owner(&sw);
-	/* fresh: a table tagged while the drop waited for its lock counts */
-	rc = SPI_execute_snapshot(dropped_plan, NULL, NULL, GetLatestSnapshot(),
-							  InvalidSnapshot, true, false, 0);
-	restore_user(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync dropped-table look-up failed: %s", SPI_result_code_string(rc));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		bool		original = DatumGetBool(SPI_getbinval(row, desc, 1, &isnull));
-
-		if (drop_table && original)
+		if (drop_table && dropped->original)
 			continue;
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 errmsg("cannot drop synced table %s indirectly",
-						SPI_getvalue(row, desc, 2)),
+				 errmsg("cannot drop synced table %s indirectly", dropped->identity),
 				 errdetail("Its rows could no longer be published as deletes under sync name \"%s\".",
-						   SPI_getvalue(row, desc, 3)),
+						   dropped->sync_name),
 				 errhint("Drop it with DROP TABLE first, or stop syncing it with para_sync.unsync_table().")));
 	}
 	SPI_finish();

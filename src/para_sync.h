@@ -122,11 +122,11 @@ extern char *canonical_text(Oid typid, Datum value, FmgrInfo *output);
 
 /* ---- type_trust.c: facts about types, never taken from names */
 
-extern bool type_is_text_like(Oid base);
-extern bool type_prints_type(Oid typid, Oid target);
-extern void synced_columns_type_check(Relation rel, ArrayType *excluded);
-extern bool key_type_ok(Relation rel, Relation index, int keyno);
-extern void key_type_check(Relation rel, Relation index, int keyno);
+extern bool type_trust_is_text_like(Oid base);
+extern bool type_trust_prints_type(Oid typid, Oid target);
+extern void type_trust_check_columns(Relation rel, ArrayType *excluded);
+extern bool type_trust_key_ok(Relation rel, Relation index, int keyno);
+extern void type_trust_check_key(Relation rel, Relation index, int keyno);
 
 /* ---- keys.c: object keys, the one home of a key's text */
 
@@ -145,8 +145,8 @@ typedef struct OwnerSwitch
 	Oid			saved_user;
 	int			saved_context;
 } OwnerSwitch;
-extern void become_internal_owner(OwnerSwitch *sw);
-extern void restore_user(const OwnerSwitch *sw);
+extern void catalog_become_owner(OwnerSwitch *sw);
+extern void catalog_restore_user(const OwnerSwitch *sw);
 extern int	catalog_execute_as_owner(const char *sql, int nargs, Oid *types,
 									 Datum *args, const char *nulls);
 extern void catalog_forget_owner(void);
@@ -226,16 +226,19 @@ extern bool para_sync_xact_wrote_envelopes;
 extern void lifecycle_retire_rows(Relation rel);
 extern void lifecycle_announce_rows(Relation rel);
 
-/* ---- registry.c */
+/* ---- registry.c: every statement on para_sync.tables and para_sync.sync_names */
+
+extern void registry_init(void);
 
 /* The relids of every synced table, into *n.  Caller is connected to SPI. */
 extern Oid *registry_synced_relids(uint64 *n);
 extern bool registry_table_is_synced(Oid relid);
 extern bool registry_table_is_synced_in(Oid relid, Snapshot snapshot);
 extern bool registry_exists(void);
+extern int64 registry_count(void);
 extern Oid	registry_table_by_name(const char *sync_name, int len);
 
-/* A table's registry row, as the DDL guard reads it. */
+/* A table's registry row. */
 typedef struct Registration
 {
 	char	   *schema_version;
@@ -243,14 +246,38 @@ typedef struct Registration
 	char	   *sync_name;
 	char		layout;			/* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
 } Registration;
+/* the DDL guard's read, and the capture trigger's cache's (a fresh snapshot) */
 extern Registration *registry_get(Oid relid);
+extern Registration *registry_lookup(Oid relid);
 extern bool registry_has(Oid relid);
 extern void registry_update(Oid relid, const char *schema_version,
 							ArrayType *excluded);
 
+/* A synced table among the objects an sql_drop event trigger's command dropped. */
+typedef struct DroppedTable
+{
+	bool		original;		/* named by the command (not a dependent) */
+	char	   *identity;		/* its object_identity */
+	char	   *sync_name;
+} DroppedTable;
+extern List *registry_dropped_tables(void);
+
+/* para_sync.sync_names (sync_names.c decides; these read and write) */
+extern Oid	registry_sync_name_claim(const char *sync_name, Oid table_owner);
+extern Oid	registry_sync_name_release(const char *sync_name);
+extern bool registry_sync_name_in_use(const char *sync_name);
+extern List *registry_sync_names_of_role(Oid role);
+extern void registry_sync_names_reassign(ArrayType *roles, Oid new_owner);
+extern void registry_sync_names_drop_owned(ArrayType *roles);
+
+/* ---- registry_check.c: may this table be synced? */
+
+extern void registry_check_owner(Relation rel);
+extern ArrayType *registry_check_table(Relation rel, ArrayType *excluded);
+
 /* ---- sync_names.c: a sync name stays bound to the role that claimed it */
 
-extern void sync_name_claim(const char *sync_name, Oid table_owner);
+extern void sync_names_claim(const char *sync_name, Oid table_owner);
 extern void sync_names_init(void);
 
 /* ---- publisher (publisher*.c; see publisher.h) */

@@ -293,7 +293,7 @@ count_backlog_now(PsyncShared *snap)
 	int64		count;
 	TimestampTz oldest;
 
-	become_internal_owner(&sw);
+	catalog_become_owner(&sw);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "para_sync: SPI_connect failed");
 	if (outbox_backlog_count(NULL, &count, &oldest))
@@ -303,7 +303,7 @@ count_backlog_now(PsyncShared *snap)
 		snap->backlog_at = GetCurrentTimestamp();
 	}
 	SPI_finish();
-	restore_user(&sw);
+	catalog_restore_user(&sw);
 }
 
 static Datum

@@ -1,29 +1,31 @@
 /*
- * registry.c — checks and writes behind sync_table(), set_schema_version(),
- * set_subject_layout() and unsync_table().
+ * registry.c — the registry: every statement on para_sync.tables and
+ * para_sync.sync_names, and the writes behind sync_table(),
+ * set_schema_version(), set_subject_layout() and unsync_table().
  *
  * These C functions run with the caller's rights and first check that the
- * caller owns the table (and, for a new sync name, that the caller may use
- * it: sync_names.c); unsync publishes a delete for every row first
+ * caller owns the table (registry_check.c, which also says which tables may
+ * be synced; and, for a new sync name, that the caller may use it:
+ * sync_names.c); unsync publishes a delete for every row first
  * (lifecycle.c); only then do they write para_sync.tables, as the
- * extension owner.  That keeps the SQL wrappers SECURITY INVOKER (so the
- * caller's own identity is what is checked) while table owners need no
- * privilege on para_sync's tables.
+ * extension owner (catalog.c).  That keeps the SQL wrappers SECURITY
+ * INVOKER (so the caller's own identity is what is checked) while table
+ * owners need no privilege on para_sync's tables.
  *
- * The reads of the registry that the DDL guard (ddl_guard.c), DROP TABLE
- * and TRUNCATE (lifecycle.c) and snapshot() need are here too, at the end:
- * registry_get(), registry_has(), registry_update(), registry_exists(),
- * registry_table_is_synced() and registry_table_by_name().  The capture trigger's own look-up stays
- * with its cache (table_cache.c).
+ * Then the registry's reads and writes for the rest of the extension, each
+ * section headed by its users: the DDL guard (ddl_guard*.c), DROP TABLE and
+ * TRUNCATE (lifecycle.c), snapshot(), DROP EXTENSION, the capture trigger's
+ * cache (table_cache.c, with a prepared plan re-planned when the registry
+ * or the outbox is altered), the sql_drop check of dropped tables
+ * (lifecycle.c), and the sync names' owners (sync_names.c decides, these
+ * functions read and write).
  */
 #include "para_sync.h"
 
-#include "access/genam.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
-#include "catalog/pg_index.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
@@ -36,182 +38,21 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-PG_FUNCTION_INFO_V1(para_sync_check_syncable);
 PG_FUNCTION_INFO_V1(para_sync_registry_write);
 PG_FUNCTION_INFO_V1(para_sync_set_subject_layout);
 
-static void
-require_owner(Relation rel)
-{
-	if (!pg_class_ownercheck(RelationGetRelid(rel), GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER,
-					   get_relkind_objtype(rel->rd_rel->relkind),
-					   RelationGetRelationName(rel));
-}
-
-static void
-require_plain_table(Relation rel)
-{
-	const char *name = RelationGetRelationName(rel);
-
-	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot sync partitioned table \"%s\"", name),
-				 errhint("Sync each partition under its own sync name.")));
-	if (rel->rd_rel->relkind != RELKIND_RELATION)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a table", name),
-				 errhint("Only ordinary tables can be synced.")));
-	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot sync temporary or unlogged table \"%s\"", name),
-				 errdetail("Its rows do not survive a crash, but its published changes would.")));
-	if (RelationGetNamespace(rel) == get_namespace_oid("para_sync", false))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("cannot sync para_sync's own table \"%s\"", name)));
-}
-
-static Oid
-deferrable_primary_key(Relation rel)
-{
-	List	   *indexes = RelationGetIndexList(rel);
-	ListCell   *lc;
-	Oid			result = InvalidOid;
-
-	foreach(lc, indexes)
-	{
-		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
-		bool		primary = index->rd_index->indisprimary;
-
-		index_close(index, AccessShareLock);
-		if (primary)
-		{
-			result = lfirst_oid(lc);
-			break;
-		}
-	}
-	list_free(indexes);
-	return result;
-}
-
-/* Primary-key index of rel, checked usable; caller closes it. */
-static Relation
-open_primary_key(Relation rel)
-{
-	Oid			pk = RelationGetPrimaryKeyIndex(rel);
-	Relation	index;
-
-	/* the relcache leaves deferrable primary keys out of rd_pkindex */
-	if (!OidIsValid(pk))
-		pk = deferrable_primary_key(rel);
-	if (!OidIsValid(pk))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" has no primary key", RelationGetRelationName(rel)),
-				 errhint("Synced objects are keyed by the primary key: add one with ALTER TABLE ... ADD PRIMARY KEY.")));
-	index = index_open(pk, AccessShareLock);
-	if (!index->rd_index->indimmediate)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("primary key of table \"%s\" is deferrable", RelationGetRelationName(rel)),
-				 errdetail("Per-object sequences rely on the primary key serializing writers of one object."),
-				 errhint("Make the primary key NOT DEFERRABLE.")));
-	return index;
-}
-
-static bool
-is_key_column(Relation index, AttrNumber attnum)
-{
-	for (int i = 0; i < index->rd_index->indnkeyatts; i++)
-		if (index->rd_index->indkey.values[i] == attnum)
-			return true;
-	return false;
-}
-
-static void
-check_excluded_columns(Relation rel, Relation index, ArrayType *excluded)
-{
-	Datum	   *names;
-	bool	   *nulls;
-	int			n;
-
-	deconstruct_array(excluded, TEXTOID, -1, false, TYPALIGN_INT, &names, &nulls, &n);
-	for (int i = 0; i < n; i++)
-	{
-		char	   *name;
-		AttrNumber	attnum;
-
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("excluded column names must not be null")));
-		name = TextDatumGetCString(names[i]);
-		attnum = get_attnum(RelationGetRelid(rel), name);
-		if (attnum == InvalidAttrNumber || attnum < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("column \"%s\" of table \"%s\" does not exist", name,
-							RelationGetRelationName(rel))));
-		if (is_key_column(index, attnum))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("cannot exclude primary-key column \"%s\"", name),
-					 errdetail("Primary-key columns make up the object key.")));
-	}
-}
+/* ---- writes: sync_table(), set_schema_version(), set_subject_layout(), unsync_table() */
 
 /*
- * Everything sync_table() requires of rel besides a valid name: a plain,
- * logged table with an immediate primary key, and excluded columns that
- * exist and are not key columns.  Returns the key column names.
+ * Run sql with args as the extension owner; returns SPI_processed.  Any
+ * result but expect (an SPI_OK_ code) is an error.  Caller is in SPI.
  */
-static ArrayType *
-check_table(Relation rel, ArrayType *excluded)
-{
-	Relation	index;
-	Datum	   *key_names;
-	int			nkeys;
-
-	require_plain_table(rel);
-	index = open_primary_key(rel);
-	check_excluded_columns(rel, index, excluded);
-	synced_columns_type_check(rel, excluded);
-	nkeys = index->rd_index->indnkeyatts;
-	key_names = palloc(sizeof(Datum) * nkeys);
-	for (int i = 0; i < nkeys; i++)
-		key_type_check(rel, index, i);
-	for (int i = 0; i < nkeys; i++)
-		key_names[i] = CStringGetTextDatum(get_attname(RelationGetRelid(rel),
-													   index->rd_index->indkey.values[i],
-													   false));
-	index_close(index, AccessShareLock);
-	return construct_array(key_names, nkeys, TEXTOID, -1, false, TYPALIGN_INT);
-}
-
-Datum
-para_sync_check_syncable(PG_FUNCTION_ARGS)
-{
-	Relation	rel = relation_open(PG_GETARG_OID(0), AccessShareLock);
-	ArrayType  *keys;
-
-	require_updated_schema();
-	require_owner(rel);
-	keys = check_table(rel, PG_GETARG_ARRAYTYPE_P(1));
-	relation_close(rel, AccessShareLock);
-	PG_RETURN_ARRAYTYPE_P(keys);
-}
-
-/* Run sql with args as the extension owner; returns SPI_processed. */
 static uint64
-run_as_owner(const char *sql, int nargs, Oid *types, Datum *args, const char *nulls)
+run_as_owner(const char *sql, int nargs, Oid *types, Datum *args, int expect)
 {
-	int			rc = catalog_execute_as_owner(sql, nargs, types, args, nulls);
+	int			rc = catalog_execute_as_owner(sql, nargs, types, args, NULL);
 
-	if (rc < 0)
+	if (rc != expect)
 		elog(ERROR, "para_sync registry statement failed: %s", SPI_result_code_string(rc));
 	return SPI_processed;
 }
@@ -278,7 +119,7 @@ registry_insert(Relation rel, text *name, text *version, Datum excluded)
 
 	/* the same checks as check_syncable(), for callers that skipped it */
 	require_updated_schema();
-	check_table(rel, DatumGetArrayTypeP(excluded));
+	registry_check_table(rel, DatumGetArrayTypeP(excluded));
 
 	if (!psync_sync_name_is_valid(sync_name, strlen(sync_name)))
 		ereport(ERROR,
@@ -290,25 +131,25 @@ registry_insert(Relation rel, text *name, text *version, Datum excluded)
 	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 	args[1] = PointerGetDatum(name);
 	if (run_as_owner("SELECT 1 FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
-					 1, types, args, NULL) > 0)
+					 1, types, args, SPI_OK_SELECT) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("table \"%s\" is already synced", RelationGetRelationName(rel)),
 				 errhint("Use para_sync.set_schema_version() to change its schema version, or para_sync.unsync_table() first.")));
 	if (run_as_owner("SELECT 1 FROM para_sync.tables WHERE sync_name OPERATOR(pg_catalog.=) $1",
-					 1, types + 1, args + 1, NULL) > 0)
+					 1, types + 1, args + 1, SPI_OK_SELECT) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("sync name \"%s\" is already in use", sync_name),
 				 errhint("Pass name => '...' to sync_table() to choose another sync name.")));
 
 	/* the name stays bound to whoever claimed it first */
-	sync_name_claim(sync_name, rel->rd_rel->relowner);
+	sync_names_claim(sync_name, rel->rd_rel->relowner);
 
 	args[2] = PointerGetDatum(version);
 	args[3] = excluded;
 	run_as_owner("INSERT INTO para_sync.tables (relid, sync_name, schema_version, exclude_columns)"
-				 " VALUES ($1, $2, $3, $4)", 4, types, args, NULL);
+				 " VALUES ($1, $2, $3, $4)", 4, types, args, SPI_OK_INSERT);
 
 	/* rows whose keys were published before get their content again */
 	CacheInvalidateRelcache(rel);
@@ -316,29 +157,38 @@ registry_insert(Relation rel, text *name, text *version, Datum excluded)
 	lifecycle_announce_rows(rel);
 }
 
-/* The relids of every synced table, into *n.  Caller is connected to SPI. */
-Oid *
-registry_synced_relids(uint64 *n)
+/* set_schema_version(): the table's new schema_version. */
+static void
+registry_set_version(Relation rel, text *version)
 {
-	OwnerSwitch sw;
-	int			rc;
-	Oid		   *relids;
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
 
-	become_internal_owner(&sw);
-	rc = SPI_execute("SELECT t.relid::pg_catalog.oid FROM para_sync.tables t", true, 0);
-	restore_user(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
-	*n = SPI_processed;
-	relids = palloc(sizeof(Oid) * (*n + 1));
-	for (uint64 i = 0; i < *n; i++)
-	{
-		bool		isnull;
+	require_schema_version(version);
+	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	args[1] = PointerGetDatum(version);
+	if (run_as_owner("UPDATE para_sync.tables SET schema_version = $2"
+					 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args,
+					 SPI_OK_UPDATE) == 0)
+		not_synced(rel);
+	/* every backend reloads the registration (the triggers stay as they are) */
+	CacheInvalidateRelcache(rel);
+}
 
-		relids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-												   SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	return relids;
+/* unsync_table(): a delete for every row, then the registry row goes. */
+static void
+registry_delete(Relation rel)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		args[1] = {ObjectIdGetDatum(RelationGetRelid(rel))};
+
+	/* replicas must not keep rows that snapshot() no longer returns */
+	if (!registry_table_is_synced(RelationGetRelid(rel)))
+		not_synced(rel);
+	lifecycle_retire_rows(rel);
+	if (run_as_owner("DELETE FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
+					 1, types, args, SPI_OK_DELETE) == 0)
+		not_synced(rel);
 }
 
 Datum
@@ -346,10 +196,9 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 {
 	char	   *action;
 	Relation	rel;
+	Oid			relid;
 	text	   *name = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
 	text	   *version = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
-	Oid			types[2] = {OIDOID, TEXTOID};
-	Datum		args[2];
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -357,8 +206,8 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 				 errmsg("action and table must not be null")));
 	action = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	rel = relation_open(PG_GETARG_OID(1), ShareRowExclusiveLock);
-	require_owner(rel);
-	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	registry_check_owner(rel);
+	relid = RelationGetRelid(rel);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -373,32 +222,16 @@ para_sync_registry_write(PG_FUNCTION_ARGS)
 						: PG_GETARG_DATUM(4));
 	}
 	else if (strcmp(action, "update") == 0)
-	{
-		require_schema_version(version);
-		args[1] = PointerGetDatum(version);
-		if (run_as_owner("UPDATE para_sync.tables SET schema_version = $2"
-						 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args, NULL) == 0)
-			not_synced(rel);
-		/* every backend reloads the registration (the triggers stay as they are) */
-		CacheInvalidateRelcache(rel);
-	}
+		registry_set_version(rel, version);
 	else if (strcmp(action, "delete") == 0)
-	{
-		/* replicas must not keep rows that snapshot() no longer returns */
-		if (!registry_table_is_synced(RelationGetRelid(rel)))
-			not_synced(rel);
-		lifecycle_retire_rows(rel);
-		if (run_as_owner("DELETE FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
-						 1, types, args, NULL) == 0)
-			not_synced(rel);
-	}
+		registry_delete(rel);
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown registry action \"%s\"", action)));
 	relation_close(rel, NoLock);
 	if (strcmp(action, "insert") == 0)
-		install_capture_triggers(DatumGetObjectId(args[0]));
+		install_capture_triggers(relid);
 	SPI_finish();
 	if (name == NULL)
 		PG_RETURN_NULL();
@@ -432,13 +265,14 @@ para_sync_set_subject_layout(PG_FUNCTION_ARGS)
 				 errmsg("invalid subject layout \"%s\"", layout),
 				 errhint("The subject layout is 'key' (<prefix>.<key>) or 'table' (<prefix>.<sync name>.<key>).")));
 	rel = relation_open(PG_GETARG_OID(0), ShareRowExclusiveLock);
-	require_owner(rel);
+	registry_check_owner(rel);
 	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 	args[1] = PG_GETARG_DATUM(1);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (run_as_owner("UPDATE para_sync.tables SET subject_layout = $2"
-					 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args, NULL) == 0)
+					 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args,
+					 SPI_OK_UPDATE) == 0)
 		not_synced(rel);
 	SPI_finish();
 	/* every backend reloads the registration before its next capture */
@@ -447,10 +281,35 @@ para_sync_set_subject_layout(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* ---- reading the registry (the DDL guard, DROP TABLE, TRUNCATE, snapshot()) */
+/* ---- reading the registry (the DDL guard, DROP TABLE, TRUNCATE, snapshot(), DROP EXTENSION) */
 
 static SPIPlanPtr synced_plan = NULL;
 static SPIPlanPtr table_by_name_plan = NULL;
+
+/* The relids of every synced table, into *n.  Caller is connected to SPI. */
+Oid *
+registry_synced_relids(uint64 *n)
+{
+	OwnerSwitch sw;
+	int			rc;
+	Oid		   *relids;
+
+	catalog_become_owner(&sw);
+	rc = SPI_execute("SELECT t.relid::pg_catalog.oid FROM para_sync.tables t", true, 0);
+	catalog_restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
+	*n = SPI_processed;
+	relids = palloc(sizeof(Oid) * (*n + 1));
+	for (uint64 i = 0; i < *n; i++)
+	{
+		bool		isnull;
+
+		relids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	return relids;
+}
 
 /* Does para_sync.tables exist (it does not while DROP EXTENSION runs)? */
 bool
@@ -459,6 +318,18 @@ registry_exists(void)
 	Oid			nsp = get_namespace_oid("para_sync", true);
 
 	return OidIsValid(nsp) && OidIsValid(get_relname_relid("tables", nsp));
+}
+
+/* How many tables are synced (DROP EXTENSION).  Caller is connected to SPI. */
+int64
+registry_count(void)
+{
+	bool		isnull;
+
+	run_as_owner("SELECT pg_catalog.count(*) FROM para_sync.tables", 0, NULL, NULL,
+				 SPI_OK_SELECT);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   1, &isnull));
 }
 
 /*
@@ -486,10 +357,10 @@ registry_table_is_synced_in(Oid relid, Snapshot snapshot)
 			elog(ERROR, "could not prepare para_sync registry look-up");
 		synced_plan = plan;
 	}
-	become_internal_owner(&sw);
+	catalog_become_owner(&sw);
 	rc = SPI_execute_snapshot(synced_plan, &arg, NULL, snapshot, InvalidSnapshot,
 							  true, false, 1);
-	restore_user(&sw);
+	catalog_restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
 	found = SPI_processed > 0;
@@ -509,6 +380,23 @@ registry_table_is_synced(Oid relid)
 	return registry_table_is_synced_in(relid, GetLatestSnapshot());
 }
 
+/* A registry row (schema_version, exclude_columns, sync_name, is 'table'), copied into cxt. */
+static Registration *
+registration_read(HeapTuple row, TupleDesc desc, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Registration *reg = palloc(sizeof(Registration));
+	bool		isnull;
+
+	reg->schema_version = TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull));
+	reg->excluded = DatumGetArrayTypePCopy(SPI_getbinval(row, desc, 2, &isnull));
+	reg->sync_name = TextDatumGetCString(SPI_getbinval(row, desc, 3, &isnull));
+	reg->layout = DatumGetBool(SPI_getbinval(row, desc, 4, &isnull)) ?
+		PSYNC_LAYOUT_TABLE : PSYNC_LAYOUT_KEY;
+	MemoryContextSwitchTo(old);
+	return reg;
+}
+
 /*
  * The registry row of relid, or NULL (ddl_guard.c).  Caller is connected to
  * SPI.
@@ -520,12 +408,9 @@ registry_get(Oid relid)
 	Datum		args[1] = {ObjectIdGetDatum(relid)};
 	OwnerSwitch sw;
 	int			rc;
-	bool		isnull;
-	Registration *reg;
-	MemoryContext old;
 	Oid			registry = get_relname_relid("tables", get_namespace_oid("para_sync", true));
 
-	become_internal_owner(&sw);
+	catalog_become_owner(&sw);
 	/* a registry without subject_layout (0.1, before the update) is all 'key' */
 	rc = SPI_execute_with_args(get_attnum(registry, "subject_layout") != InvalidAttrNumber ?
 							   "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
@@ -534,24 +419,13 @@ registry_get(Oid relid)
 							   "SELECT t.schema_version, t.exclude_columns, t.sync_name, false"
 							   " FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1",
 							   1, types, args, NULL, false, 1);
-	restore_user(&sw);
+	catalog_restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
 		return NULL;
-	old = MemoryContextSwitchTo(CurTransactionContext);
-	reg = palloc(sizeof(Registration));
-	reg->schema_version = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-															SPI_tuptable->tupdesc, 1, &isnull));
-	reg->excluded = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc, 2, &isnull));
-	reg->sync_name = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-													   SPI_tuptable->tupdesc, 3, &isnull));
-	reg->layout = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 4, &isnull)) ?
-		PSYNC_LAYOUT_TABLE : PSYNC_LAYOUT_KEY;
-	MemoryContextSwitchTo(old);
-	return reg;
+	return registration_read(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+							 CurTransactionContext);
 }
 
 /*
@@ -579,11 +453,11 @@ registry_update(Oid relid, const char *schema_version, ArrayType *excluded)
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = CStringGetTextDatum(schema_version);
 	args[2] = PointerGetDatum(excluded);
-	become_internal_owner(&sw);
+	catalog_become_owner(&sw);
 	rc = SPI_execute_with_args("UPDATE para_sync.tables SET schema_version = $2, exclude_columns = $3"
 							   " WHERE relid OPERATOR(pg_catalog.=) $1",
 							   3, types, args, NULL, false, 0);
-	restore_user(&sw);
+	catalog_restore_user(&sw);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "para_sync registry update failed: %s", SPI_result_code_string(rc));
 	/* every backend rebuilds its table cache entry */
@@ -611,13 +485,282 @@ registry_table_by_name(const char *sync_name, int len)
 		if (table_by_name_plan == NULL || SPI_keepplan(table_by_name_plan) != 0)
 			elog(ERROR, "could not prepare para_sync registry look-up");
 	}
-	become_internal_owner(&sw);
+	catalog_become_owner(&sw);
 	rc = SPI_execute_plan(table_by_name_plan, &arg, NULL, true, 1);
-	restore_user(&sw);
+	catalog_restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 1)
 		relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
 	return relid;
+}
+
+/* ---- the capture trigger's look-up (table_cache.c) */
+
+static SPIPlanPtr lookup_plan = NULL;
+static Oid	lookup_plan_registry = InvalidOid;	/* para_sync.tables, when planned */
+static Oid	lookup_plan_outbox = InvalidOid;	/* para_sync.outbox, when planned */
+static bool lookup_plan_stale = false;	/* either was altered */
+
+static void
+registry_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == lookup_plan_registry || relid == lookup_plan_outbox || !OidIsValid(relid))
+		lookup_plan_stale = true;
+}
+
+/* Called from _PG_init. */
+void
+registry_init(void)
+{
+	CacheRegisterRelcacheCallback(registry_relcache_callback, (Datum) 0);
+}
+
+/*
+ * The look-up's plan.  Under the 0.1 schema (outbox_append.c tells), the
+ * registry has no subject_layout and reads as layout 'key'; an ALTER of the
+ * registry or the outbox (the update adding the columns) makes us plan
+ * again.
+ */
+static SPIPlanPtr
+registry_lookup_plan(void)
+{
+	Oid			types[1] = {OIDOID};
+	const StoreRelations *rels;
+
+	if (lookup_plan != NULL && !lookup_plan_stale)
+		return lookup_plan;
+	if (lookup_plan != NULL)
+		SPI_freeplan(lookup_plan);
+	lookup_plan = NULL;
+	lookup_plan_stale = false;
+	lookup_plan_registry = get_relname_relid("tables", get_namespace_oid("para_sync", false));
+	rels = store_relations();
+	lookup_plan_outbox = rels->outbox;
+	lookup_plan = SPI_prepare(!rels->legacy_schema ?
+							  "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
+							  " t.subject_layout OPERATOR(pg_catalog.=) 'table'"
+							  " FROM para_sync.tables t"
+							  " WHERE t.relid OPERATOR(pg_catalog.=) $1" :
+							  "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
+							  " false"
+							  " FROM para_sync.tables t"
+							  " WHERE t.relid OPERATOR(pg_catalog.=) $1", 1, types);
+	if (lookup_plan == NULL || SPI_keepplan(lookup_plan) != 0)
+		elog(ERROR, "could not prepare para_sync registry look-up");
+	return lookup_plan;
+}
+
+/*
+ * The registry row of relid as the capture trigger's cache reads it, or
+ * NULL; allocated in the caller's memory context.  Caller is connected to
+ * SPI.
+ */
+Registration *
+registry_lookup(Oid relid)
+{
+	Datum		arg = ObjectIdGetDatum(relid);
+	SPIPlanPtr	plan = registry_lookup_plan();
+	OwnerSwitch sw;
+	int			rc;
+
+	catalog_become_owner(&sw);
+	/*
+	 * A fresh snapshot, as for sequences: a REPEATABLE READ writer must see
+	 * the registry as of the catalogs it was just invalidated by (e.g. an
+	 * excluded column renamed by a transaction that committed after its
+	 * snapshot was taken).
+	 */
+	rc = SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 1);
+	catalog_restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed != 1)
+		return NULL;
+	return registration_read(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+							 CurrentMemoryContext);
+}
+
+/* ---- synced tables among the dropped objects (lifecycle.c) */
+
+static SPIPlanPtr dropped_plan = NULL;
+
+/*
+ * The synced tables an sql_drop event trigger's command dropped, as a List
+ * of DroppedTable.  Read with a fresh snapshot: a table tagged while the
+ * drop waited for its lock counts.  Caller is connected to SPI.
+ */
+List *
+registry_dropped_tables(void)
+{
+	OwnerSwitch sw;
+	int			rc;
+	List	   *dropped = NIL;
+
+	if (dropped_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(
+			"SELECT d.original, d.object_identity, t.sync_name"
+			"  FROM pg_catalog.pg_event_trigger_dropped_objects() d"
+			"  JOIN para_sync.tables t"
+			"    ON t.relid OPERATOR(pg_catalog.=) d.objid"
+			" WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+			"   AND d.objsubid OPERATOR(pg_catalog.=) 0", 0, NULL);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare para_sync dropped-table look-up");
+		dropped_plan = plan;
+	}
+	catalog_become_owner(&sw);
+	rc = SPI_execute_snapshot(dropped_plan, NULL, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 0);
+	catalog_restore_user(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync dropped-table look-up failed: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		DroppedTable *table = palloc(sizeof(DroppedTable));
+		bool		isnull;
+
+		table->original = DatumGetBool(SPI_getbinval(row, desc, 1, &isnull));
+		table->identity = SPI_getvalue(row, desc, 2);
+		table->sync_name = SPI_getvalue(row, desc, 3);
+		dropped = lappend(dropped, table);
+	}
+	return dropped;
+}
+
+/* ---- para_sync.sync_names: who owns a sync name (sync_names.c) */
+
+/* The owner oid in the first row of the last statement's result. */
+static Oid
+result_owner(void)
+{
+	bool		isnull;
+
+	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Claim sync_name for table_owner unless it is claimed already; returns the
+ * name's owner.  The claim row stays locked (FOR SHARE) to the end of the
+ * transaction.  Caller is connected to SPI.
+ */
+Oid
+registry_sync_name_claim(const char *sync_name, Oid table_owner)
+{
+	Oid			types[2] = {TEXTOID, OIDOID};
+	Datum		args[2];
+
+	args[0] = CStringGetTextDatum(sync_name);
+	args[1] = ObjectIdGetDatum(table_owner);
+	run_as_owner("INSERT INTO para_sync.sync_names (sync_name, owner)"
+				 " VALUES ($1, $2::pg_catalog.regrole)"
+				 " ON CONFLICT (sync_name) DO NOTHING",
+				 2, types, args, SPI_OK_INSERT);
+	if (run_as_owner("SELECT n.owner::pg_catalog.oid FROM para_sync.sync_names n"
+					 " WHERE n.sync_name OPERATOR(pg_catalog.=) $1 FOR SHARE",
+					 1, types, args, SPI_OK_SELECT) != 1)
+		elog(ERROR, "sync name \"%s\" vanished while it was claimed", sync_name);
+	return result_owner();
+}
+
+/*
+ * Delete the claim on sync_name (waiting for a concurrent claim to commit);
+ * returns its owner, InvalidOid if it was not claimed.  Caller is connected
+ * to SPI.
+ */
+Oid
+registry_sync_name_release(const char *sync_name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(sync_name)};
+
+	if (run_as_owner("DELETE FROM para_sync.sync_names n"
+					 " WHERE n.sync_name OPERATOR(pg_catalog.=) $1"
+					 " RETURNING n.owner::pg_catalog.oid",
+					 1, types, args, SPI_OK_DELETE_RETURNING) != 1)
+		return InvalidOid;
+	return result_owner();
+}
+
+/*
+ * Is a table synced under sync_name?  Read with a new snapshot, so a
+ * tagging that release waited for counts.  Caller is connected to SPI.
+ */
+bool
+registry_sync_name_in_use(const char *sync_name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(sync_name)};
+
+	return run_as_owner("SELECT 1 FROM para_sync.tables t"
+						" WHERE t.sync_name OPERATOR(pg_catalog.=) $1",
+						1, types, args, SPI_OK_SELECT) > 0;
+}
+
+/*
+ * The sync names role owns, in name order (a List of char *).  Caller is
+ * connected to SPI.
+ */
+List *
+registry_sync_names_of_role(Oid role)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		args[1] = {ObjectIdGetDatum(role)};
+	uint64		n;
+	List	   *names = NIL;
+
+	n = run_as_owner("SELECT n.sync_name FROM para_sync.sync_names n"
+					 " WHERE n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+					 " ORDER BY n.sync_name",
+					 1, types, args, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i],
+											SPI_tuptable->tupdesc, 1));
+	return names;
+}
+
+/*
+ * REASSIGN OWNED: the sync names of roles (oid[]) pass to new_owner.
+ * Caller is connected to SPI.
+ */
+void
+registry_sync_names_reassign(ArrayType *roles, Oid new_owner)
+{
+	Oid			types[2] = {OIDOID, OIDARRAYOID};
+	Datum		args[2];
+
+	args[0] = ObjectIdGetDatum(new_owner);
+	args[1] = PointerGetDatum(roles);
+	run_as_owner("UPDATE para_sync.sync_names n SET owner = $1::pg_catalog.regrole"
+				 " WHERE n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)",
+				 2, types, args, SPI_OK_UPDATE);
+}
+
+/*
+ * DROP OWNED: the sync names of roles (oid[]) are released, but a name a
+ * synced table still uses passes to that table's owner.  Caller is
+ * connected to SPI.
+ */
+void
+registry_sync_names_drop_owned(ArrayType *roles)
+{
+	Oid			types[1] = {OIDARRAYOID};
+	Datum		args[1] = {PointerGetDatum(roles)};
+
+	run_as_owner("UPDATE para_sync.sync_names n SET owner = c.relowner::pg_catalog.regrole"
+				 " FROM para_sync.tables t, pg_catalog.pg_class c"
+				 " WHERE t.sync_name OPERATOR(pg_catalog.=) n.sync_name"
+				 "   AND c.oid OPERATOR(pg_catalog.=) t.relid::pg_catalog.oid"
+				 "   AND n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1)",
+				 1, types, args, SPI_OK_UPDATE);
+	run_as_owner("DELETE FROM para_sync.sync_names n"
+				 " WHERE n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1)",
+				 1, types, args, SPI_OK_DELETE);
 }

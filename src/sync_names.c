@@ -32,6 +32,9 @@
  * ("privileges for table para_sync.sync_names" / "1 object in database
  * ...").  A name can thus never be left bound to a dropped role whose OID a
  * later role might reuse.
+ *
+ * This file decides; the statements on para_sync.sync_names (and
+ * para_sync.tables) that carry the decisions out are registry.c's.
  */
 #include "para_sync.h"
 
@@ -50,26 +53,6 @@
 #include "utils/lsyscache.h"
 
 PG_FUNCTION_INFO_V1(para_sync_release_sync_name);
-
-/* Run sql as the extension owner; returns SPI_processed.  Caller is in SPI. */
-static uint64
-run_internal(const char *sql, int nargs, Oid *types, Datum *args, int expect)
-{
-	int			rc = catalog_execute_as_owner(sql, nargs, types, args, NULL);
-
-	if (rc != expect)
-		elog(ERROR, "para_sync sync-name statement failed: %s", SPI_result_code_string(rc));
-	return SPI_processed;
-}
-
-static Oid
-result_owner(void)
-{
-	bool		isnull;
-
-	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull));
-}
 
 static void
 not_name_owner(const char *sync_name, Oid owner)
@@ -92,24 +75,12 @@ not_name_owner(const char *sync_name, Oid owner)
  * commit.  Caller is connected to SPI.
  */
 void
-sync_name_claim(const char *sync_name, Oid table_owner)
+sync_names_claim(const char *sync_name, Oid table_owner)
 {
-	Oid			types[2] = {TEXTOID, OIDOID};
-	Datum		args[2];
 	Oid			owner;
 
 	require_updated_schema();
-	args[0] = CStringGetTextDatum(sync_name);
-	args[1] = ObjectIdGetDatum(table_owner);
-	run_internal("INSERT INTO para_sync.sync_names (sync_name, owner)"
-				 " VALUES ($1, $2::pg_catalog.regrole)"
-				 " ON CONFLICT (sync_name) DO NOTHING",
-				 2, types, args, SPI_OK_INSERT);
-	if (run_internal("SELECT n.owner::pg_catalog.oid FROM para_sync.sync_names n"
-					 " WHERE n.sync_name OPERATOR(pg_catalog.=) $1 FOR SHARE",
-					 1, types, args, SPI_OK_SELECT) != 1)
-		elog(ERROR, "sync name \"%s\" vanished while it was claimed", sync_name);
-	owner = result_owner();
+	owner = registry_sync_name_claim(sync_name, table_owner);
 	if (!has_privs_of_role(GetUserId(), owner))
 		not_name_owner(sync_name, owner);
 }
@@ -124,29 +95,21 @@ Datum
 para_sync_release_sync_name(PG_FUNCTION_ARGS)
 {
 	char	   *sync_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Oid			types[1] = {TEXTOID};
-	Datum		args[1];
 	Oid			owner;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	require_updated_schema();
-	args[0] = PG_GETARG_DATUM(0);
 	/* delete first: waits for a concurrent sync_table() of the name */
-	if (run_internal("DELETE FROM para_sync.sync_names n"
-					 " WHERE n.sync_name OPERATOR(pg_catalog.=) $1"
-					 " RETURNING n.owner::pg_catalog.oid",
-					 1, types, args, SPI_OK_DELETE_RETURNING) != 1)
+	owner = registry_sync_name_release(sync_name);
+	if (!OidIsValid(owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("sync name \"%s\" is not claimed", sync_name),
 				 errhint("See para_sync.sync_names for the claimed sync names.")));
-	owner = result_owner();
 	if (!has_privs_of_role(GetUserId(), owner))
 		not_name_owner(sync_name, owner);
-	if (run_internal("SELECT 1 FROM para_sync.tables t"
-					 " WHERE t.sync_name OPERATOR(pg_catalog.=) $1",
-					 1, types, args, SPI_OK_SELECT) > 0)
+	if (registry_sync_name_in_use(sync_name))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("sync name \"%s\" is in use", sync_name),
@@ -187,6 +150,27 @@ role_oids(List *roles)
 	return construct_array(oids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT);
 }
 
+/* The detail's list of names: the first ten, and how many more. */
+static char *
+names_listed(List *names)
+{
+	StringInfoData out;
+	ListCell   *lc;
+
+	initStringInfo(&out);
+	foreach(lc, names)
+	{
+		if (foreach_current_index(lc) == 10)
+			break;
+		appendStringInfo(&out, "%s\"%s\"", foreach_current_index(lc) > 0 ? ", " : "",
+						 (char *) lfirst(lc));
+	}
+	if (list_length(names) > 10)
+		appendStringInfo(&out, " and %llu more",
+						 (unsigned long long) (list_length(names) - 10));
+	return out.data;
+}
+
 /* DROP ROLE: refused while a role owns sync names here. */
 static void
 check_drop_role(DropRoleStmt *stmt)
@@ -198,36 +182,23 @@ check_drop_role(DropRoleStmt *stmt)
 	foreach(lc, stmt->roles)
 	{
 		RoleSpec   *rs = lfirst(lc);
-		Oid			types[1] = {OIDOID};
-		Datum		args[1];
 		Oid			role;
-		uint64		n;
-		StringInfoData names;
+		List	   *names;
 
 		if (rs->roletype != ROLESPEC_CSTRING)
 			continue;			/* PostgreSQL refuses CURRENT_USER etc. */
 		role = get_role_oid(rs->rolename, true);
 		if (!OidIsValid(role))
 			continue;
-		args[0] = ObjectIdGetDatum(role);
-		n = run_internal("SELECT n.sync_name FROM para_sync.sync_names n"
-						 " WHERE n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
-						 " ORDER BY n.sync_name",
-						 1, types, args, SPI_OK_SELECT);
-		if (n == 0)
+		names = registry_sync_names_of_role(role);
+		if (names == NIL)
 			continue;
-		initStringInfo(&names);
-		for (uint64 i = 0; i < n && i < 10; i++)
-			appendStringInfo(&names, "%s\"%s\"", i > 0 ? ", " : "",
-							 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		if (n > 10)
-			appendStringInfo(&names, " and %llu more", (unsigned long long) (n - 10));
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("role \"%s\" cannot be dropped because some objects depend on it",
 						rs->rolename),
 				 errdetail("owner of para_sync sync names %s in database \"%s\"",
-						   names.data, get_database_name(MyDatabaseId)),
+						   names_listed(names), get_database_name(MyDatabaseId)),
 				 errhint("Pass them to another role with REASSIGN OWNED BY %s TO ..., release them with DROP OWNED BY %s or para_sync.release_sync_name(), in every database where the role owns sync names.",
 						 quote_identifier(rs->rolename), quote_identifier(rs->rolename))));
 	}
@@ -238,16 +209,12 @@ check_drop_role(DropRoleStmt *stmt)
 static void
 follow_reassign_owned(ReassignOwnedStmt *stmt)
 {
-	Oid			types[2] = {OIDOID, OIDARRAYOID};
-	Datum		args[2];
+	Oid			new_owner = get_rolespec_oid(stmt->newrole, false);
+	ArrayType  *roles = role_oids(stmt->roles);
 
-	args[0] = ObjectIdGetDatum(get_rolespec_oid(stmt->newrole, false));
-	args[1] = PointerGetDatum(role_oids(stmt->roles));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	run_internal("UPDATE para_sync.sync_names n SET owner = $1::pg_catalog.regrole"
-				 " WHERE n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)",
-				 2, types, args, SPI_OK_UPDATE);
+	registry_sync_names_reassign(roles, new_owner);
 	SPI_finish();
 }
 
@@ -259,21 +226,11 @@ follow_reassign_owned(ReassignOwnedStmt *stmt)
 static void
 follow_drop_owned(DropOwnedStmt *stmt)
 {
-	Oid			types[1] = {OIDARRAYOID};
-	Datum		args[1];
+	ArrayType  *roles = role_oids(stmt->roles);
 
-	args[0] = PointerGetDatum(role_oids(stmt->roles));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	run_internal("UPDATE para_sync.sync_names n SET owner = c.relowner::pg_catalog.regrole"
-				 " FROM para_sync.tables t, pg_catalog.pg_class c"
-				 " WHERE t.sync_name OPERATOR(pg_catalog.=) n.sync_name"
-				 "   AND c.oid OPERATOR(pg_catalog.=) t.relid::pg_catalog.oid"
-				 "   AND n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1)",
-				 1, types, args, SPI_OK_UPDATE);
-	run_internal("DELETE FROM para_sync.sync_names n"
-				 " WHERE n.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1)",
-				 1, types, args, SPI_OK_DELETE);
+	registry_sync_names_drop_owned(roles);
 	SPI_finish();
 }
 

@@ -1,7 +1,8 @@
 /*
  * table_cache.c — per-backend cache of what para_sync knows about a synced
  * table: its sync name, schema version, subject layout and excluded columns
- * (from the registry, para_sync.tables), the synced columns with their value
+ * (from the registry, para_sync.tables, read by registry.c's
+ * registry_lookup()), the synced columns with their value
  * codecs, and the primary-key columns.
  *
  * The capture trigger runs once per changed row, so everything that needs a
@@ -20,7 +21,6 @@
 #include "access/genam.h"
 #include "access/relation.h"
 #include "access/stratnum.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -31,7 +31,6 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 typedef struct CacheEntry
@@ -42,9 +41,6 @@ typedef struct CacheEntry
 } CacheEntry;
 
 static HTAB *table_cache = NULL;
-static Oid	registry_relid = InvalidOid;	/* para_sync.tables, when planned */
-static Oid	planned_outbox = InvalidOid;	/* para_sync.outbox, when planned */
-static bool registry_plan_stale = false;	/* para_sync.tables was altered */
 
 static void
 invalidate_entry(CacheEntry *entry)
@@ -59,8 +55,6 @@ table_cache_relcache_callback(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	CacheEntry *entry;
 
-	if (relid == registry_relid || relid == planned_outbox || !OidIsValid(relid))
-		registry_plan_stale = true;
 	if (table_cache == NULL)
 		return;
 	if (OidIsValid(relid))
@@ -151,7 +145,7 @@ codec_init(ValueCodec *codec, Oid typid, MemoryContext cxt)
 		return;
 	}
 	/* citext and other base types stored as text (never decided by name) */
-	if (type_is_text_like(base))
+	if (type_trust_is_text_like(base))
 	{
 		codec->kind = VK_TEXT;
 		return;
@@ -224,7 +218,7 @@ load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
 		bool		is_varlena;
 
 		/* a key type ALTERed in after tagging is refused here too */
-		key_type_check(rel, index, i);
+		type_trust_check_key(rel, index, i);
 		key->attnum = index->rd_index->indkey.values[i];
 		att = TupleDescAttr(desc, key->attnum - 1);
 		key->typid = att->atttypid;
@@ -245,90 +239,28 @@ load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
 	index_close(index, AccessShareLock);
 }
 
-static SPIPlanPtr registry_plan = NULL;
-
 /*
- * The registry look-up.  Under the 0.1 schema (outbox_append.c tells), the
- * registry has no subject_layout and reads as layout 'key'; an ALTER of the
- * registry or the outbox (the update adding the columns) makes us plan
- * again.
- */
-static SPIPlanPtr
-registry_lookup_plan(void)
-{
-	Oid			types[1] = {OIDOID};
-	Oid			nsp;
-	bool		has_layout;
-	const StoreRelations *rels;
-
-	if (registry_plan != NULL && !registry_plan_stale)
-		return registry_plan;
-	if (registry_plan != NULL)
-		SPI_freeplan(registry_plan);
-	registry_plan = NULL;
-	registry_plan_stale = false;
-	nsp = get_namespace_oid("para_sync", false);
-	registry_relid = get_relname_relid("tables", nsp);
-	rels = store_relations();
-	planned_outbox = rels->outbox;
-	has_layout = !rels->legacy_schema;
-	registry_plan = SPI_prepare(has_layout ?
-								"SELECT t.sync_name, t.schema_version, t.exclude_columns,"
-								" t.subject_layout OPERATOR(pg_catalog.=) 'table'"
-								" FROM para_sync.tables t"
-								" WHERE t.relid OPERATOR(pg_catalog.=) $1" :
-								"SELECT t.sync_name, t.schema_version, t.exclude_columns,"
-								" false"
-								" FROM para_sync.tables t"
-								" WHERE t.relid OPERATOR(pg_catalog.=) $1", 1, types);
-	if (registry_plan == NULL || SPI_keepplan(registry_plan) != 0)
-		elog(ERROR, "could not prepare para_sync registry look-up");
-	return registry_plan;
-}
-
-/*
- * Read the registry row of rel into table (name, version) and return its
- * excluded columns (valid until SPI_finish).  Caller is connected to SPI.
+ * Read the registry row of rel (registry.c) into table (name, version,
+ * layout) and return its excluded columns (valid until SPI_finish).  Caller
+ * is connected to SPI.
  */
 static void
 load_registration(SyncedTable *table, Relation rel, MemoryContext cxt,
 				  Datum **excluded, int *nexcluded)
 {
-	Datum		arg = ObjectIdGetDatum(RelationGetRelid(rel));
-	OwnerSwitch sw;
-	int			rc;
-	bool		isnull;
-	HeapTuple	row;
-	TupleDesc	desc;
-	SPIPlanPtr	plan;
+	Registration *reg = registry_lookup(RelationGetRelid(rel));
 
-	plan = registry_lookup_plan();
-	become_internal_owner(&sw);
-	/*
-	 * A fresh snapshot, as for sequences: a REPEATABLE READ writer must see
-	 * the registry as of the catalogs it was just invalidated by (e.g. an
-	 * excluded column renamed by a transaction that committed after its
-	 * snapshot was taken).
-	 */
-	rc = SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(),
-							  InvalidSnapshot, true, false, 1);
-	restore_user(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed != 1)
+	if (reg == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced", RelationGetRelationName(rel)),
 				 errdetail("A para_sync capture trigger is attached to a table that is not in para_sync.tables."),
 				 errhint("Tag the table with para_sync.sync_table(), or drop the trigger.")));
-	row = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	table->sync_name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull)));
-	table->schema_version = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
-	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(row, desc, 3, &isnull)),
-					  TEXTOID, -1, false, TYPALIGN_INT, excluded, NULL, nexcluded);
-	table->subject_layout = DatumGetBool(SPI_getbinval(row, desc, 4, &isnull)) ?
-		PSYNC_LAYOUT_TABLE : PSYNC_LAYOUT_KEY;
+	table->sync_name = MemoryContextStrdup(cxt, reg->sync_name);
+	table->schema_version = MemoryContextStrdup(cxt, reg->schema_version);
+	deconstruct_array(reg->excluded, TEXTOID, -1, false, TYPALIGN_INT,
+					  excluded, NULL, nexcluded);
+	table->subject_layout = reg->layout;
 }
 
 static SyncedTable *

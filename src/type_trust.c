@@ -73,7 +73,7 @@ function_is_builtin(Oid fn, PGFunction addr)
  * composite or range a user made under any name never qualifies.
  */
 bool
-type_is_text_like(Oid base)
+type_trust_is_text_like(Oid base)
 {
 	HeapTuple	tup;
 	Form_pg_type typ;
@@ -169,7 +169,7 @@ key_type_problem(Relation rel, Relation index, int keyno, Oid *typid)
 
 /* Can key column keyno of primary-key index `index` of rel key objects? */
 bool
-key_type_ok(Relation rel, Relation index, int keyno)
+type_trust_key_ok(Relation rel, Relation index, int keyno)
 {
 	Oid			typid;
 
@@ -178,7 +178,7 @@ key_type_ok(Relation rel, Relation index, int keyno)
 
 /* The same, as an error with what to do. */
 void
-key_type_check(Relation rel, Relation index, int keyno)
+type_trust_check_key(Relation rel, Relation index, int keyno)
 {
 	Oid			typid = InvalidOid;
 	const char *problem = key_type_problem(rel, index, keyno, &typid);
@@ -258,7 +258,7 @@ type_prints_matching(Oid typid, TypeMatch match, Oid target)
  * dropped from a composite type, changes such values' text.
  */
 bool
-type_prints_type(Oid typid, Oid target)
+type_trust_prints_type(Oid typid, Oid target)
 {
 	return type_prints_matching(typid, is_target, target);
 }
@@ -300,7 +300,7 @@ names_catalog_object(Oid base, Oid unused)
  * snapshot() with no envelope.  excluded: text[] of excluded column names.
  */
 void
-synced_columns_type_check(Relation rel, ArrayType *excluded)
+type_trust_check_columns(Relation rel, ArrayType *excluded)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	Datum	   *names;
@@ -347,34 +347,30 @@ PG_FUNCTION_INFO_V1(para_sync_refuse_catalog_name_columns);
 Datum
 para_sync_refuse_catalog_name_columns(PG_FUNCTION_ARGS)
 {
-	OwnerSwitch sw;
-	int			rc;
+	uint64		n;
+	Oid		   *relids;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	become_internal_owner(&sw);
-	rc = SPI_execute("SELECT t.relid::pg_catalog.oid, t.exclude_columns FROM para_sync.tables t",
-					 true, 0);
-	restore_user(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "para_sync registry read failed: %s", SPI_result_code_string(rc));
-	for (uint64 i = 0; i < SPI_processed; i++)
+	relids = registry_synced_relids(&n);
+	for (uint64 i = 0; i < n; i++)
 	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		bool		isnull;
-		Oid			relid = DatumGetObjectId(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
-		ArrayType  *excluded = DatumGetArrayTypeP(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
-		Relation	rel = try_relation_open(relid, AccessShareLock);
+		Relation	rel = try_relation_open(relids[i], AccessShareLock);
+		Registration *reg = rel ? registry_get(relids[i]) : NULL;
 		ErrorContextCallback callback;
 
-		if (rel == NULL)
+		if (reg == NULL)
+		{
+			if (rel)
+				relation_close(rel, AccessShareLock);
 			continue;
+		}
 		callback.callback = update_check_context;
 		callback.arg = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												  RelationGetRelationName(rel));
 		callback.previous = error_context_stack;
 		error_context_stack = &callback;
-		synced_columns_type_check(rel, excluded);
+		type_trust_check_columns(rel, reg->excluded);
 		error_context_stack = callback.previous;
 		relation_close(rel, AccessShareLock);
 	}
