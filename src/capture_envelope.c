@@ -41,7 +41,7 @@ envelope_build(const char *key, int key_len, StringInfo value,
 	env.op = op;
 	env.has_txid = has_txid;
 	env.txid = txid;
-	if (psync_envelope_encode(&env, row_encode_buffer_write, &out) != 0)
+	if (psync_envelope_encode(&env, mp_sink_stringinfo, &out) != 0)
 		elog(ERROR, "could not encode para_sync envelope");
 	SET_VARSIZE(out.data, out.len);
 	return (bytea *) out.data;

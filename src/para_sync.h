@@ -22,6 +22,9 @@
 #include "para_sync/envelope.h"
 #include "para_sync/key.h"
 
+/* every server-side MessagePack writer appends through mp_sink_stringinfo() */
+#include "mp_sink.h"
+
 /* ---- settings.c: every para_sync.* setting, defined by _PG_init */
 
 extern void settings_init(void);
@@ -112,7 +115,6 @@ extern void json_encode_jsonb(struct msgpack_packer *pk, Datum value, int depth)
 
 /* ---- row_encode.c: datum → MessagePack (docs/protocol.md, "Value mapping") */
 
-extern int	row_encode_buffer_write(void *data, const char *bytes, size_t len);
 extern void row_encode_values(StringInfo buf, SyncedTable *table,
 							  Datum *values, bool *nulls);
 
