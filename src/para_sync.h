@@ -182,6 +182,11 @@ extern bool sequence_cache_check;
 extern int64 sequence_store_next(const char *key, int key_len,
 								 HeapTuple replaced);
 
+/* ---- outbox_backlog.c: what waits in the outbox (the publisher's count: publisher.h) */
+
+/* DROP EXTENSION: envelopes queued?  objects the counters number?  (in SPI) */
+extern void outbox_backlog_at_drop(bool *queued, int64 *objects);
+
 /* ---- seq_cache.c: shared-memory cache of each object's last sequence */
 
 /* Which store an entry belongs to (database, outbox, counters' file). */
