@@ -2,8 +2,11 @@
  * capture_envelope.c — envelope_build: every envelope the server writes
  * (capture.c's outbox rows, table_event.c's reload, snapshot() and
  * snapshot_table()) is built here, around a value map from row_encode.c,
- * by the shared codec (src/common/envelope.c).  Its key is checked here, by
- * the validator libparasync uses (src/common/key_escape.c).
+ * by the shared codec (src/common/envelope.c), into a StringInfo
+ * (mp_sink.h).  Its key is checked here, by the validator libparasync uses
+ * (src/common/key_escape.c).  The one envelope built elsewhere is the
+ * publisher's op refetch stand-in for an envelope too large to send
+ * (publisher_batch.c), made from an outbox row's key and sequence.
  */
 #include "para_sync.h"
 

@@ -398,8 +398,8 @@ registration_read(HeapTuple row, TupleDesc desc, MemoryContext cxt)
 }
 
 /*
- * The registry row of relid, or NULL (ddl_guard.c).  Caller is connected to
- * SPI.
+ * The registry row of relid, or NULL (the DDL guard, ddl_guard*.c, and
+ * type_trust.c).  Caller is connected to SPI.
  */
 Registration *
 registry_get(Oid relid)

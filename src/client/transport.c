@@ -6,7 +6,7 @@
  * event, in subscription order; a handler added during delivery does not;
  * unsubscribe is idempotent (ids are never reused) and, once it returns, the
  * handler is neither running on another thread nor called again; a key with
- * no subscribers is removed at once (key_count()).
+ * no subscribers is removed at once (psync_transport_key_count()).
  *
  * Delivery takes the lock twice (snapshot the handlers, pinning their
  * memory; unpin them) and never while a handler runs, so handlers may
