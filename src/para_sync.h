@@ -237,6 +237,14 @@ extern void lifecycle_announce_rows(Relation rel);
 
 extern void registry_init(void);
 
+/* the writes of registry_write.c's SQL functions (in SPI) */
+extern bool registry_relid_taken(Oid relid);
+extern bool registry_name_taken(text *name);
+extern void registry_insert(Oid relid, text *name, text *version, Datum excluded);
+extern uint64 registry_set_version(Oid relid, text *version);
+extern uint64 registry_set_layout(Oid relid, Datum layout);
+extern uint64 registry_delete(Oid relid);
+
 /* The relids of every synced table, into *n.  Caller is connected to SPI. */
 extern Oid *registry_synced_relids(uint64 *n);
 extern bool registry_table_is_synced(Oid relid);
@@ -276,6 +284,9 @@ extern bool registry_sync_name_in_use(const char *sync_name);
 extern List *registry_sync_names_of_role(Oid role);
 extern void registry_sync_names_reassign(ArrayType *roles, Oid new_owner);
 extern void registry_sync_names_drop_owned(ArrayType *roles);
+
+/* ---- registry_write.c: sync_table(), set_schema_version(), set_subject_layout(),
+ * unsync_table() (SQL functions only) */
 
 /* ---- registry_check.c: may this table be synced? */
 
