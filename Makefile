@@ -30,6 +30,7 @@ OBJS = \
 	src/table_event.o \
 	src/snapshot.o \
 	src/registry.o \
+	src/registry_write.o \
 	src/registry_check.o \
 	src/sync_names.o \
 	src/lifecycle.o \

@@ -2,8 +2,11 @@
  * capture_envelope.c — envelope_build: every envelope the server writes
  * (capture.c's outbox rows, table_event.c's reload, snapshot() and
  * snapshot_table()) is built here, around a value map from row_encode.c,
- * by the shared codec (src/common/envelope.c).  Its key is checked here, by
- * the validator libparasync uses (src/common/key_escape.c).
+ * by the shared codec (src/common/envelope.c), into a StringInfo
+ * (mp_sink.h).  Its key is checked here, by the validator libparasync uses
+ * (src/common/key_escape.c).  The one envelope built elsewhere is the
+ * publisher's op refetch stand-in for an envelope too large to send
+ * (publisher_batch.c), made from an outbox row's key and sequence.
  */
 #include "para_sync.h"
 
@@ -41,7 +44,7 @@ envelope_build(const char *key, int key_len, StringInfo value,
 	env.op = op;
 	env.has_txid = has_txid;
 	env.txid = txid;
-	if (psync_envelope_encode(&env, row_encode_buffer_write, &out) != 0)
+	if (psync_envelope_encode(&env, mp_sink_stringinfo, &out) != 0)
 		elog(ERROR, "could not encode para_sync envelope");
 	SET_VARSIZE(out.data, out.len);
 	return (bytea *) out.data;

@@ -4,7 +4,8 @@
  * At ddl_command_start: DROP TRIGGER of para_sync's trigger and DROP INDEX
  * of the primary key of a synced table are refused, and DROP EXTENSION /
  * DROP SCHEMA para_sync while tables are synced or envelopes unpublished
- * (with a warning that every object's last sequence goes).  At sql_drop: a
+ * (with a warning that every object's last sequence goes; the outbox and
+ * the counters are counted by outbox_backlog.c).  At sql_drop: a
  * dropped excluded column leaves the exclusion list, a dropped synced
  * column bumps schema_version, and a drop that took the primary key with
  * it is refused.  (Dropping whole synced tables is lifecycle.c's.)
@@ -34,43 +35,25 @@ owner_table(List *names, char **object)
 	return ddl_guard_resolve(makeRangeVarFromNameList(relname));
 }
 
-/*
- * Does the outbox hold envelopes (*backlog 1, else 0), and how many objects'
- * last sequences do the counters keep?  Caller is connected to SPI.
- */
-static void
-store_state(int64 *backlog, int64 *counters)
-{
-	bool		isnull;
-
-	if (catalog_execute_as_owner("SELECT (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM para_sync.outbox LIMIT 1) o),"
-								 " (SELECT pg_catalog.count(*) FROM para_sync.counters c"
-								 "   WHERE pg_catalog.strpos(c.key, ':') OPERATOR(pg_catalog.>) 0)",
-								 0, NULL, NULL, NULL) != SPI_OK_SELECT)
-		elog(ERROR, "para_sync outbox look-up failed");
-	*backlog = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*counters = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-}
-
 /* DROP EXTENSION / DROP SCHEMA para_sync */
 static void
 guard_drop_extension(void)
 {
 	int64		tables,
-				backlog,
 				counters;
+	bool		backlog;
 
 	if (!OidIsValid(get_extension_oid("para_sync", true)))
 		return;
 	tables = registry_count();
-	store_state(&backlog, &counters);
+	outbox_backlog_at_drop(&backlog, &counters);
 	if (tables > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("cannot drop extension para_sync while %lld tables are synced", (long long) tables),
 				 errdetail("Their changes would stop being captured and every object's sequence would restart at 1, which clients ignore as stale."),
 				 errhint("Call para_sync.unsync_table() for each table in para_sync.synced_tables first.")));
-	if (backlog > 0)
+	if (backlog)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("cannot drop extension para_sync while envelopes are unpublished"),

@@ -13,7 +13,7 @@
  * once the table is gone, untagged or empty: value nil at the key's last
  * sequence.
  *
- *   unsync_table()   registry.c calls lifecycle_retire_rows() before it
+ *   unsync_table()   registry_write.c calls lifecycle_retire_rows() before it
  *                    removes the registry row (under ShareRowExclusiveLock).
  *   TRUNCATE         a BEFORE TRUNCATE statement trigger; TRUNCATE already
  *                    holds ACCESS EXCLUSIVE on every table it empties.

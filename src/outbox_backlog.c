@@ -7,7 +7,9 @@
  * outbox_backlog_refresh(), in the worker's short transaction) and by the
  * para_sync.status view while no worker runs (publisher_status.c).  It
  * reads the outbox through SPI: a count(*) costs time in proportion to the
- * backlog, which is why its callers ration it.
+ * backlog, which is why its callers ration it.  And DROP EXTENSION's
+ * check (ddl_guard_drop.c): is the outbox empty, how many objects' last
+ * sequences would the drop discard (outbox_backlog_at_drop()).
  *
  * The outbox family: outbox_append.c (sequences, append, counters),
  * outbox_consume.c (read, remove), outbox_backlog.c (count),
@@ -62,6 +64,26 @@ outbox_backlog_forget_plan(void)
 	if (backlog_plan != NULL)
 		SPI_freeplan(backlog_plan);
 	backlog_plan = NULL;
+}
+
+/*
+ * DROP EXTENSION's question (ddl_guard_drop.c): does the outbox hold
+ * envelopes, and how many objects' last sequences do the counters keep
+ * (objects only: a sync name's own counter numbers its table events)?  As
+ * the extension owner; caller is connected to SPI.
+ */
+void
+outbox_backlog_at_drop(bool *queued, int64 *objects)
+{
+	bool		isnull;
+
+	if (catalog_execute_as_owner("SELECT (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM para_sync.outbox LIMIT 1) o),"
+								 " (SELECT pg_catalog.count(*) FROM para_sync.counters c"
+								 "   WHERE pg_catalog.strpos(c.key, ':') OPERATOR(pg_catalog.>) 0)",
+								 0, NULL, NULL, NULL) != SPI_OK_SELECT)
+		elog(ERROR, "para_sync outbox look-up failed");
+	*queued = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) > 0;
+	*objects = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 }
 
 /* ---- the publisher's measurements, for para_sync.status */

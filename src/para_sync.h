@@ -22,6 +22,9 @@
 #include "para_sync/envelope.h"
 #include "para_sync/key.h"
 
+/* every server-side MessagePack writer appends through mp_sink_stringinfo() */
+#include "mp_sink.h"
+
 /* ---- settings.c: every para_sync.* setting, defined by _PG_init */
 
 extern void settings_init(void);
@@ -112,7 +115,6 @@ extern void json_encode_jsonb(struct msgpack_packer *pk, Datum value, int depth)
 
 /* ---- row_encode.c: datum → MessagePack (docs/protocol.md, "Value mapping") */
 
-extern int	row_encode_buffer_write(void *data, const char *bytes, size_t len);
 extern void row_encode_values(StringInfo buf, SyncedTable *table,
 							  Datum *values, bool *nulls);
 
@@ -180,6 +182,11 @@ extern bool sequence_cache_check;
 extern int64 sequence_store_next(const char *key, int key_len,
 								 HeapTuple replaced);
 
+/* ---- outbox_backlog.c: what waits in the outbox (the publisher's count: publisher.h) */
+
+/* DROP EXTENSION: envelopes queued?  objects the counters number?  (in SPI) */
+extern void outbox_backlog_at_drop(bool *queued, int64 *objects);
+
 /* ---- seq_cache.c: shared-memory cache of each object's last sequence */
 
 /* Which store an entry belongs to (database, outbox, counters' file). */
@@ -230,6 +237,14 @@ extern void lifecycle_announce_rows(Relation rel);
 
 extern void registry_init(void);
 
+/* the writes of registry_write.c's SQL functions (in SPI) */
+extern bool registry_relid_taken(Oid relid);
+extern bool registry_name_taken(text *name);
+extern void registry_insert(Oid relid, text *name, text *version, Datum excluded);
+extern uint64 registry_set_version(Oid relid, text *version);
+extern uint64 registry_set_layout(Oid relid, Datum layout);
+extern uint64 registry_delete(Oid relid);
+
 /* The relids of every synced table, into *n.  Caller is connected to SPI. */
 extern Oid *registry_synced_relids(uint64 *n);
 extern bool registry_table_is_synced(Oid relid);
@@ -269,6 +284,9 @@ extern bool registry_sync_name_in_use(const char *sync_name);
 extern List *registry_sync_names_of_role(Oid role);
 extern void registry_sync_names_reassign(ArrayType *roles, Oid new_owner);
 extern void registry_sync_names_drop_owned(ArrayType *roles);
+
+/* ---- registry_write.c: sync_table(), set_schema_version(), set_subject_layout(),
+ * unsync_table() (SQL functions only) */
 
 /* ---- registry_check.c: may this table be synced? */
 

@@ -253,7 +253,7 @@ publisher_batch_shrink(Batch *b)
 		refetch.has_txid = true;
 		refetch.txid = (uint64) m->txid;
 		initStringInfo(&out);
-		if (psync_envelope_encode(&refetch, row_encode_buffer_write, &out) != 0)
+		if (psync_envelope_encode(&refetch, mp_sink_stringinfo, &out) != 0)
 			elog(ERROR, "para_sync publisher: could not encode a refetch envelope");
 		m->data = out.data;
 		m->len = out.len;

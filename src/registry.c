@@ -1,29 +1,22 @@
 /*
  * registry.c — the registry: every statement on para_sync.tables and
- * para_sync.sync_names, and the writes behind sync_table(),
- * set_schema_version(), set_subject_layout() and unsync_table().
+ * para_sync.sync_names, run as the extension owner (catalog.c).
  *
- * These C functions run with the caller's rights and first check that the
- * caller owns the table (registry_check.c, which also says which tables may
- * be synced; and, for a new sync name, that the caller may use it:
- * sync_names.c); unsync publishes a delete for every row first
- * (lifecycle.c); only then do they write para_sync.tables, as the
- * extension owner (catalog.c).  That keeps the SQL wrappers SECURITY
- * INVOKER (so the caller's own identity is what is checked) while table
- * owners need no privilege on para_sync's tables.
+ * First the writes behind sync_table(), set_schema_version(),
+ * set_subject_layout() and unsync_table(), whose SQL functions and checks
+ * are registry_write.c's.  Then the registry's reads and writes for the
+ * rest of the extension, each section headed by its users: the DDL guard
+ * (ddl_guard*.c), DROP TABLE and TRUNCATE (lifecycle.c), snapshot(), DROP
+ * EXTENSION, the capture trigger's cache (table_cache.c, with a prepared
+ * plan re-planned when the registry or the outbox is altered), the
+ * sql_drop check of dropped tables (lifecycle.c), and the sync names'
+ * owners (sync_names.c decides, these functions read and write).
  *
- * Then the registry's reads and writes for the rest of the extension, each
- * section headed by its users: the DDL guard (ddl_guard*.c), DROP TABLE and
- * TRUNCATE (lifecycle.c), snapshot(), DROP EXTENSION, the capture trigger's
- * cache (table_cache.c, with a prepared plan re-planned when the registry
- * or the outbox is altered), the sql_drop check of dropped tables
- * (lifecycle.c), and the sync names' owners (sync_names.c decides, these
- * functions read and write).
+ * A leaf of the registry's modules: it calls none of registry_write.c,
+ * registry_check.c, sync_names.c or lifecycle.c, which call it.
  */
 #include "para_sync.h"
 
-#include "access/relation.h"
-#include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "executor/spi.h"
@@ -34,14 +27,10 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-PG_FUNCTION_INFO_V1(para_sync_registry_write);
-PG_FUNCTION_INFO_V1(para_sync_set_subject_layout);
-
-/* ---- writes: sync_table(), set_schema_version(), set_subject_layout(), unsync_table() */
+/* ---- writes: sync_table(), set_schema_version(), set_subject_layout(), unsync_table() (registry_write.c) */
 
 /*
  * Run sql with args as the extension owner; returns SPI_processed.  Any
@@ -57,228 +46,80 @@ run_as_owner(const char *sql, int nargs, Oid *types, Datum *args, int expect)
 	return SPI_processed;
 }
 
-/*
- * Registered means captured: the capture and TRUNCATE triggers are created
- * here, with the registration, firing ALWAYS (replica mode and logical
- * replication apply are captured too), so that no caller of the registry
- * functions can leave a table registered but uncaptured.  As the caller,
- * who owns the table; called once the table is no longer open here
- * (ALTER TABLE refuses a table in use), still locked.
- */
-static void
-install_capture_triggers(Oid relid)
+/* Is relid in para_sync.tables?  Caller is connected to SPI. */
+bool
+registry_relid_taken(Oid relid)
 {
-	Oid			types[1] = {REGCLASSOID};
+	Oid			types[1] = {OIDOID};
 	Datum		args[1] = {ObjectIdGetDatum(relid)};
-	char	   *qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-												   get_rel_name(relid));
-	const char *const triggers[] = {"para_sync_capture", "para_sync_no_truncate"};
 
-	if (SPI_execute_with_args("SELECT para_sync.install_triggers($1)", 1, types, args,
-							  NULL, false, 0) < 0)
-		elog(ERROR, "para_sync could not create the triggers of %s", qname);
-	for (int i = 0; i < lengthof(triggers); i++)
-		if (SPI_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", qname, triggers[i]),
-						false, 0) < 0)
-			elog(ERROR, "para_sync could not enable trigger %s of %s", triggers[i], qname);
+	return run_as_owner("SELECT 1 FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
+						1, types, args, SPI_OK_SELECT) > 0;
 }
 
-static void
-require_schema_version(text *version)
+/* Is a table synced under name?  Caller is connected to SPI. */
+bool
+registry_name_taken(text *name)
 {
-	if (version == NULL || VARSIZE_ANY_EXHDR(version) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("schema_version must not be empty")));
-	/* every envelope carries it, and clients refuse longer ones */
-	if (VARSIZE_ANY_EXHDR(version) > PSYNC_MAX_SCHEMA_VERSION_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("schema_version is too long (%d bytes)",
-						(int) VARSIZE_ANY_EXHDR(version)),
-				 errdetail("A schema_version is at most %d bytes.",
-						   PSYNC_MAX_SCHEMA_VERSION_LEN),
-				 errhint("Use a short version label such as '3.1'.")));
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {PointerGetDatum(name)};
+
+	return run_as_owner("SELECT 1 FROM para_sync.tables WHERE sync_name OPERATOR(pg_catalog.=) $1",
+						1, types, args, SPI_OK_SELECT) > 0;
 }
 
-static void
-not_synced(Relation rel)
+/* sync_table()'s row.  Caller is connected to SPI. */
+void
+registry_insert(Oid relid, text *name, text *version, Datum excluded)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("table \"%s\" is not synced", RelationGetRelationName(rel)),
-			 errhint("See para_sync.synced_tables for the synced tables.")));
-}
-
-static void
-registry_insert(Relation rel, text *name, text *version, Datum excluded)
-{
-	char	   *sync_name = text_to_cstring(name);
 	Oid			types[4] = {OIDOID, TEXTOID, TEXTOID, TEXTARRAYOID};
 	Datum		args[4];
 
-	/* the same checks as check_syncable(), for callers that skipped it */
-	require_updated_schema();
-	registry_check_table(rel, DatumGetArrayTypeP(excluded));
-
-	if (!psync_sync_name_is_valid(sync_name, strlen(sync_name)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid sync name \"%s\"", sync_name),
-				 errhint("A sync name is 1 to 63 characters of A-Z, a-z, 0-9, \"_\" and \"-\"; pass name => '...' to choose one.")));
-	require_schema_version(version);
-
-	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	args[0] = ObjectIdGetDatum(relid);
 	args[1] = PointerGetDatum(name);
-	if (run_as_owner("SELECT 1 FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
-					 1, types, args, SPI_OK_SELECT) > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("table \"%s\" is already synced", RelationGetRelationName(rel)),
-				 errhint("Use para_sync.set_schema_version() to change its schema version, or para_sync.unsync_table() first.")));
-	if (run_as_owner("SELECT 1 FROM para_sync.tables WHERE sync_name OPERATOR(pg_catalog.=) $1",
-					 1, types + 1, args + 1, SPI_OK_SELECT) > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("sync name \"%s\" is already in use", sync_name),
-				 errhint("Pass name => '...' to sync_table() to choose another sync name.")));
-
-	/* the name stays bound to whoever claimed it first */
-	sync_names_claim(sync_name, rel->rd_rel->relowner);
-
 	args[2] = PointerGetDatum(version);
 	args[3] = excluded;
 	run_as_owner("INSERT INTO para_sync.tables (relid, sync_name, schema_version, exclude_columns)"
 				 " VALUES ($1, $2, $3, $4)", 4, types, args, SPI_OK_INSERT);
-
-	/* rows whose keys were published before get their content again */
-	CacheInvalidateRelcache(rel);
-	CommandCounterIncrement();
-	lifecycle_announce_rows(rel);
 }
 
-/* set_schema_version(): the table's new schema_version. */
-static void
-registry_set_version(Relation rel, text *version)
+/* set_schema_version(); returns the rows updated (0: not synced).  In SPI. */
+uint64
+registry_set_version(Oid relid, text *version)
 {
 	Oid			types[2] = {OIDOID, TEXTOID};
 	Datum		args[2];
 
-	require_schema_version(version);
-	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	args[0] = ObjectIdGetDatum(relid);
 	args[1] = PointerGetDatum(version);
-	if (run_as_owner("UPDATE para_sync.tables SET schema_version = $2"
-					 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args,
-					 SPI_OK_UPDATE) == 0)
-		not_synced(rel);
-	/* every backend reloads the registration (the triggers stay as they are) */
-	CacheInvalidateRelcache(rel);
+	return run_as_owner("UPDATE para_sync.tables SET schema_version = $2"
+						" WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args,
+						SPI_OK_UPDATE);
 }
 
-/* unsync_table(): a delete for every row, then the registry row goes. */
-static void
-registry_delete(Relation rel)
+/* set_subject_layout(); returns the rows updated (0: not synced).  In SPI. */
+uint64
+registry_set_layout(Oid relid, Datum layout)
+{
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
+
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = layout;
+	return run_as_owner("UPDATE para_sync.tables SET subject_layout = $2"
+						" WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args,
+						SPI_OK_UPDATE);
+}
+
+/* unsync_table()'s delete; returns the rows deleted (0: not synced).  In SPI. */
+uint64
+registry_delete(Oid relid)
 {
 	Oid			types[1] = {OIDOID};
-	Datum		args[1] = {ObjectIdGetDatum(RelationGetRelid(rel))};
+	Datum		args[1] = {ObjectIdGetDatum(relid)};
 
-	/* replicas must not keep rows that snapshot() no longer returns */
-	if (!registry_table_is_synced(RelationGetRelid(rel)))
-		not_synced(rel);
-	lifecycle_retire_rows(rel);
-	if (run_as_owner("DELETE FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
-					 1, types, args, SPI_OK_DELETE) == 0)
-		not_synced(rel);
-}
-
-Datum
-para_sync_registry_write(PG_FUNCTION_ARGS)
-{
-	char	   *action;
-	Relation	rel;
-	Oid			relid;
-	text	   *name = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
-	text	   *version = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("action and table must not be null")));
-	action = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	rel = relation_open(PG_GETARG_OID(1), ShareRowExclusiveLock);
-	registry_check_owner(rel);
-	relid = RelationGetRelid(rel);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (strcmp(action, "insert") == 0)
-	{
-		if (name == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("sync name must not be null")));
-		registry_insert(rel, name, version,
-						PG_ARGISNULL(4) ? PointerGetDatum(construct_empty_array(TEXTOID))
-						: PG_GETARG_DATUM(4));
-	}
-	else if (strcmp(action, "update") == 0)
-		registry_set_version(rel, version);
-	else if (strcmp(action, "delete") == 0)
-		registry_delete(rel);
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown registry action \"%s\"", action)));
-	relation_close(rel, NoLock);
-	if (strcmp(action, "insert") == 0)
-		install_capture_triggers(relid);
-	SPI_finish();
-	if (name == NULL)
-		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(name);
-}
-
-/*
- * set_subject_layout(tbl, layout): the subjects of the table's envelopes
- * from now on ('key': <prefix>.<key>, 'table': <prefix>.<sync name>.<key>;
- * docs/protocol.md, "Subjects").  Each envelope keeps the layout its change
- * was captured under: the lock below orders the switch with the table's
- * writers, and the outbox row carries the layout (outbox_append.c).
- */
-Datum
-para_sync_set_subject_layout(PG_FUNCTION_ARGS)
-{
-	Relation	rel;
-	char	   *layout;
-	Oid			types[2] = {OIDOID, TEXTOID};
-	Datum		args[2];
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("table and subject layout must not be null"),
-				 errhint("The subject layout is 'key' or 'table'.")));
-	layout = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (strcmp(layout, "key") != 0 && strcmp(layout, "table") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid subject layout \"%s\"", layout),
-				 errhint("The subject layout is 'key' (<prefix>.<key>) or 'table' (<prefix>.<sync name>.<key>).")));
-	rel = relation_open(PG_GETARG_OID(0), ShareRowExclusiveLock);
-	registry_check_owner(rel);
-	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
-	args[1] = PG_GETARG_DATUM(1);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (run_as_owner("UPDATE para_sync.tables SET subject_layout = $2"
-					 " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args,
-					 SPI_OK_UPDATE) == 0)
-		not_synced(rel);
-	SPI_finish();
-	/* every backend reloads the registration before its next capture */
-	CacheInvalidateRelcache(rel);
-	relation_close(rel, NoLock);
-	PG_RETURN_VOID();
+	return run_as_owner("DELETE FROM para_sync.tables WHERE relid OPERATOR(pg_catalog.=) $1",
+						1, types, args, SPI_OK_DELETE);
 }
 
 /* ---- reading the registry (the DDL guard, DROP TABLE, TRUNCATE, snapshot(), DROP EXTENSION) */
@@ -398,8 +239,8 @@ registration_read(HeapTuple row, TupleDesc desc, MemoryContext cxt)
 }
 
 /*
- * The registry row of relid, or NULL (ddl_guard.c).  Caller is connected to
- * SPI.
+ * The registry row of relid, or NULL (the DDL guard, ddl_guard*.c, and
+ * type_trust.c).  Caller is connected to SPI.
  */
 Registration *
 registry_get(Oid relid)

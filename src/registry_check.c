@@ -1,12 +1,12 @@
 /*
  * registry_check.c — may this table be synced?  The checks behind
  * check_syncable() that sync_table() runs before it writes the registry
- * (registry.c runs them again when it writes): the caller owns the table;
- * it is an ordinary, logged table outside schema para_sync; it has a
- * primary key that is not deferrable, whose column types have one key text
- * per value (type_trust.c); the excluded columns exist and are not key
- * columns; no synced column prints catalog names (type_trust.c).  Catalog
- * reads only: the registry's statements are registry.c's.
+ * (registry_write.c runs them again when it writes): the caller owns the
+ * table; it is an ordinary, logged table outside schema para_sync; it has
+ * a primary key that is not deferrable, whose column types have one key
+ * text per value (type_trust.c); the excluded columns exist and are not
+ * key columns; no synced column prints catalog names (type_trust.c).
+ * Catalog reads only: the registry's statements are registry.c's.
  */
 #include "para_sync.h"
 

@@ -7,9 +7,8 @@
  * jsonb as native msgpack structures (json_encode.c), timestamps as the
  * msgpack timestamp extension, arrays as arrays, anything else as its
  * setting-independent text (canonical_text.c).  The msgpack bytes are
- * written by msgpack-c's packer into a StringInfo (row_encode_buffer_write,
- * the sink every server-side packer uses); the envelope around the value is
- * built by capture_envelope.c.
+ * written by msgpack-c's packer into a StringInfo (mp_sink.h); the envelope
+ * around the value is built by capture_envelope.c.
  */
 #include "para_sync.h"
 
@@ -21,14 +20,6 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
-
-/* msgpack-c's write callback: append to the StringInfo data. */
-int
-row_encode_buffer_write(void *data, const char *bytes, size_t len)
-{
-	appendBinaryStringInfo((StringInfo) data, bytes, (int) len);
-	return 0;
-}
 
 static void encode_datum(msgpack_packer *pk, const ValueCodec *codec, Datum value,
 						 int depth);
@@ -201,7 +192,7 @@ row_encode_values(StringInfo buf, SyncedTable *table, Datum *values, bool *nulls
 {
 	msgpack_packer pk;
 
-	msgpack_packer_init(&pk, buf, row_encode_buffer_write);
+	msgpack_packer_init(&pk, buf, mp_sink_stringinfo);
 	msgpack_pack_map(&pk, table->ncolumns);
 	for (int i = 0; i < table->ncolumns; i++)
 	{

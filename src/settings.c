@@ -4,7 +4,8 @@
  * settings_init() first and, last, reserves the "para_sync." prefix.
  *
  * The publisher (publisher*.c: publisher.c, publisher_worker.c,
- *   publisher_nats.c, publisher_standby.c):
+ *   publisher_batch.c, publisher_nats.c, publisher_standby.c,
+ *   publisher_status.c):
  *   para_sync.database, nats_url, subject_prefix, batch_size, batch_bytes,
  *   standby_slots, jetstream_stream, nats_token, nats_user, nats_password,
  *   nats_credentials_file, tls_ca_file, tls_cert_file, tls_key_file,

@@ -1,9 +1,9 @@
 /*
  * table_event.c — table-level events: one envelope for a whole table.
  *
- * Column DDL (ddl_guard.c) changes what snapshot() returns for every row of
- * a synced table without a row change: ADD COLUMN, DROP COLUMN, ALTER
- * COLUMN ... TYPE ... USING, a renamed column.  Rewriting one envelope per
+ * Column DDL (the DDL guard, ddl_guard*.c) changes what snapshot() returns
+ * for every row of a synced table without a row change: ADD COLUMN, DROP
+ * COLUMN, ALTER COLUMN ... TYPE ... USING, a renamed column.  Rewriting one envelope per
  * row would cost a 100M-row table 100M outbox rows inside the DDL; instead
  * the DDL's transaction appends one envelope for the table (docs/protocol.md,
  * "Table events" rules 1, 2, 3 and 5):

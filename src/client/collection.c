@@ -54,7 +54,6 @@
  */
 #include "para_sync/client.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -329,7 +328,7 @@ psync_collection_new(const psync_collection_options *caller_opts, psync_collecti
 		char		text[PSYNC_ERROR_LEN];
 
 		psync_transport_last_error(c->transport, text, sizeof(text));
-		client_thread_error("could not subscribe to %s: %s", pattern, text);
+		client_error_thread("could not subscribe to %s: %s", pattern, text);
 		free_members(c);
 		collection_release(c);
 		return st;
@@ -346,7 +345,7 @@ psync_collection_new(const psync_collection_options *caller_opts, psync_collecti
 		pthread_cond_wait(&c->cond, &c->lock);
 	st = c->first_load_status;
 	if (st != PSYNC_OK)
-		client_thread_error("%s", c->last_error);
+		client_error_thread("%s", c->last_error);
 	pthread_mutex_unlock(&c->lock);
 	if (st != PSYNC_OK)
 	{
@@ -525,7 +524,7 @@ size_t
 psync_collection_last_error(psync_collection *c, char *buf, size_t size)
 {
 	if (c == NULL)
-		return error_copy("", buf, size);
+		return client_error_copy("", buf, size);
 	return handle_last_error(&c->lock, c->last_error, buf, size);
 }
 

@@ -141,7 +141,7 @@ struct psync_collection
 	size_t		ntombs;
 	size_t		tombs_cap;
 	struct timespec next_layout_check;
-	int			depth;			/* apply_enter() frames open */
+	int			depth;			/* collection_apply_enter() frames open */
 	pthread_t	worker;
 	psync_collection_counters stats;
 	char	  **versions;		/* schema_versions seen, interned */

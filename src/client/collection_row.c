@@ -6,7 +6,6 @@
  */
 #include "para_sync/client.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>

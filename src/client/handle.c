@@ -55,7 +55,7 @@ handle_last_error(pthread_mutex_t *lock, const char *text, char *buf, size_t siz
 	size_t		len;
 
 	pthread_mutex_lock(lock);
-	len = error_copy(text, buf, size);
+	len = client_error_copy(text, buf, size);
 	pthread_mutex_unlock(lock);
 	return len;
 }

@@ -337,9 +337,9 @@ psync_refetcher_last_error(psync_refetcher *rf, char *buf, size_t size)
 	size_t		len;
 
 	if (rf == NULL)
-		return error_copy("", buf, size);
+		return client_error_copy("", buf, size);
 	pthread_mutex_lock(&rf->lock);
-	len = error_copy(rf->last_error, buf, size);
+	len = client_error_copy(rf->last_error, buf, size);
 	pthread_mutex_unlock(&rf->lock);
 	return len;
 }

@@ -792,8 +792,8 @@ psync_replica_new(const psync_replica_options *caller_opts, psync_replica **out)
 	replica_options_defaults(&o);
 	if (caller_opts == NULL || !sized_read(&o, sizeof(o), caller_opts) || opts->key == NULL || opts->schema.parse == NULL ||
 		opts->transport == NULL ||
-		!key_is_subscribable(opts->key, strlen(opts->key)) ||
-		key_is_pattern(opts->key, strlen(opts->key), &table_len))
+		!transport_key_is_subscribable(opts->key, strlen(opts->key)) ||
+		transport_key_is_pattern(opts->key, strlen(opts->key), &table_len))
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	if ((r = replica_alloc(opts)) == NULL)
 		return PSYNC_ERR_NO_MEMORY;
@@ -965,6 +965,6 @@ size_t
 psync_replica_last_error(psync_replica *r, char *buf, size_t size)
 {
 	if (r == NULL)
-		return error_copy("", buf, size);
+		return client_error_copy("", buf, size);
 	return handle_last_error(&r->lock, r->last_error, buf, size);
 }

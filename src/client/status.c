@@ -63,7 +63,7 @@ psync_replica_status_name(psync_replica_status status)
 static _Thread_local char thread_error[PSYNC_ERROR_LEN];
 
 void
-client_thread_error(const char *fmt,...)
+client_error_thread(const char *fmt,...)
 {
 	va_list		ap;
 
@@ -73,7 +73,7 @@ client_thread_error(const char *fmt,...)
 }
 
 size_t
-error_copy(const char *text, char *buf, size_t size)
+client_error_copy(const char *text, char *buf, size_t size)
 {
 	if (buf != NULL && size > 0)
 		snprintf(buf, size, "%s", text);
@@ -83,5 +83,5 @@ error_copy(const char *text, char *buf, size_t size)
 size_t
 psync_last_error(char *buf, size_t size)
 {
-	return error_copy(thread_error, buf, size);
+	return client_error_copy(thread_error, buf, size);
 }

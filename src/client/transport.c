@@ -6,7 +6,7 @@
  * event, in subscription order; a handler added during delivery does not;
  * unsubscribe is idempotent (ids are never reused) and, once it returns, the
  * handler is neither running on another thread nor called again; a key with
- * no subscribers is removed at once (key_count()).
+ * no subscribers is removed at once (psync_transport_key_count()).
  *
  * Delivery takes the lock twice (snapshot the handlers, pinning their
  * memory; unpin them) and never while a handler runs, so handlers may
@@ -83,13 +83,13 @@ transport_init(psync_transport *t, const transport_ops *ops, void *backend)
 /* ---- keys ---- */
 
 bool
-key_is_subscribable(const char *key, size_t len)
+transport_key_is_subscribable(const char *key, size_t len)
 {
 	return psync_key_is_valid(key, len);
 }
 
 bool
-key_is_pattern(const char *key, size_t len, size_t *table_len)
+transport_key_is_pattern(const char *key, size_t len, size_t *table_len)
 {
 	if (len < 3 || key[len - 1] != '*' || key[len - 2] != ':')
 		return false;
@@ -166,7 +166,7 @@ entry_new(psync_transport *t, const char *key, size_t len)
 	memcpy(e->key, key, len);
 	e->key[len] = '\0';
 	e->key_len = len;
-	e->is_pattern = key_is_pattern(key, len, &table_len);
+	e->is_pattern = transport_key_is_pattern(key, len, &table_len);
 	if (!keymap_put(&t->keys, key, len, e))
 	{
 		free(e->key);
@@ -244,7 +244,8 @@ psync_transport_subscribe(psync_transport *t, const char *key,
 	if (t == NULL || key == NULL || handler == NULL || out_id == NULL)
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	len = strlen(key);
-	if (!key_is_subscribable(key, len) && !key_is_pattern(key, len, &table_len))
+	if (!transport_key_is_subscribable(key, len) &&
+		!transport_key_is_pattern(key, len, &table_len))
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	return subscribe_key(t, key, len, handler, ctx, out_id);
 }
@@ -409,9 +410,9 @@ psync_transport_last_error(psync_transport *t, char *buf, size_t size)
 	size_t		len;
 
 	if (t == NULL)
-		return error_copy("", buf, size);
+		return client_error_copy("", buf, size);
 	pthread_mutex_lock(&t->lock);
-	len = error_copy(t->last_error, buf, size);
+	len = client_error_copy(t->last_error, buf, size);
 	pthread_mutex_unlock(&t->lock);
 	return len;
 }
@@ -703,7 +704,7 @@ grow_buffer_write(void *ctx, const char *bytes, size_t len)
 }
 
 psync_status
-envelope_encode_alloc(const psync_envelope *env, char **out, size_t *out_len)
+transport_encode_alloc(const psync_envelope *env, char **out, size_t *out_len)
 {
 	grow_buffer b = {NULL, 0, 0, false};
 

@@ -95,10 +95,10 @@ void		transport_deliver_all(psync_transport *t, const psync_event *event);
 size_t		transport_table_len(const char *key, size_t len);
 
 /* True for "<sync name>:*"; *table_len gets the sync name's length. */
-bool		key_is_pattern(const char *key, size_t len, size_t *table_len);
+bool		transport_key_is_pattern(const char *key, size_t len, size_t *table_len);
 
 /* True for a key that may appear on the bus: psync_key_is_valid (docs/protocol.md grammar). */
-bool		key_is_subscribable(const char *key, size_t len);
+bool		transport_key_is_subscribable(const char *key, size_t len);
 
 /*
  * Subscribe to a table's own events (key: its sync name alone, docs/protocol.md
@@ -113,7 +113,7 @@ psync_status transport_subscribe_table(psync_transport *t, const char *sync_name
 const char *transport_table_layout(psync_transport *t, const char *table);
 
 /* Encode env into a malloc'd buffer. */
-psync_status envelope_encode_alloc(const psync_envelope *env, char **out,
-								   size_t *out_len);
+psync_status transport_encode_alloc(const psync_envelope *env, char **out,
+									size_t *out_len);
 
 #endif							/* PSYNC_TRANSPORT_INTERNAL_H */

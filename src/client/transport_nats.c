@@ -309,7 +309,7 @@ nats_publish(psync_transport *t, const psync_envelope *env)
 {
 	char	   *bytes;
 	size_t		len;
-	psync_status st = envelope_encode_alloc(env, &bytes, &len);
+	psync_status st = transport_encode_alloc(env, &bytes, &len);
 
 	if (st != PSYNC_OK)
 		return st;
@@ -596,7 +596,7 @@ psync_nats_transport_connect(const psync_nats_options *caller_opts, psync_transp
 	{
 		const char *text = nats_GetLastError(NULL);
 
-		client_thread_error("could not connect to NATS at %s: %s", opts->url,
+		client_error_thread("could not connect to NATS at %s: %s", opts->url,
 							text != NULL ? text : "unknown error");
 		natsOptions_Destroy(no);
 		b->conn = NULL;
