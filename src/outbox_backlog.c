@@ -2,10 +2,10 @@
  * outbox_backlog.c — the outbox's backlog: how many envelopes wait in
  * para_sync.outbox and since when (the oldest queued_at).
  *
- * One query, used by the publisher (which measures the backlog at most
- * once a second, every ten seconds while it drains a large one:
- * outbox_backlog_refresh(), in the worker's short transaction) and by the
- * para_sync.status view while no worker runs (publisher_status.c).  It
+ * One query, used by the publisher's status (publisher_status.c: the
+ * worker measures the backlog at most once a second, every ten seconds
+ * while it drains a large one, and the para_sync.status view counts it
+ * itself while no worker runs).  It
  * reads the outbox through SPI: a count(*) costs time in proportion to the
  * backlog, which is why its callers ration it.  And DROP EXTENSION's
  * check (ddl_guard_drop.c): is the outbox empty, how many objects' last
@@ -20,9 +20,6 @@
 
 #include "executor/spi.h"
 #include "utils/timestamp.h"
-
-/* the worker's prepared count, kept across batches */
-static SPIPlanPtr backlog_plan = NULL;
 
 /*
  * Count the outbox: its rows and the oldest queued_at (0 when empty).
@@ -57,15 +54,6 @@ outbox_backlog_count(SPIPlanPtr *plan, int64 *count, TimestampTz *oldest)
 	return true;
 }
 
-/* The extension was installed or re-created: plan the count afresh. */
-void
-outbox_backlog_forget_plan(void)
-{
-	if (backlog_plan != NULL)
-		SPI_freeplan(backlog_plan);
-	backlog_plan = NULL;
-}
-
 /*
  * DROP EXTENSION's question (ddl_guard_drop.c): does the outbox hold
  * envelopes, and how many objects' last sequences do the counters keep
@@ -84,60 +72,4 @@ outbox_backlog_at_drop(bool *queued, int64 *objects)
 		elog(ERROR, "para_sync outbox look-up failed");
 	*queued = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) > 0;
 	*objects = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-}
-
-/* ---- the publisher's measurements, for para_sync.status */
-
-static TimestampTz backlog_measured = 0;
-
-/*
- * Measure backlog and oldest envelope, at most once every every_ms; 0 when
- * caught up.  Rows read but not yet removed count: they are not confirmed
- * yet.
- */
-static void
-measure_backlog(bool caught_up, int every_ms)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (caught_up)
-	{
-		publisher_status_set_backlog(0, 0);
-		backlog_measured = now;
-		return;
-	}
-	if (!TimestampDifferenceExceeds(backlog_measured, now, every_ms))
-		return;
-	backlog_measured = now;
-	if (!publisher_begin_work())
-		return;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "para_sync publisher: SPI_connect failed");
-	{
-		int64		count;
-		TimestampTz oldest;
-
-		if (outbox_backlog_count(&backlog_plan, &count, &oldest))
-			publisher_status_set_backlog(count, oldest);
-	}
-	SPI_finish();
-	publisher_end_work();
-}
-
-/* The backlog, at most once a second (waiting, backing off, caught up). */
-void
-outbox_backlog_refresh(bool caught_up)
-{
-	measure_backlog(caught_up, 1000);
-}
-
-/*
- * The backlog after a batch: counting the outbox costs time in proportion
- * to it, which a full batch says is large, so then only every ten seconds
- * (a 200k drain spent a sixth of its time counting once a second).
- */
-void
-outbox_backlog_refresh_after(const Batch *b)
-{
-	measure_backlog(false, b->n >= b->cap ? 10000 : 1000);
 }

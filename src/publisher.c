@@ -100,7 +100,7 @@ publisher_begin_work(void)
 	if (ext != extension_oid)
 	{
 		/* installed, or dropped and re-created: start afresh */
-		outbox_backlog_forget_plan();
+		publisher_status_forget_backlog_plan();
 		extension_oid = ext;
 	}
 	extension_outbox = store_relations()->outbox;
@@ -152,7 +152,7 @@ phase_wait_standbys(Batch *b)
 		CHECK_FOR_INTERRUPTS();
 		if (ShutdownRequestPending || ConfigReloadPending)
 			return false;
-		outbox_backlog_refresh(false);
+		publisher_status_refresh_backlog(false);
 	}
 	publisher_status_set_detail("");
 	if (reported)
@@ -225,7 +225,7 @@ phase_caught_up(const Batch *b)
 	if (!publisher_batch_took_all(b) || outbox_vacuum_due() ||
 		ShutdownRequestPending || ConfigReloadPending || commits_since_read())
 		return false;
-	outbox_backlog_refresh(true);
+	publisher_status_refresh_backlog(true);
 	publisher_set_activity(PSW_IDLE, "para_sync publisher: waiting for commits");
 	return true;
 }
@@ -274,7 +274,7 @@ phase_connect(void)
 		/* nats.c is reconnecting; its callback wakes us, commits need not */
 		publisher_wake_on_commit(false);
 		publisher_set_activity(PSW_CONNECTING, "para_sync publisher: waiting for NATS to come back");
-		outbox_backlog_refresh(false);
+		publisher_status_refresh_backlog(false);
 		return NEXT_WAIT;
 	}
 	publisher_set_activity(PSW_CONNECTING, "para_sync publisher: connecting to NATS");
@@ -358,7 +358,7 @@ phase_ready(void)
 static Next
 phase_empty(void)
 {
-	outbox_backlog_refresh(true);
+	publisher_status_refresh_backlog(true);
 	if (outbox_vacuum_due())
 		phase_vacuum();
 	pgstat_report_stat(false);
@@ -377,7 +377,7 @@ phase_done(Batch *b)
 	stat_tables_count_batch(b->msgs, b->n);
 	outbox_vacuum_count(b->n);
 	remember_position(b);
-	outbox_backlog_refresh_after(b);
+	publisher_status_refresh_backlog_after(b);
 	/* a worker's table statistics go out only when it asks (at most once a second): autovacuum needs its deletes */
 	pgstat_report_stat(false);
 }
@@ -475,7 +475,7 @@ run_pass(long *timeout)
 
 		TimestampDifference(GetCurrentTimestamp(), retry_at, &secs, &usecs);
 		*timeout = secs * 1000 + usecs / 1000 + 1;
-		outbox_backlog_refresh(false);
+		publisher_status_refresh_backlog(false);
 		return NEXT_WAIT;
 	}
 	retry_at = 0;
@@ -497,7 +497,7 @@ back_off(void)
 	/* the retry reads whatever was committed meanwhile */
 	publisher_wake_on_commit(false);
 	publisher_set_activity(PSW_BACKOFF, "para_sync publisher: backing off after a NATS failure");
-	outbox_backlog_refresh(false);
+	publisher_status_refresh_backlog(false);
 	return backoff_ms;
 }
 

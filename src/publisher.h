@@ -265,13 +265,16 @@ extern Batch *publisher_batch_ahead(void);
 extern void publisher_batch_drop_ahead(void);
 extern void publisher_batch_shrink(Batch *b);
 
+/* ---- the backlog the status shows, measured by the worker (publisher_status.c) */
+
+extern void publisher_status_refresh_backlog(bool caught_up);
+extern void publisher_status_refresh_backlog_after(const Batch *b);
+extern void publisher_status_forget_backlog_plan(void);
+
 /* ---- the outbox's backlog, counted (outbox_backlog.c) */
 
 #include "executor/spi.h"
 extern bool outbox_backlog_count(SPIPlanPtr *plan, int64 *count, TimestampTz *oldest);
-extern void outbox_backlog_forget_plan(void);
-extern void outbox_backlog_refresh(bool caught_up);
-extern void outbox_backlog_refresh_after(const Batch *b);
 
 /* ---- per-table statistics, para_sync.stat_tables (stat_tables.c) */
 

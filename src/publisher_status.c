@@ -8,9 +8,10 @@
  * (latch, pid), the worker's problem reports (one WARNING per change of the
  * problem) and activity, and para_sync.publisher_status(), the function
  * behind the para_sync.status view.  Reading the view costs a spinlock and
- * a memcpy: the worker measures the backlog itself, at most once a second.
- * While no worker runs, the view counts the outbox itself
- * (outbox_backlog_count(), the worker's query).
+ * a memcpy: the worker measures the backlog itself, at most once a second
+ * (publisher_status_refresh_backlog(), with the outbox family's count,
+ * outbox_backlog_count()).  While no worker runs, the view counts the
+ * outbox itself with the same query.
  */
 #include "para_sync.h"
 #include "publisher.h"
@@ -213,6 +214,74 @@ publisher_status_backlog_at_least(int64 n)
 		publisher_shared->backlog_at = GetCurrentTimestamp();
 	}
 	SpinLockRelease(&publisher_shared->mutex);
+}
+
+/* ---- the worker's measurement of the backlog (outbox_backlog_count()) */
+
+/* the worker's prepared count, kept across batches */
+static SPIPlanPtr backlog_plan = NULL;
+
+static TimestampTz backlog_measured = 0;
+
+/*
+ * Measure backlog and oldest envelope, at most once every every_ms; 0 when
+ * caught up.  Rows read but not yet removed count: they are not confirmed
+ * yet.
+ */
+static void
+measure_backlog(bool caught_up, int every_ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (caught_up)
+	{
+		publisher_status_set_backlog(0, 0);
+		backlog_measured = now;
+		return;
+	}
+	if (!TimestampDifferenceExceeds(backlog_measured, now, every_ms))
+		return;
+	backlog_measured = now;
+	if (!publisher_begin_work())
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "para_sync publisher: SPI_connect failed");
+	{
+		int64		count;
+		TimestampTz oldest;
+
+		if (outbox_backlog_count(&backlog_plan, &count, &oldest))
+			publisher_status_set_backlog(count, oldest);
+	}
+	SPI_finish();
+	publisher_end_work();
+}
+
+/* The backlog, at most once a second (waiting, backing off, caught up). */
+void
+publisher_status_refresh_backlog(bool caught_up)
+{
+	measure_backlog(caught_up, 1000);
+}
+
+/*
+ * The backlog after a batch: counting the outbox costs time in proportion
+ * to it, which a full batch says is large, so then only every ten seconds
+ * (a 200k drain spent a sixth of its time counting once a second).
+ */
+void
+publisher_status_refresh_backlog_after(const Batch *b)
+{
+	measure_backlog(false, b->n >= b->cap ? 10000 : 1000);
+}
+
+/* The extension was installed or re-created: plan the count afresh. */
+void
+publisher_status_forget_backlog_plan(void)
+{
+	if (backlog_plan != NULL)
+		SPI_freeplan(backlog_plan);
+	backlog_plan = NULL;
 }
 
 /* ---- the worker's reports: one log line per change of the problem, never a flood */
