@@ -28,6 +28,7 @@ OBJS = \
 	src/capture.o \
 	src/table_event.o \
 	src/snapshot.o \
+	src/snapshot_table.o \
 	src/registry.o \
 	src/sync_names.o \
 	src/lifecycle.o \

@@ -97,7 +97,7 @@ typedef struct SyncedTable
 	int			nkeys;			/* primary-key columns, index order */
 	KeyColumn  *keys;
 	void	   *snapshot_plan;	/* SPIPlanPtr, built on first snapshot() */
-	void	   *page_plans[3];	/* SPIPlanPtrs of snapshot_table() (snapshot.c) */
+	void	   *page_plans[3];	/* SPIPlanPtrs of snapshot_table() (snapshot_table.c) */
 } SyncedTable;
 
 extern void table_cache_init(void);
@@ -225,6 +225,14 @@ extern bool para_sync_xact_wrote_envelopes;
 
 extern void lifecycle_retire_rows(Relation rel);
 extern void lifecycle_announce_rows(Relation rel);
+
+/* ---- snapshot.c: snapshot(key), and row reading shared with snapshot_table.c */
+
+struct _SPI_plan;
+extern void snapshot_append_select(StringInfo sql, SyncedTable *table, Relation rel);
+extern struct _SPI_plan *snapshot_keep_plan(const char *sql, int nargs, Oid *types);
+extern void snapshot_tuple_values(SyncedTable *table, int natts, HeapTuple tuple,
+								  TupleDesc desc, Datum *values, bool *nulls);
 
 /* ---- registry.c */
 
