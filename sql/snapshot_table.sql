@@ -143,6 +143,27 @@ SELECT * FROM para_sync.snapshot_table(NULL);
 CREATE TABLE public.not_synced (id int PRIMARY KEY);
 SELECT * FROM para_sync.snapshot_table('public.not_synced');
 
+-- paging takes no SERIALIZABLE predicate locks on the outbox and the
+-- counters (every writer writes their index pages), as snapshot() takes
+-- none; the rows read are locked as any read of them is
+CREATE VIEW public.store_siread_locks AS
+SELECT c.relname, l.locktype
+  FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation
+ WHERE l.mode = 'SIReadLock' AND l.pid = pg_catalog.pg_backend_pid()
+   AND c.relnamespace = 'para_sync'::regnamespace
+   AND c.relname IN ('outbox', 'outbox_pkey', 'counters', 'counters_pkey')
+ GROUP BY 1, 2;
+SELECT count(*) AS in_outbox FROM para_sync.outbox WHERE key LIKE 'words:%';
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT count(*) AS rows FROM para_sync.snapshot_table('public.words', NULL, 1000);
+SELECT * FROM public.store_siread_locks ORDER BY 1, 2;
+COMMIT;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT length(para_sync.snapshot('words:a:1')) > 0 AS read;
+SELECT * FROM public.store_siread_locks ORDER BY 1, 2;
+COMMIT;
+DROP VIEW public.store_siread_locks;
+
 DROP TABLE public.nums, public.small, public.words, public.not_synced;
 DROP FUNCTION public.page_keys(regclass, int);
 DROP ROLE para_sync_pager;

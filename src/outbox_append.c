@@ -499,6 +499,85 @@ sequence_store_last_sorted(int n, const char *const *keys, const int *key_lens,
 	pfree(in_counters);
 }
 
+/* ---- the last sequences of a page's keys (snapshot_table.c) */
+
+/*
+ * For each keys[i] not yet found[i]: the seq of its last row in heap/index
+ * visible to snapshot, into seqs[i], and found[i].  One index scan, aimed
+ * again at each key (one descent per key, wherever the keys lie in the
+ * index).  No SERIALIZABLE predicate locks, as in first_visible().
+ */
+static void
+probe_each_last_seq(Oid heap_oid, Oid index_oid, Snapshot snapshot, int n,
+					const char *const *keys, const int *key_lens,
+					int64 *seqs, bool *found)
+{
+	Relation	heap = table_open(heap_oid, AccessShareLock);
+	Relation	index = index_open(index_oid, AccessShareLock);
+	bool		filter = IsolationIsSerializable();
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+
+	scan = index_beginscan(heap, index, filter ? SnapshotAny : snapshot, 1, 0);
+	for (int i = 0; i < n; i++)
+	{
+		text	   *key;
+		ScanKeyData skey;
+
+		if (found[i])
+			continue;
+		CHECK_FOR_INTERRUPTS();
+		key = cstring_to_text_with_len(keys[i], key_lens[i]);
+		ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
+		index_rescan(scan, &skey, 1, NULL, 0);
+		/* backwards: the key's rows come in seq order, the last one first */
+		while (index_getnext_slot(scan, BackwardScanDirection, slot))
+		{
+			bool		isnull;
+
+			if (filter && !table_tuple_satisfies_snapshot(heap, slot, snapshot))
+				continue;
+			seqs[i] = DatumGetInt64(slot_getattr(slot, 2, &isnull));
+			found[i] = true;
+			break;
+		}
+		pfree(key);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+}
+
+/*
+ * The last sequences of n keys, in any order, read with the active
+ * snapshot: what sequence_store_last(key, len, false) returns for each, at
+ * one index descent or two per key, and without SERIALIZABLE predicate
+ * locks (a page of snapshot_table() costs O(page), and a serializable
+ * reader is protected by its read of the rows themselves, as snapshot()'s).
+ */
+void
+sequence_store_last_each(int n, const char *const *keys, const int *key_lens,
+						 int64 *seqs)
+{
+	const StoreRelations *rels = store_relations();
+	Snapshot	snapshot;
+	bool	   *found;
+
+	if (n == 0)
+		return;
+	snapshot = RegisterSnapshot(GetActiveSnapshot());
+	found = palloc0(sizeof(bool) * n);
+	memset(seqs, 0, sizeof(int64) * n);
+	probe_each_last_seq(rels->outbox, rels->outbox_pkey, snapshot, n, keys, key_lens,
+						seqs, found);
+	probe_each_last_seq(rels->counters, rels->counters_pkey, snapshot, n, keys, key_lens,
+						seqs, found);
+	UnregisterSnapshot(snapshot);
+	pfree(found);
+}
+
 /* ---- the counters, raised when the outbox's rows are removed */
 
 /*

@@ -18,8 +18,9 @@
  *     current maximum, so a page costs O(max_rows) rows, not O(table);
  *   - any other key: a full scan of the table per page (correct, O(table)
  *     per page: page such tables with a large max_rows).
- * The page's sequences come from one range scan each of the outbox and the
- * counters (sequence_store_last_sorted), with the same snapshot as the rows.
+ * The page's sequences come from index probes of the outbox and the
+ * counters per key (sequence_store_last_each), with the same snapshot as
+ * the rows and without SERIALIZABLE predicate locks.
  */
 #include "para_sync.h"
 
@@ -485,7 +486,7 @@ para_sync_snapshot_table(PG_FUNCTION_ARGS)
 		keys[i] = page.heap[i]->key;
 		key_lens[i] = page.heap[i]->key_len;
 	}
-	sequence_store_last_sorted(page.n, keys, key_lens, seqs);
+	sequence_store_last_each(page.n, keys, key_lens, seqs);
 	env_cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync envelope",
 									ALLOCSET_DEFAULT_SIZES);
 	for (int i = 0; i < page.n; i++)
