@@ -97,7 +97,7 @@ typedef struct SyncedTable
 	int			nkeys;			/* primary-key columns, index order */
 	KeyColumn  *keys;
 	void	   *snapshot_plan;	/* SPIPlanPtr, built on first snapshot() */
-	void	   *page_plans[3];	/* SPIPlanPtrs of snapshot_table() (snapshot_table.c) */
+	void	   *page_plans[5];	/* SPIPlanPtrs of the page functions (snapshot_table.c) */
 } SyncedTable;
 
 extern void table_cache_init(void);

@@ -1,14 +1,21 @@
 /*
- * snapshot_table.c — para_sync.snapshot_table(): a page of a table's
- * objects in key order, each with the envelope snapshot(key) returns, read
- * in one snapshot of the database (snapshot.c reads the rows the same way:
- * caller's privileges, synced columns only; docs/protocol.md, "Loading a
- * whole table").
+ * snapshot_table.c — whole-table paging: para_sync.snapshot_page() and
+ * para_sync.snapshot_table(), a page of a table's objects each with the
+ * envelope snapshot(key) returns, read in one snapshot of the database
+ * (rows as snapshot.c reads them: caller's privileges, synced columns only;
+ * docs/protocol.md, "Loading a whole table").
  *
- * snapshot_table() pages by key text in byte order, which is not the
- * primary-key order in general (10 < 9 as text, escaping moves bytes).  A
- * page is the max_rows smallest keys after after_key, selected with a
- * bounded max-heap from candidate rows:
+ * snapshot_page() pages in primary-key order: after_key (the last key of
+ * the previous page) is parsed back into primary-key values (key_parse),
+ * and the page is one index range scan of the primary key,
+ * "WHERE (pk...) > (values) ORDER BY pk... LIMIT max_rows", so a page
+ * costs O(max_rows) for every key type, and a client resumes from the last
+ * key it got.
+ *
+ * snapshot_table() is the paging of 0.3, kept for its clients: by key text
+ * in byte order, which is not the primary-key order in general (10 < 9 as
+ * text, escaping moves bytes).  A page is the max_rows smallest keys after
+ * after_key, selected with a bounded max-heap from candidate rows:
  *   - a single int2/int4/int8 key: all keys of one sign and one number of
  *     digits sort as their magnitudes do, so "keys > after_key" is one
  *     primary-key range per (sign, digits) group, found by binary search on
@@ -17,8 +24,9 @@
  *     page, and every other group is then cut to the keys below the heap's
  *     current maximum, so a page costs O(max_rows) rows, not O(table);
  *   - any other key: a full scan of the table per page (correct, O(table)
- *     per page: page such tables with a large max_rows).
- * The page's sequences come from index probes of the outbox and the
+ *     per page).
+ *
+ * Both read a page's sequences with index probes of the outbox and the
  * counters per key (sequence_store_last_each), with the same snapshot as
  * the rows and without SERIALIZABLE predicate locks.
  */
@@ -35,6 +43,7 @@
 #include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(para_sync_snapshot_table);
+PG_FUNCTION_INFO_V1(para_sync_snapshot_page);
 
 /* ---- snapshot_table(): a page of a table's objects in key order */
 
@@ -42,6 +51,8 @@ PG_FUNCTION_INFO_V1(para_sync_snapshot_table);
 #define PAGE_PLAN_SCAN	0		/* every row */
 #define PAGE_PLAN_ASC	1		/* integer key in [$1, $2], ascending, LIMIT $3 */
 #define PAGE_PLAN_DESC	2		/* integer key in [$1, $2], descending, LIMIT $3 */
+#define PAGE_PLAN_PK_FIRST	3	/* snapshot_page(): the first rows in key order */
+#define PAGE_PLAN_PK_AFTER	4	/* snapshot_page(): rows after a key */
 
 typedef struct PageRow
 {
@@ -406,22 +417,55 @@ after_key_position(const char *sync_name, const char *after, int after_len,
 	return 0;
 }
 
-Datum
-para_sync_snapshot_table(PG_FUNCTION_ARGS)
+/*
+ * The n rows of a page, in their order, into the result set, each with its
+ * envelope: its sequence read with the snapshot the rows were read with.
+ */
+static void
+page_emit(ReturnSetInfo *rsinfo, SyncedTable *table, PageRow **rows, int n)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext caller_cxt = CurrentMemoryContext;
+	const char **keys = palloc(sizeof(char *) * Max(n, 1));
+	int		   *key_lens = palloc(sizeof(int) * Max(n, 1));
+	int64	   *seqs = palloc(sizeof(int64) * Max(n, 1));
 	MemoryContext env_cxt;
-	Oid			relid;
-	Relation	rel;
-	KeyPage		page;
-	const char *t = NULL;
-	int			tlen = 0;
-	int			position = -1;
-	const char **keys;
-	int		   *key_lens;
-	int64	   *seqs;
 
+	for (int i = 0; i < n; i++)
+	{
+		keys[i] = rows[i]->key;
+		key_lens[i] = rows[i]->key_len;
+	}
+	sequence_store_last_each(n, keys, key_lens, seqs);
+	env_cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync envelope",
+									ALLOCSET_DEFAULT_SIZES);
+	for (int i = 0; i < n; i++)
+	{
+		PageRow    *row = rows[i];
+		MemoryContext old = MemoryContextSwitchTo(env_cxt);
+		StringInfoData value;
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		CHECK_FOR_INTERRUPTS();
+		value.data = row->value;
+		value.len = row->value_len;
+		value.maxlen = row->value_len;
+		value.cursor = 0;
+		values[0] = PointerGetDatum(cstring_to_text_with_len(row->key, row->key_len));
+		values[1] = PointerGetDatum(envelope_build(row->key, row->key_len, &value,
+												   table->schema_version,
+												   (uint64) seqs[i], PSYNC_OP_SNAPSHOT,
+												   false, 0));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(env_cxt);
+	}
+	MemoryContextDelete(env_cxt);
+}
+
+/* tbl not null, max_rows positive: the arguments both page functions check */
+static void
+page_check_args(FunctionCallInfo fcinfo)
+{
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -431,7 +475,51 @@ para_sync_snapshot_table(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_rows must be positive"),
 				 errhint("Pass the number of rows a page may hold, for example 1000.")));
-	relid = PG_GETARG_OID(0);
+}
+
+/* The synced table relid, opened; an error when it is not synced. */
+static Relation
+page_table_open(Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+
+	if (!registry_table_is_synced_in(relid, InvalidSnapshot))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not synced", RelationGetRelationName(rel)),
+				 errhint("Tag it with para_sync.sync_table(), or see para_sync.synced_tables.")));
+	return rel;
+}
+
+/* The page's memory, for rows of rel (page->table and max_rows set). */
+static void
+page_init(KeyPage *page, Relation rel)
+{
+	page->cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync page",
+									  ALLOCSET_DEFAULT_SIZES);
+	page->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync page row",
+										  ALLOCSET_DEFAULT_SIZES);
+	page->natts = RelationGetDescr(rel)->natts;
+	page->values = palloc(sizeof(Datum) * page->natts);
+	page->nulls = palloc(sizeof(bool) * page->natts);
+	page->cap = Min(page->max_rows, 1024);
+	page->heap = palloc(sizeof(PageRow *) * page->cap);
+	initStringInfo(&page->key);
+	initStringInfo(&page->value);
+}
+
+Datum
+para_sync_snapshot_table(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	Relation	rel;
+	KeyPage		page;
+	const char *t = NULL;
+	int			tlen = 0;
+	int			position = -1;
+
+	page_check_args(fcinfo);
 	memset(&page, 0, sizeof(page));
 	page.max_rows = PG_GETARG_INT32(2);
 	if (!PG_ARGISNULL(1))
@@ -445,29 +533,14 @@ para_sync_snapshot_table(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	rel = table_open(relid, AccessShareLock);
-	if (!registry_table_is_synced_in(relid, InvalidSnapshot))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" is not synced", RelationGetRelationName(rel)),
-				 errhint("Tag it with para_sync.sync_table(), or see para_sync.synced_tables.")));
+	rel = page_table_open(PG_GETARG_OID(0));
 	page.table = table_cache_get(rel);
 	if (page.after != NULL)
 		position = after_key_position(page.table->sync_name, page.after, page.after_len,
 									  &t, &tlen);
 	if (position <= 0)
 	{
-		page.cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync page",
-									   ALLOCSET_DEFAULT_SIZES);
-		page.row_cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync page row",
-										   ALLOCSET_DEFAULT_SIZES);
-		page.natts = RelationGetDescr(rel)->natts;
-		page.values = palloc(sizeof(Datum) * page.natts);
-		page.nulls = palloc(sizeof(bool) * page.natts);
-		page.cap = Min(page.max_rows, 1024);
-		page.heap = palloc(sizeof(PageRow *) * page.cap);
-		initStringInfo(&page.key);
-		initStringInfo(&page.value);
+		page_init(&page, rel);
 		if (position < 0)
 			page.after = NULL;	/* every key is after it */
 		if (int_keyed(page.table))
@@ -476,41 +549,197 @@ para_sync_snapshot_table(PG_FUNCTION_ARGS)
 			page_scan_all(&page, rel);
 	}
 
-	/* the page in key order, each row with its sequence (same snapshot) */
+	/* the page in key order */
 	qsort(page.heap, page.n, sizeof(PageRow *), row_qsort_cmp);
-	keys = palloc(sizeof(char *) * Max(page.n, 1));
-	key_lens = palloc(sizeof(int) * Max(page.n, 1));
-	seqs = palloc(sizeof(int64) * Max(page.n, 1));
-	for (int i = 0; i < page.n; i++)
-	{
-		keys[i] = page.heap[i]->key;
-		key_lens[i] = page.heap[i]->key_len;
-	}
-	sequence_store_last_each(page.n, keys, key_lens, seqs);
-	env_cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync envelope",
-									ALLOCSET_DEFAULT_SIZES);
-	for (int i = 0; i < page.n; i++)
-	{
-		PageRow    *row = page.heap[i];
-		MemoryContext old = MemoryContextSwitchTo(env_cxt);
-		StringInfoData value;
-		Datum		values[2];
-		bool		nulls[2] = {false, false};
+	page_emit(rsinfo, page.table, page.heap, page.n);
+	table_close(rel, AccessShareLock);
+	SPI_finish();
+	MemoryContextSwitchTo(caller_cxt);
+	return (Datum) 0;
+}
 
-		CHECK_FOR_INTERRUPTS();
-		value.data = row->value;
-		value.len = row->value_len;
-		value.maxlen = row->value_len;
-		value.cursor = 0;
-		values[0] = PointerGetDatum(cstring_to_text_with_len(row->key, row->key_len));
-		values[1] = PointerGetDatum(envelope_build(row->key, row->key_len, &value,
-												   page.table->schema_version,
-												   (uint64) seqs[i], PSYNC_OP_SNAPSHOT,
-												   false, 0));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(env_cxt);
+/* ---- snapshot_page(): a page of a table's objects in primary-key order */
+
+static const char *
+key_column_name(SyncedTable *table, Relation rel, int i)
+{
+	return quote_identifier(get_attname(RelationGetRelid(rel), table->keys[i].attnum, false));
+}
+
+/*
+ * "<select> [WHERE (k1, k2...) > ($1, $2...)] ORDER BY k1, k2... LIMIT $n",
+ * kept: the primary key's index order, read as one index range scan.  The
+ * operators are pg_catalog's < and >, the btree order of each key column's
+ * default operator class (type_trust.c admits no other; equality is checked
+ * the same way in snapshot.c), compared under the column's collation, which
+ * is the primary-key index's too.  Parameters have the key columns' base
+ * types, as key_parse() yields them.
+ */
+static SPIPlanPtr
+pk_page_plan(SyncedTable *table, Relation rel, bool after)
+{
+	int			which = after ? PAGE_PLAN_PK_AFTER : PAGE_PLAN_PK_FIRST;
+	int			nparams = after ? table->nkeys : 0;
+	StringInfoData sql;
+	Oid		   *types;
+	SPIPlanPtr	plan;
+
+	if (table->page_plans[which] != NULL)
+		return (SPIPlanPtr) table->page_plans[which];
+	initStringInfo(&sql);
+	snapshot_append_select(&sql, table, rel);
+	types = palloc(sizeof(Oid) * (nparams + 1));
+	if (after)
+	{
+		appendStringInfoString(&sql, " WHERE ROW(");
+		for (int i = 0; i < table->nkeys; i++)
+			appendStringInfo(&sql, "%s%s", i ? ", " : "", key_column_name(table, rel, i));
+		appendStringInfoString(&sql, ") OPERATOR(pg_catalog.>) ROW(");
+		for (int i = 0; i < table->nkeys; i++)
+		{
+			appendStringInfo(&sql, "%s$%d", i ? ", " : "", i + 1);
+			types[i] = table->keys[i].base_typid;
+		}
+		appendStringInfoChar(&sql, ')');
 	}
+	appendStringInfoString(&sql, " ORDER BY ");
+	for (int i = 0; i < table->nkeys; i++)
+		appendStringInfo(&sql, "%s%s USING OPERATOR(pg_catalog.<)", i ? ", " : "",
+						 key_column_name(table, rel, i));
+	appendStringInfo(&sql, " LIMIT $%d", nparams + 1);
+	types[nparams] = INT8OID;
+	/*
+	 * Planned for each page's values: a generic plan would guess the LIMIT
+	 * and the bound, and could sort the whole table instead.
+	 */
+	plan = SPI_prepare_cursor(sql.data, nparams + 1, types, CURSOR_OPT_CUSTOM_PLAN);
+	if (plan == NULL || SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not prepare para_sync page query \"%s\"", sql.data);
+	table->page_plans[which] = plan;
+	return plan;
+}
+
+/*
+ * The primary-key values of after_key, a key of table (the last key of the
+ * previous page), into datums; a clear error when it is not one.
+ */
+static void
+pk_after_key(SyncedTable *table, Relation rel, text *after, Datum *datums)
+{
+	char	   *key = text_to_cstring(after);
+	int			len = strlen(key);
+	int			name_len = strlen(table->sync_name);
+
+	if (len > PSYNC_MAX_KEY_LEN || !psync_key_is_valid(key, len) ||
+		len <= name_len || strncmp(key, table->sync_name, name_len) != 0 ||
+		key[name_len] != ':')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("after_key \"%.*s\" is not a key of table \"%s\"",
+						Min(len, 200), key, RelationGetRelationName(rel)),
+				 errdetail("Keys of the table start with \"%s:\" (docs/protocol.md, \"Objects and keys\").",
+						   table->sync_name),
+				 errhint("Pass the last key of the previous page, or NULL for the first page.")));
+	key_parse(key, table, datums);
+}
+
+/* Copy one SPI result row (selected by snapshot_append_select) into a PageRow. */
+static PageRow *
+pk_page_row(KeyPage *pg, HeapTuple tuple, TupleDesc desc)
+{
+	MemoryContext old = MemoryContextSwitchTo(pg->row_cxt);
+	PageRow    *row;
+
+	MemoryContextReset(pg->row_cxt);
+	snapshot_tuple_values(pg->table, pg->natts, tuple, desc, pg->values, pg->nulls);
+	resetStringInfo(&pg->key);
+	key_build(&pg->key, pg->table, pg->values, pg->nulls);
+	resetStringInfo(&pg->value);
+	row_encode_values(&pg->value, pg->table, pg->values, pg->nulls);
+	MemoryContextSwitchTo(pg->cxt);
+	row = palloc(sizeof(PageRow));
+	row->key = pnstrdup(pg->key.data, pg->key.len);
+	row->key_len = pg->key.len;
+	row->value = palloc(pg->value.len);
+	memcpy(row->value, pg->value.data, pg->value.len);
+	row->value_len = pg->value.len;
+	MemoryContextSwitchTo(old);
+	return row;
+}
+
+/*
+ * The rows of the page, in primary-key order, into pg->heap (here a plain
+ * array in page order): at most max_rows rows after the primary-key values
+ * after_datums (NULL: from the first), fetched through a cursor.
+ */
+static void
+pk_page_read(KeyPage *pg, Relation rel, Datum *after_datums)
+{
+	int			nkeys = pg->table->nkeys;
+	Datum	   *args = palloc(sizeof(Datum) * (nkeys + 1));
+	int			nargs = 0;
+	Portal		portal;
+
+	if (after_datums != NULL)
+		for (; nargs < nkeys; nargs++)
+			args[nargs] = after_datums[nargs];
+	args[nargs] = Int64GetDatum(pg->max_rows);
+	portal = SPI_cursor_open(NULL, pk_page_plan(pg->table, rel, after_datums != NULL),
+							 args, NULL, true);
+	for (;;)
+	{
+		SPITupleTable *tuptable;
+
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		tuptable = SPI_tuptable;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (pg->n == pg->cap)
+			{
+				pg->cap *= 2;
+				pg->heap = repalloc_huge(pg->heap, sizeof(PageRow *) * pg->cap);
+			}
+			pg->heap[pg->n++] = pk_page_row(pg, tuptable->vals[i], tuptable->tupdesc);
+		}
+		SPI_freetuptable(tuptable);
+	}
+	SPI_cursor_close(portal);
+}
+
+/*
+ * para_sync.snapshot_page(tbl, after_key, max_rows): the page after
+ * after_key in primary-key order.  Every key type costs O(max_rows) per
+ * page: one index range scan for the rows, index probes for the sequences.
+ */
+Datum
+para_sync_snapshot_page(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	Relation	rel;
+	KeyPage		page;
+	Datum	   *after_datums = NULL;
+
+	page_check_args(fcinfo);
+	memset(&page, 0, sizeof(page));
+	page.max_rows = PG_GETARG_INT32(2);
+	InitMaterializedSRF(fcinfo, 0);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rel = page_table_open(PG_GETARG_OID(0));
+	page.table = table_cache_get(rel);
+	if (!PG_ARGISNULL(1))
+	{
+		after_datums = palloc(sizeof(Datum) * page.table->nkeys);
+		pk_after_key(page.table, rel, PG_GETARG_TEXT_PP(1), after_datums);
+	}
+	page_init(&page, rel);
+	pk_page_read(&page, rel, after_datums);
+	page_emit(rsinfo, page.table, page.heap, page.n);
 	table_close(rel, AccessShareLock);
 	SPI_finish();
 	MemoryContextSwitchTo(caller_cxt);
