@@ -231,6 +231,11 @@ INSERT INTO public.uuids VALUES ('00000000-0000-0000-0000-000000000000', 0),
 SELECT para_sync.sync_table('public.uuids');
 UPDATE public.uuids SET v = v + 1000 WHERE v % 7 = 0;
 DELETE FROM public.uuids WHERE v % 11 = 0;
+-- sequences from the outbox, from the counters (consumed) and none (0)
+SELECT count(*) AS consumed FROM (SELECT para_sync.ack(array_agg(key), array_agg(seq))
+  FROM (SELECT key, seq FROM para_sync.outbox WHERE key LIKE 'uuids:%' AND key < 'uuids:8') o) a;
+SELECT (SELECT count(*) FROM para_sync.counters WHERE key LIKE 'uuids:%') AS in_counters,
+	   (SELECT count(*) FROM para_sync.outbox WHERE key LIKE 'uuids:%') AS in_outbox;
 SELECT * FROM public.pk_page_check('public.uuids', ARRAY[1, 10, 100, 282, 1000]);
 SELECT array_agg((para_sync.envelope_to_jsonb(envelope)->'value'->>'id')::uuid)
 	   = (SELECT array_agg(id ORDER BY id) FROM public.uuids) AS pk_order
@@ -247,6 +252,10 @@ INSERT INTO public.texts
 INSERT INTO public.texts VALUES ('', 0);
 SELECT para_sync.sync_table('public.texts');
 UPDATE public.texts SET v = -v WHERE v % 3 = 0;
+SELECT count(*) AS consumed FROM (SELECT para_sync.ack(array_agg(key), array_agg(seq))
+  FROM (SELECT key, seq FROM para_sync.outbox WHERE key LIKE 'texts:%' AND key < 'texts:a') o) a;
+SELECT (SELECT count(*) FROM para_sync.counters WHERE key LIKE 'texts:%') AS in_counters,
+	   (SELECT count(*) FROM para_sync.outbox WHERE key LIKE 'texts:%') AS in_outbox;
 SELECT * FROM public.pk_page_check('public.texts', ARRAY[1, 4, 9, 145, 146]);
 SELECT array_agg(para_sync.envelope_to_jsonb(envelope)->'value'->>'t')
 	   = (SELECT array_agg(t ORDER BY t) FROM public.texts) AS pk_order
