@@ -62,7 +62,11 @@ typedef struct PageRow
 	int			value_len;
 } PageRow;
 
-/* The max_rows smallest keys after `after` seen so far, as a max-heap. */
+/*
+ * A page being read: for snapshot_table(), the max_rows smallest keys after
+ * `after` seen so far, as a max-heap; for snapshot_page(), the rows in the
+ * order read (heap is then a plain array).
+ */
 typedef struct KeyPage
 {
 	SyncedTable *table;
