@@ -29,6 +29,7 @@ OBJS = \
 	src/capture.o \
 	src/table_event.o \
 	src/snapshot.o \
+	src/snapshot_table.o \
 	src/registry.o \
 	src/registry_write.o \
 	src/registry_check.o \

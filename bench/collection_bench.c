@@ -9,7 +9,7 @@
  * timing psync_collection_new (subscribe + every page + reconcile: live on
  * return), then one update committed in the database and the time until
  * the collection applied it.  Heap in use is read with mallinfo2() before
- * and after; the sum of envelope sizes comes from snapshot_table().
+ * and after; the sum of envelope sizes comes from snapshot_table() (one page).
  * Prints one line of "name=value" figures.
  */
 #include <malloc.h>
@@ -136,7 +136,8 @@ main(int argc, char **argv)
 	heap1 = mi.uordblks + mi.hblkhd;
 
 	/* live: one committed update reaches it */
-	snprintf(sql, sizeof(sql), "UPDATE public.%s SET v = v + 1 WHERE id = 1", argv[3]);
+	snprintf(sql, sizeof(sql), "UPDATE public.%s SET v = v + 1 WHERE id = (SELECT min(id) FROM public.%s)",
+			 argv[3], argv[3]);
 	t0 = now();
 	one(conn, sql);
 	while (atomic_load(&updates_seen) == 0 && now() - t0 < 10)

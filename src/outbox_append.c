@@ -499,6 +499,170 @@ sequence_store_last_sorted(int n, const char *const *keys, const int *key_lens,
 	pfree(in_counters);
 }
 
+/* ---- the last sequences of a page's keys (snapshot_table.c) */
+
+/* A page's key, sorted in byte order, with its place in the caller's arrays. */
+typedef struct SortedKey
+{
+	text	   *key;
+	int			idx;
+} SortedKey;
+
+static int
+sorted_key_cmp(const void *a, const void *b)
+{
+	const text *x = ((const SortedKey *) a)->key;
+	const text *y = ((const SortedKey *) b)->key;
+	int			xl = VARSIZE_ANY_EXHDR(x);
+	int			yl = VARSIZE_ANY_EXHDR(y);
+	int			c = memcmp(VARDATA_ANY(x), VARDATA_ANY(y), Min(xl, yl));
+
+	return c != 0 ? c : (xl > yl) - (xl < yl);
+}
+
+/* Index entries read forward before the scan is aimed at a key again. */
+#define EACH_STEPS	8
+
+/* The scan's next entry visible to snapshot (see first_visible()). */
+static bool
+next_visible(IndexScanDesc scan, Relation heap, TupleTableSlot *slot,
+			 bool filter, Snapshot snapshot)
+{
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (!filter || table_tuple_satisfies_snapshot(heap, slot, snapshot))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * For each key not to skip (skip[idx], or NULL): the seq of its last row in
+ * heap/index visible to snapshot, into seqs[idx], and found[idx].  keys are sorted in byte
+ * order, as the index is.  One forward scan merges them with the index:
+ * keys close together in the index (a page of uuid or text keys) cost an
+ * entry or two each; for a key further on than EACH_STEPS entries the scan
+ * is aimed at it again (one descent).  So a page costs O(keys) entries and
+ * descents, wherever its keys lie.  No SERIALIZABLE predicate locks, as in
+ * first_visible().
+ */
+static void
+merge_each_last_seq(Oid heap_oid, Oid index_oid, Snapshot snapshot, int n,
+					const SortedKey *keys, const bool *skip, int64 *seqs, bool *found)
+{
+	Relation	heap = table_open(heap_oid, AccessShareLock);
+	Relation	index = index_open(index_oid, AccessShareLock);
+	bool		filter = IsolationIsSerializable();
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	bool		aimed = false;
+	bool		have = false;
+	int			steps = 0;
+	int			i = 0;
+
+	scan = index_beginscan(heap, index, filter ? SnapshotAny : snapshot, 1, 0);
+	while (i < n)
+	{
+		const SortedKey *k = &keys[i];
+		bool		isnull;
+		text	   *entry;
+		int			c;
+
+		if (skip != NULL && skip[k->idx])
+		{
+			i++;
+			continue;
+		}
+		if (!aimed || steps > EACH_STEPS)
+		{
+			ScanKeyData skey;
+
+			/* keys[i].key stays allocated while the scan may use it */
+			ScanKeyEntryInitialize(&skey, 0, 1, BTGreaterEqualStrategyNumber, InvalidOid,
+								   C_COLLATION_OID, F_TEXT_GE, PointerGetDatum(k->key));
+			index_rescan(scan, &skey, 1, NULL, 0);
+			aimed = true;
+			steps = 0;
+			have = next_visible(scan, heap, slot, filter, snapshot);
+		}
+		if (!have)
+			break;				/* no entry at or after this key: none of the rest */
+		entry = DatumGetTextPP(slot_getattr(slot, 1, &isnull));
+		c = sorted_key_cmp(&(SortedKey) {entry, 0}, k);
+		if (c < 0)
+		{
+			steps++;
+			have = next_visible(scan, heap, slot, filter, snapshot);
+			continue;
+		}
+		if (c == 0)
+		{
+			/* a key's rows come in seq order: the last one wins */
+			seqs[k->idx] = DatumGetInt64(slot_getattr(slot, 2, &isnull));
+			found[k->idx] = true;
+			have = next_visible(scan, heap, slot, filter, snapshot);
+			continue;
+		}
+		i++;					/* the entry is past this key: not in the index */
+		steps = 0;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+}
+
+/*
+ * The last sequences of n distinct keys, in any order, read with the active
+ * snapshot: what sequence_store_last(key, len, false) returns for each, by
+ * one merge of the sorted keys with the outbox's index and one with the
+ * counters' (merge_each_last_seq: O(n) whatever the keys' spread in the
+ * index), and without SERIALIZABLE predicate locks (a serializable reader
+ * is protected by its read of the rows themselves, as snapshot()'s).
+ */
+void
+sequence_store_last_each(int n, const char *const *keys, const int *key_lens,
+						 int64 *seqs)
+{
+	const StoreRelations *rels = store_relations();
+	Snapshot	snapshot;
+	SortedKey  *sorted;
+	bool	   *found;
+	bool	   *in_counters;
+	int64	   *counter_seqs;
+
+	if (n == 0)
+		return;
+	snapshot = RegisterSnapshot(GetActiveSnapshot());
+	sorted = palloc(sizeof(SortedKey) * n);
+	for (int i = 0; i < n; i++)
+	{
+		sorted[i].key = cstring_to_text_with_len(keys[i], key_lens[i]);
+		sorted[i].idx = i;
+	}
+	qsort(sorted, n, sizeof(SortedKey), sorted_key_cmp);
+	found = palloc0(sizeof(bool) * n);
+	in_counters = palloc0(sizeof(bool) * n);
+	counter_seqs = palloc0(sizeof(int64) * n);
+	memset(seqs, 0, sizeof(int64) * n);
+	merge_each_last_seq(rels->outbox, rels->outbox_pkey, snapshot, n, sorted, NULL,
+						seqs, found);
+	/* the counters only for keys without rows in the outbox */
+	merge_each_last_seq(rels->counters, rels->counters_pkey, snapshot, n, sorted, found,
+						counter_seqs, in_counters);
+	for (int i = 0; i < n; i++)
+		if (!found[i] && in_counters[i])
+			seqs[i] = counter_seqs[i];
+	UnregisterSnapshot(snapshot);
+	for (int i = 0; i < n; i++)
+		pfree(sorted[i].key);
+	pfree(sorted);
+	pfree(found);
+	pfree(in_counters);
+	pfree(counter_seqs);
+}
+
 /* ---- the counters, raised when the outbox's rows are removed */
 
 /*

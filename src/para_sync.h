@@ -100,7 +100,7 @@ typedef struct SyncedTable
 	int			nkeys;			/* primary-key columns, index order */
 	KeyColumn  *keys;
 	void	   *snapshot_plan;	/* SPIPlanPtr, built on first snapshot() */
-	void	   *page_plans[3];	/* SPIPlanPtrs of snapshot_table() (snapshot.c) */
+	void	   *page_plans[5];	/* SPIPlanPtrs of the page functions (snapshot_table.c) */
 } SyncedTable;
 
 extern void table_cache_init(void);
@@ -172,6 +172,8 @@ extern int64 sequence_store_last(const char *key, int key_len, bool latest);
 extern bool sequence_store_name_has_history(const char *sync_name);
 extern void sequence_store_last_sorted(int n, const char *const *keys,
 									   const int *key_lens, int64 *seqs);
+extern void sequence_store_last_each(int n, const char *const *keys,
+									 const int *key_lens, int64 *seqs);
 extern void sequence_store_append(const char *key, int key_len, int64 seq,
 								  int64 txid, bytea *envelope, char layout,
 								  HeapTuple holder);
@@ -232,6 +234,14 @@ extern bool para_sync_xact_wrote_envelopes;
 
 extern void lifecycle_retire_rows(Relation rel);
 extern void lifecycle_announce_rows(Relation rel);
+
+/* ---- snapshot.c: snapshot(key), and row reading shared with snapshot_table.c */
+
+struct _SPI_plan;
+extern void snapshot_append_select(StringInfo sql, SyncedTable *table, Relation rel);
+extern struct _SPI_plan *snapshot_keep_plan(const char *sql, int nargs, Oid *types);
+extern void snapshot_tuple_values(SyncedTable *table, int natts, HeapTuple tuple,
+								  TupleDesc desc, Datum *values, bool *nulls);
 
 /* ---- registry.c: every statement on para_sync.tables and para_sync.sync_names */
 

@@ -603,7 +603,9 @@ typedef void (*psync_member_fn) (void *ctx, const char *key, size_t key_len,
 /*
  * A page loader: calls row(row_ctx, envelope, len) for each of the snapshot
  * envelopes of table (a sync name) whose keys follow after_key (NULL: from
- * the first), in key order, at most max_rows; returns PSYNC_OK (fewer than
+ * the first) in the server's page order (docs/protocol.md, "Loading a whole
+ * table"; after_key is the last key of the previous page), in that order,
+ * at most max_rows; returns PSYNC_OK (fewer than
  * max_rows rows: that was the last page) or an error with its text in
  * error.  Runs on the collection's loader thread, unlocked, inside the
  * collection (destroying or waiting for it from here is refused); may

@@ -13,12 +13,13 @@
  * "Loading a whole table", rules 1 to 9):
  *   - loads: it subscribes to "<table>:*" before the first page, so every
  *     change committed after a page was read arrives on the bus.  Pages
- *     come in key order, so the largest key of the pages read so far (the
- *     cursor) splits the keys: an envelope of a row already held, or of a
- *     key at or before the cursor, goes through the receipt rules at once
- *     (rows stay live during a reload); one of a later, unknown key is held
- *     until its page is in, then replayed in (key, sequence) order.  After
- *     the last page, members that neither the pages nor envelopes confirmed
+ *     come in the server's primary-key order, each starting after the last
+ *     key of the one before (the cursor); a client cannot place a key in
+ *     that order, so an envelope of a row already held goes through the
+ *     receipt rules at once (rows stay live during a reload), and one of an
+ *     unknown key is held until a page brings the key, or else until the
+ *     last page is in, then replayed in (key, sequence) order.  After the
+ *     last page, members that neither the pages nor envelopes confirmed
  *     are removed (they were deleted while messages were lost);
  *   - a page row replaces a member only when its sequence is newer; a row
  *     the client cannot accept is skipped and counted, the load goes on;

@@ -131,9 +131,10 @@ struct psync_collection
 	psync_status first_load_status;
 	psync_collection_state state;
 	int			refetches_in_flight;	/* rows refetching or waiting to retry */
-	char	   *cursor;			/* during a load: the largest key paged in */
+	char	   *cursor;			/* during a load: the last key of the last page */
 	size_t		cursor_len;
-	env_list	held;			/* during a load, keys past the cursor */
+	bool		pages_in;		/* during a load: every page is in */
+	env_list	held;			/* during a load, unknown keys until pages_in */
 	env_list	pending;		/* for rows being refetched */
 	row_retry  *retries;		/* failed row refetches, to retry */
 	tomb_ref   *tombs;			/* ring of remembered deletes */
@@ -165,7 +166,7 @@ int			collection_key_cmp(const char *a, size_t alen, const char *b, size_t blen)
 bool		collection_key_in_table(const psync_collection *c, const char *key, size_t len);
 void		collection_list_clear(env_list *l);
 bool		collection_list_push(env_list *l, held_env *h);
-bool		collection_page_passed(const psync_collection *c, const char *key, size_t len);
+bool		collection_page_passed(psync_collection *c, const char *key, size_t len);
 bool		collection_parse_value(psync_collection *c, const psync_envelope *env, void **out);
 void		collection_receive(psync_collection *c, const psync_envelope *env);
 void		collection_refetch_row(psync_collection *c, member *m);

@@ -197,7 +197,7 @@ sweep(psync_collection *c)
 	}
 }
 
-/* Envelopes held for keys up to the cursor now, in (key, sequence) order. */
+/* Envelopes held for keys now paged in, in (key, sequence) order. */
 static void
 replay_passed(psync_collection *c)
 {
@@ -254,71 +254,52 @@ wait_ms(psync_collection *c, int ms)
 }
 
 /*
- * Apply one page, locked; advances the cursor to its largest key.  false
+ * Apply one page, locked; advances the cursor to its last key (pages come
+ * in the server's order: the next page starts after the last key).  false
  * (error in err) when a full page did not advance past after.
  */
 static bool
 apply_page(psync_collection *c, page_buf *page, const char *after, char *err,
 		   size_t err_size, bool *last)
 {
-	const char *max_key = NULL;
-	size_t		max_len = 0;
-	char	   *skipped_max = NULL;
-	size_t		skipped_len = 0;
-	char	   *cursor;
+	char	   *last_key = NULL;
+	size_t		last_len = 0;
 
 	for (size_t i = 0; i < page->n; i++)
 	{
 		psync_envelope env;
 		const char *why = page_row(c, page->rows[i], &env);
 
+		free(last_key);
+		last_key = NULL;
 		if (why == NULL)
 		{
-			if (max_key == NULL || collection_key_cmp(env.key, env.key_len, max_key, max_len) > 0)
+			if ((last_key = malloc(env.key_len + 1)) != NULL)
 			{
-				max_key = env.key;	/* points into page: valid below */
-				max_len = env.key_len;
+				memcpy(last_key, env.key, env.key_len);
+				last_key[env.key_len] = '\0';
+				last_len = env.key_len;
 			}
 			continue;
 		}
 		skip_row(c, page->rows[i], why);
-		{
-			size_t		len = 0;
-			char	   *key = raw_key(page->rows[i], &len);
-
-			if (key != NULL && (skipped_max == NULL ||
-								collection_key_cmp(key, len, skipped_max, skipped_len) > 0))
-			{
-				free(skipped_max);
-				skipped_max = key;
-				skipped_len = len;
-			}
-			else
-				free(key);
-		}
-	}
-	if (skipped_max != NULL &&
-		(max_key == NULL || collection_key_cmp(skipped_max, skipped_len, max_key, max_len) > 0))
-	{
-		max_key = skipped_max;
-		max_len = skipped_len;
+		last_key = raw_key(page->rows[i], &last_len);	/* NULL: none */
 	}
 	*last = page->n < (size_t) c->page_size;
-	if (!*last && (max_key == NULL ||
-				   (after != NULL && collection_key_cmp(max_key, max_len, after, strlen(after)) <= 0)))
+	if (!*last && (last_key == NULL ||
+				   (after != NULL && collection_key_cmp(last_key, last_len, after, strlen(after)) == 0)))
 	{
 		snprintf(err, err_size, "the loader did not advance past %s%s%s",
 				 after ? "key \"" : "the first page", after ? after : "", after ? "\"" : "");
-		free(skipped_max);
+		free(last_key);
 		return false;
 	}
-	if (max_key != NULL && (cursor = strndup(max_key, max_len)) != NULL)
+	if (last_key != NULL)
 	{
 		free(c->cursor);
-		c->cursor = cursor;
-		c->cursor_len = max_len;
+		c->cursor = last_key;
+		c->cursor_len = last_len;
 	}
-	free(skipped_max);
 	replay_passed(c);			/* envelopes that waited for these rows */
 	return true;
 }
@@ -431,14 +412,16 @@ run_load(psync_collection *c)
 	ok = layout_ok;
 	if (layout_ok)
 	{
-		c->loading = true;		/* later keys are held from now on */
+		c->loading = true;		/* unknown keys are held from now on */
+		c->pages_in = false;
 		c->gen++;
 		free(c->cursor);
 		c->cursor = NULL;
 		ok = load_all(c);
 		collection_apply_enter(c);
 		free(c->cursor);
-		c->cursor = NULL;		/* every key counts as paged in now */
+		c->cursor = NULL;
+		c->pages_in = true;		/* every key counts as paged in now */
 		collection_replay_sorted(c, &c->held);
 		if (ok)
 		{

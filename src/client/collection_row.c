@@ -730,11 +730,17 @@ collection_key_cmp(const char *a, size_t alen, const char *b, size_t blen)
 	return r != 0 ? r : (alen > blen) - (alen < blen);
 }
 
-/* During a load: has the page that would hold key been read already? */
+/*
+ * During a load: has the page that would hold key been read already?  Pages
+ * come in the server's primary-key order, which a client cannot compute
+ * from keys (docs/protocol.md, "Loading a whole table" rule 4): a key is
+ * known to be paged in once it is held, and every key once the last page
+ * is in.
+ */
 bool
-collection_page_passed(const psync_collection *c, const char *key, size_t len)
+collection_page_passed(psync_collection *c, const char *key, size_t len)
 {
-	return c->cursor != NULL && collection_key_cmp(key, len, c->cursor, c->cursor_len) <= 0;
+	return c->pages_in || collection_find(c, key, len) != NULL;
 }
 
 /*

@@ -3,10 +3,13 @@
  *
  * One page is one statement,
  *   SELECT s.envelope FROM para_sync.synced_tables t,
- *          para_sync.snapshot_table(t.table_name, $2, $3) s
+ *          para_sync.snapshot_page(t.table_name, $2, $3) s
  *    WHERE t.sync_name = $1
  * with binary results, on the loader's own connection (opened lazily from
- * a conninfo string, reopened after a failure).  Pages run on the
+ * a conninfo string, reopened after a failure).  A server whose extension
+ * is older than 0.4 has no snapshot_page(): there the loader pages with
+ * snapshot_table() (looked up at the first page of every load; see
+ * docs/protocol.md, "Loading a whole table" and "Versioning").  Pages run on the
  * collections' loader threads; a mutex lets several collections share one
  * loader, one page at a time.  The layout check reads
  * para_sync.synced_tables.subject_layout; cancel sends a cancel request for
@@ -31,6 +34,7 @@ struct psync_pq_loader
 	PGconn	   *conn;
 	pthread_mutex_t cancel_lock;	/* guards cancel */
 	PGcancel   *cancel;			/* while a statement runs */
+	bool		old_server;		/* no snapshot_page(): page with snapshot_table() */
 };
 
 /* The statement of conn may be cancelled from now on (lock held). */
@@ -94,6 +98,27 @@ check_table(PGconn *conn, const char *table, char *error, size_t error_size)
 	return st;
 }
 
+/* Whether the server has snapshot_page() (extension 0.4 or later). */
+static psync_status
+check_page_function(psync_pq_loader *l, char *error, size_t error_size)
+{
+	PGresult   *res = PQexec(l->conn,
+							 "SELECT pg_catalog.to_regprocedure('para_sync.snapshot_page("
+							 "pg_catalog.regclass,pg_catalog.text,pg_catalog.int4)') IS NULL");
+	psync_status st = PSYNC_OK;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		client_pq_message(error, error_size, "looking up para_sync.snapshot_page()",
+						  PQresultErrorMessage(res));
+		st = PSYNC_ERR_DATABASE;
+	}
+	else
+		l->old_server = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return st;
+}
+
 static psync_status
 pq_load_page(void *ctx, const char *table, const char *after_key, int max_rows,
 			 psync_page_row_fn row, void *row_ctx, char *error, size_t error_size)
@@ -116,18 +141,29 @@ pq_load_page(void *ctx, const char *table, const char *after_key, int max_rows,
 		pthread_mutex_unlock(&l->lock);
 		return PSYNC_ERR_DATABASE;
 	}
+	if (after_key == NULL && (st = check_page_function(l, error, error_size)) != PSYNC_OK)
+	{
+		pthread_mutex_unlock(&l->lock);
+		return st;
+	}
 	cancel_arm(l);
-	res = PQexecParams(l->conn,
+	res = PQexecParams(l->conn, l->old_server ?
 					   "SELECT s.envelope"
 					   " FROM para_sync.synced_tables t,"
 					   " para_sync.snapshot_table(t.table_name, $2, $3::pg_catalog.int4) s"
+					   " WHERE t.sync_name OPERATOR(pg_catalog.=) $1" :
+					   "SELECT s.envelope"
+					   " FROM para_sync.synced_tables t,"
+					   " para_sync.snapshot_page(t.table_name, $2, $3::pg_catalog.int4) s"
 					   " WHERE t.sync_name OPERATOR(pg_catalog.=) $1",
 					   3, NULL, params, NULL, NULL, 1);
 	cancel_disarm(l);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		client_pq_message(error, error_size, "para_sync.snapshot_table() failed",
-				 PQresultErrorMessage(res));
+		client_pq_message(error, error_size, l->old_server ?
+						  "para_sync.snapshot_table() failed" :
+						  "para_sync.snapshot_page() failed",
+						  PQresultErrorMessage(res));
 		st = PSYNC_ERR_DATABASE;
 	}
 	else

@@ -33,6 +33,7 @@ typedef struct fake_db
 	int			fail_pages;		/* this many pages fail, then they load */
 	int			fail_refetches; /* this many refetches fail, then they work */
 	bool		stuck;			/* every page is the first one again */
+	bool		pk_order;		/* pages by the number in the key, as a server does an int key */
 	bool		hang;			/* a page blocks until cancelled (or 20 s) */
 	bool		hanging;
 	bool		cancelled;
@@ -107,6 +108,20 @@ emit_snapshot(const fake_db *db, const row *r, psync_page_row_fn fn, void *ctx)
 	free(b.data);
 }
 
+/* The fake server's page order: byte order, or the number after "users:". */
+static int
+key_order(const fake_db *db, const char *a, const char *b)
+{
+	if (db->pk_order)
+	{
+		long		x = atol(strchr(a, ':') + 1);
+		long		y = atol(strchr(b, ':') + 1);
+
+		return (x > y) - (x < y);
+	}
+	return strcmp(a, b);
+}
+
 static psync_status
 fake_load(void *ctx, const char *table, const char *after, int max_rows,
 		  psync_page_row_fn fn, void *fn_ctx, char *error, size_t error_size)
@@ -144,7 +159,7 @@ fake_load(void *ctx, const char *table, const char *after, int max_rows,
 	if (db->stuck)
 		after = NULL;
 	page = db->pages++;
-	/* rows > after in byte order, smallest first */
+	/* rows > after in byte order (or primary-key order), smallest first */
 	while (sent < max_rows)
 	{
 		const row  *best = NULL;
@@ -153,9 +168,9 @@ fake_load(void *ctx, const char *table, const char *after, int max_rows,
 		{
 			const row  *r = &db->rows[i];
 
-			if (!r->present || (after != NULL && strcmp(r->key, after) <= 0))
+			if (!r->present || (after != NULL && key_order(db, r->key, after) <= 0))
 				continue;
-			if (best == NULL || strcmp(r->key, best->key) < 0)
+			if (best == NULL || key_order(db, r->key, best->key) < 0)
 				best = r;
 		}
 		if (best == NULL)
@@ -407,6 +422,46 @@ race_pages(fake_db *db, int page)
 		db_write(db, "users:12", "two", false);	/* ...so a gap: row refetch */
 		db_write(db, "users:4", "re-inserted", false);
 	}
+}
+
+/*
+ * Pages in primary-key order (users:9 before users:10, as snapshot_page()
+ * serves an int key): changes to rows of a page already read but not yet
+ * applied, whose keys sort before every key paged in so far as bytes.
+ */
+static void
+race_pk_pages(fake_db *db, int page)
+{
+	if (page != 1)
+		return;
+	/* page 1 (users:11 .. users:20) is read, not applied yet */
+	db_write(db, "users:15", NULL, false);	/* deleted: must not come back */
+	db_write(db, "users:16", "updated", false);
+	db_write(db, "users:3", "updated after its page", false);
+	db_write(db, "users:26", "inserted ahead", false);
+	db_write(db, "users:7", NULL, false);	/* deleted after its page */
+}
+
+static void
+pages_in_primary_key_order(void)
+{
+	fake_db		db;
+	events		e = {0};
+	psync_collection *c;
+
+	db_init(&db, 25);
+	db.pk_order = true;
+	db.after_page = race_pk_pages;
+	CHECK_EQ_INT(open_collection(&db, &e, 10, true, &c), PSYNC_OK);
+	db.after_page = NULL;
+	CHECK_EQ_INT(psync_collection_wait_idle(c, 5000), PSYNC_OK);
+	CHECK_EQ_INT(db.pages, 3);	/* 1..10, 11..20, 21..26 */
+	check_equals_db(c, &db);
+	CHECK(!psync_collection_get(c, "users:15", NULL, NULL));
+	CHECK(!psync_collection_get(c, "users:7", NULL, NULL));
+	CHECK(psync_collection_get(c, "users:26", NULL, NULL));
+	psync_collection_destroy(c);
+	db_done(&db);
 }
 
 static void
@@ -1160,6 +1215,7 @@ main(void)
 	RUN(loads_every_page);
 	RUN(page_boundaries);
 	RUN(changes_during_the_load);
+	RUN(pages_in_primary_key_order);
 	RUN(live_rules);
 	RUN(gap_without_refetch_reloads);
 	RUN(lost_resynchronises);

@@ -1,7 +1,9 @@
 /*
  * test_collection_live.c — a collection of a 20k-row table on PostgreSQL +
  * para_sync + its publisher + nats-server, loaded while another connection
- * updates, deletes and inserts rows as fast as it can.  When the writer has
+ * updates, deletes and inserts rows as fast as it can; once with an int key,
+ * once with a text key whose primary-key order is not the byte order of its
+ * keys (pages come in primary-key order).  When the writer has
  * stopped and everything is published, every row of the table must be a
  * member with the same value bytes and sequence as snapshot_table() gives,
  * and nothing else may be a member.  Then a LOST (resync) must keep it so.
@@ -20,6 +22,18 @@
 
 static PGconn *conn;
 static char table[64];
+static bool text_keys;			/* id text: public.psync_live_tkey(n) */
+
+/* The SQL of the id of row n ("%d" of the int key, or its text key). */
+static const char *
+id_sql(int n, char *buf, size_t size)
+{
+	if (text_keys)
+		snprintf(buf, size, "public.psync_live_tkey(%d)", n);
+	else
+		snprintf(buf, size, "%d", n);
+	return buf;
+}
 static atomic_bool stop_writer;
 static atomic_long writes;
 
@@ -41,19 +55,20 @@ writer_main(void *arg)
 		n += snprintf(sql + n, sizeof(sql) - n, "BEGIN;");
 		for (int i = 0; i < 8; i++)
 		{
-			int			id = 1 + (int) (rand_r(&seed) % (ROWS + ROWS / 4));
+			char		idb[64];
+			const char *id = id_sql(1 + (int) (rand_r(&seed) % (ROWS + ROWS / 4)), idb, sizeof(idb));
 			int			op = (int) (rand_r(&seed) % 10);
 
 			if (op < 6)
 				n += snprintf(sql + n, sizeof(sql) - n,
-							  "UPDATE public.%s SET n = n + 1, name = 'u' || (n + 1) WHERE id = %d;",
+							  "UPDATE public.%s SET n = n + 1, name = 'u' || (n + 1) WHERE id = %s;",
 							  table, id);
 			else if (op < 8)
 				n += snprintf(sql + n, sizeof(sql) - n,
-							  "DELETE FROM public.%s WHERE id = %d;", table, id);
+							  "DELETE FROM public.%s WHERE id = %s;", table, id);
 			else
 				n += snprintf(sql + n, sizeof(sql) - n,
-							  "INSERT INTO public.%s VALUES (%d, 'ins', 0) ON CONFLICT (id) DO NOTHING;",
+							  "INSERT INTO public.%s VALUES (%s, 'ins', 0) ON CONFLICT (id) DO NOTHING;",
 							  table, id);
 		}
 		snprintf(sql + n, sizeof(sql) - n, "COMMIT;");
@@ -146,7 +161,7 @@ outbox_empty(void)
 }
 
 static void
-collection_loads_under_concurrent_writes(void)
+load_under_concurrent_writes(void)
 {
 	char		sql[512];
 	psync_nats_options no;
@@ -160,12 +175,19 @@ collection_loads_under_concurrent_writes(void)
 	long		bad;
 	double		t0;
 
-	snprintf(table, sizeof(table), "%s", pg_table_name("coll"));
+	snprintf(table, sizeof(table), "%s", pg_table_name(text_keys ? "collt" : "coll"));
+	/* text keys: '-' sorts before '.' as text, after it once escaped (%2E) */
+	CHECK(pg_exec(conn, "CREATE OR REPLACE FUNCTION public.psync_live_tkey(n int) RETURNS text"
+				  " IMMUTABLE LANGUAGE sql AS $$ SELECT (n % 13) || CASE WHEN n % 2 = 0"
+				  " THEN '-' ELSE '.' END || n $$") != NULL);
 	snprintf(sql, sizeof(sql),
-			 "CREATE TABLE public.%s (id int PRIMARY KEY, name text, n int);"
-			 "INSERT INTO public.%s SELECT g, 'row ' || g, 0 FROM generate_series(1, %d) g;"
-			 "SELECT para_sync.sync_table('public.%s');", table, table, ROWS, table);
+			 "CREATE TABLE public.%s (id %s PRIMARY KEY, name text, n int);"
+			 "INSERT INTO public.%s SELECT %s, 'row ' || g, 0 FROM generate_series(1, %d) g;"
+			 "SELECT para_sync.sync_table('public.%s');", table, text_keys ? "text" : "int",
+			 table, text_keys ? "public.psync_live_tkey(g)" : "g", ROWS, table);
 	CHECK(pg_exec(conn, sql) != NULL);
+	atomic_store(&stop_writer, false);
+	atomic_store(&writes, 0);
 
 	psync_nats_options_init(&no);
 	no.url = getenv("PSYNC_TEST_NATS_URL");
@@ -227,7 +249,8 @@ collection_loads_under_concurrent_writes(void)
 
 	/* a resync (as after PSYNC_EVENT_LOST) keeps it equal */
 	snprintf(sql, sizeof(sql),
-			 "DELETE FROM public.%s WHERE id %% 97 = 0; UPDATE public.%s SET n = n + 1 WHERE id %% 89 = 0",
+			 "DELETE FROM public.%s WHERE hashtext(id::text) %% 97 = 0;"
+			 " UPDATE public.%s SET n = n + 1 WHERE hashtext(id::text) %% 89 = 0",
 			 table, table);
 	pg_exec(conn, sql);
 	psync_collection_resync(col);
@@ -239,6 +262,20 @@ collection_loads_under_concurrent_writes(void)
 	psync_pq_loader_destroy(loader);
 	psync_refetcher_destroy(rf);
 	psync_transport_destroy(t);
+}
+
+static void
+collection_loads_under_concurrent_writes(void)
+{
+	text_keys = false;
+	load_under_concurrent_writes();
+}
+
+static void
+text_keyed_collection_loads_under_concurrent_writes(void)
+{
+	text_keys = true;
+	load_under_concurrent_writes();
 }
 
 /* COPY sql FROM STDIN with the bytes of path; false on failure. */
@@ -469,6 +506,7 @@ main(void)
 	if (!pg_live_require(conn, "para_sync.snapshot_table(regclass,text,integer)"))
 		return 1;
 	RUN(collection_loads_under_concurrent_writes);
+	RUN(text_keyed_collection_loads_under_concurrent_writes);
 	RUN(edge_case_keys_load_and_stay_live);
 	RUN(a_rejected_row_does_not_fail_the_load);
 	PQfinish(conn);

@@ -235,12 +235,12 @@ table_layout_is_filtered_by_the_server(void)
 	psync_transport_destroy(t);
 }
 
-/* Is a snapshot_table() page query waiting for a lock? */
+/* Is a page query (snapshot_page()) waiting for a lock? */
 static bool
 page_waits_on_lock(void)
 {
 	const char *r = pg_exec(conn, "SELECT count(*) > 0 FROM pg_catalog.pg_stat_activity"
-							" WHERE wait_event_type = 'Lock' AND query LIKE '%snapshot_table%'");
+							" WHERE wait_event_type = 'Lock' AND query LIKE '%snapshot_page%'");
 
 	return r != NULL && strcmp(r, "t") == 0;
 }

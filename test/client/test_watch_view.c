@@ -48,7 +48,7 @@ rows_sorted_across_drains(void)
 	view	   *v = view_new(1, 60, 16);
 	char		key[32];
 
-	/* loaded in text order, as snapshot_table pages come */
+	/* loaded in one order, displayed in view_key_cmp order */
 	for (int i = 1; i <= 12; i++)
 	{
 		snprintf(key, sizeof(key), "t:%d", i);
