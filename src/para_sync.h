@@ -170,8 +170,6 @@ extern Oid	store_resolved_outbox(void);
 
 extern int64 sequence_store_last(const char *key, int key_len, bool latest);
 extern bool sequence_store_name_has_history(const char *sync_name);
-extern void sequence_store_last_sorted(int n, const char *const *keys,
-									   const int *key_lens, int64 *seqs);
 extern void sequence_store_last_each(int n, const char *const *keys,
 									 const int *key_lens, int64 *seqs);
 extern void sequence_store_append(const char *key, int key_len, int64 seq,
