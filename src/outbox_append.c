@@ -53,8 +53,8 @@
  * of seq_cache.c).  That is only right if every envelope goes into the
  * outbox through sequence_store_append_row() (the capture trigger) or
  * sequence_store_append() (everything else), which update the cache:
- * nothing else may append.  Setting para_sync.sequence_cache_check makes every hit
- * be compared with the look-up (the tests do).
+ * nothing else may append.  Setting para_sync.sequence_cache_check makes
+ * every hit be compared with the look-up (the tests do).
  */
 #include "para_sync.h"
 
