@@ -148,6 +148,23 @@ SELECT * FROM pg_temp.broken();
 SELECT count(*) AS resurrected FROM public.bulk WHERE label = 'resurrected';
 DROP TRIGGER aa_resurrect ON public.bulk;
 
+-- a trigger of the user that changes each updated row again before the
+-- capture of the outer UPDATE fires: that capture publishes the row's latest
+-- version, so the last envelope of each key is the trigger's content
+CREATE FUNCTION pg_temp.again() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE public.bulk SET label = 'twice', score = NEW.score + 1 WHERE id = NEW.id;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER aa_again AFTER UPDATE ON public.bulk
+	FOR EACH ROW WHEN (NEW.label <> 'twice') EXECUTE FUNCTION pg_temp.again();
+SELECT pg_temp.set_mark();
+UPDATE public.bulk SET label = 'outer' WHERE id BETWEEN 111 AND 130;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+SELECT count(*) AS changed_twice FROM public.bulk WHERE label = 'twice';
+DROP TRIGGER aa_again ON public.bulk;
+
 -- savepoints: a rolled-back bulk statement numbers nothing
 BEGIN;
 SAVEPOINT s;
