@@ -87,10 +87,13 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
  * the row values/nulls, or a delete (values NULL).  replaced: the version
  * with this key that the triggering statement updated or deleted, or NULL;
  * holder: the version whose content this is, or NULL (outbox_append.c).
+ * in_trigger: a trigger event's change, appended without advancing the
+ * command counter (sequence_store_append_row()), so that every event of a
+ * statement runs under the statement's command id.
  */
 static void
 emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
-			  psync_op op, HeapTuple replaced, HeapTuple holder)
+			  psync_op op, HeapTuple replaced, HeapTuple holder, bool in_trigger)
 {
 	StringInfoData value;
 	int64		seq;
@@ -106,8 +109,12 @@ emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
 	envelope = envelope_build(key->data, key->len, values ? &value : NULL,
 							  table->schema_version, (uint64) seq, op,
 							  true, txid);
-	sequence_store_append(key->data, key->len, seq, (int64) txid, envelope,
-						  table->subject_layout, holder);
+	if (in_trigger)
+		sequence_store_append_row(key->data, key->len, seq, (int64) txid,
+								  envelope, table->subject_layout, holder);
+	else
+		sequence_store_append(key->data, key->len, seq, (int64) txid, envelope,
+							  table->subject_layout, holder);
 	para_sync_xact_wrote_envelopes = true;
 }
 
@@ -119,7 +126,7 @@ void
 capture_emit_change(SyncedTable *table, StringInfo key, Datum *values,
 					bool *nulls, psync_op op)
 {
-	emit_versions(table, key, values, nulls, op, NULL, NULL);
+	emit_versions(table, key, values, nulls, op, NULL, NULL, false);
 }
 
 static void
@@ -127,7 +134,7 @@ emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op
 			HeapTuple replaced, HeapTuple holder)
 {
 	emit_versions(table, key, row ? row->values : NULL, row ? row->nulls : NULL,
-				  op, replaced, holder);
+				  op, replaced, holder, true);
 }
 
 /*
@@ -204,6 +211,14 @@ row_with_key(Relation rel, SyncedTable *table, Datum *values)
  * removed it (old_tuple's cmax is not the current command), and that gave
  * the key to a row again, whose change was captured already: then replicas
  * need that row's content after this event, not a delete.
+ *
+ * The capture's own appends do not advance the command counter, so the
+ * events of one multi-row statement skip the look-up; any other statement
+ * in between (a trigger's, a foreign-key action's: SPI advances the counter
+ * after each) makes the events after it look up.  Within one statement the
+ * primary key (never deferrable on a synced table) lets a row take a key
+ * only after the row that held it left it, so the event giving the key
+ * comes after the event taking it away, and needs no look-up here.
  */
 static void
 capture_delete(SyncedTable *table, Relation rel, StringInfo key,

@@ -51,9 +51,10 @@
  * (sub)transaction that appended it, and a hit needs the replaced version
  * to have been created by that (sub)transaction (the argument is at the top
  * of seq_cache.c).  That is only right if every envelope goes into the
- * outbox through sequence_store_append(), which updates the cache: nothing
- * else may append.  Setting para_sync.sequence_cache_check makes every hit
- * be compared with the look-up (the tests do).
+ * outbox through sequence_store_append_row() (the capture trigger) or
+ * sequence_store_append() (everything else), which update the cache:
+ * nothing else may append.  Setting para_sync.sequence_cache_check makes
+ * every hit be compared with the look-up (the tests do).
  */
 #include "para_sync.h"
 
@@ -196,7 +197,8 @@ store_resolved_outbox(void)
  * there the scan runs under SnapshotAny, which takes none, and each tuple it
  * returns is checked against snapshot here: the same rows are found, with
  * no locks.  Elsewhere the plain MVCC scan is kept, since it also lets the
- * index forget entries of rows dead to everyone.
+ * index forget entries of rows dead to everyone.  A non-MVCC snapshot
+ * (SnapshotSelf) takes no predicate locks in the first place.
  */
 static bool
 first_visible(Oid heap_oid, Oid index_oid, ScanKey skeys, int nkeys,
@@ -204,7 +206,7 @@ first_visible(Oid heap_oid, Oid index_oid, ScanKey skeys, int nkeys,
 {
 	Relation	heap = table_open(heap_oid, AccessShareLock);
 	Relation	index = index_open(index_oid, AccessShareLock);
-	bool		filter = IsolationIsSerializable();
+	bool		filter = IsolationIsSerializable() && IsMVCCSnapshot(snapshot);
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
 	bool		found = false;
@@ -244,21 +246,29 @@ probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
 }
 
 /*
- * The last sequence of key (0 if never seen).  latest: read with a fresh
- * snapshot (the capture trigger); otherwise with the active snapshot, so
- * that snapshot() reads value and sequence consistently.
+ * The last sequence of key (0 if never seen).  latest: what is committed
+ * now plus everything this transaction wrote, its current command included
+ * (SnapshotSelf: the capture trigger appends without advancing the command
+ * counter, see sequence_store_append_row()); otherwise read with the active
+ * snapshot, so that snapshot() reads value and sequence consistently.
+ *
+ * SnapshotSelf reads the outbox and then the counters at two instants, not
+ * at one: a publisher committing in between is harmless, because it removes
+ * a key's outbox rows and raises its counter in one transaction, so the
+ * counters read second are at least as new as the outbox read first.
  */
 int64
 sequence_store_last(const char *key, int key_len, bool latest)
 {
 	const StoreRelations *rels = store_relations();
 	text	   *key_text = cstring_to_text_with_len(key, key_len);
-	Snapshot	snapshot = RegisterSnapshot(latest ? GetLatestSnapshot() : GetActiveSnapshot());
+	Snapshot	snapshot = latest ? SnapshotSelf : RegisterSnapshot(GetActiveSnapshot());
 	int64		seq = 0;
 
 	if (!probe_last_seq(rels->outbox, rels->outbox_pkey, key_text, snapshot, 2, &seq))
 		probe_last_seq(rels->counters, rels->counters_pkey, key_text, snapshot, 2, &seq);
-	UnregisterSnapshot(snapshot);
+	if (!latest)
+		UnregisterSnapshot(snapshot);
 	pfree(key_text);
 	return seq;
 }
@@ -360,10 +370,18 @@ sequence_store_name_has_history(const char *sync_name)
  * cache entry: with holder's writer when holder was created by the
  * (sub)transaction making this append, else with none (the entry is
  * forgotten).
+ *
+ * This does not advance the command counter: the next look-up of the key
+ * reads with SnapshotSelf (sequence_store_last()), which sees the row
+ * anyway, and the outbox's primary key check sees it whatever the command.
+ * So a multi-row statement's capture events all run under the statement's
+ * own command id, and a change of the command id during them means that
+ * another statement ran (capture.c relies on that).  Callers outside the
+ * capture trigger use sequence_store_append(), which also advances it.
  */
 void
-sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
-					  bytea *envelope, char layout, HeapTuple holder)
+sequence_store_append_row(const char *key, int key_len, int64 seq, int64 txid,
+						  bytea *envelope, char layout, HeapTuple holder)
 {
 	const StoreRelations *rels = store_relations();
 	Relation	heap = table_open(rels->outbox, RowExclusiveLock);
@@ -401,7 +419,18 @@ sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
 		 HeapTupleHeaderGetXmin(holder->t_data) != GetCurrentTransactionIdIfAny()))
 		holder = NULL;
 	seq_cache_remember(&store_tag, key, key_len, version_writer(holder), seq);
-	/* later look-ups in this transaction must see this row */
+}
+
+/*
+ * The same, then a CommandCounterIncrement, so that anything this
+ * transaction reads later with an MVCC snapshot sees the row (lifecycle.c,
+ * key_upgrade.c, table_event.c).
+ */
+void
+sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
+					  bytea *envelope, char layout, HeapTuple holder)
+{
+	sequence_store_append_row(key, key_len, seq, txid, envelope, layout, holder);
 	CommandCounterIncrement();
 }
 

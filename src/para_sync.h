@@ -175,6 +175,9 @@ extern void sequence_store_last_each(int n, const char *const *keys,
 extern void sequence_store_append(const char *key, int key_len, int64 seq,
 								  int64 txid, bytea *envelope, char layout,
 								  HeapTuple holder);
+extern void sequence_store_append_row(const char *key, int key_len, int64 seq,
+									  int64 txid, bytea *envelope, char layout,
+									  HeapTuple holder);
 extern void sequence_store_init(void);
 extern void remember_last_sequences(text **keys, int64 *seqs, int n);
 /* para_sync.sequence_cache_check (settings.c) */

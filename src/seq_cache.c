@@ -13,8 +13,8 @@
  * Why a hit is K's last sequence, so that S + 1 is neither reused nor
  * leaves a gap:
  *
- *  1. Every append goes through sequence_store_append(), which, after the
- *     outbox row and its primary-key entry are in, overwrites K's entry:
+ *  1. Every append goes through sequence_store_append_row(), which, after
+ *     the outbox row and its primary-key entry are in, overwrites K's entry:
  *     with the appending (sub)transaction's id when the row version whose
  *     content the envelope carries was created by that same
  *     (sub)transaction, and otherwise by forgetting K.  Deletes, and the

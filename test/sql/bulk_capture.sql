@@ -1,0 +1,193 @@
+-- Multi-row statements: each changed object gets its own envelopes, in the
+-- order its changes happened, whatever the statement does to other rows of
+-- the table at the same time.  After every statement the invariant is
+-- checked for every key ever written: its last envelope equals
+-- para_sync.snapshot(key) (value and sequence) and its sequences are
+-- 1, 2, ... without a gap.
+SET client_min_messages = warning;
+SET para_sync.sequence_cache_check = on;
+TRUNCATE para_sync.outbox, para_sync.counters;
+
+CREATE TABLE public.bulk (id int PRIMARY KEY, label text, score int, note text);
+SELECT para_sync.sync_table('public.bulk', exclude_columns => '{note}');
+
+-- every key whose last envelope differs from its snapshot, or whose
+-- sequences are not 1..n; empty when the invariant holds
+CREATE FUNCTION pg_temp.broken() RETURNS TABLE (key text, problem text)
+LANGUAGE sql AS $$
+	WITH last AS (
+		SELECT DISTINCT ON (o.key) o.key, o.seq, e->'value' AS value
+		  FROM para_sync.outbox o, para_sync.envelope_to_jsonb(o.envelope) e
+		 ORDER BY o.key, o.seq DESC),
+	seqs AS (
+		SELECT o.key, count(*) AS n, min(o.seq) AS lo, max(o.seq) AS hi
+		  FROM para_sync.outbox o GROUP BY o.key)
+	SELECT l.key, 'last envelope is not the snapshot'
+	  FROM last l, para_sync.snapshot_json(l.key) s
+	 WHERE (s->>'sequence')::bigint IS DISTINCT FROM l.seq
+	    OR (s->'value') IS DISTINCT FROM l.value
+	UNION ALL
+	SELECT s.key, 'sequences ' || s.lo || '..' || s.hi || ' in ' || s.n || ' rows'
+	  FROM seqs s WHERE s.lo <> 1 OR s.hi <> s.n
+	ORDER BY 1
+$$;
+
+-- envelopes per op since the mark, to see what a statement published
+CREATE TEMP TABLE mark (n bigint);
+CREATE FUNCTION pg_temp.since_mark() RETURNS TABLE (op text, envelopes bigint)
+LANGUAGE sql AS $$
+	SELECT e->>'op', count(*)
+	  FROM (SELECT envelope FROM para_sync.outbox ORDER BY txid, key, seq
+	        OFFSET (SELECT n FROM pg_temp.mark)) o,
+	       para_sync.envelope_to_jsonb(o.envelope) e
+	 GROUP BY 1 ORDER BY 1
+$$;
+CREATE FUNCTION pg_temp.set_mark() RETURNS void
+LANGUAGE sql AS $$
+	DELETE FROM pg_temp.mark;
+	INSERT INTO pg_temp.mark SELECT count(*) FROM para_sync.outbox;
+$$;
+
+-- a bulk INSERT: one upsert per row
+SELECT pg_temp.set_mark();
+INSERT INTO public.bulk SELECT g, 'l' || g, 0, 'n' FROM generate_series(1, 300) g;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+
+-- a bulk UPDATE of synced columns: one upsert per row
+SELECT pg_temp.set_mark();
+UPDATE public.bulk SET score = score + 1;
+SELECT * FROM pg_temp.since_mark();
+-- ... of nothing synced: nothing
+SELECT pg_temp.set_mark();
+UPDATE public.bulk SET note = 'excluded only';
+UPDATE public.bulk SET label = label;
+SELECT * FROM pg_temp.since_mark();
+-- ... of some rows changing something synced and others not
+SELECT pg_temp.set_mark();
+UPDATE public.bulk SET score = CASE WHEN id % 3 = 0 THEN score + 1 ELSE score END;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+
+-- a bulk key change: a delete of each old key, an upsert of each new one
+SELECT pg_temp.set_mark();
+UPDATE public.bulk SET id = id + 1000 WHERE id <= 100;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+-- ... and back, onto keys that had a history: their sequences continue
+UPDATE public.bulk SET id = id - 1000 WHERE id > 1000;
+SELECT * FROM pg_temp.broken();
+SELECT key, array_agg(seq ORDER BY seq) AS seqs, array_agg(e->>'op' ORDER BY seq) AS ops
+  FROM para_sync.outbox o, para_sync.envelope_to_jsonb(o.envelope) e
+ WHERE key IN ('bulk:7', 'bulk:1007') GROUP BY key ORDER BY key;
+
+-- a key shift in one statement onto keys other rows of it leave (the only
+-- plan is a scan of an index on -id, so rows are visited in descending key
+-- order and the unique check passes): each key in the middle is deleted and
+-- upserted again
+CREATE INDEX bulk_desc ON public.bulk ((-id));
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT pg_temp.set_mark();
+UPDATE public.bulk SET id = id + 1 WHERE -id BETWEEN -300 AND -201;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+DROP INDEX public.bulk_desc;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+SELECT key, array_agg(seq ORDER BY seq) AS seqs, array_agg(e->>'op' ORDER BY seq) AS ops
+  FROM para_sync.outbox o, para_sync.envelope_to_jsonb(o.envelope) e
+ WHERE key IN ('bulk:201', 'bulk:250', 'bulk:301') GROUP BY key ORDER BY key;
+
+-- INSERT ... ON CONFLICT DO UPDATE of existing and new keys at once
+SELECT pg_temp.set_mark();
+INSERT INTO public.bulk SELECT g, 'upsert', 0 FROM generate_series(251, 350) g
+ON CONFLICT (id) DO UPDATE SET label = excluded.label;
+SELECT * FROM pg_temp.since_mark();
+-- ... where the update changes nothing synced: only the new keys publish
+SELECT pg_temp.set_mark();
+INSERT INTO public.bulk SELECT g, 'again', 0 FROM generate_series(341, 360) g
+ON CONFLICT (id) DO UPDATE SET note = 'excluded only';
+SELECT * FROM pg_temp.since_mark();
+-- ... DO NOTHING: only the new keys
+SELECT pg_temp.set_mark();
+INSERT INTO public.bulk SELECT g, 'nothing', 0 FROM generate_series(356, 365) g
+ON CONFLICT DO NOTHING;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+
+-- writable CTEs: each key deleted and inserted again in one statement
+SELECT pg_temp.set_mark();
+WITH d AS (DELETE FROM public.bulk WHERE id <= 50 RETURNING id)
+INSERT INTO public.bulk SELECT id, 'reborn', 1 FROM d;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+SELECT key, array_agg(seq ORDER BY seq) AS seqs, array_agg(e->>'op' ORDER BY seq) AS ops
+  FROM para_sync.outbox o, para_sync.envelope_to_jsonb(o.envelope) e
+ WHERE key = 'bulk:10' GROUP BY key;
+-- ... an UPDATE and a DELETE of the same table, some rows in both
+SELECT pg_temp.set_mark();
+WITH u AS (UPDATE public.bulk SET label = 'cte' WHERE id BETWEEN 51 AND 80 RETURNING id)
+DELETE FROM public.bulk WHERE id BETWEEN 71 AND 90;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+
+-- a trigger of the user that gives each deleted key back to a new row
+-- before the capture of the delete fires ('aa' sorts before para_sync)
+CREATE FUNCTION pg_temp.resurrect() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.bulk VALUES (OLD.id, 'resurrected', OLD.score);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER aa_resurrect AFTER DELETE ON public.bulk
+	FOR EACH ROW WHEN (OLD.label <> 'resurrected') EXECUTE FUNCTION pg_temp.resurrect();
+SELECT pg_temp.set_mark();
+DELETE FROM public.bulk WHERE id BETWEEN 91 AND 110;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+SELECT count(*) AS resurrected FROM public.bulk WHERE label = 'resurrected';
+DROP TRIGGER aa_resurrect ON public.bulk;
+
+-- a trigger of the user that changes each updated row again before the
+-- capture of the outer UPDATE fires: that capture publishes the row's latest
+-- version, so the last envelope of each key is the trigger's content
+CREATE FUNCTION pg_temp.again() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE public.bulk SET label = 'twice', score = NEW.score + 1 WHERE id = NEW.id;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER aa_again AFTER UPDATE ON public.bulk
+	FOR EACH ROW WHEN (NEW.label <> 'twice') EXECUTE FUNCTION pg_temp.again();
+SELECT pg_temp.set_mark();
+UPDATE public.bulk SET label = 'outer' WHERE id BETWEEN 111 AND 130;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+SELECT count(*) AS changed_twice FROM public.bulk WHERE label = 'twice';
+DROP TRIGGER aa_again ON public.bulk;
+
+-- savepoints: a rolled-back bulk statement numbers nothing
+BEGIN;
+SAVEPOINT s;
+UPDATE public.bulk SET score = score + 100;
+ROLLBACK TO SAVEPOINT s;
+SELECT pg_temp.set_mark();
+UPDATE public.bulk SET score = score + 1 WHERE id <= 20;
+COMMIT;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+
+-- a bulk DELETE: one delete per row, and it does not look each deleted
+-- key up in the table's primary key again: the table's index scans stay at
+-- 0 (pg_stat_xact_* shows what is not yet flushed, so flush first)
+SELECT pg_temp.set_mark();
+SELECT pg_stat_force_next_flush();
+BEGIN;
+DELETE FROM public.bulk;
+SELECT idx_scan AS bulk_index_scans FROM pg_stat_xact_user_tables
+ WHERE relid = 'public.bulk'::regclass;
+COMMIT;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+
+DROP TABLE public.bulk;
+TRUNCATE para_sync.outbox, para_sync.counters;
