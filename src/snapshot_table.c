@@ -485,8 +485,14 @@ page_check_args(FunctionCallInfo fcinfo)
 static Relation
 page_table_open(Oid relid)
 {
-	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	rel = try_table_open(relid, AccessShareLock);
 
+	/* a regclass any caller can write: 0 or the OID of a dropped table */
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid),
+				 errhint("Pass a synced table, see para_sync.synced_tables.")));
 	if (!registry_table_is_synced_in(relid, InvalidSnapshot))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
