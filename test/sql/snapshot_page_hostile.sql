@@ -110,6 +110,36 @@ EXCEPTION WHEN OTHERS THEN
 	RAISE WARNING 'SQLSTATE %', SQLSTATE;
 END $$;
 
+-- a policy that rebuilds the table's cache entry while a page is read
+-- (set_schema_version() invalidates it, snapshot() rebuilds it): the page
+-- and snapshot() keep using the entry they began with, which is freed only
+-- after them (it was freed under them: a use after free that a build
+-- without memory checking does not show)
+CREATE ROLE para_sync_hostile_owner;
+GRANT CREATE, USAGE ON SCHEMA public TO para_sync_hostile_owner;
+SET ROLE para_sync_hostile_owner;
+CREATE TABLE public.hev (id int PRIMARY KEY, v text);
+SELECT para_sync.sync_table('public.hev');
+INSERT INTO public.hev SELECT g, 'v' || g FROM generate_series(1, 300) g;
+CREATE FUNCTION public.hev_policy(i int) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+	IF i % 50 = 0 THEN
+		PERFORM para_sync.set_schema_version('public.hev', 'v' || i);
+		PERFORM para_sync.snapshot('hev:1');
+	END IF;
+	RETURN true;
+END $$;
+ALTER TABLE public.hev ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY rebuild ON public.hev USING (public.hev_policy(id));
+SELECT count(*) AS rows, count(DISTINCT key) AS keys FROM para_sync.snapshot_page('public.hev', NULL, 1000);
+SELECT count(*) AS rows FROM para_sync.snapshot_table('public.hev', NULL, 1000);
+SELECT length(para_sync.snapshot('hev:7')) > 0 AS read;
+DROP TABLE public.hev;
+DROP FUNCTION public.hev_policy(int);
+RESET ROLE;
+DROP OWNED BY para_sync_hostile_owner;
+DROP ROLE para_sync_hostile_owner;
+
 DROP TABLE public.hu, public.hn, public.hd, public.ht, public.hc, public.hcol;
 DROP FUNCTION public.hostile_pages(regclass, int);
 DROP ROLE para_sync_hostile;
