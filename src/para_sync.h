@@ -105,6 +105,8 @@ typedef struct SyncedTable
 
 extern void table_cache_init(void);
 extern SyncedTable *table_cache_get(Relation rel);
+extern void table_cache_use(void);
+extern void table_cache_unuse(void);
 
 /* ---- json_encode.c: json and jsonb → MessagePack (a leaf: calls no other module) */
 

@@ -265,6 +265,7 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 		PG_RETURN_BYTEA_P(envelope);
 	}
 	table = table_cache_get(rel);
+	table_cache_use();			/* read_row() runs policies: user code */
 	key_datums = palloc(sizeof(Datum) * table->nkeys);
 
 	/* value and sequence are read with the same (active) snapshot */
@@ -274,6 +275,7 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 
 	MemoryContextSwitchTo(caller_cxt);
 	envelope = snapshot_envelope(table, key, key_len, found ? &value : NULL);
+	table_cache_unuse();
 	table_close(rel, AccessShareLock);
 	SPI_finish();
 	PG_RETURN_BYTEA_P(envelope);

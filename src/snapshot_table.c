@@ -485,8 +485,14 @@ page_check_args(FunctionCallInfo fcinfo)
 static Relation
 page_table_open(Oid relid)
 {
-	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	rel = try_table_open(relid, AccessShareLock);
 
+	/* a regclass any caller can write: 0 or the OID of a dropped table */
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid),
+				 errhint("Pass a synced table, see para_sync.synced_tables.")));
 	if (!registry_table_is_synced_in(relid, InvalidSnapshot))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -539,6 +545,7 @@ para_sync_snapshot_table(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	rel = page_table_open(PG_GETARG_OID(0));
 	page.table = table_cache_get(rel);
+	table_cache_use();			/* the page's query runs policies: user code */
 	if (page.after != NULL)
 		position = after_key_position(page.table->sync_name, page.after, page.after_len,
 									  &t, &tlen);
@@ -556,6 +563,7 @@ para_sync_snapshot_table(PG_FUNCTION_ARGS)
 	/* the page in key order */
 	qsort(page.heap, page.n, sizeof(PageRow *), row_qsort_cmp);
 	page_emit(rsinfo, page.table, page.heap, page.n);
+	table_cache_unuse();
 	table_close(rel, AccessShareLock);
 	SPI_finish();
 	MemoryContextSwitchTo(caller_cxt);
@@ -736,6 +744,7 @@ para_sync_snapshot_page(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	rel = page_table_open(PG_GETARG_OID(0));
 	page.table = table_cache_get(rel);
+	table_cache_use();			/* the page's query runs policies: user code */
 	if (!PG_ARGISNULL(1))
 	{
 		after_datums = palloc(sizeof(Datum) * page.table->nkeys);
@@ -744,6 +753,7 @@ para_sync_snapshot_page(PG_FUNCTION_ARGS)
 	page_init(&page, rel);
 	pk_page_read(&page, rel, after_datums);
 	page_emit(rsinfo, page.table, page.heap, page.n);
+	table_cache_unuse();
 	table_close(rel, AccessShareLock);
 	SPI_finish();
 	MemoryContextSwitchTo(caller_cxt);

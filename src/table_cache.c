@@ -21,6 +21,7 @@
 #include "access/genam.h"
 #include "access/relation.h"
 #include "access/stratnum.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -41,6 +42,68 @@ typedef struct CacheEntry
 } CacheEntry;
 
 static HTAB *table_cache = NULL;
+
+/*
+ * Calls that hold an entry across user code (snapshot(), the page
+ * functions: their queries run row-level security policies, which may call
+ * snapshot() after an invalidation and so rebuild the entry in use), and
+ * the entries rebuilt meanwhile, freed once no such call runs.  A call that
+ * fails leaves the count high until the transaction ends: entries then wait
+ * a little longer, never less.
+ */
+static int	table_cache_users = 0;
+static List *retired_tables = NIL;	/* in TopMemoryContext */
+
+static void
+free_table_memory(MemoryContext cxt, SyncedTable *table)
+{
+	if (table && table->snapshot_plan)
+		SPI_freeplan((SPIPlanPtr) table->snapshot_plan);
+	for (int i = 0; table && i < lengthof(table->page_plans); i++)
+		if (table->page_plans[i])
+			SPI_freeplan((SPIPlanPtr) table->page_plans[i]);
+	MemoryContextDelete(cxt);
+}
+
+static void
+free_retired_tables(void)
+{
+	ListCell   *lc;
+
+	if (table_cache_users > 0)
+		return;
+	foreach(lc, retired_tables)
+	{
+		SyncedTable *table = lfirst(lc);
+
+		free_table_memory(GetMemoryChunkContext(table), table);
+	}
+	list_free(retired_tables);
+	retired_tables = NIL;
+}
+
+/* The caller keeps using the SyncedTable it got until table_cache_unuse(). */
+void
+table_cache_use(void)
+{
+	table_cache_users++;
+}
+
+void
+table_cache_unuse(void)
+{
+	if (table_cache_users > 0)
+		table_cache_users--;
+}
+
+static void
+table_cache_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		table_cache_users = 0;
+}
 
 static void
 invalidate_entry(CacheEntry *entry)
@@ -80,6 +143,7 @@ table_cache_init(void)
 	table_cache = hash_create("para_sync table cache", 64, &ctl,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	CacheRegisterRelcacheCallback(table_cache_relcache_callback, (Datum) 0);
+	RegisterXactCallback(table_cache_xact_callback, NULL);
 }
 
 static void
@@ -271,15 +335,17 @@ build_entry(CacheEntry *entry, Relation rel)
 	Datum	   *excluded;
 	int			nexcluded;
 
-	if (entry->cxt != NULL)
+	if (entry->cxt != NULL && entry->table != NULL && table_cache_users > 0)
 	{
-		if (entry->table && entry->table->snapshot_plan)
-			SPI_freeplan((SPIPlanPtr) entry->table->snapshot_plan);
-		for (int i = 0; entry->table && i < lengthof(entry->table->page_plans); i++)
-			if (entry->table->page_plans[i])
-				SPI_freeplan((SPIPlanPtr) entry->table->page_plans[i]);
-		MemoryContextDelete(entry->cxt);
+		/* a call up the stack may still use it: free it later */
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		retired_tables = lappend(retired_tables, entry->table);
+		MemoryContextSwitchTo(old);
 	}
+	else if (entry->cxt != NULL)
+		free_table_memory(entry->cxt, entry->table);
+	free_retired_tables();
 	entry->cxt = NULL;
 	entry->table = NULL;
 

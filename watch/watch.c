@@ -7,7 +7,9 @@
  *
  * Holds a libparasync replica (NATS transport, libpq refetcher, initial
  * refetch) per key named, and a collection (every row, loaded with
- * para_sync.snapshot_table() and then kept live) per "TABLE:*" pattern.
+ * para_sync.snapshot_page() -- snapshot_table() from a server older than
+ * 0.4 -- and then kept live) per "TABLE:*" pattern; the collections share
+ * one page loader.
  * On a terminal it is a full-screen view (watch_screen.c over the model in
  * watch_view.c): the rows sorted by key, scrollable, with recent changes
  * and deletions marked; tables load in the background (a starter thread

@@ -512,7 +512,7 @@ size_t		psync_replica_last_error(psync_replica *replica, char *buf, size_t size)
 
 /*
  * A live replica of a whole synced table: every row the database role may
- * see, loaded page by page with para_sync.snapshot_table() and then kept
+ * see, loaded page by page with para_sync.snapshot_page() and then kept
  * current from the table's envelopes.  Each member carries its own
  * sequence, so the collection checks and repairs every row on its own:
  *
@@ -636,9 +636,11 @@ typedef psync_status (*psync_load_layout_fn) (void *ctx, const char *table,
 typedef void (*psync_cancel_load_fn) (void *ctx);
 
 /*
- * libpq page loader: para_sync.snapshot_table() over its own connection
- * (opened from conninfo, reopened after a failure).  One loader may serve
- * several collections (one page at a time).
+ * libpq page loader: para_sync.snapshot_page() over its own connection
+ * (opened from conninfo, reopened after a failure), or snapshot_table()
+ * where the server has no snapshot_page() at the loader's first page (an
+ * extension older than 0.4; the choice is kept for the loader's life).  One
+ * loader may serve several collections (one page at a time).
  */
 typedef struct psync_pq_loader psync_pq_loader;
 psync_status psync_pq_loader_new_conninfo(const char *conninfo, psync_pq_loader **out);

@@ -8,8 +8,14 @@
  * with binary results, on the loader's own connection (opened lazily from
  * a conninfo string, reopened after a failure).  A server whose extension
  * is older than 0.4 has no snapshot_page(): there the loader pages with
- * snapshot_table() (looked up at the first page of every load; see
- * docs/protocol.md, "Loading a whole table" and "Versioning").  Pages run on the
+ * snapshot_table() (see docs/protocol.md, "Loading a whole table" and
+ * "Versioning").  Which of the two is looked up once, at the loader's first
+ * page, and kept for its life: a cursor is only good in the order of the
+ * function that gave it, and a load of one collection may be midway when
+ * another collection of the same loader starts its own (a server updated
+ * meanwhile would otherwise switch that load to the other order and skip
+ * rows).  A loader made before the update keeps paging with
+ * snapshot_table(), which 0.4 keeps.  Pages run on the
  * collections' loader threads; a mutex lets several collections share one
  * loader, one page at a time.  The layout check reads
  * para_sync.synced_tables.subject_layout; cancel sends a cancel request for
@@ -35,6 +41,7 @@ struct psync_pq_loader
 	pthread_mutex_t cancel_lock;	/* guards cancel */
 	PGcancel   *cancel;			/* while a statement runs */
 	bool		old_server;		/* no snapshot_page(): page with snapshot_table() */
+	bool		checked;		/* old_server is known (and never changes) */
 };
 
 /* The statement of conn may be cancelled from now on (lock held). */
@@ -114,7 +121,10 @@ check_page_function(psync_pq_loader *l, char *error, size_t error_size)
 		st = PSYNC_ERR_DATABASE;
 	}
 	else
+	{
 		l->old_server = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		l->checked = true;
+	}
 	PQclear(res);
 	return st;
 }
@@ -141,7 +151,7 @@ pq_load_page(void *ctx, const char *table, const char *after_key, int max_rows,
 		pthread_mutex_unlock(&l->lock);
 		return PSYNC_ERR_DATABASE;
 	}
-	if (after_key == NULL && (st = check_page_function(l, error, error_size)) != PSYNC_OK)
+	if (!l->checked && (st = check_page_function(l, error, error_size)) != PSYNC_OK)
 	{
 		pthread_mutex_unlock(&l->lock);
 		return st;

@@ -9,6 +9,8 @@
  * and nothing else may be a member.  Then a LOST (resync) must keep it so.
  * And tables keyed by the edge-case values of test/key_cases.txt (the empty
  * text among them) load in full with the keys listed there, and stay live.
+ * And a load begun with snapshot_table() (a server without snapshot_page())
+ * keeps that order to its end on a loader another collection shares.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -495,6 +497,98 @@ a_rejected_row_does_not_fail_the_load(void)
 	psync_transport_destroy(t);
 }
 
+static void
+page_row_ignore(void *ctx, const void *envelope, size_t len)
+{
+	(void) ctx;
+	(void) envelope;
+	(void) len;
+}
+
+/*
+ * One pq loader serving two collections: a load that began against a
+ * server without snapshot_page() (0.3: paged with snapshot_table(), in byte
+ * order of keys) must go on in that order when the server gains
+ * snapshot_page() meanwhile and another collection starts its load on the
+ * same loader.  Resuming a byte-order cursor in primary-key order would
+ * skip rows (after "t:13": 2 to 9) with no error.  0.3 is played by
+ * renaming snapshot_page() away for the first page.
+ */
+static psync_load_page_fn shared_real_page;
+static char shared_other[64];
+static int	shared_pages;
+
+static psync_status
+shared_load_page(void *ctx, const char *tbl, const char *after_key, int max_rows,
+				 psync_page_row_fn row, void *row_ctx, char *error, size_t error_size)
+{
+	if (after_key != NULL && shared_pages++ == 0)
+	{
+		/* the server is updated, and another collection starts a load */
+		char		other_err[256];
+
+		pg_exec(conn, "ALTER FUNCTION para_sync.snapshot_page_hidden(regclass, text, int)"
+				" RENAME TO snapshot_page");
+		(void) shared_real_page(ctx, shared_other, NULL, max_rows, page_row_ignore, NULL,
+								other_err, sizeof(other_err));
+	}
+	return shared_real_page(ctx, tbl, after_key, max_rows, row, row_ctx, error, error_size);
+}
+
+static void
+a_load_keeps_its_page_order_on_a_shared_loader(void)
+{
+	char		sql[768];
+	char		name[64];
+	psync_nats_options no;
+	psync_transport *t = NULL;
+	psync_pq_loader *loader = NULL;
+	psync_collection *col = NULL;
+	psync_collection_options co;
+
+	snprintf(name, sizeof(name), "%s", pg_table_name("shared"));
+	snprintf(shared_other, sizeof(shared_other), "%s", pg_table_name("shared2"));
+	snprintf(sql, sizeof(sql),
+			 "CREATE TABLE public.%s (id int PRIMARY KEY, n int);"
+			 "INSERT INTO public.%s SELECT g, g FROM generate_series(1, 30) g;"
+			 "SELECT para_sync.sync_table('public.%s');"
+			 "CREATE TABLE public.%s (id int PRIMARY KEY, n int);"
+			 "SELECT para_sync.sync_table('public.%s');"
+			 "ALTER FUNCTION para_sync.snapshot_page(regclass, text, int) RENAME TO snapshot_page_hidden",
+			 name, name, name, shared_other, shared_other);
+	CHECK(pg_exec(conn, sql) != NULL);
+	psync_nats_options_init(&no);
+	no.url = getenv("PSYNC_TEST_NATS_URL");
+	CHECK_EQ_INT(psync_nats_transport_connect(&no, &t), PSYNC_OK);
+	CHECK_EQ_INT(psync_pq_loader_new_conninfo(getenv("PSYNC_TEST_CONNINFO"), &loader), PSYNC_OK);
+	if (t != NULL && loader != NULL)
+	{
+		shared_real_page = psync_pq_load_page_fn();
+		shared_pages = 0;
+		psync_collection_options_init(&co);
+		co.table = name;
+		psync_schema_raw(&co.schema);
+		co.transport = t;
+		co.load_page = shared_load_page;
+		co.load_ctx = psync_pq_load_page_ctx(loader);
+		co.page_size = 5;
+		CHECK_EQ_INT(psync_collection_new(&co, &col), PSYNC_OK);
+		CHECK(shared_pages > 0);
+		if (col != NULL)
+		{
+			CHECK_EQ_INT(psync_collection_count(col), 30);
+			CHECK_EQ_INT(psync_collection_destroy(col), PSYNC_OK);
+		}
+	}
+	/* snapshot_page() back under its name whatever happened */
+	pg_exec(conn, "DO $$ BEGIN"
+			" IF to_regprocedure('para_sync.snapshot_page_hidden(regclass, text, int)') IS NOT NULL THEN"
+			" ALTER FUNCTION para_sync.snapshot_page_hidden(regclass, text, int) RENAME TO snapshot_page;"
+			" END IF; END $$");
+	psync_pq_loader_destroy(loader);
+	psync_transport_destroy(t);
+}
+
 int
 main(void)
 {
@@ -509,6 +603,7 @@ main(void)
 	RUN(text_keyed_collection_loads_under_concurrent_writes);
 	RUN(edge_case_keys_load_and_stay_live);
 	RUN(a_rejected_row_does_not_fail_the_load);
+	RUN(a_load_keeps_its_page_order_on_a_shared_loader);
 	PQfinish(conn);
 	return harness_finish();
 }
