@@ -88,7 +88,7 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
  * with this key that the triggering statement updated or deleted, or NULL;
  * holder: the version whose content this is, or NULL (outbox_append.c).
  * in_trigger: a trigger event's change, appended without advancing the
- * command counter (sequence_store_append_row()), so that every event of a
+ * command counter (outbox_append_from_trigger()), so that every event of a
  * statement runs under the statement's command id.
  */
 static void
@@ -100,7 +100,7 @@ emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
 	uint64		txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	bytea	   *envelope;
 
-	seq = sequence_store_next(key->data, key->len, replaced);
+	seq = outbox_next_sequence(key->data, key->len, replaced);
 	if (values != NULL)
 	{
 		initStringInfo(&value);
@@ -110,10 +110,10 @@ emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
 							  table->schema_version, (uint64) seq, op,
 							  true, txid);
 	if (in_trigger)
-		sequence_store_append_row(key->data, key->len, seq, (int64) txid,
+		outbox_append_from_trigger(key->data, key->len, seq, (int64) txid,
 								  envelope, table->subject_layout, holder);
 	else
-		sequence_store_append(key->data, key->len, seq, (int64) txid, envelope,
+		outbox_append_envelope(key->data, key->len, seq, (int64) txid, envelope,
 							  table->subject_layout, holder);
 	para_sync_xact_wrote_envelopes = true;
 }

@@ -46,7 +46,7 @@ static Oid
 para_sync_internal_owner(void)
 {
 	if (!OidIsValid(internal_owner))
-		internal_owner = relation_owner(store_relations()->outbox);
+		internal_owner = relation_owner(outbox_relations()->outbox);
 	return internal_owner;
 }
 

@@ -162,7 +162,7 @@ key_build_with(StringInfo key, SyncedTable *table, Datum *values, bool *nulls,
 void
 key_build(StringInfo key, SyncedTable *table, Datum *values, bool *nulls)
 {
-	bool		legacy = store_relations()->legacy_schema;
+	bool		legacy = outbox_relations()->legacy_schema;
 
 	if (!key_build_with(key, table, values, nulls, legacy))
 		key_too_long(table, key->len);

@@ -115,7 +115,7 @@ publish_rows(Relation rel, bool deletes)
 		key_build(&key, table, slot->tts_values, slot->tts_isnull);
 		if (deletes)
 			capture_emit_change(table, &key, NULL, NULL, PSYNC_OP_DELETE);
-		else if (sequence_store_last(key.data, key.len, true) > 0)
+		else if (outbox_last_sequence(key.data, key.len, true) > 0)
 			capture_emit_change(table, &key, slot->tts_values, slot->tts_isnull,
 								PSYNC_OP_UPSERT);
 		MemoryContextSwitchTo(old);
@@ -145,7 +145,7 @@ lifecycle_retire_rows(Relation rel)
 void
 lifecycle_announce_rows(Relation rel)
 {
-	if (sequence_store_name_has_history(table_cache_get(rel)->sync_name))
+	if (outbox_name_has_history(table_cache_get(rel)->sync_name))
 		publish_rows(rel, false);
 }
 

@@ -4,12 +4,15 @@
  *
  * The counter rule, here and nowhere else: an object's next sequence is
  * max(its rows in para_sync.outbox, its row in para_sync.counters) + 1
- * (sequence_store_next()), and removing rows from the outbox raises the
- * counter to the highest sequence removed (remember_last_sequences(), at
+ * (outbox_next_sequence()), and removing rows from the outbox raises the
+ * counter to the highest sequence removed (outbox_raise_counters(), at
  * the end of this file, called by outbox_remove()).  So the last sequence
  * is the highest seq of the object's rows still in the outbox, or, once
  * they were all consumed, its row in para_sync.counters (written by the
- * publisher, off the write path).  So a change costs one or two index
+ * publisher, off the write path).  Reading the outbox alone while it holds
+ * rows of the object is the same max: the publisher removes an object's
+ * rows lowest sequence first and raises the counter in the same
+ * transaction, so a counter never passes a row still queued.  So a change costs one or two index
  * probes and one outbox insert: the counter travels in the outbox row
  * itself.
  *
@@ -44,15 +47,15 @@
  * every other 0.2 object, so the answer changes exactly when the update
  * commits.  While it is 0.1, the library writes what 0.1 wrote (keys.c,
  * outbox rows without a layout) and refuses what needs the new schema
- * (require_updated_schema()).
+ * (outbox_require_updated_schema()).
  *
  * A change that replaces or deletes a row version usually skips the
  * look-up: seq_cache.c remembers each object's last sequence with the
  * (sub)transaction that appended it, and a hit needs the replaced version
  * to have been created by that (sub)transaction (the argument is at the top
  * of seq_cache.c).  That is only right if every envelope goes into the
- * outbox through sequence_store_append_row() (the capture trigger) or
- * sequence_store_append() (everything else), which update the cache:
+ * outbox through outbox_append_from_trigger() (the capture trigger) or
+ * outbox_append_envelope() (everything else), which update the cache:
  * nothing else may append.  Setting para_sync.sequence_cache_check makes
  * every hit be compared with the look-up (the tests do).
  */
@@ -82,13 +85,13 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-static StoreRelations store = {InvalidOid, InvalidOid, InvalidOid, InvalidOid, false};
+static OutboxRelations store = {InvalidOid, InvalidOid, InvalidOid, InvalidOid, false};
 static IndexInfo *outbox_pkey_info = NULL;
 /* the sequence cache's name for this store (seq_cache.c) */
 static SeqCacheTag store_tag;
 
 static void
-store_relcache_callback(Datum arg, Oid relid)
+outbox_relcache_callback(Datum arg, Oid relid)
 {
 	if (!OidIsValid(relid) || relid == store.outbox || relid == store.outbox_pkey ||
 		relid == store.counters || relid == store.counters_pkey)
@@ -102,9 +105,9 @@ store_relcache_callback(Datum arg, Oid relid)
 }
 
 void
-sequence_store_init(void)
+outbox_append_init(void)
 {
-	CacheRegisterRelcacheCallback(store_relcache_callback, (Datum) 0);
+	CacheRegisterRelcacheCallback(outbox_relcache_callback, (Datum) 0);
 }
 
 static Oid
@@ -131,13 +134,13 @@ relation_file(Oid relid)
 	return node;
 }
 
-const StoreRelations *
-store_relations(void)
+const OutboxRelations *
+outbox_relations(void)
 {
 	if (!OidIsValid(store.outbox))
 	{
 		Oid			nsp = get_namespace_oid("para_sync", false);
-		StoreRelations found;
+		OutboxRelations found;
 		MemoryContext old;
 		Relation	index;
 
@@ -166,9 +169,9 @@ store_relations(void)
  * sync name) while the installed extension is still at 0.1.
  */
 void
-require_updated_schema(void)
+outbox_require_updated_schema(void)
 {
-	if (store_relations()->legacy_schema)
+	if (outbox_relations()->legacy_schema)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("para_sync's schema is older than its library"),
@@ -182,7 +185,7 @@ require_updated_schema(void)
  * InvalidOid otherwise.  Resolves nothing, so it cannot fail.
  */
 Oid
-store_resolved_outbox(void)
+outbox_resolved(void)
 {
 	return store.outbox;
 }
@@ -249,7 +252,7 @@ probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
  * The last sequence of key (0 if never seen).  latest: what is committed
  * now plus everything this transaction wrote, its current command included
  * (SnapshotSelf: the capture trigger appends without advancing the command
- * counter, see sequence_store_append_row()); otherwise read with the active
+ * counter, see outbox_append_from_trigger()); otherwise read with the active
  * snapshot, so that snapshot() reads value and sequence consistently.
  *
  * SnapshotSelf reads the outbox and then the counters at two instants, not
@@ -258,9 +261,9 @@ probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
  * counters read second are at least as new as the outbox read first.
  */
 int64
-sequence_store_last(const char *key, int key_len, bool latest)
+outbox_last_sequence(const char *key, int key_len, bool latest)
 {
-	const StoreRelations *rels = store_relations();
+	const OutboxRelations *rels = outbox_relations();
 	text	   *key_text = cstring_to_text_with_len(key, key_len);
 	Snapshot	snapshot = latest ? SnapshotSelf : RegisterSnapshot(GetActiveSnapshot());
 	int64		seq = 0;
@@ -302,17 +305,17 @@ version_writer(HeapTuple tuple)
  * made by a trigger event: always looked up).
  */
 int64
-sequence_store_next(const char *key, int key_len, HeapTuple replaced)
+outbox_next_sequence(const char *key, int key_len, HeapTuple replaced)
 {
 	int64		seq;
 
-	store_relations();
+	outbox_relations();
 	if (replaced != NULL &&
 		seq_cache_lookup(&store_tag, key, key_len, version_writer(replaced), &seq))
 	{
 		if (sequence_cache_check)
 		{
-			int64		stored = sequence_store_last(key, key_len, true);
+			int64		stored = outbox_last_sequence(key, key_len, true);
 
 			if (stored != seq)
 				ereport(ERROR,
@@ -323,7 +326,7 @@ sequence_store_next(const char *key, int key_len, HeapTuple replaced)
 		}
 		return seq + 1;
 	}
-	return sequence_store_last(key, key_len, true) + 1;
+	return outbox_last_sequence(key, key_len, true) + 1;
 }
 
 /* Does the index of heap hold a visible key in [low, high)? */
@@ -346,9 +349,9 @@ any_key_between(Oid heap_oid, Oid index_oid, text *low, text *high,
  * snapshot)?  Keys of the name are exactly the texts in ["name:", "name;").
  */
 bool
-sequence_store_name_has_history(const char *sync_name)
+outbox_name_has_history(const char *sync_name)
 {
-	const StoreRelations *rels = store_relations();
+	const OutboxRelations *rels = outbox_relations();
 	text	   *low = cstring_to_text(psprintf("%s:", sync_name));
 	text	   *high = cstring_to_text(psprintf("%s;", sync_name));
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -372,18 +375,18 @@ sequence_store_name_has_history(const char *sync_name)
  * forgotten).
  *
  * This does not advance the command counter: the next look-up of the key
- * reads with SnapshotSelf (sequence_store_last()), which sees the row
+ * reads with SnapshotSelf (outbox_last_sequence()), which sees the row
  * anyway, and the outbox's primary key check sees it whatever the command.
  * So a multi-row statement's capture events all run under the statement's
  * own command id, and a change of the command id during them means that
  * another statement ran (capture.c relies on that).  Callers outside the
- * capture trigger use sequence_store_append(), which also advances it.
+ * capture trigger use outbox_append_envelope(), which also advances it.
  */
 void
-sequence_store_append_row(const char *key, int key_len, int64 seq, int64 txid,
+outbox_append_from_trigger(const char *key, int key_len, int64 seq, int64 txid,
 						  bytea *envelope, char layout, HeapTuple holder)
 {
-	const StoreRelations *rels = store_relations();
+	const OutboxRelations *rels = outbox_relations();
 	Relation	heap = table_open(rels->outbox, RowExclusiveLock);
 	Relation	index = index_open(rels->outbox_pkey, RowExclusiveLock);
 	Datum		values[6];
@@ -391,8 +394,8 @@ sequence_store_append_row(const char *key, int key_len, int64 seq, int64 txid,
 	HeapTuple	tuple;
 
 	/* asked after the lock: it took in any invalidation of the outbox */
-	if (store_relations()->legacy_schema && layout != PSYNC_LAYOUT_KEY)
-		require_updated_schema();
+	if (outbox_relations()->legacy_schema && layout != PSYNC_LAYOUT_KEY)
+		outbox_require_updated_schema();
 	/* a 0.1 outbox has five columns: heap_form_tuple ignores the sixth */
 	values[5] = CharGetDatum(layout);
 
@@ -427,10 +430,10 @@ sequence_store_append_row(const char *key, int key_len, int64 seq, int64 txid,
  * key_upgrade.c, table_event.c).
  */
 void
-sequence_store_append(const char *key, int key_len, int64 seq, int64 txid,
+outbox_append_envelope(const char *key, int key_len, int64 seq, int64 txid,
 					  bytea *envelope, char layout, HeapTuple holder)
 {
-	sequence_store_append_row(key, key_len, seq, txid, envelope, layout, holder);
+	outbox_append_from_trigger(key, key_len, seq, txid, envelope, layout, holder);
 	CommandCounterIncrement();
 }
 
@@ -550,17 +553,17 @@ merge_each_last_seq(Oid heap_oid, Oid index_oid, Snapshot snapshot, int n,
 
 /*
  * The last sequences of n distinct keys, in any order, read with the active
- * snapshot: what sequence_store_last(key, len, false) returns for each, by
+ * snapshot: what outbox_last_sequence(key, len, false) returns for each, by
  * one merge of the sorted keys with the outbox's index and one with the
  * counters' (merge_each_last_seq: O(n) whatever the keys' spread in the
  * index), and without SERIALIZABLE predicate locks (a serializable reader
  * is protected by its read of the rows themselves, as snapshot()'s).
  */
 void
-sequence_store_last_each(int n, const char *const *keys, const int *key_lens,
+outbox_last_sequences(int n, const char *const *keys, const int *key_lens,
 						 int64 *seqs)
 {
-	const StoreRelations *rels = store_relations();
+	const OutboxRelations *rels = outbox_relations();
 	Snapshot	snapshot;
 	SortedKey  *sorted;
 	bool	   *found;
@@ -655,9 +658,9 @@ raise_counter(Relation heap, Relation index, IndexInfo *info, Snapshot snapshot,
  * it removed of each key.
  */
 void
-remember_last_sequences(text **keys, int64 *seqs, int n)
+outbox_raise_counters(text **keys, int64 *seqs, int n)
 {
-	const StoreRelations *rels = store_relations();
+	const OutboxRelations *rels = outbox_relations();
 	Relation	heap;
 	Relation	index;
 	IndexInfo  *info;

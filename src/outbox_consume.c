@@ -7,7 +7,7 @@
  * around, so a batch is in per-key sequence order and a large backlog is
  * drained fairly across keys.  ack() deletes, per key, the rows up to the
  * acknowledged sequence and records the highest deleted sequence in
- * para_sync.counters (remember_last_sequences(), outbox_append.c, the one
+ * para_sync.counters (outbox_raise_counters(), outbox_append.c, the one
  * home of the counter rule), in the caller's transaction, where the capture
  * trigger will find it once the key has no outbox rows left.
  *
@@ -92,7 +92,7 @@ read_range(Relation heap, Relation index, text *bound, int64 after_seq,
 	ScanKeyData skey;
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
-	bool		with_layout = !store_relations()->legacy_schema;
+	bool		with_layout = !outbox_relations()->legacy_schema;
 	TransactionId last_xid = InvalidTransactionId;
 	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
 	int			n = 0;
@@ -143,7 +143,7 @@ int
 outbox_read(const char *after_key, int64 after_seq, bool wrap, int limit,
 			OutboxRowFn fn, void *arg)
 {
-	const StoreRelations *rels = store_relations();
+	const OutboxRelations *rels = outbox_relations();
 	text	   *bound = cstring_to_text(after_key ? after_key : "");
 	Relation	heap;
 	Relation	index;
@@ -314,7 +314,7 @@ dedupe_acks(OutboxAck *acks, int n)
 int64
 outbox_remove(OutboxAck *acks, int n)
 {
-	const StoreRelations *rels = store_relations();
+	const OutboxRelations *rels = outbox_relations();
 	text	  **last_keys;
 	int64	   *last_seqs;
 	int			nlast = 0;
@@ -351,7 +351,7 @@ outbox_remove(OutboxAck *acks, int n)
 	UnregisterSnapshot(snapshot);
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
-	remember_last_sequences(last_keys, last_seqs, nlast);
+	outbox_raise_counters(last_keys, last_seqs, nlast);
 	pfree(last_keys);
 	pfree(last_seqs);
 	return deleted;

@@ -100,7 +100,7 @@ outbox_vacuum_run(void)
 	}
 	/* the list must outlive the transaction that vacuum() commits first */
 	MemoryContextSwitchTo(cxt);
-	rels = list_make1(makeVacuumRelation(NULL, store_relations()->outbox, NIL));
+	rels = list_make1(makeVacuumRelation(NULL, outbox_relations()->outbox, NIL));
 
 	params.options = VACOPT_VACUUM | VACOPT_SKIP_LOCKED | VACOPT_PROCESS_TOAST;
 	params.freeze_min_age = -1;

@@ -158,33 +158,33 @@ extern void catalog_forget_owner(void);
 /* ---- outbox_append.c: sequences, the outbox's append and the counters */
 
 /* para_sync's own tables and their primary keys (resolved once). */
-typedef struct StoreRelations
+typedef struct OutboxRelations
 {
 	Oid			outbox;
 	Oid			outbox_pkey;
 	Oid			counters;
 	Oid			counters_pkey;
 	bool		legacy_schema;	/* the 0.1 schema: ALTER EXTENSION UPDATE not run yet */
-} StoreRelations;
-extern const StoreRelations *store_relations(void);
-extern void require_updated_schema(void);
-extern Oid	store_resolved_outbox(void);
+} OutboxRelations;
+extern const OutboxRelations *outbox_relations(void);
+extern void outbox_require_updated_schema(void);
+extern Oid	outbox_resolved(void);
 
-extern int64 sequence_store_last(const char *key, int key_len, bool latest);
-extern bool sequence_store_name_has_history(const char *sync_name);
-extern void sequence_store_last_each(int n, const char *const *keys,
+extern int64 outbox_last_sequence(const char *key, int key_len, bool latest);
+extern bool outbox_name_has_history(const char *sync_name);
+extern void outbox_last_sequences(int n, const char *const *keys,
 									 const int *key_lens, int64 *seqs);
-extern void sequence_store_append(const char *key, int key_len, int64 seq,
+extern void outbox_append_envelope(const char *key, int key_len, int64 seq,
 								  int64 txid, bytea *envelope, char layout,
 								  HeapTuple holder);
-extern void sequence_store_append_row(const char *key, int key_len, int64 seq,
+extern void outbox_append_from_trigger(const char *key, int key_len, int64 seq,
 									  int64 txid, bytea *envelope, char layout,
 									  HeapTuple holder);
-extern void sequence_store_init(void);
-extern void remember_last_sequences(text **keys, int64 *seqs, int n);
+extern void outbox_append_init(void);
+extern void outbox_raise_counters(text **keys, int64 *seqs, int n);
 /* para_sync.sequence_cache_check (settings.c) */
 extern bool sequence_cache_check;
-extern int64 sequence_store_next(const char *key, int key_len,
+extern int64 outbox_next_sequence(const char *key, int key_len,
 								 HeapTuple replaced);
 
 /* ---- outbox_backlog.c: what waits in the outbox (the publisher's count: publisher.h) */

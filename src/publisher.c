@@ -85,7 +85,7 @@ publisher_begin_work(void)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	if (OidIsValid(extension_oid) && store_resolved_outbox() == extension_outbox)
+	if (OidIsValid(extension_oid) && outbox_resolved() == extension_outbox)
 	{
 		PushActiveSnapshot(GetTransactionSnapshot());
 		return true;
@@ -103,7 +103,7 @@ publisher_begin_work(void)
 		publisher_status_forget_backlog_plan();
 		extension_oid = ext;
 	}
-	extension_outbox = store_relations()->outbox;
+	extension_outbox = outbox_relations()->outbox;
 	PushActiveSnapshot(GetTransactionSnapshot());
 	return true;
 }

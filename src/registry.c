@@ -368,7 +368,7 @@ static SPIPlanPtr
 registry_lookup_plan(void)
 {
 	Oid			types[1] = {OIDOID};
-	const StoreRelations *rels;
+	const OutboxRelations *rels;
 
 	if (lookup_plan != NULL && !lookup_plan_stale)
 		return lookup_plan;
@@ -377,7 +377,7 @@ registry_lookup_plan(void)
 	lookup_plan = NULL;
 	lookup_plan_stale = false;
 	lookup_plan_registry = get_relname_relid("tables", get_namespace_oid("para_sync", false));
-	rels = store_relations();
+	rels = outbox_relations();
 	lookup_plan_outbox = rels->outbox;
 	lookup_plan = SPI_prepare(!rels->legacy_schema ?
 							  "SELECT t.schema_version, t.exclude_columns, t.sync_name,"

@@ -184,7 +184,7 @@ para_sync_check_syncable(PG_FUNCTION_ARGS)
 	Relation	rel = relation_open(PG_GETARG_OID(0), AccessShareLock);
 	ArrayType  *keys;
 
-	require_updated_schema();
+	outbox_require_updated_schema();
 	registry_check_owner(rel);
 	keys = registry_check_table(rel, PG_GETARG_ARRAYTYPE_P(1));
 	relation_close(rel, AccessShareLock);

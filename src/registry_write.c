@@ -91,7 +91,7 @@ write_insert(Relation rel, text *name, text *version, Datum excluded)
 	char	   *sync_name = text_to_cstring(name);
 
 	/* the same checks as check_syncable(), for callers that skipped it */
-	require_updated_schema();
+	outbox_require_updated_schema();
 	registry_check_table(rel, DatumGetArrayTypeP(excluded));
 
 	if (!psync_sync_name_is_valid(sync_name, strlen(sync_name)))

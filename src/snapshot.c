@@ -166,7 +166,7 @@ static bytea *
 snapshot_envelope(SyncedTable *table, const char *key, int key_len,
 				  StringInfo value)
 {
-	int64		seq = sequence_store_last(key, key_len, false);
+	int64		seq = outbox_last_sequence(key, key_len, false);
 
 	return envelope_build(key, key_len, value, table->schema_version,
 						  (uint64) seq, PSYNC_OP_SNAPSHOT, false, 0);
@@ -188,7 +188,7 @@ parse_table_key(const char *key, int key_len, SyncedTable *table, Datum *datums)
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool fits = true;
 
-	if (IsInParallelMode() || sequence_store_last(key, key_len, false) == 0)
+	if (IsInParallelMode() || outbox_last_sequence(key, key_len, false) == 0)
 	{
 		key_parse(key, table, datums);
 		return true;
@@ -256,7 +256,7 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 		 * exist.  Its last envelope was the delete that unsync_table(), DROP
 		 * TABLE or TRUNCATE published, so nil at the last sequence matches it.
 		 */
-		int64		seq = sequence_store_last(key, key_len, false);
+		int64		seq = outbox_last_sequence(key, key_len, false);
 
 		MemoryContextSwitchTo(caller_cxt);
 		envelope = envelope_build(key, key_len, NULL, "", (uint64) seq,

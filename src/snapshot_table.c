@@ -27,7 +27,7 @@
  *     per page).
  *
  * Both read a page's sequences with index probes of the outbox and the
- * counters per key (sequence_store_last_each), with the same snapshot as
+ * counters per key (outbox_last_sequences), with the same snapshot as
  * the rows and without SERIALIZABLE predicate locks.
  */
 #include "para_sync.h"
@@ -438,7 +438,7 @@ page_emit(ReturnSetInfo *rsinfo, SyncedTable *table, PageRow **rows, int n)
 		keys[i] = rows[i]->key;
 		key_lens[i] = rows[i]->key_len;
 	}
-	sequence_store_last_each(n, keys, key_lens, seqs);
+	outbox_last_sequences(n, keys, key_lens, seqs);
 	env_cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync envelope",
 									ALLOCSET_DEFAULT_SIZES);
 	for (int i = 0; i < n; i++)

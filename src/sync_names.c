@@ -79,7 +79,7 @@ sync_names_claim(const char *sync_name, Oid table_owner)
 {
 	Oid			owner;
 
-	require_updated_schema();
+	outbox_require_updated_schema();
 	owner = registry_sync_name_claim(sync_name, table_owner);
 	if (!has_privs_of_role(GetUserId(), owner))
 		not_name_owner(sync_name, owner);
@@ -99,7 +99,7 @@ para_sync_release_sync_name(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	require_updated_schema();
+	outbox_require_updated_schema();
 	/* delete first: waits for a concurrent sync_table() of the name */
 	owner = registry_sync_name_release(sync_name);
 	if (!OidIsValid(owner))
@@ -129,7 +129,7 @@ static bool
 have_sync_names(void)
 {
 	return OidIsValid(get_extension_oid("para_sync", true)) &&
-		!store_relations()->legacy_schema;
+		!outbox_relations()->legacy_schema;
 }
 
 /* The role OIDs of a list of RoleSpecs; missing roles are skipped. */
