@@ -106,7 +106,7 @@ emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
 		initStringInfo(&value);
 		row_encode_values(&value, table, values, nulls);
 	}
-	envelope = envelope_build(key->data, key->len, values ? &value : NULL,
+	envelope = capture_envelope_build(key->data, key->len, values ? &value : NULL,
 							  table->schema_version, (uint64) seq, op,
 							  true, txid);
 	if (in_trigger)

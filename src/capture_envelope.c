@@ -1,5 +1,5 @@
 /*
- * capture_envelope.c — envelope_build: every envelope the server writes
+ * capture_envelope.c — capture_envelope_build: every envelope the server writes
  * (capture.c's outbox rows, table_event.c's reload, snapshot() and
  * snapshot_table()) is built here, around a value map from row_encode.c,
  * by the shared codec (src/common/envelope.c), into a StringInfo
@@ -16,7 +16,7 @@
  * table-level event, docs/protocol.md) has no value field.
  */
 bytea *
-envelope_build(const char *key, int key_len, StringInfo value,
+capture_envelope_build(const char *key, int key_len, StringInfo value,
 			   const char *schema_version, uint64 sequence, psync_op op,
 			   bool has_txid, uint64 txid)
 {

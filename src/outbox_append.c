@@ -313,7 +313,7 @@ outbox_next_sequence(const char *key, int key_len, HeapTuple replaced)
 	if (replaced != NULL &&
 		seq_cache_lookup(&store_tag, key, key_len, version_writer(replaced), &seq))
 	{
-		if (sequence_cache_check)
+		if (psync_sequence_cache_check)
 		{
 			int64		stored = outbox_last_sequence(key, key_len, true);
 

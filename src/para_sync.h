@@ -183,7 +183,7 @@ extern void outbox_append_from_trigger(const char *key, int key_len, int64 seq,
 extern void outbox_append_init(void);
 extern void outbox_raise_counters(text **keys, int64 *seqs, int n);
 /* para_sync.sequence_cache_check (settings.c) */
-extern bool sequence_cache_check;
+extern bool psync_sequence_cache_check;
 extern int64 outbox_next_sequence(const char *key, int key_len,
 								 HeapTuple replaced);
 
@@ -204,7 +204,7 @@ typedef struct SeqCacheTag
 
 extern void seq_cache_init(void);
 /* para_sync.sequence_cache_size, in entries (settings.c) */
-extern int	seq_cache_size;
+extern int	psync_seq_cache_size;
 extern bool seq_cache_lookup(const SeqCacheTag *tag, const char *key,
 							 int key_len, FullTransactionId writer, int64 *seq);
 extern void seq_cache_remember(const SeqCacheTag *tag, const char *key,
@@ -221,7 +221,7 @@ extern void capture_emit_change(SyncedTable *table, StringInfo key,
 
 /* ---- capture_envelope.c: every envelope the server writes */
 
-extern bytea *envelope_build(const char *key, int key_len, StringInfo value,
+extern bytea *capture_envelope_build(const char *key, int key_len, StringInfo value,
 							 const char *schema_version, uint64 sequence,
 							 psync_op op, bool has_txid, uint64 txid);
 

@@ -123,7 +123,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static uint32
 seq_cache_buckets(void)
 {
-	return (uint32) (seq_cache_size / SEQ_CACHE_WAYS);
+	return (uint32) (psync_seq_cache_size / SEQ_CACHE_WAYS);
 }
 
 static void

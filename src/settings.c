@@ -156,8 +156,8 @@ int			psync_vacuum_threshold = 10000;
 
 /* ---- the sequence store (outbox_append.c) and its cache (seq_cache.c) */
 
-bool		sequence_cache_check = false;
-int			seq_cache_size = 262144;	/* entries (GUC) */
+bool		psync_sequence_cache_check = false;
+int			psync_seq_cache_size = 262144;	/* entries (GUC) */
 
 /* ---- per-table statistics (stat_tables.c) */
 
@@ -176,14 +176,14 @@ settings_init(void)
 	DefineCustomBoolVariable("para_sync.sequence_cache_check",
 							 "Checks every sequence cache hit against the outbox and counters.",
 							 "For tests: a disagreement raises an error.",
-							 &sequence_cache_check, false,
+							 &psync_sequence_cache_check, false,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomIntVariable("para_sync.sequence_cache_size",
 								"Objects whose last sequence is kept in shared memory.",
 								"Lets an UPDATE or DELETE of a synced row skip the sequence look-up; "
 								"about 90 bytes each; 0 turns the cache off.",
-								&seq_cache_size, 262144, 0, 64 * 1024 * 1024,
+								&psync_seq_cache_size, 262144, 0, 64 * 1024 * 1024,
 								PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	/* a PGC_POSTMASTER setting defined after startup is FATAL (LOAD, CREATE EXTENSION) */
 	if (process_shared_preload_libraries_in_progress)

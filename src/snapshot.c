@@ -168,7 +168,7 @@ snapshot_envelope(SyncedTable *table, const char *key, int key_len,
 {
 	int64		seq = outbox_last_sequence(key, key_len, false);
 
-	return envelope_build(key, key_len, value, table->schema_version,
+	return capture_envelope_build(key, key_len, value, table->schema_version,
 						  (uint64) seq, PSYNC_OP_SNAPSHOT, false, 0);
 }
 
@@ -259,7 +259,7 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 		int64		seq = outbox_last_sequence(key, key_len, false);
 
 		MemoryContextSwitchTo(caller_cxt);
-		envelope = envelope_build(key, key_len, NULL, "", (uint64) seq,
+		envelope = capture_envelope_build(key, key_len, NULL, "", (uint64) seq,
 								  PSYNC_OP_SNAPSHOT, false, 0);
 		SPI_finish();
 		PG_RETURN_BYTEA_P(envelope);

@@ -455,7 +455,7 @@ page_emit(ReturnSetInfo *rsinfo, SyncedTable *table, PageRow **rows, int n)
 		value.maxlen = row->value_len;
 		value.cursor = 0;
 		values[0] = PointerGetDatum(cstring_to_text_with_len(row->key, row->key_len));
-		values[1] = PointerGetDatum(envelope_build(row->key, row->key_len, &value,
+		values[1] = PointerGetDatum(capture_envelope_build(row->key, row->key_len, &value,
 												   table->schema_version,
 												   (uint64) seqs[i], PSYNC_OP_SNAPSHOT,
 												   false, 0));

@@ -34,7 +34,7 @@ table_event_reload(const char *sync_name, const char *schema_version, char layou
 	int64		seq = outbox_next_sequence(sync_name, len, NULL);
 	bytea	   *envelope;
 
-	envelope = envelope_build(sync_name, len, NULL, schema_version, (uint64) seq,
+	envelope = capture_envelope_build(sync_name, len, NULL, schema_version, (uint64) seq,
 							  PSYNC_OP_RELOAD, true, txid);
 	outbox_append_envelope(sync_name, len, seq, (int64) txid, envelope, layout, NULL);
 	para_sync_xact_wrote_envelopes = true;
