@@ -13,7 +13,9 @@
  * So the worker counts the rows it removed; when it finds the outbox empty
  * (caught up) and para_sync.vacuum_threshold rows were removed since its
  * last vacuum (or it just started: a crash may have left dead rows behind),
- * it runs a plain VACUUM of the outbox between two batches:
+ * and no transaction can see the removed rows any more (waiting at most
+ * OUTBOX_VACUUM_MAX_WAIT_MS for that), it runs a plain VACUUM of the outbox
+ * between two batches:
  *
  *  - ShareUpdateExclusiveLock only, taken with SKIP_LOCKED (a concurrent
  *    VACUUM or autovacuum of the outbox makes it skip, never wait); no
@@ -34,6 +36,7 @@
 #include "para_sync.h"
 #include "publisher.h"
 
+#include "access/transam.h"
 #include "access/xact.h"
 #include "commands/extension.h"
 #include "commands/vacuum.h"
@@ -41,6 +44,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "postmaster/interrupt.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -49,21 +53,66 @@
 /* rows removed since the last vacuum; -1: none yet since the worker started */
 static int64 removed_since_vacuum = -1;
 
+/* every removal so far ran in a transaction older than this */
+static FullTransactionId removed_before = {0};
+
+/* since when the vacuum has waited for the removals to be removable (0: not) */
+static TimestampTz waiting_since = 0;
+
+/* how long the vacuum waits for the removals to be removable at most */
+#define OUTBOX_VACUUM_MAX_WAIT_MS 10000
+
 /* The publisher removed n more rows from the outbox. */
 void
 outbox_vacuum_count(int64 n)
 {
 	if (removed_since_vacuum >= 0)
 		removed_since_vacuum += n;
+	removed_before = ReadNextFullTransactionId();
 }
 
-/* Whether the caught-up publisher should vacuum the outbox now. */
+/*
+ * Whether every row the publisher removed is dead to every transaction, so
+ * that a VACUUM now removes them all.  A writer whose snapshot is older than
+ * the last removal (any transaction running while the drain ended) holds
+ * them back: a VACUUM then leaves them and their index entries until the
+ * next one, and the outbox's primary key stays as large as the backlog was
+ * (the shared horizon: conservative, other databases count too).
+ */
+static bool
+removals_removable(void)
+{
+	TransactionId oldest;
+
+	if (!FullTransactionIdIsValid(removed_before))
+		return true;
+	oldest = GetOldestNonRemovableTransactionId(NULL);
+	return !TransactionIdIsValid(oldest) ||
+		TransactionIdFollowsOrEquals(oldest, XidFromFullTransactionId(removed_before));
+}
+
+/*
+ * Whether the caught-up publisher should vacuum the outbox now: enough rows
+ * were removed (or it just started), and the removals are removable, or it
+ * has waited OUTBOX_VACUUM_MAX_WAIT_MS for that (a long transaction
+ * elsewhere: vacuum what can go).  While it waits, the worker reads and
+ * sleeps as usual and asks again.
+ */
 bool
 outbox_vacuum_due(void)
 {
+	TimestampTz now;
+
 	if (psync_vacuum_threshold <= 0 || ShutdownRequestPending)
 		return false;
-	return removed_since_vacuum < 0 || removed_since_vacuum >= psync_vacuum_threshold;
+	if (removed_since_vacuum >= 0 && removed_since_vacuum < psync_vacuum_threshold)
+		return false;
+	if (removals_removable())
+		return true;
+	now = GetCurrentTimestamp();
+	if (waiting_since == 0)
+		waiting_since = now;
+	return TimestampDifferenceExceeds(waiting_since, now, OUTBOX_VACUUM_MAX_WAIT_MS);
 }
 
 /*
@@ -128,6 +177,7 @@ outbox_vacuum_run(void)
 	CommitTransactionCommand();
 
 	removed_since_vacuum = 0;
+	waiting_since = 0;
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 	TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
