@@ -25,43 +25,43 @@
  * more or less).  Refuse them while a synced column (of any table, whoever
  * owns it) prints the type.  what names the command, hint says what to do.
  */
+typedef struct TypeChange
+{
+	Oid			type;
+	const char *what;
+	const char *hint;
+} TypeChange;
+
+/* refuse_type_change() for one synced table */
+static void
+refuse_if_column_prints(Relation rel, Registration *reg, void *arg)
+{
+	TypeChange *change = arg;
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		if (att->attisdropped || ddl_guard_is_excluded(reg, NameStr(att->attname)) ||
+			!type_trust_prints_type(att->atttypid, change->type))
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot %s of type %s while synced column \"%s\" of table \"%s\" uses it",
+						change->what, format_type_be(change->type), NameStr(att->attname),
+						RelationGetRelationName(rel)),
+				 errdetail("It would change the stored values without capturing a change, so replicas would keep the old values under the same sequence."),
+				 errhint("%s", change->hint)));
+	}
+}
+
 static void
 refuse_type_change(Oid type, const char *what, const char *hint)
 {
-	Oid		   *relids;
-	uint64		n;
+	TypeChange	change = {type, what, hint};
 
-	relids = registry_synced_relids(&n);
-	for (uint64 i = 0; i < n; i++)
-	{
-		Relation	rel = try_relation_open(relids[i], AccessShareLock);
-		Registration *reg = rel ? registry_get(relids[i]) : NULL;
-		TupleDesc	desc;
-
-		if (reg == NULL)
-		{
-			if (rel)
-				relation_close(rel, AccessShareLock);
-			continue;
-		}
-		desc = RelationGetDescr(rel);
-		for (int a = 0; a < desc->natts; a++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, a);
-
-			if (att->attisdropped || ddl_guard_is_excluded(reg, NameStr(att->attname)) ||
-				!type_trust_prints_type(att->atttypid, type))
-				continue;
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot %s of type %s while synced column \"%s\" of table \"%s\" uses it",
-							what, format_type_be(type), NameStr(att->attname),
-							RelationGetRelationName(rel)),
-					 errdetail("It would change the stored values without capturing a change, so replicas would keep the old values under the same sequence."),
-					 errhint("%s", hint)));
-		}
-		relation_close(rel, AccessShareLock);
-	}
+	registry_foreach_synced(refuse_if_column_prints, &change);
 }
 
 /*

@@ -276,6 +276,13 @@ typedef struct Registration
 } Registration;
 /* the DDL guard's read, and the capture trigger's cache's (a fresh snapshot) */
 extern Registration *registry_get(Oid relid);
+
+/*
+ * Calls fn for every synced table that still exists, opened with
+ * AccessShareLock (closed after fn returns).  Caller is connected to SPI.
+ */
+typedef void (*registry_table_fn) (Relation rel, Registration *reg, void *arg);
+extern void registry_foreach_synced(registry_table_fn fn, void *arg);
 extern Registration *registry_lookup(Oid relid);
 extern bool registry_has(Oid relid);
 extern void registry_update(Oid relid, const char *schema_version,

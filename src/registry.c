@@ -17,6 +17,7 @@
  */
 #include "para_sync.h"
 
+#include "access/relation.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "executor/spi.h"
@@ -150,6 +151,27 @@ registry_synced_relids(uint64 *n)
 												   SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	return relids;
+}
+
+/* registry_foreach_synced(): see para_sync.h */
+void
+registry_foreach_synced(registry_table_fn fn, void *arg)
+{
+	uint64		n;
+	Oid		   *relids = registry_synced_relids(&n);
+
+	for (uint64 i = 0; i < n; i++)
+	{
+		Relation	rel = try_relation_open(relids[i], AccessShareLock);
+		Registration *reg = rel ? registry_get(relids[i]) : NULL;
+
+		CHECK_FOR_INTERRUPTS();
+		if (reg != NULL)
+			fn(rel, reg, arg);
+		if (rel != NULL)
+			relation_close(rel, AccessShareLock);
+	}
+	pfree(relids);
 }
 
 /* Does para_sync.tables exist (it does not while DROP EXTENSION runs)? */

@@ -336,6 +336,21 @@ update_check_context(void *arg)
 			   (const char *) arg);
 }
 
+/* para_sync_refuse_catalog_name_columns() for one synced table */
+static void
+refuse_catalog_names_of(Relation rel, Registration *reg, void *arg)
+{
+	ErrorContextCallback callback;
+
+	callback.callback = update_check_context;
+	callback.arg = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+											  RelationGetRelationName(rel));
+	callback.previous = error_context_stack;
+	error_context_stack = &callback;
+	type_trust_check_columns(rel, reg->excluded);
+	error_context_stack = callback.previous;
+}
+
 PG_FUNCTION_INFO_V1(para_sync_refuse_catalog_name_columns);
 
 /*
@@ -347,33 +362,9 @@ PG_FUNCTION_INFO_V1(para_sync_refuse_catalog_name_columns);
 Datum
 para_sync_refuse_catalog_name_columns(PG_FUNCTION_ARGS)
 {
-	uint64		n;
-	Oid		   *relids;
-
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	relids = registry_synced_relids(&n);
-	for (uint64 i = 0; i < n; i++)
-	{
-		Relation	rel = try_relation_open(relids[i], AccessShareLock);
-		Registration *reg = rel ? registry_get(relids[i]) : NULL;
-		ErrorContextCallback callback;
-
-		if (reg == NULL)
-		{
-			if (rel)
-				relation_close(rel, AccessShareLock);
-			continue;
-		}
-		callback.callback = update_check_context;
-		callback.arg = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-												  RelationGetRelationName(rel));
-		callback.previous = error_context_stack;
-		error_context_stack = &callback;
-		type_trust_check_columns(rel, reg->excluded);
-		error_context_stack = callback.previous;
-		relation_close(rel, AccessShareLock);
-	}
+	registry_foreach_synced(refuse_catalog_names_of, NULL);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
