@@ -8,24 +8,32 @@
  * SECURITY_RESTRICTED_OPERATION, as a SECURITY DEFINER function would) and
  * catalog_restore_user() switches back; catalog_execute_as_owner() runs one
  * SPI statement so.  The owner is looked up once per backend, from
- * para_sync.outbox's pg_class row, and forgotten whenever the sequence
- * store's relations are invalidated (outbox_append.c calls
- * catalog_forget_owner()).
+ * para_sync.outbox's pg_class row, and forgotten whenever that relation
+ * (or the whole relcache) is invalidated.
  */
 #include "para_sync.h"
 
 #include "catalog/pg_class.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/inval.h"
 #include "utils/syscache.h"
 
 static Oid	internal_owner = InvalidOid;
+static Oid	owner_read_from = InvalidOid;	/* the relation internal_owner came from */
 
-/* para_sync's relations were invalidated: look the owner up again. */
-void
-catalog_forget_owner(void)
+/* para_sync.outbox was invalidated (ALTER ... OWNER, DROP): look the owner up again. */
+static void
+catalog_relcache_callback(Datum arg, Oid relid)
 {
-	internal_owner = InvalidOid;
+	if (!OidIsValid(relid) || relid == owner_read_from)
+		internal_owner = InvalidOid;
+}
+
+void
+catalog_init(void)
+{
+	CacheRegisterRelcacheCallback(catalog_relcache_callback, (Datum) 0);
 }
 
 static Oid
@@ -46,7 +54,10 @@ static Oid
 para_sync_internal_owner(void)
 {
 	if (!OidIsValid(internal_owner))
-		internal_owner = relation_owner(outbox_relations()->outbox);
+	{
+		owner_read_from = outbox_relations()->outbox;
+		internal_owner = relation_owner(owner_read_from);
+	}
 	return internal_owner;
 }
 

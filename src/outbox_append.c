@@ -97,7 +97,6 @@ outbox_relcache_callback(Datum arg, Oid relid)
 		relid == store.counters || relid == store.counters_pkey)
 	{
 		store.outbox = InvalidOid;
-		catalog_forget_owner();
 		if (outbox_pkey_info != NULL)
 			pfree(outbox_pkey_info);
 		outbox_pkey_info = NULL;

@@ -135,6 +135,7 @@ outbox_vacuum_run(void)
 	VacuumParams params = {0};
 	List	   *rels;
 	double		saved_cost_delay;
+	struct sigaction caller_sigterm;
 	long		secs;
 	int			usecs;
 
@@ -167,11 +168,15 @@ outbox_vacuum_run(void)
 	/* never throttled by a vacuum_cost_delay meant for manual VACUUMs: we are not publishing */
 	saved_cost_delay = VacuumCostDelay;
 	VacuumCostDelay = 0;
-	/* VACUUM checks for interrupts, not for ShutdownRequestPending */
+	/*
+	 * VACUUM checks for interrupts, not for ShutdownRequestPending: SIGTERM
+	 * goes to die() meanwhile, and back to the caller's handler after.
+	 */
+	sigaction(SIGTERM, NULL, &caller_sigterm);
 	pqsignal(SIGTERM, die);
 	if (!ShutdownRequestPending)
 		vacuum(rels, &params, NULL, true);
-	publisher_catch_sigterm();
+	sigaction(SIGTERM, &caller_sigterm, NULL);
 	VacuumCostDelay = saved_cost_delay;
 	PortalContext = old_portal;
 	CommitTransactionCommand();

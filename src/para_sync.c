@@ -23,6 +23,7 @@ _PG_init(void)
 	settings_init();
 	table_cache_init();
 	registry_init();
+	catalog_init();
 	outbox_append_init();
 	seq_cache_init();
 	sync_names_init();

@@ -153,7 +153,7 @@ extern void catalog_become_owner(OwnerSwitch *sw);
 extern void catalog_restore_user(const OwnerSwitch *sw);
 extern int	catalog_execute_as_owner(const char *sql, int nargs, Oid *types,
 									 Datum *args, const char *nulls);
-extern void catalog_forget_owner(void);
+extern void catalog_init(void);
 
 /* ---- outbox_append.c: sequences, the outbox's append and the counters */
 

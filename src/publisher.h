@@ -48,7 +48,6 @@ extern int	psync_batch_delay_us;
 /* ---- the background worker process (publisher_worker.c) */
 
 /* SIGTERM ends the worker's loop; it then exits to be restarted */
-extern void publisher_catch_sigterm(void);
 /* SIGHUP: re-read the settings (may restart the worker or reconnect NATS) */
 extern void publisher_reload_settings(void);
 

@@ -126,9 +126,9 @@ handle_sigterm(int signo, siginfo_t *info, void *context)
 
 /*
  * Catch SIGTERM: it ends the loop (within a second).  outbox_vacuum.c
- * hands SIGTERM to die() during its VACUUM and calls this again after it.
+ * hands SIGTERM to die() during its VACUUM and restores this handler after.
  */
-void
+static void
 publisher_catch_sigterm(void)
 {
 #if defined(SA_SIGINFO) && !defined(WIN32)
