@@ -24,6 +24,10 @@ SELECT pg_catalog.has_table_privilege('regress_sno_a', 'para_sync.sync_names', '
 -- DROP ROLE: refused, naming the sync names (the role owns nothing else)
 DROP ROLE regress_sno_a;
 SELECT count(*) AS a_exists FROM pg_catalog.pg_roles WHERE rolname = 'regress_sno_a';
+-- a role that may not drop roles gets PostgreSQL's refusal, not the names
+SET ROLE regress_sno_c;
+DROP ROLE regress_sno_a;
+RESET ROLE;
 
 -- REASSIGN OWNED BY a TO b: the names go to b (who may then tag under them)
 REASSIGN OWNED BY regress_sno_a TO regress_sno_b;
