@@ -144,6 +144,18 @@ SELECT s.key, (para_sync.envelope_to_jsonb(s.envelope))->'value' AS value
 SELECT s.key FROM para_sync.snapshot_page('public.ev', NULL, 2) s;
 SELECT s.key FROM para_sync.snapshot_page('public.ev', 'ev:eu:8', 10) s;
 
+-- == column DDL on the root reaches every partition: one reload event ==
+SELECT pg_temp.mark();
+ALTER TABLE public.ev ADD COLUMN extra int DEFAULT 0;
+SELECT o.key, e->>'op' AS op, e->>'schema_version' AS schema_version
+  FROM para_sync.outbox o, para_sync.envelope_to_jsonb(o.envelope) e
+ WHERE o.key = 'ev' AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.key = o.key AND s.seq = o.seq);
+INSERT INTO public.ev VALUES ('us', 11, 'x', 5);
+UPDATE public.ev_eu SET extra = 1 WHERE id = 4;
+SELECT key, value FROM pg_temp.changes('ev');
+ALTER TABLE public.ev DROP COLUMN extra;
+SELECT pg_temp.snap('ev:us:11') AS us11;
+
 -- == refusals ==
 \set VERBOSITY default
 -- a partition of a synced root cannot be tagged on its own
