@@ -67,7 +67,7 @@ is($node->safe_psql('restored', q{SELECT para_sync.snapshot_json('items:2')->'se
 # the partitioned root: every partition captured, ALWAYS, truncate included
 is( $node->safe_psql(
 		'restored', q{
-	SELECT string_agg(t.tgrelid::regclass || '.' || t.tgname || '=' || t.tgenabled, ','
+	SELECT string_agg(t.tgrelid::regclass || '.' || t.tgname || '=' || t.tgenabled::text, ','
 					  ORDER BY t.tgrelid::regclass::text, t.tgname)
 	  FROM pg_trigger t WHERE t.tgname LIKE 'para_sync%' AND t.tgrelid::regclass::text LIKE 'parts%'}),
 	'parts.para_sync_capture=A,parts.para_sync_no_truncate=A,'
