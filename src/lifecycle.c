@@ -15,11 +15,16 @@
  *
  *   unsync_table()   registry_write.c calls lifecycle_retire_rows() before it
  *                    removes the registry row (under ShareRowExclusiveLock).
- *   TRUNCATE         a BEFORE TRUNCATE statement trigger; TRUNCATE already
- *                    holds ACCESS EXCLUSIVE on every table it empties.
+ *   TRUNCATE         a BEFORE TRUNCATE statement trigger (each partition
+ *                    of a synced root has its own, partition.c); TRUNCATE
+ *                    already holds ACCESS EXCLUSIVE on every table it
+ *                    empties.
  *   DROP TABLE       a ddl_command_start event trigger locks each synced
- *                    table the statement names (as DROP itself would) and
+ *                    table the statement names (as DROP itself would), or
+ *                    partition of a synced root (its parent first), and
  *                    retires its rows while they still exist.
+ *
+ * A partitioned table's rows are its leaf partitions' (partition.c).
  *   other drops      (DROP SCHEMA ... CASCADE, DROP OWNED, a parent's
  *                    DROP ... CASCADE, DROP EXTENSION of an extension that
  *                    owns the table) remove a synced table only once its
@@ -214,7 +219,10 @@ para_sync_capture_truncate(PG_FUNCTION_ARGS)
 	rel = trigdata->tg_relation;
 	/* a partitioned table's partitions each fire their own (partition.c) */
 	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		partition_truncate_leaves_without_trigger(rel);
 		return PointerGetDatum(NULL);
+	}
 	/* a partition's, left behind by unsync_table() or DETACH of its root */
 	if (rel->rd_rel->relispartition && !registry_table_is_synced(RelationGetRelid(rel)) &&
 		!OidIsValid(partition_synced_root(RelationGetRelid(rel))))

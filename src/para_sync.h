@@ -327,5 +327,6 @@ extern List *partition_leaves(Oid relid, LOCKMODE lockmode);
 extern void partition_check_syncable(Relation rel);
 extern void partition_install_truncate_triggers(Oid relid);
 extern void partition_drop_truncate_triggers(Oid relid);
+extern void partition_truncate_leaves_without_trigger(Relation rel);
 
 #endif							/* PARA_SYNC_H */

@@ -253,6 +253,28 @@ partition_drop_truncate_triggers(Oid relid)
 	list_free(all);
 }
 
+/*
+ * TRUNCATE of partitioned rel (its truncate trigger, lifecycle.c): each
+ * leaf's own trigger publishes its deletes; a leaf without one (created
+ * while event triggers were off) gets them here, never silently none.
+ */
+void
+partition_truncate_leaves_without_trigger(Relation rel)
+{
+	ListCell   *lc;
+
+	foreach(lc, partition_leaves(RelationGetRelid(rel), AccessExclusiveLock))
+	{
+		Relation	leaf;
+
+		if (has_trigger(lfirst_oid(lc), TRUNCATE_TRIGGER))
+			continue;
+		leaf = table_open(lfirst_oid(lc), NoLock);
+		lifecycle_retire_rows(leaf);
+		table_close(leaf, NoLock);
+	}
+}
+
 /* ---- the event triggers: ALTER TABLE ... ATTACH / DETACH PARTITION, CREATE TABLE ... PARTITION OF */
 
 /* Is name one of para_sync's triggers? */
