@@ -50,9 +50,16 @@ CREATE FUNCTION para_sync.partition_ddl_end()
 RETURNS event_trigger
 AS 'MODULE_PATHNAME', 'para_sync_partition_ddl_end'
 LANGUAGE C;
-REVOKE ALL ON FUNCTION para_sync.partition_ddl_start(), para_sync.partition_ddl_end() FROM PUBLIC;
+CREATE FUNCTION para_sync.partition_check_dropped()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'para_sync_partition_check_dropped'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION para_sync.partition_ddl_start(), para_sync.partition_ddl_end(),
+	para_sync.partition_check_dropped() FROM PUBLIC;
 COMMENT ON FUNCTION para_sync.partition_ddl_start() IS
 	'ddl_command_start of ALTER TABLE and DROP TRIGGER: publishes a delete per row of a partition detached from a synced root; refuses DETACH ... CONCURRENTLY, attaching a table synced on its own, and changes to para_sync''s triggers on a partition.';
+COMMENT ON FUNCTION para_sync.partition_check_dropped() IS
+	'sql_drop: refuses to drop a partition of a synced table other than by DROP TABLE (DROP SCHEMA ... CASCADE, DROP OWNED, ...).';
 COMMENT ON FUNCTION para_sync.partition_ddl_end() IS
 	'ddl_command_end of CREATE TABLE and ALTER TABLE: a new partition of a synced root gets the truncate trigger; an attached one also an upsert per row.';
 
@@ -62,9 +69,14 @@ CREATE EVENT TRIGGER para_sync_partitions_start ON ddl_command_start
 CREATE EVENT TRIGGER para_sync_partitions_end ON ddl_command_end
 	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
 	EXECUTE FUNCTION para_sync.partition_ddl_end();
+CREATE EVENT TRIGGER para_sync_partitions_drop ON sql_drop
+	EXECUTE FUNCTION para_sync.partition_check_dropped();
+ALTER EVENT TRIGGER para_sync_partitions_drop ENABLE ALWAYS;
 ALTER EVENT TRIGGER para_sync_partitions_start ENABLE ALWAYS;
 ALTER EVENT TRIGGER para_sync_partitions_end ENABLE ALWAYS;
 COMMENT ON EVENT TRIGGER para_sync_partitions_start IS
 	'Publishes the deletes of a partition detached from a synced root; refuses what would leave a partition''s changes unpublished.';
+COMMENT ON EVENT TRIGGER para_sync_partitions_drop IS
+	'Refuses to drop a partition of a synced table other than with DROP TABLE.';
 COMMENT ON EVENT TRIGGER para_sync_partitions_end IS
 	'Gives a new partition of a synced root its truncate trigger, and publishes the rows of an attached one.';

@@ -25,7 +25,9 @@
  * per row (at ddl_command_end, once the rows are the root's);
  * DETACH PARTITION and DROP TABLE of a partition a delete per row (at
  * ddl_command_start, lifecycle.c, while the rows are still the root's).
- * Refused, with a hint: DETACH ... CONCURRENTLY (its rows would leave the
+ * Refused, with a hint: dropping a partition of a synced root other than
+ * by DROP TABLE (DROP SCHEMA ... CASCADE, DROP OWNED: by then its rows can
+ * no longer be read; partition_check_dropped()), DETACH ... CONCURRENTLY (its rows would leave the
  * root in a transaction of its own, unpublished), disabling para_sync's
  * triggers on a partition, attaching a table synced on its own, tagging a
  * partition of a synced root, and tagging a root one of whose partitions is
@@ -52,6 +54,7 @@
 
 PG_FUNCTION_INFO_V1(para_sync_partition_ddl_start);
 PG_FUNCTION_INFO_V1(para_sync_partition_ddl_end);
+PG_FUNCTION_INFO_V1(para_sync_partition_check_dropped);
 
 #define TRUNCATE_TRIGGER "para_sync_no_truncate"
 
@@ -510,6 +513,48 @@ para_sync_partition_ddl_end(PG_FUNCTION_ARGS)
 			}
 		}
 	}
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * sql_drop: a partition of a synced root dropped other than by DROP TABLE
+ * (whose ddl_command_start published its deletes, lifecycle.c).  Such a
+ * partition is a dropped table dropped with its clone of the capture
+ * trigger; one synced on its own is lifecycle.c's to refuse.
+ */
+Datum
+para_sync_partition_check_dropped(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+	int			rc;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("para_sync.partition_check_dropped() must be called as an event trigger")));
+	trigdata = (EventTriggerData *) fcinfo->context;
+	if (trigdata->tag == CMDTAG_DROP_TABLE || !registry_exists())
+		PG_RETURN_VOID();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute("SELECT t.object_identity"
+					 "  FROM pg_catalog.pg_event_trigger_dropped_objects() t"
+					 "  JOIN pg_catalog.pg_event_trigger_dropped_objects() g"
+					 "    ON g.object_type OPERATOR(pg_catalog.=) 'trigger'"
+					 "   AND g.object_identity OPERATOR(pg_catalog.=)"
+					 "       ('para_sync_capture on ' OPERATOR(pg_catalog.||) t.object_identity)"
+					 " WHERE t.object_type OPERATOR(pg_catalog.=) 'table'"
+					 " LIMIT 1", true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync dropped-partition look-up failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop partition %s of a synced table indirectly",
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errdetail("Its rows could no longer be published as deletes under its root's sync name."),
+				 errhint("Drop it with DROP TABLE, or detach it with ALTER TABLE ... DETACH PARTITION, first.")));
 	SPI_finish();
 	PG_RETURN_VOID();
 }

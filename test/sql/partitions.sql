@@ -182,6 +182,13 @@ ALTER TABLE public.ev_us DISABLE TRIGGER para_sync_capture;
 ALTER TABLE public.ev_us DISABLE TRIGGER ALL;
 ALTER TABLE public.ev_us DISABLE TRIGGER para_sync_no_truncate;
 DROP TRIGGER para_sync_no_truncate ON public.ev_us;
+-- a partition dropped other than by DROP TABLE
+CREATE SCHEMA elsewhere;
+CREATE TABLE elsewhere.ev_it PARTITION OF public.ev FOR VALUES IN ('it');
+INSERT INTO public.ev VALUES ('it', 1, 'i1');
+DROP SCHEMA elsewhere CASCADE;
+ALTER TABLE public.ev DETACH PARTITION elsewhere.ev_it;
+DROP SCHEMA elsewhere CASCADE;
 \set VERBOSITY terse
 SELECT para_sync.unsync_table('public.hp1');
 SELECT para_sync.unsync_table('public.ev_de');
