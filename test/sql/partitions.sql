@@ -161,6 +161,26 @@ SELECT key, value FROM pg_temp.changes('ev');
 ALTER TABLE public.ev DROP COLUMN extra;
 SELECT pg_temp.snap('ev:us:11') AS us11;
 
+-- == set_schema_version() of the root reaches the partitions ==
+SELECT para_sync.set_schema_version('public.ev', '2');
+UPDATE public.ev SET note = 'v2' WHERE region = 'us' AND id = 3;
+SELECT key, e->>'schema_version' AS schema_version
+  FROM para_sync.outbox o, para_sync.envelope_to_jsonb(o.envelope) e
+ WHERE o.key = 'ev:us:3' ORDER BY o.seq DESC LIMIT 1;
+
+-- == DETACH of a sub-partitioned partition: a delete per row of its leaves ==
+CREATE TABLE public.ev_sa PARTITION OF public.ev FOR VALUES IN ('br', 'ar') PARTITION BY LIST (region);
+CREATE TABLE public.ev_br PARTITION OF public.ev_sa FOR VALUES IN ('br');
+CREATE TABLE public.ev_ar PARTITION OF public.ev_sa FOR VALUES IN ('ar');
+INSERT INTO public.ev VALUES ('br', 1, 'b1'), ('ar', 1, 'a1');
+SELECT pg_temp.mark();
+ALTER TABLE public.ev DETACH PARTITION public.ev_sa;
+SELECT key, op FROM pg_temp.changes('ev') ORDER BY key;
+-- no para_sync trigger is left on the detached tables
+SELECT count(*) AS triggers FROM pg_trigger t
+ WHERE t.tgname LIKE 'para_sync%' AND t.tgrelid IN ('public.ev_sa'::regclass, 'public.ev_br'::regclass, 'public.ev_ar'::regclass);
+DROP TABLE public.ev_sa;
+
 -- == refusals ==
 \set VERBOSITY default
 -- a partition of a synced root cannot be tagged on its own
