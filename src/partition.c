@@ -351,7 +351,9 @@ attach_start(Oid parent, AlterTableCmd *cmd)
 
 	if (!OidIsValid(root))
 		return;
-	part = partition_of_cmd(cmd, NoLock);
+	/* locked as ATTACH will lock them: a tagging of part waits, or is seen */
+	LockRelationOid(parent, ShareUpdateExclusiveLock);
+	part = partition_of_cmd(cmd, AccessExclusiveLock);
 	if (!OidIsValid(part))
 		return;
 	member = synced_member(part);
