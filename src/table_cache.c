@@ -392,6 +392,9 @@ build_entry(CacheEntry *entry, Relation rel)
 		 * caller holds.
 		 */
 		names_from = RelationIdGetRelation(entry->root);
+		if (names_from == NULL)
+			elog(ERROR, "could not open synced root %u of partition \"%s\"",
+				 entry->root, RelationGetRelationName(rel));
 		partition_entries++;
 	}
 	load_columns(table, rel, names_from, excluded, nexcluded, cxt);
