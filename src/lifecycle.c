@@ -23,13 +23,13 @@
  *                    table the statement names (as DROP itself would), or
  *                    partition of a synced root (its parent first), and
  *                    retires its rows while they still exist.
- *
- * A partitioned table's rows are its leaf partitions' (partition.c).
  *   other drops      (DROP SCHEMA ... CASCADE, DROP OWNED, a parent's
  *                    DROP ... CASCADE, DROP EXTENSION of an extension that
  *                    owns the table) remove a synced table only once its
  *                    rows can no longer be read: an sql_drop event trigger
  *                    refuses them with a hint.
+ *
+ * A partitioned table's rows are its leaf partitions' (partition.c).
  *
  * Rows are read with a fresh snapshot: all writers of the table are locked
  * out at that point, so it sees exactly the committed rows plus the
