@@ -30,8 +30,8 @@
  * no longer be read; partition_check_dropped()), DETACH ... CONCURRENTLY (its rows would leave the
  * root in a transaction of its own, unpublished), disabling para_sync's
  * triggers on a partition, attaching a table synced on its own, tagging a
- * partition of a synced root, and tagging a root one of whose partitions is
- * synced on its own.
+ * partition of a synced root, tagging a root one of whose partitions is
+ * synced on its own, and unlogged partitions (created, attached or set so).
  */
 #include "para_sync.h"
 
@@ -130,6 +130,30 @@ partition_leaves(Oid relid, LOCKMODE lockmode)
 	return leaves;
 }
 
+/*
+ * Unlogged partitions of root (relid and those under it): their rows would
+ * not survive a crash, but their published changes would.
+ */
+static void
+refuse_unlogged(Oid relid, Oid root, bool tagging)
+{
+	List	   *all = find_all_inheritors(relid, NoLock, NULL);
+	ListCell   *lc;
+
+	foreach(lc, all)
+		if (get_rel_persistence(lfirst_oid(lc)) != RELPERSISTENCE_PERMANENT)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 tagging ?
+					 errmsg("cannot sync partitioned table \"%s\": its partition \"%s\" is unlogged",
+							get_rel_name(root), get_rel_name(lfirst_oid(lc))) :
+					 errmsg("synced table \"%s\" cannot have unlogged partition \"%s\"",
+							get_rel_name(root), get_rel_name(lfirst_oid(lc))),
+					 errdetail("Its rows would not survive a crash, but their published changes would."),
+					 errhint("Make the table logged with ALTER TABLE ... SET LOGGED first.")));
+	list_free(all);
+}
+
 /* The first of relid and its partitions that is synced on its own, or InvalidOid. */
 static Oid
 synced_member(Oid relid)
@@ -168,6 +192,7 @@ partition_check_syncable(Relation rel)
 	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		return;
 	list_free(find_all_inheritors(relid, ShareRowExclusiveLock, NULL));
+	refuse_unlogged(relid, relid, true);
 	member = synced_member(relid);
 	if (OidIsValid(member) && member != relid)
 		ereport(ERROR,
@@ -364,6 +389,7 @@ attach_start(Oid parent, AlterTableCmd *cmd)
 						get_rel_name(part), get_rel_name(root), get_rel_name(member)),
 				 errdetail("Its rows would have two keys, one under each sync name."),
 				 errhint("Call para_sync.unsync_table() on \"%s\" first.", get_rel_name(member))));
+	refuse_unlogged(part, root, false);
 }
 
 /* ddl_command_start of ALTER TABLE on relid, a partitioned table or a partition. */
@@ -396,6 +422,15 @@ alter_start(AlterTableStmt *stmt)
 				if (OidIsValid(root) && is_para_sync_trigger(cmd->name))
 					refuse_trigger_change(relid, root, cmd->subtype == AT_DisableTrig ?
 										  "disable" : "change the firing mode of");
+				break;
+			case AT_SetUnLogged:
+				if (OidIsValid(root))
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("cannot make partition \"%s\" of synced table \"%s\" unlogged",
+									get_rel_name(relid), get_rel_name(root)),
+							 errdetail("Its rows would not survive a crash, but their published changes would."),
+							 errhint("Call para_sync.unsync_table() on \"%s\" first.", get_rel_name(root))));
 				break;
 			case AT_EnableTrigAll:
 			case AT_DisableTrigAll:
@@ -464,9 +499,11 @@ became_partition(RangeVar *rv, bool attached)
 {
 	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
 	Relation	rel;
+	Oid			root;
 
-	if (!OidIsValid(relid) || !OidIsValid(partition_synced_root(relid)))
+	if (!OidIsValid(relid) || !OidIsValid(root = partition_synced_root(relid)))
 		return;
+	refuse_unlogged(relid, root, false);
 	partition_install_truncate_triggers(relid);
 	if (!attached)
 		return;

@@ -202,6 +202,16 @@ ALTER TABLE public.ev_us DISABLE TRIGGER para_sync_capture;
 ALTER TABLE public.ev_us DISABLE TRIGGER ALL;
 ALTER TABLE public.ev_us DISABLE TRIGGER para_sync_no_truncate;
 DROP TRIGGER para_sync_no_truncate ON public.ev_us;
+-- no unlogged partition: created, attached or set so
+CREATE UNLOGGED TABLE public.ev_ul PARTITION OF public.ev FOR VALUES IN ('ul');
+CREATE UNLOGGED TABLE public.ev_ul (LIKE public.ev);
+ALTER TABLE public.ev ATTACH PARTITION public.ev_ul FOR VALUES IN ('ul');
+DROP TABLE public.ev_ul;
+ALTER TABLE public.ev_us SET UNLOGGED;
+CREATE TABLE public.ulp (id int PRIMARY KEY) PARTITION BY RANGE (id);
+CREATE UNLOGGED TABLE public.ulp_1 PARTITION OF public.ulp FOR VALUES FROM (0) TO (10);
+SELECT para_sync.sync_table('public.ulp');
+DROP TABLE public.ulp;
 -- a partition dropped other than by DROP TABLE
 CREATE SCHEMA elsewhere;
 CREATE TABLE elsewhere.ev_it PARTITION OF public.ev FOR VALUES IN ('it');
