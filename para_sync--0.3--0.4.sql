@@ -31,3 +31,52 @@ COMMENT ON FUNCTION para_sync.snapshot_page(pg_catalog.regclass, pg_catalog.text
 
 COMMENT ON FUNCTION para_sync.snapshot_table(pg_catalog.regclass, pg_catalog.text, pg_catalog.int4) IS
 'current objects of a synced table whose key follows after_key (byte order of the key text; O(table) per page unless keyed by one integer column: use snapshot_page()), at most max_rows, with their snapshot envelopes; caller''s privileges apply';
+
+-- == partitioned tables, synced by their root ==
+
+-- sync_table() of a partitioned table registers the root: its capture
+-- trigger is cloned by PostgreSQL to every partition, present and future,
+-- and rows are keyed by the root's sync name and primary key
+-- (src/partition.c).  These event triggers follow the partitions: a table
+-- created or attached as a partition gets the truncate trigger (statement
+-- triggers are not cloned) and, when attached with rows, an upsert per row;
+-- DETACH PARTITION publishes a delete per row; DETACH ... CONCURRENTLY and
+-- changes to para_sync's triggers on a partition are refused.
+CREATE FUNCTION para_sync.partition_ddl_start()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'para_sync_partition_ddl_start'
+LANGUAGE C;
+CREATE FUNCTION para_sync.partition_ddl_end()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'para_sync_partition_ddl_end'
+LANGUAGE C;
+CREATE FUNCTION para_sync.partition_check_dropped()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'para_sync_partition_check_dropped'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION para_sync.partition_ddl_start(), para_sync.partition_ddl_end(),
+	para_sync.partition_check_dropped() FROM PUBLIC;
+COMMENT ON FUNCTION para_sync.partition_ddl_start() IS
+	'ddl_command_start of ALTER TABLE and DROP TRIGGER: publishes a delete per row of a partition detached from a synced root; refuses DETACH ... CONCURRENTLY, attaching a table synced on its own, and changes to para_sync''s triggers on a partition.';
+COMMENT ON FUNCTION para_sync.partition_check_dropped() IS
+	'sql_drop: refuses to drop a partition of a synced table other than by DROP TABLE (DROP SCHEMA ... CASCADE, DROP OWNED, ...).';
+COMMENT ON FUNCTION para_sync.partition_ddl_end() IS
+	'ddl_command_end of CREATE TABLE and ALTER TABLE: a new partition of a synced root gets the truncate trigger; an attached one also an upsert per row.';
+
+CREATE EVENT TRIGGER para_sync_partitions_start ON ddl_command_start
+	WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER')
+	EXECUTE FUNCTION para_sync.partition_ddl_start();
+CREATE EVENT TRIGGER para_sync_partitions_end ON ddl_command_end
+	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+	EXECUTE FUNCTION para_sync.partition_ddl_end();
+CREATE EVENT TRIGGER para_sync_partitions_drop ON sql_drop
+	EXECUTE FUNCTION para_sync.partition_check_dropped();
+ALTER EVENT TRIGGER para_sync_partitions_drop ENABLE ALWAYS;
+ALTER EVENT TRIGGER para_sync_partitions_start ENABLE ALWAYS;
+ALTER EVENT TRIGGER para_sync_partitions_end ENABLE ALWAYS;
+COMMENT ON EVENT TRIGGER para_sync_partitions_start IS
+	'Publishes the deletes of a partition detached from a synced root; refuses what would leave a partition''s changes unpublished.';
+COMMENT ON EVENT TRIGGER para_sync_partitions_drop IS
+	'Refuses to drop a partition of a synced table other than with DROP TABLE.';
+COMMENT ON EVENT TRIGGER para_sync_partitions_end IS
+	'Gives a new partition of a synced root its truncate trigger, and publishes the rows of an attached one.';

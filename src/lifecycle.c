@@ -15,16 +15,21 @@
  *
  *   unsync_table()   registry_write.c calls lifecycle_retire_rows() before it
  *                    removes the registry row (under ShareRowExclusiveLock).
- *   TRUNCATE         a BEFORE TRUNCATE statement trigger; TRUNCATE already
- *                    holds ACCESS EXCLUSIVE on every table it empties.
+ *   TRUNCATE         a BEFORE TRUNCATE statement trigger (each partition
+ *                    of a synced root has its own, partition.c); TRUNCATE
+ *                    already holds ACCESS EXCLUSIVE on every table it
+ *                    empties.
  *   DROP TABLE       a ddl_command_start event trigger locks each synced
- *                    table the statement names (as DROP itself would) and
+ *                    table the statement names (as DROP itself would), or
+ *                    partition of a synced root (its parent first), and
  *                    retires its rows while they still exist.
  *   other drops      (DROP SCHEMA ... CASCADE, DROP OWNED, a parent's
  *                    DROP ... CASCADE, DROP EXTENSION of an extension that
  *                    owns the table) remove a synced table only once its
  *                    rows can no longer be read: an sql_drop event trigger
  *                    refuses them with a hint.
+ *
+ * A partitioned table's rows are its leaf partitions' (partition.c).
  *
  * Rows are read with a fresh snapshot: all writers of the table are locked
  * out at that point, so it sees exactly the committed rows plus the
@@ -37,6 +42,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "commands/event_trigger.h"
 #include "commands/trigger.h"
@@ -75,9 +81,38 @@ retiring_table(Relation rel)
 	return table_cache_get(rel);
 }
 
+/* What publish_rows() appends for each row. */
+typedef enum RowsPublished
+{
+	ROWS_DELETE,				/* a delete */
+	ROWS_ANNOUNCE,				/* an upsert if the key has a history */
+	ROWS_UPSERT					/* an upsert (ATTACH PARTITION, partition.c) */
+} RowsPublished;
+
+static void publish_rows(Relation rel, RowsPublished what);
+
 /*
- * Append an envelope for rows of synced table rel: a delete for every row
- * (deletes), or an upsert for every row whose key has a history (!deletes).
+ * A partitioned table (synced by its root, partition.c) has no rows of its
+ * own: its leaf partitions' rows, each leaf locked as the caller locked rel
+ * (writers of a partition itself do not lock the root).
+ */
+static void
+publish_partition_rows(Relation rel, RowsPublished what)
+{
+	ListCell   *lc;
+
+	foreach(lc, partition_leaves(RelationGetRelid(rel), ShareRowExclusiveLock))
+	{
+		Relation	leaf = table_open(lfirst_oid(lc), NoLock);
+
+		publish_rows(leaf, what);
+		table_close(leaf, NoLock);
+	}
+}
+
+/*
+ * Append an envelope for rows of synced table rel (or of a partition of
+ * one), as what says.
  * The caller holds a lock that keeps writers out (ShareRowExclusiveLock or
  * stronger).
  *
@@ -88,17 +123,25 @@ retiring_table(Relation rel)
  * against the snapshot here, as outbox_append.c does for its reads.
  */
 static void
-publish_rows(Relation rel, bool deletes)
+publish_rows(Relation rel, RowsPublished what)
 {
 	SyncedTable *table = NULL;
-	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	Snapshot	snapshot;
 	bool		filter = IsolationIsSerializable();
-	TableScanDesc scan = table_beginscan(rel, filter ? SnapshotAny : snapshot, 0, NULL);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext,
-												  "para_sync lifecycle rows",
-												  ALLOCSET_DEFAULT_SIZES);
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	MemoryContext row_cxt;
 
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		publish_partition_rows(rel, what);
+		return;
+	}
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, filter ? SnapshotAny : snapshot, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync lifecycle rows",
+									ALLOCSET_DEFAULT_SIZES);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		MemoryContext old;
@@ -113,9 +156,9 @@ publish_rows(Relation rel, bool deletes)
 		slot_getallattrs(slot);
 		initStringInfo(&key);
 		key_build(&key, table, slot->tts_values, slot->tts_isnull);
-		if (deletes)
+		if (what == ROWS_DELETE)
 			capture_emit_change(table, &key, NULL, NULL, PSYNC_OP_DELETE);
-		else if (outbox_last_sequence(key.data, key.len, true) > 0)
+		else if (what == ROWS_UPSERT || outbox_last_sequence(key.data, key.len, true) > 0)
 			capture_emit_change(table, &key, slot->tts_values, slot->tts_isnull,
 								PSYNC_OP_UPSERT);
 		MemoryContextSwitchTo(old);
@@ -131,7 +174,14 @@ publish_rows(Relation rel, bool deletes)
 void
 lifecycle_retire_rows(Relation rel)
 {
-	publish_rows(rel, true);
+	publish_rows(rel, ROWS_DELETE);
+}
+
+/* An upsert envelope for every row of rel, a table just attached to a synced root. */
+void
+lifecycle_publish_rows(Relation rel)
+{
+	publish_rows(rel, ROWS_UPSERT);
 }
 
 /*
@@ -146,7 +196,7 @@ void
 lifecycle_announce_rows(Relation rel)
 {
 	if (outbox_name_has_history(table_cache_get(rel)->sync_name))
-		publish_rows(rel, false);
+		publish_rows(rel, ROWS_ANNOUNCE);
 }
 
 /*
@@ -158,6 +208,7 @@ Datum
 para_sync_capture_truncate(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) ||
@@ -165,7 +216,18 @@ para_sync_capture_truncate(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("para_sync truncate capture must be a BEFORE TRUNCATE trigger")));
-	lifecycle_retire_rows(trigdata->tg_relation);
+	rel = trigdata->tg_relation;
+	/* a partitioned table's partitions each fire their own (partition.c) */
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		partition_truncate_leaves_without_trigger(rel);
+		return PointerGetDatum(NULL);
+	}
+	/* a partition's, left behind by unsync_table() or DETACH of its root */
+	if (rel->rd_rel->relispartition && !registry_table_is_synced(RelationGetRelid(rel)) &&
+		!OidIsValid(partition_synced_root(RelationGetRelid(rel))))
+		return PointerGetDatum(NULL);
+	lifecycle_retire_rows(rel);
 	return PointerGetDatum(NULL);
 }
 
@@ -188,6 +250,9 @@ callback_require_owner(const RangeVar *relation, Oid relid, Oid old_relid,
 	if (!pg_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind),
 					   relation->relname);
+	/* a partition: its parent first, as DROP locks them */
+	if (relid != old_relid && get_rel_relispartition(relid))
+		LockRelationOid(get_partition_parent(relid, true), AccessExclusiveLock);
 }
 
 /* Retire the rows of the table named by names, if it is synced. */
@@ -198,7 +263,8 @@ retire_named_table(List *names)
 	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
 	Relation	rel;
 
-	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION)
+	if (!OidIsValid(relid) || (get_rel_relkind(relid) != RELKIND_RELATION &&
+							   get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE))
 		return;
 
 	/*
@@ -208,8 +274,19 @@ retire_named_table(List *names)
 	 */
 	relid = RangeVarGetRelidExtended(rv, AccessExclusiveLock, RVR_MISSING_OK,
 									 callback_require_owner, NULL);
-	if (!OidIsValid(relid) || !registry_table_is_synced(relid))
+	if (!OidIsValid(relid))
 		return;
+	/* a partition of a synced root (partition.c): its rows are the root's */
+	if (!registry_table_is_synced(relid))
+	{
+		if (OidIsValid(partition_synced_root(relid)))
+		{
+			rel = table_open(relid, NoLock);
+			lifecycle_retire_rows(rel);
+			table_close(rel, NoLock);
+		}
+		return;
+	}
 	/* the registry row must also be one this transaction can delete */
 	if (IsolationUsesXactSnapshot() && !registry_table_is_synced_in(relid, InvalidSnapshot))
 		ereport(ERROR,

@@ -16,6 +16,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/array.h"
+#include "storage/lockdefs.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 
@@ -237,6 +238,8 @@ extern bool para_sync_xact_wrote_envelopes;
 
 extern void lifecycle_retire_rows(Relation rel);
 extern void lifecycle_announce_rows(Relation rel);
+extern void lifecycle_publish_rows(Relation rel);
+
 
 /* ---- snapshot.c: snapshot(key), and row reading shared with snapshot_table.c */
 
@@ -322,5 +325,15 @@ extern void sync_names_init(void);
 
 /* Settings, commit wake-up, shared memory and the background worker. */
 extern void publisher_init(void);
+
+/* ---- partition.c: partitioned tables, synced by their root */
+
+extern Oid	partition_synced_root(Oid relid);
+extern Registration *partition_lookup(Oid relid, Oid *root);
+extern List *partition_leaves(Oid relid, LOCKMODE lockmode);
+extern void partition_check_syncable(Relation rel);
+extern void partition_install_truncate_triggers(Oid relid);
+extern void partition_drop_truncate_triggers(Oid relid);
+extern void partition_truncate_leaves_without_trigger(Relation rel);
 
 #endif							/* PARA_SYNC_H */

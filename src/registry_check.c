@@ -2,10 +2,12 @@
  * registry_check.c — may this table be synced?  The checks behind
  * check_syncable() that sync_table() runs before it writes the registry
  * (registry_write.c runs them again when it writes): the caller owns the
- * table; it is an ordinary, logged table outside schema para_sync; it has
- * a primary key that is not deferrable, whose column types have one key
- * text per value (type_trust.c); the excluded columns exist and are not
- * key columns; no synced column prints catalog names (type_trust.c).
+ * table; it is an ordinary or partitioned, logged table outside schema
+ * para_sync, not a partition of a synced table nor a root with a partition
+ * synced on its own (partition.c); it has a primary key that is not
+ * deferrable, whose column types have one key text per value
+ * (type_trust.c); the excluded columns exist and are not key columns; no
+ * synced column prints catalog names (type_trust.c).
  * Catalog reads only: the registry's statements are registry.c's.
  */
 #include "para_sync.h"
@@ -40,16 +42,12 @@ require_plain_table(Relation rel)
 {
 	const char *name = RelationGetRelationName(rel);
 
-	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot sync partitioned table \"%s\"", name),
-				 errhint("Sync each partition under its own sync name.")));
-	if (rel->rd_rel->relkind != RELKIND_RELATION)
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a table", name),
-				 errhint("Only ordinary tables can be synced.")));
+				 errhint("Only ordinary and partitioned tables can be synced.")));
 	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -163,6 +161,7 @@ registry_check_table(Relation rel, ArrayType *excluded)
 	int			nkeys;
 
 	require_plain_table(rel);
+	partition_check_syncable(rel);
 	index = open_primary_key(rel);
 	check_excluded_columns(rel, index, excluded);
 	type_trust_check_columns(rel, excluded);

@@ -20,6 +20,7 @@
 #include "para_sync.h"
 
 #include "access/relation.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -55,6 +56,8 @@ install_capture_triggers(Oid relid)
 		if (SPI_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", qname, triggers[i]),
 						false, 0) < 0)
 			elog(ERROR, "para_sync could not enable trigger %s of %s", triggers[i], qname);
+	/* PostgreSQL clones the capture trigger to partitions, not this one */
+	partition_install_truncate_triggers(relid);
 }
 
 static void
@@ -144,6 +147,12 @@ write_delete(Relation rel)
 	lifecycle_retire_rows(rel);
 	if (registry_delete(RelationGetRelid(rel)) == 0)
 		not_synced(rel);
+	/* a partitioned table's partitions' own truncate triggers (partition.c) */
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		CommandCounterIncrement();
+		partition_drop_truncate_triggers(RelationGetRelid(rel));
+	}
 }
 
 Datum

@@ -35,7 +35,10 @@ PG_FUNCTION_INFO_V1(para_sync_snapshot);
 
 
 
-/* "SELECT <synced columns> FROM ONLY <tbl>" into sql. */
+/*
+ * "SELECT <synced columns> FROM ONLY <tbl>" into sql; a partitioned table
+ * (synced by its root, partition.c) is read with its partitions.
+ */
 void
 snapshot_append_select(StringInfo sql, SyncedTable *table, Relation rel)
 {
@@ -45,7 +48,8 @@ snapshot_append_select(StringInfo sql, SyncedTable *table, Relation rel)
 						 quote_identifier(table->columns[i].name));
 	if (table->ncolumns == 0)
 		appendStringInfoString(sql, "1");
-	appendStringInfo(sql, " FROM ONLY %s",
+	appendStringInfo(sql, " FROM %s%s",
+					 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
 					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												RelationGetRelationName(rel)));
 }

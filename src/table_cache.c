@@ -37,11 +37,13 @@
 typedef struct CacheEntry
 {
 	Oid			relid;			/* hash key */
+	Oid			root;			/* a partition's synced root (partition.c), or 0 */
 	MemoryContext cxt;			/* everything the entry points to */
 	SyncedTable *table;
 } CacheEntry;
 
 static HTAB *table_cache = NULL;
+static int	partition_entries = 0;	/* entries with a root: built ever */
 
 /*
  * Calls that hold an entry across user code (snapshot(), the page
@@ -125,6 +127,13 @@ table_cache_relcache_callback(Datum arg, Oid relid)
 		entry = hash_search(table_cache, &relid, HASH_FIND, NULL);
 		if (entry != NULL)
 			invalidate_entry(entry);
+		if (partition_entries == 0)
+			return;
+		/* a root's registration changed: its partitions' entries too */
+		hash_seq_init(&status, table_cache);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			if (entry->root == relid)
+				invalidate_entry(entry);
 		return;
 	}
 	hash_seq_init(&status, table_cache);
@@ -234,11 +243,16 @@ column_is_excluded(const char *name, Datum *excluded, int nexcluded)
 	return false;
 }
 
+/*
+ * The synced columns, in the order and with the names of names_from's
+ * columns (rel's own, or a partition's root's: the envelope is the
+ * root's), at rel's attribute numbers.
+ */
 static void
-load_columns(SyncedTable *table, Relation rel, Datum *excluded, int nexcluded,
-			 MemoryContext cxt)
+load_columns(SyncedTable *table, Relation rel, Relation names_from,
+			 Datum *excluded, int nexcluded, MemoryContext cxt)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
+	TupleDesc	desc = RelationGetDescr(names_from);
 
 	table->columns = MemoryContextAllocZero(cxt, sizeof(SyncedColumn) * desc->natts);
 	table->ncolumns = 0;
@@ -250,7 +264,11 @@ load_columns(SyncedTable *table, Relation rel, Datum *excluded, int nexcluded,
 		if (att->attisdropped || column_is_excluded(NameStr(att->attname), excluded, nexcluded))
 			continue;
 		col = &table->columns[table->ncolumns++];
-		col->attnum = att->attnum;
+		col->attnum = names_from == rel ? att->attnum :
+			get_attnum(RelationGetRelid(rel), NameStr(att->attname));
+		if (col->attnum == InvalidAttrNumber)
+			elog(ERROR, "column \"%s\" of partition \"%s\" not found",
+				 NameStr(att->attname), RelationGetRelationName(rel));
 		col->name = MemoryContextStrdup(cxt, NameStr(att->attname));
 		col->name_len = strlen(col->name);
 		codec_init(&col->codec, att->atttypid, cxt);
@@ -310,9 +328,14 @@ load_keys(SyncedTable *table, Relation rel, MemoryContext cxt)
  */
 static void
 load_registration(SyncedTable *table, Relation rel, MemoryContext cxt,
-				  Datum **excluded, int *nexcluded)
+				  Datum **excluded, int *nexcluded, Oid *root)
 {
 	Registration *reg = registry_lookup(RelationGetRelid(rel));
+
+	*root = InvalidOid;
+	/* a partition is captured under its synced root's registration */
+	if (reg == NULL)
+		reg = partition_lookup(RelationGetRelid(rel), root);
 
 	if (reg == NULL)
 		ereport(ERROR,
@@ -334,6 +357,7 @@ build_entry(CacheEntry *entry, Relation rel)
 	SyncedTable *table;
 	Datum	   *excluded;
 	int			nexcluded;
+	Relation	names_from = rel;
 
 	if (entry->cxt != NULL && entry->table != NULL && table_cache_users > 0)
 	{
@@ -359,8 +383,23 @@ build_entry(CacheEntry *entry, Relation rel)
 	table->valid = true;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	load_registration(table, rel, cxt, &excluded, &nexcluded);
-	load_columns(table, rel, excluded, nexcluded, cxt);
+	load_registration(table, rel, cxt, &excluded, &nexcluded, &entry->root);
+	if (OidIsValid(entry->root))
+	{
+		/*
+		 * Not locked: the root's columns cannot change, nor can the
+		 * partition leave it, without a lock on the partition, which the
+		 * caller holds.
+		 */
+		names_from = RelationIdGetRelation(entry->root);
+		if (names_from == NULL)
+			elog(ERROR, "could not open synced root %u of partition \"%s\"",
+				 entry->root, RelationGetRelationName(rel));
+		partition_entries++;
+	}
+	load_columns(table, rel, names_from, excluded, nexcluded, cxt);
+	if (names_from != rel)
+		RelationClose(names_from);
 	SPI_finish();
 	load_keys(table, rel, cxt);
 	entry->table = table;
@@ -381,6 +420,7 @@ table_cache_get(Relation rel)
 	entry = hash_search(table_cache, &relid, HASH_ENTER, &found);
 	if (!found)
 	{
+		entry->root = InvalidOid;
 		entry->cxt = NULL;
 		entry->table = NULL;
 	}

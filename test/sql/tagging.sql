@@ -43,7 +43,10 @@ SELECT para_sync.sync_table('public.users2', exclude_columns => '{nosuch}');
 CREATE VIEW public.v AS SELECT 1 AS x;
 SELECT para_sync.sync_table('public.v');
 CREATE TABLE public.parted (id int PRIMARY KEY) PARTITION BY RANGE (id);
+-- a partitioned table is synced by its root (test/sql/partitions.sql)
+BEGIN;
 SELECT para_sync.sync_table('public.parted');
+ROLLBACK;
 CREATE UNLOGGED TABLE public.unlogged (id int PRIMARY KEY);
 SELECT para_sync.sync_table('public.unlogged');
 CREATE TABLE public.deferred (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED);

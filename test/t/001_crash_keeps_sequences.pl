@@ -1,6 +1,8 @@
 # The outbox and sequences are durable: after an immediate shutdown (crash)
 # every committed envelope is still there, nothing of an uncommitted
-# transaction is, and sequences continue without a gap or a reuse.
+# transaction is, and sequences continue without a gap or a reuse.  The
+# same for a partitioned table synced by its root, with cross-partition
+# moves (src/partition.c).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -33,8 +35,25 @@ $open->query_safe('UPDATE public.t SET v = 1000 WHERE id <= 10');
 # and some commits with synchronous_commit = on after it
 $node->safe_psql('postgres', 'UPDATE public.t SET v = v + 1 WHERE id > 40');
 
+# a partitioned root, in its own database: a cross-partition move left open
+$node->safe_psql('postgres', 'CREATE DATABASE parted');
+$node->safe_psql('parted', q{
+	CREATE EXTENSION para_sync;
+	CREATE TABLE public.pt (part int, id int, v int, PRIMARY KEY (part, id)) PARTITION BY LIST (part);
+	CREATE TABLE public.pt_1 PARTITION OF public.pt FOR VALUES IN (1);
+	CREATE TABLE public.pt_2 PARTITION OF public.pt FOR VALUES IN (2);
+	SELECT para_sync.sync_table('public.pt');
+	INSERT INTO public.pt SELECT 1, g, 0 FROM generate_series(1, 20) g;
+	UPDATE public.pt SET part = 2 WHERE id > 15;
+});
+my $open_pt = $node->background_psql('parted');
+$open_pt->query_safe('BEGIN');
+$open_pt->query_safe('UPDATE public.pt SET part = 2, v = 1000 WHERE id <= 5');
+$node->safe_psql('parted', 'UPDATE public.pt SET v = v + 1 WHERE id > 10');
+
 $node->stop('immediate');
 $open->quit;
+$open_pt->quit;
 $node->start;
 
 is($node->safe_psql('postgres', 'SELECT count(*) FROM para_sync.outbox'),
@@ -71,6 +90,34 @@ is( $node->safe_psql(
 		'postgres', q{SELECT para_sync.snapshot_json('t:45')->'sequence'}),
 	'4',
 	'snapshot agrees with the outbox');
+
+# the partitioned root: 20 inserts, 5 moves (delete + upsert), 10 updates
+is($node->safe_psql('parted', 'SELECT count(*) FROM para_sync.outbox'),
+	'40', 'partitioned root: every committed envelope survived the crash');
+is( $node->safe_psql(
+		'parted', q{
+	SELECT count(*) FROM para_sync.outbox o, para_sync.envelope_to_jsonb(o.envelope) e
+	 WHERE (e->'value'->>'v')::int = 1000
+	    OR o.key IN ('pt:2:1', 'pt:2:2', 'pt:2:3', 'pt:2:4', 'pt:2:5')}),
+	'0',
+	'partitioned root: nothing of the uncommitted move is in the outbox');
+is( $node->safe_psql(
+		'parted', q{
+	SELECT count(*) FROM (
+		SELECT key, max(seq) AS m, count(*) AS n FROM para_sync.outbox GROUP BY key) s
+	 WHERE m <> n}),
+	'0',
+	'partitioned root: per-key sequences are contiguous');
+$node->safe_psql('parted', 'UPDATE public.pt SET part = 1 WHERE id = 20');
+is( $node->safe_psql(
+		'parted', q{
+	SELECT string_agg(key || '=' || seq, ',' ORDER BY key)
+	  FROM (SELECT key, max(seq) AS seq FROM para_sync.outbox
+			 WHERE key IN ('pt:1:20', 'pt:2:20') GROUP BY key) s}),
+	'pt:1:20=3,pt:2:20=3',
+	'partitioned root: a move after recovery continues both keys');
+is($node->safe_psql('parted', q{SELECT para_sync.snapshot_json('pt:1:20')->'sequence'}),
+	'3', 'partitioned root: snapshot agrees with the outbox');
 
 $node->stop;
 done_testing();

@@ -1,6 +1,8 @@
 # pg_dump and restore keep what para_sync knows: the registry (mapped to the
 # restored table's new oid), every key's sequence, and the envelopes not yet
-# published; capture goes on in the restored database without a gap.
+# published; capture goes on in the restored database without a gap.  A
+# partitioned table synced by its root comes back the same way, with its
+# partitions captured (src/partition.c).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -26,6 +28,14 @@ $node->safe_psql('source', q{
 	UPDATE public.items SET label = 'b';
 	-- items:1 and items:2 consumed (sequences in counters), items:3 pending
 	SELECT para_sync.ack('{items:1,items:2}', '{2,2}');
+	CREATE TABLE public.parts (region int, id int, label text, PRIMARY KEY (region, id))
+		PARTITION BY LIST (region);
+	CREATE TABLE public.parts_1 PARTITION OF public.parts FOR VALUES IN (1);
+	CREATE TABLE public.parts_2 PARTITION OF public.parts FOR VALUES IN (2)
+		PARTITION BY HASH (id);
+	CREATE TABLE public.parts_2a PARTITION OF public.parts_2 FOR VALUES WITH (MODULUS 1, REMAINDER 0);
+	SELECT para_sync.sync_table('public.parts');
+	INSERT INTO public.parts VALUES (1, 1, 'a'), (2, 1, 'a');
 });
 
 my $dump = $node->basedir . '/source.sql';
@@ -35,12 +45,13 @@ command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('
 	'restore');
 
 is( $node->safe_psql('restored',
-		q{SELECT table_name || ' ' || sync_name || ' ' || schema_version FROM para_sync.synced_tables}),
-	'items items 2',
+		q{SELECT string_agg(table_name || ' ' || sync_name || ' ' || schema_version, ',' ORDER BY sync_name)
+		    FROM para_sync.synced_tables}),
+	'items items 2,parts parts 1',
 	'the registry names the restored table');
 is( $node->safe_psql('restored',
 		q{SELECT string_agg(key || '=' || seq, ',' ORDER BY key) FROM para_sync.outbox}),
-	'items:3=1,items:3=2',
+	'items:3=1,items:3=2,parts:1:1=1,parts:2:1=1',
 	'unpublished envelopes survive');
 
 $node->safe_psql('restored', q{UPDATE public.items SET label = 'c' WHERE id IN (1, 3)});
@@ -52,6 +63,33 @@ is( $node->safe_psql(
 	'sequences continue in the restored database');
 is($node->safe_psql('restored', q{SELECT para_sync.snapshot_json('items:2')->'sequence'}),
 	'2', 'snapshot reads the restored counter');
+
+# the partitioned root: every partition captured, ALWAYS, truncate included
+is( $node->safe_psql(
+		'restored', q{
+	SELECT string_agg(t.tgrelid::regclass || '.' || t.tgname || '=' || t.tgenabled::text, ','
+					  ORDER BY t.tgrelid::regclass::text, t.tgname)
+	  FROM pg_trigger t WHERE t.tgname LIKE 'para_sync%' AND t.tgrelid::regclass::text LIKE 'parts%'}),
+	'parts.para_sync_capture=A,parts.para_sync_no_truncate=A,'
+	  . 'parts_1.para_sync_capture=A,parts_1.para_sync_no_truncate=A,'
+	  . 'parts_2.para_sync_capture=A,parts_2.para_sync_no_truncate=A,'
+	  . 'parts_2a.para_sync_capture=A,parts_2a.para_sync_no_truncate=A',
+	'the partitions keep their triggers, ENABLE ALWAYS');
+$node->safe_psql(
+	'restored', q{
+	UPDATE public.parts SET label = 'c';
+	UPDATE public.parts SET region = 2, id = 2 WHERE region = 1;
+	TRUNCATE public.parts_2a;
+});
+is( $node->safe_psql(
+		'restored', q{
+	SELECT string_agg(key || '=' || seq || ':' || (para_sync.envelope_to_jsonb(envelope)->>'op'), ','
+					  ORDER BY key, seq)
+	  FROM para_sync.outbox WHERE key LIKE 'parts:%'}),
+	'parts:1:1=1:upsert,parts:1:1=2:upsert,parts:1:1=3:delete,'
+	  . 'parts:2:1=1:upsert,parts:2:1=2:upsert,parts:2:1=3:delete,'
+	  . 'parts:2:2=1:upsert,parts:2:2=2:delete',
+	'the restored root captures its partitions, moves and TRUNCATE included');
 
 $node->stop;
 done_testing();

@@ -280,6 +280,31 @@ check_capture('upgraded', 'after the update');
 same_lines(user_side('upgraded'), $fresh_user_side,
 	'after the update the registry and triggers are those of tables tagged afresh');
 
+# --- A partitioned table tagged by its root after the update (0.4,
+# src/partition.c): the same triggers on every partition, and the same
+# capture, as in a fresh install.
+my $parted = q{
+	CREATE TABLE public.parts (region int, id int, label text, PRIMARY KEY (region, id))
+		PARTITION BY LIST (region);
+	CREATE TABLE public.parts_1 PARTITION OF public.parts FOR VALUES IN (1);
+	SELECT para_sync.sync_table('public.parts');
+	CREATE TABLE public.parts_2 PARTITION OF public.parts FOR VALUES IN (2);
+	INSERT INTO public.parts VALUES (1, 1, 'a'), (2, 1, 'b');
+	UPDATE public.parts SET region = 2, id = 2 WHERE region = 1;
+};
+my $parted_outbox = q{
+	SELECT string_agg(key || '=' || seq || ':' || (para_sync.envelope_to_jsonb(envelope)->>'op'), ','
+					  ORDER BY key, seq)
+	  FROM para_sync.outbox WHERE key LIKE 'parts:%'};
+$node->safe_psql($_, $parted) for ('fresh', 'upgraded');
+same_lines(user_side('upgraded'), user_side('fresh'),
+	'a partitioned root tagged after the update: registry and triggers of a fresh install');
+is($node->safe_psql('upgraded', $parted_outbox),
+	'parts:1:1=1:upsert,parts:1:1=2:delete,parts:2:1=1:upsert,parts:2:2=1:upsert',
+	'a partitioned root tagged after the update captures every partition');
+is($node->safe_psql('upgraded', $parted_outbox), $node->safe_psql('fresh', $parted_outbox),
+	'... as a fresh install does');
+
 # --- A dump of the 0.1 database restored: the extension is created at the
 # default version (a dump names no version) and the 0.1 rows are loaded.
 $node->safe_psql('postgres', 'CREATE DATABASE restored');

@@ -71,7 +71,7 @@ is( $node->safe_psql('restored',
 	't', 'the owner holds its privilege on sync_names after the restore');
 is( $node->safe_psql('restored',
 		q{SELECT string_agg(evtname, ',' ORDER BY evtname) FROM pg_event_trigger WHERE evtname LIKE 'para_sync%'}),
-	'para_sync_check_dropped_tables,para_sync_ddl_guard_drop,para_sync_ddl_guard_end,para_sync_ddl_guard_start,para_sync_ddl_guard_types,para_sync_forget_dropped_tables,para_sync_retire_dropped_tables,para_sync_sync_names_drop_owned',
+	'para_sync_check_dropped_tables,para_sync_ddl_guard_drop,para_sync_ddl_guard_end,para_sync_ddl_guard_start,para_sync_ddl_guard_types,para_sync_forget_dropped_tables,para_sync_partitions_drop,para_sync_partitions_end,para_sync_partitions_start,para_sync_retire_dropped_tables,para_sync_sync_names_drop_owned',
 	'each event trigger exists once');
 
 my ($rc, $out, $err) = $node->psql('restored', q{
