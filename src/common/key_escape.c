@@ -7,7 +7,9 @@
  * And the one validator of whole keys, psync_key_is_valid(), which the
  * extension (every envelope it writes, every key snapshot() is asked for)
  * and libparasync (every key it decodes or subscribes to) both use, so the
- * two accept exactly the same keys.  Pure C, shared by both.
+ * two accept exactly the same keys.  Scope tokens (docs/protocol.md
+ * "Scopes") are made of key parts, so their validator,
+ * psync_scope_is_valid(), lives here too.  Pure C, shared by both.
  */
 #include "para_sync/key.h"
 
@@ -188,4 +190,43 @@ psync_key_in_table(const char *key, size_t len, const char *sync_name,
 {
 	return len > name_len && key[name_len] == ':' &&
 		memcmp(key, sync_name, name_len) == 0;
+}
+
+/* One scope part: "%00" (a NULL) or a key part (possibly empty). */
+static bool
+scope_part_is_valid(const char *s, size_t len)
+{
+	if (len == 3 && memcmp(s, "%00", 3) == 0)
+		return true;
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char cls = key_byte_class[(unsigned char) s[i]];
+
+		if (cls == KEY_BYTE_PLAIN)
+			continue;
+		if (cls != KEY_BYTE_PERCENT || escaped_byte(s, len, i) < 0)
+			return false;
+		i += 2;
+	}
+	return true;
+}
+
+bool
+psync_scope_is_valid(const char *s, size_t len)
+{
+	size_t		start = 0;
+
+	if (s == NULL || len == 0 || len > PSYNC_MAX_SCOPE_LEN)
+		return false;
+	if (len == 1 && s[0] == '%')
+		return true;			/* the one empty value */
+	for (size_t i = 0; i <= len; i++)
+	{
+		if (i < len && s[i] != ':')
+			continue;
+		if (!scope_part_is_valid(s + start, i - start))
+			return false;
+		start = i + 1;
+	}
+	return true;
 }
