@@ -14,6 +14,8 @@
  *   op             str: "upsert" | "delete" | "snapshot" | "refetch" | "reload"
  *                  (reload: a table-level event, its key a sync name)
  *   txid           uint (absent in snapshots)
+ *   scope          str, last: the row's scope token, only for tables with a
+ *                  scope (para_sync.set_scope(); docs/protocol.md, "Scopes")
  */
 #ifndef PARA_SYNC_ENVELOPE_H
 #define PARA_SYNC_ENVELOPE_H
@@ -60,6 +62,9 @@ typedef struct psync_envelope
 	psync_op	op;
 	bool		has_txid;
 	uint64_t	txid;
+	/* the scope token (psync_scope_is_valid), or NULL: no scope field */
+	const char *scope;
+	size_t		scope_len;
 } psync_envelope;
 
 /* Sink for encoded bytes; returns 0 on success (msgpack_packer_write shape). */
@@ -102,7 +107,8 @@ typedef enum psync_decode_error
 	PSYNC_DECODE_BAD_UTF8,		/* schema_version or a field name not UTF-8 */
 	PSYNC_DECODE_BAD_OP,		/* op not one of the five names */
 	PSYNC_DECODE_BAD_SEQUENCE,	/* negative or above PSYNC_MAX_SEQUENCE */
-	PSYNC_DECODE_TOO_LARGE		/* schema_version beyond its limit */
+	PSYNC_DECODE_TOO_LARGE,		/* schema_version beyond its limit */
+	PSYNC_DECODE_BAD_SCOPE		/* scope not a token of the grammar (psync_scope_is_valid) */
 } psync_decode_error;
 
 /*

@@ -53,7 +53,8 @@ psync_envelope_encode(const psync_envelope *env, psync_write_fn write, void *ctx
 {
 	msgpack_packer pk;
 	const char *op = psync_op_name(env->op);
-	size_t		nfields = 4 + (env->has_value ? 1 : 0) + (env->has_txid ? 1 : 0);
+	size_t		nfields = 4 + (env->has_value ? 1 : 0) + (env->has_txid ? 1 : 0) +
+		(env->scope != NULL ? 1 : 0);
 
 	if (op == NULL || env->key == NULL || env->schema_version == NULL)
 		return -1;
@@ -85,6 +86,9 @@ psync_envelope_encode(const psync_envelope *env, psync_write_fn write, void *ctx
 			msgpack_pack_uint64(&pk, env->txid) != 0)
 			return -1;
 	}
+	if (env->scope != NULL &&
+		pack_field_str(&pk, "scope", env->scope, env->scope_len) != 0)
+		return -1;
 	return 0;
 }
 
@@ -116,6 +120,7 @@ static const char *const decode_error_texts[] = {
 	[PSYNC_DECODE_BAD_OP] = "unknown op",
 	[PSYNC_DECODE_BAD_SEQUENCE] = "sequence negative or out of range",
 	[PSYNC_DECODE_TOO_LARGE] = "field longer than its limit",
+	[PSYNC_DECODE_BAD_SCOPE] = "invalid scope",
 };
 
 const char *
@@ -317,10 +322,11 @@ enum envelope_field
 	FIELD_SEQUENCE = 1 << 3,
 	FIELD_OP = 1 << 4,
 	FIELD_TXID = 1 << 5,
+	FIELD_SCOPE = 1 << 6,
 	FIELD_UNKNOWN = 0
 };
 
-/* The field names have distinct lengths: one memcmp decides. */
+/* The field names have distinct lengths but value/scope: a memcmp or two decide. */
 static enum envelope_field
 field_of(const char *name, size_t len)
 {
@@ -330,7 +336,10 @@ field_of(const char *name, size_t len)
 	switch (len)
 	{
 		case 3: expect = "key"; field = FIELD_KEY; break;
-		case 5: expect = "value"; field = FIELD_VALUE; break;
+		case 5:
+			if (memcmp(name, "scope", 5) == 0)
+				return FIELD_SCOPE;
+			expect = "value"; field = FIELD_VALUE; break;
 		case 14: expect = "schema_version"; field = FIELD_SCHEMA_VERSION; break;
 		case 8: expect = "sequence"; field = FIELD_SEQUENCE; break;
 		case 2: expect = "op"; field = FIELD_OP; break;
@@ -399,6 +408,11 @@ decode_field(mp_reader *r, enum envelope_field field, psync_envelope *out)
 				return err == PSYNC_DECODE_BAD_SEQUENCE ? PSYNC_DECODE_WRONG_TYPE : err;
 			out->has_txid = true;
 			return PSYNC_DECODE_OK;
+		case FIELD_SCOPE:
+			if ((err = mp_read_str(r, &out->scope, &out->scope_len)) != PSYNC_DECODE_OK)
+				return err;
+			return psync_scope_is_valid(out->scope, out->scope_len) ?
+				PSYNC_DECODE_OK : PSYNC_DECODE_BAD_SCOPE;
 		case FIELD_UNKNOWN:
 			break;
 	}
