@@ -114,7 +114,8 @@ publish_rows(Relation rel, bool deletes)
 		initStringInfo(&key);
 		key_build(&key, table, slot->tts_values, slot->tts_isnull);
 		if (deletes)
-			capture_emit_change(table, &key, NULL, NULL, PSYNC_OP_DELETE);
+			capture_emit_change(table, &key, slot->tts_values, slot->tts_isnull,
+								PSYNC_OP_DELETE);
 		else if (outbox_last_sequence(key.data, key.len, true) > 0)
 			capture_emit_change(table, &key, slot->tts_values, slot->tts_isnull,
 								PSYNC_OP_UPSERT);

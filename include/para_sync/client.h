@@ -47,6 +47,7 @@
 #include <stdint.h>
 
 #include "para_sync/envelope.h"
+#include "para_sync/key.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -14,7 +14,8 @@
  *   op             str: "upsert" | "delete" | "snapshot" | "refetch" | "reload"
  *                  (reload: a table-level event, its key a sync name)
  *   txid           uint (absent in snapshots)
- *   scope          str (tables with a scope only: docs/protocol.md "Scopes")
+ *   scope          str, last: the row's scope token, only for tables with a
+ *                  scope (para_sync.set_scope(); docs/protocol.md, "Scopes")
  */
 #ifndef PARA_SYNC_ENVELOPE_H
 #define PARA_SYNC_ENVELOPE_H
@@ -62,17 +63,15 @@ typedef struct psync_envelope
 	bool		has_txid;
 	uint64_t	txid;
 	/*
-	 * The row's scope token (docs/protocol.md "Scopes"), NULL when the field
-	 * is absent (a table without a scope, a deleted row's snapshot).  Added
-	 * after the first ABI: the codec functions are macros passing
+	 * The row's scope token (psync_scope_is_valid), or NULL: no scope field
+	 * (a table without a scope, a deleted row's snapshot).  Added after the
+	 * first ABI: the codec functions are macros passing
 	 * sizeof(psync_envelope) (see psync_envelope_decode_sized).
 	 */
 	const char *scope;
 	size_t		scope_len;
 } psync_envelope;
 
-/* Longest scope token (bytes, escaped), and the grammar's check of one. */
-#define PSYNC_MAX_SCOPE_LEN 256
 
 /* Sink for encoded bytes; returns 0 on success (msgpack_packer_write shape). */
 typedef int (*psync_write_fn) (void *ctx, const char *buf, size_t len);
@@ -126,7 +125,7 @@ typedef enum psync_decode_error
 	PSYNC_DECODE_BAD_OP,		/* op not one of the five names */
 	PSYNC_DECODE_BAD_SEQUENCE,	/* negative or above PSYNC_MAX_SEQUENCE */
 	PSYNC_DECODE_TOO_LARGE,		/* schema_version beyond its limit */
-	PSYNC_DECODE_BAD_SCOPE		/* scope not a token of the scope grammar */
+	PSYNC_DECODE_BAD_SCOPE		/* scope not a token of the grammar (psync_scope_is_valid) */
 } psync_decode_error;
 
 /*

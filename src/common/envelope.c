@@ -149,7 +149,7 @@ static const char *const decode_error_texts[] = {
 	[PSYNC_DECODE_BAD_OP] = "unknown op",
 	[PSYNC_DECODE_BAD_SEQUENCE] = "sequence negative or out of range",
 	[PSYNC_DECODE_TOO_LARGE] = "field longer than its limit",
-	[PSYNC_DECODE_BAD_SCOPE] = "scope is not a scope token",
+	[PSYNC_DECODE_BAD_SCOPE] = "invalid scope",
 };
 
 const char *
@@ -355,7 +355,7 @@ enum envelope_field
 	FIELD_UNKNOWN = 0
 };
 
-/* The field names have distinct lengths but value/scope: one memcmp decides. */
+/* The field names have distinct lengths but value/scope: a memcmp or two decide. */
 static enum envelope_field
 field_of(const char *name, size_t len)
 {
@@ -366,15 +366,9 @@ field_of(const char *name, size_t len)
 	{
 		case 3: expect = "key"; field = FIELD_KEY; break;
 		case 5:
-			if (name[0] == 's')
-			{
-				expect = "scope"; field = FIELD_SCOPE;
-			}
-			else
-			{
-				expect = "value"; field = FIELD_VALUE;
-			}
-			break;
+			if (memcmp(name, "scope", 5) == 0)
+				return FIELD_SCOPE;
+			expect = "value"; field = FIELD_VALUE; break;
 		case 14: expect = "schema_version"; field = FIELD_SCHEMA_VERSION; break;
 		case 8: expect = "sequence"; field = FIELD_SEQUENCE; break;
 		case 2: expect = "op"; field = FIELD_OP; break;

@@ -7,9 +7,9 @@
  * And the one validator of whole keys, psync_key_is_valid(), which the
  * extension (every envelope it writes, every key snapshot() is asked for)
  * and libparasync (every key it decodes or subscribes to) both use, so the
- * two accept exactly the same keys.  Scope tokens (docs/protocol.md
- * "Scopes") are made of key parts, so their validator,
- * psync_scope_is_valid(), lives here too.  Pure C, shared by both.
+ * two accept exactly the same keys.  Likewise psync_scope_is_valid(), the
+ * one validator of scope tokens (keys.c's parts, with "%00" for a NULL and
+ * "%" alone for one empty text).  Pure C, shared by both.
  */
 #include "para_sync/key.h"
 
@@ -192,41 +192,31 @@ psync_key_in_table(const char *key, size_t len, const char *sync_name,
 		memcmp(key, sync_name, name_len) == 0;
 }
 
-/* One scope part: "%00" (a NULL) or a key part (possibly empty). */
-static bool
-scope_part_is_valid(const char *s, size_t len)
+bool
+psync_scope_is_valid(const char *scope, size_t len)
 {
-	if (len == 3 && memcmp(s, "%00", 3) == 0)
-		return true;
+	if (scope == NULL || len == 0 || len > PSYNC_MAX_SCOPE_LEN)
+		return false;
+	if (len == 1 && scope[0] == '%')
+		return true;			/* one scope column holding '' */
 	for (size_t i = 0; i < len; i++)
 	{
-		unsigned char cls = key_byte_class[(unsigned char) s[i]];
+		unsigned char cls = key_byte_class[(unsigned char) scope[i]];
 
-		if (cls == KEY_BYTE_PLAIN)
+		if (cls == KEY_BYTE_PLAIN || cls == KEY_BYTE_COLON)
 			continue;
-		if (cls != KEY_BYTE_PERCENT || escaped_byte(s, len, i) < 0)
+		if (cls != KEY_BYTE_PERCENT)
+			return false;
+		/* "%00" (a NULL) is a whole part: between colons or the ends */
+		if (len - i >= 3 && scope[i + 1] == '0' && scope[i + 2] == '0' &&
+			(i == 0 || scope[i - 1] == ':') && (i + 3 == len || scope[i + 3] == ':'))
+		{
+			i += 2;
+			continue;
+		}
+		if (escaped_byte(scope, len, i) < 0)
 			return false;
 		i += 2;
-	}
-	return true;
-}
-
-bool
-psync_scope_is_valid(const char *s, size_t len)
-{
-	size_t		start = 0;
-
-	if (s == NULL || len == 0 || len > PSYNC_MAX_SCOPE_LEN)
-		return false;
-	if (len == 1 && s[0] == '%')
-		return true;			/* the one empty value */
-	for (size_t i = 0; i <= len; i++)
-	{
-		if (i < len && s[i] != ':')
-			continue;
-		if (!scope_part_is_valid(s + start, i - start))
-			return false;
-		start = i + 1;
 	}
 	return true;
 }
