@@ -125,5 +125,6 @@ is(scalar(@dup), 0, 'the moves\' sequences are contiguous per key, each with one
 stop_sub($all_sub);
 converge('after ten moves at once');
 
-stop_follow($_) for values %follow;
+is(stop_follow($follow{$_}), 0, "the $_ client exits cleanly") for sort keys %follow;
+stop_nats($nats);
 done_testing();

@@ -118,5 +118,6 @@ for my $t ([ 'orders@globex:*', 'synced.orders.globex.>' ],
 	stop_follow($f) if $f;
 }
 
-stop_follow($_) for values %follow;
+is(stop_follow($follow{$_}), 0, "the $_ client exits cleanly") for sort keys %follow;
+stop_nats($nats);
 done_testing();

@@ -366,11 +366,13 @@ sub follow_dump
 	return [ map { [ split / / ] } grep { /^[RC] / } split /\n/, $f->{out} ];
 }
 
+# Quit psync_follow (disposing of everything); its exit status.
 sub stop_follow
 {
 	my ($f) = @_;
 	$f->{in} .= "quit\n";
 	$f->{h}->finish;
+	return $f->{h}->result(0);
 }
 
 # How a psync_follow's holdings differ from the database ('' when equal):
