@@ -111,7 +111,7 @@ check_page_function(psync_pq_loader *l, char *error, size_t error_size)
 {
 	PGresult   *res = PQexec(l->conn,
 							 "SELECT pg_catalog.to_regprocedure('para_sync.snapshot_page("
-							 "pg_catalog.regclass,pg_catalog.text,pg_catalog.int4)') IS NULL");
+							 "pg_catalog.regclass,pg_catalog.text,pg_catalog.int4,pg_catalog.text)') IS NULL");
 	psync_status st = PSYNC_OK;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
