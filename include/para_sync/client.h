@@ -214,6 +214,17 @@ void		psync_transport_destroy(psync_transport *transport);
  */
 psync_status psync_transport_publish(psync_transport *transport,
 									 const psync_envelope *env);
+/*
+ * The exported form: env_size is the caller's sizeof(psync_envelope) (the
+ * struct grew its scope members after the first ABI; the plain symbol
+ * stands for the struct without them).  An envelope with a scope goes to
+ * the subscribers of its scope's pattern too; a scope outside the grammar
+ * is PSYNC_ERR_INVALID_ARGUMENT.
+ */
+psync_status psync_transport_publish_sized(psync_transport *transport,
+										   const psync_envelope *env, size_t env_size);
+#define psync_transport_publish(transport, env) \
+	psync_transport_publish_sized((transport), (env), sizeof(*(env)))
 
 /*
  * Publish already-encoded envelope bytes.  In-process: decoded (a decode

@@ -20,6 +20,7 @@
 #include "transport_internal.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -628,12 +629,32 @@ transport_deliver_all(psync_transport *t, const psync_event *event)
 /* ---- publish / destroy ---- */
 
 psync_status
-psync_transport_publish(psync_transport *t, const psync_envelope *env)
+psync_transport_publish_sized(psync_transport *t, const psync_envelope *env, size_t env_size)
 {
-	if (t == NULL || env == NULL || env->key == NULL ||
-		!psync_envelope_key_is_valid(env->key, env->key_len))
+	psync_envelope full;
+
+	if (env == NULL || env_size < offsetof(psync_envelope, scope))
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	if (env_size < sizeof(full))
+	{
+		/* a program built before the scope members: none */
+		memset(&full, 0, sizeof(full));
+		memcpy(&full, env, env_size);
+		env = &full;
+	}
+	if (t == NULL || env->key == NULL ||
+		!psync_envelope_key_is_valid(env->key, env->key_len) ||
+		(env->scope != NULL && !psync_scope_is_valid(env->scope, env->scope_len)))
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	return t->ops->publish(t, env);
+}
+
+/* The symbol of the first ABI: its callers' struct ends before scope. */
+#undef psync_transport_publish
+psync_status
+psync_transport_publish(psync_transport *t, const psync_envelope *env)
+{
+	return psync_transport_publish_sized(t, env, offsetof(psync_envelope, scope));
 }
 
 psync_status

@@ -127,11 +127,18 @@ scope_field_checked(void)
 	CHECK(strcmp(psync_status_text(PSYNC_ERR_PERMISSION), "unknown status") != 0);
 }
 
+static void
+count_envelopes(void *ctx, const psync_event *ev)
+{
+	if (ev->kind == PSYNC_EVENT_ENVELOPE)
+		(*(int *) ctx)++;
+}
+
 /*
  * A program built before the scope members: it calls the exported
  * functions with the struct that ends before them.  Decoding writes
- * nothing past it; encoding reads nothing past it (garbage there is not
- * encoded).
+ * nothing past it; encoding and publishing read nothing past it (garbage
+ * there is no scope).
  */
 static void
 older_programs(void)
@@ -155,6 +162,37 @@ older_programs(void)
 	CHECK_EQ_INT(decoded.sequence, 7);
 	free(out.data);
 	free(b.data);
+
+	/* publishing one: garbage beyond the old struct is no scope */
+	{
+		psync_transport *t = NULL;
+		psync_subscription_id scoped = 0,
+					all = 0;
+		int			in_scope = 0,
+					every = 0;
+
+		CHECK_EQ_INT(psync_inprocess_transport_new(&t), PSYNC_OK);
+		CHECK_EQ_INT(psync_transport_subscribe(t, "orders@acme:*", count_envelopes, &in_scope, &scoped), PSYNC_OK);
+		CHECK_EQ_INT(psync_transport_subscribe(t, "orders:*", count_envelopes, &every, &all), PSYNC_OK);
+		memset(buf, 0xA5, sizeof(buf));
+		*env = test_envelope("orders:1", 1, "x");
+		memset(buf + old, 0xA5, sizeof(buf) - old);
+		CHECK_EQ_INT(psync_transport_publish_sized(t, env, old), PSYNC_OK);
+		CHECK_EQ_INT(every, 1);
+		CHECK_EQ_INT(in_scope, 0);
+		/* and a scope outside the grammar is refused */
+		decoded = test_envelope("orders:1", 2, "x");
+		decoded.scope = "a.b";
+		decoded.scope_len = 3;
+		CHECK_EQ_INT(psync_transport_publish(t, &decoded), PSYNC_ERR_INVALID_ARGUMENT);
+		decoded.scope = "acme";
+		decoded.scope_len = 4;
+		CHECK_EQ_INT(psync_transport_publish(t, &decoded), PSYNC_OK);
+		CHECK_EQ_INT(in_scope, 1);
+		psync_transport_unsubscribe(t, scoped);
+		psync_transport_unsubscribe(t, all);
+		psync_transport_destroy(t);
+	}
 }
 
 /* ---- scope patterns on the in-process transport ---- */
