@@ -12,6 +12,8 @@
 #     new one's, at the next two sequences;
 #   - a key's subscriber synced.orders.*.<key> follows it across scopes;
 #   - table events go to synced.orders.orders;
+#   - an envelope beyond max_payload goes out as op refetch on its scope's
+#     subject, with its scope;
 #   - every (key, sequence) has one envelope, whichever subject it went on.
 use strict;
 use warnings;
@@ -24,7 +26,7 @@ use PsyncTest;
 use Test::More;
 
 my $tmp = ${PostgreSQL::Test::Utils::tmp_check};
-my $nats = start_nats(name => 'scope_nats');
+my $nats = start_nats(name => 'scope_nats', max_payload => 4096);
 my $node = new_publisher_node('scopes', $nats);
 
 my %sub;
@@ -162,6 +164,19 @@ ok( wait_for(sub { @{ read_sub($sub{events}{file}) } > 0 }, 'table event'),
 	'the table event arrives on synced.orders.orders');
 is(join(',', map { "$_->[0] $_->[2]" } @{ read_sub($sub{events}{file}) }), 'orders reload',
 	'synced.orders.orders gets the reload only');
+
+# too large for max_payload: the refetch stand-in keeps subject and scope
+my $tenant8 = $node->safe_psql('postgres', q{
+	UPDATE public.shop_orders SET note = repeat('x', 5000) WHERE id = 8;
+	SELECT tenant FROM public.shop_orders WHERE id = 8});
+my $seq8 = $node->safe_psql('postgres',
+	q{SELECT (para_sync.snapshot_json('orders:8')->>'sequence')::int});
+ok( wait_for(sub {
+		grep { $_->[0] eq 'orders:8' && $_->[1] == $seq8 } @{ read_sub($sub{$tenant8}{file}) } },
+		'refetch stand-in'),
+	"the refetch stand-in goes to synced.orders.$tenant8.orders:8");
+my ($r8) = grep { $_->[0] eq 'orders:8' && $_->[1] == $seq8 } @{ read_sub($sub{$tenant8}{file}) };
+is($r8->[2] . ' ' . scope_of($r8->[3]), "refetch $tenant8", 'the refetch stand-in carries the scope');
 
 stop_sub($_->{h}) for values %sub;
 $node->stop;
