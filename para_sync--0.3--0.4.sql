@@ -40,18 +40,19 @@ COMMENT ON FUNCTION para_sync.snapshot_table(pg_catalog.regclass, pg_catalog.tex
 -- <prefix>.<sync name>.<scope>.<key>, the scope being one subject token made
 -- of the row's scope columns (docs/protocol.md, "Scopes"), so that the NATS
 -- server filters and authorizes one tenant's rows by subject.  The registry
--- keeps the scope columns by attribute number (a RENAME COLUMN is
--- harmless; the DDL guard refuses dropping or retyping them); each outbox
+-- keeps the scope columns by name, as exclude_columns (the DDL guard
+-- follows their renames and refuses dropping or retyping them; a name
+-- survives a restore, which renumbers columns after a dropped one); each outbox
 -- row keeps the scope its change was captured under, so queued envelopes
 -- go out on the subjects they were written for.
 ALTER TABLE para_sync.tables
-	ADD COLUMN scope_columns pg_catalog.int2[];
+	ADD COLUMN scope_columns pg_catalog.text[];
 
 ALTER TABLE para_sync.outbox
 	ADD COLUMN scope pg_catalog.text COLLATE pg_catalog."C";
 
 COMMENT ON COLUMN para_sync.tables.scope_columns IS
-'attribute numbers of the scope columns, in scope order (set with para_sync.set_scope()); NULL: no scope';
+'the scope columns, in scope order (set with para_sync.set_scope()); follow renames of the columns; NULL: no scope';
 COMMENT ON COLUMN para_sync.outbox.scope IS
 'scope token the change was captured under (subject <prefix>.<sync name>.<scope>.<key>); NULL: none, subject_layout decides';
 
@@ -75,14 +76,7 @@ SELECT t.relid AS table_name,
 	   t.exclude_columns,
 	   t.tagged_at,
 	   t.subject_layout,
-	   CASE WHEN t.scope_columns IS NOT NULL THEN
-		   ARRAY(SELECT a.attname::pg_catalog.text
-				   FROM pg_catalog.unnest(t.scope_columns) WITH ORDINALITY AS u(attnum, n)
-				   JOIN pg_catalog.pg_attribute a
-					 ON a.attrelid OPERATOR(pg_catalog.=) t.relid::pg_catalog.oid
-					AND a.attnum OPERATOR(pg_catalog.=) u.attnum
-				  ORDER BY u.n)
-	   END AS scope_columns
+	   t.scope_columns
   FROM para_sync.tables t;
 
 COMMENT ON COLUMN para_sync.synced_tables.scope_columns IS

@@ -153,6 +153,7 @@ extern void scope_load(SyncedTable *table, Relation rel, ArrayType *columns,
 extern void scope_parse(const char *token, SyncedTable *table, Relation rel,
 						Datum *datums, bool *nulls);
 extern void scope_guard_column(Oid relid, const char *column, const char *what);
+extern void scope_follow_rename(Oid relid, const char *old, const char *new_name);
 
 /* ---- catalog.c: acting as the extension owner */
 
@@ -297,7 +298,7 @@ typedef struct Registration
 	ArrayType  *excluded;		/* text[] */
 	char	   *sync_name;
 	char		layout;			/* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
-	ArrayType  *scope_columns;	/* int2[] of attnums, or NULL: no scope */
+	ArrayType  *scope_columns;	/* text[] of column names, or NULL: no scope */
 } Registration;
 /* the DDL guard's read, and the capture trigger's cache's (a fresh snapshot) */
 extern Registration *registry_get(Oid relid);

@@ -111,11 +111,14 @@ registry_set_layout(Oid relid, Datum layout)
 						SPI_OK_UPDATE);
 }
 
-/* set_scope() (scope.c): columns is int2[] or NULL; returns the rows updated.  In SPI. */
+/*
+ * set_scope() and the DDL guard's renames (scope.c): columns is text[] or
+ * NULL; returns the rows updated.  In SPI.
+ */
 uint64
 registry_set_scope(Oid relid, Datum columns, bool isnull)
 {
-	Oid			types[2] = {OIDOID, INT2ARRAYOID};
+	Oid			types[2] = {OIDOID, TEXTARRAYOID};
 	Datum		args[2];
 	char		nulls[2] = {' ', isnull ? 'n' : ' '};
 	int			rc;

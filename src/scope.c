@@ -10,9 +10,11 @@
  * (one column holding '') is "%" alone.  psync_scope_is_valid()
  * (key_escape.c) is the grammar both the server and libparasync check.
  *
- * The registry keeps the scope columns by attribute number (so RENAME
- * COLUMN is harmless; the DDL guard refuses DROP COLUMN and ALTER TYPE of
- * them); table_cache.c loads them through scope_load() as KeyColumns, typed
+ * The registry keeps the scope columns by name, and the DDL guard follows
+ * their renames (scope_follow_rename()) and refuses DROP COLUMN and ALTER
+ * TYPE of them: a name, unlike an attribute number, survives pg_dump's
+ * restore, which renumbers the columns after a dropped one.  table_cache.c
+ * loads them through scope_load() as KeyColumns, typed
  * like primary-key columns.  capture.c asks scope_build() for the token of
  * each change (a move between scopes is a delete in the old scope and an
  * upsert in the new one); snapshot.c and snapshot_table.c add it to their
@@ -106,37 +108,38 @@ column_problem(Relation rel, AttrNumber attnum)
 }
 
 /*
- * The table's scope columns (int2[] of attribute numbers, NULL: none) into
+ * The table's scope columns (text[] of column names, NULL: none) into
  * table->scope, allocated in cxt.  A column that can no longer be one (only
  * a change the DDL guard did not see) fails the write.
  */
 void
 scope_load(SyncedTable *table, Relation rel, ArrayType *columns, MemoryContext cxt)
 {
-	Datum	   *attnums;
+	Datum	   *names;
 	int			n;
 
 	table->nscope = 0;
 	table->scope = NULL;
 	if (columns == NULL)
 		return;
-	deconstruct_array(columns, INT2OID, 2, true, TYPALIGN_SHORT, &attnums, NULL, &n);
+	deconstruct_array(columns, TEXTOID, -1, false, TYPALIGN_INT, &names, NULL, &n);
 	table->scope = MemoryContextAllocZero(cxt, sizeof(KeyColumn) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		KeyColumn  *col = &table->scope[i];
+		char	   *name = TextDatumGetCString(names[i]);
 		const char *problem;
 		Oid			output_fn;
 		bool		is_varlena;
 		Oid			opclass;
 
-		col->attnum = DatumGetInt16(attnums[i]);
+		col->attnum = get_attnum(RelationGetRelid(rel), name);
 		problem = column_problem(rel, col->attnum);
 		if (problem != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("scope column %d of synced table \"%s\" cannot be a scope column",
-							col->attnum, RelationGetRelationName(rel)),
+					 errmsg("scope column \"%s\" of synced table \"%s\" cannot be a scope column",
+							name, RelationGetRelationName(rel)),
 					 errdetail("%s", problem),
 					 errhint("Call para_sync.set_scope(tbl, NULL), or give the table another scope.")));
 		col->typid = TupleDescAttr(RelationGetDescr(rel), col->attnum - 1)->atttypid;
@@ -233,22 +236,54 @@ void
 scope_guard_column(Oid relid, const char *column, const char *what)
 {
 	Registration *reg = registry_get(relid);
-	AttrNumber	attnum = get_attnum(relid, column);
-	Datum	   *attnums;
+	Datum	   *names;
 	int			n;
 
-	if (reg == NULL || reg->scope_columns == NULL || attnum == InvalidAttrNumber)
+	if (reg == NULL || reg->scope_columns == NULL)
 		return;
-	deconstruct_array(reg->scope_columns, INT2OID, 2, true, TYPALIGN_SHORT,
-					  &attnums, NULL, &n);
+	deconstruct_array(reg->scope_columns, TEXTOID, -1, false, TYPALIGN_INT,
+					  &names, NULL, &n);
 	for (int i = 0; i < n; i++)
-		if (DatumGetInt16(attnums[i]) == attnum)
+		if (strcmp(TextDatumGetCString(names[i]), column) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("cannot %s scope column \"%s\" of synced table \"%s\"",
 							what, column, get_rel_name(relid)),
 					 errdetail("Every change of the table is published on the subject of its scope, made of this column's values."),
 					 errhint("Call para_sync.set_scope(tbl, NULL) first (or give the table other scope columns).")));
+}
+
+/*
+ * The DDL guard (ddl_guard_alter.c): column old of synced table relid was
+ * renamed to new_name; a scope column stays one under its new name (so the
+ * registry keeps names, as for exclude_columns, and pg_dump's restore, which
+ * renumbers columns after a dropped one, finds them).  Caller is connected
+ * to SPI.
+ */
+void
+scope_follow_rename(Oid relid, const char *old, const char *new_name)
+{
+	Registration *reg = registry_get(relid);
+	Datum	   *names;
+	int			n;
+	bool		found = false;
+
+	if (reg == NULL || reg->scope_columns == NULL)
+		return;
+	deconstruct_array(reg->scope_columns, TEXTOID, -1, false, TYPALIGN_INT,
+					  &names, NULL, &n);
+	for (int i = 0; i < n; i++)
+		if (strcmp(TextDatumGetCString(names[i]), old) == 0)
+		{
+			names[i] = CStringGetTextDatum(new_name);
+			found = true;
+		}
+	if (!found)
+		return;
+	registry_set_scope(relid, PointerGetDatum(construct_array(names, n, TEXTOID, -1, false,
+															  TYPALIGN_INT)),
+					   false);
+	CacheInvalidateRelcacheByRelid(relid);
 }
 
 /* ---- set_scope() */
@@ -335,6 +370,20 @@ scope_attnums(Relation rel, ArrayType *columns)
 		attnums[i] = Int16GetDatum(attnum);
 	}
 	return construct_array(attnums, n, INT2OID, 2, true, TYPALIGN_SHORT);
+}
+
+/* The names of the columns attnums (int2[]) of rel, as text[]. */
+static ArrayType *
+scope_names(Relation rel, ArrayType *attnums_array)
+{
+	Datum	   *attnums;
+	int			n;
+
+	deconstruct_array(attnums_array, INT2OID, 2, true, TYPALIGN_SHORT, &attnums, NULL, &n);
+	for (int i = 0; i < n; i++)
+		attnums[i] = CStringGetTextDatum(get_attname(RelationGetRelid(rel),
+													 DatumGetInt16(attnums[i]), false));
+	return construct_array(attnums, n, TEXTOID, -1, false, TYPALIGN_INT);
 }
 
 /*
@@ -443,7 +492,9 @@ para_sync_set_scope(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(1) && ArrayGetNItems(ARR_NDIM(PG_GETARG_ARRAYTYPE_P(1)),
 										   ARR_DIMS(PG_GETARG_ARRAYTYPE_P(1))) > 0)
 		attnums = scope_attnums(rel, PG_GETARG_ARRAYTYPE_P(1));
-	registry_set_scope(RelationGetRelid(rel), PointerGetDatum(attnums), attnums == NULL);
+	registry_set_scope(RelationGetRelid(rel),
+					   attnums ? PointerGetDatum(scope_names(rel, attnums)) : (Datum) 0,
+					   attnums == NULL);
 	SPI_finish();
 	/* every backend reloads the registration before its next capture */
 	CacheInvalidateRelcache(rel);

@@ -622,7 +622,6 @@ pk_page_plan(SyncedTable *table, Relation rel, bool after, const bool *scope_nul
 	initStringInfo(&sql);
 	snapshot_append_select(&sql, table, rel);
 	types = palloc(sizeof(Oid) * (table->nscope + table->nkeys + 1));
-	appendStringInfoString(&sql, " WHERE true");
 	/*
 	 * One scope: its columns' equality (pg_catalog's "=" of the default
 	 * operator class, as for keys), IS NULL for a NULL part; with an index
@@ -633,17 +632,18 @@ pk_page_plan(SyncedTable *table, Relation rel, bool after, const bool *scope_nul
 		const char *col = quote_identifier(get_attname(RelationGetRelid(rel),
 													   table->scope[i].attnum, false));
 
+		appendStringInfoString(&sql, i ? " AND " : " WHERE ");
 		if (scope_nulls[i])
-			appendStringInfo(&sql, " AND %s IS NULL", col);
+			appendStringInfo(&sql, "%s IS NULL", col);
 		else
 		{
 			types[nparams] = table->scope[i].base_typid;
-			appendStringInfo(&sql, " AND %s OPERATOR(pg_catalog.=) $%d", col, ++nparams);
+			appendStringInfo(&sql, "%s OPERATOR(pg_catalog.=) $%d", col, ++nparams);
 		}
 	}
 	if (after)
 	{
-		appendStringInfoString(&sql, " AND ROW(");
+		appendStringInfoString(&sql, scope_nulls != NULL ? " AND ROW(" : " WHERE ROW(");
 		for (int i = 0; i < table->nkeys; i++)
 			appendStringInfo(&sql, "%s%s", i ? ", " : "", key_column_name(table, rel, i));
 		appendStringInfoString(&sql, ") OPERATOR(pg_catalog.>) ROW(");

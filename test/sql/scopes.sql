@@ -12,7 +12,7 @@ SELECT para_sync.sync_table('public.sc_orders', name => 'orders');
 SELECT para_sync.set_scope('public.sc_orders', ARRAY['tenant']);
 COMMIT;
 SELECT sync_name, subject_layout, scope_columns FROM para_sync.synced_tables;
-SELECT scope_columns FROM para_sync.tables;
+SELECT scope_columns FROM para_sync.tables WHERE sync_name = 'orders';
 
 -- the outbox rows not shown yet: each change's scope, and the envelope's
 -- scope field

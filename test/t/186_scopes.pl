@@ -12,7 +12,10 @@
 #     new one's, at the next two sequences;
 #   - a key's subscriber synced.orders.*.<key> follows it across scopes;
 #   - table events go to synced.orders.orders;
-#   - every (key, sequence) has one envelope, whichever subject it went on.
+#   - an envelope beyond max_payload goes out as op refetch on its scope's
+#     subject, with its scope;
+#   - every (key, sequence) has one envelope, whichever subject it went on;
+#   - pg_dump and restore keep the scope columns.
 use strict;
 use warnings;
 use FindBin;
@@ -24,7 +27,7 @@ use PsyncTest;
 use Test::More;
 
 my $tmp = ${PostgreSQL::Test::Utils::tmp_check};
-my $nats = start_nats(name => 'scope_nats');
+my $nats = start_nats(name => 'scope_nats', max_payload => 4096);
 my $node = new_publisher_node('scopes', $nats);
 
 my %sub;
@@ -162,6 +165,43 @@ ok( wait_for(sub { @{ read_sub($sub{events}{file}) } > 0 }, 'table event'),
 	'the table event arrives on synced.orders.orders');
 is(join(',', map { "$_->[0] $_->[2]" } @{ read_sub($sub{events}{file}) }), 'orders reload',
 	'synced.orders.orders gets the reload only');
+
+# too large for max_payload: the refetch stand-in keeps subject and scope
+my $tenant8 = $node->safe_psql('postgres', q{
+	UPDATE public.shop_orders SET note = repeat('x', 5000) WHERE id = 8;
+	SELECT tenant FROM public.shop_orders WHERE id = 8});
+my $seq8 = $node->safe_psql('postgres',
+	q{SELECT (para_sync.snapshot_json('orders:8')->>'sequence')::int});
+ok( wait_for(sub {
+		grep { $_->[0] eq 'orders:8' && $_->[1] == $seq8 } @{ read_sub($sub{$tenant8}{file}) } },
+		'refetch stand-in'),
+	"the refetch stand-in goes to synced.orders.$tenant8.orders:8");
+my ($r8) = grep { $_->[0] eq 'orders:8' && $_->[1] == $seq8 } @{ read_sub($sub{$tenant8}{file}) };
+is($r8->[2] . ' ' . scope_of($r8->[3]), "refetch $tenant8", 'the refetch stand-in carries the scope');
+
+# pg_dump and restore keep a table's scope columns, also when the restore
+# renumbers them (a dropped column before them), and rows keep their scope
+$node->safe_psql('postgres', q{
+	CREATE TABLE public.tickets (id int PRIMARY KEY, junk int, board text, note text);
+	ALTER TABLE public.tickets DROP COLUMN junk;
+	BEGIN;
+	SELECT para_sync.sync_table('public.tickets');
+	SELECT para_sync.set_scope('public.tickets', '{board}');
+	COMMIT;
+	INSERT INTO public.tickets VALUES (1, 'b1', 'n1');
+});
+my $dump = "$tmp/scopes.sql";
+command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-f', $dump ], 'pg_dump');
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('restored'), '-f', $dump ],
+	'restore');
+is($node->safe_psql('restored', q{SELECT string_agg(sync_name || '=' || scope_columns::text, ','
+	ORDER BY sync_name) FROM para_sync.synced_tables}),
+	'orders={tenant},tickets={board}', 'the restore keeps the scope columns');
+$node->safe_psql('restored', q{UPDATE public.tickets SET note = 'n2' WHERE id = 1});
+is($node->safe_psql('restored', q{SELECT scope FROM para_sync.outbox
+	WHERE key = 'tickets:1' ORDER BY seq DESC LIMIT 1}), 'b1',
+	'capture after the restore takes the scope from the same column');
 
 stop_sub($_->{h}) for values %sub;
 $node->stop;
