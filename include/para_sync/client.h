@@ -445,7 +445,9 @@ typedef struct psync_replica_counters
  * _meta, _stats, _last_error, _observe and _unobserve on this replica, but
  * must not dispose it (refused: PSYNC_ERR_IN_CALLBACK).  Runs on the
  * thread that caused the change: a delivery thread, the refetcher's thread,
- * or the caller of psync_replica_new.  Keep it short and non-blocking, and do
+ * nats.c's connection-event thread (status "stale" after the NATS server
+ * revoked the key's subscription, PSYNC_EVENT_REFUSED) or the caller of
+ * psync_replica_new.  Keep it short and non-blocking, and do
  * not publish to an in-process transport from it (that would lock other
  * replicas while this one is locked): hand such work to another thread.
  */
@@ -484,7 +486,11 @@ void		psync_replica_options_init_sized(psync_replica_options *opts, size_t size)
 /*
  * Subscribe to the key and to its table's events (the sync name, a key of
  * its own: a reload refetches the key), then hydrate from the seed or the
- * initial refetch.
+ * initial refetch.  A key of a table with a scope (psync_nats_options.
+ * scoped_tables) is followed in every scope.  A subscription the NATS
+ * server refuses fails it with PSYNC_ERR_PERMISSION (the server's text with
+ * psync_last_error); one it revokes later leaves the replica "stale" for
+ * good, with that text as psync_replica_last_error.
  */
 psync_status psync_replica_new(const psync_replica_options *opts,
 							   psync_replica **out);
