@@ -111,6 +111,20 @@ SELECT para_sync.set_scope('public.sc_empty', '{t}');
 INSERT INTO public.sc_empty VALUES (1, ''), (2, 'x');
 SELECT key FROM para_sync.snapshot_page('public.sc_empty', scope => '%');
 
+-- one scope's page is an index range scan of (scope columns, primary key):
+-- no sequential scan, a page's worth of index entries, whatever the table
+CREATE TABLE public.sc_big (id int PRIMARY KEY, tenant int, v text);
+CREATE INDEX ON public.sc_big (tenant, id);
+SELECT para_sync.sync_table('public.sc_big', name => 'big');
+SELECT para_sync.set_scope('public.sc_big', '{tenant}');
+INSERT INTO public.sc_big SELECT g, g % 100, 'v' FROM generate_series(1, 5000) g;
+ANALYZE public.sc_big;
+BEGIN;
+SELECT count(*) FROM para_sync.snapshot_page('public.sc_big', 'big:1007', 3, scope => '7');
+SELECT seq_tup_read, idx_tup_fetch <= 3 AS page_only
+  FROM pg_stat_xact_user_tables WHERE relname = 'sc_big';
+COMMIT;
+
 -- malformed tokens, and a scope for a table without one
 SELECT key FROM para_sync.snapshot_page('public.sc_orders', scope => 'a.b');
 SELECT key FROM para_sync.snapshot_page('public.sc_orders', scope => '');
@@ -177,7 +191,7 @@ SELECT key, seq, scope, op, env_scope FROM pg_temp.changes();
 SELECT para_sync.unsync_table('public.sc_multi');
 SELECT key, seq, scope, op, env_scope FROM pg_temp.changes();
 
-DROP TABLE public.sc_orders, public.sc_multi, public.sc_empty, public.sc_plain,
+DROP TABLE public.sc_orders, public.sc_multi, public.sc_empty, public.sc_plain, public.sc_big,
 	public.sc_bad, public.sc_untagged;
 DROP ROLE para_sync_scope_reader, para_sync_scope_other;
 TRUNCATE para_sync.outbox, para_sync.counters;
