@@ -62,6 +62,21 @@ UPDATE public.sc_orders SET tenant = 'acme' WHERE id = 3;
 DELETE FROM public.sc_orders WHERE id = 5;
 SELECT key, seq, scope, op, env_scope FROM pg_temp.changes();
 
+-- a row moved and then deleted by a trigger of the same statement: the
+-- trigger's delete went to the new scope, and the old scope gets a delete
+-- too (else its subscribers would keep the row)
+CREATE FUNCTION pg_temp.drop_gone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	DELETE FROM public.sc_orders WHERE id = NEW.id;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER a_drop_gone AFTER UPDATE ON public.sc_orders
+	FOR EACH ROW WHEN (NEW.tenant = 'gone') EXECUTE FUNCTION pg_temp.drop_gone();
+INSERT INTO public.sc_orders VALUES (8, 'acme', 1, 80);
+UPDATE public.sc_orders SET tenant = 'gone' WHERE id = 8;
+SELECT key, seq, scope, op, env_scope FROM pg_temp.changes();
+DROP TRIGGER a_drop_gone ON public.sc_orders;
+
 -- snapshot(key) says which scope the row is in now; a missing row: none
 SELECT para_sync.envelope_to_jsonb(para_sync.snapshot('orders:3')) - 'value';
 SELECT para_sync.envelope_to_jsonb(para_sync.snapshot('orders:1')) - 'value';
