@@ -234,7 +234,10 @@ extern void seq_cache_remember(const SeqCacheTag *tag, const char *key,
 extern void capture_rekey(SyncedTable *table, StringInfo old_key,
 						  Datum *values, bool *nulls);
 
-/* The next envelope of key (values NULL: a delete), into the outbox. */
+/*
+ * The next envelope of key into the outbox: an upsert of values, or a
+ * delete (op; values then the row that leaves, whose scope it carries).
+ */
 extern void capture_emit_change(SyncedTable *table, StringInfo key,
 								Datum *values, bool *nulls, psync_op op);
 

@@ -62,6 +62,21 @@ UPDATE public.sc_orders SET tenant = 'acme' WHERE id = 3;
 DELETE FROM public.sc_orders WHERE id = 5;
 SELECT key, seq, scope, op, env_scope FROM pg_temp.changes();
 
+-- a row moved and then deleted by a trigger of the same statement: the
+-- trigger's delete went to the new scope, and the old scope gets a delete
+-- too (else its subscribers would keep the row)
+CREATE FUNCTION pg_temp.drop_gone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	DELETE FROM public.sc_orders WHERE id = NEW.id;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER a_drop_gone AFTER UPDATE ON public.sc_orders
+	FOR EACH ROW WHEN (NEW.tenant = 'gone') EXECUTE FUNCTION pg_temp.drop_gone();
+INSERT INTO public.sc_orders VALUES (8, 'acme', 1, 80);
+UPDATE public.sc_orders SET tenant = 'gone' WHERE id = 8;
+SELECT key, seq, scope, op, env_scope FROM pg_temp.changes();
+DROP TRIGGER a_drop_gone ON public.sc_orders;
+
 -- snapshot(key) says which scope the row is in now; a missing row: none
 SELECT para_sync.envelope_to_jsonb(para_sync.snapshot('orders:3')) - 'value';
 SELECT para_sync.envelope_to_jsonb(para_sync.snapshot('orders:1')) - 'value';
@@ -110,6 +125,20 @@ SELECT para_sync.sync_table('public.sc_empty', name => 'empty');
 SELECT para_sync.set_scope('public.sc_empty', '{t}');
 INSERT INTO public.sc_empty VALUES (1, ''), (2, 'x');
 SELECT key FROM para_sync.snapshot_page('public.sc_empty', scope => '%');
+
+-- one scope's page is an index range scan of (scope columns, primary key):
+-- no sequential scan, a page's worth of index entries, whatever the table
+CREATE TABLE public.sc_big (id int PRIMARY KEY, tenant int, v text);
+CREATE INDEX ON public.sc_big (tenant, id);
+SELECT para_sync.sync_table('public.sc_big', name => 'big');
+SELECT para_sync.set_scope('public.sc_big', '{tenant}');
+INSERT INTO public.sc_big SELECT g, g % 100, 'v' FROM generate_series(1, 5000) g;
+ANALYZE public.sc_big;
+BEGIN;
+SELECT count(*) FROM para_sync.snapshot_page('public.sc_big', 'big:1007', 3, scope => '7');
+SELECT seq_tup_read, idx_tup_fetch <= 3 AS page_only
+  FROM pg_stat_xact_user_tables WHERE relname = 'sc_big';
+COMMIT;
 
 -- malformed tokens, and a scope for a table without one
 SELECT key FROM para_sync.snapshot_page('public.sc_orders', scope => 'a.b');
@@ -177,7 +206,7 @@ SELECT key, seq, scope, op, env_scope FROM pg_temp.changes();
 SELECT para_sync.unsync_table('public.sc_multi');
 SELECT key, seq, scope, op, env_scope FROM pg_temp.changes();
 
-DROP TABLE public.sc_orders, public.sc_multi, public.sc_empty, public.sc_plain,
+DROP TABLE public.sc_orders, public.sc_multi, public.sc_empty, public.sc_plain, public.sc_big,
 	public.sc_bad, public.sc_untagged;
 DROP ROLE para_sync_scope_reader, para_sync_scope_other;
 TRUNCATE para_sync.outbox, para_sync.counters;
