@@ -47,9 +47,9 @@ $(CLIENT_BUILD)/fuzz/fuzz_decode: src/common/mp_reader.h
 CLIENT_LIB_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/obj/%.o,$(CLIENT_LIB_SRCS))
 CLIENT_SAN_OBJS := $(patsubst %.c,$(CLIENT_BUILD)/san/%.o,$(CLIENT_LIB_SRCS))
 
-CLIENT_UNIT_TESTS := test_decode test_replica test_replica_api test_collection test_transport test_stress test_alloc test_abi \
+CLIENT_UNIT_TESTS := test_decode test_replica test_replica_api test_collection test_scope test_transport test_stress test_alloc test_abi \
 	test_watch_view
-CLIENT_LIVE_TESTS := test_nats test_pq test_collection_live test_layout_live
+CLIENT_LIVE_TESTS := test_nats test_scope_live test_pq test_collection_live test_layout_live
 CLIENT_TEST_BINS := $(addprefix $(CLIENT_BUILD)/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration test_conformance)
 CLIENT_SAN_BINS := $(addprefix $(CLIENT_BUILD)/san/test/,$(CLIENT_UNIT_TESTS) $(CLIENT_LIVE_TESTS) test_integration)
 

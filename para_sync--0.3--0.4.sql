@@ -19,15 +19,18 @@
 -- the caller's privileges: row-level security and column grants apply.
 -- snapshot_table() keeps its byte order of keys for clients of 0.3
 -- (docs/protocol.md, "Loading a whole table" and "Versioning").
+-- With scope (a table with a scope, see "scopes" below), only the rows of
+-- that scope: O(max_rows) given an index on (scope columns, primary key).
 CREATE FUNCTION para_sync.snapshot_page(tbl pg_catalog.regclass,
 										after_key pg_catalog.text DEFAULT NULL,
-										max_rows pg_catalog.int4 DEFAULT 1000)
+										max_rows pg_catalog.int4 DEFAULT 1000,
+										scope pg_catalog.text DEFAULT NULL)
 RETURNS TABLE (key pg_catalog.text, envelope pg_catalog.bytea)
 AS 'MODULE_PATHNAME', 'para_sync_snapshot_page'
 LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 1000;
 
-COMMENT ON FUNCTION para_sync.snapshot_page(pg_catalog.regclass, pg_catalog.text, pg_catalog.int4) IS
-'current objects of a synced table whose primary key follows that of after_key (primary-key order), at most max_rows, with their snapshot envelopes; caller''s privileges apply';
+COMMENT ON FUNCTION para_sync.snapshot_page(pg_catalog.regclass, pg_catalog.text, pg_catalog.int4, pg_catalog.text) IS
+'current objects of a synced table (of one scope when scope is given) whose primary key follows that of after_key (primary-key order), at most max_rows, with their snapshot envelopes; caller''s privileges apply';
 
 COMMENT ON FUNCTION para_sync.snapshot_table(pg_catalog.regclass, pg_catalog.text, pg_catalog.int4) IS
 'current objects of a synced table whose key follows after_key (byte order of the key text; O(table) per page unless keyed by one integer column: use snapshot_page()), at most max_rows, with their snapshot envelopes; caller''s privileges apply';
@@ -80,3 +83,52 @@ COMMENT ON EVENT TRIGGER para_sync_partitions_drop IS
 	'Refuses to drop a partition of a synced table other than with DROP TABLE.';
 COMMENT ON EVENT TRIGGER para_sync_partitions_end IS
 	'Gives a new partition of a synced root its truncate trigger, and publishes the rows of an attached one.';
+
+-- == scopes: one tenant's rows on their own subjects ==
+-- A table with a scope publishes each change on
+-- <prefix>.<sync name>.<scope>.<key>, the scope being one subject token made
+-- of the row's scope columns (docs/protocol.md, "Scopes"), so that the NATS
+-- server filters and authorizes one tenant's rows by subject.  The registry
+-- keeps the scope columns by name, as exclude_columns (the DDL guard
+-- follows their renames and refuses dropping or retyping them; a name
+-- survives a restore, which renumbers columns after a dropped one); each outbox
+-- row keeps the scope its change was captured under, so queued envelopes
+-- go out on the subjects they were written for.
+ALTER TABLE para_sync.tables
+	ADD COLUMN scope_columns pg_catalog.text[];
+
+ALTER TABLE para_sync.outbox
+	ADD COLUMN scope pg_catalog.text COLLATE pg_catalog."C";
+
+COMMENT ON COLUMN para_sync.tables.scope_columns IS
+'the scope columns, in scope order (set with para_sync.set_scope()); follow renames of the columns; NULL: no scope';
+COMMENT ON COLUMN para_sync.outbox.scope IS
+'scope token the change was captured under (subject <prefix>.<sync name>.<scope>.<key>); NULL: none, subject_layout decides';
+
+-- Runs with the caller's rights: only the table's owner may change it.
+CREATE FUNCTION para_sync.set_scope(tbl pg_catalog.regclass,
+									columns pg_catalog.text[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'para_sync_set_scope'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION para_sync.set_scope(pg_catalog.regclass, pg_catalog.text[]) IS
+'scope columns of the table from now on: its changes go to <prefix>.<sync name>.<scope>.<key>; NULL or ''{}'' removes the scope; table owner only';
+
+-- Like set_subject_layout(): call it right after sync_table(), in the same
+-- transaction, and the table's first change already has its scope.
+
+CREATE OR REPLACE VIEW para_sync.synced_tables AS
+SELECT t.relid AS table_name,
+	   t.sync_name,
+	   t.schema_version,
+	   t.exclude_columns,
+	   t.tagged_at,
+	   t.subject_layout,
+	   t.scope_columns
+  FROM para_sync.tables t;
+
+COMMENT ON COLUMN para_sync.synced_tables.scope_columns IS
+'the scope columns (current names, in scope order), NULL: no scope (see para_sync.set_scope())';
+COMMENT ON VIEW para_sync.synced_tables IS
+'Every synced table with its sync name, schema_version, excluded columns, subject layout and scope columns; readable by everyone';

@@ -2,7 +2,11 @@
  * collection_bench.c — what a psync_collection of a whole table costs:
  * load-to-live time and heap bytes per row.
  *
- *   collection_bench CONNINFO NATS_URL TABLE PAGE_SIZE
+ *   collection_bench CONNINFO NATS_URL TABLE PAGE_SIZE [SCOPE|'*']
+ *
+ * With SCOPE, TABLE has a scope (docs/protocol.md "Scopes") and a tenant
+ * column holding the scope (bench/scope_load creates it): the collection
+ * is that scope's ('*': every row of the scoped table).
  *
  * TABLE must already be synced (bench/collection creates it).  Creates a
  * collection with the raw schema (values kept as their MessagePack bytes),
@@ -81,9 +85,12 @@ main(int argc, char **argv)
 	long long	env_bytes;
 	struct mallinfo2 mi;
 
-	if (argc != 5)
+	const char *scope = argc == 6 && strcmp(argv[5], "*") != 0 ? argv[5] : NULL;
+	const char *scoped[2] = {argc == 6 ? argv[3] : NULL, NULL};
+
+	if (argc != 5 && argc != 6)
 	{
-		fprintf(stderr, "usage: %s CONNINFO NATS_URL TABLE PAGE_SIZE\n", argv[0]);
+		fprintf(stderr, "usage: %s CONNINFO NATS_URL TABLE PAGE_SIZE [SCOPE|'*']\n", argv[0]);
 		return 2;
 	}
 	conn = PQconnectdb(argv[1]);
@@ -92,13 +99,19 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s", PQerrorMessage(conn));
 		return 1;
 	}
-	snprintf(sql, sizeof(sql),
-			 "SELECT sum(octet_length(envelope)) FROM para_sync.snapshot_table('public.%s', NULL, 100000000)",
-			 argv[3]);
+	if (scope != NULL)
+		snprintf(sql, sizeof(sql),
+				 "SELECT sum(octet_length(envelope)) FROM para_sync.snapshot_page('public.%s', NULL, "
+				 "100000000, scope => '%s')", argv[3], scope);
+	else
+		snprintf(sql, sizeof(sql),
+				 "SELECT sum(octet_length(envelope)) FROM para_sync.snapshot_table('public.%s', NULL, 100000000)",
+				 argv[3]);
 	env_bytes = atoll(one(conn, sql));
 
 	psync_nats_options_init(&no);
 	no.url = argv[2];
+	no.scoped_tables = scoped;
 	if (psync_nats_transport_connect(&no, &t) != PSYNC_OK ||
 		psync_pq_loader_new_conninfo(argv[1], &loader) != PSYNC_OK ||
 		psync_pq_refetcher_new_conninfo(argv[1], &rf) != PSYNC_OK)
@@ -120,6 +133,7 @@ main(int argc, char **argv)
 	co.refetch_ctx = psync_pq_refetch_ctx(rf);
 	co.on_change = on_change;
 	co.page_size = atoi(argv[4]);
+	co.scope = scope;
 	t0 = now();
 	if (psync_collection_new(&co, &c) != PSYNC_OK)
 	{
@@ -136,8 +150,12 @@ main(int argc, char **argv)
 	heap1 = mi.uordblks + mi.hblkhd;
 
 	/* live: one committed update reaches it */
-	snprintf(sql, sizeof(sql), "UPDATE public.%s SET v = v + 1 WHERE id = (SELECT min(id) FROM public.%s)",
-			 argv[3], argv[3]);
+	if (scope != NULL)
+		snprintf(sql, sizeof(sql), "UPDATE public.%s SET v = v + 1 WHERE id = "
+				 "(SELECT min(id) FROM public.%s WHERE tenant = '%s')", argv[3], argv[3], scope);
+	else
+		snprintf(sql, sizeof(sql), "UPDATE public.%s SET v = v + 1 WHERE id = (SELECT min(id) FROM public.%s)",
+				 argv[3], argv[3]);
 	t0 = now();
 	one(conn, sql);
 	while (atomic_load(&updates_seen) == 0 && now() - t0 < 10)

@@ -10,6 +10,8 @@
  *   DELETE            delete of the old key (value nil)
  *   UPDATE, same key  upsert, unless no synced column changed (then nothing)
  *   UPDATE, new key   delete of the old key, then upsert of the new one
+ *   UPDATE, new scope delete of the key in its old scope, then upsert in the
+ *                     new one (a table with a scope, scope.c)
  *
  * A trigger of the user (or a foreign-key action) can change a row again
  * before this trigger's event for it fires: the statement that did so ran,
@@ -84,7 +86,8 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
 
 /*
  * Append the next envelope of the object (key) to the outbox: an upsert of
- * the row values/nulls, or a delete (values NULL).  replaced: the version
+ * the row values/nulls, or a delete (values: the row that leaves, whose
+ * scope the delete carries; NULL for a table without a scope).  replaced: the version
  * with this key that the triggering statement updated or deleted, or NULL;
  * holder: the version whose content this is, or NULL (outbox_append.c).
  * in_trigger: a trigger event's change, appended without advancing the
@@ -96,25 +99,29 @@ emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
 			  psync_op op, HeapTuple replaced, HeapTuple holder, bool in_trigger)
 {
 	StringInfoData value;
+	StringInfoData scope;
+	bool		scoped;
+	bool		has_value = values != NULL && op != PSYNC_OP_DELETE;
 	int64		seq;
 	uint64		txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	bytea	   *envelope;
 
+	/* a delete's row (the one that leaves) gives its scope, not a value */
+	initStringInfo(&scope);
+	scoped = scope_build(&scope, table, values, nulls);
 	seq = outbox_next_sequence(key->data, key->len, replaced);
-	if (values != NULL)
+	if (has_value)
 	{
 		initStringInfo(&value);
 		row_encode_values(&value, table, values, nulls);
 	}
-	envelope = capture_envelope_build(key->data, key->len, values ? &value : NULL,
-							  table->schema_version, (uint64) seq, op,
-							  true, txid);
-	if (in_trigger)
-		outbox_append_from_trigger(key->data, key->len, seq, (int64) txid,
-								  envelope, table->subject_layout, holder);
-	else
-		outbox_append_envelope(key->data, key->len, seq, (int64) txid, envelope,
-							  table->subject_layout, holder);
+	envelope = capture_envelope_build_scoped(key->data, key->len,
+											 has_value ? &value : NULL,
+											 table->schema_version, (uint64) seq, op,
+											 true, txid, scoped ? scope.data : NULL);
+	outbox_append_scoped(key->data, key->len, seq, (int64) txid, envelope,
+						 table->subject_layout, scoped ? scope.data : NULL, holder,
+						 in_trigger);
 	para_sync_xact_wrote_envelopes = true;
 }
 
@@ -237,7 +244,7 @@ capture_delete(SyncedTable *table, Relation rel, StringInfo key,
 			return;
 		}
 	}
-	emit_change(table, key, NULL, PSYNC_OP_DELETE, old_tuple, NULL);
+	emit_change(table, key, old_row, PSYNC_OP_DELETE, old_tuple, NULL);
 }
 
 static void capture_one(SyncedTable *table, TupleDesc desc, HeapTuple tuple);
@@ -255,6 +262,25 @@ capture_superseded_insert(SyncedTable *table, Relation rel, HeapTuple tuple)
 
 	if (latest != NULL)
 		capture_one(table, RelationGetDescr(rel), latest);
+}
+
+/*
+ * Does the update move the row to another scope (docs/protocol.md,
+ * "Scopes")?  Compared by token, the scope's one text.
+ */
+static bool
+scope_moved(SyncedTable *table, const RowImage *old_row, const RowImage *new_row)
+{
+	StringInfoData old_scope;
+	StringInfoData new_scope;
+
+	if (table->nscope == 0)
+		return false;
+	initStringInfo(&old_scope);
+	initStringInfo(&new_scope);
+	scope_build(&old_scope, table, old_row->values, old_row->nulls);
+	scope_build(&new_scope, table, new_row->values, new_row->nulls);
+	return strcmp(old_scope.data, new_scope.data) != 0;
 }
 
 static void
@@ -286,6 +312,11 @@ capture_update(SyncedTable *table, Relation rel, HeapTuple old_tuple,
 			if (old_key.len != new_key.len ||
 				memcmp(old_key.data, new_key.data, old_key.len) != 0)
 				capture_delete(table, rel, &old_key, old_tuple, &old_row);
+			else if (scope_moved(table, &old_row, &new_row))
+			{
+				/* the later delete went to the new scope: leave the old one too */
+				emit_change(table, &old_key, &old_row, PSYNC_OP_DELETE, NULL, NULL);
+			}
 			return;
 		}
 		new_tuple = latest;
@@ -298,6 +329,12 @@ capture_update(SyncedTable *table, Relation rel, HeapTuple old_tuple,
 		memcmp(old_key.data, new_key.data, old_key.len) != 0)
 	{
 		capture_delete(table, rel, &old_key, old_tuple, &old_row);
+		emit_change(table, &new_key, &new_row, PSYNC_OP_UPSERT, NULL, new_tuple);
+	}
+	else if (scope_moved(table, &old_row, &new_row))
+	{
+		/* a move: a delete in the old scope, then an upsert in the new one */
+		emit_change(table, &new_key, &old_row, PSYNC_OP_DELETE, old_tuple, NULL);
 		emit_change(table, &new_key, &new_row, PSYNC_OP_UPSERT, NULL, new_tuple);
 	}
 	else if (synced_columns_differ(table, desc, &old_row, &new_row))
@@ -376,6 +413,6 @@ capture_rekey(SyncedTable *table, StringInfo old_key, Datum *values, bool *nulls
 
 	initStringInfo(&key);
 	key_build(&key, table, values, nulls);
-	capture_emit_change(table, old_key, NULL, NULL, PSYNC_OP_DELETE);
+	capture_emit_change(table, old_key, values, nulls, PSYNC_OP_DELETE);
 	capture_emit_change(table, &key, values, nulls, PSYNC_OP_UPSERT);
 }

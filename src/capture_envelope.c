@@ -13,12 +13,13 @@
 /*
  * The envelope as a bytea, encoded by the shared codec straight behind the
  * varlena header (no extra copy).  value NULL means nil; a reload (a
- * table-level event, docs/protocol.md) has no value field.
+ * table-level event, docs/protocol.md) has no value field.  scope: the
+ * row's scope token (scope.c), the last field, or NULL for none.
  */
 bytea *
-capture_envelope_build(const char *key, int key_len, StringInfo value,
-			   const char *schema_version, uint64 sequence, psync_op op,
-			   bool has_txid, uint64 txid)
+capture_envelope_build_scoped(const char *key, int key_len, StringInfo value,
+							  const char *schema_version, uint64 sequence, psync_op op,
+							  bool has_txid, uint64 txid, const char *scope)
 {
 	static const uint8 nil = 0xc0;
 	StringInfoData out;
@@ -44,8 +45,25 @@ capture_envelope_build(const char *key, int key_len, StringInfo value,
 	env.op = op;
 	env.has_txid = has_txid;
 	env.txid = txid;
+	env.scope = scope;
+	env.scope_len = scope ? strlen(scope) : 0;
+	if (scope != NULL && !psync_scope_is_valid(scope, env.scope_len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("para_sync built an invalid scope \"%s\"", scope),
+				 errdetail("Clients refuse scopes outside the grammar of docs/protocol.md.")));
 	if (psync_envelope_encode(&env, mp_sink_stringinfo, &out) != 0)
 		elog(ERROR, "could not encode para_sync envelope");
 	SET_VARSIZE(out.data, out.len);
 	return (bytea *) out.data;
+}
+
+/* The same for a table without a scope. */
+bytea *
+capture_envelope_build(const char *key, int key_len, StringInfo value,
+			   const char *schema_version, uint64 sequence, psync_op op,
+			   bool has_txid, uint64 txid)
+{
+	return capture_envelope_build_scoped(key, key_len, value, schema_version,
+										 sequence, op, has_txid, txid, NULL);
 }

@@ -56,6 +56,7 @@ column_renamed(Oid relid, const char *old, const char *new_name)
 
 	if (reg == NULL)
 		return;
+	scope_follow_rename(relid, old, new_name);
 	if (ddl_guard_is_excluded(reg, old))
 		registry_update(relid, reg->schema_version, ddl_guard_excluded_replace(reg, old, new_name));
 	else

@@ -2,7 +2,8 @@
  * ddl_guard_start.c — the DDL guard at ddl_command_start (ddl_guard.c says
  * why): refuses, from the parse tree and before anything changes, ALTER
  * TABLE that disables or re-fires para_sync's triggers, drops or retypes
- * primary-key columns or the primary key, or sets a synced table UNLOGGED;
+ * primary-key columns or the primary key, drops or retypes scope columns
+ * (scope.c), or sets a synced table UNLOGGED;
  * creating, replacing or renaming para_sync's triggers, or making them
  * depend on an extension; moving a synced table into schema para_sync or
  * renaming that schema; and indexes, rules, policies, triggers, children
@@ -112,10 +113,12 @@ check_alter_cmd(Oid relid, bool top, Oid top_relid, AlterTableCmd *cmd)
 		case AT_DropColumnRecurse:
 			if (is_key_column_name(relid, cmd->name))
 				ddl_guard_refuse_key_change(relid, psprintf("drop primary-key column \"%s\"", cmd->name));
+			scope_guard_column(relid, cmd->name, "drop");
 			break;
 		case AT_AlterColumnType:
 			if (is_key_column_name(relid, cmd->name))
 				ddl_guard_refuse_key_change(relid, psprintf("change the type of primary-key column \"%s\"", cmd->name));
+			scope_guard_column(relid, cmd->name, "change the type of");
 			break;
 		case AT_SetUnLogged:
 			if (top)

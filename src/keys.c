@@ -105,6 +105,16 @@ key_part_text(const KeyColumn *col, Datum value, bool legacy)
 	return canonical_text(col->base_typid, value, (FmgrInfo *) &col->output);
 }
 
+/*
+ * The text of one value of a column keyed like a primary-key column, before
+ * escaping: a scope part (scope.c) is exactly a key part.
+ */
+char *
+key_column_text(const KeyColumn *col, Datum value)
+{
+	return key_part_text(col, value, false);
+}
+
 static void
 key_too_long(SyncedTable *table, int len)
 {

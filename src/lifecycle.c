@@ -157,7 +157,8 @@ publish_rows(Relation rel, RowsPublished what)
 		initStringInfo(&key);
 		key_build(&key, table, slot->tts_values, slot->tts_isnull);
 		if (what == ROWS_DELETE)
-			capture_emit_change(table, &key, NULL, NULL, PSYNC_OP_DELETE);
+			capture_emit_change(table, &key, slot->tts_values, slot->tts_isnull,
+								PSYNC_OP_DELETE);
 		else if (what == ROWS_UPSERT || outbox_last_sequence(key.data, key.len, true) > 0)
 			capture_emit_change(table, &key, slot->tts_values, slot->tts_isnull,
 								PSYNC_OP_UPSERT);

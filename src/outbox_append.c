@@ -158,6 +158,8 @@ outbox_relations(void)
 		store_tag.counters_node = relation_file(found.counters);
 		found.legacy_schema =
 			get_attnum(found.outbox, "subject_layout") == InvalidAttrNumber;
+		/* a 0.3 outbox (before the update to 0.4) has no scope column */
+		found.with_scope = get_attnum(found.outbox, "scope") != InvalidAttrNumber;
 		store = found;
 	}
 	return &store;
@@ -385,18 +387,39 @@ void
 outbox_append_from_trigger(const char *key, int key_len, int64 seq, int64 txid,
 						  bytea *envelope, char layout, HeapTuple holder)
 {
+	outbox_append_scoped(key, key_len, seq, txid, envelope, layout, NULL, holder, true);
+}
+
+/*
+ * The one append, with the scope token the change was captured under
+ * (scope.c; NULL: none), which the publisher puts in the subject.  A 0.3
+ * outbox has no scope column: a table can only have a scope once the 0.4
+ * schema is there (set_scope() comes with it).  in_trigger: no command
+ * counter increment (outbox_append_from_trigger()).
+ */
+void
+outbox_append_scoped(const char *key, int key_len, int64 seq, int64 txid,
+					 bytea *envelope, char layout, const char *scope,
+					 HeapTuple holder, bool in_trigger)
+{
 	const OutboxRelations *rels = outbox_relations();
 	Relation	heap = table_open(rels->outbox, RowExclusiveLock);
 	Relation	index = index_open(rels->outbox_pkey, RowExclusiveLock);
-	Datum		values[6];
-	bool		nulls[6] = {false, false, false, false, false, false};
+	Datum		values[7];
+	bool		nulls[7] = {false, false, false, false, false, false, scope == NULL};
 	HeapTuple	tuple;
 
 	/* asked after the lock: it took in any invalidation of the outbox */
 	if (outbox_relations()->legacy_schema && layout != PSYNC_LAYOUT_KEY)
 		outbox_require_updated_schema();
-	/* a 0.1 outbox has five columns: heap_form_tuple ignores the sixth */
+	if (scope != NULL && !outbox_relations()->with_scope)
+		elog(ERROR, "para_sync outbox has no scope column: run ALTER EXTENSION para_sync UPDATE");
+	/*
+	 * A 0.1 outbox has five columns, a 0.3 one six: heap_form_tuple ignores
+	 * the ones after them.
+	 */
 	values[5] = CharGetDatum(layout);
+	values[6] = scope ? CStringGetTextDatum(scope) : (Datum) 0;
 
 	values[0] = PointerGetDatum(cstring_to_text_with_len(key, key_len));
 	values[1] = Int64GetDatum(seq);
@@ -421,6 +444,8 @@ outbox_append_from_trigger(const char *key, int key_len, int64 seq, int64 txid,
 		 HeapTupleHeaderGetXmin(holder->t_data) != GetCurrentTransactionIdIfAny()))
 		holder = NULL;
 	seq_cache_remember(&store_tag, key, key_len, version_writer(holder), seq);
+	if (!in_trigger)
+		CommandCounterIncrement();
 }
 
 /*
@@ -432,8 +457,7 @@ void
 outbox_append_envelope(const char *key, int key_len, int64 seq, int64 txid,
 					  bytea *envelope, char layout, HeapTuple holder)
 {
-	outbox_append_from_trigger(key, key_len, seq, txid, envelope, layout, holder);
-	CommandCounterIncrement();
+	outbox_append_scoped(key, key_len, seq, txid, envelope, layout, NULL, holder, false);
 }
 
 /* ---- the last sequences of a page's keys (snapshot_table.c) */

@@ -93,6 +93,7 @@ read_range(Relation heap, Relation index, text *bound, int64 after_seq,
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
 	bool		with_layout = !outbox_relations()->legacy_schema;
+	bool		with_scope = outbox_relations()->with_scope;
 	TransactionId last_xid = InvalidTransactionId;
 	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
 	int			n = 0;
@@ -116,6 +117,15 @@ read_range(Relation heap, Relation index, text *bound, int64 after_seq,
 		/* a 0.1 outbox (outbox_append.c) has no layout column */
 		row.subject_layout = with_layout ?
 			DatumGetChar(slot_getattr(slot, 6, &isnull)) : PSYNC_LAYOUT_KEY;
+		/* a 0.3 outbox has no scope column: no scopes */
+		row.scope = NULL;
+		if (with_scope)
+		{
+			Datum		scope = slot_getattr(slot, 7, &isnull);
+
+			if (!isnull)
+				row.scope = DatumGetTextPP(scope);
+		}
 		row.wrapped = strategy == BTLessStrategyNumber;
 		row.tid = slot->tts_tid;
 		row.commit_lsn = row_commit_lsn(slot, &last_xid, &last_lsn);

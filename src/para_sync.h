@@ -100,6 +100,8 @@ typedef struct SyncedTable
 	SyncedColumn *columns;
 	int			nkeys;			/* primary-key columns, index order */
 	KeyColumn  *keys;
+	int			nscope;			/* scope columns (set_scope()), 0: no scope */
+	KeyColumn  *scope;
 	void	   *snapshot_plan;	/* SPIPlanPtr, built on first snapshot() */
 	void	   *page_plans[5];	/* SPIPlanPtrs of the page functions (snapshot_table.c) */
 } SyncedTable;
@@ -132,6 +134,7 @@ extern bool type_trust_prints_type(Oid typid, Oid target);
 extern void type_trust_check_columns(Relation rel, ArrayType *excluded);
 extern bool type_trust_key_ok(Relation rel, Relation index, int keyno);
 extern void type_trust_check_key(Relation rel, Relation index, int keyno);
+extern const char *type_trust_scope_problem(Oid typid, Oid collation);
 
 /* ---- keys.c: object keys, the one home of a key's text */
 
@@ -141,6 +144,17 @@ extern bool key_build_legacy(StringInfo key, SyncedTable *table,
 							 Datum *values, bool *nulls);
 extern void key_parse(const char *key, SyncedTable *table, Datum *datums);
 extern void key_refuse(const char *key, const char *detail) pg_attribute_noreturn();
+extern char *key_column_text(const KeyColumn *col, Datum value);
+
+/* ---- scope.c: a row's scope token (docs/protocol.md, "Scopes"), set_scope() */
+
+extern bool scope_build(StringInfo scope, SyncedTable *table, Datum *values, bool *nulls);
+extern void scope_load(SyncedTable *table, Relation rel, ArrayType *columns,
+					   MemoryContext cxt);
+extern void scope_parse(const char *token, SyncedTable *table, Relation rel,
+						Datum *datums, bool *nulls);
+extern void scope_guard_column(Oid relid, const char *column, const char *what);
+extern void scope_follow_rename(Oid relid, const char *old, const char *new_name);
 
 /* ---- catalog.c: acting as the extension owner */
 
@@ -166,6 +180,7 @@ typedef struct OutboxRelations
 	Oid			counters;
 	Oid			counters_pkey;
 	bool		legacy_schema;	/* the 0.1 schema: ALTER EXTENSION UPDATE not run yet */
+	bool		with_scope;		/* the outbox has its scope column (0.4) */
 } OutboxRelations;
 extern const OutboxRelations *outbox_relations(void);
 extern void outbox_require_updated_schema(void);
@@ -181,6 +196,10 @@ extern void outbox_append_envelope(const char *key, int key_len, int64 seq,
 extern void outbox_append_from_trigger(const char *key, int key_len, int64 seq,
 									  int64 txid, bytea *envelope, char layout,
 									  HeapTuple holder);
+extern void outbox_append_scoped(const char *key, int key_len, int64 seq,
+								 int64 txid, bytea *envelope, char layout,
+								 const char *scope, HeapTuple holder,
+								 bool in_trigger);
 extern void outbox_append_init(void);
 extern void outbox_raise_counters(text **keys, int64 *seqs, int n);
 /* para_sync.sequence_cache_check (settings.c) */
@@ -216,7 +235,10 @@ extern void seq_cache_remember(const SeqCacheTag *tag, const char *key,
 extern void capture_rekey(SyncedTable *table, StringInfo old_key,
 						  Datum *values, bool *nulls);
 
-/* The next envelope of key (values NULL: a delete), into the outbox. */
+/*
+ * The next envelope of key into the outbox: an upsert of values, or a
+ * delete (op; values then the row that leaves, whose scope it carries).
+ */
 extern void capture_emit_change(SyncedTable *table, StringInfo key,
 								Datum *values, bool *nulls, psync_op op);
 
@@ -225,6 +247,11 @@ extern void capture_emit_change(SyncedTable *table, StringInfo key,
 extern bytea *capture_envelope_build(const char *key, int key_len, StringInfo value,
 							 const char *schema_version, uint64 sequence,
 							 psync_op op, bool has_txid, uint64 txid);
+
+extern bytea *capture_envelope_build_scoped(const char *key, int key_len,
+											StringInfo value, const char *schema_version,
+											uint64 sequence, psync_op op, bool has_txid,
+											uint64 txid, const char *scope);
 
 /* ---- table_event.c: one envelope for a whole table (column DDL) */
 
@@ -259,6 +286,7 @@ extern bool registry_name_taken(text *name);
 extern void registry_insert(Oid relid, text *name, text *version, Datum excluded);
 extern uint64 registry_set_version(Oid relid, text *version);
 extern uint64 registry_set_layout(Oid relid, Datum layout);
+extern uint64 registry_set_scope(Oid relid, Datum columns, bool isnull);
 extern uint64 registry_delete(Oid relid);
 
 /* The relids of every synced table, into *n.  Caller is connected to SPI. */
@@ -276,6 +304,7 @@ typedef struct Registration
 	ArrayType  *excluded;		/* text[] */
 	char	   *sync_name;
 	char		layout;			/* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
+	ArrayType  *scope_columns;	/* text[] of column names, or NULL: no scope */
 } Registration;
 /* the DDL guard's read, and the capture trigger's cache's (a fresh snapshot) */
 extern Registration *registry_get(Oid relid);

@@ -163,6 +163,7 @@ typedef struct OutboxRow
 	int64		txid;
 	Datum		envelope;		/* bytea, possibly toasted */
 	char		subject_layout; /* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */
+	text	   *scope;			/* the scope captured (scope.c), or NULL */
 	bool		wrapped;		/* from the keys before after_key */
 	ItemPointerData tid;		/* where the row is */
 	XLogRecPtr	commit_lsn;		/* WAL to flush for its commit to be durable */
@@ -204,6 +205,8 @@ typedef struct PsyncOutMsg
 	const char *data;
 	int			len;
 	bool		by_table;		/* subject <prefix>.<sync name>.<key> */
+	const char *scope;			/* or NULL; else <prefix>.<sync name>.<scope>.<key> */
+	int			scope_len;
 	bool		skip;			/* too large even as op refetch: not sent */
 	bool		refetch;		/* too large: sent as op refetch */
 	TimestampTz queued_at;		/* the outbox row's, for stat_tables.c */

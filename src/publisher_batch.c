@@ -34,8 +34,8 @@ static Batch ahead;
 static bool have_ahead = false;
 
 /*
- * Copy one outbox row into the batch, key (as text, NUL-terminated) and
- * envelope in one allocation; refuse it once the byte cap is hit.
+ * Copy one outbox row into the batch, key (as text, NUL-terminated),
+ * envelope and scope in one allocation; refuse it once the byte cap is hit.
  */
 static bool
 take_row(const OutboxRow *row, void *arg)
@@ -44,6 +44,7 @@ take_row(const OutboxRow *row, void *arg)
 	PsyncOutMsg *m = &b->msgs[b->n];
 	int			key_len = VARSIZE_ANY_EXHDR(row->key);
 	int64		env_len = toast_raw_datum_size(row->envelope) - VARHDRSZ;
+	int			scope_len = row->scope ? VARSIZE_ANY_EXHDR(row->scope) : 0;
 	struct varlena *env = (struct varlena *) DatumGetPointer(row->envelope);
 	char	   *mem;
 
@@ -54,7 +55,7 @@ take_row(const OutboxRow *row, void *arg)
 	}
 	if (VARATT_IS_EXTENDED(env))
 		env = pg_detoast_datum_packed(env);
-	mem = MemoryContextAlloc(b->cxt, VARHDRSZ + key_len + 1 + env_len);
+	mem = MemoryContextAlloc(b->cxt, VARHDRSZ + key_len + 1 + env_len + scope_len + 1);
 	SET_VARSIZE(mem, VARHDRSZ + key_len);
 	memcpy(VARDATA(mem), VARDATA_ANY(row->key), key_len);
 	VARDATA(mem)[key_len] = '\0';
@@ -72,6 +73,18 @@ take_row(const OutboxRow *row, void *arg)
 	m->data = VARDATA(mem) + key_len + 1;
 	m->len = env_len;
 	m->by_table = row->subject_layout == PSYNC_LAYOUT_TABLE;
+	/* the scope (NUL-terminated) after the envelope */
+	m->scope = NULL;
+	m->scope_len = 0;
+	if (row->scope != NULL)
+	{
+		char	   *scope = VARDATA(mem) + key_len + 1 + env_len;
+
+		memcpy(scope, VARDATA_ANY(row->scope), scope_len);
+		scope[scope_len] = '\0';
+		m->scope = scope;
+		m->scope_len = scope_len;
+	}
 	m->skip = false;
 	m->refetch = false;
 	m->queued_at = row->queued_at;
@@ -252,6 +265,9 @@ publisher_batch_shrink(Batch *b)
 		refetch.op = PSYNC_OP_REFETCH;
 		refetch.has_txid = true;
 		refetch.txid = (uint64) m->txid;
+		/* the stand-in keeps the scope its change was captured under */
+		refetch.scope = m->scope;
+		refetch.scope_len = m->scope_len;
 		initStringInfo(&out);
 		if (psync_envelope_encode(&refetch, mp_sink_stringinfo, &out) != 0)
 			elog(ERROR, "para_sync publisher: could not encode a refetch envelope");

@@ -488,18 +488,25 @@ format_nats_error(char *errbuf, size_t errlen, const char *what, natsStatus s)
 /*
  * The subject of m: <prefix>.<key>, or <prefix>.<sync name>.<key> in the
  * 'table' layout (the sync name is the key up to its first colon, or the
- * whole key for a table event, whose key is the sync name).
+ * whole key for a table event, whose key is the sync name), or
+ * <prefix>.<sync name>.<scope>.<key> for a change captured with a scope
+ * (docs/protocol.md, "Scopes").
  */
 static char *
 subject_of(StringInfo subject, int prefix_len, const PsyncOutMsg *m)
 {
 	subject->len = prefix_len;
-	if (m->by_table)
+	if (m->by_table || m->scope != NULL)
 	{
 		const char *colon = memchr(m->key, ':', m->key_len);
 		int			name_len = colon ? (int) (colon - m->key) : m->key_len;
 
 		appendBinaryStringInfo(subject, m->key, name_len);
+		appendStringInfoChar(subject, '.');
+	}
+	if (m->scope != NULL)
+	{
+		appendBinaryStringInfo(subject, m->scope, m->scope_len);
 		appendStringInfoChar(subject, '.');
 	}
 	appendBinaryStringInfo(subject, m->key, m->key_len);

@@ -112,6 +112,28 @@ registry_set_layout(Oid relid, Datum layout)
 						SPI_OK_UPDATE);
 }
 
+/*
+ * set_scope() and the DDL guard's renames (scope.c): columns is text[] or
+ * NULL; returns the rows updated.  In SPI.
+ */
+uint64
+registry_set_scope(Oid relid, Datum columns, bool isnull)
+{
+	Oid			types[2] = {OIDOID, TEXTARRAYOID};
+	Datum		args[2];
+	char		nulls[2] = {' ', isnull ? 'n' : ' '};
+	int			rc;
+
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = columns;
+	rc = catalog_execute_as_owner("UPDATE para_sync.tables SET scope_columns = $2"
+								  " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args,
+								  nulls);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "para_sync registry statement failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
 /* unsync_table()'s delete; returns the rows deleted (0: not synced).  In SPI. */
 uint64
 registry_delete(Oid relid)
@@ -243,7 +265,10 @@ registry_table_is_synced(Oid relid)
 	return registry_table_is_synced_in(relid, GetLatestSnapshot());
 }
 
-/* A registry row (schema_version, exclude_columns, sync_name, is 'table'), copied into cxt. */
+/*
+ * A registry row (schema_version, exclude_columns, sync_name, is 'table'
+ * [, scope_columns]), copied into cxt.
+ */
 static Registration *
 registration_read(HeapTuple row, TupleDesc desc, MemoryContext cxt)
 {
@@ -256,6 +281,18 @@ registration_read(HeapTuple row, TupleDesc desc, MemoryContext cxt)
 	reg->sync_name = TextDatumGetCString(SPI_getbinval(row, desc, 3, &isnull));
 	reg->layout = DatumGetBool(SPI_getbinval(row, desc, 4, &isnull)) ?
 		PSYNC_LAYOUT_TABLE : PSYNC_LAYOUT_KEY;
+	/* scope columns (0.4; NULL: none) imply per-table subjects (scope.c) */
+	reg->scope_columns = NULL;
+	if (desc->natts >= 5)
+	{
+		Datum		scope = SPI_getbinval(row, desc, 5, &isnull);
+
+		if (!isnull)
+		{
+			reg->scope_columns = DatumGetArrayTypePCopy(scope);
+			reg->layout = PSYNC_LAYOUT_TABLE;
+		}
+	}
 	MemoryContextSwitchTo(old);
 	return reg;
 }
@@ -274,8 +311,15 @@ registry_get(Oid relid)
 	Oid			registry = get_relname_relid("tables", get_namespace_oid("para_sync", true));
 
 	catalog_become_owner(&sw);
-	/* a registry without subject_layout (0.1, before the update) is all 'key' */
-	rc = SPI_execute_with_args(get_attnum(registry, "subject_layout") != InvalidAttrNumber ?
+	/*
+	 * A registry without subject_layout (0.1, before the update) is all
+	 * 'key'; one without scope_columns (0.3) has no scopes.
+	 */
+	rc = SPI_execute_with_args(get_attnum(registry, "scope_columns") != InvalidAttrNumber ?
+							   "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
+							   " t.subject_layout OPERATOR(pg_catalog.=) 'table', t.scope_columns"
+							   " FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1" :
+							   get_attnum(registry, "subject_layout") != InvalidAttrNumber ?
 							   "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
 							   " t.subject_layout OPERATOR(pg_catalog.=) 'table'"
 							   " FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1" :
@@ -382,9 +426,9 @@ registry_init(void)
 
 /*
  * The look-up's plan.  Under the 0.1 schema (outbox_append.c tells), the
- * registry has no subject_layout and reads as layout 'key'; an ALTER of the
- * registry or the outbox (the update adding the columns) makes us plan
- * again.
+ * registry has no subject_layout and reads as layout 'key'; under 0.3 it
+ * has no scope_columns (no scopes); an ALTER of the registry or the outbox
+ * (the update adding the columns) makes us plan again.
  */
 static SPIPlanPtr
 registry_lookup_plan(void)
@@ -401,7 +445,12 @@ registry_lookup_plan(void)
 	lookup_plan_registry = get_relname_relid("tables", get_namespace_oid("para_sync", false));
 	rels = outbox_relations();
 	lookup_plan_outbox = rels->outbox;
-	lookup_plan = SPI_prepare(!rels->legacy_schema ?
+	lookup_plan = SPI_prepare(get_attnum(lookup_plan_registry, "scope_columns") != InvalidAttrNumber ?
+							  "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
+							  " t.subject_layout OPERATOR(pg_catalog.=) 'table', t.scope_columns"
+							  " FROM para_sync.tables t"
+							  " WHERE t.relid OPERATOR(pg_catalog.=) $1" :
+							  !rels->legacy_schema ?
 							  "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
 							  " t.subject_layout OPERATOR(pg_catalog.=) 'table'"
 							  " FROM para_sync.tables t"

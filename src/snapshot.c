@@ -9,7 +9,8 @@
  * reads as nil, and so does a row whose key is not exactly the one asked
  * for.  The sequence and the key's table are read as the extension owner,
  * with the same snapshot.  A key whose sync name has no table reads as nil
- * at its last sequence (schema_version empty).  See docs/protocol.md,
+ * at its last sequence (schema_version empty).  A row of a table with a
+ * scope carries the scope it is in now (scope.c).  See docs/protocol.md,
  * "Snapshots".
  */
 #include "para_sync.h"
@@ -136,7 +137,7 @@ snapshot_tuple_values(SyncedTable *table, int natts, HeapTuple tuple, TupleDesc 
  */
 static bool
 read_row(SyncedTable *table, Relation rel, Datum *key_datums, const char *key,
-		 StringInfo value)
+		 StringInfo value, StringInfo scope)
 {
 	int			natts = RelationGetDescr(rel)->natts;
 	Datum	   *values;
@@ -159,6 +160,8 @@ read_row(SyncedTable *table, Relation rel, Datum *key_datums, const char *key,
 	if (strcmp(row_key.data, key) != 0)
 		return false;
 	row_encode_values(value, table, values, nulls);
+	/* the scope the row is in now (scope.c), if the table has one */
+	scope_build(scope, table, values, nulls);
 	return true;
 }
 
@@ -168,12 +171,13 @@ read_row(SyncedTable *table, Relation rel, Datum *key_datums, const char *key,
  */
 static bytea *
 snapshot_envelope(SyncedTable *table, const char *key, int key_len,
-				  StringInfo value)
+				  StringInfo value, StringInfo scope)
 {
 	int64		seq = outbox_last_sequence(key, key_len, false);
 
-	return capture_envelope_build(key, key_len, value, table->schema_version,
-						  (uint64) seq, PSYNC_OP_SNAPSHOT, false, 0);
+	return capture_envelope_build_scoped(key, key_len, value, table->schema_version,
+										 (uint64) seq, PSYNC_OP_SNAPSHOT, false, 0,
+										 value != NULL && scope->len > 0 ? scope->data : NULL);
 }
 
 /*
@@ -238,6 +242,7 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 	SyncedTable *table;
 	Datum	   *key_datums;
 	StringInfoData value;
+	StringInfoData scope;
 	bool		found;
 	bytea	   *envelope;
 
@@ -274,11 +279,12 @@ para_sync_snapshot(PG_FUNCTION_ARGS)
 
 	/* value and sequence are read with the same (active) snapshot */
 	initStringInfo(&value);
+	initStringInfo(&scope);
 	found = parse_table_key(key, key_len, table, key_datums) &&
-		read_row(table, rel, key_datums, key, &value);
+		read_row(table, rel, key_datums, key, &value, &scope);
 
 	MemoryContextSwitchTo(caller_cxt);
-	envelope = snapshot_envelope(table, key, key_len, found ? &value : NULL);
+	envelope = snapshot_envelope(table, key, key_len, found ? &value : NULL, &scope);
 	table_cache_unuse();
 	table_close(rel, AccessShareLock);
 	SPI_finish();

@@ -60,6 +60,7 @@ typedef struct PageRow
 	int			key_len;
 	char	   *value;			/* the encoded value map */
 	int			value_len;
+	char	   *scope;			/* the row's scope token (scope.c), or NULL */
 } PageRow;
 
 /*
@@ -83,6 +84,8 @@ typedef struct KeyPage
 	bool	   *nulls;
 	StringInfoData key;
 	StringInfoData value;
+	StringInfoData scope;
+	const char *only_scope;		/* snapshot_page(scope => ...), or NULL */
 } KeyPage;
 
 static int
@@ -153,6 +156,19 @@ page_bound(KeyPage *pg)
 	return pg->n == pg->max_rows ? pg->heap[0] : NULL;
 }
 
+/*
+ * The scope token of the row in pg->values (a copy in the current memory
+ * context), or NULL for a table without a scope.
+ */
+static char *
+page_row_scope(KeyPage *pg)
+{
+	resetStringInfo(&pg->scope);
+	if (!scope_build(&pg->scope, pg->table, pg->values, pg->nulls))
+		return NULL;
+	return pnstrdup(pg->scope.data, pg->scope.len);
+}
+
 /* Consider one SPI result row (selected by append_select) for the page. */
 static void
 page_offer(KeyPage *pg, HeapTuple tuple, TupleDesc desc)
@@ -183,9 +199,12 @@ page_offer(KeyPage *pg, HeapTuple tuple, TupleDesc desc)
 		row = bound;
 		pfree(row->key);
 		pfree(row->value);
+		if (row->scope)
+			pfree(row->scope);
 	}
 	else
 		row = palloc(sizeof(PageRow));
+	row->scope = page_row_scope(pg);
 	row->key = pnstrdup(pg->key.data, pg->key.len);
 	row->key_len = pg->key.len;
 	row->value = palloc(pg->value.len);
@@ -455,10 +474,11 @@ page_emit(ReturnSetInfo *rsinfo, SyncedTable *table, PageRow **rows, int n)
 		value.maxlen = row->value_len;
 		value.cursor = 0;
 		values[0] = PointerGetDatum(cstring_to_text_with_len(row->key, row->key_len));
-		values[1] = PointerGetDatum(capture_envelope_build(row->key, row->key_len, &value,
-												   table->schema_version,
-												   (uint64) seqs[i], PSYNC_OP_SNAPSHOT,
-												   false, 0));
+		values[1] = PointerGetDatum(capture_envelope_build_scoped(row->key, row->key_len,
+																  &value, table->schema_version,
+																  (uint64) seqs[i],
+																  PSYNC_OP_SNAPSHOT, false, 0,
+																  row->scope));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(env_cxt);
@@ -516,6 +536,7 @@ page_init(KeyPage *page, Relation rel)
 	page->heap = palloc(sizeof(PageRow *) * page->cap);
 	initStringInfo(&page->key);
 	initStringInfo(&page->value);
+	initStringInfo(&page->scope);
 }
 
 Datum
@@ -588,29 +609,48 @@ key_column_name(SyncedTable *table, Relation rel, int i)
  * types, as key_parse() yields them.
  */
 static SPIPlanPtr
-pk_page_plan(SyncedTable *table, Relation rel, bool after)
+pk_page_plan(SyncedTable *table, Relation rel, bool after, const bool *scope_nulls)
 {
 	int			which = after ? PAGE_PLAN_PK_AFTER : PAGE_PLAN_PK_FIRST;
-	int			nparams = after ? table->nkeys : 0;
+	int			nparams = 0;
 	StringInfoData sql;
 	Oid		   *types;
 	SPIPlanPtr	plan;
 
-	if (table->page_plans[which] != NULL)
+	if (scope_nulls == NULL && table->page_plans[which] != NULL)
 		return (SPIPlanPtr) table->page_plans[which];
 	initStringInfo(&sql);
 	snapshot_append_select(&sql, table, rel);
-	types = palloc(sizeof(Oid) * (nparams + 1));
+	types = palloc(sizeof(Oid) * (table->nscope + table->nkeys + 1));
+	/*
+	 * One scope: its columns' equality (pg_catalog's "=" of the default
+	 * operator class, as for keys), IS NULL for a NULL part; with an index
+	 * on (scope columns, primary key) still one index range scan.
+	 */
+	for (int i = 0; scope_nulls != NULL && i < table->nscope; i++)
+	{
+		const char *col = quote_identifier(get_attname(RelationGetRelid(rel),
+													   table->scope[i].attnum, false));
+
+		appendStringInfoString(&sql, i ? " AND " : " WHERE ");
+		if (scope_nulls[i])
+			appendStringInfo(&sql, "%s IS NULL", col);
+		else
+		{
+			types[nparams] = table->scope[i].base_typid;
+			appendStringInfo(&sql, "%s OPERATOR(pg_catalog.=) $%d", col, ++nparams);
+		}
+	}
 	if (after)
 	{
-		appendStringInfoString(&sql, " WHERE ROW(");
+		appendStringInfoString(&sql, scope_nulls != NULL ? " AND ROW(" : " WHERE ROW(");
 		for (int i = 0; i < table->nkeys; i++)
 			appendStringInfo(&sql, "%s%s", i ? ", " : "", key_column_name(table, rel, i));
 		appendStringInfoString(&sql, ") OPERATOR(pg_catalog.>) ROW(");
 		for (int i = 0; i < table->nkeys; i++)
 		{
-			appendStringInfo(&sql, "%s$%d", i ? ", " : "", i + 1);
-			types[i] = table->keys[i].base_typid;
+			types[nparams] = table->keys[i].base_typid;
+			appendStringInfo(&sql, "%s$%d", i ? ", " : "", ++nparams);
 		}
 		appendStringInfoChar(&sql, ')');
 	}
@@ -625,7 +665,12 @@ pk_page_plan(SyncedTable *table, Relation rel, bool after)
 	 * and the bound, and could sort the whole table instead.
 	 */
 	plan = SPI_prepare_cursor(sql.data, nparams + 1, types, CURSOR_OPT_CUSTOM_PLAN);
-	if (plan == NULL || SPI_keepplan(plan) != 0)
+	if (plan == NULL)
+		elog(ERROR, "could not prepare para_sync page query \"%s\"", sql.data);
+	/* one scope's plan depends on its NULL parts: made per page, not kept */
+	if (scope_nulls != NULL)
+		return plan;
+	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "could not prepare para_sync page query \"%s\"", sql.data);
 	table->page_plans[which] = plan;
 	return plan;
@@ -655,7 +700,12 @@ pk_after_key(SyncedTable *table, Relation rel, text *after, Datum *datums)
 	key_parse(key, table, datums);
 }
 
-/* Copy one SPI result row (selected by snapshot_append_select) into a PageRow. */
+/*
+ * Copy one SPI result row (selected by snapshot_append_select) into a
+ * PageRow; NULL when a page of one scope got a row whose own scope token is
+ * not the one asked for (a token in another form than the canonical one,
+ * "1%2E00" for 1: the same values, another token).
+ */
 static PageRow *
 pk_page_row(KeyPage *pg, HeapTuple tuple, TupleDesc desc)
 {
@@ -664,6 +714,13 @@ pk_page_row(KeyPage *pg, HeapTuple tuple, TupleDesc desc)
 
 	MemoryContextReset(pg->row_cxt);
 	snapshot_tuple_values(pg->table, pg->natts, tuple, desc, pg->values, pg->nulls);
+	resetStringInfo(&pg->scope);
+	if (scope_build(&pg->scope, pg->table, pg->values, pg->nulls) &&
+		pg->only_scope != NULL && strcmp(pg->scope.data, pg->only_scope) != 0)
+	{
+		MemoryContextSwitchTo(old);
+		return NULL;
+	}
 	resetStringInfo(&pg->key);
 	key_build(&pg->key, pg->table, pg->values, pg->nulls);
 	resetStringInfo(&pg->value);
@@ -675,6 +732,7 @@ pk_page_row(KeyPage *pg, HeapTuple tuple, TupleDesc desc)
 	row->value = palloc(pg->value.len);
 	memcpy(row->value, pg->value.data, pg->value.len);
 	row->value_len = pg->value.len;
+	row->scope = pg->table->nscope > 0 ? pnstrdup(pg->scope.data, pg->scope.len) : NULL;
 	MemoryContextSwitchTo(old);
 	return row;
 }
@@ -685,19 +743,24 @@ pk_page_row(KeyPage *pg, HeapTuple tuple, TupleDesc desc)
  * after_datums (NULL: from the first), fetched through a cursor.
  */
 static void
-pk_page_read(KeyPage *pg, Relation rel, Datum *after_datums)
+pk_page_read(KeyPage *pg, Relation rel, Datum *after_datums, Datum *scope_datums,
+			 bool *scope_nulls)
 {
 	int			nkeys = pg->table->nkeys;
-	Datum	   *args = palloc(sizeof(Datum) * (nkeys + 1));
+	Datum	   *args = palloc(sizeof(Datum) * (pg->table->nscope + nkeys + 1));
 	int			nargs = 0;
+	SPIPlanPtr	plan;
 	Portal		portal;
 
+	for (int i = 0; scope_nulls != NULL && i < pg->table->nscope; i++)
+		if (!scope_nulls[i])
+			args[nargs++] = scope_datums[i];
 	if (after_datums != NULL)
-		for (; nargs < nkeys; nargs++)
-			args[nargs] = after_datums[nargs];
+		for (int i = 0; i < nkeys; i++)
+			args[nargs++] = after_datums[i];
 	args[nargs] = Int64GetDatum(pg->max_rows);
-	portal = SPI_cursor_open(NULL, pk_page_plan(pg->table, rel, after_datums != NULL),
-							 args, NULL, true);
+	plan = pk_page_plan(pg->table, rel, after_datums != NULL, scope_nulls);
+	portal = SPI_cursor_open(NULL, plan, args, NULL, true);
 	for (;;)
 	{
 		SPITupleTable *tuptable;
@@ -708,23 +771,33 @@ pk_page_read(KeyPage *pg, Relation rel, Datum *after_datums)
 		tuptable = SPI_tuptable;
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
+			PageRow    *row;
+
 			CHECK_FOR_INTERRUPTS();
 			if (pg->n == pg->cap)
 			{
 				pg->cap *= 2;
 				pg->heap = repalloc_huge(pg->heap, sizeof(PageRow *) * pg->cap);
 			}
-			pg->heap[pg->n++] = pk_page_row(pg, tuptable->vals[i], tuptable->tupdesc);
+			row = pk_page_row(pg, tuptable->vals[i], tuptable->tupdesc);
+			if (row != NULL)
+				pg->heap[pg->n++] = row;
 		}
 		SPI_freetuptable(tuptable);
 	}
 	SPI_cursor_close(portal);
+	if (scope_nulls != NULL)
+		SPI_freeplan(plan);
 }
 
 /*
- * para_sync.snapshot_page(tbl, after_key, max_rows): the page after
- * after_key in primary-key order.  Every key type costs O(max_rows) per
- * page: one index range scan for the rows, index probes for the sequences.
+ * para_sync.snapshot_page(tbl, after_key, max_rows, scope): the page after
+ * after_key in primary-key order, of one scope's rows when scope is given
+ * (a token of docs/protocol.md, "Scopes", read back into the scope columns'
+ * values: scope.c).  Every key type costs O(max_rows) per page: one index
+ * range scan for the rows (for one scope, given an index on the scope
+ * columns and the primary key: set_scope() says which), index probes for
+ * the sequences.
  */
 Datum
 para_sync_snapshot_page(PG_FUNCTION_ARGS)
@@ -734,6 +807,8 @@ para_sync_snapshot_page(PG_FUNCTION_ARGS)
 	Relation	rel;
 	KeyPage		page;
 	Datum	   *after_datums = NULL;
+	Datum	   *scope_datums = NULL;
+	bool	   *scope_nulls = NULL;
 
 	page_check_args(fcinfo);
 	memset(&page, 0, sizeof(page));
@@ -750,8 +825,15 @@ para_sync_snapshot_page(PG_FUNCTION_ARGS)
 		after_datums = palloc(sizeof(Datum) * page.table->nkeys);
 		pk_after_key(page.table, rel, PG_GETARG_TEXT_PP(1), after_datums);
 	}
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+	{
+		page.only_scope = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		scope_datums = palloc(sizeof(Datum) * Max(page.table->nscope, 1));
+		scope_nulls = palloc(sizeof(bool) * Max(page.table->nscope, 1));
+		scope_parse(page.only_scope, page.table, rel, scope_datums, scope_nulls);
+	}
 	page_init(&page, rel);
-	pk_page_read(&page, rel, after_datums);
+	pk_page_read(&page, rel, after_datums, scope_datums, scope_nulls);
 	page_emit(rsinfo, page.table, page.heap, page.n);
 	table_cache_unuse();
 	table_close(rel, AccessShareLock);

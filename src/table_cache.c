@@ -1,6 +1,7 @@
 /*
  * table_cache.c — per-backend cache of what para_sync knows about a synced
- * table: its sync name, schema version, subject layout and excluded columns
+ * table: its sync name, schema version, subject layout, scope columns
+ * (scope.c) and excluded columns
  * (from the registry, para_sync.tables, read by registry.c's
  * registry_lookup()), the synced columns with their value
  * codecs, and the primary-key columns.
@@ -348,6 +349,7 @@ load_registration(SyncedTable *table, Relation rel, MemoryContext cxt,
 	deconstruct_array(reg->excluded, TEXTOID, -1, false, TYPALIGN_INT,
 					  excluded, NULL, nexcluded);
 	table->subject_layout = reg->layout;
+	scope_load(table, rel, reg->scope_columns, cxt);
 }
 
 static SyncedTable *

@@ -167,6 +167,26 @@ key_type_problem(Relation rel, Relation index, int keyno, Oid *typid)
 	return NULL;
 }
 
+/*
+ * Why a column of type typid under collation can not be a scope column
+ * (set_scope(), scope.c), or NULL when it can: the key types' rule, for a
+ * column compared by its type's default equality (docs/protocol.md).
+ */
+const char *
+type_trust_scope_problem(Oid typid, Oid collation)
+{
+	Oid			base = getBaseType(typid);
+
+	if (type_is_enum(base))
+		return "Renaming an enum label would move every row of the scope to another scope.";
+	if (!key_base_type_allowed(base))
+		return "Equal values of this type can have different text forms, or it has no canonical text form, so one scope could have several tokens.";
+	if (OidIsValid(collation) && !get_collation_isdeterministic(collation))
+		return psprintf("Its collation \"%s\" is non-deterministic: different strings compare equal.",
+						get_collation_name(collation));
+	return NULL;
+}
+
 /* Can key column keyno of primary-key index `index` of rel key objects? */
 bool
 type_trust_key_ok(Relation rel, Relation index, int keyno)

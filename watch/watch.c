@@ -3,7 +3,7 @@
  * in a terminal.
  *
  *   para-sync-watch [-s NATS_URL] [-d CONNINFO] [-p PREFIX] [--lines]
- *                   [--keep-deleted SECONDS] KEY|TABLE:* ...
+ *                   [--keep-deleted SECONDS] KEY|TABLE:*|TABLE@SCOPE:* ...
  *
  * Holds a libparasync replica (NATS transport, libpq refetcher, initial
  * refetch) per key named, and a collection (every row, loaded with
@@ -16,7 +16,11 @@
  * each) while the view shows their progress.  Otherwise, or with --lines,
  * one line is printed per change.  Tables in the 'table' subject layout
  * (looked up in para_sync.synced_tables at start) are followed on
- * "<prefix>.<table>.>", filtered by the server.
+ * "<prefix>.<table>.>", filtered by the server.  "TABLE@SCOPE:*" follows
+ * one scope of a table with a scope (docs/protocol.md "Scopes"; SCOPE is
+ * the scope token, everything between '@' and the final ":*"): a
+ * collection of that scope, on "<prefix>.<table>.<scope>.>"; the tables
+ * with a scope are looked up in para_sync.synced_tables at start too.
  *
  * Threads: change callbacks run on nats.c, refetcher and collection loader
  * threads; they only print (lines mode, under print_lock) or post to the
@@ -63,7 +67,7 @@ typedef enum table_state
 
 typedef struct watched_table
 {
-	char	   *pattern;		/* the sync name ("TABLE" of "TABLE:*") */
+	char	   *pattern;		/* "TABLE" of "TABLE:*", "TABLE@SCOPE" of "TABLE@SCOPE:*" */
 	int			source;			/* its index in the view */
 	psync_collection *collection;	/* set once loaded (by the starter) */
 	atomic_int	state;
@@ -270,9 +274,15 @@ load_table(watched_table *t)
 	psync_collection_options o;
 	psync_status st;
 	char		err[400];
+	char		table[64];
+	const char *at = strchr(t->pattern, '@');
 
 	psync_collection_options_init(&o);
-	o.table = t->pattern;
+	/* "TABLE@SCOPE": one scope */
+	snprintf(table, sizeof(table), "%.*s",
+			 at != NULL ? (int) (at - t->pattern) : (int) strlen(t->pattern), t->pattern);
+	o.table = table;
+	o.scope = at != NULL ? at + 1 : NULL;
 	o.schema = (psync_schema) {parse_json, free_json, NULL};
 	o.transport = w.transport;
 	o.load_page = psync_pq_load_page_fn();
@@ -527,21 +537,23 @@ hook_failed(void *ctx)
 /* ---- main ---- */
 
 /*
- * The sync names in the 'table' subject layout, NULL-terminated (static;
- * empty when the database does not say: a 0.1 schema has only 'key').
+ * The sync names of para_sync.synced_tables that pass where,
+ * NULL-terminated (static; empty when the database does not say: a 0.1
+ * schema has only the 'key' layout, one before 0.4 no scopes).
  */
 static const char *const *
-table_layout_names(const char *conninfo)
+synced_table_names(const char *conninfo, const char *where)
 {
 	static const char *none[1] = {NULL};
 	const char **names;
 	PGconn	   *c = PQconnectdb(conninfo);
 	PGresult   *r = NULL;
+	char		query[256];
 	int			n;
 
+	snprintf(query, sizeof(query), "SELECT sync_name FROM para_sync.synced_tables WHERE %s", where);
 	if (PQstatus(c) == CONNECTION_OK)
-		r = PQexec(c, "SELECT sync_name FROM para_sync.synced_tables"
-				   " WHERE subject_layout = 'table'");
+		r = PQexec(c, query);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK ||
 		(names = calloc((size_t) PQntuples(r) + 1, sizeof(char *))) == NULL)
 	{
@@ -561,13 +573,14 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-			"usage: para-sync-watch [options] KEY|TABLE:* ...\n"
+			"usage: para-sync-watch [options] KEY|TABLE:*|TABLE@SCOPE:* ...\n"
 			"  -s, --nats URL       NATS server (default $NATS_URL or nats://127.0.0.1:4222)\n"
 			"  -d, --db CONNINFO    libpq connection string for refetches (default: libpq's PG* env)\n"
 			"  -p, --prefix PREFIX  subject prefix, as para_sync.subject_prefix (default synced)\n"
 			"  -l, --lines          one line per change (the default when stdout is not a terminal)\n"
 			"  -k, --keep-deleted S seconds a deleted row stays on the screen, marked (default 60)\n"
 			"  -h, --help\n"
+			"TABLE@SCOPE:* follows one scope of a table with a scope, e.g. 'orders@acme:*'.\n"
 			"On a terminal: Up/Down, PgUp/PgDn, Home/End scroll, / goes to a key, n to the newest\n"
 			"change, q quits.\n");
 }
@@ -627,7 +640,7 @@ list_tables(int argc, char **argv)
 			free(t);
 			return false;
 		}
-		t->pattern[strlen(t->pattern) - 2] = '\0';	/* the sync name */
+		t->pattern[strlen(t->pattern) - 2] = '\0';	/* TABLE or TABLE@SCOPE */
 		t->source = w.ntables++;
 		atomic_init(&t->state, TABLE_LOADING);
 		*tail = t;
@@ -766,7 +779,8 @@ main(int argc, char **argv)
 
 	no.url = w.nats_url;
 	no.name = "para-sync-watch";
-	no.table_layout = table_layout_names(conninfo);
+	no.table_layout = synced_table_names(conninfo, "subject_layout = 'table'");
+	no.scoped_tables = synced_table_names(conninfo, "scope_columns IS NOT NULL");
 	if ((st = psync_nats_transport_connect(&no, &w.transport)) != PSYNC_OK)
 	{
 		fprintf(stderr, "para-sync-watch: NATS %s: %s\n", w.nats_url, psync_status_text(st));

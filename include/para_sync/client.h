@@ -47,6 +47,7 @@
 #include <stdint.h>
 
 #include "para_sync/envelope.h"
+#include "para_sync/key.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -71,8 +72,10 @@ typedef enum psync_status
 	PSYNC_ERR_SYSTEM,			/* thread or clock failure */
 	PSYNC_ERR_IN_CALLBACK,		/* not allowed from this callback (e.g.
 								 * disposing a replica from its own callback) */
-	PSYNC_ERR_LAYOUT			/* the transport follows a table in another
+	PSYNC_ERR_LAYOUT,			/* the transport follows a table in another
 								 * subject layout than the server publishes */
+	PSYNC_ERR_PERMISSION		/* the NATS server refused a subscription
+								 * (its subject permissions) */
 } psync_status;
 
 /* Static English text for a status code; never NULL. */
@@ -103,8 +106,11 @@ typedef enum psync_event_kind
 {
 	PSYNC_EVENT_ENVELOPE,		/* a decoded envelope for the key */
 	PSYNC_EVENT_MALFORMED,		/* a message for the key failed to decode */
-	PSYNC_EVENT_LOST			/* messages may have been lost (NATS reconnect
+	PSYNC_EVENT_LOST,			/* messages may have been lost (NATS reconnect
 								 * or slow consumer): resynchronise */
+	PSYNC_EVENT_REFUSED			/* the NATS server refused (or revoked) this
+								 * subscription: nothing will arrive; detail
+								 * has the server's text */
 } psync_event_kind;
 
 typedef struct psync_event
@@ -117,12 +123,14 @@ typedef struct psync_event
 	/* ENVELOPE, MALFORMED: the key the message was addressed to. */
 	const char *key;
 	size_t		key_len;
+	/* REFUSED: the server's text, valid only during the callback. */
+	const char *detail;
 } psync_event;
 
 /*
  * A subscriber.  Runs on the thread that delivers: the publishing thread for
  * the in-process transport; a nats.c delivery thread (or nats.c's
- * connection-event thread, for PSYNC_EVENT_LOST) for NATS.  A handler may subscribe,
+ * connection-event thread, for PSYNC_EVENT_LOST and PSYNC_EVENT_REFUSED) for NATS.  A handler may subscribe,
  * unsubscribe (even itself) and publish; it must not destroy the transport.
  */
 typedef void (*psync_handler_fn) (void *ctx, const psync_event *event);
@@ -158,6 +166,20 @@ typedef struct psync_nats_options
 	 * WHERE subject_layout = 'table' lists them.
 	 */
 	const char *const *table_layout;
+
+	/*
+	 * Sync names of the tables with a scope (para_sync.set_scope(), docs/
+	 * protocol.md "Scopes": "<prefix>.<sync name>.<scope>.<key>"), a
+	 * NULL-terminated array, copied at connect; "*" means every table.  A
+	 * key of such a table subscribes to "<prefix>.<sync name>.*.<key>" (it
+	 * follows the key into any scope), "<table>:*" to
+	 * "<prefix>.<sync name>.>", "<table>@<scope>:*" to
+	 * "<prefix>.<sync name>.<scope>.>" and the table's events to
+	 * "<prefix>.<sync name>.<sync name>".  SELECT sync_name FROM
+	 * para_sync.synced_tables WHERE scope_columns IS NOT NULL lists them.
+	 * NULL (default): no table has a scope.
+	 */
+	const char *const *scoped_tables;
 } psync_nats_options;
 
 void		psync_nats_options_init_sized(psync_nats_options *opts, size_t size);
@@ -192,6 +214,17 @@ void		psync_transport_destroy(psync_transport *transport);
  */
 psync_status psync_transport_publish(psync_transport *transport,
 									 const psync_envelope *env);
+/*
+ * The exported form: env_size is the caller's sizeof(psync_envelope) (the
+ * struct grew its scope members after the first ABI; the plain symbol
+ * stands for the struct without them).  An envelope with a scope goes to
+ * the subscribers of its scope's pattern too; a scope outside the grammar
+ * is PSYNC_ERR_INVALID_ARGUMENT.
+ */
+psync_status psync_transport_publish_sized(psync_transport *transport,
+										   const psync_envelope *env, size_t env_size);
+#define psync_transport_publish(transport, env) \
+	psync_transport_publish_sized((transport), (env), sizeof(*(env)))
 
 /*
  * Publish already-encoded envelope bytes.  In-process: decoded (a decode
@@ -211,8 +244,11 @@ psync_status psync_transport_flush(psync_transport *transport, int timeout_ms);
 /*
  * Subscribe handler to key.  key is either an object key ("users:123"), a
  * sync name ("users": the table's own events, docs/protocol.md "Table
- * events") or a table pattern "<sync name>:*" that receives every key of
- * that table and the table's own events.
+ * events"), a table pattern "<sync name>:*" that receives every key of
+ * that table and the table's own events, or a scope pattern
+ * "<sync name>@<scope>:*" that receives the envelopes of one scope of a
+ * table with a scope (docs/protocol.md "Scopes"; scope a token of
+ * psync_scope_is_valid(), e.g. "orders@acme:*"), not the table's events.
  * *out_id receives the subscription id.
  *
  * NATS: when it returns, the server has the subscription (one round trip,
@@ -221,6 +257,15 @@ psync_status psync_transport_flush(psync_transport *transport, int timeout_ms);
  * single subject token, "users:*" cannot be a NATS wildcard; a table pattern
  * subscribes to "<prefix>.*" and drops, before decoding, every subject that
  * is neither "<prefix>.<sync name>" nor starts with "<prefix>.<sync name>:".
+ * Tables listed in table_layout or scoped_tables subscribe to their own
+ * subjects (see psync_nats_options).
+ *
+ * When the NATS server refuses the subscription (its subject permissions:
+ * its -ERR comes before the round trip's answer) it returns
+ * PSYNC_ERR_PERMISSION with the server's text in
+ * psync_transport_last_error.  A refusal that comes later (after a
+ * reconnect, permissions changed) reaches the subscribers as
+ * PSYNC_EVENT_REFUSED.
  */
 psync_status psync_transport_subscribe(psync_transport *transport,
 									   const char *key,
@@ -400,7 +445,9 @@ typedef struct psync_replica_counters
  * _meta, _stats, _last_error, _observe and _unobserve on this replica, but
  * must not dispose it (refused: PSYNC_ERR_IN_CALLBACK).  Runs on the
  * thread that caused the change: a delivery thread, the refetcher's thread,
- * or the caller of psync_replica_new.  Keep it short and non-blocking, and do
+ * nats.c's connection-event thread (status "stale" after the NATS server
+ * revoked the key's subscription, PSYNC_EVENT_REFUSED) or the caller of
+ * psync_replica_new.  Keep it short and non-blocking, and do
  * not publish to an in-process transport from it (that would lock other
  * replicas while this one is locked): hand such work to another thread.
  */
@@ -439,7 +486,11 @@ void		psync_replica_options_init_sized(psync_replica_options *opts, size_t size)
 /*
  * Subscribe to the key and to its table's events (the sync name, a key of
  * its own: a reload refetches the key), then hydrate from the seed or the
- * initial refetch.
+ * initial refetch.  A key of a table with a scope (psync_nats_options.
+ * scoped_tables) is followed in every scope.  A subscription the NATS
+ * server refuses fails it with PSYNC_ERR_PERMISSION (the server's text with
+ * psync_last_error); one it revokes later leaves the replica "stale" for
+ * good, with that text as psync_replica_last_error.
  */
 psync_status psync_replica_new(const psync_replica_options *opts,
 							   psync_replica **out);
@@ -539,6 +590,15 @@ size_t		psync_replica_last_error(psync_replica *replica, char *buf, size_t size)
  * that page.  A failed row refetch is retried for that row, with backoff.
  * psync_collection_get_state() tells loading / live / reloading / error.
  *
+ * A collection of one scope (psync_collection_options.scope) holds the
+ * rows of that scope only: it subscribes to "<table>@<scope>:*" and to the
+ * table's events, and loads through load_page with table
+ * "<sync name>@<scope>" (the libpq loader: para_sync.snapshot_page(...,
+ * scope => ...)).  A row enters with the upsert that moves it in (a
+ * baseline: changes made in other scopes explain the jump in sequence), and
+ * leaves with the delete that moves it out, or when a refetch of it answers
+ * another scope, or none; page rows of another scope are skipped.
+ *
  * Deleted rows are remembered by key and sequence (a few dozen bytes each)
  * while a load runs and, after it, for the last max_tombstones deletes, so
  * a late duplicate of an older envelope cannot bring them back.  A delete
@@ -602,7 +662,8 @@ typedef void (*psync_member_fn) (void *ctx, const char *key, size_t key_len,
 
 /*
  * A page loader: calls row(row_ctx, envelope, len) for each of the snapshot
- * envelopes of table (a sync name) whose keys follow after_key (NULL: from
+ * envelopes of table (a sync name; for a collection of one scope
+ * "<sync name>@<scope>": only that scope's rows) whose keys follow after_key (NULL: from
  * the first) in the server's page order (docs/protocol.md, "Loading a whole
  * table"; after_key is the last key of the previous page), in that order,
  * at most max_rows; returns PSYNC_OK (fewer than
@@ -620,7 +681,8 @@ typedef psync_status (*psync_load_page_fn) (void *ctx, const char *table,
 
 /*
  * Layout check: write the subject layout the server publishes table in
- * ("key" or "table", docs/protocol.md "Subjects") into layout.  Runs on the
+ * ("key" or "table", docs/protocol.md "Subjects"; "scope" for a table with
+ * a scope) into layout.  Runs on the
  * collection's loader thread before each load and every layout_check_ms;
  * may block.  Called with the loader's ctx (load_ctx).
  */
@@ -674,6 +736,13 @@ typedef struct psync_collection_options
 	int			page_retries;	/* a failed page is tried again; default 3 */
 	int			max_tombstones; /* deletes remembered after a load; default 4096 */
 	int			layout_check_ms;	/* layout re-checked between loads; default 30000 */
+
+	/*
+	 * One scope of a table with a scope (docs/protocol.md "Scopes"): its
+	 * token (psync_scope_is_valid(), e.g. "acme"), copied.  NULL (default):
+	 * every row.  See "A collection of one scope" above.
+	 */
+	const char *scope;
 } psync_collection_options;
 
 void		psync_collection_options_init_sized(psync_collection_options *opts,
@@ -687,7 +756,10 @@ void		psync_collection_options_init_sized(psync_collection_options *opts,
  * PSYNC_MEMBER_ADDED before it returns.  A failed page is tried again
  * page_retries times; a failed initial load fails it (PSYNC_ERR_DATABASE,
  * also for a loader whose full pages do not advance; PSYNC_ERR_LAYOUT for a
- * subject layout mismatch; the text with psync_last_error).
+ * subject layout mismatch; PSYNC_ERR_PERMISSION when the NATS server
+ * refuses its subscription; the text with psync_last_error).  A refusal
+ * that comes later (PSYNC_EVENT_REFUSED) puts it in state ERROR for good,
+ * with the server's text in psync_collection_last_error.
  */
 psync_status psync_collection_new(const psync_collection_options *opts,
 								  psync_collection **out);

@@ -14,6 +14,8 @@
  *   op             str: "upsert" | "delete" | "snapshot" | "refetch" | "reload"
  *                  (reload: a table-level event, its key a sync name)
  *   txid           uint (absent in snapshots)
+ *   scope          str, last: the row's scope token, only for tables with a
+ *                  scope (para_sync.set_scope(); docs/protocol.md, "Scopes")
  */
 #ifndef PARA_SYNC_ENVELOPE_H
 #define PARA_SYNC_ENVELOPE_H
@@ -60,7 +62,16 @@ typedef struct psync_envelope
 	psync_op	op;
 	bool		has_txid;
 	uint64_t	txid;
+	/*
+	 * The row's scope token (psync_scope_is_valid), or NULL: no scope field
+	 * (a table without a scope, a deleted row's snapshot).  Added after the
+	 * first ABI: the codec functions are macros passing
+	 * sizeof(psync_envelope) (see psync_envelope_decode_sized).
+	 */
+	const char *scope;
+	size_t		scope_len;
 } psync_envelope;
+
 
 /* Sink for encoded bytes; returns 0 on success (msgpack_packer_write shape). */
 typedef int (*psync_write_fn) (void *ctx, const char *buf, size_t len);
@@ -75,6 +86,17 @@ const char *psync_op_name(psync_op op);
  */
 int			psync_envelope_encode(const psync_envelope *env,
 								  psync_write_fn write, void *ctx);
+
+/*
+ * The exported forms: env_size is the caller's sizeof(psync_envelope), so
+ * a program built before the scope members existed (it calls the plain
+ * symbols above, which stand for the struct without them) is read and
+ * written only within its struct.  The macros pass the current size.
+ */
+int			psync_envelope_encode_sized(const psync_envelope *env, size_t env_size,
+										psync_write_fn write, void *ctx);
+#define psync_envelope_encode(env, write, ctx) \
+	psync_envelope_encode_sized((env), sizeof(*(env)), (write), (ctx))
 
 /* ---- Decoding (used by libparasync; the server only encodes) ---- */
 
@@ -102,7 +124,8 @@ typedef enum psync_decode_error
 	PSYNC_DECODE_BAD_UTF8,		/* schema_version or a field name not UTF-8 */
 	PSYNC_DECODE_BAD_OP,		/* op not one of the five names */
 	PSYNC_DECODE_BAD_SEQUENCE,	/* negative or above PSYNC_MAX_SEQUENCE */
-	PSYNC_DECODE_TOO_LARGE		/* schema_version beyond its limit */
+	PSYNC_DECODE_TOO_LARGE,		/* schema_version beyond its limit */
+	PSYNC_DECODE_BAD_SCOPE		/* scope not a token of the grammar (psync_scope_is_valid) */
 } psync_decode_error;
 
 /*
@@ -127,13 +150,18 @@ const char *psync_decode_error_text(psync_decode_error err);
  * the work is O(len) and malformed input of any kind is an error, never a
  * crash.  key must be valid (psync_envelope_key_is_valid);
  * schema_version valid UTF-8; sequence a non-negative int <= PSYNC_MAX_SEQUENCE;
- * value a map or nil, absent only for ops "refetch" and "reload".  Field order is free and
+ * value a map or nil, absent only for ops "refetch" and "reload"; scope, when
+ * present, a token of psync_scope_is_valid() (para_sync/key.h).  Field order is free and
  * unknown fields (with valid msgpack values) are skipped, so newer servers can
  * add fields.  On success out's pointers refer into buf; on error *out is
  * zeroed.
  */
 psync_decode_error psync_envelope_decode(const void *buf, size_t len,
 										 psync_envelope *out);
+psync_decode_error psync_envelope_decode_sized(const void *buf, size_t len,
+											   psync_envelope *out, size_t out_size);
+#define psync_envelope_decode(buf, len, out) \
+	psync_envelope_decode_sized((buf), (len), (out), sizeof(*(out)))
 
 /*
  * Validate that buf[0..len) is exactly one well-formed MessagePack item of

@@ -55,6 +55,17 @@ bool		psync_key_is_valid(const char *key, size_t len);
 bool		psync_key_in_table(const char *key, size_t len, const char *sync_name,
 							   size_t name_len);
 
+/* Longest scope token (bytes, after escaping). */
+#define PSYNC_MAX_SCOPE_LEN 256
+
+/*
+ * True when scope[0..len) is a scope token (docs/protocol.md, "Scopes"):
+ * 1 to PSYNC_MAX_SCOPE_LEN bytes, either "%" alone (one empty text) or
+ * ":"-separated parts, each "%00" (SQL NULL) or a key part (empty, or
+ * [A-Za-z0-9_-] and canonical %XX).  Always one NATS subject token.
+ */
+bool		psync_scope_is_valid(const char *scope, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -112,6 +112,14 @@ on_event(void *ctx, const psync_event *event)
 		table_event(c, event->envelope);
 	else if (event->kind == PSYNC_EVENT_ENVELOPE)
 		collection_receive(c, event->envelope);
+	else if (event->kind == PSYNC_EVENT_REFUSED)
+	{
+		/* nothing will arrive: state ERROR (set by the loader thread) */
+		c->refused = true;
+		collection_set_error(c, "the NATS server refused the collection's subscription",
+							 event->detail);
+		collection_request_reload(c);
+	}
 	else if (event->kind == PSYNC_EVENT_MALFORMED)
 	{
 		member	   *m = NULL;
@@ -258,7 +266,7 @@ psync_collection_new(const psync_collection_options *caller_opts, psync_collecti
 	psync_collection_options o;
 	const psync_collection_options *opts = &o;
 	psync_collection *c;
-	char		pattern[80];
+	char		pattern[64 + PSYNC_MAX_SCOPE_LEN + 4];
 	psync_status st;
 
 	if (out == NULL)
@@ -267,16 +275,27 @@ psync_collection_new(const psync_collection_options *caller_opts, psync_collecti
 	collection_options_defaults(&o);
 	if (caller_opts == NULL || !sized_read(&o, sizeof(o), caller_opts) || opts->table == NULL || !table_name_is_valid(opts->table) ||
 		opts->schema.parse == NULL || opts->transport == NULL ||
-		opts->load_page == NULL || opts->page_size < 0)
+		opts->load_page == NULL || opts->page_size < 0 ||
+		(opts->scope != NULL && !psync_scope_is_valid(opts->scope, strlen(opts->scope))))
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return PSYNC_ERR_NO_MEMORY;
 	c->table = strdup(opts->table);
+	if (opts->scope != NULL)
+		snprintf(pattern, sizeof(pattern), "%s@%s", opts->table, opts->scope);
+	else
+		snprintf(pattern, sizeof(pattern), "%s", opts->table);
+	c->load_name = strdup(pattern);
+	if (opts->scope != NULL && (c->scope = strdup(opts->scope)) != NULL)
+		c->scope_len = strlen(c->scope);
 	c->nbuckets = MIN_BUCKETS;
 	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
-	if (c->table == NULL || c->buckets == NULL || init_sync(c) != PSYNC_OK)
+	if (c->table == NULL || c->buckets == NULL || c->load_name == NULL ||
+		(opts->scope != NULL && c->scope == NULL) || init_sync(c) != PSYNC_OK)
 	{
 		free(c->table);
+		free(c->scope);
+		free(c->load_name);
 		free(c->buckets);
 		free(c);
 		return PSYNC_ERR_NO_MEMORY;
@@ -321,9 +340,23 @@ psync_collection_new(const psync_collection_options *caller_opts, psync_collecti
 	c->loading = true;			/* hold envelopes until the first load is in */
 	c->reload_requested = true;
 
-	/* subscribe first: every change after a page was read will arrive */
-	snprintf(pattern, sizeof(pattern), "%s:*", c->table);
+	/*
+	 * subscribe first: every change after a page was read will arrive.
+	 * One scope: "<table>@<scope>:*", and the table's events apart (they
+	 * are no scope's).
+	 */
+	snprintf(pattern, sizeof(pattern), "%s:*", c->load_name);
 	st = psync_transport_subscribe(c->transport, pattern, on_event, c, &c->subscription);
+	if (st == PSYNC_OK && c->scope != NULL)
+	{
+		st = transport_subscribe_table(c->transport, c->table, on_event, c,
+									   &c->table_subscription);
+		if (st != PSYNC_OK)
+		{
+			psync_transport_unsubscribe(c->transport, c->subscription);
+			snprintf(pattern, sizeof(pattern), "%s", c->table);
+		}
+	}
 	if (st != PSYNC_OK)
 	{
 		char		text[PSYNC_ERROR_LEN];
@@ -336,6 +369,7 @@ psync_collection_new(const psync_collection_options *caller_opts, psync_collecti
 	}
 	if (pthread_create(&c->worker, NULL, collection_worker_main, c) != 0)
 	{
+		psync_transport_unsubscribe(c->transport, c->table_subscription);
 		psync_transport_unsubscribe(c->transport, c->subscription);
 		free_members(c);
 		collection_release(c);
@@ -538,6 +572,7 @@ psync_collection_destroy(psync_collection *c)
 		return PSYNC_ERR_IN_CALLBACK;
 	/* first: no handler runs or will run */
 	psync_transport_unsubscribe(c->transport, c->subscription);
+	psync_transport_unsubscribe(c->transport, c->table_subscription);
 	pthread_mutex_lock(&c->lock);
 	c->stopping = true;
 	pthread_cond_broadcast(&c->cond);

@@ -94,6 +94,11 @@ struct psync_collection
 	atomic_int	refs;
 	char	   *table;
 	size_t		table_len;
+	char	   *scope;			/* a collection of one scope, or NULL */
+	size_t		scope_len;
+	char	   *load_name;		/* what load_page gets: table or "table@scope" */
+	psync_subscription_id table_subscription;	/* a scope's: the table's events */
+	bool		refused;		/* the NATS server refused a subscription */
 	psync_schema schema;
 	psync_transport *transport;
 	psync_subscription_id subscription;

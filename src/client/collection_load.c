@@ -135,6 +135,9 @@ page_row(psync_collection *c, const raw_row *row, psync_envelope *env)
 		return "not a key of this table";
 	if (collection_env_is_nil(env))
 		return "no value";
+	if (c->scope != NULL && (env->scope == NULL || env->scope_len != c->scope_len ||
+							 memcmp(env->scope, c->scope, c->scope_len) != 0))
+		return "a row of another scope";
 	c->stats.rows_loaded++;
 	m = collection_find(c, env->key, env->key_len);
 	if (m == NULL && (m = collection_insert(c, env->key, env->key_len)) == NULL)
@@ -228,7 +231,7 @@ fetch_page(psync_collection *c, const char *after, page_buf *page, char *err,
 	pthread_mutex_unlock(&c->lock);
 	err[0] = '\0';
 	callback_enter(&frame, c);	/* destroy from the loader is refused */
-	st = c->load_page(c->load_ctx, c->table, after, c->page_size,
+	st = c->load_page(c->load_ctx, c->load_name, after, c->page_size,
 					  collect_row, page, err, err_size);
 	callback_leave(&frame);
 	pthread_mutex_lock(&c->lock);
@@ -392,7 +395,8 @@ layout_matches(psync_collection *c)
 	snprintf(detail, sizeof(detail),
 			 "the server publishes table \"%s\" in the '%s' layout, the transport "
 			 "subscribes in the '%s' layout: no change would arrive (list the table "
-			 "in psync_nats_options.table_layout, or not)", c->table, theirs, mine);
+			 "in psync_nats_options.table_layout or scoped_tables, or not)",
+			 c->table, theirs, mine);
 	collection_set_error(c, "subject layout mismatch", detail);
 	collection_set_state(c, PSYNC_COLLECTION_ERROR);
 	return false;
@@ -408,8 +412,10 @@ run_load(psync_collection *c)
 	c->reload_requested = false;
 	c->in_load = true;			/* busy for wait_idle from here on */
 	collection_set_state(c, c->first_load_done ? PSYNC_COLLECTION_RELOADING : PSYNC_COLLECTION_LOADING);
-	layout_ok = layout_matches(c);
+	layout_ok = !c->refused && layout_matches(c);
 	ok = layout_ok;
+	if (c->refused)
+		collection_set_state(c, PSYNC_COLLECTION_ERROR);	/* nothing would arrive */
 	if (layout_ok)
 	{
 		c->loading = true;		/* unknown keys are held from now on */
@@ -435,7 +441,8 @@ run_load(psync_collection *c)
 	{
 		c->first_load_done = true;
 		c->first_load_status = ok ? PSYNC_OK :
-			layout_ok ? PSYNC_ERR_DATABASE : PSYNC_ERR_LAYOUT;
+			layout_ok ? PSYNC_ERR_DATABASE :
+			c->refused ? PSYNC_ERR_PERMISSION : PSYNC_ERR_LAYOUT;
 		if (!ok)
 			c->stopping = true;
 	}

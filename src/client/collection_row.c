@@ -282,6 +282,8 @@ collection_release(psync_collection *c)
 	pthread_mutex_destroy(&c->lock);
 	free(c->observers);
 	free(c->table);
+	free(c->scope);
+	free(c->load_name);
 	free(c);
 }
 
@@ -641,6 +643,14 @@ gate_parse(void *ctx, const psync_envelope *env)
 	return collection_parse_value(g->c, env, &g->value);
 }
 
+/* Is env (of a collection of one scope) in the collection's scope? */
+static bool
+in_scope(const psync_collection *c, const psync_envelope *env)
+{
+	return env->scope != NULL && env->scope_len == c->scope_len &&
+		memcmp(env->scope, c->scope, c->scope_len) == 0;
+}
+
 /* A refetch result for m: false when it is not a usable snapshot of m. */
 static bool
 apply_snapshot(psync_collection *c, member *m, const void *bytes, size_t len,
@@ -667,6 +677,12 @@ apply_snapshot(psync_collection *c, member *m, const void *bytes, size_t len,
 	m->gen = c->gen;			/* the database confirms it */
 	if ((int64_t) env.sequence < m->seq)
 		return true;			/* live envelopes already went past it */
+	if (c->scope != NULL && !in_scope(c, &env))
+	{
+		/* the row is in another scope now (or gone): it left this one */
+		collection_set_member(c, m, (int64_t) env.sequence, NULL);
+		return true;
+	}
 	switch (reconcile_decide(&s, &env, RECONCILE_REFETCH, true, gate_parse, &g))
 	{
 		case RECONCILE_BASELINE:	/* rule 2: a refetch result is a baseline */
@@ -753,6 +769,17 @@ decide_row(psync_collection *c, member *m, const psync_envelope *env)
 	reconcile_state s = {m->seq >= 0, m->seq};
 	gate		g = {c, NULL};
 	reconcile_outcome o;
+
+	/*
+	 * A collection of one scope sees a row only while it is in the scope:
+	 * the upsert that brings a row in (docs/protocol.md "Scopes": a move is
+	 * a delete in the old scope, then an upsert in the new one) follows
+	 * changes made elsewhere, so for a row not held it is a baseline, not
+	 * a gap: its sequence is the key's own.  An older one is still stale.
+	 */
+	if (c->scope != NULL && m->value == NULL && env->op == PSYNC_OP_UPSERT &&
+		(!s.initialized || (int64_t) env->sequence > m->seq))
+		s.initialized = false;
 
 	o = reconcile_decide(&s, env, RECONCILE_RECEIPT, true, gate_parse, &g);
 	if (o != RECONCILE_STALE && o != RECONCILE_GAP && o != RECONCILE_BAD_MESSAGE)

@@ -17,8 +17,11 @@
  * rows).  A loader made before the update keeps paging with
  * snapshot_table(), which 0.4 keeps.  Pages run on the
  * collections' loader threads; a mutex lets several collections share one
- * loader, one page at a time.  The layout check reads
- * para_sync.synced_tables.subject_layout; cancel sends a cancel request for
+ * loader, one page at a time.  A collection of one scope asks for table
+ * "<sync name>@<scope>": its pages are snapshot_page(..., scope => <scope>)
+ * (docs/protocol.md "Scopes").  The layout check reads
+ * para_sync.synced_tables.subject_layout ("scope" when its scope_columns
+ * is set); cancel sends a cancel request for
  * the statement in flight (PQcancel, safe from another thread).
  */
 #include "para_sync/client.h"
@@ -41,6 +44,7 @@ struct psync_pq_loader
 	pthread_mutex_t cancel_lock;	/* guards cancel */
 	PGcancel   *cancel;			/* while a statement runs */
 	bool		old_server;		/* no snapshot_page(): page with snapshot_table() */
+	bool		has_scopes;		/* snapshot_page() takes a scope */
 	bool		checked;		/* old_server is known (and never changes) */
 };
 
@@ -110,8 +114,12 @@ static psync_status
 check_page_function(psync_pq_loader *l, char *error, size_t error_size)
 {
 	PGresult   *res = PQexec(l->conn,
-							 "SELECT pg_catalog.to_regprocedure('para_sync.snapshot_page("
-							 "pg_catalog.regclass,pg_catalog.text,pg_catalog.int4)') IS NULL");
+							 "SELECT pg_catalog.count(*) OPERATOR(pg_catalog.=) 0,"
+							 " pg_catalog.bool_or(p.pronargs OPERATOR(pg_catalog.>=) 4)"
+							 " FROM pg_catalog.pg_proc p"
+							 " WHERE p.proname OPERATOR(pg_catalog.=) 'snapshot_page'"
+							 " AND p.pronamespace OPERATOR(pg_catalog.=)"
+							 " 'para_sync'::pg_catalog.regnamespace");
 	psync_status st = PSYNC_OK;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
@@ -123,6 +131,7 @@ check_page_function(psync_pq_loader *l, char *error, size_t error_size)
 	else
 	{
 		l->old_server = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		l->has_scopes = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 		l->checked = true;
 	}
 	PQclear(res);
@@ -135,16 +144,28 @@ pq_load_page(void *ctx, const char *table, const char *after_key, int max_rows,
 {
 	psync_pq_loader *l = ctx;
 	char		limit[16];
-	const char *params[3];
+	char		name[64];
+	const char *params[4];
+	const char *at;
 	PGresult   *res;
 	psync_status st = PSYNC_OK;
 
 	if (l == NULL || table == NULL || row == NULL || max_rows <= 0)
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	snprintf(limit, sizeof(limit), "%d", max_rows);
-	params[0] = table;
+	/* "<sync name>@<scope>": one scope's rows */
+	at = strchr(table, '@');
+	if (at != NULL && (size_t) (at - table) >= sizeof(name))
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	if (at != NULL)
+	{
+		memcpy(name, table, at - table);
+		name[at - table] = '\0';
+	}
+	params[0] = at != NULL ? name : table;
 	params[1] = after_key;		/* NULL: SQL NULL, from the first key */
 	params[2] = limit;
+	params[3] = at != NULL ? at + 1 : NULL;
 	pthread_mutex_lock(&l->lock);
 	if (!ensure_connection(l, error, error_size))
 	{
@@ -156,8 +177,21 @@ pq_load_page(void *ctx, const char *table, const char *after_key, int max_rows,
 		pthread_mutex_unlock(&l->lock);
 		return st;
 	}
+	if (at != NULL && (l->old_server || !l->has_scopes))
+	{
+		snprintf(error, error_size, "the server's para_sync has no scopes: "
+				 "snapshot_page() takes no scope (extension 0.4 or later needed)");
+		pthread_mutex_unlock(&l->lock);
+		return PSYNC_ERR_DATABASE;
+	}
 	cancel_arm(l);
-	res = PQexecParams(l->conn, l->old_server ?
+	res = PQexecParams(l->conn, at != NULL ?
+					   "SELECT s.envelope"
+					   " FROM para_sync.synced_tables t,"
+					   " para_sync.snapshot_page(t.table_name, $2, $3::pg_catalog.int4,"
+					   " scope => $4) s"
+					   " WHERE t.sync_name OPERATOR(pg_catalog.=) $1" :
+					   l->old_server ?
 					   "SELECT s.envelope"
 					   " FROM para_sync.synced_tables t,"
 					   " para_sync.snapshot_table(t.table_name, $2, $3::pg_catalog.int4) s"
@@ -166,7 +200,7 @@ pq_load_page(void *ctx, const char *table, const char *after_key, int max_rows,
 					   " FROM para_sync.synced_tables t,"
 					   " para_sync.snapshot_page(t.table_name, $2, $3::pg_catalog.int4) s"
 					   " WHERE t.sync_name OPERATOR(pg_catalog.=) $1",
-					   3, NULL, params, NULL, NULL, 1);
+					   at != NULL ? 4 : 3, NULL, params, NULL, NULL, 1);
 	cancel_disarm(l);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
@@ -181,7 +215,7 @@ pq_load_page(void *ctx, const char *table, const char *after_key, int max_rows,
 		int			n = PQntuples(res);
 
 		if (n == 0 && after_key == NULL)
-			st = check_table(l->conn, table, error, error_size);
+			st = check_table(l->conn, params[0], error, error_size);
 		for (int i = 0; i < n; i++)
 			row(row_ctx, PQgetvalue(res, i, 0), (size_t) PQgetlength(res, i, 0));
 	}
@@ -209,7 +243,9 @@ pq_load_layout(void *ctx, const char *table, char *layout, size_t layout_size,
 	}
 	cancel_arm(l);
 	res = PQexecParams(l->conn,
-					   "SELECT t.subject_layout FROM para_sync.synced_tables t"
+					   "SELECT CASE WHEN (pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>)"
+					   " 'scope_columns') IS NOT NULL THEN 'scope' ELSE t.subject_layout END"
+					   " FROM para_sync.synced_tables t"
 					   " WHERE t.sync_name OPERATOR(pg_catalog.=) $1",
 					   1, NULL, params, NULL, NULL, 0);
 	cancel_disarm(l);

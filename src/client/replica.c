@@ -105,6 +105,7 @@ struct psync_replica
 	void	   *spare;			/* a displaced value, recycled by parse */
 	bool		initialized;
 	bool		disposed;
+	bool		refused;		/* the NATS server refused its subscription */
 	bool		refetching;
 	bool		refetch_again;
 	psync_replica_metadata meta;
@@ -174,6 +175,9 @@ notify(psync_replica *r)
 static void
 set_status(psync_replica *r, psync_replica_status status)
 {
+	/* refused by the NATS server: nothing arrives, so never "ok" again */
+	if (r->refused && status == PSYNC_REPLICA_OK)
+		status = PSYNC_REPLICA_STALE;
 	r->meta.status = status;
 	notify(r);
 }
@@ -534,6 +538,12 @@ on_event(void *ctx, const psync_event *event)
 			start_refetch(r);
 		}
 	}
+	else if (event->kind == PSYNC_EVENT_REFUSED)
+	{
+		r->refused = true;
+		set_error(r, "the NATS server refused the key's subscription", event->detail);
+		set_status(r, PSYNC_REPLICA_STALE);
+	}
 	else
 		start_refetch(r);		/* LOST; remembered if one is in flight */
 	pthread_mutex_unlock(&r->lock);
@@ -553,6 +563,12 @@ on_table_event(void *ctx, const psync_event *event)
 	pthread_mutex_lock(&r->lock);
 	if (r->disposed || event->kind == PSYNC_EVENT_LOST)
 		;
+	else if (event->kind == PSYNC_EVENT_REFUSED)
+	{
+		r->refused = true;
+		set_error(r, "the NATS server refused the table events' subscription", event->detail);
+		set_status(r, PSYNC_REPLICA_STALE);
+	}
 	else if (event->kind == PSYNC_EVENT_ENVELOPE &&
 			 event->envelope->op == PSYNC_OP_RELOAD)
 	{
@@ -815,6 +831,10 @@ psync_replica_new(const psync_replica_options *caller_opts, psync_replica **out)
 	}
 	if (st != PSYNC_OK)
 	{
+		char		text[PSYNC_ERROR_LEN];
+
+		psync_transport_last_error(r->transport, text, sizeof(text));
+		client_error_thread("could not subscribe to %s: %s", r->key, text);
 		release(r);
 		return st;
 	}

@@ -31,6 +31,7 @@ static const char *const status_texts[] = {
 	[PSYNC_ERR_SYSTEM] = "system error",
 	[PSYNC_ERR_IN_CALLBACK] = "not allowed from this callback",
 	[PSYNC_ERR_LAYOUT] = "subject layout mismatch",
+	[PSYNC_ERR_PERMISSION] = "subscription refused by the NATS server",
 };
 
 static const char *const replica_status_names[] = {

@@ -20,6 +20,7 @@
 #include "transport_internal.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -91,12 +92,30 @@ transport_key_is_subscribable(const char *key, size_t len)
 bool
 transport_key_is_pattern(const char *key, size_t len, size_t *table_len)
 {
+	const char *scope;
+	size_t		scope_len;
+
 	if (len < 3 || key[len - 1] != '*' || key[len - 2] != ':')
 		return false;
-	if (!psync_sync_name_is_valid(key, len - 2))
+	*table_len = transport_table_len(key, len - 2);
+	if (!psync_sync_name_is_valid(key, *table_len))
 		return false;
-	*table_len = len - 2;
-	return true;
+	return *table_len == len - 2 ||
+		transport_pattern_scope(key, len, &scope, &scope_len);
+}
+
+bool
+transport_pattern_scope(const char *key, size_t len, const char **scope,
+						size_t *scope_len)
+{
+	size_t		tl = transport_table_len(key, len);
+
+	if (tl >= len || key[tl] != '@' || len < 3 || key[len - 1] != '*' ||
+		key[len - 2] != ':' || tl + 1 > len - 2)
+		return false;
+	*scope = key + tl + 1;
+	*scope_len = (size_t) (key + len - 2 - *scope);
+	return psync_scope_is_valid(*scope, *scope_len);
 }
 
 /* ---- subscription ids: slot index + generation, never reused ---- */
@@ -530,26 +549,32 @@ transport_table_layout(psync_transport *t, const char *table)
 	return t->ops->table_layout(t, table);
 }
 
-/* The table part of a key: up to the first ':' (the whole key if none). */
+/*
+ * The table part of a key or pattern: up to the first ':' or '@' (the whole
+ * key if none; neither is ever part of a sync name).
+ */
 size_t
 transport_table_len(const char *key, size_t len)
 {
-	const char *colon = memchr(key, ':', len);
+	size_t		i = 0;
 
-	return colon != NULL ? (size_t) (colon - key) : len;
+	while (i < len && key[i] != ':' && key[i] != '@')
+		i++;
+	return i;
 }
 
 void
 transport_deliver_key_and_pattern(psync_transport *t, const psync_event *event)
 {
-	key_entry  *entries[2] = {NULL, NULL};
+	key_entry  *entries[3] = {NULL, NULL, NULL};
+	const psync_envelope *env = event->envelope;
 
 	pthread_mutex_lock(&t->lock);
 	entries[0] = keymap_get(&t->keys, event->key, event->key_len);
 	if (t->npatterns > 0)
 	{
 		size_t		tl = transport_table_len(event->key, event->key_len);
-		char		pattern[PSYNC_MAX_KEY_LEN + 2];
+		char		pattern[PSYNC_MAX_KEY_LEN + PSYNC_MAX_SCOPE_LEN + 3];
 
 		if (tl <= PSYNC_MAX_KEY_LEN)
 		{
@@ -557,9 +582,17 @@ transport_deliver_key_and_pattern(psync_transport *t, const psync_event *event)
 			pattern[tl] = ':';
 			pattern[tl + 1] = '*';
 			entries[1] = keymap_get(&t->keys, pattern, tl + 2);
+			/* "<table>@<scope>:*": the envelope's own scope */
+			if (env != NULL && env->scope != NULL && tl < event->key_len)
+			{
+				pattern[tl] = '@';
+				memcpy(pattern + tl + 1, env->scope, env->scope_len);
+				memcpy(pattern + tl + 1 + env->scope_len, ":*", 2);
+				entries[2] = keymap_get(&t->keys, pattern, tl + env->scope_len + 3);
+			}
 		}
 	}
-	deliver_entries(t, entries, 2, event);	/* unlocks */
+	deliver_entries(t, entries, 3, event);	/* unlocks */
 }
 
 typedef struct entry_list
@@ -596,12 +629,32 @@ transport_deliver_all(psync_transport *t, const psync_event *event)
 /* ---- publish / destroy ---- */
 
 psync_status
-psync_transport_publish(psync_transport *t, const psync_envelope *env)
+psync_transport_publish_sized(psync_transport *t, const psync_envelope *env, size_t env_size)
 {
-	if (t == NULL || env == NULL || env->key == NULL ||
-		!psync_envelope_key_is_valid(env->key, env->key_len))
+	psync_envelope full;
+
+	if (env == NULL || env_size < offsetof(psync_envelope, scope))
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	if (env_size < sizeof(full))
+	{
+		/* a program built before the scope members: none */
+		memset(&full, 0, sizeof(full));
+		memcpy(&full, env, env_size);
+		env = &full;
+	}
+	if (t == NULL || env->key == NULL ||
+		!psync_envelope_key_is_valid(env->key, env->key_len) ||
+		(env->scope != NULL && !psync_scope_is_valid(env->scope, env->scope_len)))
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	return t->ops->publish(t, env);
+}
+
+/* The symbol of the first ABI: its callers' struct ends before scope. */
+#undef psync_transport_publish
+psync_status
+psync_transport_publish(psync_transport *t, const psync_envelope *env)
+{
+	return psync_transport_publish_sized(t, env, offsetof(psync_envelope, scope));
 }
 
 psync_status

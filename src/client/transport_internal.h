@@ -19,7 +19,7 @@
 typedef struct subscription subscription;
 typedef struct sub_slot sub_slot;
 
-/* The subscribers of one key (or one "<table>:*" pattern). */
+/* The subscribers of one key (or one "<table>:*" or "<table>@<scope>:*" pattern). */
 typedef struct key_entry
 {
 	char	   *key;
@@ -84,18 +84,29 @@ psync_status transport_init(psync_transport *t, const transport_ops *ops,
 void		transport_deliver(psync_transport *t, const char *key, size_t len,
 							  const psync_event *event);
 
-/* Deliver to the exact key and to its table's pattern, if any. */
+/*
+ * Deliver to the exact key, to its table's pattern and to the pattern of
+ * the envelope's scope, if any.
+ */
 void		transport_deliver_key_and_pattern(psync_transport *t,
 											  const psync_event *event);
 
 /* Deliver event to every subscriber of every key (e.g. PSYNC_EVENT_LOST). */
 void		transport_deliver_all(psync_transport *t, const psync_event *event);
 
-/* The sync name part of a key or pattern: up to its first ':' (all if none). */
+/* The sync name part of a key or pattern: up to its first ':' or '@' (all if none). */
 size_t		transport_table_len(const char *key, size_t len);
 
-/* True for "<sync name>:*"; *table_len gets the sync name's length. */
+/*
+ * True for "<sync name>:*" (every row of the table) and "<sync name>@<scope>:*"
+ * (the rows of one scope, docs/protocol.md "Scopes"); *table_len gets the
+ * sync name's length.
+ */
 bool		transport_key_is_pattern(const char *key, size_t len, size_t *table_len);
+
+/* The scope of a pattern "<sync name>@<scope>:*"; false for any other key. */
+bool		transport_pattern_scope(const char *key, size_t len, const char **scope,
+									size_t *scope_len);
 
 /* True for a key that may appear on the bus: psync_key_is_valid (docs/protocol.md grammar). */
 bool		transport_key_is_subscribable(const char *key, size_t len);

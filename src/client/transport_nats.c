@@ -10,7 +10,22 @@
  * "<table>:" before decoding, but the table's own events (key "<table>").  Tables named in the table_layout option are
  * published on "<prefix>.<table>.<key>": their keys subscribe there and
  * their patterns to "<prefix>.<table>.>", which the server filters.  In
- * both layouts the key is the subject's last token.
+ * both layouts the key is the subject's last token.  Tables named in the
+ * scoped_tables option (docs/protocol.md "Scopes") are published on
+ * "<prefix>.<table>.<scope>.<key>": a key subscribes to
+ * "<prefix>.<table>.*.<key>" (wherever its scope goes), "<table>:*" to
+ * "<prefix>.<table>.>", a scope pattern "<table>@<scope>:*" to
+ * "<prefix>.<table>.<scope>.>" and the table's events to
+ * "<prefix>.<table>.<table>".
+ *
+ * Subject permissions: the server answers a subscription it refuses with
+ * -ERR before the PONG of the round trip that follows every subscribe;
+ * nats.c keeps that text as the connection's last error (and posts
+ * NATS_NOT_PERMITTED to the error handler, without the subscription).  So
+ * attach checks the last error after its flush and fails with
+ * PSYNC_ERR_PERMISSION when it names this subject; a refusal the error
+ * handler sees later (a reconnect's resubscription) is delivered to the
+ * subject's subscribers as PSYNC_EVENT_REFUSED.
  *
  * Core NATS is at-most-once: after a reconnect, or when nats.c reports a
  * slow consumer (it dropped messages), every subscriber gets
@@ -51,6 +66,10 @@ typedef struct nats_backend
 	char	  **table_layout;	/* sync names in the 'table' layout */
 	size_t		ntable_layout;
 	bool		all_table_layout;	/* the option held "*" */
+	char	  **scoped;			/* sync names with a scope */
+	size_t		nscoped;
+	bool		all_scoped;		/* the option held "*" */
+	struct nats_key_sub *subs;	/* attached subscriptions (under lock) */
 	pthread_mutex_t lock;
 	pthread_cond_t completed;
 	int			live_subs;		/* key subscriptions not yet completed */
@@ -66,8 +85,10 @@ typedef struct nats_key_sub
 	nats_backend *backend;
 	natsSubscription *sub;
 	bool		is_pattern;
+	struct nats_key_sub *next;	/* in backend->subs */
 	char	   *key;			/* the transport key ("users:1", "users:*") */
 	size_t		key_len;
+	size_t		table_len;		/* of its sync name */
 	char		subject[];		/* what the NATS subscription is for */
 } nats_key_sub;
 
@@ -100,8 +121,8 @@ on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closur
 	 * a pattern "<table>:*" keeps only keys of the table ("<table>:" too) and
 	 * the table's own events (key "<table>", docs/protocol.md "Table events")
 	 */
-	if (ks->is_pattern && !psync_key_in_table(key, strlen(key), ks->key, ks->key_len - 2) &&
-		!(strlen(key) == ks->key_len - 2 && memcmp(key, ks->key, ks->key_len - 2) == 0))
+	if (ks->is_pattern && !psync_key_in_table(key, strlen(key), ks->key, ks->table_len) &&
+		!(strlen(key) == ks->table_len && memcmp(key, ks->key, ks->table_len) == 0))
 	{
 		natsMsg_Destroy(msg);
 		return;
@@ -123,73 +144,127 @@ on_complete(void *closure)
 	nats_key_sub *ks = closure;
 	nats_backend *b = ks->backend;
 
+	pthread_mutex_lock(&b->lock);
+	for (nats_key_sub **p = &b->subs; *p != NULL; p = &(*p)->next)
+		if (*p == ks)
+		{
+			*p = ks->next;
+			break;
+		}
 	free(ks->key);
 	free(ks);
-	pthread_mutex_lock(&b->lock);
 	b->live_subs--;
 	pthread_cond_broadcast(&b->completed);
 	pthread_mutex_unlock(&b->lock);
+}
+
+/* Is the table of key (its sync name part) in names, or names "*"? */
+static bool
+table_listed(char *const *names, size_t n, bool all, const char *key, size_t len)
+{
+	size_t		name_len = transport_table_len(key, len);
+
+	if (all)
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (strlen(names[i]) == name_len && memcmp(names[i], key, name_len) == 0)
+			return true;
+	return false;
 }
 
 /* Does the table of key publish in the 'table' layout? */
 static bool
 uses_table_layout(const nats_backend *b, const char *key, size_t len)
 {
-	size_t		name_len = transport_table_len(key, len);
-
-	if (b->all_table_layout)
-		return true;
-	for (size_t i = 0; i < b->ntable_layout; i++)
-		if (strlen(b->table_layout[i]) == name_len &&
-			memcmp(b->table_layout[i], key, name_len) == 0)
-			return true;
-	return false;
+	return table_listed(b->table_layout, b->ntable_layout, b->all_table_layout, key, len);
 }
 
-/* transport_ops.table_layout: the layout this transport subscribes in. */
+/* Does the table of key have a scope? */
+static bool
+uses_scope(const nats_backend *b, const char *key, size_t len)
+{
+	return table_listed(b->scoped, b->nscoped, b->all_scoped, key, len);
+}
+
+/*
+ * transport_ops.table_layout: the layout this transport subscribes in
+ * ("scope" for a table with a scope, as para_sync.synced_tables says).
+ */
 static const char *
 nats_table_layout(psync_transport *t, const char *table)
 {
+	if (uses_scope(t->backend, table, strlen(table)))
+		return "scope";
 	return uses_table_layout(t->backend, table, strlen(table)) ? "table" : "key";
 }
 
 /*
- * Write the subject of key into out (room for prefix_len + 2 * len + 3):
- * "<prefix>.<key>" or "<prefix>.<table>.<key>"; a pattern "<table>:*"
- * becomes "<prefix>.*" or "<prefix>.<table>.>".
+ * Write the subject of key into out (room for prefix_len + 2 * len +
+ * PSYNC_MAX_SCOPE_LEN + 5): "<prefix>.<key>" or "<prefix>.<table>.<key>";
+ * a pattern "<table>:*" becomes "<prefix>.*" or "<prefix>.<table>.>".  For
+ * a table with a scope: an object key goes to "<prefix>.<table>.<scope>.<key>"
+ * (scope: the envelope's, to publish) or "<prefix>.<table>.*.<key>" (scope
+ * NULL, to subscribe); "<table>@<scope>:*" to "<prefix>.<table>.<scope>.>";
+ * the table's events (key "<table>") to "<prefix>.<table>.<table>".
  */
 static void
 subject_for(const nats_backend *b, const char *key, size_t len, bool is_pattern,
-			char *out)
+			const char *scope, size_t scope_len, char *out)
 {
-	bool		by_table = uses_table_layout(b, key, len);
+	size_t		name_len = transport_table_len(key, len);
+	const char *pattern_scope = NULL;
+	size_t		pattern_scope_len = 0;
+	bool		scoped = uses_scope(b, key, len);
+	bool		by_table;
 	size_t		n = 0;
 
+	if (is_pattern && transport_pattern_scope(key, len, &pattern_scope, &pattern_scope_len))
+		scoped = true;
+	by_table = scoped || uses_table_layout(b, key, len);
 	memcpy(out, b->prefix, b->prefix_len);
 	n = b->prefix_len;
 	out[n++] = '.';
 	if (by_table)
 	{
-		size_t		name_len = transport_table_len(key, len);
-
 		memcpy(out + n, key, name_len);
 		n += name_len;
 		out[n++] = '.';
 	}
-	if (is_pattern)
+	if (is_pattern && pattern_scope != NULL)
+	{
+		memcpy(out + n, pattern_scope, pattern_scope_len);
+		n += pattern_scope_len;
+		out[n++] = '.';
+		out[n++] = '>';
+	}
+	else if (is_pattern)
 		out[n++] = by_table ? '>' : '*';
 	else
 	{
+		if (scoped && name_len < len)
+		{
+			/* an object key of a table with a scope */
+			if (scope != NULL)
+			{
+				memcpy(out + n, scope, scope_len);
+				n += scope_len;
+			}
+			else
+				out[n++] = '*';
+			out[n++] = '.';
+		}
 		memcpy(out + n, key, len);
 		n += len;
 	}
 	out[n] = '\0';
 }
 
+#define SUBJECT_ROOM(b, len) ((b)->prefix_len + 2 * (len) + PSYNC_MAX_SCOPE_LEN + 5)
+
 static nats_key_sub *
 key_sub_new(nats_backend *b, const char *key, size_t len, bool is_pattern)
 {
-	nats_key_sub *ks = calloc(1, sizeof(*ks) + b->prefix_len + 2 * len + 3);
+	nats_key_sub *ks = calloc(1, sizeof(*ks) + SUBJECT_ROOM(b, len));
 
 	if (ks == NULL || (ks->key = strndup(key, len)) == NULL)
 	{
@@ -199,8 +274,34 @@ key_sub_new(nats_backend *b, const char *key, size_t len, bool is_pattern)
 	ks->backend = b;
 	ks->is_pattern = is_pattern;
 	ks->key_len = len;
-	subject_for(b, key, len, is_pattern, ks->subject);
+	ks->table_len = transport_table_len(key, len);
+	subject_for(b, key, len, is_pattern, NULL, 0, ks->subject);
 	return ks;
+}
+
+static void nats_detach(psync_transport *t, void *data);
+
+/*
+ * Does the connection's last error say that the server refused a
+ * subscription to subject?  nats.c keeps the server's text, e.g.
+ * Permissions Violation for Subscription to "synced.orders.globex.>".
+ * If so, keep it as the transport's last error.
+ */
+static bool
+refused(nats_backend *b, const char *subject)
+{
+	const char *text = NULL;
+	char		quoted[2 * PSYNC_MAX_KEY_LEN + PSYNC_MAX_SCOPE_LEN + 256];
+	char		what[sizeof(quoted) + 64];
+
+	if (natsConnection_GetLastError(b->conn, &text) != NATS_NOT_PERMITTED || text == NULL)
+		return false;
+	snprintf(quoted, sizeof(quoted), "\"%s\"", subject);
+	if (strcasestr(text, "subscription") == NULL || strstr(text, quoted) == NULL)
+		return false;
+	snprintf(what, sizeof(what), "the NATS server refused the subscription to %s", subject);
+	transport_set_error(b->transport, what, text);
+	return true;
 }
 
 static psync_status
@@ -230,16 +331,24 @@ nats_attach(psync_transport *t, const char *key, size_t len, bool is_pattern,
 	}
 	pthread_mutex_lock(&b->lock);
 	b->live_subs++;
+	ks->next = b->subs;
+	b->subs = ks;
 	pthread_mutex_unlock(&b->lock);
-	*data = ks;
 
 	/*
 	 * One round trip, so that the server has the subscription when
 	 * subscribe returns: a replica's initial refetch then cannot miss a
 	 * change published in between.  When disconnected this times out and
 	 * the subscription is sent on reconnect (which raises LOST anyway).
+	 * A refusal (-ERR) comes before the round trip's PONG.
 	 */
-	natsConnection_FlushTimeout(b->conn, SUBSCRIBE_FLUSH_MS);
+	if (natsConnection_FlushTimeout(b->conn, SUBSCRIBE_FLUSH_MS) == NATS_OK &&
+		refused(b, ks->subject))
+	{
+		nats_detach(t, ks);
+		return PSYNC_ERR_PERMISSION;
+	}
+	*data = ks;
 	return PSYNC_OK;
 }
 
@@ -288,14 +397,23 @@ nats_publish_raw(psync_transport *t, const char *key, size_t key_len,
 				 const void *bytes, size_t len)
 {
 	nats_backend *b = backend_of(t);
-	char		stack[2 * PSYNC_MAX_KEY_LEN + 256];
+	char		stack[2 * PSYNC_MAX_KEY_LEN + PSYNC_MAX_SCOPE_LEN + 256];
 	char	   *subject = stack;
-	size_t		need = b->prefix_len + 2 * key_len + 3;
+	size_t		need = SUBJECT_ROOM(b, key_len);
+	psync_envelope env = {0};
 	natsStatus	s;
 
+	/* a row of a table with a scope goes to its scope's subject */
+	if (uses_scope(b, key, key_len) && transport_table_len(key, key_len) < key_len &&
+		(psync_envelope_decode(bytes, len, &env) != PSYNC_DECODE_OK || env.scope == NULL))
+	{
+		transport_set_error(t, "could not publish", "a row of a table with a scope needs "
+							"an envelope with its scope");
+		return PSYNC_ERR_INVALID_ARGUMENT;
+	}
 	if (need > sizeof(stack) && (subject = malloc(need)) == NULL)
 		return PSYNC_ERR_NO_MEMORY;
-	subject_for(b, key, key_len, false, subject);
+	subject_for(b, key, key_len, false, env.scope, env.scope_len, subject);
 	s = natsConnection_Publish(b->conn, subject, bytes, (int) len);
 	if (subject != stack)
 		free(subject);
@@ -419,16 +537,49 @@ on_closed(natsConnection *nc, void *closure)
 	pthread_mutex_unlock(&b->lock);
 }
 
+/*
+ * A refusal after the fact (nats.c resubscribes after a reconnect): tell
+ * the subscribers of the subject the server's text names.
+ */
+static void
+deliver_refused(psync_transport *t, const char *text)
+{
+	nats_backend *b = backend_of(t);
+	const char *open = text != NULL ? strchr(text, '"') : NULL;
+	const char *close = open != NULL ? strchr(open + 1, '"') : NULL;
+	char	   *key = NULL;
+	psync_event event = {.kind = PSYNC_EVENT_REFUSED, .detail = text};
+
+	if (close == NULL || strcasestr(text, "subscription") == NULL)
+		return;
+	pthread_mutex_lock(&b->lock);
+	for (nats_key_sub *ks = b->subs; ks != NULL && key == NULL; ks = ks->next)
+		if (strlen(ks->subject) == (size_t) (close - open - 1) &&
+			memcmp(ks->subject, open + 1, close - open - 1) == 0)
+			key = strdup(ks->key);
+	pthread_mutex_unlock(&b->lock);
+	if (key == NULL)
+		return;
+	transport_set_error(t, "the NATS server refused a subscription", text);
+	event.key = key;
+	event.key_len = strlen(key);
+	transport_deliver(t, key, event.key_len, &event);
+	free(key);
+}
+
 static void
 on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
 			   void *closure)
 {
 	psync_event event = {.kind = PSYNC_EVENT_LOST};
+	const char *text = NULL;
 
-	(void) nc;
 	(void) sub;
 	if (err == NATS_SLOW_CONSUMER)
 		transport_deliver_all(closure, &event);
+	else if (err == NATS_NOT_PERMITTED &&
+			 natsConnection_GetLastError(nc, &text) == NATS_NOT_PERMITTED)
+		deliver_refused(closure, text);
 }
 
 /* ---- connect ---- */
@@ -503,13 +654,16 @@ backend_free(nats_backend *b)
 	for (size_t i = 0; i < b->ntable_layout; i++)
 		free(b->table_layout[i]);
 	free(b->table_layout);
+	for (size_t i = 0; i < b->nscoped; i++)
+		free(b->scoped[i]);
+	free(b->scoped);
 	free(b->prefix);
 	free(b);
 }
 
-/* A copy of the table_layout option; false when out of memory. */
+/* A copy of a list of sync names (table_layout, scoped_tables); false when out of memory. */
 static bool
-copy_table_layout(nats_backend *b, const char *const *names)
+copy_names(const char *const *names, char ***out, size_t *nout, bool *all)
 {
 	size_t		n = 0;
 
@@ -517,15 +671,15 @@ copy_table_layout(nats_backend *b, const char *const *names)
 		n++;
 	if (n == 0)
 		return true;
-	if ((b->table_layout = calloc(n, sizeof(char *))) == NULL)
+	if ((*out = calloc(n, sizeof(char *))) == NULL)
 		return false;
 	for (size_t i = 0; i < n; i++)
 	{
 		if (strcmp(names[i], "*") == 0)
-			b->all_table_layout = true;
-		if ((b->table_layout[i] = strdup(names[i])) == NULL)
+			*all = true;
+		if (((*out)[i] = strdup(names[i])) == NULL)
 			return false;
-		b->ntable_layout = i + 1;
+		*nout = i + 1;
 	}
 	return true;
 }
@@ -552,7 +706,9 @@ backend_new(const psync_nats_options *opts)
 		free(b);
 		return NULL;
 	}
-	if (!copy_table_layout(b, opts->table_layout))
+	if (!copy_names(opts->table_layout, &b->table_layout, &b->ntable_layout,
+					&b->all_table_layout) ||
+		!copy_names(opts->scoped_tables, &b->scoped, &b->nscoped, &b->all_scoped))
 	{
 		backend_free(b);
 		return NULL;
@@ -579,7 +735,8 @@ psync_nats_transport_connect(const psync_nats_options *caller_opts, psync_transp
 	nats_options_defaults(&o);
 	if (caller_opts == NULL || !sized_read(&o, sizeof(o), caller_opts) || opts->url == NULL ||
 		(opts->subject_prefix != NULL && !prefix_is_valid(opts->subject_prefix)) ||
-		!table_layout_is_valid(opts->table_layout))
+		!table_layout_is_valid(opts->table_layout) ||
+		!table_layout_is_valid(opts->scoped_tables))
 		return PSYNC_ERR_INVALID_ARGUMENT;
 	t = malloc(sizeof(*t));
 	b = backend_new(opts);

@@ -12,6 +12,7 @@
 #include "para_sync/key.h"
 #include "mp_reader.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include <msgpack.h>
@@ -48,14 +49,20 @@ pack_field_str(msgpack_packer *pk, const char *name, const char *s, size_t len)
 	return msgpack_pack_str_with_body(pk, s, len);
 }
 
-int
-psync_envelope_encode(const psync_envelope *env, psync_write_fn write, void *ctx)
+/* The struct a program built before the scope members passes. */
+#define ENVELOPE_SIZE_BEFORE_SCOPE offsetof(psync_envelope, scope)
+
+static int
+encode_envelope(const psync_envelope *env, psync_write_fn write, void *ctx)
 {
 	msgpack_packer pk;
 	const char *op = psync_op_name(env->op);
-	size_t		nfields = 4 + (env->has_value ? 1 : 0) + (env->has_txid ? 1 : 0);
+	size_t		nfields = 4 + (env->has_value ? 1 : 0) + (env->has_txid ? 1 : 0) +
+		(env->scope != NULL ? 1 : 0);
 
 	if (op == NULL || env->key == NULL || env->schema_version == NULL)
+		return -1;
+	if (env->scope != NULL && !psync_scope_is_valid(env->scope, env->scope_len))
 		return -1;
 	if (env->has_value && (env->value == NULL || env->value_len == 0))
 		return -1;
@@ -85,7 +92,33 @@ psync_envelope_encode(const psync_envelope *env, psync_write_fn write, void *ctx
 			msgpack_pack_uint64(&pk, env->txid) != 0)
 			return -1;
 	}
+	if (env->scope != NULL &&
+		pack_field_str(&pk, "scope", env->scope, env->scope_len) != 0)
+		return -1;
 	return 0;
+}
+
+int
+psync_envelope_encode_sized(const psync_envelope *env, size_t env_size,
+							psync_write_fn write, void *ctx)
+{
+	psync_envelope full;
+
+	if (env == NULL || env_size < ENVELOPE_SIZE_BEFORE_SCOPE)
+		return -1;
+	if (env_size >= sizeof(full))
+		return encode_envelope(env, write, ctx);
+	memset(&full, 0, sizeof(full));
+	memcpy(&full, env, env_size);
+	return encode_envelope(&full, write, ctx);
+}
+
+/* The symbol of the first ABI: its callers' struct ends before scope. */
+#undef psync_envelope_encode
+int
+psync_envelope_encode(const psync_envelope *env, psync_write_fn write, void *ctx)
+{
+	return psync_envelope_encode_sized(env, ENVELOPE_SIZE_BEFORE_SCOPE, write, ctx);
 }
 
 /* ------------------------------------------------------------------------
@@ -116,6 +149,7 @@ static const char *const decode_error_texts[] = {
 	[PSYNC_DECODE_BAD_OP] = "unknown op",
 	[PSYNC_DECODE_BAD_SEQUENCE] = "sequence negative or out of range",
 	[PSYNC_DECODE_TOO_LARGE] = "field longer than its limit",
+	[PSYNC_DECODE_BAD_SCOPE] = "invalid scope",
 };
 
 const char *
@@ -204,7 +238,7 @@ psync_msgpack_validate(const void *buf, size_t len, int max_depth)
 static inline psync_decode_error
 mp_read_str(mp_reader *r, const char **s, size_t *len)
 {
-	mp_item		it;
+	mp_item		it = {.data = NULL};	/* gcc cannot see mp_next() set it */
 	mp_status	st;
 
 	if (mp_left(r) < 1)
@@ -317,10 +351,11 @@ enum envelope_field
 	FIELD_SEQUENCE = 1 << 3,
 	FIELD_OP = 1 << 4,
 	FIELD_TXID = 1 << 5,
+	FIELD_SCOPE = 1 << 6,
 	FIELD_UNKNOWN = 0
 };
 
-/* The field names have distinct lengths: one memcmp decides. */
+/* The field names have distinct lengths but value/scope: a memcmp or two decide. */
 static enum envelope_field
 field_of(const char *name, size_t len)
 {
@@ -330,7 +365,10 @@ field_of(const char *name, size_t len)
 	switch (len)
 	{
 		case 3: expect = "key"; field = FIELD_KEY; break;
-		case 5: expect = "value"; field = FIELD_VALUE; break;
+		case 5:
+			if (memcmp(name, "scope", 5) == 0)
+				return FIELD_SCOPE;
+			expect = "value"; field = FIELD_VALUE; break;
 		case 14: expect = "schema_version"; field = FIELD_SCHEMA_VERSION; break;
 		case 8: expect = "sequence"; field = FIELD_SEQUENCE; break;
 		case 2: expect = "op"; field = FIELD_OP; break;
@@ -399,6 +437,14 @@ decode_field(mp_reader *r, enum envelope_field field, psync_envelope *out)
 				return err == PSYNC_DECODE_BAD_SEQUENCE ? PSYNC_DECODE_WRONG_TYPE : err;
 			out->has_txid = true;
 			return PSYNC_DECODE_OK;
+		case FIELD_SCOPE:
+			if ((err = mp_read_str(r, &s, &len)) != PSYNC_DECODE_OK)
+				return err;
+			if (!psync_scope_is_valid(s, len))
+				return PSYNC_DECODE_BAD_SCOPE;
+			out->scope = s;
+			out->scope_len = len;
+			return PSYNC_DECODE_OK;
 		case FIELD_UNKNOWN:
 			break;
 	}
@@ -408,7 +454,7 @@ decode_field(mp_reader *r, enum envelope_field field, psync_envelope *out)
 static psync_decode_error
 decode_map_header(mp_reader *r, uint64_t *count)
 {
-	mp_item		it;
+	mp_item		it = {.len = 0};	/* as in mp_read_str */
 	mp_status	st;
 
 	if (mp_left(r) < 1)
@@ -465,8 +511,8 @@ decode_envelope(mp_reader *r, psync_envelope *out)
 	return PSYNC_DECODE_OK;
 }
 
-psync_decode_error
-psync_envelope_decode(const void *buf, size_t len, psync_envelope *out)
+static psync_decode_error
+decode_full(const void *buf, size_t len, psync_envelope *out)
 {
 	mp_reader	r = {(const uint8_t *) buf, (const uint8_t *) buf + len};
 	psync_decode_error err;
@@ -478,4 +524,26 @@ psync_envelope_decode(const void *buf, size_t len, psync_envelope *out)
 	if (err != PSYNC_DECODE_OK)
 		memset(out, 0, sizeof(*out));
 	return err;
+}
+
+psync_decode_error
+psync_envelope_decode_sized(const void *buf, size_t len, psync_envelope *out,
+							size_t out_size)
+{
+	psync_envelope full;
+	psync_decode_error err;
+
+	if (out_size >= sizeof(full))
+		return decode_full(buf, len, out);
+	err = decode_full(buf, len, &full);
+	memcpy(out, &full, out_size);	/* an older caller's struct: its members */
+	return err;
+}
+
+/* The symbol of the first ABI: its callers' struct ends before scope. */
+#undef psync_envelope_decode
+psync_decode_error
+psync_envelope_decode(const void *buf, size_t len, psync_envelope *out)
+{
+	return psync_envelope_decode_sized(buf, len, out, ENVELOPE_SIZE_BEFORE_SCOPE);
 }

@@ -7,7 +7,9 @@
  * And the one validator of whole keys, psync_key_is_valid(), which the
  * extension (every envelope it writes, every key snapshot() is asked for)
  * and libparasync (every key it decodes or subscribes to) both use, so the
- * two accept exactly the same keys.  Pure C, shared by both.
+ * two accept exactly the same keys.  Likewise psync_scope_is_valid(), the
+ * one validator of scope tokens (keys.c's parts, with "%00" for a NULL and
+ * "%" alone for one empty text).  Pure C, shared by both.
  */
 #include "para_sync/key.h"
 
@@ -188,4 +190,33 @@ psync_key_in_table(const char *key, size_t len, const char *sync_name,
 {
 	return len > name_len && key[name_len] == ':' &&
 		memcmp(key, sync_name, name_len) == 0;
+}
+
+bool
+psync_scope_is_valid(const char *scope, size_t len)
+{
+	if (scope == NULL || len == 0 || len > PSYNC_MAX_SCOPE_LEN)
+		return false;
+	if (len == 1 && scope[0] == '%')
+		return true;			/* one scope column holding '' */
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char cls = key_byte_class[(unsigned char) scope[i]];
+
+		if (cls == KEY_BYTE_PLAIN || cls == KEY_BYTE_COLON)
+			continue;
+		if (cls != KEY_BYTE_PERCENT)
+			return false;
+		/* "%00" (a NULL) is a whole part: between colons or the ends */
+		if (len - i >= 3 && scope[i + 1] == '0' && scope[i + 2] == '0' &&
+			(i == 0 || scope[i - 1] == ':') && (i + 3 == len || scope[i + 3] == ':'))
+		{
+			i += 2;
+			continue;
+		}
+		if (escaped_byte(scope, len, i) < 0)
+			return false;
+		i += 2;
+	}
+	return true;
 }

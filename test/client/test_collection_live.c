@@ -527,7 +527,7 @@ shared_load_page(void *ctx, const char *tbl, const char *after_key, int max_rows
 		/* the server is updated, and another collection starts a load */
 		char		other_err[256];
 
-		pg_exec(conn, "ALTER FUNCTION para_sync.snapshot_page_hidden(regclass, text, int)"
+		pg_exec(conn, "ALTER FUNCTION para_sync.snapshot_page_hidden(regclass, text, int, text)"
 				" RENAME TO snapshot_page");
 		(void) shared_real_page(ctx, shared_other, NULL, max_rows, page_row_ignore, NULL,
 								other_err, sizeof(other_err));
@@ -554,7 +554,7 @@ a_load_keeps_its_page_order_on_a_shared_loader(void)
 			 "SELECT para_sync.sync_table('public.%s');"
 			 "CREATE TABLE public.%s (id int PRIMARY KEY, n int);"
 			 "SELECT para_sync.sync_table('public.%s');"
-			 "ALTER FUNCTION para_sync.snapshot_page(regclass, text, int) RENAME TO snapshot_page_hidden",
+			 "ALTER FUNCTION para_sync.snapshot_page(regclass, text, int, text) RENAME TO snapshot_page_hidden",
 			 name, name, name, shared_other, shared_other);
 	CHECK(pg_exec(conn, sql) != NULL);
 	psync_nats_options_init(&no);
@@ -582,8 +582,8 @@ a_load_keeps_its_page_order_on_a_shared_loader(void)
 	}
 	/* snapshot_page() back under its name whatever happened */
 	pg_exec(conn, "DO $$ BEGIN"
-			" IF to_regprocedure('para_sync.snapshot_page_hidden(regclass, text, int)') IS NOT NULL THEN"
-			" ALTER FUNCTION para_sync.snapshot_page_hidden(regclass, text, int) RENAME TO snapshot_page;"
+			" IF to_regprocedure('para_sync.snapshot_page_hidden(regclass, text, int, text)') IS NOT NULL THEN"
+			" ALTER FUNCTION para_sync.snapshot_page_hidden(regclass, text, int, text) RENAME TO snapshot_page;"
 			" END IF; END $$");
 	psync_pq_loader_destroy(loader);
 	psync_transport_destroy(t);

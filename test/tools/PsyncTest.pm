@@ -18,7 +18,8 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(start_nats stop_nats nats_url start_sub stop_sub read_sub
   wait_for new_publisher_node latest_by_key check_contiguous
   start_pgbench finish_pgbench sub_tool worker_pid deadline_secs deadline_for
-  wait_new_worker wait_all_delivered commit_one_by_one worker_sleeps);
+  wait_new_worker wait_all_delivered commit_one_by_one worker_sleeps
+  start_follow follow_dump stop_follow follow_differences);
 
 # Generous: the tests poll until this many seconds pass, then fail.
 sub deadline_secs { return 180; }
@@ -328,6 +329,81 @@ sub commit_one_by_one
 	CALL public.commit_one_by_one($n);
 	DROP PROCEDURE public.commit_one_by_one(int);});
 	return ($ret, $err);
+}
+
+# ---- libparasync clients (test/tools/psync_follow) ----
+
+# start_follow($nats_url, $connstr, @args): psync_follow with replicas and
+# collections (@args: -t/-S options, then KEY, TABLE:*, TABLE@SCOPE:*),
+# once "ready"; undef (with its stderr in $$err_ref, when given) when it
+# exits first (e.g. a subscription the NATS server refused).
+sub start_follow
+{
+	my ($url, $connstr, $args, $err_ref) = @_;
+	my $f = { in => '', out => '', err => '' };
+	$f->{h} = IPC::Run::start(
+		[ "$ENV{TESTDIR}/test/tools/psync_follow", '-u', $url, '-d', $connstr, @$args ],
+		'<', \$f->{in}, '>', \$f->{out}, '2>', \$f->{err});
+	_track($f->{h});
+	wait_for(sub { $f->{h}->pump_nb if $f->{h}->pumpable; $f->{out} =~ /^ready$/m || !$f->{h}->pumpable },
+		'psync_follow ready');
+	if ($f->{out} !~ /^ready$/m)
+	{
+		$f->{h}->finish;
+		$$err_ref = $f->{err} if $err_ref;
+		return undef;
+	}
+	return $f;
+}
+
+# What a psync_follow holds: [kind (R|C), key, sequence, status, hex envelope].
+sub follow_dump
+{
+	my ($f) = @_;
+	$f->{out} = '';
+	$f->{in} .= "dump\n";
+	wait_for(sub { $f->{h}->pump_nb; $f->{out} =~ /^end$/m }, 'dump', 60) or return undef;
+	return [ map { [ split / / ] } grep { /^[RC] / } split /\n/, $f->{out} ];
+}
+
+# Quit psync_follow (disposing of everything); its exit status.
+sub stop_follow
+{
+	my ($f) = @_;
+	$f->{in} .= "quit\n";
+	$f->{h}->finish;
+	return $f->{h}->result(0);
+}
+
+# How a psync_follow's holdings differ from the database ('' when equal):
+# every replica and collection member must equal para_sync.snapshot() of
+# its key (value and sequence), and the collection must hold exactly the
+# keys that $members (SQL returning the expected keys) lists.
+sub follow_differences
+{
+	my ($node, $f, $members) = @_;
+	my $rows = follow_dump($f);
+	return 'no dump' unless $rows;
+	my $values = join(',', map { "('$_->[0]', '$_->[1]', '$_->[4]')" } @$rows)
+	  || "(NULL, NULL, NULL)";
+	return $node->safe_psql('postgres', qq{
+		WITH held (kind, key, env) AS (VALUES $values),
+		cmp AS (
+			SELECT kind, key, para_sync.envelope_to_jsonb(decode(env, 'hex')) AS c,
+			       para_sync.snapshot_json(key) AS s
+			  FROM held WHERE kind IS NOT NULL)
+		SELECT string_agg(d, E'\\n' ORDER BY d) FROM (
+			SELECT kind || ' ' || key || ' holds ' || (c - 'op')::text
+			       || ' snapshot ' || (s - 'op' - 'scope')::text AS d
+			  FROM cmp
+			 WHERE c->'value' IS DISTINCT FROM s->'value'
+			    OR c->'sequence' IS DISTINCT FROM s->'sequence'
+			UNION ALL
+			SELECT 'C ' || key || ' missing' FROM (
+				$members EXCEPT SELECT key FROM held WHERE kind = 'C') m(key)
+			UNION ALL
+			SELECT 'C ' || key || ' extra' FROM (
+				SELECT key FROM held WHERE kind = 'C' EXCEPT $members) e(key)) x});
 }
 
 1;

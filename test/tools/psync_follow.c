@@ -3,11 +3,18 @@
  * libparasync (NATS transport, libpq refetcher and page loader) and prints
  * what it holds, for the TAP tests to compare with para_sync.snapshot().
  *
- *   psync_follow -u NATS_URL -d CONNINFO [-t SYNC_NAME]... KEY|TABLE:* ...
+ *   psync_follow -u NATS_URL -d CONNINFO [-t SYNC_NAME]... [-S SYNC_NAME]...
+ *                KEY|TABLE:*|TABLE@SCOPE:* ...
  *
- *   KEY      a replica of the key (initial refetch)
- *   TABLE:*  a collection of the table
- *   -t       a table in the 'table' subject layout (may repeat)
+ *   KEY            a replica of the key (initial refetch)
+ *   TABLE:*        a collection of the table
+ *   TABLE@SCOPE:*  a collection of one scope of the table
+ *   -t             a table in the 'table' subject layout (may repeat)
+ *   -S             a table with a scope (may repeat)
+ *
+ * NATS_URL may carry a user and password (nats://user:pass@host:port).  A
+ * replica or collection that cannot be set up ends it with status 1 and
+ * "psync_follow: <what>: <status text> (<detail>)" on stderr.
  *
  * Prints "ready" once every replica and collection is set up, then reads
  * commands from stdin, one a line:
@@ -149,6 +156,8 @@ main(int argc, char **argv)
 	const char *conninfo = NULL;
 	const char *layout[MAX_FOLLOWED + 1] = {NULL};
 	int			nlayout = 0;
+	const char *scoped[MAX_FOLLOWED + 1] = {NULL};
+	int			nscoped = 0;
 	psync_nats_options no;
 	psync_transport *t;
 	psync_refetcher *refetcher;
@@ -166,17 +175,21 @@ main(int argc, char **argv)
 			conninfo = argv[i + 1];
 		else if (strcmp(argv[i], "-t") == 0 && nlayout < MAX_FOLLOWED)
 			layout[nlayout++] = argv[i + 1];
+		else if (strcmp(argv[i], "-S") == 0 && nscoped < MAX_FOLLOWED)
+			scoped[nscoped++] = argv[i + 1];
 		else
 			break;
 	}
 	if (url == NULL || conninfo == NULL || i >= argc)
 	{
-		fprintf(stderr, "usage: psync_follow -u NATS_URL -d CONNINFO [-t SYNC_NAME]... KEY|TABLE:* ...\n");
+		fprintf(stderr, "usage: psync_follow -u NATS_URL -d CONNINFO [-t SYNC_NAME]... "
+				"[-S SYNC_NAME]... KEY|TABLE:*|TABLE@SCOPE:* ...\n");
 		return 2;
 	}
 	psync_nats_options_init(&no);
 	no.url = url;
 	no.table_layout = layout;
+	no.scoped_tables = scoped;
 	if ((st = psync_nats_transport_connect(&no, &t)) != PSYNC_OK)
 		fail("connect", st);
 	if ((st = psync_pq_refetcher_new_conninfo(conninfo, &refetcher)) != PSYNC_OK)
@@ -190,9 +203,15 @@ main(int argc, char **argv)
 		if (len > 2 && strcmp(argv[i] + len - 2, ":*") == 0 && ncollections < MAX_FOLLOWED)
 		{
 			psync_collection_options o;
+			char	   *at;
 
 			psync_collection_options_init(&o);
 			o.table = strndup(argv[i], len - 2);
+			if ((at = strchr(o.table, '@')) != NULL)
+			{
+				*at = '\0';		/* TABLE@SCOPE: one scope */
+				o.scope = at + 1;
+			}
 			o.schema = schema;
 			o.transport = t;
 			o.load_page = psync_pq_load_page_fn();
