@@ -42,11 +42,13 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
+#include "commands/trigger.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_func.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -203,27 +205,67 @@ partition_check_syncable(Relation rel)
 				 errhint("Call para_sync.unsync_table() on \"%s\" first.", get_rel_name(member))));
 }
 
-/* Does relid have a trigger named name? */
-static bool
-has_trigger(Oid relid, const char *name)
+/*
+ * The firing mode (tgenabled) of relid's para_sync_no_truncate trigger, if
+ * it is para_sync's: para_sync.refuse_truncate() BEFORE TRUNCATE FOR EACH
+ * STATEMENT, without WHEN.  '\0' if relid has no trigger of that name, 'X'
+ * if it has one that is not para_sync's (a trigger is never trusted by its
+ * name: the table owner may have created it, before attaching the table).
+ */
+static char
+truncate_trigger_state(Oid relid)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	TriggerDesc *trigdesc = rel->trigdesc;
-	bool		found = false;
+	Oid			func = LookupFuncName(list_make2(makeString("para_sync"),
+												 makeString("refuse_truncate")),
+									  0, NULL, true);
+	char		state = '\0';
 
 	for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
-		if (strcmp(trigdesc->triggers[i].tgname, name) == 0)
-			found = true;
+	{
+		Trigger    *trig = &trigdesc->triggers[i];
+
+		if (strcmp(trig->tgname, TRUNCATE_TRIGGER) != 0)
+			continue;
+		if (trig->tgfoid == func && trig->tgqual == NULL &&
+			trig->tgtype == (TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_TRUNCATE))
+			state = trig->tgenabled;
+		else
+			state = 'X';
+	}
 	table_close(rel, AccessShareLock);
-	return found;
+	return state;
+}
+
+/* Does relid have a trigger named para_sync_no_truncate (para_sync's or not)? */
+static bool
+has_truncate_trigger(Oid relid)
+{
+	return truncate_trigger_state(relid) != '\0';
+}
+
+/* Does relid's own para_sync_no_truncate trigger fire in this session? */
+static bool
+truncate_trigger_fires(Oid relid)
+{
+	char		state = truncate_trigger_state(relid);
+
+	return state == TRIGGER_FIRES_ALWAYS ||
+		(state == TRIGGER_FIRES_ON_ORIGIN &&
+		 SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA) ||
+		(state == TRIGGER_FIRES_ON_REPLICA &&
+		 SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA);
 }
 
 /*
  * Every partition under partitioned relid (at any depth) gets the truncate
- * trigger, ENABLE ALWAYS, unless it has it (pg_restore re-creates them).
- * As the caller, who owns the root (partitions have the root's owner, or
- * the caller could not have attached or created them).  Caller is
- * connected to SPI.
+ * trigger, ENABLE ALWAYS, unless it has it (pg_restore re-creates them;
+ * one disabled or in another firing mode is made ENABLE ALWAYS).  A
+ * partition with a trigger of that name that is not para_sync's is
+ * refused: its TRUNCATE would publish nothing.  As the caller, who owns
+ * the root (partitions have the root's owner, or the caller could not have
+ * attached or created them).  Caller is connected to SPI.
  */
 void
 partition_install_truncate_triggers(Oid relid)
@@ -237,15 +279,27 @@ partition_install_truncate_triggers(Oid relid)
 	foreach(lc, all)
 	{
 		Oid			part = lfirst_oid(lc);
+		char		state;
 		char	   *qname;
 
-		if (!get_rel_relispartition(part) || has_trigger(part, TRUNCATE_TRIGGER))
+		if (!get_rel_relispartition(part))
 			continue;
+		state = truncate_trigger_state(part);
+		if (state == TRIGGER_FIRES_ALWAYS)
+			continue;
+		if (state == 'X')
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("partition \"%s\" has a trigger \"%s\" that is not para_sync's",
+							get_rel_name(part), TRUNCATE_TRIGGER),
+					 errdetail("para_sync publishes the rows a TRUNCATE of a partition of a synced table removes through a trigger of that name."),
+					 errhint("Drop or rename that trigger of \"%s\" first.", get_rel_name(part))));
 		qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(part)),
 										   get_rel_name(part));
-		if (SPI_execute(psprintf("CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
-								 " FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate()",
-								 qname), false, 0) < 0 ||
+		if ((state == '\0' &&
+			 SPI_execute(psprintf("CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
+								  " FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate()",
+								  qname), false, 0) < 0) ||
 			SPI_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER,
 								 qname), false, 0) < 0)
 			elog(ERROR, "para_sync could not create the truncate trigger of %s", qname);
@@ -269,7 +323,7 @@ partition_drop_truncate_triggers(Oid relid)
 	{
 		Oid			part = lfirst_oid(lc);
 
-		if (!has_trigger(part, TRUNCATE_TRIGGER) || registry_table_is_synced(part) ||
+		if (!has_truncate_trigger(part) || registry_table_is_synced(part) ||
 			OidIsValid(partition_synced_root(part)))
 			continue;
 		if (SPI_execute(psprintf("DROP TRIGGER " TRUNCATE_TRIGGER " ON %s",
@@ -283,8 +337,9 @@ partition_drop_truncate_triggers(Oid relid)
 
 /*
  * TRUNCATE of partitioned rel (its truncate trigger, lifecycle.c): each
- * leaf's own trigger publishes its deletes; a leaf without one (created
- * while event triggers were off) gets them here, never silently none.
+ * leaf's own trigger publishes its deletes; a leaf without one that fires
+ * (created while event triggers were off) gets them here, never silently
+ * none.
  */
 void
 partition_truncate_leaves_without_trigger(Relation rel)
@@ -295,7 +350,7 @@ partition_truncate_leaves_without_trigger(Relation rel)
 	{
 		Relation	leaf;
 
-		if (has_trigger(lfirst_oid(lc), TRUNCATE_TRIGGER))
+		if (truncate_trigger_fires(lfirst_oid(lc)))
 			continue;
 		leaf = table_open(lfirst_oid(lc), NoLock);
 		lifecycle_retire_rows(leaf);

@@ -219,6 +219,27 @@ INSERT INTO public.ev VALUES ('it', 1, 'i1');
 DROP SCHEMA elsewhere CASCADE;
 ALTER TABLE public.ev DETACH PARTITION elsewhere.ev_it;
 DROP SCHEMA elsewhere CASCADE;
+-- a trigger named as para_sync's truncate trigger is not trusted by its
+-- name: one that is not para_sync's is refused (its TRUNCATE would publish
+-- nothing), para_sync's own, disabled before the ATTACH, made ENABLE ALWAYS
+CREATE TABLE public.ev_no (LIKE public.ev);
+CREATE FUNCTION public.noop_trigger() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+CREATE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_no
+	FOR EACH STATEMENT EXECUTE FUNCTION public.noop_trigger();
+ALTER TABLE public.ev ATTACH PARTITION public.ev_no FOR VALUES IN ('no');
+DROP TABLE public.ev_no;
+DROP FUNCTION public.noop_trigger();
+CREATE TABLE public.ev_se (LIKE public.ev);
+CREATE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_se
+	FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate();
+ALTER TABLE public.ev_se DISABLE TRIGGER para_sync_no_truncate;
+INSERT INTO public.ev_se VALUES ('se', 1, 's1');
+ALTER TABLE public.ev ATTACH PARTITION public.ev_se FOR VALUES IN ('se');
+SELECT pg_temp.mark();
+TRUNCATE public.ev_se;
+SELECT key, op FROM pg_temp.changes('ev');
+SELECT pg_temp.snap('ev:se:1') AS se1;
+DROP TABLE public.ev_se;
 \set VERBOSITY terse
 SELECT para_sync.unsync_table('public.hp1');
 SELECT para_sync.unsync_table('public.ev_de');
