@@ -31,7 +31,8 @@
  * root in a transaction of its own, unpublished), disabling para_sync's
  * triggers on a partition, attaching a table synced on its own, tagging a
  * partition of a synced root, tagging a root one of whose partitions is
- * synced on its own, and unlogged partitions (created, attached or set so).
+ * synced on its own, renaming para_sync's triggers on a partition, and
+ * unlogged partitions (created, attached or set so).
  */
 #include "para_sync.h"
 
@@ -524,6 +525,20 @@ drop_start(DropStmt *stmt)
 	}
 }
 
+/* ALTER TRIGGER para_sync_no_truncate ON a partition of a synced root RENAME. */
+static void
+rename_start(RenameStmt *stmt)
+{
+	Oid			relid,
+				root;
+
+	if (stmt->renameType != OBJECT_TRIGGER || !is_para_sync_trigger(stmt->subname))
+		return;
+	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	if (OidIsValid(relid) && OidIsValid(root = partition_synced_root(relid)))
+		refuse_trigger_change(relid, root, "rename");
+}
+
 Datum
 para_sync_partition_ddl_start(PG_FUNCTION_ARGS)
 {
@@ -540,6 +555,8 @@ para_sync_partition_ddl_start(PG_FUNCTION_ARGS)
 		alter_start((AlterTableStmt *) trigdata->parsetree);
 	else if (IsA(trigdata->parsetree, DropStmt))
 		drop_start((DropStmt *) trigdata->parsetree);
+	else if (IsA(trigdata->parsetree, RenameStmt))
+		rename_start((RenameStmt *) trigdata->parsetree);
 	PG_RETURN_VOID();
 }
 

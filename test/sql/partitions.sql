@@ -202,6 +202,8 @@ ALTER TABLE public.ev_us DISABLE TRIGGER para_sync_capture;
 ALTER TABLE public.ev_us DISABLE TRIGGER ALL;
 ALTER TABLE public.ev_us DISABLE TRIGGER para_sync_no_truncate;
 DROP TRIGGER para_sync_no_truncate ON public.ev_us;
+-- renamed, it would be left behind by DETACH and unsync_table()
+ALTER TRIGGER para_sync_no_truncate ON public.ev_us RENAME TO renamed;
 -- no unlogged partition: created, attached or set so
 CREATE UNLOGGED TABLE public.ev_ul PARTITION OF public.ev FOR VALUES IN ('ul');
 CREATE UNLOGGED TABLE public.ev_ul (LIKE public.ev);
