@@ -31,7 +31,8 @@
  * root in a transaction of its own, unpublished), disabling para_sync's
  * triggers on a partition, attaching a table synced on its own, tagging a
  * partition of a synced root, tagging a root one of whose partitions is
- * synced on its own, renaming para_sync's triggers on a partition, and
+ * synced on its own, renaming or replacing para_sync's triggers on a
+ * partition (or creating one that is not para_sync's), and
  * unlogged partitions (created, attached or set so).
  */
 #include "para_sync.h"
@@ -206,6 +207,14 @@ partition_check_syncable(Relation rel)
 				 errhint("Call para_sync.unsync_table() on \"%s\" first.", get_rel_name(member))));
 }
 
+/* para_sync.refuse_truncate(), the function of para_sync's truncate triggers */
+static Oid
+truncate_trigger_function(void)
+{
+	return LookupFuncName(list_make2(makeString("para_sync"), makeString("refuse_truncate")),
+						  0, NULL, true);
+}
+
 /*
  * The firing mode (tgenabled) of relid's para_sync_no_truncate trigger, if
  * it is para_sync's: para_sync.refuse_truncate() BEFORE TRUNCATE FOR EACH
@@ -218,9 +227,7 @@ truncate_trigger_state(Oid relid)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	TriggerDesc *trigdesc = rel->trigdesc;
-	Oid			func = LookupFuncName(list_make2(makeString("para_sync"),
-												 makeString("refuse_truncate")),
-									  0, NULL, true);
+	Oid			func = truncate_trigger_function();
 	char		state = '\0';
 
 	for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
@@ -525,6 +532,32 @@ drop_start(DropStmt *stmt)
 	}
 }
 
+/*
+ * CREATE [OR REPLACE] TRIGGER named as one of para_sync's on a partition of
+ * a synced root: refused, unless it is exactly para_sync's truncate
+ * trigger (pg_restore creates those once the registry is restored).
+ */
+static void
+create_trigger_start(CreateTrigStmt *stmt)
+{
+	Oid			relid,
+				root;
+
+	if (!is_para_sync_trigger(stmt->trigname))
+		return;
+	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	if (!OidIsValid(relid) || !OidIsValid(root = partition_synced_root(relid)))
+		return;
+	if (stmt->replace)
+		refuse_trigger_change(relid, root, "replace");
+	if (strcmp(stmt->trigname, TRUNCATE_TRIGGER) == 0 && !stmt->isconstraint &&
+		!stmt->row && stmt->timing == TRIGGER_TYPE_BEFORE &&
+		stmt->events == TRIGGER_TYPE_TRUNCATE && stmt->whenClause == NULL &&
+		LookupFuncName(stmt->funcname, 0, NULL, true) == truncate_trigger_function())
+		return;
+	refuse_trigger_change(relid, root, "create");
+}
+
 /* ALTER TRIGGER para_sync_no_truncate ON a partition of a synced root RENAME. */
 static void
 rename_start(RenameStmt *stmt)
@@ -557,6 +590,8 @@ para_sync_partition_ddl_start(PG_FUNCTION_ARGS)
 		drop_start((DropStmt *) trigdata->parsetree);
 	else if (IsA(trigdata->parsetree, RenameStmt))
 		rename_start((RenameStmt *) trigdata->parsetree);
+	else if (IsA(trigdata->parsetree, CreateTrigStmt))
+		create_trigger_start((CreateTrigStmt *) trigdata->parsetree);
 	PG_RETURN_VOID();
 }
 
@@ -602,6 +637,15 @@ para_sync_partition_ddl_end(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	if (IsA(tree, CreateStmt) && ((CreateStmt *) tree)->partbound != NULL)
 		became_partition(((CreateStmt *) tree)->relation, false);
+	else if (IsA(tree, CreateTrigStmt))
+	{
+		/* para_sync's own truncate trigger, created by hand or pg_restore: ALWAYS */
+		Oid			relid = RangeVarGetRelid(((CreateTrigStmt *) tree)->relation, NoLock, true);
+
+		if (OidIsValid(relid) && is_para_sync_trigger(((CreateTrigStmt *) tree)->trigname) &&
+			OidIsValid(partition_synced_root(relid)))
+			partition_install_truncate_triggers(relid);
+	}
 	else if (IsA(tree, AlterTableStmt))
 	{
 		ListCell   *lc;

@@ -204,6 +204,23 @@ ALTER TABLE public.ev_us DISABLE TRIGGER para_sync_no_truncate;
 DROP TRIGGER para_sync_no_truncate ON public.ev_us;
 -- renamed, it would be left behind by DETACH and unsync_table()
 ALTER TRIGGER para_sync_no_truncate ON public.ev_us RENAME TO renamed;
+-- nor replaced, nor created other than as para_sync's own
+CREATE FUNCTION public.noop_trigger() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+CREATE OR REPLACE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_us
+	FOR EACH STATEMENT EXECUTE FUNCTION public.noop_trigger();
+CREATE OR REPLACE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_us
+	FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate();
+CREATE TRIGGER para_sync_no_truncate AFTER TRUNCATE ON public.ev_nz
+	FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate();
+CREATE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_nz
+	FOR EACH STATEMENT EXECUTE FUNCTION public.noop_trigger();
+-- (as pg_restore does: made ENABLE ALWAYS)
+CREATE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_nz
+	FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate();
+DROP FUNCTION public.noop_trigger();
+SELECT c.relname, t.tgfoid::regproc, t.tgenabled
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+ WHERE t.tgname = 'para_sync_no_truncate' AND c.relname IN ('ev_us', 'ev_nz') ORDER BY 1;
 -- no unlogged partition: created, attached or set so
 CREATE UNLOGGED TABLE public.ev_ul PARTITION OF public.ev FOR VALUES IN ('ul');
 CREATE UNLOGGED TABLE public.ev_ul (LIKE public.ev);
