@@ -267,6 +267,37 @@ truncate_trigger_fires(Oid relid)
 }
 
 /*
+ * Partition part's truncate trigger: created, or made ENABLE ALWAYS; a
+ * trigger of that name that is not para_sync's is refused.  Caller is
+ * connected to SPI.
+ */
+static void
+install_truncate_trigger(Oid part)
+{
+	char		state = truncate_trigger_state(part);
+	char	   *qname;
+
+	if (state == TRIGGER_FIRES_ALWAYS)
+		return;
+	if (state == 'X')
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("partition \"%s\" has a trigger \"%s\" that is not para_sync's",
+						get_rel_name(part), TRUNCATE_TRIGGER),
+				 errdetail("para_sync publishes the rows a TRUNCATE of a partition of a synced table removes through a trigger of that name."),
+				 errhint("Drop or rename that trigger of \"%s\" first.", get_rel_name(part))));
+	qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(part)),
+									   get_rel_name(part));
+	if ((state == '\0' &&
+		 SPI_execute(psprintf("CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
+							  " FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate()",
+							  qname), false, 0) < 0) ||
+		SPI_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER,
+							 qname), false, 0) < 0)
+		elog(ERROR, "para_sync could not create the truncate trigger of %s", qname);
+}
+
+/*
  * Every partition under partitioned relid (at any depth) gets the truncate
  * trigger, ENABLE ALWAYS, unless it has it (pg_restore re-creates them;
  * one disabled or in another firing mode is made ENABLE ALWAYS).  A
@@ -285,33 +316,8 @@ partition_install_truncate_triggers(Oid relid)
 		return;
 	all = find_all_inheritors(relid, ShareRowExclusiveLock, NULL);
 	foreach(lc, all)
-	{
-		Oid			part = lfirst_oid(lc);
-		char		state;
-		char	   *qname;
-
-		if (!get_rel_relispartition(part))
-			continue;
-		state = truncate_trigger_state(part);
-		if (state == TRIGGER_FIRES_ALWAYS)
-			continue;
-		if (state == 'X')
-			ereport(ERROR,
-					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("partition \"%s\" has a trigger \"%s\" that is not para_sync's",
-							get_rel_name(part), TRUNCATE_TRIGGER),
-					 errdetail("para_sync publishes the rows a TRUNCATE of a partition of a synced table removes through a trigger of that name."),
-					 errhint("Drop or rename that trigger of \"%s\" first.", get_rel_name(part))));
-		qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(part)),
-										   get_rel_name(part));
-		if ((state == '\0' &&
-			 SPI_execute(psprintf("CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
-								  " FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate()",
-								  qname), false, 0) < 0) ||
-			SPI_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER,
-								 qname), false, 0) < 0)
-			elog(ERROR, "para_sync could not create the truncate trigger of %s", qname);
-	}
+		if (get_rel_relispartition(lfirst_oid(lc)))
+			install_truncate_trigger(lfirst_oid(lc));
 	list_free(all);
 }
 
@@ -644,7 +650,7 @@ para_sync_partition_ddl_end(PG_FUNCTION_ARGS)
 
 		if (OidIsValid(relid) && is_para_sync_trigger(((CreateTrigStmt *) tree)->trigname) &&
 			OidIsValid(partition_synced_root(relid)))
-			partition_install_truncate_triggers(relid);
+			install_truncate_trigger(relid);
 	}
 	else if (IsA(tree, AlterTableStmt))
 	{
