@@ -61,13 +61,13 @@ COMMENT ON FUNCTION para_sync.partition_ddl_start() IS
 COMMENT ON FUNCTION para_sync.partition_check_dropped() IS
 	'sql_drop: refuses to drop a partition of a synced table other than by DROP TABLE (DROP SCHEMA ... CASCADE, DROP OWNED, ...).';
 COMMENT ON FUNCTION para_sync.partition_ddl_end() IS
-	'ddl_command_end of CREATE TABLE, ALTER TABLE and CREATE TRIGGER: a new partition of a synced root gets the truncate trigger (ENABLE ALWAYS); an attached one also an upsert per row.';
+	'ddl_command_end of CREATE TABLE, ALTER TABLE, CREATE TRIGGER and CREATE SCHEMA: a new partition of a synced root gets the truncate trigger (ENABLE ALWAYS); an attached one also an upsert per row.';
 
 CREATE EVENT TRIGGER para_sync_partitions_start ON ddl_command_start
 	WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'CREATE TRIGGER', 'DROP TRIGGER')
 	EXECUTE FUNCTION para_sync.partition_ddl_start();
 CREATE EVENT TRIGGER para_sync_partitions_end ON ddl_command_end
-	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TRIGGER')
+	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TRIGGER', 'CREATE SCHEMA')
 	EXECUTE FUNCTION para_sync.partition_ddl_end();
 CREATE EVENT TRIGGER para_sync_partitions_drop ON sql_drop
 	EXECUTE FUNCTION para_sync.partition_check_dropped();

@@ -44,6 +44,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
@@ -52,6 +53,7 @@
 #include "nodes/parsenodes.h"
 #include "parser/parse_func.h"
 #include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -608,9 +610,8 @@ para_sync_partition_ddl_start(PG_FUNCTION_ARGS)
  * trigger PostgreSQL cloned already.
  */
 static void
-became_partition(RangeVar *rv, bool attached)
+became_partition(Oid relid, bool attached)
 {
-	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
 	Relation	rel;
 	Oid			root;
 
@@ -623,6 +624,42 @@ became_partition(RangeVar *rv, bool attached)
 	rel = relation_open(relid, NoLock);
 	lifecycle_publish_rows(rel);
 	relation_close(rel, NoLock);
+}
+
+/*
+ * CREATE SCHEMA ... CREATE TABLE ... PARTITION OF: the elements fire no
+ * event triggers of their own, so each partition in the new schema is
+ * looked at here.  Caller is connected to SPI.
+ */
+static void
+schema_created(CreateSchemaStmt *stmt)
+{
+	const char *name = stmt->schemaname ? stmt->schemaname : get_rolespec_name(stmt->authrole);
+	Oid			nsp = get_namespace_oid(name, true);
+	Datum		arg = ObjectIdGetDatum(nsp);
+	Oid			argtype = OIDOID;
+	List	   *parts = NIL;
+	ListCell   *lc;
+	int			rc;
+
+	if (stmt->schemaElts == NIL || !OidIsValid(nsp))
+		return;
+	rc = SPI_execute_with_args("SELECT c.oid FROM pg_catalog.pg_class c"
+							   " WHERE c.relnamespace OPERATOR(pg_catalog.=) $1 AND c.relispartition",
+							   1, &argtype, &arg, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync partition look-up failed: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		parts = lappend_oid(parts, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																  SPI_tuptable->tupdesc, 1,
+																  &isnull)));
+	}
+	foreach(lc, parts)
+		became_partition(lfirst_oid(lc), false);
+	list_free(parts);
 }
 
 Datum
@@ -642,7 +679,9 @@ para_sync_partition_ddl_end(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (IsA(tree, CreateStmt) && ((CreateStmt *) tree)->partbound != NULL)
-		became_partition(((CreateStmt *) tree)->relation, false);
+		became_partition(RangeVarGetRelid(((CreateStmt *) tree)->relation, NoLock, true), false);
+	else if (IsA(tree, CreateSchemaStmt))
+		schema_created((CreateSchemaStmt *) tree);
 	else if (IsA(tree, CreateTrigStmt))
 	{
 		/* para_sync's own truncate trigger, created by hand or pg_restore: ALWAYS */
@@ -663,7 +702,8 @@ para_sync_partition_ddl_end(PG_FUNCTION_ARGS)
 			if (((AlterTableStmt *) tree)->objtype != OBJECT_TABLE)
 				continue;
 			if (cmd->subtype == AT_AttachPartition)
-				became_partition(castNode(PartitionCmd, cmd->def)->name, true);
+				became_partition(RangeVarGetRelid(castNode(PartitionCmd, cmd->def)->name,
+												  NoLock, true), true);
 			else if (cmd->subtype == AT_DetachPartition)
 			{
 				Oid			part = RangeVarGetRelid(castNode(PartitionCmd, cmd->def)->name,

@@ -131,6 +131,17 @@ SELECT pg_temp.mark();
 TRUNCATE public.ev;
 SELECT key, op FROM pg_temp.changes('ev') ORDER BY key;
 SELECT * FROM pg_temp.mismatches('ev');
+-- a partition created as an element of CREATE SCHEMA gets its truncate
+-- trigger: TRUNCATE of the partition itself publishes its deletes
+CREATE SCHEMA ev_schema
+	CREATE TABLE ev_ca PARTITION OF public.ev FOR VALUES IN ('ca');
+INSERT INTO public.ev VALUES ('ca', 1, 'c1');
+SELECT pg_temp.mark();
+TRUNCATE ev_schema.ev_ca;
+SELECT key, op FROM pg_temp.changes('ev');
+SELECT * FROM pg_temp.mismatches('ev');
+DROP TABLE ev_schema.ev_ca;
+DROP SCHEMA ev_schema;
 
 -- == DROP TABLE of one partition: a delete per row ==
 INSERT INTO public.ev VALUES ('jp', 8, 'j8'), ('kr', 8, 'k8'), ('eu', 8, 'e8');
