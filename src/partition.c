@@ -405,6 +405,23 @@ partition_of_cmd(AlterTableCmd *cmd, LOCKMODE lockmode)
 }
 
 /*
+ * The synced root whose rows parent's partitions hold (parent itself, or
+ * an ancestor), asked once parent is locked with lockmode, as ALTER TABLE
+ * will lock it: a sync_table() that commits while we wait is seen.  Only
+ * for parent's owner (ALTER TABLE checks ownership before it locks; a
+ * statement of anyone else must not lock the table first), else
+ * InvalidOid: ALTER TABLE refuses the statement itself.
+ */
+static Oid
+locked_synced_root(Oid parent, LOCKMODE lockmode)
+{
+	if (!pg_class_ownercheck(parent, GetUserId()))
+		return InvalidOid;
+	LockRelationOid(parent, lockmode);
+	return registry_table_is_synced(parent) ? parent : partition_synced_root(parent);
+}
+
+/*
  * DETACH PARTITION of a partition of a synced root: a delete for each of
  * its rows, while they are still the root's (lifecycle.c).  Locks as DETACH
  * will, parent first.
@@ -413,10 +430,12 @@ static void
 detach_start(Oid parent, AlterTableCmd *cmd)
 {
 	PartitionCmd *pc = castNode(PartitionCmd, cmd->def);
-	Oid			root = registry_table_is_synced(parent) ? parent : partition_synced_root(parent);
+	Oid			root;
 	Oid			part;
 	Relation	rel;
 
+	root = locked_synced_root(parent, pc->concurrent || cmd->subtype != AT_DetachPartition ?
+							  ShareUpdateExclusiveLock : AccessExclusiveLock);
 	if (!OidIsValid(root))
 		return;
 	if (pc->concurrent)
@@ -428,7 +447,6 @@ detach_start(Oid parent, AlterTableCmd *cmd)
 				 errhint("Use DETACH PARTITION without CONCURRENTLY.")));
 	if (cmd->subtype != AT_DetachPartition)
 		return;
-	LockRelationOid(parent, AccessExclusiveLock);
 	part = partition_of_cmd(cmd, AccessExclusiveLock);
 	if (!OidIsValid(part) || get_partition_parent(part, true) != parent)
 		return;
@@ -441,14 +459,13 @@ detach_start(Oid parent, AlterTableCmd *cmd)
 static void
 attach_start(Oid parent, AlterTableCmd *cmd)
 {
-	Oid			root = registry_table_is_synced(parent) ? parent : partition_synced_root(parent);
+	/* locked as ATTACH will lock them: a tagging of part waits, or is seen */
+	Oid			root = locked_synced_root(parent, ShareUpdateExclusiveLock);
 	Oid			part;
 	Oid			member;
 
 	if (!OidIsValid(root))
 		return;
-	/* locked as ATTACH will lock them: a tagging of part waits, or is seen */
-	LockRelationOid(parent, ShareUpdateExclusiveLock);
 	part = partition_of_cmd(cmd, AccessExclusiveLock);
 	if (!OidIsValid(part))
 		return;
