@@ -32,8 +32,8 @@
  * triggers on a partition, attaching a table synced on its own, tagging a
  * partition of a synced root, tagging a root one of whose partitions is
  * synced on its own, renaming or replacing para_sync's triggers on a
- * partition (or creating one that is not para_sync's), and
- * unlogged partitions (created, attached or set so).
+ * partition, making an extension own them (or creating one that is not
+ * para_sync's), and unlogged partitions (created, attached or set so).
  */
 #include "para_sync.h"
 
@@ -597,6 +597,24 @@ rename_start(RenameStmt *stmt)
 		refuse_trigger_change(relid, root, "rename");
 }
 
+/*
+ * ALTER TRIGGER para_sync_... ON a partition of a synced root DEPENDS ON
+ * EXTENSION: DROP EXTENSION would then drop the trigger, silently.
+ */
+static void
+depends_start(AlterObjectDependsStmt *stmt)
+{
+	Oid			relid,
+				root;
+
+	if (stmt->objectType != OBJECT_TRIGGER || stmt->remove || stmt->relation == NULL ||
+		!is_para_sync_trigger(strVal(llast(castNode(List, stmt->object)))))
+		return;
+	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	if (OidIsValid(relid) && OidIsValid(root = partition_synced_root(relid)))
+		refuse_trigger_change(relid, root, "make an extension own");
+}
+
 Datum
 para_sync_partition_ddl_start(PG_FUNCTION_ARGS)
 {
@@ -617,6 +635,8 @@ para_sync_partition_ddl_start(PG_FUNCTION_ARGS)
 		rename_start((RenameStmt *) trigdata->parsetree);
 	else if (IsA(trigdata->parsetree, CreateTrigStmt))
 		create_trigger_start((CreateTrigStmt *) trigdata->parsetree);
+	else if (IsA(trigdata->parsetree, AlterObjectDependsStmt))
+		depends_start((AlterObjectDependsStmt *) trigdata->parsetree);
 	PG_RETURN_VOID();
 }
 

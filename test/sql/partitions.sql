@@ -228,6 +228,8 @@ CREATE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_nz
 -- (as pg_restore does: made ENABLE ALWAYS)
 CREATE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_nz
 	FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate();
+-- nor owned by an extension (DROP EXTENSION would drop it, silently)
+ALTER TRIGGER para_sync_no_truncate ON public.ev_us DEPENDS ON EXTENSION plpgsql;
 DROP FUNCTION public.noop_trigger();
 SELECT c.relname, t.tgfoid::regproc, t.tgenabled
   FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
