@@ -16,10 +16,16 @@
  * TRUNCATE fires statement triggers only on the tables it names and those
  * it reaches by recursion, and PostgreSQL does not clone statement
  * triggers: every partition therefore gets its own para_sync_no_truncate
- * trigger, at sync_table() and when it is created or attached later
- * (partition_ddl_end()), dropped again by DETACH and unsync_table(); a
- * TRUNCATE of the root fires each leaf's, so the root's own does nothing
- * (lifecycle.c).
+ * trigger, at sync_table() and when it is created (CREATE SCHEMA elements
+ * included) or attached later (partition_ddl_end()), dropped again by
+ * DETACH and unsync_table(); a TRUNCATE of the root fires each leaf's, so
+ * the root's own does nothing (lifecycle.c).  A trigger of that name is
+ * never trusted by its name: it must be para_sync's, ENABLE ALWAYS
+ * (truncate_trigger_state()).
+ *
+ * The ALTER TABLE event triggers take no lock for a role that does not own
+ * the table named (ALTER TABLE refuses it before locking), and ask the
+ * registry only once the parent is locked as ALTER TABLE will lock it.
  *
  * ALTER TABLE ... ATTACH PARTITION of a table with rows publishes an upsert
  * per row (at ddl_command_end, once the rows are the root's);
