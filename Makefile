@@ -56,7 +56,7 @@ OBJS = \
 # compare with test/expected/<name>.out (results go to results/ and output_iso/).
 REGRESS = tagging sequences bulk_capture envelope_types keys snapshot privileges outbox_consume ddl_guard lifecycle type_trust key_canon key_upgrade snapshot_table snapshot_page_hostile trust_review subject_layout sync_name_owners table_event settings comments partitions scopes
 REGRESS_OPTS = --inputdir=test --load-extension=para_sync
-ISOLATION = concurrent_writers bulk_writers late_commit serializable_writers excluded_rename schema_version_reload lifecycle_concurrency drop_while_tagging sequence_cache sequence_cache_nested partition_moves scope_moves
+ISOLATION = concurrent_writers bulk_writers late_commit serializable_writers excluded_rename schema_version_reload lifecycle_concurrency drop_while_tagging sequence_cache sequence_cache_nested partition_moves partition_races scope_moves
 ISOLATION_OPTS = --inputdir=test --load-extension=para_sync
 TAP_TESTS = 1
 

@@ -60,17 +60,17 @@ LANGUAGE C;
 REVOKE ALL ON FUNCTION para_sync.partition_ddl_start(), para_sync.partition_ddl_end(),
 	para_sync.partition_check_dropped() FROM PUBLIC;
 COMMENT ON FUNCTION para_sync.partition_ddl_start() IS
-	'ddl_command_start of ALTER TABLE and DROP TRIGGER: publishes a delete per row of a partition detached from a synced root; refuses DETACH ... CONCURRENTLY, attaching a table synced on its own, and changes to para_sync''s triggers on a partition.';
+	'ddl_command_start of ALTER TABLE, ALTER TRIGGER, CREATE TRIGGER and DROP TRIGGER: publishes a delete per row of a partition detached from a synced root; refuses DETACH ... CONCURRENTLY, attaching a table synced on its own, and changes to para_sync''s triggers on a partition.';
 COMMENT ON FUNCTION para_sync.partition_check_dropped() IS
 	'sql_drop: refuses to drop a partition of a synced table other than by DROP TABLE (DROP SCHEMA ... CASCADE, DROP OWNED, ...).';
 COMMENT ON FUNCTION para_sync.partition_ddl_end() IS
-	'ddl_command_end of CREATE TABLE and ALTER TABLE: a new partition of a synced root gets the truncate trigger; an attached one also an upsert per row.';
+	'ddl_command_end of CREATE TABLE, ALTER TABLE, CREATE TRIGGER and CREATE SCHEMA: a new partition of a synced root gets the truncate trigger (ENABLE ALWAYS); an attached one also an upsert per row.';
 
 CREATE EVENT TRIGGER para_sync_partitions_start ON ddl_command_start
-	WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER')
+	WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'CREATE TRIGGER', 'DROP TRIGGER')
 	EXECUTE FUNCTION para_sync.partition_ddl_start();
 CREATE EVENT TRIGGER para_sync_partitions_end ON ddl_command_end
-	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TRIGGER', 'CREATE SCHEMA')
 	EXECUTE FUNCTION para_sync.partition_ddl_end();
 CREATE EVENT TRIGGER para_sync_partitions_drop ON sql_drop
 	EXECUTE FUNCTION para_sync.partition_check_dropped();

@@ -16,10 +16,16 @@
  * TRUNCATE fires statement triggers only on the tables it names and those
  * it reaches by recursion, and PostgreSQL does not clone statement
  * triggers: every partition therefore gets its own para_sync_no_truncate
- * trigger, at sync_table() and when it is created or attached later
- * (partition_ddl_end()), dropped again by DETACH and unsync_table(); a
- * TRUNCATE of the root fires each leaf's, so the root's own does nothing
- * (lifecycle.c).
+ * trigger, at sync_table() and when it is created (CREATE SCHEMA elements
+ * included) or attached later (partition_ddl_end()), dropped again by
+ * DETACH and unsync_table(); a TRUNCATE of the root fires each leaf's, so
+ * the root's own does nothing (lifecycle.c).  A trigger of that name is
+ * never trusted by its name: it must be para_sync's, ENABLE ALWAYS
+ * (truncate_trigger_state()).
+ *
+ * The ALTER TABLE event triggers take no lock for a role that does not own
+ * the table named (ALTER TABLE refuses it before locking), and ask the
+ * registry only once the parent is locked as ALTER TABLE will lock it.
  *
  * ALTER TABLE ... ATTACH PARTITION of a table with rows publishes an upsert
  * per row (at ddl_command_end, once the rows are the root's);
@@ -31,7 +37,9 @@
  * root in a transaction of its own, unpublished), disabling para_sync's
  * triggers on a partition, attaching a table synced on its own, tagging a
  * partition of a synced root, tagging a root one of whose partitions is
- * synced on its own, and unlogged partitions (created, attached or set so).
+ * synced on its own, renaming or replacing para_sync's triggers on a
+ * partition, making an extension own them (or creating one that is not
+ * para_sync's), and unlogged partitions (created, attached or set so).
  */
 #include "para_sync.h"
 
@@ -42,12 +50,16 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_func.h"
 #include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -203,27 +215,104 @@ partition_check_syncable(Relation rel)
 				 errhint("Call para_sync.unsync_table() on \"%s\" first.", get_rel_name(member))));
 }
 
-/* Does relid have a trigger named name? */
-static bool
-has_trigger(Oid relid, const char *name)
+/* para_sync.refuse_truncate(), the function of para_sync's truncate triggers */
+static Oid
+truncate_trigger_function(void)
+{
+	return LookupFuncName(list_make2(makeString("para_sync"), makeString("refuse_truncate")),
+						  0, NULL, true);
+}
+
+/*
+ * The firing mode (tgenabled) of relid's para_sync_no_truncate trigger, if
+ * it is para_sync's: para_sync.refuse_truncate() BEFORE TRUNCATE FOR EACH
+ * STATEMENT, without WHEN.  '\0' if relid has no trigger of that name, 'X'
+ * if it has one that is not para_sync's (a trigger is never trusted by its
+ * name: the table owner may have created it, before attaching the table).
+ */
+static char
+truncate_trigger_state(Oid relid)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	TriggerDesc *trigdesc = rel->trigdesc;
-	bool		found = false;
+	Oid			func = truncate_trigger_function();
+	char		state = '\0';
 
 	for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
-		if (strcmp(trigdesc->triggers[i].tgname, name) == 0)
-			found = true;
+	{
+		Trigger    *trig = &trigdesc->triggers[i];
+
+		if (strcmp(trig->tgname, TRUNCATE_TRIGGER) != 0)
+			continue;
+		if (trig->tgfoid == func && trig->tgqual == NULL &&
+			trig->tgtype == (TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_TRUNCATE))
+			state = trig->tgenabled;
+		else
+			state = 'X';
+	}
 	table_close(rel, AccessShareLock);
-	return found;
+	return state;
+}
+
+/* Does relid have a trigger named para_sync_no_truncate (para_sync's or not)? */
+static bool
+has_truncate_trigger(Oid relid)
+{
+	return truncate_trigger_state(relid) != '\0';
+}
+
+/* Does relid's own para_sync_no_truncate trigger fire in this session? */
+static bool
+truncate_trigger_fires(Oid relid)
+{
+	char		state = truncate_trigger_state(relid);
+
+	return state == TRIGGER_FIRES_ALWAYS ||
+		(state == TRIGGER_FIRES_ON_ORIGIN &&
+		 SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA) ||
+		(state == TRIGGER_FIRES_ON_REPLICA &&
+		 SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA);
+}
+
+/*
+ * Partition part's truncate trigger: created, or made ENABLE ALWAYS; a
+ * trigger of that name that is not para_sync's is refused.  Caller is
+ * connected to SPI.
+ */
+static void
+install_truncate_trigger(Oid part)
+{
+	char		state = truncate_trigger_state(part);
+	char	   *qname;
+
+	if (state == TRIGGER_FIRES_ALWAYS)
+		return;
+	if (state == 'X')
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("partition \"%s\" has a trigger \"%s\" that is not para_sync's",
+						get_rel_name(part), TRUNCATE_TRIGGER),
+				 errdetail("para_sync publishes the rows a TRUNCATE of a partition of a synced table removes through a trigger of that name."),
+				 errhint("Drop or rename that trigger of \"%s\" first.", get_rel_name(part))));
+	qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(part)),
+									   get_rel_name(part));
+	if ((state == '\0' &&
+		 SPI_execute(psprintf("CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
+							  " FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate()",
+							  qname), false, 0) < 0) ||
+		SPI_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER,
+							 qname), false, 0) < 0)
+		elog(ERROR, "para_sync could not create the truncate trigger of %s", qname);
 }
 
 /*
  * Every partition under partitioned relid (at any depth) gets the truncate
- * trigger, ENABLE ALWAYS, unless it has it (pg_restore re-creates them).
- * As the caller, who owns the root (partitions have the root's owner, or
- * the caller could not have attached or created them).  Caller is
- * connected to SPI.
+ * trigger, ENABLE ALWAYS, unless it has it (pg_restore re-creates them;
+ * one disabled or in another firing mode is made ENABLE ALWAYS).  A
+ * partition with a trigger of that name that is not para_sync's is
+ * refused: its TRUNCATE would publish nothing.  As the caller, who owns
+ * the root (partitions have the root's owner, or the caller could not have
+ * attached or created them).  Caller is connected to SPI.
  */
 void
 partition_install_truncate_triggers(Oid relid)
@@ -235,21 +324,8 @@ partition_install_truncate_triggers(Oid relid)
 		return;
 	all = find_all_inheritors(relid, ShareRowExclusiveLock, NULL);
 	foreach(lc, all)
-	{
-		Oid			part = lfirst_oid(lc);
-		char	   *qname;
-
-		if (!get_rel_relispartition(part) || has_trigger(part, TRUNCATE_TRIGGER))
-			continue;
-		qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(part)),
-										   get_rel_name(part));
-		if (SPI_execute(psprintf("CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
-								 " FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate()",
-								 qname), false, 0) < 0 ||
-			SPI_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER,
-								 qname), false, 0) < 0)
-			elog(ERROR, "para_sync could not create the truncate trigger of %s", qname);
-	}
+		if (get_rel_relispartition(lfirst_oid(lc)))
+			install_truncate_trigger(lfirst_oid(lc));
 	list_free(all);
 }
 
@@ -269,7 +345,7 @@ partition_drop_truncate_triggers(Oid relid)
 	{
 		Oid			part = lfirst_oid(lc);
 
-		if (!has_trigger(part, TRUNCATE_TRIGGER) || registry_table_is_synced(part) ||
+		if (!has_truncate_trigger(part) || registry_table_is_synced(part) ||
 			OidIsValid(partition_synced_root(part)))
 			continue;
 		if (SPI_execute(psprintf("DROP TRIGGER " TRUNCATE_TRIGGER " ON %s",
@@ -283,8 +359,9 @@ partition_drop_truncate_triggers(Oid relid)
 
 /*
  * TRUNCATE of partitioned rel (its truncate trigger, lifecycle.c): each
- * leaf's own trigger publishes its deletes; a leaf without one (created
- * while event triggers were off) gets them here, never silently none.
+ * leaf's own trigger publishes its deletes; a leaf without one that fires
+ * (created while event triggers were off) gets them here, never silently
+ * none.
  */
 void
 partition_truncate_leaves_without_trigger(Relation rel)
@@ -295,7 +372,7 @@ partition_truncate_leaves_without_trigger(Relation rel)
 	{
 		Relation	leaf;
 
-		if (has_trigger(lfirst_oid(lc), TRUNCATE_TRIGGER))
+		if (truncate_trigger_fires(lfirst_oid(lc)))
 			continue;
 		leaf = table_open(lfirst_oid(lc), NoLock);
 		lifecycle_retire_rows(leaf);
@@ -334,6 +411,23 @@ partition_of_cmd(AlterTableCmd *cmd, LOCKMODE lockmode)
 }
 
 /*
+ * The synced root whose rows parent's partitions hold (parent itself, or
+ * an ancestor), asked once parent is locked with lockmode, as ALTER TABLE
+ * will lock it: a sync_table() that commits while we wait is seen.  Only
+ * for parent's owner (ALTER TABLE checks ownership before it locks; a
+ * statement of anyone else must not lock the table first), else
+ * InvalidOid: ALTER TABLE refuses the statement itself.
+ */
+static Oid
+locked_synced_root(Oid parent, LOCKMODE lockmode)
+{
+	if (!pg_class_ownercheck(parent, GetUserId()))
+		return InvalidOid;
+	LockRelationOid(parent, lockmode);
+	return registry_table_is_synced(parent) ? parent : partition_synced_root(parent);
+}
+
+/*
  * DETACH PARTITION of a partition of a synced root: a delete for each of
  * its rows, while they are still the root's (lifecycle.c).  Locks as DETACH
  * will, parent first.
@@ -342,10 +436,12 @@ static void
 detach_start(Oid parent, AlterTableCmd *cmd)
 {
 	PartitionCmd *pc = castNode(PartitionCmd, cmd->def);
-	Oid			root = registry_table_is_synced(parent) ? parent : partition_synced_root(parent);
+	Oid			root;
 	Oid			part;
 	Relation	rel;
 
+	root = locked_synced_root(parent, pc->concurrent || cmd->subtype != AT_DetachPartition ?
+							  ShareUpdateExclusiveLock : AccessExclusiveLock);
 	if (!OidIsValid(root))
 		return;
 	if (pc->concurrent)
@@ -357,7 +453,6 @@ detach_start(Oid parent, AlterTableCmd *cmd)
 				 errhint("Use DETACH PARTITION without CONCURRENTLY.")));
 	if (cmd->subtype != AT_DetachPartition)
 		return;
-	LockRelationOid(parent, AccessExclusiveLock);
 	part = partition_of_cmd(cmd, AccessExclusiveLock);
 	if (!OidIsValid(part) || get_partition_parent(part, true) != parent)
 		return;
@@ -370,14 +465,13 @@ detach_start(Oid parent, AlterTableCmd *cmd)
 static void
 attach_start(Oid parent, AlterTableCmd *cmd)
 {
-	Oid			root = registry_table_is_synced(parent) ? parent : partition_synced_root(parent);
+	/* locked as ATTACH will lock them: a tagging of part waits, or is seen */
+	Oid			root = locked_synced_root(parent, ShareUpdateExclusiveLock);
 	Oid			part;
 	Oid			member;
 
 	if (!OidIsValid(root))
 		return;
-	/* locked as ATTACH will lock them: a tagging of part waits, or is seen */
-	LockRelationOid(parent, ShareUpdateExclusiveLock);
 	part = partition_of_cmd(cmd, AccessExclusiveLock);
 	if (!OidIsValid(part))
 		return;
@@ -469,6 +563,64 @@ drop_start(DropStmt *stmt)
 	}
 }
 
+/*
+ * CREATE [OR REPLACE] TRIGGER named as one of para_sync's on a partition of
+ * a synced root: refused, unless it is exactly para_sync's truncate
+ * trigger (pg_restore creates those once the registry is restored).
+ */
+static void
+create_trigger_start(CreateTrigStmt *stmt)
+{
+	Oid			relid,
+				root;
+
+	if (!is_para_sync_trigger(stmt->trigname))
+		return;
+	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	if (!OidIsValid(relid) || !OidIsValid(root = partition_synced_root(relid)))
+		return;
+	if (stmt->replace)
+		refuse_trigger_change(relid, root, "replace");
+	if (strcmp(stmt->trigname, TRUNCATE_TRIGGER) == 0 && !stmt->isconstraint &&
+		!stmt->row && stmt->timing == TRIGGER_TYPE_BEFORE &&
+		stmt->events == TRIGGER_TYPE_TRUNCATE && stmt->whenClause == NULL &&
+		LookupFuncName(stmt->funcname, 0, NULL, true) == truncate_trigger_function())
+		return;
+	refuse_trigger_change(relid, root, "create");
+}
+
+/* ALTER TRIGGER para_sync_no_truncate ON a partition of a synced root RENAME. */
+static void
+rename_start(RenameStmt *stmt)
+{
+	Oid			relid,
+				root;
+
+	if (stmt->renameType != OBJECT_TRIGGER || !is_para_sync_trigger(stmt->subname))
+		return;
+	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	if (OidIsValid(relid) && OidIsValid(root = partition_synced_root(relid)))
+		refuse_trigger_change(relid, root, "rename");
+}
+
+/*
+ * ALTER TRIGGER para_sync_... ON a partition of a synced root DEPENDS ON
+ * EXTENSION: DROP EXTENSION would then drop the trigger, silently.
+ */
+static void
+depends_start(AlterObjectDependsStmt *stmt)
+{
+	Oid			relid,
+				root;
+
+	if (stmt->objectType != OBJECT_TRIGGER || stmt->remove || stmt->relation == NULL ||
+		!is_para_sync_trigger(strVal(llast(castNode(List, stmt->object)))))
+		return;
+	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	if (OidIsValid(relid) && OidIsValid(root = partition_synced_root(relid)))
+		refuse_trigger_change(relid, root, "make an extension own");
+}
+
 Datum
 para_sync_partition_ddl_start(PG_FUNCTION_ARGS)
 {
@@ -485,6 +637,12 @@ para_sync_partition_ddl_start(PG_FUNCTION_ARGS)
 		alter_start((AlterTableStmt *) trigdata->parsetree);
 	else if (IsA(trigdata->parsetree, DropStmt))
 		drop_start((DropStmt *) trigdata->parsetree);
+	else if (IsA(trigdata->parsetree, RenameStmt))
+		rename_start((RenameStmt *) trigdata->parsetree);
+	else if (IsA(trigdata->parsetree, CreateTrigStmt))
+		create_trigger_start((CreateTrigStmt *) trigdata->parsetree);
+	else if (IsA(trigdata->parsetree, AlterObjectDependsStmt))
+		depends_start((AlterObjectDependsStmt *) trigdata->parsetree);
 	PG_RETURN_VOID();
 }
 
@@ -495,9 +653,8 @@ para_sync_partition_ddl_start(PG_FUNCTION_ARGS)
  * trigger PostgreSQL cloned already.
  */
 static void
-became_partition(RangeVar *rv, bool attached)
+became_partition(Oid relid, bool attached)
 {
-	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
 	Relation	rel;
 	Oid			root;
 
@@ -510,6 +667,42 @@ became_partition(RangeVar *rv, bool attached)
 	rel = relation_open(relid, NoLock);
 	lifecycle_publish_rows(rel);
 	relation_close(rel, NoLock);
+}
+
+/*
+ * CREATE SCHEMA ... CREATE TABLE ... PARTITION OF: the elements fire no
+ * event triggers of their own, so each partition in the new schema is
+ * looked at here.  Caller is connected to SPI.
+ */
+static void
+schema_created(CreateSchemaStmt *stmt)
+{
+	const char *name = stmt->schemaname ? stmt->schemaname : get_rolespec_name(stmt->authrole);
+	Oid			nsp = get_namespace_oid(name, true);
+	Datum		arg = ObjectIdGetDatum(nsp);
+	Oid			argtype = OIDOID;
+	List	   *parts = NIL;
+	ListCell   *lc;
+	int			rc;
+
+	if (stmt->schemaElts == NIL || !OidIsValid(nsp))
+		return;
+	rc = SPI_execute_with_args("SELECT c.oid FROM pg_catalog.pg_class c"
+							   " WHERE c.relnamespace OPERATOR(pg_catalog.=) $1 AND c.relispartition",
+							   1, &argtype, &arg, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "para_sync partition look-up failed: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		parts = lappend_oid(parts, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																  SPI_tuptable->tupdesc, 1,
+																  &isnull)));
+	}
+	foreach(lc, parts)
+		became_partition(lfirst_oid(lc), false);
+	list_free(parts);
 }
 
 Datum
@@ -529,7 +722,18 @@ para_sync_partition_ddl_end(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (IsA(tree, CreateStmt) && ((CreateStmt *) tree)->partbound != NULL)
-		became_partition(((CreateStmt *) tree)->relation, false);
+		became_partition(RangeVarGetRelid(((CreateStmt *) tree)->relation, NoLock, true), false);
+	else if (IsA(tree, CreateSchemaStmt))
+		schema_created((CreateSchemaStmt *) tree);
+	else if (IsA(tree, CreateTrigStmt))
+	{
+		/* para_sync's own truncate trigger, created by hand or pg_restore: ALWAYS */
+		Oid			relid = RangeVarGetRelid(((CreateTrigStmt *) tree)->relation, NoLock, true);
+
+		if (OidIsValid(relid) && is_para_sync_trigger(((CreateTrigStmt *) tree)->trigname) &&
+			OidIsValid(partition_synced_root(relid)))
+			install_truncate_trigger(relid);
+	}
 	else if (IsA(tree, AlterTableStmt))
 	{
 		ListCell   *lc;
@@ -541,7 +745,8 @@ para_sync_partition_ddl_end(PG_FUNCTION_ARGS)
 			if (((AlterTableStmt *) tree)->objtype != OBJECT_TABLE)
 				continue;
 			if (cmd->subtype == AT_AttachPartition)
-				became_partition(castNode(PartitionCmd, cmd->def)->name, true);
+				became_partition(RangeVarGetRelid(castNode(PartitionCmd, cmd->def)->name,
+												  NoLock, true), true);
 			else if (cmd->subtype == AT_DetachPartition)
 			{
 				Oid			part = RangeVarGetRelid(castNode(PartitionCmd, cmd->def)->name,

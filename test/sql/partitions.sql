@@ -131,6 +131,17 @@ SELECT pg_temp.mark();
 TRUNCATE public.ev;
 SELECT key, op FROM pg_temp.changes('ev') ORDER BY key;
 SELECT * FROM pg_temp.mismatches('ev');
+-- a partition created as an element of CREATE SCHEMA gets its truncate
+-- trigger: TRUNCATE of the partition itself publishes its deletes
+CREATE SCHEMA ev_schema
+	CREATE TABLE ev_ca PARTITION OF public.ev FOR VALUES IN ('ca');
+INSERT INTO public.ev VALUES ('ca', 1, 'c1');
+SELECT pg_temp.mark();
+TRUNCATE ev_schema.ev_ca;
+SELECT key, op FROM pg_temp.changes('ev');
+SELECT * FROM pg_temp.mismatches('ev');
+DROP TABLE ev_schema.ev_ca;
+DROP SCHEMA ev_schema;
 
 -- == DROP TABLE of one partition: a delete per row ==
 INSERT INTO public.ev VALUES ('jp', 8, 'j8'), ('kr', 8, 'k8'), ('eu', 8, 'e8');
@@ -202,6 +213,27 @@ ALTER TABLE public.ev_us DISABLE TRIGGER para_sync_capture;
 ALTER TABLE public.ev_us DISABLE TRIGGER ALL;
 ALTER TABLE public.ev_us DISABLE TRIGGER para_sync_no_truncate;
 DROP TRIGGER para_sync_no_truncate ON public.ev_us;
+-- renamed, it would be left behind by DETACH and unsync_table()
+ALTER TRIGGER para_sync_no_truncate ON public.ev_us RENAME TO renamed;
+-- nor replaced, nor created other than as para_sync's own
+CREATE FUNCTION public.noop_trigger() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+CREATE OR REPLACE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_us
+	FOR EACH STATEMENT EXECUTE FUNCTION public.noop_trigger();
+CREATE OR REPLACE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_us
+	FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate();
+CREATE TRIGGER para_sync_no_truncate AFTER TRUNCATE ON public.ev_nz
+	FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate();
+CREATE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_nz
+	FOR EACH STATEMENT EXECUTE FUNCTION public.noop_trigger();
+-- (as pg_restore does: made ENABLE ALWAYS)
+CREATE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_nz
+	FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate();
+-- nor owned by an extension (DROP EXTENSION would drop it, silently)
+ALTER TRIGGER para_sync_no_truncate ON public.ev_us DEPENDS ON EXTENSION plpgsql;
+DROP FUNCTION public.noop_trigger();
+SELECT c.relname, t.tgfoid::regproc, t.tgenabled
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+ WHERE t.tgname = 'para_sync_no_truncate' AND c.relname IN ('ev_us', 'ev_nz') ORDER BY 1;
 -- no unlogged partition: created, attached or set so
 CREATE UNLOGGED TABLE public.ev_ul PARTITION OF public.ev FOR VALUES IN ('ul');
 CREATE UNLOGGED TABLE public.ev_ul (LIKE public.ev);
@@ -219,6 +251,27 @@ INSERT INTO public.ev VALUES ('it', 1, 'i1');
 DROP SCHEMA elsewhere CASCADE;
 ALTER TABLE public.ev DETACH PARTITION elsewhere.ev_it;
 DROP SCHEMA elsewhere CASCADE;
+-- a trigger named as para_sync's truncate trigger is not trusted by its
+-- name: one that is not para_sync's is refused (its TRUNCATE would publish
+-- nothing), para_sync's own, disabled before the ATTACH, made ENABLE ALWAYS
+CREATE TABLE public.ev_no (LIKE public.ev);
+CREATE FUNCTION public.noop_trigger() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+CREATE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_no
+	FOR EACH STATEMENT EXECUTE FUNCTION public.noop_trigger();
+ALTER TABLE public.ev ATTACH PARTITION public.ev_no FOR VALUES IN ('no');
+DROP TABLE public.ev_no;
+DROP FUNCTION public.noop_trigger();
+CREATE TABLE public.ev_se (LIKE public.ev);
+CREATE TRIGGER para_sync_no_truncate BEFORE TRUNCATE ON public.ev_se
+	FOR EACH STATEMENT EXECUTE FUNCTION para_sync.refuse_truncate();
+ALTER TABLE public.ev_se DISABLE TRIGGER para_sync_no_truncate;
+INSERT INTO public.ev_se VALUES ('se', 1, 's1');
+ALTER TABLE public.ev ATTACH PARTITION public.ev_se FOR VALUES IN ('se');
+SELECT pg_temp.mark();
+TRUNCATE public.ev_se;
+SELECT key, op FROM pg_temp.changes('ev');
+SELECT pg_temp.snap('ev:se:1') AS se1;
+DROP TABLE public.ev_se;
 \set VERBOSITY terse
 SELECT para_sync.unsync_table('public.hp1');
 SELECT para_sync.unsync_table('public.ev_de');
