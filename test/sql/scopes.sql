@@ -193,6 +193,18 @@ RESET ROLE;
 ALTER TABLE public.sc_orders DROP COLUMN tenant;
 ALTER TABLE public.sc_orders ALTER COLUMN tenant TYPE varchar(20);
 ALTER TABLE public.sc_multi DROP COLUMN squad;
+-- nor dropped by a DROP of their type (or domain) with CASCADE
+SELECT FROM pg_temp.changes();
+CREATE DOMAIN public.sc_tenant_d AS text;
+CREATE TABLE public.sc_dom (id int PRIMARY KEY, tenant public.sc_tenant_d);
+SELECT para_sync.sync_table('public.sc_dom', 'dom');
+SELECT para_sync.set_scope('public.sc_dom', '{tenant}');
+DROP DOMAIN public.sc_tenant_d CASCADE;
+INSERT INTO public.sc_dom VALUES (1, 'acme');
+SELECT para_sync.unsync_table('public.sc_dom');
+SELECT key, seq, scope, op, env_scope FROM pg_temp.changes();
+DROP TABLE public.sc_dom;
+DROP DOMAIN public.sc_tenant_d;
 -- other columns can
 ALTER TABLE public.sc_orders DROP COLUMN region;
 -- once the scope is removed, they can too; changes go out without a scope
