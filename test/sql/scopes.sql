@@ -125,6 +125,22 @@ SELECT para_sync.sync_table('public.sc_empty', name => 'empty');
 SELECT para_sync.set_scope('public.sc_empty', '{t}');
 INSERT INTO public.sc_empty VALUES (1, ''), (2, 'x');
 SELECT key FROM para_sync.snapshot_page('public.sc_empty', scope => '%');
+-- equal values of other forms (float -0 = 0, interval '1 day' = '24:00:00')
+-- have one token: both forms are one scope, and pages of it are full
+CREATE TABLE public.sc_eq (id int PRIMARY KEY, f float8, i interval);
+SELECT para_sync.sync_table('public.sc_eq', name => 'eq');
+SELECT para_sync.set_scope('public.sc_eq', '{f,i}');
+INSERT INTO public.sc_eq VALUES (1, '-0', '1 day'), (2, '0', '24:00:00'), (3, '-0', '24:00:00'),
+	(4, '0', '1 day'), (5, '0', '1 day 00:00:01');
+SELECT key, scope FROM pg_temp.changes();
+SELECT key FROM para_sync.snapshot_page('public.sc_eq', NULL, 2, scope => '0:1%20day');
+SELECT key FROM para_sync.snapshot_page('public.sc_eq', 'eq:2', 2, scope => '0:1%20day');
+SELECT key FROM para_sync.snapshot_page('public.sc_eq', NULL, 9, scope => '-0:24%3A00%3A00');
+UPDATE public.sc_eq SET f = '-0', i = '24:00:00' WHERE id = 4;
+SELECT key, seq, op FROM pg_temp.changes();
+SELECT para_sync.unsync_table('public.sc_eq');
+DROP TABLE public.sc_eq;
+SELECT FROM pg_temp.changes();
 
 -- one scope's page is an index range scan of (scope columns, primary key):
 -- no sequential scan, a page's worth of index entries, whatever the table
