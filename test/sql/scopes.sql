@@ -142,6 +142,22 @@ SELECT para_sync.unsync_table('public.sc_eq');
 DROP TABLE public.sc_eq;
 SELECT FROM pg_temp.changes();
 
+-- a scope column that is also a primary-key column: the primary key (tenant, id)
+-- is the index one scope's pages need, so no NOTICE (it named tenant twice)
+CREATE TABLE public.sc_pkscope (tenant text, id int, PRIMARY KEY (tenant, id));
+SELECT para_sync.sync_table('public.sc_pkscope', name => 'pkscope');
+SELECT para_sync.set_scope('public.sc_pkscope', '{tenant}');
+CREATE TABLE public.sc_pkscope2 (id int, tenant text, PRIMARY KEY (id, tenant));
+SELECT para_sync.sync_table('public.sc_pkscope2', name => 'pkscope2');
+SELECT para_sync.set_scope('public.sc_pkscope2', '{tenant}');
+CREATE INDEX ON public.sc_pkscope2 (tenant, id);
+SELECT para_sync.set_scope('public.sc_pkscope2', '{tenant}');
+INSERT INTO public.sc_pkscope2 VALUES (1, 'a'), (2, 'b'), (3, 'a');
+SELECT key FROM para_sync.snapshot_page('public.sc_pkscope2', 'pkscope2:1:a', 5, scope => 'a');
+SELECT para_sync.unsync_table('public.sc_pkscope'), para_sync.unsync_table('public.sc_pkscope2');
+DROP TABLE public.sc_pkscope, public.sc_pkscope2;
+SELECT FROM pg_temp.changes();
+
 -- one scope's page is an index range scan of (scope columns, primary key):
 -- no sequential scan, a page's worth of index entries, whatever the table
 CREATE TABLE public.sc_big (id int PRIMARY KEY, tenant int, v text);
