@@ -40,6 +40,8 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(para_sync_set_scope);
 
@@ -488,6 +490,68 @@ scope_index_sql(Relation rel, ArrayType *attnums_array)
 }
 
 /*
+ * Refuse the scope (54000) when a row of rel already has a token too long:
+ * that row could never be updated, deleted or retired (each change of it
+ * is published in the scope it leaves), so unsync_table() and DROP TABLE
+ * would fail too.  Reads every row: set_scope()'s lock keeps writers out,
+ * the latest snapshot sees what committed before it, and row-level
+ * security does not hide rows from the owner's check (as for foreign-key
+ * checks).
+ */
+static void
+check_rows(Relation rel)
+{
+	SyncedTable *table = table_cache_get(rel);
+	int			natts = RelationGetDescr(rel)->natts;
+	Datum	   *values = palloc(sizeof(Datum) * natts);
+	bool	   *nulls = palloc(sizeof(bool) * natts);
+	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync scope check",
+												  ALLOCSET_DEFAULT_SIZES);
+	StringInfoData sql;
+	StringInfoData token;
+	Oid			save_userid;
+	int			save_sec;
+	SPIPlanPtr	plan;
+	Portal		portal;
+
+	table_cache_use();
+	initStringInfo(&sql);
+	snapshot_append_select(&sql, table, rel);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(save_userid, save_sec | SECURITY_NOFORCE_RLS);
+	PushActiveSnapshot(GetLatestSnapshot());
+	plan = SPI_prepare(sql.data, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare para_sync scope check \"%s\"", sql.data);
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(row_cxt);
+
+			CHECK_FOR_INTERRUPTS();
+			snapshot_tuple_values(table, natts, SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+								  values, nulls);
+			initStringInfo(&token);
+			scope_build(&token, table, values, nulls);	/* 54000 when too long */
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(row_cxt);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	SPI_freeplan(plan);
+	PopActiveSnapshot();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	table_cache_unuse();
+	MemoryContextDelete(row_cxt);
+}
+
+/*
  * set_scope(tbl, columns): the scope of the table's rows from now on
  * (NULL or an empty array: none).  Like set_subject_layout(): the table's
  * owner only, under the lock that orders it with the table's writers, so
@@ -519,9 +583,14 @@ para_sync_set_scope(PG_FUNCTION_ARGS)
 	registry_set_scope(RelationGetRelid(rel),
 					   attnums ? PointerGetDatum(scope_names(rel, attnums)) : (Datum) 0,
 					   attnums == NULL);
-	SPI_finish();
 	/* every backend reloads the registration before its next capture */
 	CacheInvalidateRelcache(rel);
+	if (attnums != NULL)
+	{
+		CommandCounterIncrement();	/* this backend too, for the check */
+		check_rows(rel);
+	}
+	SPI_finish();
 	if (attnums != NULL && !has_scope_index(rel, attnums))
 		ereport(NOTICE,
 				(errmsg("table \"%s\" has no index on its scope columns and primary key",

@@ -221,6 +221,23 @@ SET ROLE para_sync_scope_other;
 SELECT para_sync.set_scope('public.sc_bad', '{c}');
 RESET ROLE;
 
+-- a table already holding a row whose scope would be too long: refused, or
+-- that row could never be updated, deleted, unsynced or dropped
+CREATE TABLE public.sc_long (id int PRIMARY KEY, t text);
+SELECT para_sync.sync_table('public.sc_long', name => 'long');
+INSERT INTO public.sc_long VALUES (1, repeat('x', 257)), (2, 'ok');
+ALTER TABLE public.sc_long ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY sc_long_hide ON public.sc_long USING (id = 2);
+SELECT para_sync.set_scope('public.sc_long', '{t}');
+SELECT scope_columns FROM para_sync.synced_tables WHERE sync_name = 'long';
+UPDATE public.sc_long SET t = repeat('y', 256) WHERE true;
+SELECT para_sync.set_scope('public.sc_long', '{t}');
+SELECT para_sync.set_scope('public.sc_long', '{id,t}');
+DELETE FROM public.sc_long WHERE true;
+SELECT para_sync.unsync_table('public.sc_long');
+DROP TABLE public.sc_long;
+SELECT FROM pg_temp.changes();
+
 -- the DDL guard: scope columns cannot be dropped or retyped
 ALTER TABLE public.sc_orders DROP COLUMN tenant;
 ALTER TABLE public.sc_orders ALTER COLUMN tenant TYPE varchar(20);
