@@ -221,6 +221,25 @@ SET ROLE para_sync_scope_other;
 SELECT para_sync.set_scope('public.sc_bad', '{c}');
 RESET ROLE;
 
+-- a key deleted in scope s and given again, by the delete's own AFTER
+-- trigger, to a row in scope t: subscribers of s see the key leave s
+CREATE TABLE public.sc_again (id int PRIMARY KEY, t text);
+SELECT para_sync.sync_table('public.sc_again', name => 'again');
+SELECT para_sync.set_scope('public.sc_again', '{t}');
+INSERT INTO public.sc_again VALUES (1, 's'), (2, 's');
+CREATE FUNCTION public.sc_again_fn() RETURNS trigger LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO public.sc_again VALUES (OLD.id, CASE WHEN OLD.id = 1 THEN 't' ELSE 's' END); RETURN NULL; END$$;
+CREATE TRIGGER aaa_again AFTER DELETE ON public.sc_again FOR EACH ROW EXECUTE FUNCTION public.sc_again_fn();
+DELETE FROM public.sc_again;
+SELECT key, seq, scope, op FROM pg_temp.changes() WHERE key LIKE 'again:%';
+SELECT key, para_sync.envelope_to_jsonb(envelope)->>'sequence' AS seq,
+       para_sync.envelope_to_jsonb(envelope)->>'scope' AS scope
+  FROM para_sync.snapshot_page('public.sc_again', NULL, 10);
+SELECT para_sync.unsync_table('public.sc_again');
+DROP TABLE public.sc_again;
+DROP FUNCTION public.sc_again_fn();
+SELECT FROM pg_temp.changes();
+
 -- a table already holding a row whose scope would be too long: refused, or
 -- that row could never be updated, deleted, unsynced or dropped
 CREATE TABLE public.sc_long (id int PRIMARY KEY, t text);
