@@ -213,11 +213,32 @@ row_with_key(Relation rel, SyncedTable *table, Datum *values)
 }
 
 /*
+ * Does the update move the row to another scope (docs/protocol.md,
+ * "Scopes")?  Compared by token, the scope's one text.
+ */
+static bool
+scope_moved(SyncedTable *table, const RowImage *old_row, const RowImage *new_row)
+{
+	StringInfoData old_scope;
+	StringInfoData new_scope;
+
+	if (table->nscope == 0)
+		return false;
+	initStringInfo(&old_scope);
+	initStringInfo(&new_scope);
+	scope_build(&old_scope, table, old_row->values, old_row->nulls);
+	scope_build(&new_scope, table, new_row->values, new_row->nulls);
+	return strcmp(old_scope.data, new_scope.data) != 0;
+}
+
+/*
  * The key of old_tuple (deleted, or updated to another key) is gone: a
  * delete.  Unless this transaction wrote something since the statement that
  * removed it (old_tuple's cmax is not the current command), and that gave
  * the key to a row again, whose change was captured already: then replicas
- * need that row's content after this event, not a delete.
+ * need that row's content after this event, not a delete (and, when that
+ * row is in another scope, a delete in the old scope before it, so that
+ * subscribers of the old scope see the key leave).
  *
  * The capture's own appends do not advance the command counter, so the
  * events of one multi-row statement skip the look-up; any other statement
@@ -240,6 +261,13 @@ capture_delete(SyncedTable *table, Relation rel, StringInfo key,
 			RowImage	row;
 
 			row_deform(&row, now, RelationGetDescr(rel));
+			if (scope_moved(table, old_row, &row))
+			{
+				/* the key is in another scope now: leave the old one first */
+				emit_change(table, key, old_row, PSYNC_OP_DELETE, old_tuple, NULL);
+				emit_change(table, key, &row, PSYNC_OP_UPSERT, NULL, now);
+				return;
+			}
 			emit_change(table, key, &row, PSYNC_OP_UPSERT, old_tuple, now);
 			return;
 		}
@@ -262,25 +290,6 @@ capture_superseded_insert(SyncedTable *table, Relation rel, HeapTuple tuple)
 
 	if (latest != NULL)
 		capture_one(table, RelationGetDescr(rel), latest);
-}
-
-/*
- * Does the update move the row to another scope (docs/protocol.md,
- * "Scopes")?  Compared by token, the scope's one text.
- */
-static bool
-scope_moved(SyncedTable *table, const RowImage *old_row, const RowImage *new_row)
-{
-	StringInfoData old_scope;
-	StringInfoData new_scope;
-
-	if (table->nscope == 0)
-		return false;
-	initStringInfo(&old_scope);
-	initStringInfo(&new_scope);
-	scope_build(&old_scope, table, old_row->values, old_row->nulls);
-	scope_build(&new_scope, table, new_row->values, new_row->nulls);
-	return strcmp(old_scope.data, new_scope.data) != 0;
 }
 
 static void

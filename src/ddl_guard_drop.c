@@ -7,8 +7,8 @@
  * (with a warning that every object's last sequence goes; the outbox and
  * the counters are counted by outbox_backlog.c).  At sql_drop: a
  * dropped excluded column leaves the exclusion list, a dropped synced
- * column bumps schema_version, and a drop that took the primary key with
- * it is refused.  (Dropping whole synced tables is lifecycle.c's.)
+ * column bumps schema_version, and a drop that took the primary key or a
+ * scope column (scope.c) with it is refused.  (Dropping whole synced tables is lifecycle.c's.)
  */
 #include "ddl_guard.h"
 
@@ -124,6 +124,8 @@ column_dropped(Oid relid, const char *column)
 
 	if (reg == NULL)
 		return;
+	/* a DROP TYPE/DOMAIN/COLLATION ... CASCADE took a scope column with it */
+	scope_guard_column(relid, column, "drop");
 	if (!ddl_guard_primary_key_of(relid, NULL, NULL, NULL))
 		ddl_guard_refuse_key_change(relid, "drop the primary key");
 	if (ddl_guard_is_excluded(reg, column))

@@ -40,6 +40,8 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(para_sync_set_scope);
 
@@ -387,43 +389,75 @@ scope_names(Relation rel, ArrayType *attnums_array)
 }
 
 /*
+ * The columns an index must start with for one scope's pages to be O(page),
+ * into cols (attribute numbers; returns how many): the scope columns, then
+ * the primary-key columns that are not scope columns, in the key's order
+ * (a scope column fixed by the page's WHERE orders nothing).
+ */
+static int
+scope_index_columns(Relation rel, ArrayType *attnums_array, AttrNumber *cols, int *nscope)
+{
+	Datum	   *attnums;
+	int			n;
+	int			ncols;
+	Relation	pk = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+
+	deconstruct_array(attnums_array, INT2OID, 2, true, TYPALIGN_SHORT, &attnums, NULL, &n);
+	for (int i = 0; i < n; i++)
+		cols[i] = DatumGetInt16(attnums[i]);
+	ncols = n;
+	for (int i = 0; i < pk->rd_index->indnkeyatts; i++)
+	{
+		AttrNumber	attnum = pk->rd_index->indkey.values[i];
+		bool		in_scope = false;
+
+		for (int j = 0; j < n; j++)
+			in_scope |= cols[j] == attnum;
+		if (!in_scope)
+			cols[ncols++] = attnum;
+	}
+	index_close(pk, AccessShareLock);
+	*nscope = n;
+	return ncols;
+}
+
+/*
  * Is there a btree index on (the scope columns in any order, then the
- * primary-key columns), without a predicate or expressions, which makes
- * snapshot_page(scope => ...) read O(page)?
+ * primary-key columns that are not scope columns), without a predicate or
+ * expressions, which makes snapshot_page(scope => ...) read O(page)?
  */
 static bool
 has_scope_index(Relation rel, ArrayType *attnums_array)
 {
-	Datum	   *attnums;
+	AttrNumber	cols[SCOPE_MAX_COLUMNS + INDEX_MAX_KEYS];
 	int			n;
-	Relation	pk;
-	List	   *indexes = RelationGetIndexList(rel);
+	int			ncols;
+	List	   *indexes;
 	ListCell   *lc;
 	bool		found = false;
 
 	if (!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
 		return false;
-	deconstruct_array(attnums_array, INT2OID, 2, true, TYPALIGN_SHORT, &attnums, NULL, &n);
-	pk = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	ncols = scope_index_columns(rel, attnums_array, cols, &n);
+	indexes = RelationGetIndexList(rel);
 	foreach(lc, indexes)
 	{
 		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
 		int2vector *keys = &index->rd_index->indkey;
-		int			nkeyatts = index->rd_index->indnkeyatts;
 		bool		fits = index->rd_rel->relam == BTREE_AM_OID &&
 			heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, NULL) &&
-			nkeyatts >= n + pk->rd_index->indnkeyatts;
+			index->rd_index->indnkeyatts >= ncols;
 
 		for (int i = 0; fits && i < n; i++)
 		{
 			bool		in_scope = false;
 
 			for (int j = 0; j < n; j++)
-				in_scope |= keys->values[i] == DatumGetInt16(attnums[j]);
+				in_scope |= keys->values[i] == cols[j];
 			fits = in_scope;
 		}
-		for (int i = 0; fits && i < pk->rd_index->indnkeyatts; i++)
-			fits = keys->values[n + i] == pk->rd_index->indkey.values[i];
+		for (int i = n; fits && i < ncols; i++)
+			fits = keys->values[i] == cols[i];
 		index_close(index, AccessShareLock);
 		if (fits)
 		{
@@ -431,7 +465,6 @@ has_scope_index(Relation rel, ArrayType *attnums_array)
 			break;
 		}
 	}
-	index_close(pk, AccessShareLock);
 	list_free(indexes);
 	return found;
 }
@@ -441,26 +474,81 @@ static char *
 scope_index_sql(Relation rel, ArrayType *attnums_array)
 {
 	StringInfoData sql;
-	Datum	   *attnums;
+	AttrNumber	cols[SCOPE_MAX_COLUMNS + INDEX_MAX_KEYS];
 	int			n;
-	Relation	pk = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	int			ncols = scope_index_columns(rel, attnums_array, cols, &n);
 
-	deconstruct_array(attnums_array, INT2OID, 2, true, TYPALIGN_SHORT, &attnums, NULL, &n);
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "CREATE INDEX ON %s (",
 					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												RelationGetRelationName(rel)));
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < ncols; i++)
 		appendStringInfo(&sql, "%s%s", i ? ", " : "",
-						 quote_identifier(get_attname(RelationGetRelid(rel),
-													  DatumGetInt16(attnums[i]), false)));
-	for (int i = 0; i < pk->rd_index->indnkeyatts; i++)
-		appendStringInfo(&sql, ", %s",
-						 quote_identifier(get_attname(RelationGetRelid(rel),
-													  pk->rd_index->indkey.values[i], false)));
+						 quote_identifier(get_attname(RelationGetRelid(rel), cols[i], false)));
 	appendStringInfoString(&sql, ");");
-	index_close(pk, AccessShareLock);
 	return sql.data;
+}
+
+/*
+ * Refuse the scope (54000) when a row of rel already has a token too long:
+ * that row could never be updated, deleted or retired (each change of it
+ * is published in the scope it leaves), so unsync_table() and DROP TABLE
+ * would fail too.  Reads every row: set_scope()'s lock keeps writers out,
+ * the latest snapshot sees what committed before it, and row-level
+ * security does not hide rows from the owner's check (as for foreign-key
+ * checks).
+ */
+static void
+check_rows(Relation rel)
+{
+	SyncedTable *table = table_cache_get(rel);
+	int			natts = RelationGetDescr(rel)->natts;
+	Datum	   *values = palloc(sizeof(Datum) * natts);
+	bool	   *nulls = palloc(sizeof(bool) * natts);
+	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync scope check",
+												  ALLOCSET_DEFAULT_SIZES);
+	StringInfoData sql;
+	StringInfoData token;
+	Oid			save_userid;
+	int			save_sec;
+	SPIPlanPtr	plan;
+	Portal		portal;
+
+	table_cache_use();
+	initStringInfo(&sql);
+	snapshot_append_select(&sql, table, rel);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(save_userid, save_sec | SECURITY_NOFORCE_RLS);
+	PushActiveSnapshot(GetLatestSnapshot());
+	plan = SPI_prepare(sql.data, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare para_sync scope check \"%s\"", sql.data);
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(row_cxt);
+
+			CHECK_FOR_INTERRUPTS();
+			snapshot_tuple_values(table, natts, SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+								  values, nulls);
+			initStringInfo(&token);
+			scope_build(&token, table, values, nulls);	/* 54000 when too long */
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(row_cxt);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	SPI_freeplan(plan);
+	PopActiveSnapshot();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	table_cache_unuse();
+	MemoryContextDelete(row_cxt);
 }
 
 /*
@@ -495,9 +583,14 @@ para_sync_set_scope(PG_FUNCTION_ARGS)
 	registry_set_scope(RelationGetRelid(rel),
 					   attnums ? PointerGetDatum(scope_names(rel, attnums)) : (Datum) 0,
 					   attnums == NULL);
-	SPI_finish();
 	/* every backend reloads the registration before its next capture */
 	CacheInvalidateRelcache(rel);
+	if (attnums != NULL)
+	{
+		CommandCounterIncrement();	/* this backend too, for the check */
+		check_rows(rel);
+	}
+	SPI_finish();
 	if (attnums != NULL && !has_scope_index(rel, attnums))
 		ereport(NOTICE,
 				(errmsg("table \"%s\" has no index on its scope columns and primary key",

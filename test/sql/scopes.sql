@@ -125,6 +125,38 @@ SELECT para_sync.sync_table('public.sc_empty', name => 'empty');
 SELECT para_sync.set_scope('public.sc_empty', '{t}');
 INSERT INTO public.sc_empty VALUES (1, ''), (2, 'x');
 SELECT key FROM para_sync.snapshot_page('public.sc_empty', scope => '%');
+-- equal values of other forms (float -0 = 0, interval '1 day' = '24:00:00')
+-- have one token: both forms are one scope, and pages of it are full
+CREATE TABLE public.sc_eq (id int PRIMARY KEY, f float8, i interval);
+SELECT para_sync.sync_table('public.sc_eq', name => 'eq');
+SELECT para_sync.set_scope('public.sc_eq', '{f,i}');
+INSERT INTO public.sc_eq VALUES (1, '-0', '1 day'), (2, '0', '24:00:00'), (3, '-0', '24:00:00'),
+	(4, '0', '1 day'), (5, '0', '1 day 00:00:01');
+SELECT key, scope FROM pg_temp.changes();
+SELECT key FROM para_sync.snapshot_page('public.sc_eq', NULL, 2, scope => '0:1%20day');
+SELECT key FROM para_sync.snapshot_page('public.sc_eq', 'eq:2', 2, scope => '0:1%20day');
+SELECT key FROM para_sync.snapshot_page('public.sc_eq', NULL, 9, scope => '-0:24%3A00%3A00');
+UPDATE public.sc_eq SET f = '-0', i = '24:00:00' WHERE id = 4;
+SELECT key, seq, op FROM pg_temp.changes();
+SELECT para_sync.unsync_table('public.sc_eq');
+DROP TABLE public.sc_eq;
+SELECT FROM pg_temp.changes();
+
+-- a scope column that is also a primary-key column: the primary key (tenant, id)
+-- is the index one scope's pages need, so no NOTICE (it named tenant twice)
+CREATE TABLE public.sc_pkscope (tenant text, id int, PRIMARY KEY (tenant, id));
+SELECT para_sync.sync_table('public.sc_pkscope', name => 'pkscope');
+SELECT para_sync.set_scope('public.sc_pkscope', '{tenant}');
+CREATE TABLE public.sc_pkscope2 (id int, tenant text, PRIMARY KEY (id, tenant));
+SELECT para_sync.sync_table('public.sc_pkscope2', name => 'pkscope2');
+SELECT para_sync.set_scope('public.sc_pkscope2', '{tenant}');
+CREATE INDEX ON public.sc_pkscope2 (tenant, id);
+SELECT para_sync.set_scope('public.sc_pkscope2', '{tenant}');
+INSERT INTO public.sc_pkscope2 VALUES (1, 'a'), (2, 'b'), (3, 'a');
+SELECT key FROM para_sync.snapshot_page('public.sc_pkscope2', 'pkscope2:1:a', 5, scope => 'a');
+SELECT para_sync.unsync_table('public.sc_pkscope'), para_sync.unsync_table('public.sc_pkscope2');
+DROP TABLE public.sc_pkscope, public.sc_pkscope2;
+SELECT FROM pg_temp.changes();
 
 -- one scope's page is an index range scan of (scope columns, primary key):
 -- no sequential scan, a page's worth of index entries, whatever the table
@@ -189,10 +221,58 @@ SET ROLE para_sync_scope_other;
 SELECT para_sync.set_scope('public.sc_bad', '{c}');
 RESET ROLE;
 
+-- a key deleted in scope s and given again, by the delete's own AFTER
+-- trigger, to a row in scope t: subscribers of s see the key leave s
+CREATE TABLE public.sc_again (id int PRIMARY KEY, t text);
+SELECT para_sync.sync_table('public.sc_again', name => 'again');
+SELECT para_sync.set_scope('public.sc_again', '{t}');
+INSERT INTO public.sc_again VALUES (1, 's'), (2, 's');
+CREATE FUNCTION public.sc_again_fn() RETURNS trigger LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO public.sc_again VALUES (OLD.id, CASE WHEN OLD.id = 1 THEN 't' ELSE 's' END); RETURN NULL; END$$;
+CREATE TRIGGER aaa_again AFTER DELETE ON public.sc_again FOR EACH ROW EXECUTE FUNCTION public.sc_again_fn();
+DELETE FROM public.sc_again;
+SELECT key, seq, scope, op FROM pg_temp.changes() WHERE key LIKE 'again:%';
+SELECT key, para_sync.envelope_to_jsonb(envelope)->>'sequence' AS seq,
+       para_sync.envelope_to_jsonb(envelope)->>'scope' AS scope
+  FROM para_sync.snapshot_page('public.sc_again', NULL, 10);
+SELECT para_sync.unsync_table('public.sc_again');
+DROP TABLE public.sc_again;
+DROP FUNCTION public.sc_again_fn();
+SELECT FROM pg_temp.changes();
+
+-- a table already holding a row whose scope would be too long: refused, or
+-- that row could never be updated, deleted, unsynced or dropped
+CREATE TABLE public.sc_long (id int PRIMARY KEY, t text);
+SELECT para_sync.sync_table('public.sc_long', name => 'long');
+INSERT INTO public.sc_long VALUES (1, repeat('x', 257)), (2, 'ok');
+ALTER TABLE public.sc_long ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY sc_long_hide ON public.sc_long USING (id = 2);
+SELECT para_sync.set_scope('public.sc_long', '{t}');
+SELECT scope_columns FROM para_sync.synced_tables WHERE sync_name = 'long';
+UPDATE public.sc_long SET t = repeat('y', 256) WHERE true;
+SELECT para_sync.set_scope('public.sc_long', '{t}');
+SELECT para_sync.set_scope('public.sc_long', '{id,t}');
+DELETE FROM public.sc_long WHERE true;
+SELECT para_sync.unsync_table('public.sc_long');
+DROP TABLE public.sc_long;
+SELECT FROM pg_temp.changes();
+
 -- the DDL guard: scope columns cannot be dropped or retyped
 ALTER TABLE public.sc_orders DROP COLUMN tenant;
 ALTER TABLE public.sc_orders ALTER COLUMN tenant TYPE varchar(20);
 ALTER TABLE public.sc_multi DROP COLUMN squad;
+-- nor dropped by a DROP of their type (or domain) with CASCADE
+SELECT FROM pg_temp.changes();
+CREATE DOMAIN public.sc_tenant_d AS text;
+CREATE TABLE public.sc_dom (id int PRIMARY KEY, tenant public.sc_tenant_d);
+SELECT para_sync.sync_table('public.sc_dom', 'dom');
+SELECT para_sync.set_scope('public.sc_dom', '{tenant}');
+DROP DOMAIN public.sc_tenant_d CASCADE;
+INSERT INTO public.sc_dom VALUES (1, 'acme');
+SELECT para_sync.unsync_table('public.sc_dom');
+SELECT key, seq, scope, op, env_scope FROM pg_temp.changes();
+DROP TABLE public.sc_dom;
+DROP DOMAIN public.sc_tenant_d;
 -- other columns can
 ALTER TABLE public.sc_orders DROP COLUMN region;
 -- once the scope is removed, they can too; changes go out without a scope
