@@ -169,6 +169,17 @@ refuse_token(const char *token, const char *detail)
 			 errhint("A scope is the scope columns' values, each escaped as a key part (%%00 for NULL), joined by ':' (docs/protocol.md, \"Scopes\").")));
 }
 
+/* How many ':'-separated parts text has (an empty text is one empty part). */
+static int
+count_parts(const char *text)
+{
+	int			n = 1;
+
+	for (; *text; text++)
+		n += *text == ':';
+	return n;
+}
+
 /*
  * Split a scope token of table into typed values (datums, nulls by scope
  * column), each through the base type's input function, as key_parse()
@@ -192,6 +203,10 @@ scope_parse(const char *token, SyncedTable *table, Relation rel, Datum *datums,
 									 PSYNC_MAX_SCOPE_LEN));
 	if (strcmp(token, "%") == 0)
 		p = "";
+	/* the number of parts first: no part goes to a column it is not for */
+	if (count_parts(p) != table->nscope)
+		refuse_token(token, psprintf("Table \"%s\" has %d scope columns.",
+									 RelationGetRelationName(rel), table->nscope));
 	for (int i = 0; i < table->nscope; i++)
 	{
 		KeyColumn  *col = &table->scope[i];
@@ -201,9 +216,6 @@ scope_parse(const char *token, SyncedTable *table, Relation rel, Datum *datums,
 
 		if (end == NULL)
 			end = p + strlen(p);
-		if (i < table->nscope - 1 && *end != ':')
-			refuse_token(token, psprintf("Table \"%s\" has %d scope columns.",
-										 RelationGetRelationName(rel), table->nscope));
 		if (end - p == 3 && strncmp(p, "%00", 3) == 0)
 		{
 			nulls[i] = true;
@@ -223,9 +235,6 @@ scope_parse(const char *token, SyncedTable *table, Relation rel, Datum *datums,
 			datums[i] = OidInputFunctionCall(col->input_fn, raw, col->typioparam, -1);
 		}
 		p = *end == ':' ? end + 1 : end;
-		if (i == table->nscope - 1 && *end == ':')
-			refuse_token(token, psprintf("Table \"%s\" has %d scope columns.",
-										 RelationGetRelationName(rel), table->nscope));
 	}
 }
 

@@ -178,6 +178,8 @@ SELECT key FROM para_sync.snapshot_page('public.sc_orders', scope => '');
 SELECT key FROM para_sync.snapshot_page('public.sc_orders', scope => 'a:b');
 SELECT key FROM para_sync.snapshot_page('public.sc_orders', scope => '%2e');
 SELECT key FROM para_sync.snapshot_page('public.sc_multi', scope => 'acme');
+-- too many parts: refused as such, before any part is read by its type
+SELECT key FROM para_sync.snapshot_page('public.sc_multi', scope => 'acme::1');
 SELECT key FROM para_sync.snapshot_page('public.sc_multi', scope => 'acme:many');
 SELECT key FROM para_sync.snapshot_page('public.sc_multi', scope => 'a%00:1');
 CREATE TABLE public.sc_plain (id int PRIMARY KEY);
