@@ -539,37 +539,59 @@ page_init(KeyPage *page, Relation rel)
 	initStringInfo(&page->scope);
 }
 
+/*
+ * The prologue of both page functions: arguments checked, the result set
+ * made, SPI connected, the synced table opened and its cache entry pinned
+ * (the page's query runs policies: user code).  Returns the table.
+ */
+static Relation
+page_begin(FunctionCallInfo fcinfo, KeyPage *page)
+{
+	Relation	rel;
+
+	page_check_args(fcinfo);
+	memset(page, 0, sizeof(*page));
+	page->max_rows = PG_GETARG_INT32(2);
+	InitMaterializedSRF(fcinfo, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rel = page_table_open(PG_GETARG_OID(0));
+	page->table = table_cache_get(rel);
+	table_cache_use();
+	return rel;
+}
+
+/* The epilogue of both: the page's rows returned, everything released. */
+static void
+page_end(FunctionCallInfo fcinfo, KeyPage *page, Relation rel,
+		 MemoryContext caller_cxt)
+{
+	page_emit((ReturnSetInfo *) fcinfo->resultinfo, page->table, page->heap, page->n);
+	table_cache_unuse();
+	table_close(rel, AccessShareLock);
+	SPI_finish();
+	MemoryContextSwitchTo(caller_cxt);
+}
+
 Datum
 para_sync_snapshot_table(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	MemoryContext caller_cxt = CurrentMemoryContext;
-	Relation	rel;
 	KeyPage		page;
+	Relation	rel = page_begin(fcinfo, &page);
 	const char *t = NULL;
 	int			tlen = 0;
 	int			position = -1;
 
-	page_check_args(fcinfo);
-	memset(&page, 0, sizeof(page));
-	page.max_rows = PG_GETARG_INT32(2);
 	if (!PG_ARGISNULL(1))
 	{
 		text	   *after = PG_GETARG_TEXT_PP(1);
 
 		page.after = VARDATA_ANY(after);
 		page.after_len = VARSIZE_ANY_EXHDR(after);
-	}
-	InitMaterializedSRF(fcinfo, 0);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rel = page_table_open(PG_GETARG_OID(0));
-	page.table = table_cache_get(rel);
-	table_cache_use();			/* the page's query runs policies: user code */
-	if (page.after != NULL)
 		position = after_key_position(page.table->sync_name, page.after, page.after_len,
 									  &t, &tlen);
+	}
 	if (position <= 0)
 	{
 		page_init(&page, rel);
@@ -583,11 +605,7 @@ para_sync_snapshot_table(PG_FUNCTION_ARGS)
 
 	/* the page in key order */
 	qsort(page.heap, page.n, sizeof(PageRow *), row_qsort_cmp);
-	page_emit(rsinfo, page.table, page.heap, page.n);
-	table_cache_unuse();
-	table_close(rel, AccessShareLock);
-	SPI_finish();
-	MemoryContextSwitchTo(caller_cxt);
+	page_end(fcinfo, &page, rel, caller_cxt);
 	return (Datum) 0;
 }
 
@@ -802,24 +820,13 @@ pk_page_read(KeyPage *pg, Relation rel, Datum *after_datums, Datum *scope_datums
 Datum
 para_sync_snapshot_page(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	MemoryContext caller_cxt = CurrentMemoryContext;
-	Relation	rel;
 	KeyPage		page;
+	Relation	rel = page_begin(fcinfo, &page);
 	Datum	   *after_datums = NULL;
 	Datum	   *scope_datums = NULL;
 	bool	   *scope_nulls = NULL;
 
-	page_check_args(fcinfo);
-	memset(&page, 0, sizeof(page));
-	page.max_rows = PG_GETARG_INT32(2);
-	InitMaterializedSRF(fcinfo, 0);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rel = page_table_open(PG_GETARG_OID(0));
-	page.table = table_cache_get(rel);
-	table_cache_use();			/* the page's query runs policies: user code */
 	if (!PG_ARGISNULL(1))
 	{
 		after_datums = palloc(sizeof(Datum) * page.table->nkeys);
@@ -834,10 +841,6 @@ para_sync_snapshot_page(PG_FUNCTION_ARGS)
 	}
 	page_init(&page, rel);
 	pk_page_read(&page, rel, after_datums, scope_datums, scope_nulls);
-	page_emit(rsinfo, page.table, page.heap, page.n);
-	table_cache_unuse();
-	table_close(rel, AccessShareLock);
-	SPI_finish();
-	MemoryContextSwitchTo(caller_cxt);
+	page_end(fcinfo, &page, rel, caller_cxt);
 	return (Datum) 0;
 }
