@@ -36,8 +36,9 @@ catalog_init(void)
 	CacheRegisterRelcacheCallback(catalog_relcache_callback, (Datum) 0);
 }
 
-static Oid
-relation_owner(Oid relid)
+/* The role that owns relation relid. */
+Oid
+catalog_relation_owner(Oid relid)
 {
 	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	Oid			owner;
@@ -56,7 +57,7 @@ para_sync_internal_owner(void)
 	if (!OidIsValid(internal_owner))
 	{
 		owner_read_from = outbox_relations()->outbox;
-		internal_owner = relation_owner(owner_read_from);
+		internal_owner = catalog_relation_owner(owner_read_from);
 	}
 	return internal_owner;
 }

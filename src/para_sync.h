@@ -169,6 +169,7 @@ extern void catalog_restore_user(const OwnerSwitch *sw);
 extern int	catalog_execute_as_owner(const char *sql, int nargs, Oid *types,
 									 Datum *args, const char *nulls);
 extern void catalog_init(void);
+extern Oid	catalog_relation_owner(Oid relid);
 
 /* ---- outbox_append.c: sequences, the outbox's append and the counters */
 

@@ -180,6 +180,31 @@ synced_member(Oid relid)
 }
 
 /*
+ * Tagging a partitioned table reads and gives a trigger to every partition:
+ * each must be the caller's (PostgreSQL's own refusal would name the
+ * partition but not why).
+ */
+static void
+refuse_foreign_partitions(List *parts)
+{
+	ListCell   *lc;
+
+	foreach(lc, parts)
+	{
+		Oid			part = lfirst_oid(lc);
+
+		if (!pg_class_ownercheck(part, GetUserId()))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("must be owner of partition \"%s\" to sync its partitioned table",
+							get_rel_name(part)),
+					 errdetail("para_sync gives every partition of a synced table a trigger that publishes the rows a TRUNCATE of it removes; the partition is owned by role \"%s\".",
+							   GetUserNameFromId(catalog_relation_owner(part), false)),
+					 errhint("Give the partition to the root's owner (ALTER TABLE ... OWNER TO), or let a superuser call para_sync.sync_table().")));
+	}
+}
+
+/*
  * sync_table() of rel (registry_check.c): not a partition of a synced root;
  * and, for a partitioned table, none of its partitions synced on its own.
  * A partitioned rel's partitions are locked as rel is (no direct writer of
@@ -191,6 +216,7 @@ partition_check_syncable(Relation rel)
 	Oid			relid = RelationGetRelid(rel);
 	Oid			root = partition_synced_root(relid);
 	Oid			member;
+	List	   *parts;
 
 	if (OidIsValid(root))
 		ereport(ERROR,
@@ -203,7 +229,9 @@ partition_check_syncable(Relation rel)
 						 get_rel_name(root))));
 	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		return;
-	list_free(find_all_inheritors(relid, ShareRowExclusiveLock, NULL));
+	parts = find_all_inheritors(relid, ShareRowExclusiveLock, NULL);
+	refuse_foreign_partitions(parts);
+	list_free(parts);
 	refuse_unlogged(relid, relid, true);
 	member = synced_member(relid);
 	if (OidIsValid(member) && member != relid)

@@ -316,3 +316,21 @@ SELECT * FROM pg_temp.mismatches('hp');
 SELECT sync_name FROM para_sync.synced_tables ORDER BY 1;
 
 DROP TABLE public.ev, public.rg;
+
+-- == a partition owned by another role: the root's owner is refused clearly ==
+\set VERBOSITY default
+CREATE ROLE regress_part_a;
+CREATE ROLE regress_part_b;
+GRANT CREATE ON SCHEMA public TO regress_part_a;
+SET ROLE regress_part_a;
+CREATE TABLE public.po (id int PRIMARY KEY) PARTITION BY RANGE (id);
+CREATE TABLE public.po_1 PARTITION OF public.po FOR VALUES FROM (0) TO (100);
+RESET ROLE;
+ALTER TABLE public.po_1 OWNER TO regress_part_b;
+SET ROLE regress_part_a;
+SELECT para_sync.sync_table('public.po');
+RESET ROLE;
+SELECT count(*) AS synced FROM para_sync.synced_tables WHERE sync_name = 'po';
+DROP TABLE public.po;
+REVOKE CREATE ON SCHEMA public FROM regress_part_a;
+DROP ROLE regress_part_a, regress_part_b;
