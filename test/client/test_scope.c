@@ -287,6 +287,11 @@ typedef struct sdb
 	char		last_table[64];	/* what the loader was asked for */
 	bool		stray_row;		/* the loader adds a row of another scope */
 	psync_transport *t;
+	bool		defer;			/* refetches: answered now, completed later */
+	psync_refetch_request *deferred[NROWS];
+	test_buf	answers[NROWS];
+	int			ndeferred;
+	void		(*during_load) (struct sdb *db);	/* before the first page is read */
 } sdb;
 
 static void
@@ -382,6 +387,13 @@ sdb_load(void *ctx, const char *table, const char *after, int max_rows,
 	(void) error_size;
 	if (after != NULL)
 		return PSYNC_OK;
+	if (db->during_load != NULL)
+	{
+		void		(*hook) (sdb *) = db->during_load;
+
+		db->during_load = NULL;
+		hook(db);
+	}
 	pthread_mutex_lock(&db->lock);
 	snprintf(db->last_table, sizeof(db->last_table), "%s", table);
 	for (int i = 0; i < db->nrows; i++)
@@ -424,9 +436,36 @@ sdb_refetch(void *ctx, const char *key, psync_refetch_request *req)
 		env.value_len = 1;
 	}
 	b = test_encode(&env);
+	if (db->defer && db->ndeferred < NROWS)
+	{
+		/* the snapshot is read now; its answer arrives when the test says */
+		db->deferred[db->ndeferred] = req;
+		db->answers[db->ndeferred++] = b;
+		pthread_mutex_unlock(&db->lock);
+		return;
+	}
 	pthread_mutex_unlock(&db->lock);
 	psync_refetch_complete(req, b.data, b.len);
 	free(b.data);
+}
+
+/* Complete every deferred refetch, in the order they were asked. */
+static void
+sdb_answer(sdb *db)
+{
+	pthread_mutex_lock(&db->lock);
+	for (int i = 0; i < db->ndeferred; i++)
+	{
+		psync_refetch_request *req = db->deferred[i];
+		test_buf	b = db->answers[i];
+
+		pthread_mutex_unlock(&db->lock);
+		psync_refetch_complete(req, b.data, b.len);
+		free(b.data);
+		pthread_mutex_lock(&db->lock);
+	}
+	db->ndeferred = 0;
+	pthread_mutex_unlock(&db->lock);
 }
 
 static bool
@@ -657,6 +696,163 @@ pages_of_one_scope(void)
 	sdb_free(&db);
 }
 
+
+/* An envelope of key with scope (NULL: none) as the NATS backend hands it over. */
+static void
+deliver_on(sdb *db, const char *pattern, const char *key, uint64_t seq, const char *name,
+		   psync_op op, const char *scope)
+{
+	psync_envelope env = test_envelope(key, seq, name);
+	psync_event ev = {.kind = PSYNC_EVENT_ENVELOPE, .envelope = &env,
+	.key = key, .key_len = strlen(key)};
+	static const uint8_t nil = 0xc0;
+
+	env.op = op;
+	env.scope = scope;
+	env.scope_len = scope ? strlen(scope) : 0;
+	if (op == PSYNC_OP_DELETE)
+	{
+		env.value = &nil;
+		env.value_len = 1;
+	}
+	transport_deliver(db->t, pattern, strlen(pattern), &ev);
+}
+
+/*
+ * The NATS backend delivers what arrives on "<prefix>.orders.acme.>" to
+ * the pattern "orders@acme:*" whatever the envelope's scope field says: a
+ * row of another scope (or of none) must not join, nor change a member;
+ * it is counted and said, and a member it names is read again.
+ */
+static void
+scope_field_disagrees_with_subject(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+	psync_collection_counters before,
+				after;
+	char		err[256];
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "acme", true);
+	sdb_write(&db, "orders:2", "g", "globex", true);
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	check_scope(s, &db, "acme");
+	psync_collection_stats(s, &before);
+	/* another scope's row, a row with no scope, and a held row "moved" */
+	deliver_on(&db, "orders@acme:*", "orders:2", 2, "intruder", PSYNC_OP_UPSERT, "globex");
+	deliver_on(&db, "orders@acme:*", "orders:3", 1, "noscope", PSYNC_OP_UPSERT, NULL);
+	deliver_on(&db, "orders@acme:*", "orders:1", 2, "hijack", PSYNC_OP_UPSERT, "globex");
+	deliver_on(&db, "orders@acme:*", "orders:1", 2, "", PSYNC_OP_DELETE, "globex");
+	check_scope(s, &db, "acme");
+	CHECK(!psync_collection_get(s, "orders:2", NULL, NULL));
+	CHECK(!psync_collection_get(s, "orders:3", NULL, NULL));
+	CHECK(psync_collection_get(s, "orders:1", NULL, NULL));
+	psync_collection_stats(s, &after);
+	CHECK(after.parse_errors >= before.parse_errors + 4);
+	psync_collection_last_error(s, err, sizeof(err));
+	CHECK(strstr(err, "scope") != NULL);
+	psync_collection_destroy(s);
+	sdb_free(&db);
+}
+
+/* During the first load: envelopes of keys whose page is still to come. */
+static void
+moves_while_loading(sdb *db)
+{
+	/* orders:1 leaves acme and comes back; orders:2 enters (a newer row
+	 * than its page will show: no, the page is read after, it shows it) */
+	sdb_write(db, "orders:1", "away", "globex", false);
+	sdb_write(db, "orders:1", "back", "acme", false);
+	sdb_write(db, "orders:2", "in", "acme", false);
+	sdb_write(db, "orders:3", "out", "globex", false);
+	sdb_delete(db, "orders:4");
+	/* and one of another scope on acme's subject, held like the rest */
+	deliver_on(db, "orders@acme:*", "orders:5", 9, "intruder", PSYNC_OP_UPSERT, "globex");
+}
+
+static void
+moves_during_the_load(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "acme", true);
+	sdb_write(&db, "orders:2", "b", "globex", true);
+	sdb_write(&db, "orders:3", "c", "acme", true);
+	sdb_write(&db, "orders:4", "d", "acme", true);
+	sdb_write(&db, "orders:5", "e", "globex", true);
+	db.during_load = moves_while_loading;
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	check_scope(s, &db, "acme");
+	CHECK(!psync_collection_get(s, "orders:5", NULL, NULL));
+	psync_collection_destroy(s);
+	sdb_free(&db);
+}
+
+/*
+ * A row refetch whose answer (the row in globex at n+2) races the row's
+ * move back (its upsert at n+4 in acme, queued meanwhile): the member
+ * leaves, then comes back with the queued upsert.
+ */
+static void
+refetch_answer_races_a_move(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "acme", true);
+	sdb_write(&db, "orders:2", "b", "acme", true);
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	db.defer = true;
+	/* orders:1 moves to globex unseen; a gap makes the collection ask */
+	sdb_write(&db, "orders:1", "there", "globex", true);	/* seq 2, 3 */
+	deliver_on(&db, "orders@acme:*", "orders:1", 3, "x", PSYNC_OP_REFETCH, "acme");
+	CHECK_EQ_INT(db.ndeferred, 1);		/* answer: globex at 3 */
+	/* it comes back (delete 4 in globex, upsert 5 in acme): queued */
+	sdb_write(&db, "orders:1", "home", "acme", false);
+	/* and orders:2 is refetched too, then the collection is updated in acme */
+	deliver_on(&db, "orders@acme:*", "orders:2", 3, "x", PSYNC_OP_REFETCH, "acme");
+	sdb_write(&db, "orders:2", "b2", "acme", false);	/* seq 2: stale once 2 is in */
+	sdb_answer(&db);
+	db.defer = false;
+	check_scope(s, &db, "acme");
+	CHECK_EQ_INT(psync_collection_count(s), 2);
+	psync_collection_destroy(s);
+	sdb_free(&db);
+}
+
+/* Destroy with row refetches in flight: their answers land after it. */
+static void
+destroy_with_refetches_in_flight(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+	char		key[32];
+
+	sdb_init(&db);
+	for (int i = 0; i < 8; i++)
+	{
+		snprintf(key, sizeof(key), "orders:%d", i);
+		sdb_write(&db, key, "a", i % 2 ? "acme" : "globex", true);
+	}
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	db.defer = true;
+	for (int i = 0; i < 8; i++)
+	{
+		snprintf(key, sizeof(key), "orders:%d", i);
+		sdb_write(&db, key, "moved", i % 2 ? "globex" : "acme", true);
+		deliver_on(&db, "orders@acme:*", key, 9, "x", PSYNC_OP_REFETCH, "acme");
+		deliver_on(&db, "orders@acme:*", key, 10, "y", PSYNC_OP_UPSERT, "acme");
+	}
+	CHECK_EQ_INT(db.ndeferred, 8);
+	CHECK_EQ_INT(psync_collection_destroy(s), PSYNC_OK);
+	sdb_answer(&db);			/* after destroy: nothing to touch, no leak */
+	sdb_free(&db);
+}
+
 int
 main(void)
 {
@@ -668,5 +864,9 @@ main(void)
 	RUN(moves_keep_three_collections_exact);
 	RUN(refetch_in_another_scope_leaves);
 	RUN(pages_of_one_scope);
+	RUN(scope_field_disagrees_with_subject);
+	RUN(moves_during_the_load);
+	RUN(refetch_answer_races_a_move);
+	RUN(destroy_with_refetches_in_flight);
 	return harness_finish();
 }
