@@ -853,6 +853,125 @@ destroy_with_refetches_in_flight(void)
 	sdb_free(&db);
 }
 
+/* A reload (the table's event) while members are held, rows moving meanwhile. */
+static void
+moves_around_a_reload(sdb *db)
+{
+	sdb_write(db, "orders:2", "back", "acme", false);
+	sdb_write(db, "orders:3", "away", "globex", false);
+	sdb_write(db, "orders:6", "new", "acme", false);
+}
+
+static void
+reload_while_members_held(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+	psync_envelope event = {0};
+	char		key[32];
+
+	sdb_init(&db);
+	for (int i = 1; i <= 5; i++)
+	{
+		snprintf(key, sizeof(key), "orders:%d", i);
+		sdb_write(&db, key, "a", "acme", true);
+	}
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	/* unseen: orders:1 and orders:2 leave, orders:4 changes */
+	sdb_write(&db, "orders:1", "gone", "globex", true);
+	sdb_write(&db, "orders:2", "gone", "globex", true);
+	sdb_write(&db, "orders:4", "b", "acme", true);
+	db.during_load = moves_around_a_reload;
+	event.key = "orders";
+	event.key_len = 6;
+	event.schema_version = "2";
+	event.schema_version_len = 1;
+	event.sequence = 1;
+	event.op = PSYNC_OP_RELOAD;
+	CHECK_EQ_INT(psync_transport_publish(db.t, &event), PSYNC_OK);
+	CHECK_EQ_INT(psync_collection_wait_idle(s, 5000), PSYNC_OK);
+	CHECK(db.during_load == NULL);	/* the reload ran */
+	check_scope(s, &db, "acme");
+	CHECK_EQ_INT(psync_collection_count(s), 4);
+	psync_collection_destroy(s);
+	sdb_free(&db);
+}
+
+typedef struct rseen
+{
+	char		name[32];
+	bool		has;
+} rseen;
+
+static void
+replica_value(void *ctx, const void *value, const psync_replica_metadata *meta)
+{
+	rseen	   *r = ctx;
+
+	(void) meta;
+	r->has = value != NULL;
+	snprintf(r->name, sizeof(r->name), "%s", value ? (const char *) value : "");
+}
+
+/* A replica of one key follows its row through many moves, pairs reordered and repeated. */
+static void
+replica_follows_many_moves(void)
+{
+	sdb			db;
+	psync_replica *r = NULL;
+	psync_replica_options o;
+	psync_replica_metadata meta;
+	rseen		seen;
+	srow	   *row;
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "acme", true);
+	psync_replica_options_init(&o);
+	o.key = "orders:1";
+	o.schema = (psync_schema) {name_parse, test_free_value, NULL};
+	o.transport = db.t;
+	o.refetch = sdb_refetch;
+	o.refetch_ctx = &db;
+	o.initial_refetch = true;
+	CHECK_EQ_INT(psync_replica_new(&o, &r), PSYNC_OK);
+	CHECK_EQ_INT(psync_replica_wait_idle(r, 5000), PSYNC_OK);
+	for (int i = 0; i < 40; i++)
+	{
+		const char *to = i % 3 == 0 ? "acme" : i % 3 == 1 ? "globex" : "initech";
+		char		name[16];
+
+		snprintf(name, sizeof(name), "m%d", i);
+		if (i % 5 == 4)
+		{
+			/* the move's pair delivered upsert first, each twice */
+			uint64_t	n;
+
+			pthread_mutex_lock(&db.lock);
+			row = sdb_row(&db, "orders:1");
+			n = row->seq;
+			pthread_mutex_unlock(&db.lock);
+			sdb_write(&db, "orders:1", name, strcmp(row->scope, to) ? to : "umbrella", true);
+			deliver_on(&db, "orders:1", "orders:1", n + 2, name, PSYNC_OP_UPSERT, row->scope);
+			deliver_on(&db, "orders:1", "orders:1", n + 1, "", PSYNC_OP_DELETE, "old");
+			deliver_on(&db, "orders:1", "orders:1", n + 2, name, PSYNC_OP_UPSERT, row->scope);
+			deliver_on(&db, "orders:1", "orders:1", n + 1, "", PSYNC_OP_DELETE, "old");
+		}
+		else
+			sdb_write(&db, "orders:1", name, to, false);
+		CHECK_EQ_INT(psync_replica_wait_idle(r, 5000), PSYNC_OK);
+		psync_replica_get(r, replica_value, &seen);
+		psync_replica_meta(r, &meta);
+		row = sdb_row(&db, "orders:1");
+		CHECK(seen.has && strcmp(seen.name, row->name) == 0);
+		CHECK_EQ_INT(meta.sequence, (int64_t) row->seq);
+	}
+	sdb_delete(&db, "orders:1");
+	psync_replica_meta(r, &meta);
+	CHECK_EQ_INT(meta.sequence, (int64_t) sdb_row(&db, "orders:1")->seq);
+	psync_replica_destroy(r);
+	sdb_free(&db);
+}
+
 int
 main(void)
 {
@@ -868,5 +987,7 @@ main(void)
 	RUN(moves_during_the_load);
 	RUN(refetch_answer_races_a_move);
 	RUN(destroy_with_refetches_in_flight);
+	RUN(reload_while_members_held);
+	RUN(replica_follows_many_moves);
 	return harness_finish();
 }
