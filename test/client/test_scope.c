@@ -972,6 +972,76 @@ replica_follows_many_moves(void)
 	sdb_free(&db);
 }
 
+/* A parser that counts the envelopes it is shown without their scope. */
+static bool
+scope_seen_parse(void *ctx, const uint8_t *mp, size_t len, const psync_envelope *env,
+				 void *recycled, void **out, const char **error)
+{
+	int		   *unscoped = ctx;
+
+	if (env->scope == NULL)
+		(*unscoped)++;
+	return name_parse(NULL, mp, len, env, recycled, out, error);
+}
+
+/*
+ * The parse gate is shown "the whole envelope" (para_sync/client.h): an
+ * envelope kept during a refetch and replayed after it is still the one
+ * that arrived, its scope included, for a replica as for a collection.
+ */
+static void
+replayed_envelopes_keep_their_scope(void)
+{
+	sdb			db;
+	psync_replica *r = NULL;
+	psync_replica_options o;
+	psync_collection *s = NULL;
+	psync_collection_options co;
+	psync_replica_metadata meta;
+	int			unscoped_r = 0,
+				unscoped_c = 0;
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "acme", true);
+	psync_replica_options_init(&o);
+	o.key = "orders:1";
+	o.schema = (psync_schema) {scope_seen_parse, test_free_value, &unscoped_r};
+	o.transport = db.t;
+	o.refetch = sdb_refetch;
+	o.refetch_ctx = &db;
+	o.initial_refetch = true;
+	CHECK_EQ_INT(psync_replica_new(&o, &r), PSYNC_OK);
+	CHECK_EQ_INT(psync_replica_wait_idle(r, 5000), PSYNC_OK);
+	psync_collection_options_init(&co);
+	co.table = "orders";
+	co.scope = "acme";
+	co.schema = (psync_schema) {scope_seen_parse, test_free_value, &unscoped_c};
+	co.transport = db.t;
+	co.load_page = sdb_load;
+	co.load_ctx = &db;
+	co.refetch = sdb_refetch;
+	co.refetch_ctx = &db;
+	CHECK_EQ_INT(psync_collection_new(&co, &s), PSYNC_OK);
+	/* a gap on both makes them refetch; meanwhile the row changes twice */
+	db.defer = true;
+	sdb_write(&db, "orders:1", "b", "acme", true);	/* 2, unseen */
+	sdb_write(&db, "orders:1", "c", "acme", false);	/* 3: a gap */
+	CHECK_EQ_INT(db.ndeferred, 2);
+	sdb_write(&db, "orders:1", "d", "acme", false);	/* 4: kept */
+	sdb_write(&db, "orders:1", "e", "acme", false);	/* 5: kept */
+	sdb_answer(&db);			/* snapshots at 3; then 4 and 5 replayed */
+	db.defer = false;
+	CHECK_EQ_INT(psync_replica_wait_idle(r, 5000), PSYNC_OK);
+	psync_replica_meta(r, &meta);
+	CHECK_EQ_INT(meta.sequence, 5);
+	check_scope(s, &db, "acme");
+	CHECK_EQ_INT(unscoped_r, 0);
+	CHECK_EQ_INT(unscoped_c, 0);
+	psync_collection_destroy(s);
+	psync_replica_destroy(r);
+	sdb_free(&db);
+}
+
 int
 main(void)
 {
@@ -989,5 +1059,6 @@ main(void)
 	RUN(destroy_with_refetches_in_flight);
 	RUN(reload_while_members_held);
 	RUN(replica_follows_many_moves);
+	RUN(replayed_envelopes_keep_their_scope);
 	return harness_finish();
 }
