@@ -1042,6 +1042,63 @@ replayed_envelopes_keep_their_scope(void)
 	sdb_free(&db);
 }
 
+/*
+ * Envelopes that arrive before the page holding their key, the page read
+ * from an older snapshot than they (it still shows the row where it was)
+ * or a newer one; and a delete in acme of a key the collection never
+ * held.  The table is set to what the envelopes say after the load.
+ */
+static void
+entering_before_the_page(sdb *db)
+{
+	/* orders:1: in globex at 1 in the page; entered acme at 3 meanwhile */
+	deliver_on(db, "orders@acme:*", "orders:1", 3, "in", PSYNC_OP_UPSERT, "acme");
+	/* orders:2: in acme at 1 in the page; left at 2, came back at 4 */
+	deliver_on(db, "orders@acme:*", "orders:2", 4, "back", PSYNC_OP_UPSERT, "acme");
+	deliver_on(db, "orders@acme:*", "orders:2", 2, "", PSYNC_OP_DELETE, "acme");
+	/* orders:3: entered acme at 3; the page (newer) shows it at 5 */
+	deliver_on(db, "orders@acme:*", "orders:3", 3, "old", PSYNC_OP_UPSERT, "acme");
+	pthread_mutex_lock(&db->lock);
+	db->rows[2].seq = 5;
+	snprintf(db->rows[2].name, sizeof(db->rows[2].name), "newer");
+	snprintf(db->rows[2].scope, sizeof(db->rows[2].scope), "acme");
+	pthread_mutex_unlock(&db->lock);
+	/* orders:4: never in acme; a delete there (out of order, say) */
+	deliver_on(db, "orders@acme:*", "orders:4", 7, "", PSYNC_OP_DELETE, "acme");
+}
+
+static void
+envelopes_before_their_page(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+	psync_collection_counters cs;
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "globex", true);
+	sdb_write(&db, "orders:2", "b", "acme", true);
+	sdb_write(&db, "orders:3", "c", "globex", true);
+	sdb_write(&db, "orders:4", "d", "globex", true);
+	db.during_load = entering_before_the_page;
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	/* what the envelopes said is the table now */
+	pthread_mutex_lock(&db.lock);
+	db.rows[0].seq = 3;
+	snprintf(db.rows[0].name, sizeof(db.rows[0].name), "in");
+	snprintf(db.rows[0].scope, sizeof(db.rows[0].scope), "acme");
+	db.rows[1].seq = 4;
+	snprintf(db.rows[1].name, sizeof(db.rows[1].name), "back");
+	pthread_mutex_unlock(&db.lock);
+	check_scope(s, &db, "acme");
+	CHECK_EQ_INT(psync_collection_count(s), 3);
+	CHECK(!psync_collection_get(s, "orders:4", NULL, NULL));
+	CHECK_EQ_INT(db.refetches, 0);
+	psync_collection_stats(s, &cs);
+	CHECK_EQ_INT(cs.gaps, 0);
+	psync_collection_destroy(s);
+	sdb_free(&db);
+}
+
 int
 main(void)
 {
@@ -1060,5 +1117,6 @@ main(void)
 	RUN(reload_while_members_held);
 	RUN(replica_follows_many_moves);
 	RUN(replayed_envelopes_keep_their_scope);
+	RUN(envelopes_before_their_page);
 	return harness_finish();
 }
