@@ -872,8 +872,16 @@ collection_receive(psync_collection *c, const psync_envelope *env)
 		}
 		return;
 	}
-	if (m == NULL && collection_env_is_nil(env) && env->op != PSYNC_OP_REFETCH)
-		return;					/* a delete of a row never held: nothing to do */
+	/*
+	 * A delete of a row never held: nothing to do for a whole table.  In a
+	 * collection of one scope it is how a row that entered the scope and
+	 * left again shows when the two arrive reversed (or the entering one is
+	 * repeated late): remembered as a baseline, like a replica's first
+	 * envelope, so that the older upsert is stale, not a row entering.
+	 */
+	if (m == NULL && collection_env_is_nil(env) && env->op != PSYNC_OP_REFETCH &&
+		c->scope == NULL)
+		return;
 	if (m == NULL && (m = collection_insert(c, env->key, env->key_len)) == NULL)
 	{
 		collection_set_error(c, "out of memory", NULL);

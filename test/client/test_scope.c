@@ -1099,6 +1099,38 @@ envelopes_before_their_page(void)
 	sdb_free(&db);
 }
 
+/*
+ * A row enters acme and leaves it again (upsert 3, delete 4 there) and
+ * the two arrive the other way round, or repeated: the delete is the
+ * first thing the collection learns of the key — a baseline, as for a
+ * replica (Client reconciliation rule 2) — so the older upsert after it
+ * is stale, not a row entering the scope.
+ */
+static void
+enter_and_leave_out_of_order(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "acme", true);
+	sdb_write(&db, "orders:9", "g", "globex", true);
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	sdb_write(&db, "orders:9", "in", "acme", true);	/* 2, 3 */
+	sdb_write(&db, "orders:9", "out", "globex", true);	/* 4, 5 */
+	deliver_on(&db, "orders@acme:*", "orders:9", 4, "", PSYNC_OP_DELETE, "acme");
+	deliver_on(&db, "orders@acme:*", "orders:9", 3, "in", PSYNC_OP_UPSERT, "acme");
+	deliver_on(&db, "orders@acme:*", "orders:9", 3, "in", PSYNC_OP_UPSERT, "acme");
+	check_scope(s, &db, "acme");
+	CHECK(!psync_collection_get(s, "orders:9", NULL, NULL));
+	/* it comes back later: an upsert after the delete joins at once */
+	sdb_write(&db, "orders:9", "home", "acme", false);	/* 6, 7 */
+	check_scope(s, &db, "acme");
+	CHECK(psync_collection_get(s, "orders:9", NULL, NULL));
+	psync_collection_destroy(s);
+	sdb_free(&db);
+}
+
 int
 main(void)
 {
@@ -1118,5 +1150,6 @@ main(void)
 	RUN(replica_follows_many_moves);
 	RUN(replayed_envelopes_keep_their_scope);
 	RUN(envelopes_before_their_page);
+	RUN(enter_and_leave_out_of_order);
 	return harness_finish();
 }
