@@ -32,7 +32,9 @@
  *   - tombstones: needed while a load runs (a page read before a delete
  *     must not bring the row back); after it, only the last max_tombstones
  *     deletes are remembered (a FIFO of their keys); a delete of a key not
- *     held leaves none.  The key map shrinks when it empties;
+ *     held leaves none, but in a collection of one scope (a row entering
+ *     and leaving it may arrive reversed).  The key map shrinks when it
+ *     empties;
  *   - PSYNC_EVENT_LOST → reload in the background, members stay;
  *   - layout: before each load and every layout_check_ms the subject layout
  *     the server reports (load_layout) is compared with the transport's; a

@@ -77,7 +77,9 @@ typedef struct held_env
 	uint16_t	key_len;
 	size_t		sv_len;
 	size_t		value_len;
-	char		data[];			/* key, NUL, schema_version, value */
+	uint16_t	scope_len;
+	bool		has_scope;
+	char		data[];			/* key, NUL, schema_version, value, scope */
 } held_env;
 
 typedef struct env_list

@@ -294,7 +294,8 @@ hold_copy(const psync_envelope *env)
 {
 	size_t		sv = env->schema_version ? env->schema_version_len : 0;
 	size_t		v = env->has_value ? env->value_len : 0;
-	held_env   *h = malloc(sizeof(*h) + env->key_len + 1 + sv + v);
+	size_t		sc = env->scope ? env->scope_len : 0;
+	held_env   *h = malloc(sizeof(*h) + env->key_len + 1 + sv + v + sc);
 
 	if (h == NULL)
 		return NULL;
@@ -304,12 +305,16 @@ hold_copy(const psync_envelope *env)
 	h->key_len = (uint16_t) env->key_len;
 	h->sv_len = sv;
 	h->value_len = v;
+	h->has_scope = env->scope != NULL;
+	h->scope_len = (uint16_t) sc;
 	memcpy(h->data, env->key, env->key_len);
 	h->data[env->key_len] = '\0';
 	if (sv > 0)
 		memcpy(h->data + env->key_len + 1, env->schema_version, sv);
 	if (v > 0)
 		memcpy(h->data + env->key_len + 1 + sv, env->value, v);
+	if (sc > 0)
+		memcpy(h->data + env->key_len + 1 + sv + v, env->scope, sc);
 	return h;
 }
 
@@ -327,6 +332,9 @@ held_view(const held_env *h)
 	env.value_len = h->value_len;
 	env.sequence = h->sequence;
 	env.op = h->op;
+	/* the scope it came with: replayed, it is checked again */
+	env.scope = h->has_scope ? h->data + h->key_len + 1 + h->sv_len + h->value_len : NULL;
+	env.scope_len = h->scope_len;
 	return env;
 }
 
@@ -825,6 +833,22 @@ collection_receive(psync_collection *c, const psync_envelope *env)
 		return;
 	}
 	m = collection_find(c, env->key, env->key_len);
+	if (c->scope != NULL && !in_scope(c, env))
+	{
+		/*
+		 * Another scope's envelope (or one without a scope) on this scope's
+		 * subject: a publisher's fault, not this scope's row.  Said and
+		 * counted; a member it names is read again (the database knows its
+		 * scope), any other key is left out.
+		 */
+		c->stats.parse_errors++;
+		collection_set_error(c, "an envelope of another scope on the scope's subject",
+							 env->scope != NULL ? "its scope field names another scope" :
+							 "it has no scope field");
+		if (m != NULL && m->value != NULL)
+			collection_refetch_row(c, m);
+		return;
+	}
 	if (m == NULL && c->loading && !collection_page_passed(c, env->key, env->key_len))
 	{
 		/* its page is still to come: hold it for that page */
@@ -848,8 +872,16 @@ collection_receive(psync_collection *c, const psync_envelope *env)
 		}
 		return;
 	}
-	if (m == NULL && collection_env_is_nil(env) && env->op != PSYNC_OP_REFETCH)
-		return;					/* a delete of a row never held: nothing to do */
+	/*
+	 * A delete of a row never held: nothing to do for a whole table.  In a
+	 * collection of one scope it is how a row that entered the scope and
+	 * left again shows when the two arrive reversed (or the entering one is
+	 * repeated late): remembered as a baseline, like a replica's first
+	 * envelope, so that the older upsert is stale, not a row entering.
+	 */
+	if (m == NULL && collection_env_is_nil(env) && env->op != PSYNC_OP_REFETCH &&
+		c->scope == NULL)
+		return;
 	if (m == NULL && (m = collection_insert(c, env->key, env->key_len)) == NULL)
 	{
 		collection_set_error(c, "out of memory", NULL);

@@ -69,7 +69,9 @@ typedef struct buffered_envelope
 	uint64_t	txid;
 	size_t		schema_version_len;
 	size_t		value_len;
-	uint8_t		data[];			/* schema_version, then value */
+	size_t		scope_len;
+	bool		has_scope;
+	uint8_t		data[];			/* schema_version, value, then scope */
 } buffered_envelope;
 
 
@@ -278,6 +280,7 @@ buffer_receipt(psync_replica *r, const psync_envelope *env)
 {
 	size_t		sv_len = env->schema_version_len;
 	size_t		v_len = env->has_value ? env->value_len : 0;
+	size_t		sc_len = env->scope != NULL ? env->scope_len : 0;
 	buffered_envelope *b;
 	size_t		slot = r->nbuffered;
 
@@ -317,7 +320,7 @@ buffer_receipt(psync_replica *r, const psync_envelope *env)
 			return;
 		}
 	}
-	b = malloc(sizeof(*b) + sv_len + v_len);
+	b = malloc(sizeof(*b) + sv_len + v_len + sc_len);
 	if (b == NULL)
 	{
 		r->refetch_again = true;	/* lost it: look again afterwards */
@@ -334,6 +337,11 @@ buffer_receipt(psync_replica *r, const psync_envelope *env)
 		memcpy(b->data, env->schema_version, sv_len);
 	if (v_len > 0)
 		memcpy(b->data + sv_len, env->value, v_len);
+	/* the parse gate is shown the whole envelope, replayed or not */
+	b->has_scope = env->scope != NULL;
+	b->scope_len = sc_len;
+	if (sc_len > 0)
+		memcpy(b->data + sv_len + v_len, env->scope, sc_len);
 	if (slot < r->nbuffered)
 		free(r->buffer[slot]);
 	else
@@ -384,6 +392,8 @@ replay_buffer(psync_replica *r)
 			.op = b->op,
 			.has_txid = b->has_txid,
 			.txid = b->txid,
+			.scope = b->has_scope ? (const char *) b->data + b->schema_version_len + b->value_len : NULL,
+			.scope_len = b->scope_len,
 		};
 
 		if (r->refetching)

@@ -287,6 +287,11 @@ typedef struct sdb
 	char		last_table[64];	/* what the loader was asked for */
 	bool		stray_row;		/* the loader adds a row of another scope */
 	psync_transport *t;
+	bool		defer;			/* refetches: answered now, completed later */
+	psync_refetch_request *deferred[NROWS];
+	test_buf	answers[NROWS];
+	int			ndeferred;
+	void		(*during_load) (struct sdb *db);	/* before the first page is read */
 } sdb;
 
 static void
@@ -382,6 +387,13 @@ sdb_load(void *ctx, const char *table, const char *after, int max_rows,
 	(void) error_size;
 	if (after != NULL)
 		return PSYNC_OK;
+	if (db->during_load != NULL)
+	{
+		void		(*hook) (sdb *) = db->during_load;
+
+		db->during_load = NULL;
+		hook(db);
+	}
 	pthread_mutex_lock(&db->lock);
 	snprintf(db->last_table, sizeof(db->last_table), "%s", table);
 	for (int i = 0; i < db->nrows; i++)
@@ -424,9 +436,36 @@ sdb_refetch(void *ctx, const char *key, psync_refetch_request *req)
 		env.value_len = 1;
 	}
 	b = test_encode(&env);
+	if (db->defer && db->ndeferred < NROWS)
+	{
+		/* the snapshot is read now; its answer arrives when the test says */
+		db->deferred[db->ndeferred] = req;
+		db->answers[db->ndeferred++] = b;
+		pthread_mutex_unlock(&db->lock);
+		return;
+	}
 	pthread_mutex_unlock(&db->lock);
 	psync_refetch_complete(req, b.data, b.len);
 	free(b.data);
+}
+
+/* Complete every deferred refetch, in the order they were asked. */
+static void
+sdb_answer(sdb *db)
+{
+	pthread_mutex_lock(&db->lock);
+	for (int i = 0; i < db->ndeferred; i++)
+	{
+		psync_refetch_request *req = db->deferred[i];
+		test_buf	b = db->answers[i];
+
+		pthread_mutex_unlock(&db->lock);
+		psync_refetch_complete(req, b.data, b.len);
+		free(b.data);
+		pthread_mutex_lock(&db->lock);
+	}
+	db->ndeferred = 0;
+	pthread_mutex_unlock(&db->lock);
 }
 
 static bool
@@ -657,6 +696,441 @@ pages_of_one_scope(void)
 	sdb_free(&db);
 }
 
+
+/* An envelope of key with scope (NULL: none) as the NATS backend hands it over. */
+static void
+deliver_on(sdb *db, const char *pattern, const char *key, uint64_t seq, const char *name,
+		   psync_op op, const char *scope)
+{
+	psync_envelope env = test_envelope(key, seq, name);
+	psync_event ev = {.kind = PSYNC_EVENT_ENVELOPE, .envelope = &env,
+	.key = key, .key_len = strlen(key)};
+	static const uint8_t nil = 0xc0;
+
+	env.op = op;
+	env.scope = scope;
+	env.scope_len = scope ? strlen(scope) : 0;
+	if (op == PSYNC_OP_DELETE)
+	{
+		env.value = &nil;
+		env.value_len = 1;
+	}
+	transport_deliver(db->t, pattern, strlen(pattern), &ev);
+}
+
+/*
+ * The NATS backend delivers what arrives on "<prefix>.orders.acme.>" to
+ * the pattern "orders@acme:*" whatever the envelope's scope field says: a
+ * row of another scope (or of none) must not join, nor change a member;
+ * it is counted and said, and a member it names is read again.
+ */
+static void
+scope_field_disagrees_with_subject(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+	psync_collection_counters before,
+				after;
+	char		err[256];
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "acme", true);
+	sdb_write(&db, "orders:2", "g", "globex", true);
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	check_scope(s, &db, "acme");
+	psync_collection_stats(s, &before);
+	/* another scope's row, a row with no scope, and a held row "moved" */
+	deliver_on(&db, "orders@acme:*", "orders:2", 2, "intruder", PSYNC_OP_UPSERT, "globex");
+	deliver_on(&db, "orders@acme:*", "orders:3", 1, "noscope", PSYNC_OP_UPSERT, NULL);
+	deliver_on(&db, "orders@acme:*", "orders:1", 2, "hijack", PSYNC_OP_UPSERT, "globex");
+	deliver_on(&db, "orders@acme:*", "orders:1", 2, "", PSYNC_OP_DELETE, "globex");
+	check_scope(s, &db, "acme");
+	CHECK(!psync_collection_get(s, "orders:2", NULL, NULL));
+	CHECK(!psync_collection_get(s, "orders:3", NULL, NULL));
+	CHECK(psync_collection_get(s, "orders:1", NULL, NULL));
+	psync_collection_stats(s, &after);
+	CHECK(after.parse_errors >= before.parse_errors + 4);
+	psync_collection_last_error(s, err, sizeof(err));
+	CHECK(strstr(err, "scope") != NULL);
+	psync_collection_destroy(s);
+	sdb_free(&db);
+}
+
+/* During the first load: envelopes of keys whose page is still to come. */
+static void
+moves_while_loading(sdb *db)
+{
+	/* orders:1 leaves acme and comes back; orders:2 enters (a newer row
+	 * than its page will show: no, the page is read after, it shows it) */
+	sdb_write(db, "orders:1", "away", "globex", false);
+	sdb_write(db, "orders:1", "back", "acme", false);
+	sdb_write(db, "orders:2", "in", "acme", false);
+	sdb_write(db, "orders:3", "out", "globex", false);
+	sdb_delete(db, "orders:4");
+	/* and one of another scope on acme's subject, held like the rest */
+	deliver_on(db, "orders@acme:*", "orders:5", 9, "intruder", PSYNC_OP_UPSERT, "globex");
+}
+
+static void
+moves_during_the_load(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "acme", true);
+	sdb_write(&db, "orders:2", "b", "globex", true);
+	sdb_write(&db, "orders:3", "c", "acme", true);
+	sdb_write(&db, "orders:4", "d", "acme", true);
+	sdb_write(&db, "orders:5", "e", "globex", true);
+	db.during_load = moves_while_loading;
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	check_scope(s, &db, "acme");
+	CHECK(!psync_collection_get(s, "orders:5", NULL, NULL));
+	psync_collection_destroy(s);
+	sdb_free(&db);
+}
+
+/*
+ * A row refetch whose answer (the row in globex at n+2) races the row's
+ * move back (its upsert at n+4 in acme, queued meanwhile): the member
+ * leaves, then comes back with the queued upsert.
+ */
+static void
+refetch_answer_races_a_move(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "acme", true);
+	sdb_write(&db, "orders:2", "b", "acme", true);
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	db.defer = true;
+	/* orders:1 moves to globex unseen; a gap makes the collection ask */
+	sdb_write(&db, "orders:1", "there", "globex", true);	/* seq 2, 3 */
+	deliver_on(&db, "orders@acme:*", "orders:1", 3, "x", PSYNC_OP_REFETCH, "acme");
+	CHECK_EQ_INT(db.ndeferred, 1);		/* answer: globex at 3 */
+	/* it comes back (delete 4 in globex, upsert 5 in acme): queued */
+	sdb_write(&db, "orders:1", "home", "acme", false);
+	/* and orders:2 is refetched too, then the collection is updated in acme */
+	deliver_on(&db, "orders@acme:*", "orders:2", 3, "x", PSYNC_OP_REFETCH, "acme");
+	sdb_write(&db, "orders:2", "b2", "acme", false);	/* seq 2: stale once 2 is in */
+	sdb_answer(&db);
+	db.defer = false;
+	check_scope(s, &db, "acme");
+	CHECK_EQ_INT(psync_collection_count(s), 2);
+	psync_collection_destroy(s);
+	sdb_free(&db);
+}
+
+/* Destroy with row refetches in flight: their answers land after it. */
+static void
+destroy_with_refetches_in_flight(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+	char		key[32];
+
+	sdb_init(&db);
+	for (int i = 0; i < 8; i++)
+	{
+		snprintf(key, sizeof(key), "orders:%d", i);
+		sdb_write(&db, key, "a", i % 2 ? "acme" : "globex", true);
+	}
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	db.defer = true;
+	for (int i = 0; i < 8; i++)
+	{
+		snprintf(key, sizeof(key), "orders:%d", i);
+		sdb_write(&db, key, "moved", i % 2 ? "globex" : "acme", true);
+		deliver_on(&db, "orders@acme:*", key, 9, "x", PSYNC_OP_REFETCH, "acme");
+		deliver_on(&db, "orders@acme:*", key, 10, "y", PSYNC_OP_UPSERT, "acme");
+	}
+	CHECK_EQ_INT(db.ndeferred, 8);
+	CHECK_EQ_INT(psync_collection_destroy(s), PSYNC_OK);
+	sdb_answer(&db);			/* after destroy: nothing to touch, no leak */
+	sdb_free(&db);
+}
+
+/* A reload (the table's event) while members are held, rows moving meanwhile. */
+static void
+moves_around_a_reload(sdb *db)
+{
+	sdb_write(db, "orders:2", "back", "acme", false);
+	sdb_write(db, "orders:3", "away", "globex", false);
+	sdb_write(db, "orders:6", "new", "acme", false);
+}
+
+static void
+reload_while_members_held(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+	psync_envelope event = {0};
+	char		key[32];
+
+	sdb_init(&db);
+	for (int i = 1; i <= 5; i++)
+	{
+		snprintf(key, sizeof(key), "orders:%d", i);
+		sdb_write(&db, key, "a", "acme", true);
+	}
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	/* unseen: orders:1 and orders:2 leave, orders:4 changes */
+	sdb_write(&db, "orders:1", "gone", "globex", true);
+	sdb_write(&db, "orders:2", "gone", "globex", true);
+	sdb_write(&db, "orders:4", "b", "acme", true);
+	db.during_load = moves_around_a_reload;
+	event.key = "orders";
+	event.key_len = 6;
+	event.schema_version = "2";
+	event.schema_version_len = 1;
+	event.sequence = 1;
+	event.op = PSYNC_OP_RELOAD;
+	CHECK_EQ_INT(psync_transport_publish(db.t, &event), PSYNC_OK);
+	CHECK_EQ_INT(psync_collection_wait_idle(s, 5000), PSYNC_OK);
+	CHECK(db.during_load == NULL);	/* the reload ran */
+	check_scope(s, &db, "acme");
+	CHECK_EQ_INT(psync_collection_count(s), 4);
+	psync_collection_destroy(s);
+	sdb_free(&db);
+}
+
+typedef struct rseen
+{
+	char		name[32];
+	bool		has;
+} rseen;
+
+static void
+replica_value(void *ctx, const void *value, const psync_replica_metadata *meta)
+{
+	rseen	   *r = ctx;
+
+	(void) meta;
+	r->has = value != NULL;
+	snprintf(r->name, sizeof(r->name), "%s", value ? (const char *) value : "");
+}
+
+/* A replica of one key follows its row through many moves, pairs reordered and repeated. */
+static void
+replica_follows_many_moves(void)
+{
+	sdb			db;
+	psync_replica *r = NULL;
+	psync_replica_options o;
+	psync_replica_metadata meta;
+	rseen		seen;
+	srow	   *row;
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "acme", true);
+	psync_replica_options_init(&o);
+	o.key = "orders:1";
+	o.schema = (psync_schema) {name_parse, test_free_value, NULL};
+	o.transport = db.t;
+	o.refetch = sdb_refetch;
+	o.refetch_ctx = &db;
+	o.initial_refetch = true;
+	CHECK_EQ_INT(psync_replica_new(&o, &r), PSYNC_OK);
+	CHECK_EQ_INT(psync_replica_wait_idle(r, 5000), PSYNC_OK);
+	for (int i = 0; i < 40; i++)
+	{
+		const char *to = i % 3 == 0 ? "acme" : i % 3 == 1 ? "globex" : "initech";
+		char		name[16];
+
+		snprintf(name, sizeof(name), "m%d", i);
+		if (i % 5 == 4)
+		{
+			/* the move's pair delivered upsert first, each twice */
+			uint64_t	n;
+
+			pthread_mutex_lock(&db.lock);
+			row = sdb_row(&db, "orders:1");
+			n = row->seq;
+			pthread_mutex_unlock(&db.lock);
+			sdb_write(&db, "orders:1", name, strcmp(row->scope, to) ? to : "umbrella", true);
+			deliver_on(&db, "orders:1", "orders:1", n + 2, name, PSYNC_OP_UPSERT, row->scope);
+			deliver_on(&db, "orders:1", "orders:1", n + 1, "", PSYNC_OP_DELETE, "old");
+			deliver_on(&db, "orders:1", "orders:1", n + 2, name, PSYNC_OP_UPSERT, row->scope);
+			deliver_on(&db, "orders:1", "orders:1", n + 1, "", PSYNC_OP_DELETE, "old");
+		}
+		else
+			sdb_write(&db, "orders:1", name, to, false);
+		CHECK_EQ_INT(psync_replica_wait_idle(r, 5000), PSYNC_OK);
+		psync_replica_get(r, replica_value, &seen);
+		psync_replica_meta(r, &meta);
+		row = sdb_row(&db, "orders:1");
+		CHECK(seen.has && strcmp(seen.name, row->name) == 0);
+		CHECK_EQ_INT(meta.sequence, (int64_t) row->seq);
+	}
+	sdb_delete(&db, "orders:1");
+	psync_replica_meta(r, &meta);
+	CHECK_EQ_INT(meta.sequence, (int64_t) sdb_row(&db, "orders:1")->seq);
+	psync_replica_destroy(r);
+	sdb_free(&db);
+}
+
+/* A parser that counts the envelopes it is shown without their scope. */
+static bool
+scope_seen_parse(void *ctx, const uint8_t *mp, size_t len, const psync_envelope *env,
+				 void *recycled, void **out, const char **error)
+{
+	int		   *unscoped = ctx;
+
+	if (env->scope == NULL)
+		(*unscoped)++;
+	return name_parse(NULL, mp, len, env, recycled, out, error);
+}
+
+/*
+ * The parse gate is shown "the whole envelope" (para_sync/client.h): an
+ * envelope kept during a refetch and replayed after it is still the one
+ * that arrived, its scope included, for a replica as for a collection.
+ */
+static void
+replayed_envelopes_keep_their_scope(void)
+{
+	sdb			db;
+	psync_replica *r = NULL;
+	psync_replica_options o;
+	psync_collection *s = NULL;
+	psync_collection_options co;
+	psync_replica_metadata meta;
+	int			unscoped_r = 0,
+				unscoped_c = 0;
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "acme", true);
+	psync_replica_options_init(&o);
+	o.key = "orders:1";
+	o.schema = (psync_schema) {scope_seen_parse, test_free_value, &unscoped_r};
+	o.transport = db.t;
+	o.refetch = sdb_refetch;
+	o.refetch_ctx = &db;
+	o.initial_refetch = true;
+	CHECK_EQ_INT(psync_replica_new(&o, &r), PSYNC_OK);
+	CHECK_EQ_INT(psync_replica_wait_idle(r, 5000), PSYNC_OK);
+	psync_collection_options_init(&co);
+	co.table = "orders";
+	co.scope = "acme";
+	co.schema = (psync_schema) {scope_seen_parse, test_free_value, &unscoped_c};
+	co.transport = db.t;
+	co.load_page = sdb_load;
+	co.load_ctx = &db;
+	co.refetch = sdb_refetch;
+	co.refetch_ctx = &db;
+	CHECK_EQ_INT(psync_collection_new(&co, &s), PSYNC_OK);
+	/* a gap on both makes them refetch; meanwhile the row changes twice */
+	db.defer = true;
+	sdb_write(&db, "orders:1", "b", "acme", true);	/* 2, unseen */
+	sdb_write(&db, "orders:1", "c", "acme", false);	/* 3: a gap */
+	CHECK_EQ_INT(db.ndeferred, 2);
+	sdb_write(&db, "orders:1", "d", "acme", false);	/* 4: kept */
+	sdb_write(&db, "orders:1", "e", "acme", false);	/* 5: kept */
+	sdb_answer(&db);			/* snapshots at 3; then 4 and 5 replayed */
+	db.defer = false;
+	CHECK_EQ_INT(psync_replica_wait_idle(r, 5000), PSYNC_OK);
+	psync_replica_meta(r, &meta);
+	CHECK_EQ_INT(meta.sequence, 5);
+	check_scope(s, &db, "acme");
+	CHECK_EQ_INT(unscoped_r, 0);
+	CHECK_EQ_INT(unscoped_c, 0);
+	psync_collection_destroy(s);
+	psync_replica_destroy(r);
+	sdb_free(&db);
+}
+
+/*
+ * Envelopes that arrive before the page holding their key, the page read
+ * from an older snapshot than they (it still shows the row where it was)
+ * or a newer one; and a delete in acme of a key the collection never
+ * held.  The table is set to what the envelopes say after the load.
+ */
+static void
+entering_before_the_page(sdb *db)
+{
+	/* orders:1: in globex at 1 in the page; entered acme at 3 meanwhile */
+	deliver_on(db, "orders@acme:*", "orders:1", 3, "in", PSYNC_OP_UPSERT, "acme");
+	/* orders:2: in acme at 1 in the page; left at 2, came back at 4 */
+	deliver_on(db, "orders@acme:*", "orders:2", 4, "back", PSYNC_OP_UPSERT, "acme");
+	deliver_on(db, "orders@acme:*", "orders:2", 2, "", PSYNC_OP_DELETE, "acme");
+	/* orders:3: entered acme at 3; the page (newer) shows it at 5 */
+	deliver_on(db, "orders@acme:*", "orders:3", 3, "old", PSYNC_OP_UPSERT, "acme");
+	pthread_mutex_lock(&db->lock);
+	db->rows[2].seq = 5;
+	snprintf(db->rows[2].name, sizeof(db->rows[2].name), "newer");
+	snprintf(db->rows[2].scope, sizeof(db->rows[2].scope), "acme");
+	pthread_mutex_unlock(&db->lock);
+	/* orders:4: never in acme; a delete there (out of order, say) */
+	deliver_on(db, "orders@acme:*", "orders:4", 7, "", PSYNC_OP_DELETE, "acme");
+}
+
+static void
+envelopes_before_their_page(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+	psync_collection_counters cs;
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "globex", true);
+	sdb_write(&db, "orders:2", "b", "acme", true);
+	sdb_write(&db, "orders:3", "c", "globex", true);
+	sdb_write(&db, "orders:4", "d", "globex", true);
+	db.during_load = entering_before_the_page;
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	/* what the envelopes said is the table now */
+	pthread_mutex_lock(&db.lock);
+	db.rows[0].seq = 3;
+	snprintf(db.rows[0].name, sizeof(db.rows[0].name), "in");
+	snprintf(db.rows[0].scope, sizeof(db.rows[0].scope), "acme");
+	db.rows[1].seq = 4;
+	snprintf(db.rows[1].name, sizeof(db.rows[1].name), "back");
+	pthread_mutex_unlock(&db.lock);
+	check_scope(s, &db, "acme");
+	CHECK_EQ_INT(psync_collection_count(s), 3);
+	CHECK(!psync_collection_get(s, "orders:4", NULL, NULL));
+	CHECK_EQ_INT(db.refetches, 0);
+	psync_collection_stats(s, &cs);
+	CHECK_EQ_INT(cs.gaps, 0);
+	psync_collection_destroy(s);
+	sdb_free(&db);
+}
+
+/*
+ * A row enters acme and leaves it again (upsert 3, delete 4 there) and
+ * the two arrive the other way round, or repeated: the delete is the
+ * first thing the collection learns of the key — a baseline, as for a
+ * replica (Client reconciliation rule 2) — so the older upsert after it
+ * is stale, not a row entering the scope.
+ */
+static void
+enter_and_leave_out_of_order(void)
+{
+	sdb			db;
+	psync_collection *s = NULL;
+
+	sdb_init(&db);
+	sdb_write(&db, "orders:1", "a", "acme", true);
+	sdb_write(&db, "orders:9", "g", "globex", true);
+	CHECK_EQ_INT(open_scope(&db, "acme", &s), PSYNC_OK);
+	sdb_write(&db, "orders:9", "in", "acme", true);	/* 2, 3 */
+	sdb_write(&db, "orders:9", "out", "globex", true);	/* 4, 5 */
+	deliver_on(&db, "orders@acme:*", "orders:9", 4, "", PSYNC_OP_DELETE, "acme");
+	deliver_on(&db, "orders@acme:*", "orders:9", 3, "in", PSYNC_OP_UPSERT, "acme");
+	deliver_on(&db, "orders@acme:*", "orders:9", 3, "in", PSYNC_OP_UPSERT, "acme");
+	check_scope(s, &db, "acme");
+	CHECK(!psync_collection_get(s, "orders:9", NULL, NULL));
+	/* it comes back later: an upsert after the delete joins at once */
+	sdb_write(&db, "orders:9", "home", "acme", false);	/* 6, 7 */
+	check_scope(s, &db, "acme");
+	CHECK(psync_collection_get(s, "orders:9", NULL, NULL));
+	psync_collection_destroy(s);
+	sdb_free(&db);
+}
+
 int
 main(void)
 {
@@ -668,5 +1142,14 @@ main(void)
 	RUN(moves_keep_three_collections_exact);
 	RUN(refetch_in_another_scope_leaves);
 	RUN(pages_of_one_scope);
+	RUN(scope_field_disagrees_with_subject);
+	RUN(moves_during_the_load);
+	RUN(refetch_answer_races_a_move);
+	RUN(destroy_with_refetches_in_flight);
+	RUN(reload_while_members_held);
+	RUN(replica_follows_many_moves);
+	RUN(replayed_envelopes_keep_their_scope);
+	RUN(envelopes_before_their_page);
+	RUN(enter_and_leave_out_of_order);
 	return harness_finish();
 }
