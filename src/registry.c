@@ -38,13 +38,21 @@
  * result but expect (an SPI_OK_ code) is an error.  Caller is in SPI.
  */
 static uint64
-run_as_owner(const char *sql, int nargs, Oid *types, Datum *args, int expect)
+run_as_owner_nulls(const char *sql, int nargs, Oid *types, Datum *args,
+				   const char *nulls, int expect)
 {
-	int			rc = catalog_execute_as_owner(sql, nargs, types, args, NULL);
+	int			rc = catalog_execute_as_owner(sql, nargs, types, args, nulls);
 
 	if (rc != expect)
 		elog(ERROR, "para_sync registry statement failed: %s", SPI_result_code_string(rc));
 	return SPI_processed;
+}
+
+/* The same without NULL arguments. */
+static uint64
+run_as_owner(const char *sql, int nargs, Oid *types, Datum *args, int expect)
+{
+	return run_as_owner_nulls(sql, nargs, types, args, NULL, expect);
 }
 
 /* Is relid in para_sync.tables?  Caller is connected to SPI. */
@@ -122,16 +130,12 @@ registry_set_scope(Oid relid, Datum columns, bool isnull)
 	Oid			types[2] = {OIDOID, TEXTARRAYOID};
 	Datum		args[2];
 	char		nulls[2] = {' ', isnull ? 'n' : ' '};
-	int			rc;
 
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = columns;
-	rc = catalog_execute_as_owner("UPDATE para_sync.tables SET scope_columns = $2"
-								  " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args,
-								  nulls);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "para_sync registry statement failed: %s", SPI_result_code_string(rc));
-	return SPI_processed;
+	return run_as_owner_nulls("UPDATE para_sync.tables SET scope_columns = $2"
+							  " WHERE relid OPERATOR(pg_catalog.=) $1", 2, types, args,
+							  nulls, SPI_OK_UPDATE);
 }
 
 /* unsync_table()'s delete; returns the rows deleted (0: not synced).  In SPI. */
