@@ -126,6 +126,17 @@ key_too_long(SyncedTable *table, int len)
 			 errhint("Use shorter primary-key values for synced tables.")));
 }
 
+/* Append text, escaped as a key part (src/common/key_escape.c), to buf. */
+void
+key_append_escaped(StringInfo buf, const char *text)
+{
+	size_t		len = strlen(text);
+
+	enlargeStringInfo(buf, (int) PSYNC_KEY_ESCAPED_MAX(len) + 1);
+	buf->len += (int) psync_key_escape(text, len, buf->data + buf->len);
+	buf->data[buf->len] = '\0';
+}
+
 /*
  * Build the key into key; legacy renders each part as version 0.1 did (the
  * setting-independent text, without dropping what equality ignores), and
@@ -140,19 +151,13 @@ key_build_with(StringInfo key, SyncedTable *table, Datum *values, bool *nulls,
 	{
 		KeyColumn  *col = &table->keys[i];
 		int			idx = col->attnum - 1;
-		char	   *text;
-		size_t		len;
 
 		/* a primary key is never null; be defensive all the same */
 		if (nulls[idx])
 			elog(ERROR, "primary-key column %d of \"%s\" is null",
 				 col->attnum, table->sync_name);
-		text = key_part_text(col, values[idx], legacy);
-		len = strlen(text);
-		enlargeStringInfo(key, (int) PSYNC_KEY_ESCAPED_MAX(len) + 1);
-		key->data[key->len++] = ':';
-		key->len += (int) psync_key_escape(text, len, key->data + key->len);
-		key->data[key->len] = '\0';
+		appendStringInfoChar(key, ':');
+		key_append_escaped(key, key_part_text(col, values[idx], legacy));
 		if (key->len > PSYNC_MAX_KEY_LEN)
 		{
 			if (legacy)

@@ -71,14 +71,7 @@ scope_build(StringInfo scope, SyncedTable *table, Datum *values, bool *nulls)
 		if (nulls[idx])
 			appendStringInfoString(scope, "%00");
 		else
-		{
-			char	   *text = key_column_text(col, values[idx]);
-			size_t		len = strlen(text);
-
-			enlargeStringInfo(scope, (int) PSYNC_KEY_ESCAPED_MAX(len) + 1);
-			scope->len += (int) psync_key_escape(text, len, scope->data + scope->len);
-			scope->data[scope->len] = '\0';
-		}
+			key_append_escaped(scope, key_column_text(col, values[idx]));
 		if (scope->len > PSYNC_MAX_SCOPE_LEN)
 			break;
 	}
