@@ -91,7 +91,7 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
  * with this key that the triggering statement updated or deleted, or NULL;
  * holder: the version whose content this is, or NULL (outbox_append.c).
  * in_trigger: a trigger event's change, appended without advancing the
- * command counter (outbox_append_from_trigger()), so that every event of a
+ * command counter (outbox_append()), so that every event of a
  * statement runs under the statement's command id.
  */
 static void
@@ -119,9 +119,9 @@ emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
 											 has_value ? &value : NULL,
 											 table->schema_version, (uint64) seq, op,
 											 true, txid, scoped ? scope.data : NULL);
-	outbox_append_scoped(key->data, key->len, seq, (int64) txid, envelope,
-						 table->subject_layout, scoped ? scope.data : NULL, holder,
-						 in_trigger);
+	outbox_append(key->data, key->len, seq, (int64) txid, envelope,
+				  table->subject_layout, scoped ? scope.data : NULL, holder,
+				  in_trigger);
 	para_sync_xact_wrote_envelopes = true;
 }
 

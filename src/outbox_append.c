@@ -54,8 +54,7 @@
  * (sub)transaction that appended it, and a hit needs the replaced version
  * to have been created by that (sub)transaction (the argument is at the top
  * of seq_cache.c).  That is only right if every envelope goes into the
- * outbox through outbox_append_from_trigger() (the capture trigger) or
- * outbox_append_envelope() (everything else), which update the cache:
+ * outbox through outbox_append(), which updates the cache:
  * nothing else may append.  Setting para_sync.sequence_cache_check makes
  * every hit be compared with the look-up (the tests do).
  */
@@ -253,7 +252,7 @@ probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
  * The last sequence of key (0 if never seen).  latest: what is committed
  * now plus everything this transaction wrote, its current command included
  * (SnapshotSelf: the capture trigger appends without advancing the command
- * counter, see outbox_append_from_trigger()); otherwise read with the active
+ * counter, see outbox_append()); otherwise read with the active
  * snapshot, so that snapshot() reads value and sequence consistently.
  *
  * SnapshotSelf reads the outbox and then the counters at two instants, not
@@ -365,9 +364,13 @@ outbox_name_has_history(const char *sync_name)
 }
 
 /*
- * Store one envelope in the outbox, in the current transaction, with the
- * subject layout its table has now (a 0.1 outbox has no such column: the
- * new library before ALTER EXTENSION UPDATE writes what 0.1 wrote).
+ * The one append: store one envelope in the outbox, in the current
+ * transaction, with the subject layout its table has now (a 0.1 outbox has
+ * no such column: the new library before ALTER EXTENSION UPDATE writes what
+ * 0.1 wrote) and the scope token the change was captured under (scope.c;
+ * NULL: none), both of which the publisher puts in the subject.  A 0.3
+ * outbox has no scope column: a table can only have a scope once the 0.4
+ * schema is there (set_scope() comes with it).
  *
  * holder: the row version whose content the envelope carries, or NULL (a
  * delete, or no version to go by).  Every append overwrites key's sequence
@@ -375,32 +378,19 @@ outbox_name_has_history(const char *sync_name)
  * (sub)transaction making this append, else with none (the entry is
  * forgotten).
  *
- * This does not advance the command counter: the next look-up of the key
- * reads with SnapshotSelf (outbox_last_sequence()), which sees the row
- * anyway, and the outbox's primary key check sees it whatever the command.
- * So a multi-row statement's capture events all run under the statement's
- * own command id, and a change of the command id during them means that
- * another statement ran (capture.c relies on that).  Callers outside the
- * capture trigger use outbox_append_envelope(), which also advances it.
+ * in_trigger (the capture trigger's appends): the command counter is not
+ * advanced: the next look-up of the key reads with SnapshotSelf
+ * (outbox_last_sequence()), which sees the row anyway, and the outbox's
+ * primary key check sees it whatever the command.  So a multi-row
+ * statement's capture events all run under the statement's own command id,
+ * and a change of the command id during them means that another statement
+ * ran (capture.c relies on that).  Other callers advance it, so that anything
+ * the transaction reads later with an MVCC snapshot sees the row.
  */
 void
-outbox_append_from_trigger(const char *key, int key_len, int64 seq, int64 txid,
-						  bytea *envelope, char layout, HeapTuple holder)
-{
-	outbox_append_scoped(key, key_len, seq, txid, envelope, layout, NULL, holder, true);
-}
-
-/*
- * The one append, with the scope token the change was captured under
- * (scope.c; NULL: none), which the publisher puts in the subject.  A 0.3
- * outbox has no scope column: a table can only have a scope once the 0.4
- * schema is there (set_scope() comes with it).  in_trigger: no command
- * counter increment (outbox_append_from_trigger()).
- */
-void
-outbox_append_scoped(const char *key, int key_len, int64 seq, int64 txid,
-					 bytea *envelope, char layout, const char *scope,
-					 HeapTuple holder, bool in_trigger)
+outbox_append(const char *key, int key_len, int64 seq, int64 txid,
+			  bytea *envelope, char layout, const char *scope,
+			  HeapTuple holder, bool in_trigger)
 {
 	const OutboxRelations *rels = outbox_relations();
 	Relation	heap = table_open(rels->outbox, RowExclusiveLock);
@@ -446,18 +436,6 @@ outbox_append_scoped(const char *key, int key_len, int64 seq, int64 txid,
 	seq_cache_remember(&store_tag, key, key_len, version_writer(holder), seq);
 	if (!in_trigger)
 		CommandCounterIncrement();
-}
-
-/*
- * The same, then a CommandCounterIncrement, so that anything this
- * transaction reads later with an MVCC snapshot sees the row (lifecycle.c,
- * key_upgrade.c, table_event.c).
- */
-void
-outbox_append_envelope(const char *key, int key_len, int64 seq, int64 txid,
-					  bytea *envelope, char layout, HeapTuple holder)
-{
-	outbox_append_scoped(key, key_len, seq, txid, envelope, layout, NULL, holder, false);
 }
 
 /* ---- the last sequences of a page's keys (snapshot_table.c) */

@@ -192,16 +192,10 @@ extern int64 outbox_last_sequence(const char *key, int key_len, bool latest);
 extern bool outbox_name_has_history(const char *sync_name);
 extern void outbox_last_sequences(int n, const char *const *keys,
 									 const int *key_lens, int64 *seqs);
-extern void outbox_append_envelope(const char *key, int key_len, int64 seq,
-								  int64 txid, bytea *envelope, char layout,
-								  HeapTuple holder);
-extern void outbox_append_from_trigger(const char *key, int key_len, int64 seq,
-									  int64 txid, bytea *envelope, char layout,
-									  HeapTuple holder);
-extern void outbox_append_scoped(const char *key, int key_len, int64 seq,
-								 int64 txid, bytea *envelope, char layout,
-								 const char *scope, HeapTuple holder,
-								 bool in_trigger);
+extern void outbox_append(const char *key, int key_len, int64 seq,
+						  int64 txid, bytea *envelope, char layout,
+						  const char *scope, HeapTuple holder,
+						  bool in_trigger);
 extern void outbox_append_init(void);
 extern void outbox_raise_counters(text **keys, int64 *seqs, int n);
 /* para_sync.sequence_cache_check (settings.c) */

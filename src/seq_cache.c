@@ -13,7 +13,7 @@
  * Why a hit is K's last sequence, so that S + 1 is neither reused nor
  * leaves a gap:
  *
- *  1. Every append goes through outbox_append_from_trigger(), which, after
+ *  1. Every append goes through outbox_append(), which, after
  *     the outbox row and its primary-key entry are in, overwrites K's entry:
  *     with the appending (sub)transaction's id when the row version whose
  *     content the envelope carries was created by that same

@@ -15,7 +15,7 @@
  *   op              "reload", no value
  *   txid            the DDL's transaction
  *
- * It goes through outbox_append_envelope() like a row change, so it is
+ * It goes through outbox_append() like a row change, so it is
  * published only once the DDL committed and is durable, on the subject its
  * key gets in the table's layout (<prefix>.<sync name>, or
  * <prefix>.<sync name>.<sync name>).  The DDL's lock on the table orders
@@ -36,6 +36,6 @@ table_event_reload(const char *sync_name, const char *schema_version, char layou
 
 	envelope = capture_envelope_build(sync_name, len, NULL, schema_version, (uint64) seq,
 							  PSYNC_OP_RELOAD, true, txid);
-	outbox_append_envelope(sync_name, len, seq, (int64) txid, envelope, layout, NULL);
+	outbox_append(sync_name, len, seq, (int64) txid, envelope, layout, NULL, NULL, false);
 	para_sync_xact_wrote_envelopes = true;
 }
