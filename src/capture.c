@@ -107,8 +107,12 @@ emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
 	bytea	   *envelope;
 
 	/* a delete's row (the one that leaves) gives its scope, not a value */
-	initStringInfo(&scope);
-	scoped = scope_build(&scope, table, values, nulls);
+	scoped = table->nscope > 0;
+	if (scoped)
+	{
+		initStringInfo(&scope);
+		scope_build(&scope, table, values, nulls);
+	}
 	seq = outbox_next_sequence(key->data, key->len, replaced);
 	if (has_value)
 	{
