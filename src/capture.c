@@ -130,14 +130,18 @@ emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
 }
 
 /*
- * The same with no row version to go by (always looked up).  Also used by
- * lifecycle.c to retire every row of a table.
+ * The same outside a trigger event.  replaced: NULL (the sequence is looked
+ * up), or the version of the row whose key is key that the caller removes:
+ * one visible to it, that nobody else can change meanwhile (lifecycle.c
+ * retiring every row of a table under a lock that keeps writers out), so
+ * its creator may vouch for the cached sequence as a trigger's old tuple's
+ * does (seq_cache.c).
  */
 void
 capture_emit_change(SyncedTable *table, StringInfo key, Datum *values,
-					bool *nulls, psync_op op)
+					bool *nulls, psync_op op, HeapTuple replaced)
 {
-	emit_versions(table, key, values, nulls, op, NULL, NULL, false);
+	emit_versions(table, key, values, nulls, op, replaced, NULL, false);
 }
 
 static void
@@ -426,6 +430,6 @@ capture_rekey(SyncedTable *table, StringInfo old_key, Datum *values, bool *nulls
 
 	initStringInfo(&key);
 	key_build(&key, table, values, nulls);
-	capture_emit_change(table, old_key, values, nulls, PSYNC_OP_DELETE);
-	capture_emit_change(table, &key, values, nulls, PSYNC_OP_UPSERT);
+	capture_emit_change(table, old_key, values, nulls, PSYNC_OP_DELETE, NULL);
+	capture_emit_change(table, &key, values, nulls, PSYNC_OP_UPSERT, NULL);
 }

@@ -158,10 +158,10 @@ publish_rows(Relation rel, RowsPublished what)
 		key_build(&key, table, slot->tts_values, slot->tts_isnull);
 		if (what == ROWS_DELETE)
 			capture_emit_change(table, &key, slot->tts_values, slot->tts_isnull,
-								PSYNC_OP_DELETE);
+								PSYNC_OP_DELETE, ExecFetchSlotHeapTuple(slot, false, NULL));
 		else if (what == ROWS_UPSERT || outbox_last_sequence(key.data, key.len, true) > 0)
 			capture_emit_change(table, &key, slot->tts_values, slot->tts_isnull,
-								PSYNC_OP_UPSERT);
+								PSYNC_OP_UPSERT, NULL);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(row_cxt);
 	}

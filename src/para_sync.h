@@ -233,10 +233,12 @@ extern void capture_rekey(SyncedTable *table, StringInfo old_key,
 
 /*
  * The next envelope of key into the outbox: an upsert of values, or a
- * delete (op; values then the row that leaves, whose scope it carries).
+ * delete (op; values then the row that leaves, whose scope it carries);
+ * replaced, if not NULL, the row version removed (see capture.c).
  */
 extern void capture_emit_change(SyncedTable *table, StringInfo key,
-								Datum *values, bool *nulls, psync_op op);
+								Datum *values, bool *nulls, psync_op op,
+								HeapTuple replaced);
 
 /* ---- capture_envelope.c: every envelope the server writes */
 

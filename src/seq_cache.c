@@ -8,7 +8,10 @@
  * trigger numbering a change of K takes S + 1 from the entry only if the
  * row version its event replaced or deleted (the trigger's old tuple, whose
  * key is K) was created by W: its xmin, widened to a full id, equals W.
- * Everything else misses and reads the indexes (outbox_append.c).
+ * lifecycle.c, retiring every row of a table, goes by the version it
+ * retires in the same way: one visible to it, read under a lock that keeps
+ * the table's writers out.  Everything else misses and reads the indexes
+ * (outbox_append.c).
  *
  * Why a hit is K's last sequence, so that S + 1 is neither reused nor
  * leaves a gap:
@@ -32,7 +35,8 @@
  *  3. That append may have been rolled back (a rolled-back writer, a
  *     savepoint rolled back).  It was not if W did not abort, and the hit
  *     shows that: the trigger's old tuple was created by W, and a trigger
- *     event's old tuple was visible to the statement that replaced it, so
+ *     event's old tuple was visible to the statement that replaced it (as
+ *     the version lifecycle.c retires is to its scan), so
  *     W committed, or W is this transaction or one of its subtransactions
  *     still alive (a statement inside a subtransaction that rolls back
  *     loses its trigger events with it).  A subtransaction that appended

@@ -255,3 +255,38 @@ DROP TABLE public.victim, public.victim2, public.u;
 DROP SCHEMA o1 CASCADE;
 REVOKE CREATE ON SCHEMA public FROM regress_lc_a, regress_lc_a_member;
 DROP ROLE regress_lc_a_member, regress_lc_a, regress_lc_b;
+
+-- == TRUNCATE, DROP TABLE and unsync_table() number their deletes through
+-- the sequence cache: the row each retires vouches for its key's entry as a
+-- trigger's old tuple does (checked against the store on every hit) ==
+SET para_sync.sequence_cache_check = on;
+CREATE TABLE public.tc (id int PRIMARY KEY, label text);
+SELECT para_sync.sync_table('public.tc') IS NOT NULL AS tagged;
+INSERT INTO public.tc SELECT g, 'x' FROM pg_catalog.generate_series(1, 100) g;
+UPDATE public.tc SET label = 'y' WHERE id <= 50;
+SELECT hits AS h0, misses AS m0 FROM para_sync.sequence_cache_counts() \gset
+BEGIN;
+TRUNCATE public.tc;
+-- every row numbered once, and not every one looked up
+SELECT hits + misses - :h0 - :m0 AS numbered, hits > :h0 AS cache_used
+  FROM para_sync.sequence_cache_counts();
+ROLLBACK;
+-- the rolled-back deletes made their keys' entries forgotten: an update
+-- gives them back
+UPDATE public.tc SET label = 'w';
+SELECT hits AS h0, misses AS m0 FROM para_sync.sequence_cache_counts() \gset
+SELECT para_sync.unsync_table('public.tc');
+SELECT hits + misses - :h0 - :m0 AS numbered, hits > :h0 AS cache_used
+  FROM para_sync.sequence_cache_counts();
+-- each key: an insert, an update (two for half of them), then the delete
+SELECT op, seq, count(*) FROM (
+	SELECT DISTINCT ON (key) key, seq, op FROM pg_temp.changes('tc') ORDER BY key, seq DESC) last
+ GROUP BY op, seq ORDER BY op, seq;
+SELECT pg_temp.snap('tc:1') AS tc1, pg_temp.snap('tc:100') AS tc100;
+SELECT para_sync.sync_table('public.tc') IS NOT NULL AS tagged;
+INSERT INTO public.tc VALUES (101, 'z');
+SELECT hits AS h0, misses AS m0 FROM para_sync.sequence_cache_counts() \gset
+DROP TABLE public.tc;
+SELECT hits + misses - :h0 - :m0 AS numbered FROM para_sync.sequence_cache_counts();
+SELECT pg_temp.snap('tc:1') AS tc1, pg_temp.snap('tc:101') AS tc101;
+RESET para_sync.sequence_cache_check;
