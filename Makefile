@@ -22,6 +22,7 @@ OBJS = \
 	src/capture_envelope.o \
 	src/catalog.o \
 	src/outbox_append.o \
+	src/outbox_name_seqs.o \
 	src/seq_cache.o \
 	src/outbox_consume.o \
 	src/outbox_backlog.o \

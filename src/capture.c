@@ -26,8 +26,10 @@
  * a change passes the version its statement replaced or deleted (replaced,
  * whose creator vouches for a cache entry) and the version whose content it
  * publishes (holder, which becomes the entry's voucher).  Changes made by
- * lifecycle.c and key_upgrade.c pass neither: always looked up, and the
- * key's entry is forgotten.
+ * key_upgrade.c pass neither: always looked up, and the key's entry is
+ * forgotten.  lifecycle.c, numbering every row of a table, reads the
+ * name's last sequences in one pass (outbox_name_seqs.c), or else passes
+ * the version it retires as replaced.
  */
 #include "para_sync.h"
 
@@ -92,11 +94,13 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
  * holder: the version whose content this is, or NULL (outbox_append.c).
  * in_trigger: a trigger event's change, appended without advancing the
  * command counter (outbox_append()), so that every event of a
- * statement runs under the statement's command id.
+ * statement runs under the statement's command id.  last_seq: the key's
+ * last sequence when the caller knows it (outbox_name_seqs.c), else -1.
  */
 static void
 emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
-			  psync_op op, HeapTuple replaced, HeapTuple holder, bool in_trigger)
+			  psync_op op, HeapTuple replaced, HeapTuple holder, bool in_trigger,
+			  int64 last_seq)
 {
 	StringInfoData value;
 	StringInfoData scope;
@@ -113,7 +117,7 @@ emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
 		initStringInfo(&scope);
 		scope_build(&scope, table, values, nulls);
 	}
-	seq = outbox_next_sequence(key->data, key->len, replaced);
+	seq = last_seq >= 0 ? last_seq + 1 : outbox_next_sequence(key->data, key->len, replaced);
 	if (has_value)
 	{
 		initStringInfo(&value);
@@ -141,7 +145,19 @@ void
 capture_emit_change(SyncedTable *table, StringInfo key, Datum *values,
 					bool *nulls, psync_op op, HeapTuple replaced)
 {
-	emit_versions(table, key, values, nulls, op, replaced, NULL, false);
+	emit_versions(table, key, values, nulls, op, replaced, NULL, false, -1);
+}
+
+/*
+ * The same when the caller read the key's last sequence itself
+ * (lifecycle.c, through outbox_name_seqs.c); returns the sequence appended.
+ */
+int64
+capture_emit_after(SyncedTable *table, StringInfo key, Datum *values,
+				   bool *nulls, psync_op op, int64 last_seq)
+{
+	emit_versions(table, key, values, nulls, op, NULL, NULL, false, last_seq);
+	return last_seq + 1;
 }
 
 static void
@@ -149,7 +165,7 @@ emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op
 			HeapTuple replaced, HeapTuple holder)
 {
 	emit_versions(table, key, row ? row->values : NULL, row ? row->nulls : NULL,
-				  op, replaced, holder, true);
+				  op, replaced, holder, true, -1);
 }
 
 /*

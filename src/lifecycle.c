@@ -7,8 +7,11 @@
  * key's last delete stays next to a row under the same sequence.
  *
  * The three removals go through lifecycle_retire_rows(), which appends a delete
- * envelope for every row of the table, through the same sequence and outbox
- * code as the capture trigger, in the caller's transaction.  So the last
+ * envelope for every row of the table, through the same envelope and outbox
+ * code as the capture trigger, in the caller's transaction.  The rows'
+ * sequences come from the last sequences of the table's sync name, read in
+ * one pass (outbox_name_seqs.c) unless the name has many more keys than the
+ * table can hold rows; then from each row's own look-up.  So the last
  * envelope of every key is a delete, which is exactly what snapshot() reads
  * once the table is gone, untagged or empty: value nil at the key's last
  * sequence.
@@ -38,6 +41,7 @@
  */
 #include "para_sync.h"
 
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -50,6 +54,7 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -89,7 +94,16 @@ typedef enum RowsPublished
 	ROWS_UPSERT					/* an upsert (ATTACH PARTITION, partition.c) */
 } RowsPublished;
 
-static void publish_rows(Relation rel, RowsPublished what);
+/* One publishing of a table's rows (all its leaves for a partitioned one). */
+typedef struct RowsRun
+{
+	RowsPublished what;
+	bool		read;			/* seqs read (at the first row) */
+	OutboxNameSeqs *seqs;		/* the name's last sequences, or NULL */
+	int64		max_keys;		/* read them only if the name has at most as many keys */
+} RowsRun;
+
+static void publish_rows(Relation rel, RowsRun *run);
 
 /*
  * A partitioned table (synced by its root, partition.c) has no rows of its
@@ -97,7 +111,7 @@ static void publish_rows(Relation rel, RowsPublished what);
  * (writers of a partition itself do not lock the root).
  */
 static void
-publish_partition_rows(Relation rel, RowsPublished what)
+publish_partition_rows(Relation rel, RowsRun *run)
 {
 	ListCell   *lc;
 
@@ -105,14 +119,43 @@ publish_partition_rows(Relation rel, RowsPublished what)
 	{
 		Relation	leaf = table_open(lfirst_oid(lc), NoLock);
 
-		publish_rows(leaf, what);
+		publish_rows(leaf, run);
 		table_close(leaf, NoLock);
 	}
 }
 
 /*
+ * The envelope of one row whose key is key, numbered from the name's last
+ * sequences read in one pass, or, when they did not fit in memory, by the
+ * row's own look-up (a delete through the sequence cache: the version
+ * retired is visible to this scan and the table's writers are locked out).
+ */
+static void
+publish_row(SyncedTable *table, RowsRun *run, StringInfo key, TupleTableSlot *slot)
+{
+	Datum	   *values = slot->tts_values;
+	bool	   *nulls = slot->tts_isnull;
+	psync_op	op = run->what == ROWS_DELETE ? PSYNC_OP_DELETE : PSYNC_OP_UPSERT;
+	int64		last;
+
+	if (run->seqs == NULL)
+	{
+		if (run->what == ROWS_ANNOUNCE && outbox_last_sequence(key->data, key->len, true) == 0)
+			return;
+		capture_emit_change(table, key, values, nulls, op,
+							op == PSYNC_OP_DELETE ? ExecFetchSlotHeapTuple(slot, false, NULL) : NULL);
+		return;
+	}
+	last = outbox_name_seqs_last(run->seqs, key->data, key->len);
+	if (run->what == ROWS_ANNOUNCE && last == 0)
+		return;
+	outbox_name_seqs_appended(run->seqs, key->data, key->len,
+							  capture_emit_after(table, key, values, nulls, op, last));
+}
+
+/*
  * Append an envelope for rows of synced table rel (or of a partition of
- * one), as what says.
+ * one), as run->what says.
  * The caller holds a lock that keeps writers out (ShareRowExclusiveLock or
  * stronger).
  *
@@ -123,7 +166,7 @@ publish_partition_rows(Relation rel, RowsPublished what)
  * against the snapshot here, as outbox_append.c does for its reads.
  */
 static void
-publish_rows(Relation rel, RowsPublished what)
+publish_rows(Relation rel, RowsRun *run)
 {
 	SyncedTable *table = NULL;
 	Snapshot	snapshot;
@@ -134,7 +177,7 @@ publish_rows(Relation rel, RowsPublished what)
 
 	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
 	{
-		publish_partition_rows(rel, what);
+		publish_partition_rows(rel, run);
 		return;
 	}
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -152,16 +195,16 @@ publish_rows(Relation rel, RowsPublished what)
 			continue;
 		if (table == NULL)
 			table = retiring_table(rel);
+		if (!run->read)
+		{
+			run->seqs = outbox_name_seqs_read(table->sync_name, run->max_keys);
+			run->read = true;
+		}
 		old = MemoryContextSwitchTo(row_cxt);
 		slot_getallattrs(slot);
 		initStringInfo(&key);
 		key_build(&key, table, slot->tts_values, slot->tts_isnull);
-		if (what == ROWS_DELETE)
-			capture_emit_change(table, &key, slot->tts_values, slot->tts_isnull,
-								PSYNC_OP_DELETE, ExecFetchSlotHeapTuple(slot, false, NULL));
-		else if (what == ROWS_UPSERT || outbox_last_sequence(key.data, key.len, true) > 0)
-			capture_emit_change(table, &key, slot->tts_values, slot->tts_isnull,
-								PSYNC_OP_UPSERT, NULL);
+		publish_row(table, run, &key, slot);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(row_cxt);
 	}
@@ -171,18 +214,52 @@ publish_rows(Relation rel, RowsPublished what)
 	UnregisterSnapshot(snapshot);
 }
 
+/*
+ * At most how many rows rel holds (all its leaves for a partitioned table):
+ * its pages full of the smallest tuples.  Reading its name's last sequences
+ * in one pass pays only when the name has not many more keys than that (a
+ * small partition of a big root is numbered row by row).
+ */
+static int64
+rows_at_most(Relation rel)
+{
+	ListCell   *lc;
+	int64		n = 0;
+
+	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		return (int64) RelationGetNumberOfBlocks(rel) * MaxHeapTuplesPerPage;
+	foreach(lc, partition_leaves(RelationGetRelid(rel), ShareRowExclusiveLock))
+	{
+		Relation	leaf = table_open(lfirst_oid(lc), NoLock);
+
+		n += rows_at_most(leaf);
+		table_close(leaf, NoLock);
+	}
+	return n;
+}
+
+/* publish_rows() of rel, what for each row. */
+static void
+publish_all_rows(Relation rel, RowsPublished what)
+{
+	RowsRun		run = {what, false, NULL, 2 * rows_at_most(rel) + 1024};
+
+	publish_rows(rel, &run);
+	outbox_name_seqs_free(run.seqs);
+}
+
 /* A delete envelope for every row of synced table rel. */
 void
 lifecycle_retire_rows(Relation rel)
 {
-	publish_rows(rel, ROWS_DELETE);
+	publish_all_rows(rel, ROWS_DELETE);
 }
 
 /* An upsert envelope for every row of rel, a table just attached to a synced root. */
 void
 lifecycle_publish_rows(Relation rel)
 {
-	publish_rows(rel, ROWS_UPSERT);
+	publish_all_rows(rel, ROWS_UPSERT);
 }
 
 /*
@@ -197,7 +274,7 @@ void
 lifecycle_announce_rows(Relation rel)
 {
 	if (outbox_name_has_history(table_cache_get(rel)->sync_name))
-		publish_rows(rel, ROWS_ANNOUNCE);
+		publish_all_rows(rel, ROWS_ANNOUNCE);
 }
 
 /*

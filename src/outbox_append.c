@@ -299,6 +299,28 @@ version_writer(HeapTuple tuple)
 }
 
 /*
+ * With para_sync.sequence_cache_check: an error unless seq is key's last
+ * sequence as outbox_last_sequence() reads it now.  source names what
+ * answered seq without that look-up (the sequence cache, or
+ * outbox_name_seqs.c's one pass).
+ */
+void
+outbox_check_last_sequence(const char *key, int key_len, int64 seq, const char *source)
+{
+	int64		stored;
+
+	if (!psync_sequence_cache_check)
+		return;
+	stored = outbox_last_sequence(key, key_len, true);
+	if (stored != seq)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("para_sync %s says %lld for key \"%.*s\", the outbox and counters say %lld",
+						source, (long long) seq, key_len, key, (long long) stored),
+				 errhint("Unless the store was changed by hand, this is a bug: report it; para_sync.sequence_cache_size = 0 turns the cache off.")));
+}
+
+/*
  * The next sequence of key, for the capture trigger.  replaced: the row
  * version that the triggering statement updated or deleted and whose key is
  * key, or NULL (an INSERT, a key given to a row by an UPDATE, a change not
@@ -313,17 +335,7 @@ outbox_next_sequence(const char *key, int key_len, HeapTuple replaced)
 	if (replaced != NULL &&
 		seq_cache_lookup(&store_tag, key, key_len, version_writer(replaced), &seq))
 	{
-		if (psync_sequence_cache_check)
-		{
-			int64		stored = outbox_last_sequence(key, key_len, true);
-
-			if (stored != seq)
-				ereport(ERROR,
-						(errcode(ERRCODE_INTERNAL_ERROR),
-						 errmsg("para_sync sequence cache says %lld for key \"%.*s\", the outbox and counters say %lld",
-								(long long) seq, key_len, key, (long long) stored),
-						 errhint("Unless the store was changed by hand, this is a bug: set para_sync.sequence_cache_size = 0 and report it.")));
-		}
+		outbox_check_last_sequence(key, key_len, seq, "sequence cache");
 		return seq + 1;
 	}
 	return outbox_last_sequence(key, key_len, true) + 1;

@@ -189,7 +189,18 @@ extern void outbox_require_updated_schema(void);
 extern Oid	outbox_resolved(void);
 
 extern int64 outbox_last_sequence(const char *key, int key_len, bool latest);
+extern void outbox_check_last_sequence(const char *key, int key_len, int64 seq,
+									   const char *source);
 extern bool outbox_name_has_history(const char *sync_name);
+
+/* ---- outbox_name_seqs.c: the last sequences of a sync name's keys, in one pass */
+
+typedef struct OutboxNameSeqs OutboxNameSeqs;
+extern OutboxNameSeqs *outbox_name_seqs_read(const char *sync_name, int64 max_keys);
+extern int64 outbox_name_seqs_last(OutboxNameSeqs *m, const char *key, int len);
+extern void outbox_name_seqs_appended(OutboxNameSeqs *m, const char *key, int len,
+									  int64 seq);
+extern void outbox_name_seqs_free(OutboxNameSeqs *m);
 extern void outbox_last_sequences(int n, const char *const *keys,
 									 const int *key_lens, int64 *seqs);
 extern void outbox_append(const char *key, int key_len, int64 seq,
@@ -239,6 +250,9 @@ extern void capture_rekey(SyncedTable *table, StringInfo old_key,
 extern void capture_emit_change(SyncedTable *table, StringInfo key,
 								Datum *values, bool *nulls, psync_op op,
 								HeapTuple replaced);
+extern int64 capture_emit_after(SyncedTable *table, StringInfo key,
+								Datum *values, bool *nulls, psync_op op,
+								int64 last_seq);
 
 /* ---- capture_envelope.c: every envelope the server writes */
 

@@ -256,37 +256,58 @@ DROP SCHEMA o1 CASCADE;
 REVOKE CREATE ON SCHEMA public FROM regress_lc_a, regress_lc_a_member;
 DROP ROLE regress_lc_a_member, regress_lc_a, regress_lc_b;
 
--- == TRUNCATE, DROP TABLE and unsync_table() number their deletes through
--- the sequence cache: the row each retires vouches for its key's entry as a
--- trigger's old tuple does (checked against the store on every hit) ==
+-- == TRUNCATE, DROP TABLE and unsync_table() number their envelopes from
+-- the name's last sequences read in one pass (outbox_name_seqs.c), or, for
+-- a name with many more keys than the table has rows, row by row through
+-- the sequence cache; sequence_cache_check compares every answer of both
+-- with the per-key look-up ==
 SET para_sync.sequence_cache_check = on;
-CREATE TABLE public.tc (id int PRIMARY KEY, label text);
-SELECT para_sync.sync_table('public.tc') IS NOT NULL AS tagged;
-INSERT INTO public.tc SELECT g, 'x' FROM pg_catalog.generate_series(1, 100) g;
-UPDATE public.tc SET label = 'y' WHERE id <= 50;
+CREATE TABLE public.lcs (id int PRIMARY KEY, label text);
+SELECT para_sync.sync_table('public.lcs') IS NOT NULL AS tagged;
+INSERT INTO public.lcs SELECT g, 'x' FROM pg_catalog.generate_series(1, 100) g;
+UPDATE public.lcs SET label = 'y' WHERE id <= 50;
 SELECT hits AS h0, misses AS m0 FROM para_sync.sequence_cache_counts() \gset
 BEGIN;
-TRUNCATE public.tc;
--- every row numbered once, and not every one looked up
-SELECT hits + misses - :h0 - :m0 AS numbered, hits > :h0 AS cache_used
-  FROM para_sync.sequence_cache_counts();
+TRUNCATE public.lcs;
+-- read in one pass: no key looked up one by one
+SELECT hits + misses - :h0 - :m0 AS looked_up FROM para_sync.sequence_cache_counts();
 ROLLBACK;
--- the rolled-back deletes made their keys' entries forgotten: an update
--- gives them back
-UPDATE public.tc SET label = 'w';
-SELECT hits AS h0, misses AS m0 FROM para_sync.sequence_cache_counts() \gset
-SELECT para_sync.unsync_table('public.tc');
-SELECT hits + misses - :h0 - :m0 AS numbered, hits > :h0 AS cache_used
-  FROM para_sync.sequence_cache_counts();
+UPDATE public.lcs SET label = 'w';
+SELECT para_sync.unsync_table('public.lcs');
 -- each key: an insert, an update (two for half of them), then the delete
 SELECT op, seq, count(*) FROM (
-	SELECT DISTINCT ON (key) key, seq, op FROM pg_temp.changes('tc') ORDER BY key, seq DESC) last
+	SELECT DISTINCT ON (key) key, seq, op FROM pg_temp.changes('lcs') ORDER BY key, seq DESC) last
  GROUP BY op, seq ORDER BY op, seq;
-SELECT pg_temp.snap('tc:1') AS tc1, pg_temp.snap('tc:100') AS tc100;
-SELECT para_sync.sync_table('public.tc') IS NOT NULL AS tagged;
-INSERT INTO public.tc VALUES (101, 'z');
+SELECT pg_temp.snap('lcs:1') AS lcs1, pg_temp.snap('lcs:100') AS lcs100;
+-- re-tagged with its rows: an upsert for each (the keys have a history)
+SELECT para_sync.sync_table('public.lcs') IS NOT NULL AS tagged;
+INSERT INTO public.lcs VALUES (101, 'z');
+DROP TABLE public.lcs;
+SELECT op, seq, count(*) FROM (
+	SELECT DISTINCT ON (key) key, seq, op FROM pg_temp.changes('lcs') ORDER BY key, seq DESC) last
+ GROUP BY op, seq ORDER BY op, seq;
+SELECT pg_temp.snap('lcs:1') AS lcs1, pg_temp.snap('lcs:101') AS lcs101;
+-- a one-page table whose name has 3,000 keys (of a table dropped before):
+-- row by row, through the cache
+CREATE TABLE public.lcf_old (id int PRIMARY KEY, label text);
+SELECT para_sync.sync_table('public.lcf_old', 'lcf') IS NOT NULL AS tagged;
+INSERT INTO public.lcf_old SELECT g, 'x' FROM pg_catalog.generate_series(1, 3000) g;
+DROP TABLE public.lcf_old;
+CREATE TABLE public.lcf (id int PRIMARY KEY, label text);
+INSERT INTO public.lcf SELECT g, 'x' FROM pg_catalog.generate_series(1, 10) g;
+SELECT para_sync.sync_table('public.lcf', 'lcf') IS NOT NULL AS tagged;
+SELECT pg_catalog.pg_relation_size('public.lcf') / pg_catalog.current_setting('block_size')::int AS pages;
+UPDATE public.lcf SET label = 'y';
 SELECT hits AS h0, misses AS m0 FROM para_sync.sequence_cache_counts() \gset
-DROP TABLE public.tc;
-SELECT hits + misses - :h0 - :m0 AS numbered FROM para_sync.sequence_cache_counts();
-SELECT pg_temp.snap('tc:1') AS tc1, pg_temp.snap('tc:101') AS tc101;
+TRUNCATE public.lcf;
+SELECT hits + misses - :h0 - :m0 AS looked_up, hits > :h0 AS cache_used
+  FROM para_sync.sequence_cache_counts();
+-- 3,000 keys: insert, delete; 10 of them: insert, delete, upsert (re-tag),
+-- upsert (update), delete
+SELECT op, seq, count(*) FROM (
+	SELECT DISTINCT ON (key) key, seq, op FROM pg_temp.changes('lcf') ORDER BY key, seq DESC) last
+ GROUP BY op, seq ORDER BY op, seq;
+SELECT para_sync.unsync_table('public.lcf');
+DROP TABLE public.lcf;
+SELECT para_sync.release_sync_name('lcs'), para_sync.release_sync_name('lcf');
 RESET para_sync.sequence_cache_check;
