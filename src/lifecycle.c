@@ -22,7 +22,9 @@
  *   DROP TABLE       a ddl_command_start event trigger locks each synced
  *                    table the statement names (as DROP itself would), or
  *                    partition of a synced root (its parent first), and
- *                    retires its rows while they still exist.
+ *                    retires its rows while they still exist: each leaf
+ *                    once per statement, however the names overlap (a
+ *                    root and its partitions, a table named twice).
  *   other drops      (DROP SCHEMA ... CASCADE, DROP OWNED, a parent's
  *                    DROP ... CASCADE, DROP EXTENSION of an extension that
  *                    owns the table) remove a synced table only once its
@@ -89,7 +91,7 @@ typedef enum RowsPublished
 	ROWS_UPSERT					/* an upsert (ATTACH PARTITION, partition.c) */
 } RowsPublished;
 
-static void publish_rows(Relation rel, RowsPublished what);
+static void publish_rows(Relation rel, RowsPublished what, List **done);
 
 /*
  * A partitioned table (synced by its root, partition.c) has no rows of its
@@ -97,7 +99,7 @@ static void publish_rows(Relation rel, RowsPublished what);
  * (writers of a partition itself do not lock the root).
  */
 static void
-publish_partition_rows(Relation rel, RowsPublished what)
+publish_partition_rows(Relation rel, RowsPublished what, List **done)
 {
 	ListCell   *lc;
 
@@ -105,7 +107,7 @@ publish_partition_rows(Relation rel, RowsPublished what)
 	{
 		Relation	leaf = table_open(lfirst_oid(lc), NoLock);
 
-		publish_rows(leaf, what);
+		publish_rows(leaf, what, done);
 		table_close(leaf, NoLock);
 	}
 }
@@ -115,6 +117,8 @@ publish_partition_rows(Relation rel, RowsPublished what)
  * one), as what says.
  * The caller holds a lock that keeps writers out (ShareRowExclusiveLock or
  * stronger).
+ * done, unless NULL, lists the leaves (tables with rows) published already
+ * in this statement: they are skipped, and rel's leaves are added to it.
  *
  * In a SERIALIZABLE transaction a sequential scan under an MVCC snapshot
  * would take a predicate lock on the whole table, which a plain TRUNCATE or
@@ -123,7 +127,7 @@ publish_partition_rows(Relation rel, RowsPublished what)
  * against the snapshot here, as outbox_append.c does for its reads.
  */
 static void
-publish_rows(Relation rel, RowsPublished what)
+publish_rows(Relation rel, RowsPublished what, List **done)
 {
 	SyncedTable *table = NULL;
 	Snapshot	snapshot;
@@ -134,8 +138,14 @@ publish_rows(Relation rel, RowsPublished what)
 
 	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
 	{
-		publish_partition_rows(rel, what);
+		publish_partition_rows(rel, what, done);
 		return;
+	}
+	if (done != NULL)
+	{
+		if (list_member_oid(*done, RelationGetRelid(rel)))
+			return;
+		*done = lappend_oid(*done, RelationGetRelid(rel));
 	}
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	scan = table_beginscan(rel, filter ? SnapshotAny : snapshot, 0, NULL);
@@ -175,14 +185,14 @@ publish_rows(Relation rel, RowsPublished what)
 void
 lifecycle_retire_rows(Relation rel)
 {
-	publish_rows(rel, ROWS_DELETE);
+	publish_rows(rel, ROWS_DELETE, NULL);
 }
 
 /* An upsert envelope for every row of rel, a table just attached to a synced root. */
 void
 lifecycle_publish_rows(Relation rel)
 {
-	publish_rows(rel, ROWS_UPSERT);
+	publish_rows(rel, ROWS_UPSERT, NULL);
 }
 
 /*
@@ -197,7 +207,7 @@ void
 lifecycle_announce_rows(Relation rel)
 {
 	if (outbox_name_has_history(table_cache_get(rel)->sync_name))
-		publish_rows(rel, ROWS_ANNOUNCE);
+		publish_rows(rel, ROWS_ANNOUNCE, NULL);
 }
 
 /*
@@ -256,9 +266,15 @@ callback_require_owner(const RangeVar *relation, Oid relid, Oid old_relid,
 		LockRelationOid(get_partition_parent(relid, true), AccessExclusiveLock);
 }
 
-/* Retire the rows of the table named by names, if it is synced. */
+/*
+ * Retire the rows of the table named by names, if it is synced or a
+ * partition of a synced root, but not those of the leaves in *retired, the
+ * leaves whose rows this statement retired already (through an earlier
+ * name: the table itself, its root or a partitioned ancestor); its own are
+ * added to *retired.  The table is locked all the same.
+ */
 static void
-retire_named_table(List *names)
+retire_named_table(List *names, List **retired)
 {
 	RangeVar   *rv = makeRangeVarFromNameList(names);
 	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
@@ -283,7 +299,7 @@ retire_named_table(List *names)
 		if (OidIsValid(partition_synced_root(relid)))
 		{
 			rel = table_open(relid, NoLock);
-			lifecycle_retire_rows(rel);
+			publish_rows(rel, ROWS_DELETE, retired);
 			table_close(rel, NoLock);
 		}
 		return;
@@ -296,20 +312,23 @@ retire_named_table(List *names)
 						get_rel_name(relid)),
 				 errhint("Retry the transaction.")));
 	rel = table_open(relid, NoLock);
-	lifecycle_retire_rows(rel);
+	publish_rows(rel, ROWS_DELETE, retired);
 	table_close(rel, NoLock);
 }
 
 /*
  * ddl_command_start of DROP TABLE: a delete for every row of each synced
- * table the statement names, while the rows still exist.  If the DROP then
- * fails, the deletes roll back with it.
+ * table the statement names, while the rows still exist; one per row,
+ * whatever the order and overlap of the names (a DROP TABLE of a root and
+ * one of its partitions reaches the partition's rows through both).  If the
+ * DROP then fails, the deletes roll back with it.
  */
 Datum
 para_sync_retire_dropped_tables(PG_FUNCTION_ARGS)
 {
 	EventTriggerData *trigdata;
 	DropStmt   *stmt;
+	List	   *retired = NIL;
 	ListCell   *lc;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
@@ -323,7 +342,8 @@ para_sync_retire_dropped_tables(PG_FUNCTION_ARGS)
 	if (stmt->removeType != OBJECT_TABLE || !registry_exists())
 		PG_RETURN_VOID();
 	foreach(lc, stmt->objects)
-		retire_named_table(lfirst_node(List, lc));
+		retire_named_table(lfirst_node(List, lc), &retired);
+	list_free(retired);
 	PG_RETURN_VOID();
 }
 
