@@ -55,6 +55,7 @@ typedef struct RowImage
 {
 	Datum	   *values;
 	bool	   *nulls;
+	char	   *scope;			/* its scope token once built (row_scope()) */
 } RowImage;
 
 static void
@@ -62,7 +63,26 @@ row_deform(RowImage *row, HeapTuple tuple, TupleDesc desc)
 {
 	row->values = palloc(sizeof(Datum) * desc->natts);
 	row->nulls = palloc(sizeof(bool) * desc->natts);
+	row->scope = NULL;
 	heap_deform_tuple(tuple, desc, row->values, row->nulls);
+}
+
+/*
+ * The row's scope token (scope.c), built on first use and kept with the
+ * row (an UPDATE compares the old and new rows' tokens, then publishes
+ * them); NULL for a table without a scope.
+ */
+static const char *
+row_scope(SyncedTable *table, RowImage *row)
+{
+	StringInfoData scope;
+
+	if (row->scope != NULL || table->nscope == 0)
+		return row->scope;
+	initStringInfo(&scope);
+	scope_build(&scope, table, row->values, row->nulls);
+	row->scope = scope.data;
+	return row->scope;
 }
 
 /* Did any synced column change between old and new? */
@@ -88,8 +108,8 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
 
 /*
  * Append the next envelope of the object (key) to the outbox: an upsert of
- * the row values/nulls, or a delete (values: the row that leaves, whose
- * scope the delete carries; NULL for a table without a scope).  replaced: the version
+ * row, or a delete (row: the row that leaves, whose scope the delete
+ * carries).  replaced: the version
  * with this key that the triggering statement updated or deleted, or NULL;
  * holder: the version whose content this is, or NULL (outbox_append.c).
  * in_trigger: a trigger event's change, appended without advancing the
@@ -98,38 +118,31 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
  * last sequence when the caller knows it (outbox_name_seqs.c), else -1.
  */
 static void
-emit_versions(SyncedTable *table, StringInfo key, Datum *values, bool *nulls,
+emit_versions(SyncedTable *table, StringInfo key, RowImage *row,
 			  psync_op op, HeapTuple replaced, HeapTuple holder, bool in_trigger,
 			  int64 last_seq)
 {
 	StringInfoData value;
-	StringInfoData scope;
-	bool		scoped;
-	bool		has_value = values != NULL && op != PSYNC_OP_DELETE;
+	const char *scope;
+	bool		has_value = op != PSYNC_OP_DELETE;
 	int64		seq;
 	uint64		txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	bytea	   *envelope;
 
 	/* a delete's row (the one that leaves) gives its scope, not a value */
-	scoped = table->nscope > 0;
-	if (scoped)
-	{
-		initStringInfo(&scope);
-		scope_build(&scope, table, values, nulls);
-	}
+	scope = row_scope(table, row);
 	seq = last_seq >= 0 ? last_seq + 1 : outbox_next_sequence(key->data, key->len, replaced);
 	if (has_value)
 	{
 		initStringInfo(&value);
-		row_encode_values(&value, table, values, nulls);
+		row_encode_values(&value, table, row->values, row->nulls);
 	}
 	envelope = capture_envelope_build_scoped(key->data, key->len,
 											 has_value ? &value : NULL,
 											 table->schema_version, (uint64) seq, op,
-											 true, txid, scoped ? scope.data : NULL);
+											 true, txid, scope);
 	outbox_append(key->data, key->len, seq, (int64) txid, envelope,
-				  table->subject_layout, scoped ? scope.data : NULL, holder,
-				  in_trigger);
+				  table->subject_layout, scope, holder, in_trigger);
 	para_sync_xact_wrote_envelopes = true;
 }
 
@@ -145,7 +158,9 @@ void
 capture_emit_change(SyncedTable *table, StringInfo key, Datum *values,
 					bool *nulls, psync_op op, HeapTuple replaced)
 {
-	emit_versions(table, key, values, nulls, op, replaced, NULL, false, -1);
+	RowImage	row = {values, nulls, NULL};
+
+	emit_versions(table, key, &row, op, replaced, NULL, false, -1);
 }
 
 /*
@@ -156,16 +171,17 @@ int64
 capture_emit_after(SyncedTable *table, StringInfo key, Datum *values,
 				   bool *nulls, psync_op op, int64 last_seq)
 {
-	emit_versions(table, key, values, nulls, op, NULL, NULL, false, last_seq);
+	RowImage	row = {values, nulls, NULL};
+
+	emit_versions(table, key, &row, op, NULL, NULL, false, last_seq);
 	return last_seq + 1;
 }
 
 static void
-emit_change(SyncedTable *table, StringInfo key, const RowImage *row, psync_op op,
+emit_change(SyncedTable *table, StringInfo key, RowImage *row, psync_op op,
 			HeapTuple replaced, HeapTuple holder)
 {
-	emit_versions(table, key, row ? row->values : NULL, row ? row->nulls : NULL,
-				  op, replaced, holder, true, -1);
+	emit_versions(table, key, row, op, replaced, holder, true, -1);
 }
 
 /*
@@ -238,21 +254,15 @@ row_with_key(Relation rel, SyncedTable *table, Datum *values)
 
 /*
  * Does the update move the row to another scope (docs/protocol.md,
- * "Scopes")?  Compared by token, the scope's one text.
+ * "Scopes")?  Compared by token, the scope's one text; the tokens stay
+ * with the rows, for their envelopes.
  */
 static bool
-scope_moved(SyncedTable *table, const RowImage *old_row, const RowImage *new_row)
+scope_moved(SyncedTable *table, RowImage *old_row, RowImage *new_row)
 {
-	StringInfoData old_scope;
-	StringInfoData new_scope;
-
 	if (table->nscope == 0)
 		return false;
-	initStringInfo(&old_scope);
-	initStringInfo(&new_scope);
-	scope_build(&old_scope, table, old_row->values, old_row->nulls);
-	scope_build(&new_scope, table, new_row->values, new_row->nulls);
-	return strcmp(old_scope.data, new_scope.data) != 0;
+	return strcmp(row_scope(table, old_row), row_scope(table, new_row)) != 0;
 }
 
 /*
@@ -274,7 +284,7 @@ scope_moved(SyncedTable *table, const RowImage *old_row, const RowImage *new_row
  */
 static void
 capture_delete(SyncedTable *table, Relation rel, StringInfo key,
-			   HeapTuple old_tuple, const RowImage *old_row)
+			   HeapTuple old_tuple, RowImage *old_row)
 {
 	if (HeapTupleHeaderGetCmax(old_tuple->t_data) != GetCurrentCommandId(false))
 	{
@@ -442,10 +452,11 @@ para_sync_capture(PG_FUNCTION_ARGS)
 void
 capture_rekey(SyncedTable *table, StringInfo old_key, Datum *values, bool *nulls)
 {
+	RowImage	row = {values, nulls, NULL};
 	StringInfoData key;
 
 	initStringInfo(&key);
 	key_build(&key, table, values, nulls);
-	capture_emit_change(table, old_key, values, nulls, PSYNC_OP_DELETE, NULL);
-	capture_emit_change(table, &key, values, nulls, PSYNC_OP_UPSERT, NULL);
+	emit_versions(table, old_key, &row, PSYNC_OP_DELETE, NULL, NULL, false, -1);
+	emit_versions(table, &key, &row, PSYNC_OP_UPSERT, NULL, NULL, false, -1);
 }

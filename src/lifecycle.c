@@ -25,7 +25,9 @@
  *   DROP TABLE       a ddl_command_start event trigger locks each synced
  *                    table the statement names (as DROP itself would), or
  *                    partition of a synced root (its parent first), and
- *                    retires its rows while they still exist.
+ *                    retires its rows while they still exist: each leaf
+ *                    once per statement, however the names overlap (a
+ *                    root and its partitions, a table named twice).
  *   other drops      (DROP SCHEMA ... CASCADE, DROP OWNED, a parent's
  *                    DROP ... CASCADE, DROP EXTENSION of an extension that
  *                    owns the table) remove a synced table only once its
@@ -101,6 +103,8 @@ typedef struct RowsRun
 	bool		read;			/* seqs read (at the first row) */
 	OutboxNameSeqs *seqs;		/* the name's last sequences, or NULL */
 	int64		max_keys;		/* read them only if the name has at most as many keys */
+	List	  **done;			/* unless NULL, the leaves published already in this
+								 * statement: skipped; rel's leaves are added */
 } RowsRun;
 
 static void publish_rows(Relation rel, RowsRun *run);
@@ -180,6 +184,12 @@ publish_rows(Relation rel, RowsRun *run)
 		publish_partition_rows(rel, run);
 		return;
 	}
+	if (run->done != NULL)
+	{
+		if (list_member_oid(*run->done, RelationGetRelid(rel)))
+			return;
+		*run->done = lappend_oid(*run->done, RelationGetRelid(rel));
+	}
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	scan = table_beginscan(rel, filter ? SnapshotAny : snapshot, 0, NULL);
 	slot = table_slot_create(rel, NULL);
@@ -238,11 +248,11 @@ rows_at_most(Relation rel)
 	return n;
 }
 
-/* publish_rows() of rel, what for each row. */
+/* publish_rows() of rel, what for each row; done as in RowsRun. */
 static void
-publish_all_rows(Relation rel, RowsPublished what)
+publish_all_rows(Relation rel, RowsPublished what, List **done)
 {
-	RowsRun		run = {what, false, NULL, 2 * rows_at_most(rel) + 1024};
+	RowsRun		run = {what, false, NULL, 2 * rows_at_most(rel) + 1024, done};
 
 	publish_rows(rel, &run);
 	outbox_name_seqs_free(run.seqs);
@@ -252,14 +262,14 @@ publish_all_rows(Relation rel, RowsPublished what)
 void
 lifecycle_retire_rows(Relation rel)
 {
-	publish_all_rows(rel, ROWS_DELETE);
+	publish_all_rows(rel, ROWS_DELETE, NULL);
 }
 
 /* An upsert envelope for every row of rel, a table just attached to a synced root. */
 void
 lifecycle_publish_rows(Relation rel)
 {
-	publish_all_rows(rel, ROWS_UPSERT);
+	publish_all_rows(rel, ROWS_UPSERT, NULL);
 }
 
 /*
@@ -274,7 +284,7 @@ void
 lifecycle_announce_rows(Relation rel)
 {
 	if (outbox_name_has_history(table_cache_get(rel)->sync_name))
-		publish_all_rows(rel, ROWS_ANNOUNCE);
+		publish_all_rows(rel, ROWS_ANNOUNCE, NULL);
 }
 
 /*
@@ -333,9 +343,15 @@ callback_require_owner(const RangeVar *relation, Oid relid, Oid old_relid,
 		LockRelationOid(get_partition_parent(relid, true), AccessExclusiveLock);
 }
 
-/* Retire the rows of the table named by names, if it is synced. */
+/*
+ * Retire the rows of the table named by names, if it is synced or a
+ * partition of a synced root, but not those of the leaves in *retired, the
+ * leaves whose rows this statement retired already (through an earlier
+ * name: the table itself, its root or a partitioned ancestor); its own are
+ * added to *retired.  The table is locked all the same.
+ */
 static void
-retire_named_table(List *names)
+retire_named_table(List *names, List **retired)
 {
 	RangeVar   *rv = makeRangeVarFromNameList(names);
 	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
@@ -360,7 +376,7 @@ retire_named_table(List *names)
 		if (OidIsValid(partition_synced_root(relid)))
 		{
 			rel = table_open(relid, NoLock);
-			lifecycle_retire_rows(rel);
+			publish_all_rows(rel, ROWS_DELETE, retired);
 			table_close(rel, NoLock);
 		}
 		return;
@@ -373,20 +389,23 @@ retire_named_table(List *names)
 						get_rel_name(relid)),
 				 errhint("Retry the transaction.")));
 	rel = table_open(relid, NoLock);
-	lifecycle_retire_rows(rel);
+	publish_all_rows(rel, ROWS_DELETE, retired);
 	table_close(rel, NoLock);
 }
 
 /*
  * ddl_command_start of DROP TABLE: a delete for every row of each synced
- * table the statement names, while the rows still exist.  If the DROP then
- * fails, the deletes roll back with it.
+ * table the statement names, while the rows still exist; one per row,
+ * whatever the order and overlap of the names (a DROP TABLE of a root and
+ * one of its partitions reaches the partition's rows through both).  If the
+ * DROP then fails, the deletes roll back with it.
  */
 Datum
 para_sync_retire_dropped_tables(PG_FUNCTION_ARGS)
 {
 	EventTriggerData *trigdata;
 	DropStmt   *stmt;
+	List	   *retired = NIL;
 	ListCell   *lc;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
@@ -400,7 +419,8 @@ para_sync_retire_dropped_tables(PG_FUNCTION_ARGS)
 	if (stmt->removeType != OBJECT_TABLE || !registry_exists())
 		PG_RETURN_VOID();
 	foreach(lc, stmt->objects)
-		retire_named_table(lfirst_node(List, lc));
+		retire_named_table(lfirst_node(List, lc), &retired);
+	list_free(retired);
 	PG_RETURN_VOID();
 }
 

@@ -58,6 +58,17 @@ INSERT INTO public.d VALUES (1, 'again');
 DROP TABLE IF EXISTS public.plain, public.nosuch, public.d;
 SELECT * FROM pg_temp.changes('d') WHERE seq > 2;
 SELECT pg_temp.snap('d:1') AS d1;
+-- two synced tables, one of them named twice: one delete per row
+CREATE TABLE public.w (id int PRIMARY KEY, label text);
+CREATE TABLE public.w2 (id int PRIMARY KEY, label text);
+SELECT para_sync.sync_table('public.w');
+SELECT para_sync.sync_table('public.w2');
+INSERT INTO public.w VALUES (1, 'a'), (2, 'b');
+INSERT INTO public.w2 VALUES (1, 'c');
+DROP TABLE public.w, public.w2, public.w;
+SELECT * FROM pg_temp.changes('w');
+SELECT * FROM pg_temp.changes('w2');
+SELECT count(*) AS registered FROM para_sync.synced_tables WHERE sync_name IN ('w', 'w2');
 -- a rolled-back drop publishes nothing
 CREATE TABLE public.d (id int PRIMARY KEY, label text);
 SELECT para_sync.sync_table('public.d');

@@ -317,6 +317,51 @@ SELECT sync_name FROM para_sync.synced_tables ORDER BY 1;
 
 DROP TABLE public.ev, public.rg;
 
+-- == DROP TABLE naming a root and its partitions: one delete per row ==
+-- whatever the order and overlap of the names (root and partition, root,
+-- sub-root and leaf, a partition named twice); each statement drops a
+-- fresh two-level dd: dd_a, and dd_bc with dd_b and dd_c
+CREATE FUNCTION pg_temp.dd() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	CREATE TABLE public.dd (region text, id int, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+	CREATE TABLE public.dd_a PARTITION OF public.dd FOR VALUES IN ('a');
+	CREATE TABLE public.dd_bc PARTITION OF public.dd FOR VALUES IN ('b', 'c')
+		PARTITION BY LIST (region);
+	CREATE TABLE public.dd_b PARTITION OF public.dd_bc FOR VALUES IN ('b');
+	CREATE TABLE public.dd_c PARTITION OF public.dd_bc FOR VALUES IN ('c');
+	PERFORM para_sync.sync_table('public.dd');
+	INSERT INTO public.dd VALUES ('a', 1), ('a', 2), ('b', 1), ('c', 1);
+	PERFORM pg_temp.mark();
+END
+$$;
+-- the envelopes of each key since the mark
+CREATE FUNCTION pg_temp.dd_ops() RETURNS TABLE (key text, ops text)
+LANGUAGE sql AS $$
+	SELECT key, string_agg(op, ' ' ORDER BY seq) FROM pg_temp.changes('dd') GROUP BY key ORDER BY key
+$$;
+SELECT pg_temp.dd();
+DROP TABLE public.dd, public.dd_a;
+SELECT * FROM pg_temp.dd_ops();
+SELECT pg_temp.dd();
+DROP TABLE public.dd_a, public.dd;
+SELECT * FROM pg_temp.dd_ops();
+SELECT pg_temp.dd();
+DROP TABLE public.dd, public.dd_bc, public.dd_b;
+SELECT * FROM pg_temp.dd_ops();
+SELECT pg_temp.dd();
+DROP TABLE public.dd_b, public.dd_bc, public.dd;
+SELECT * FROM pg_temp.dd_ops();
+SELECT pg_temp.dd();
+DROP TABLE public.dd_bc, public.dd_c;
+DROP TABLE public.dd_a, public.dd_a;
+SELECT * FROM pg_temp.dd_ops();
+SELECT pg_temp.mark();
+DROP TABLE public.dd;
+SELECT * FROM pg_temp.dd_ops();
+SELECT * FROM pg_temp.mismatches('dd');
+SELECT count(*) AS registered FROM para_sync.synced_tables WHERE sync_name = 'dd';
+
 -- == a partition owned by another role: the root's owner is refused clearly ==
 \set VERBOSITY default
 CREATE ROLE regress_part_a;
