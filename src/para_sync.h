@@ -93,6 +93,7 @@ typedef struct SyncedTable
 {
 	Oid			relid;
 	bool		valid;
+	bool		parallel_only;	/* built in parallel mode: good for parallel mode only */
 	char	   *sync_name;
 	char	   *schema_version;
 	char		subject_layout; /* PSYNC_LAYOUT_KEY or PSYNC_LAYOUT_TABLE */

@@ -18,6 +18,7 @@
 #include "para_sync.h"
 
 #include "access/relation.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "executor/spi.h"
@@ -258,6 +259,20 @@ registry_table_is_synced_in(Oid relid, Snapshot snapshot)
 }
 
 /*
+ * The snapshot the registry is read with for the capture: a fresh one, see
+ * registry_table_is_synced() and registry_lookup().  In parallel mode (a
+ * parallel query calling snapshot(), which is PARALLEL RESTRICTED: it runs
+ * in the leader) no fresh snapshot may be taken and nothing is written:
+ * the query's own.  table_cache.c keeps an entry built then for parallel
+ * mode only.
+ */
+static Snapshot
+registry_snapshot(void)
+{
+	return IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot();
+}
+
+/*
  * Is relid synced now?  Read with a fresh snapshot, as table_cache.c reads
  * the registry: the caller holds a lock that keeps sync_table() and
  * unsync_table() of the table out, and a tagging that committed while it
@@ -266,7 +281,7 @@ registry_table_is_synced_in(Oid relid, Snapshot snapshot)
 bool
 registry_table_is_synced(Oid relid)
 {
-	return registry_table_is_synced_in(relid, GetLatestSnapshot());
+	return registry_table_is_synced_in(relid, registry_snapshot());
 }
 
 /*
@@ -488,7 +503,7 @@ registry_lookup(Oid relid)
 	 * excluded column renamed by a transaction that committed after its
 	 * snapshot was taken).
 	 */
-	rc = SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(),
+	rc = SPI_execute_snapshot(plan, &arg, NULL, registry_snapshot(),
 							  InvalidSnapshot, true, false, 1);
 	catalog_restore_user(&sw);
 	if (rc != SPI_OK_SELECT)

@@ -383,6 +383,8 @@ build_entry(CacheEntry *entry, Relation rel)
 	table->relid = RelationGetRelid(rel);
 	/* valid first: an invalidation that arrives while building clears it */
 	table->valid = true;
+	/* read with the query's snapshot, not a fresh one (registry.c) */
+	table->parallel_only = IsInParallelMode();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	load_registration(table, rel, cxt, &excluded, &nexcluded, &entry->root);
@@ -426,7 +428,8 @@ table_cache_get(Relation rel)
 		entry->cxt = NULL;
 		entry->table = NULL;
 	}
-	if (entry->table != NULL && entry->table->valid)
+	if (entry->table != NULL && entry->table->valid &&
+		(!entry->table->parallel_only || IsInParallelMode()))
 		return entry->table;
 	return build_entry(entry, rel);
 }

@@ -61,3 +61,27 @@ SELECT para_sync.envelope_to_jsonb(envelope)->'value' AS captured
 
 DROP TABLE public.docs;
 DROP ROLE para_sync_alice;
+
+-- snapshot() in a parallel query (PARALLEL RESTRICTED: the leader runs it
+-- in parallel mode) as a session's first look-up of the table: the table
+-- cache is built from the query's snapshot, and a write after it rebuilds
+-- the entry from a fresh one
+CREATE TABLE public.par (id int PRIMARY KEY, v text);
+SELECT para_sync.sync_table('public.par') IS NOT NULL AS tagged;
+INSERT INTO public.par SELECT g, 'v' || g FROM pg_catalog.generate_series(1, 2000) g;
+ANALYZE public.par;
+\c
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+EXPLAIN (COSTS OFF) SELECT count(para_sync.snapshot('par:' || id)) FROM public.par;
+SELECT count(para_sync.snapshot('par:' || id)) AS snapshots FROM public.par;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;
+UPDATE public.par SET v = 'changed' WHERE id = 1;
+SELECT para_sync.snapshot_json('par:1')->'value' AS value, para_sync.snapshot_json('par:1')->'sequence' AS seq;
+DROP TABLE public.par;
+SELECT para_sync.release_sync_name('par') IS NULL AS released;
