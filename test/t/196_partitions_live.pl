@@ -193,11 +193,8 @@ sub table_differences
 # seconds for 200,000): run once, after table_differences() found none.
 sub snapshot_differences
 {
-	# without parallel workers: snapshot() fails in a parallel query ("cannot
-	# update SecondarySnapshot during a parallel operation", its registry
-	# look-up takes a fresh snapshot), and a plan for 200,000 rows may be one
+	# a plan for 200,000 rows may be parallel: snapshot() runs in the leader
 	return $node->safe_psql('postgres', q{
-		SET max_parallel_workers_per_gather = 0;
 		WITH cmp AS (
 			SELECT h.key, para_sync.envelope_to_jsonb(decode(h.env, 'hex')) AS c,
 			       para_sync.snapshot_json(h.key) AS s
