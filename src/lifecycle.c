@@ -130,9 +130,10 @@ publish_partition_rows(Relation rel, RowsRun *run)
 
 /*
  * The envelope of one row whose key is key, numbered from the name's last
- * sequences read in one pass, or, when they did not fit in memory, by the
- * row's own look-up (a delete through the sequence cache: the version
- * retired is visible to this scan and the table's writers are locked out).
+ * sequences read in one pass, or, when they were not read (too many for
+ * the table or for memory), by the row's own look-up (a delete through the
+ * sequence cache: the version retired is visible to this scan and the
+ * table's writers are locked out).
  */
 static void
 publish_row(SyncedTable *table, RowsRun *run, StringInfo key, TupleTableSlot *slot)
