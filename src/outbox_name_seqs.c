@@ -11,8 +11,14 @@
  * row's key is found by binary search in what they returned.
  *
  * What it reads is what outbox_last_sequence(key, latest = true) reads for
- * each key (SnapshotSelf, the outbox first, then the counters for keys
- * without outbox rows), at one moment instead of one per row.  That is the
+ * each key (SnapshotSelf, the outbox first, then the counters), but a
+ * forward scan is not one moment: a publisher that commits the removal of a
+ * key's rows while the scan is among them leaves it the key's lower rows
+ * only (the per-key look-up scans backward, highest first).  The same
+ * commit raised the key's counter to the highest row removed, and the
+ * counters are scanned after the outbox, so a key's last sequence is the
+ * higher of its two entries (the counter rule, outbox_append.c); each list
+ * keeps a key's highest.  That is the
  * same answer for the whole retire: lifecycle.c holds a lock that keeps
  * every writer of the table out, a sync name belongs to one table, and the
  * publisher only moves a key's last sequence from the outbox to the
@@ -84,7 +90,7 @@ list_add(OutboxNameSeqs *m, NameSeqList *l, text *key, int64 seq)
 
 	if (last && last->len == len && memcmp(last->key, VARDATA_ANY(key), len) == 0)
 	{
-		last->seq = seq;		/* a key's outbox rows come in seq order */
+		last->seq = Max(last->seq, seq);
 		return true;
 	}
 	if (m->budget < sizeof(NameSeq) + len + 1 || m->keys_left <= 0)
@@ -185,17 +191,16 @@ list_find(NameSeqList *l, const char *key, int len)
 
 /*
  * The last sequence of key, a key of the name (0 if it has none), as
- * outbox_last_sequence(key, len, true) would return it now.
+ * outbox_last_sequence(key, len, true) would return it now: the higher of
+ * its outbox and counters entries (see the top of this file).
  */
 int64
 outbox_name_seqs_last(OutboxNameSeqs *m, const char *key, int len)
 {
-	NameSeq    *e = list_find(&m->outbox, key, len);
-	int64		seq;
+	NameSeq    *o = list_find(&m->outbox, key, len);
+	NameSeq    *c = list_find(&m->counters, key, len);
+	int64		seq = Max(o ? o->seq : 0, c ? c->seq : 0);
 
-	if (e == NULL)
-		e = list_find(&m->counters, key, len);
-	seq = e ? e->seq : 0;
 	outbox_check_last_sequence(key, len, seq, "one-pass read of the name's sequences");
 	return seq;
 }
@@ -208,12 +213,13 @@ outbox_name_seqs_last(OutboxNameSeqs *m, const char *key, int len)
 void
 outbox_name_seqs_appended(OutboxNameSeqs *m, const char *key, int len, int64 seq)
 {
-	NameSeq    *e = list_find(&m->outbox, key, len);
+	NameSeq    *o = list_find(&m->outbox, key, len);
+	NameSeq    *c = list_find(&m->counters, key, len);
 
-	if (e == NULL)
-		e = list_find(&m->counters, key, len);
-	if (e != NULL)
-		e->seq = seq;
+	if (o != NULL)
+		o->seq = seq;
+	if (c != NULL)
+		c->seq = seq;
 }
 
 void
