@@ -18,11 +18,10 @@
  * commit raised the key's counter to the highest row removed, and the
  * counters are scanned after the outbox, so a key's last sequence is the
  * higher of its two entries (the counter rule, outbox_append.c); each list
- * keeps a key's highest.  That is the
- * same answer for the whole retire: lifecycle.c holds a lock that keeps
- * every writer of the table out, a sync name belongs to one table, and the
- * publisher only moves a key's last sequence from the outbox to the
- * counters, unchanged.  The retire's own appends (one per key: a table's
+ * keeps a key's highest.  That answer holds for the whole retire:
+ * lifecycle.c holds a lock that keeps every writer of the table out, a sync
+ * name belongs to one table, and the publisher only moves a key's last
+ * sequence from the outbox to the counters, unchanged.  The retire's own appends (one per key: a table's
  * keys are unique) are recorded as they are made.  The sequence cache
  * check setting compares every answer with the per-key look-up.
  *
