@@ -567,6 +567,18 @@ alter_start(AlterTableStmt *stmt)
 	}
 }
 
+/*
+ * The table rv names, if it is a partition of a synced root: then its root
+ * too.  Not locked: the statement itself locks it later.
+ */
+static bool
+named_synced_partition(RangeVar *rv, Oid *relid, Oid *root)
+{
+	*relid = RangeVarGetRelid(rv, NoLock, true);
+	*root = OidIsValid(*relid) ? partition_synced_root(*relid) : InvalidOid;
+	return OidIsValid(*root);
+}
+
 /* DROP TRIGGER para_sync_no_truncate of a partition of a synced root. */
 static void
 drop_start(DropStmt *stmt)
@@ -585,8 +597,7 @@ drop_start(DropStmt *stmt)
 		if (list_length(names) < 2 || !is_para_sync_trigger(strVal(llast(names))))
 			continue;
 		rv = makeRangeVarFromNameList(list_truncate(list_copy(names), list_length(names) - 1));
-		relid = RangeVarGetRelid(rv, NoLock, true);
-		if (OidIsValid(relid) && OidIsValid(root = partition_synced_root(relid)))
+		if (named_synced_partition(rv, &relid, &root))
 			refuse_trigger_change(relid, root, "drop");
 	}
 }
@@ -602,10 +613,8 @@ create_trigger_start(CreateTrigStmt *stmt)
 	Oid			relid,
 				root;
 
-	if (!is_para_sync_trigger(stmt->trigname))
-		return;
-	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-	if (!OidIsValid(relid) || !OidIsValid(root = partition_synced_root(relid)))
+	if (!is_para_sync_trigger(stmt->trigname) ||
+		!named_synced_partition(stmt->relation, &relid, &root))
 		return;
 	if (stmt->replace)
 		refuse_trigger_change(relid, root, "replace");
@@ -624,10 +633,8 @@ rename_start(RenameStmt *stmt)
 	Oid			relid,
 				root;
 
-	if (stmt->renameType != OBJECT_TRIGGER || !is_para_sync_trigger(stmt->subname))
-		return;
-	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-	if (OidIsValid(relid) && OidIsValid(root = partition_synced_root(relid)))
+	if (stmt->renameType == OBJECT_TRIGGER && is_para_sync_trigger(stmt->subname) &&
+		named_synced_partition(stmt->relation, &relid, &root))
 		refuse_trigger_change(relid, root, "rename");
 }
 
@@ -641,11 +648,9 @@ depends_start(AlterObjectDependsStmt *stmt)
 	Oid			relid,
 				root;
 
-	if (stmt->objectType != OBJECT_TRIGGER || stmt->remove || stmt->relation == NULL ||
-		!is_para_sync_trigger(strVal(llast(castNode(List, stmt->object)))))
-		return;
-	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-	if (OidIsValid(relid) && OidIsValid(root = partition_synced_root(relid)))
+	if (stmt->objectType == OBJECT_TRIGGER && !stmt->remove && stmt->relation != NULL &&
+		is_para_sync_trigger(strVal(llast(castNode(List, stmt->object)))) &&
+		named_synced_partition(stmt->relation, &relid, &root))
 		refuse_trigger_change(relid, root, "make an extension own");
 }
 
@@ -756,10 +761,12 @@ para_sync_partition_ddl_end(PG_FUNCTION_ARGS)
 	else if (IsA(tree, CreateTrigStmt))
 	{
 		/* para_sync's own truncate trigger, created by hand or pg_restore: ALWAYS */
-		Oid			relid = RangeVarGetRelid(((CreateTrigStmt *) tree)->relation, NoLock, true);
+		CreateTrigStmt *stmt = (CreateTrigStmt *) tree;
+		Oid			relid,
+					root;
 
-		if (OidIsValid(relid) && is_para_sync_trigger(((CreateTrigStmt *) tree)->trigname) &&
-			OidIsValid(partition_synced_root(relid)))
+		if (is_para_sync_trigger(stmt->trigname) &&
+			named_synced_partition(stmt->relation, &relid, &root))
 			install_truncate_trigger(relid);
 	}
 	else if (IsA(tree, AlterTableStmt))
