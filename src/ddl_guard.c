@@ -93,33 +93,36 @@ ddl_guard_namespace(void)
 }
 
 /* ------------------------------------------------------------------------
- * Exclusion lists and schema_version (read through registry.c)
+ * Column-name lists (exclusions, scope columns) and schema_version (read
+ * through registry.c)
  * ------------------------------------------------------------------------ */
 
-/* Is column in reg's exclusion list? */
+/* Is column in names (a registry text[] of column names, or NULL)? */
 bool
-ddl_guard_is_excluded(Registration *reg, const char *column)
+ddl_guard_names_contain(ArrayType *names_array, const char *column)
 {
 	Datum	   *names;
 	int			n;
 
-	deconstruct_array(reg->excluded, TEXTOID, -1, false, TYPALIGN_INT, &names, NULL, &n);
+	if (names_array == NULL)
+		return false;
+	deconstruct_array(names_array, TEXTOID, -1, false, TYPALIGN_INT, &names, NULL, &n);
 	for (int i = 0; i < n; i++)
 		if (strcmp(TextDatumGetCString(names[i]), column) == 0)
 			return true;
 	return false;
 }
 
-/* reg's exclusion list with old renamed to new_name (or removed if NULL). */
+/* names (a registry text[] of column names) with old renamed to new_name (or removed if NULL). */
 ArrayType *
-ddl_guard_excluded_replace(Registration *reg, const char *old, const char *new_name)
+ddl_guard_names_replace(ArrayType *names_array, const char *old, const char *new_name)
 {
 	Datum	   *names;
 	Datum	   *out;
 	int			n,
 				m = 0;
 
-	deconstruct_array(reg->excluded, TEXTOID, -1, false, TYPALIGN_INT, &names, NULL, &n);
+	deconstruct_array(names_array, TEXTOID, -1, false, TYPALIGN_INT, &names, NULL, &n);
 	out = palloc(sizeof(Datum) * (n + 1));
 	for (int i = 0; i < n; i++)
 	{

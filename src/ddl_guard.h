@@ -16,9 +16,9 @@
 /* ---- ddl_guard.c: what the events share */
 
 extern Oid	ddl_guard_namespace(void);
-extern bool ddl_guard_is_excluded(Registration *reg, const char *column);
-extern ArrayType *ddl_guard_excluded_replace(Registration *reg, const char *old,
-											 const char *new_name);
+extern bool ddl_guard_names_contain(ArrayType *names, const char *column);
+extern ArrayType *ddl_guard_names_replace(ArrayType *names, const char *old,
+										  const char *new_name);
 extern void ddl_guard_bump_schema_version(Oid relid, Registration *reg);
 extern List *ddl_guard_with_descendants(Oid relid, bool recurse);
 extern bool ddl_guard_primary_key_of(Oid relid, char **conname, Oid *index,

@@ -41,7 +41,7 @@ column_changed(Oid relid, const char *column)
 	if (reg == NULL)
 		return;
 	check_primary_key_immediate(relid);
-	if (column != NULL && ddl_guard_is_excluded(reg, column))
+	if (column != NULL && ddl_guard_names_contain(reg->excluded, column))
 		return;
 	rel = relation_open(relid, AccessShareLock);
 	type_trust_check_columns(rel, reg->excluded);
@@ -57,8 +57,8 @@ column_renamed(Oid relid, const char *old, const char *new_name)
 	if (reg == NULL)
 		return;
 	scope_follow_rename(relid, old, new_name);
-	if (ddl_guard_is_excluded(reg, old))
-		registry_update(relid, reg->schema_version, ddl_guard_excluded_replace(reg, old, new_name));
+	if (ddl_guard_names_contain(reg->excluded, old))
+		registry_update(relid, reg->schema_version, ddl_guard_names_replace(reg->excluded, old, new_name));
 	else
 		ddl_guard_bump_schema_version(relid, reg);
 }

@@ -128,8 +128,8 @@ column_dropped(Oid relid, const char *column)
 	scope_guard_column(relid, column, "drop");
 	if (!ddl_guard_primary_key_of(relid, NULL, NULL, NULL))
 		ddl_guard_refuse_key_change(relid, "drop the primary key");
-	if (ddl_guard_is_excluded(reg, column))
-		registry_update(relid, reg->schema_version, ddl_guard_excluded_replace(reg, column, NULL));
+	if (ddl_guard_names_contain(reg->excluded, column))
+		registry_update(relid, reg->schema_version, ddl_guard_names_replace(reg->excluded, column, NULL));
 	else
 		ddl_guard_bump_schema_version(relid, reg);
 }

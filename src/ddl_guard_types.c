@@ -43,7 +43,7 @@ refuse_if_column_prints(Relation rel, Registration *reg, void *arg)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, a);
 
-		if (att->attisdropped || ddl_guard_is_excluded(reg, NameStr(att->attname)) ||
+		if (att->attisdropped || ddl_guard_names_contain(reg->excluded, NameStr(att->attname)) ||
 			!type_trust_prints_type(att->atttypid, change->type))
 			continue;
 		ereport(ERROR,

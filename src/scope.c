@@ -22,6 +22,7 @@
  * scope_parse().
  */
 #include "para_sync.h"
+#include "ddl_guard.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -240,21 +241,14 @@ void
 scope_guard_column(Oid relid, const char *column, const char *what)
 {
 	Registration *reg = registry_get(relid);
-	Datum	   *names;
-	int			n;
 
-	if (reg == NULL || reg->scope_columns == NULL)
-		return;
-	deconstruct_array(reg->scope_columns, TEXTOID, -1, false, TYPALIGN_INT,
-					  &names, NULL, &n);
-	for (int i = 0; i < n; i++)
-		if (strcmp(TextDatumGetCString(names[i]), column) == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot %s scope column \"%s\" of synced table \"%s\"",
-							what, column, get_rel_name(relid)),
-					 errdetail("Every change of the table is published on the subject of its scope, made of this column's values."),
-					 errhint("Call para_sync.set_scope(tbl, NULL) first (or give the table other scope columns).")));
+	if (reg != NULL && ddl_guard_names_contain(reg->scope_columns, column))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot %s scope column \"%s\" of synced table \"%s\"",
+						what, column, get_rel_name(relid)),
+				 errdetail("Every change of the table is published on the subject of its scope, made of this column's values."),
+				 errhint("Call para_sync.set_scope(tbl, NULL) first (or give the table other scope columns).")));
 }
 
 /*
@@ -268,24 +262,11 @@ void
 scope_follow_rename(Oid relid, const char *old, const char *new_name)
 {
 	Registration *reg = registry_get(relid);
-	Datum	   *names;
-	int			n;
-	bool		found = false;
 
-	if (reg == NULL || reg->scope_columns == NULL)
+	if (reg == NULL || !ddl_guard_names_contain(reg->scope_columns, old))
 		return;
-	deconstruct_array(reg->scope_columns, TEXTOID, -1, false, TYPALIGN_INT,
-					  &names, NULL, &n);
-	for (int i = 0; i < n; i++)
-		if (strcmp(TextDatumGetCString(names[i]), old) == 0)
-		{
-			names[i] = CStringGetTextDatum(new_name);
-			found = true;
-		}
-	if (!found)
-		return;
-	registry_set_scope(relid, PointerGetDatum(construct_array(names, n, TEXTOID, -1, false,
-															  TYPALIGN_INT)),
+	registry_set_scope(relid, PointerGetDatum(ddl_guard_names_replace(reg->scope_columns, old,
+																	  new_name)),
 					   false);
 	CacheInvalidateRelcacheByRelid(relid);
 }
@@ -349,22 +330,13 @@ scope_attnums(Relation rel, ArrayType *columns)
 							format_type_be(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid)),
 					 errdetail("%s", problem),
 					 errhint("Scope by integer, numeric, text (deterministic collation), uuid, date/time, bytea or bool columns.")));
-		if (reg != NULL)
-		{
-			Datum	   *excluded;
-			int			nexcluded;
-
-			deconstruct_array(reg->excluded, TEXTOID, -1, false, TYPALIGN_INT,
-							  &excluded, NULL, &nexcluded);
-			for (int j = 0; j < nexcluded; j++)
-				if (strcmp(TextDatumGetCString(excluded[j]), name) == 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("column \"%s\" of table \"%s\" is excluded from sync",
-									name, RelationGetRelationName(rel)),
-							 errdetail("A scope column's values travel in every subject and envelope of the table."),
-							 errhint("Scope by a synced column.")));
-		}
+		if (reg != NULL && ddl_guard_names_contain(reg->excluded, name))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column \"%s\" of table \"%s\" is excluded from sync",
+							name, RelationGetRelationName(rel)),
+					 errdetail("A scope column's values travel in every subject and envelope of the table."),
+					 errhint("Scope by a synced column.")));
 		for (int j = 0; j < i; j++)
 			if (DatumGetInt16(attnums[j]) == attnum)
 				ereport(ERROR,
