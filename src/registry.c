@@ -285,6 +285,26 @@ registry_table_is_synced(Oid relid)
 }
 
 /*
+ * The statement reading relid's ($1) registry row for registration_read(),
+ * for the registry's version: one without subject_layout (0.1, before the
+ * update) is all 'key'; one without scope_columns (0.3) has no scopes.
+ */
+static const char *
+registration_select(Oid registry)
+{
+	if (get_attnum(registry, "scope_columns") != InvalidAttrNumber)
+		return "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
+			" t.subject_layout OPERATOR(pg_catalog.=) 'table', t.scope_columns"
+			" FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1";
+	if (get_attnum(registry, "subject_layout") != InvalidAttrNumber)
+		return "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
+			" t.subject_layout OPERATOR(pg_catalog.=) 'table'"
+			" FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1";
+	return "SELECT t.schema_version, t.exclude_columns, t.sync_name, false"
+		" FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1";
+}
+
+/*
  * A registry row (schema_version, exclude_columns, sync_name, is 'table'
  * [, scope_columns]), copied into cxt.
  */
@@ -330,21 +350,7 @@ registry_get(Oid relid)
 	Oid			registry = get_relname_relid("tables", get_namespace_oid("para_sync", true));
 
 	catalog_become_owner(&sw);
-	/*
-	 * A registry without subject_layout (0.1, before the update) is all
-	 * 'key'; one without scope_columns (0.3) has no scopes.
-	 */
-	rc = SPI_execute_with_args(get_attnum(registry, "scope_columns") != InvalidAttrNumber ?
-							   "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
-							   " t.subject_layout OPERATOR(pg_catalog.=) 'table', t.scope_columns"
-							   " FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1" :
-							   get_attnum(registry, "subject_layout") != InvalidAttrNumber ?
-							   "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
-							   " t.subject_layout OPERATOR(pg_catalog.=) 'table'"
-							   " FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1" :
-							   "SELECT t.schema_version, t.exclude_columns, t.sync_name, false"
-							   " FROM para_sync.tables t WHERE t.relid OPERATOR(pg_catalog.=) $1",
-							   1, types, args, NULL, false, 1);
+	rc = SPI_execute_with_args(registration_select(registry), 1, types, args, NULL, false, 1);
 	catalog_restore_user(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "para_sync registry look-up failed: %s", SPI_result_code_string(rc));
@@ -444,16 +450,14 @@ registry_init(void)
 }
 
 /*
- * The look-up's plan.  Under the 0.1 schema (outbox_append.c tells), the
- * registry has no subject_layout and reads as layout 'key'; under 0.3 it
- * has no scope_columns (no scopes); an ALTER of the registry or the outbox
- * (the update adding the columns) makes us plan again.
+ * The look-up's plan, for the registry's version (registration_select());
+ * an ALTER of the registry or the outbox (the update adding the columns)
+ * makes us plan again.
  */
 static SPIPlanPtr
 registry_lookup_plan(void)
 {
 	Oid			types[1] = {OIDOID};
-	const OutboxRelations *rels;
 
 	if (lookup_plan != NULL && !lookup_plan_stale)
 		return lookup_plan;
@@ -462,22 +466,8 @@ registry_lookup_plan(void)
 	lookup_plan = NULL;
 	lookup_plan_stale = false;
 	lookup_plan_registry = get_relname_relid("tables", get_namespace_oid("para_sync", false));
-	rels = outbox_relations();
-	lookup_plan_outbox = rels->outbox;
-	lookup_plan = SPI_prepare(get_attnum(lookup_plan_registry, "scope_columns") != InvalidAttrNumber ?
-							  "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
-							  " t.subject_layout OPERATOR(pg_catalog.=) 'table', t.scope_columns"
-							  " FROM para_sync.tables t"
-							  " WHERE t.relid OPERATOR(pg_catalog.=) $1" :
-							  !rels->legacy_schema ?
-							  "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
-							  " t.subject_layout OPERATOR(pg_catalog.=) 'table'"
-							  " FROM para_sync.tables t"
-							  " WHERE t.relid OPERATOR(pg_catalog.=) $1" :
-							  "SELECT t.schema_version, t.exclude_columns, t.sync_name,"
-							  " false"
-							  " FROM para_sync.tables t"
-							  " WHERE t.relid OPERATOR(pg_catalog.=) $1", 1, types);
+	lookup_plan_outbox = outbox_relations()->outbox;
+	lookup_plan = SPI_prepare(registration_select(lookup_plan_registry), 1, types);
 	if (lookup_plan == NULL || SPI_keepplan(lookup_plan) != 0)
 		elog(ERROR, "could not prepare para_sync registry look-up");
 	return lookup_plan;
