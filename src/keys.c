@@ -126,6 +126,20 @@ key_too_long(SyncedTable *table, int len)
 			 errhint("Use shorter primary-key values for synced tables.")));
 }
 
+/*
+ * Keys in byte order, the order of the outbox's and the counters' primary
+ * keys (COLLATE "C"): <0, 0 or >0 as key a sorts before, with or after b.
+ */
+int
+key_cmp(const char *a, int alen, const char *b, int blen)
+{
+	int			c = memcmp(a, b, Min(alen, blen));
+
+	if (c != 0)
+		return c;
+	return (alen > blen) - (alen < blen);
+}
+
 /* Append text, escaped as a key part (src/common/key_escape.c), to buf. */
 void
 key_append_escaped(StringInfo buf, const char *text)

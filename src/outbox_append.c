@@ -464,11 +464,8 @@ sorted_key_cmp(const void *a, const void *b)
 {
 	const text *x = ((const SortedKey *) a)->key;
 	const text *y = ((const SortedKey *) b)->key;
-	int			xl = VARSIZE_ANY_EXHDR(x);
-	int			yl = VARSIZE_ANY_EXHDR(y);
-	int			c = memcmp(VARDATA_ANY(x), VARDATA_ANY(y), Min(xl, yl));
 
-	return c != 0 ? c : (xl > yl) - (xl < yl);
+	return key_cmp(VARDATA_ANY(x), VARSIZE_ANY_EXHDR(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(y));
 }
 
 /* Index entries read forward before the scan is aimed at a key again. */

@@ -75,9 +75,8 @@ name_seq_cmp(const void *a, const void *b)
 {
 	const NameSeq *x = a;
 	const NameSeq *y = b;
-	int			c = memcmp(x->key, y->key, Min(x->len, y->len));
 
-	return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+	return key_cmp(x->key, x->len, y->key, y->len);
 }
 
 /* Record key's seq (the last one read for it wins); false: over budget. */

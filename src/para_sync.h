@@ -147,6 +147,7 @@ extern void key_parse(const char *key, SyncedTable *table, Datum *datums);
 extern void key_refuse(const char *key, const char *detail) pg_attribute_noreturn();
 extern char *key_column_text(const KeyColumn *col, Datum value);
 extern void key_append_escaped(StringInfo buf, const char *text);
+extern int	key_cmp(const char *a, int alen, const char *b, int blen);
 
 /* ---- scope.c: a row's scope token (docs/protocol.md, "Scopes"), set_scope() */
 

@@ -89,19 +89,9 @@ typedef struct KeyPage
 } KeyPage;
 
 static int
-bytes_cmp(const char *a, int alen, const char *b, int blen)
-{
-	int			c = memcmp(a, b, Min(alen, blen));
-
-	if (c != 0)
-		return c;
-	return (alen > blen) - (alen < blen);
-}
-
-static int
 row_cmp(const PageRow *a, const PageRow *b)
 {
-	return bytes_cmp(a->key, a->key_len, b->key, b->key_len);
+	return key_cmp(a->key, a->key_len, b->key, b->key_len);
 }
 
 static int
@@ -182,9 +172,9 @@ page_offer(KeyPage *pg, HeapTuple tuple, TupleDesc desc)
 	resetStringInfo(&pg->key);
 	key_build(&pg->key, pg->table, pg->values, pg->nulls);
 	if ((pg->after != NULL &&
-		 bytes_cmp(pg->key.data, pg->key.len, pg->after, pg->after_len) <= 0) ||
+		 key_cmp(pg->key.data, pg->key.len, pg->after, pg->after_len) <= 0) ||
 		(bound != NULL &&
-		 bytes_cmp(pg->key.data, pg->key.len, bound->key, bound->key_len) >= 0))
+		 key_cmp(pg->key.data, pg->key.len, bound->key, bound->key_len) >= 0))
 	{
 		MemoryContextSwitchTo(old);
 		return;
@@ -293,7 +283,7 @@ int_group_search(bool neg, uint64 lo, uint64 hi, const char *t, int tlen,
 		uint64		mid = l + (h - l) / 2;
 		char		buf[24];
 		int			len = int_text(neg, mid, buf);
-		int			c = bytes_cmp(buf, len, t, tlen);
+		int			c = key_cmp(buf, len, t, tlen);
 
 		if (after ? c > 0 : c >= 0)
 			h = mid;
@@ -430,7 +420,7 @@ after_key_position(const char *sync_name, const char *after, int after_len,
 	int			name_len = strlen(sync_name);
 	int			c;
 
-	c = bytes_cmp(after, Min(after_len, name_len), sync_name, name_len);
+	c = key_cmp(after, Min(after_len, name_len), sync_name, name_len);
 	if (c == 0 && after_len > name_len)
 		c = (unsigned char) after[name_len] - (unsigned char) ':';
 	if (c != 0 || after_len <= name_len)
