@@ -143,19 +143,21 @@ publish_row(SyncedTable *table, RowsRun *run, StringInfo key, TupleTableSlot *sl
 	psync_op	op = run->what == ROWS_DELETE ? PSYNC_OP_DELETE : PSYNC_OP_UPSERT;
 	int64		last;
 
-	if (run->seqs == NULL)
+	if (run->seqs != NULL)
+		last = outbox_name_seqs_last(run->seqs, key->data, key->len);
+	else if (run->what == ROWS_ANNOUNCE)
+		last = outbox_last_sequence(key->data, key->len, true);
+	else
 	{
-		if (run->what == ROWS_ANNOUNCE && outbox_last_sequence(key->data, key->len, true) == 0)
-			return;
 		capture_emit_change(table, key, values, nulls, op,
 							op == PSYNC_OP_DELETE ? ExecFetchSlotHeapTuple(slot, false, NULL) : NULL);
 		return;
 	}
-	last = outbox_name_seqs_last(run->seqs, key->data, key->len);
 	if (run->what == ROWS_ANNOUNCE && last == 0)
 		return;
-	outbox_name_seqs_appended(run->seqs, key->data, key->len,
-							  capture_emit_after(table, key, values, nulls, op, last));
+	last = capture_emit_after(table, key, values, nulls, op, last);
+	if (run->seqs != NULL)
+		outbox_name_seqs_appended(run->seqs, key->data, key->len, last);
 }
 
 /*
