@@ -134,6 +134,21 @@ test_envelope(const char *key, uint64_t seq, const char *name)
 	return env;
 }
 
+/* A reload, the table's event: key table, no value, sequence 1. */
+static inline psync_envelope
+test_reload_event(const char *table, const char *schema_version)
+{
+	psync_envelope env = {0};
+
+	env.key = table;
+	env.key_len = strlen(table);
+	env.schema_version = schema_version;
+	env.schema_version_len = strlen(schema_version);
+	env.sequence = 1;
+	env.op = PSYNC_OP_RELOAD;
+	return env;
+}
+
 /* Encoded bytes of env (caller frees .data). */
 static inline test_buf
 test_encode(const psync_envelope *env)
@@ -174,6 +189,22 @@ test_value_name(const uint8_t *data, size_t len, char *out, size_t outlen)
 		}
 	}
 	msgpack_unpacked_destroy(&u);
+}
+
+/* A psync_parse_fn: the value's "name" (test_value_name) as a malloc'd string. */
+static inline bool
+test_name_parse(void *ctx, const uint8_t *mp, size_t len, const psync_envelope *env,
+				void *recycled, void **out, const char **error)
+{
+	char		name[32];
+
+	(void) ctx;
+	(void) env;
+	(void) recycled;
+	(void) error;
+	test_value_name(mp, len, name, sizeof(name));
+	*out = strdup(name);
+	return *out != NULL;
 }
 
 #endif							/* PSYNC_TEST_HARNESS_H */

@@ -219,22 +219,6 @@ fake_refetch(void *ctx, const char *key, psync_refetch_request *req)
 	free(b.data);
 }
 
-/* Values: the "name" of the row, as a malloc'd string. */
-static bool
-name_parse(void *ctx, const uint8_t *mp, size_t len, const psync_envelope *env,
-		   void *recycled, void **out, const char **error)
-{
-	char		name[32];
-
-	(void) ctx;
-	(void) env;
-	(void) recycled;
-	(void) error;
-	test_value_name(mp, len, name, sizeof(name));
-	*out = strdup(name);
-	return *out != NULL;
-}
-
 typedef struct events
 {
 	int			added;
@@ -285,7 +269,7 @@ open_collection(fake_db *db, events *e, int page_size, bool row_refetch,
 
 	psync_collection_options_init(&o);
 	o.table = "users";
-	o.schema = (psync_schema) {name_parse, test_free_value, NULL};
+	o.schema = (psync_schema) {test_name_parse, test_free_value, NULL};
 	o.transport = db->t;
 	o.load_page = fake_load;
 	o.load_ctx = db;
@@ -683,7 +667,7 @@ destroy_from_callback_is_refused(void)
 	db_init(&db, 3);
 	psync_collection_options_init(&o);
 	o.table = "users";
-	o.schema = (psync_schema) {name_parse, test_free_value, NULL};
+	o.schema = (psync_schema) {test_name_parse, test_free_value, NULL};
 	o.transport = db.t;
 	o.load_page = fake_load;
 	o.load_ctx = &db;
@@ -801,7 +785,7 @@ rows_stay_live_during_a_reload(void)
 	db_init(&db, 30);
 	psync_collection_options_init(&o);
 	o.table = "users";
-	o.schema = (psync_schema) {name_parse, test_free_value, NULL};
+	o.schema = (psync_schema) {test_name_parse, test_free_value, NULL};
 	o.transport = db.t;
 	o.load_page = fake_load;
 	o.load_ctx = &db;
@@ -877,7 +861,7 @@ tombstones_are_bounded(void)
 	db_init(&db, 3);
 	psync_collection_options_init(&o);
 	o.table = "users";
-	o.schema = (psync_schema) {name_parse, test_free_value, NULL};
+	o.schema = (psync_schema) {test_name_parse, test_free_value, NULL};
 	o.transport = db.t;
 	o.load_page = fake_load;
 	o.load_ctx = &db;
@@ -1022,7 +1006,7 @@ destroy_cancels_a_hung_page(void)
 	db_init(&db, 5);
 	psync_collection_options_init(&o);
 	o.table = "users";
-	o.schema = (psync_schema) {name_parse, test_free_value, NULL};
+	o.schema = (psync_schema) {test_name_parse, test_free_value, NULL};
 	o.transport = db.t;
 	o.load_page = fake_load;
 	o.load_ctx = &db;
@@ -1162,7 +1146,7 @@ layout_mismatch_is_an_error(void)
 	db.t->ops = &ops;
 	psync_collection_options_init(&o);
 	o.table = "users";
-	o.schema = (psync_schema) {name_parse, test_free_value, NULL};
+	o.schema = (psync_schema) {test_name_parse, test_free_value, NULL};
 	o.transport = db.t;
 	o.load_page = fake_load;
 	o.load_ctx = &db;

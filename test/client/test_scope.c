@@ -226,7 +226,7 @@ scope_patterns(void)
 				g = {0},
 				every = {0};
 	psync_envelope env = test_envelope("orders:1", 1, "x");
-	psync_envelope event = {0};
+	psync_envelope event;
 	test_buf	raw = scoped_bytes("orders:2", 1, "y", "globex");
 
 	CHECK_EQ_INT(psync_inprocess_transport_new(&t), PSYNC_OK);
@@ -247,12 +247,7 @@ scope_patterns(void)
 	env.scope_len = 0;
 	CHECK_EQ_INT(psync_transport_publish(t, &env), PSYNC_OK);	/* no scope: no scope's */
 	/* a table event is no scope's: the table pattern only */
-	event.key = "orders";
-	event.key_len = 6;
-	event.schema_version = "1";
-	event.schema_version_len = 1;
-	event.sequence = 1;
-	event.op = PSYNC_OP_RELOAD;
+	event = test_reload_event("orders", "1");
 	CHECK_EQ_INT(psync_transport_publish(t, &event), PSYNC_OK);
 	CHECK_EQ_INT(a.envelopes, 1);
 	CHECK_EQ_INT(g.envelopes, 1);
@@ -468,36 +463,28 @@ sdb_answer(sdb *db)
 	pthread_mutex_unlock(&db->lock);
 }
 
-static bool
-name_parse(void *ctx, const uint8_t *mp, size_t len, const psync_envelope *env,
-		   void *recycled, void **out, const char **error)
-{
-	char		name[32];
-
-	(void) ctx;
-	(void) env;
-	(void) recycled;
-	(void) error;
-	test_value_name(mp, len, name, sizeof(name));
-	*out = strdup(name);
-	return *out != NULL;
-}
-
+/* A collection of the table's rows in scope (NULL: every row), values by schema. */
 static psync_status
-open_scope(sdb *db, const char *scope, psync_collection **out)
+open_scope_with(sdb *db, const char *scope, psync_schema schema, psync_collection **out)
 {
 	psync_collection_options o;
 
 	psync_collection_options_init(&o);
 	o.table = "orders";
 	o.scope = scope;
-	o.schema = (psync_schema) {name_parse, test_free_value, NULL};
+	o.schema = schema;
 	o.transport = db->t;
 	o.load_page = sdb_load;
 	o.load_ctx = db;
 	o.refetch = sdb_refetch;
 	o.refetch_ctx = db;
 	return psync_collection_new(&o, out);
+}
+
+static psync_status
+open_scope(sdb *db, const char *scope, psync_collection **out)
+{
+	return open_scope_with(db, scope, (psync_schema) {test_name_parse, test_free_value, NULL}, out);
 }
 
 typedef struct smatch
@@ -867,7 +854,7 @@ reload_while_members_held(void)
 {
 	sdb			db;
 	psync_collection *s = NULL;
-	psync_envelope event = {0};
+	psync_envelope event;
 	char		key[32];
 
 	sdb_init(&db);
@@ -882,12 +869,7 @@ reload_while_members_held(void)
 	sdb_write(&db, "orders:2", "gone", "globex", true);
 	sdb_write(&db, "orders:4", "b", "acme", true);
 	db.during_load = moves_around_a_reload;
-	event.key = "orders";
-	event.key_len = 6;
-	event.schema_version = "2";
-	event.schema_version_len = 1;
-	event.sequence = 1;
-	event.op = PSYNC_OP_RELOAD;
+	event = test_reload_event("orders", "2");
 	CHECK_EQ_INT(psync_transport_publish(db.t, &event), PSYNC_OK);
 	CHECK_EQ_INT(psync_collection_wait_idle(s, 5000), PSYNC_OK);
 	CHECK(db.during_load == NULL);	/* the reload ran */
@@ -913,27 +895,35 @@ replica_value(void *ctx, const void *value, const psync_replica_metadata *meta)
 	snprintf(r->name, sizeof(r->name), "%s", value ? (const char *) value : "");
 }
 
+/* A replica of orders:1 reading the table, values by schema. */
+static psync_status
+open_replica(sdb *db, psync_schema schema, psync_replica **out)
+{
+	psync_replica_options o;
+
+	psync_replica_options_init(&o);
+	o.key = "orders:1";
+	o.schema = schema;
+	o.transport = db->t;
+	o.refetch = sdb_refetch;
+	o.refetch_ctx = db;
+	o.initial_refetch = true;
+	return psync_replica_new(&o, out);
+}
+
 /* A replica of one key follows its row through many moves, pairs reordered and repeated. */
 static void
 replica_follows_many_moves(void)
 {
 	sdb			db;
 	psync_replica *r = NULL;
-	psync_replica_options o;
 	psync_replica_metadata meta;
 	rseen		seen;
 	srow	   *row;
 
 	sdb_init(&db);
 	sdb_write(&db, "orders:1", "a", "acme", true);
-	psync_replica_options_init(&o);
-	o.key = "orders:1";
-	o.schema = (psync_schema) {name_parse, test_free_value, NULL};
-	o.transport = db.t;
-	o.refetch = sdb_refetch;
-	o.refetch_ctx = &db;
-	o.initial_refetch = true;
-	CHECK_EQ_INT(psync_replica_new(&o, &r), PSYNC_OK);
+	CHECK_EQ_INT(open_replica(&db, (psync_schema) {test_name_parse, test_free_value, NULL}, &r), PSYNC_OK);
 	CHECK_EQ_INT(psync_replica_wait_idle(r, 5000), PSYNC_OK);
 	for (int i = 0; i < 40; i++)
 	{
@@ -981,7 +971,7 @@ scope_seen_parse(void *ctx, const uint8_t *mp, size_t len, const psync_envelope 
 
 	if (env->scope == NULL)
 		(*unscoped)++;
-	return name_parse(NULL, mp, len, env, recycled, out, error);
+	return test_name_parse(NULL, mp, len, env, recycled, out, error);
 }
 
 /*
@@ -994,34 +984,17 @@ replayed_envelopes_keep_their_scope(void)
 {
 	sdb			db;
 	psync_replica *r = NULL;
-	psync_replica_options o;
 	psync_collection *s = NULL;
-	psync_collection_options co;
 	psync_replica_metadata meta;
 	int			unscoped_r = 0,
 				unscoped_c = 0;
 
 	sdb_init(&db);
 	sdb_write(&db, "orders:1", "a", "acme", true);
-	psync_replica_options_init(&o);
-	o.key = "orders:1";
-	o.schema = (psync_schema) {scope_seen_parse, test_free_value, &unscoped_r};
-	o.transport = db.t;
-	o.refetch = sdb_refetch;
-	o.refetch_ctx = &db;
-	o.initial_refetch = true;
-	CHECK_EQ_INT(psync_replica_new(&o, &r), PSYNC_OK);
+	CHECK_EQ_INT(open_replica(&db, (psync_schema) {scope_seen_parse, test_free_value, &unscoped_r}, &r), PSYNC_OK);
 	CHECK_EQ_INT(psync_replica_wait_idle(r, 5000), PSYNC_OK);
-	psync_collection_options_init(&co);
-	co.table = "orders";
-	co.scope = "acme";
-	co.schema = (psync_schema) {scope_seen_parse, test_free_value, &unscoped_c};
-	co.transport = db.t;
-	co.load_page = sdb_load;
-	co.load_ctx = &db;
-	co.refetch = sdb_refetch;
-	co.refetch_ctx = &db;
-	CHECK_EQ_INT(psync_collection_new(&co, &s), PSYNC_OK);
+	CHECK_EQ_INT(open_scope_with(&db, "acme", (psync_schema) {scope_seen_parse, test_free_value, &unscoped_c}, &s),
+				 PSYNC_OK);
 	/* a gap on both makes them refetch; meanwhile the row changes twice */
 	db.defer = true;
 	sdb_write(&db, "orders:1", "b", "acme", true);	/* 2, unseen */

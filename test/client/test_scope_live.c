@@ -146,7 +146,7 @@ scoped_subjects_and_filtering(void)
 {
 	psync_transport *pub = connect_as("publisher", "pub");
 	psync_transport *acme = connect_as("acme", "a");
-	psync_envelope event = {0};
+	psync_envelope event;
 	natsConnection *raw = NULL;
 	natsSubscription *rs = NULL;
 	subjects	subj = {PTHREAD_MUTEX_INITIALIZER, "", 0};
@@ -163,12 +163,7 @@ scoped_subjects_and_filtering(void)
 	publish_in(pub, "orders:1", 1, "acme");
 	publish_in(pub, "orders:2", 1, "globex");
 	publish_in(pub, "orders:3", 1, "acme");
-	event.key = "orders";
-	event.key_len = 6;
-	event.schema_version = "1";
-	event.schema_version_len = 1;
-	event.sequence = 1;
-	event.op = PSYNC_OP_RELOAD;
+	event = test_reload_event("orders", "1");
 	CHECK_EQ_INT(psync_transport_publish(pub, &event), PSYNC_OK);
 	CHECK_EQ_INT(psync_transport_flush(pub, 5000), PSYNC_OK);
 	CHECK(LIVE_WAIT_FOR(atomic_load(&subj.n) == 4 && atomic_load(&mine.envelopes) == 2, 10));
