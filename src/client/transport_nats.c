@@ -648,15 +648,20 @@ make_nats_options(const psync_nats_options *o, psync_transport *t, natsOptions *
 	return s;
 }
 
+/* Free a list copy_names() made. */
+static void
+free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
 static void
 backend_free(nats_backend *b)
 {
-	for (size_t i = 0; i < b->ntable_layout; i++)
-		free(b->table_layout[i]);
-	free(b->table_layout);
-	for (size_t i = 0; i < b->nscoped; i++)
-		free(b->scoped[i]);
-	free(b->scoped);
+	free_names(b->table_layout, b->ntable_layout);
+	free_names(b->scoped, b->nscoped);
 	free(b->prefix);
 	free(b);
 }
