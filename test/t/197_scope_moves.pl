@@ -24,17 +24,7 @@ my $node = new_publisher_node('scope_moves', $nats);
 my $acme_file = "$tmp/scope_moves_acme.msgs";
 my $acme_sub = start_sub($nats, $acme_file, '-s', 'synced.orders.acme.>');
 
-$node->safe_psql('postgres', q{
-	CREATE EXTENSION para_sync;
-	CREATE TABLE public.shop_orders (id int PRIMARY KEY, tenant text NOT NULL, total int NOT NULL);
-	CREATE INDEX ON public.shop_orders (tenant, id);
-	BEGIN;
-	SELECT para_sync.sync_table('public.shop_orders', name => 'orders');
-	SELECT para_sync.set_scope('public.shop_orders', ARRAY['tenant']);
-	COMMIT;
-	INSERT INTO public.shop_orders
-	SELECT i, CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, i FROM generate_series(1, 40) i;
-});
+create_scoped_orders($node, 40);
 is($node->safe_psql('postgres',
 		q{SELECT scope_columns::text FROM para_sync.synced_tables WHERE sync_name = 'orders'}),
 	'{tenant}', 'the table has a scope');

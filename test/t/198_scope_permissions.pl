@@ -36,16 +36,8 @@ para_sync.nats_user = 'publisher'
 para_sync.nats_password = 'pub-secret'
 });
 
+create_scoped_orders($node, 30);
 $node->safe_psql('postgres', q{
-	CREATE EXTENSION para_sync;
-	CREATE TABLE public.shop_orders (id int PRIMARY KEY, tenant text NOT NULL, total int NOT NULL);
-	CREATE INDEX ON public.shop_orders (tenant, id);
-	BEGIN;
-	SELECT para_sync.sync_table('public.shop_orders', name => 'orders');
-	SELECT para_sync.set_scope('public.shop_orders', ARRAY['tenant']);
-	COMMIT;
-	INSERT INTO public.shop_orders
-	SELECT i, CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, i FROM generate_series(1, 30) i;
 	-- the same users in PostgreSQL: each reads its own tenant's rows
 	CREATE ROLE acme LOGIN;
 	CREATE ROLE globex LOGIN;

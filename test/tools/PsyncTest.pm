@@ -19,7 +19,26 @@ our @EXPORT = qw(start_nats stop_nats nats_url start_sub stop_sub read_sub
   wait_for new_publisher_node latest_by_key check_contiguous
   start_pgbench finish_pgbench sub_tool worker_pid deadline_secs deadline_for
   wait_new_worker wait_all_delivered commit_one_by_one worker_sleeps
-  start_follow follow_dump stop_follow follow_differences);
+  start_follow follow_dump stop_follow follow_differences create_scoped_orders);
+
+# The extension, and public.shop_orders synced as 'orders' with a scope on
+# its tenant column (an index on (tenant, id) for one scope's pages) and
+# $rows rows: even ids in tenant 'acme', odd ones in 'globex'.
+sub create_scoped_orders
+{
+	my ($node, $rows) = @_;
+	$node->safe_psql('postgres', qq{
+	CREATE EXTENSION para_sync;
+	CREATE TABLE public.shop_orders (id int PRIMARY KEY, tenant text NOT NULL, total int NOT NULL);
+	CREATE INDEX ON public.shop_orders (tenant, id);
+	BEGIN;
+	SELECT para_sync.sync_table('public.shop_orders', name => 'orders');
+	SELECT para_sync.set_scope('public.shop_orders', ARRAY['tenant']);
+	COMMIT;
+	INSERT INTO public.shop_orders
+	SELECT i, CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, i FROM generate_series(1, $rows) i;
+});
+}
 
 # Generous: the tests poll until this many seconds pass, then fail.
 sub deadline_secs { return 180; }
