@@ -67,23 +67,32 @@ is( $node->safe_psql(
 	'0',
 	'nothing of the uncommitted transaction is in the outbox');
 
-# sequences are contiguous per key: 1..max with no hole
-is( $node->safe_psql(
-		'postgres', q{
+# Keys of database $db whose outbox sequences are not 1..max with no hole.
+sub keys_with_holes
+{
+	my ($db) = @_;
+	return $node->safe_psql($db, q{
 	SELECT count(*) FROM (
 		SELECT key, max(seq) AS m, count(*) AS n FROM para_sync.outbox GROUP BY key) s
-	 WHERE m <> n}),
-	'0',
-	'per-key sequences are contiguous');
+	 WHERE m <> n});
+}
+
+# "key=last seq,..." of @keys in database $db's outbox.
+sub last_seqs
+{
+	my ($db, @keys) = @_;
+	my $in = join(', ', map { "'$_'" } @keys);
+	return $node->safe_psql($db, qq{
+	SELECT string_agg(key || '=' || seq, ',' ORDER BY key)
+	  FROM (SELECT key, max(seq) AS seq FROM para_sync.outbox
+			 WHERE key IN ($in) GROUP BY key) s});
+}
+
+is(keys_with_holes('postgres'), '0', 'per-key sequences are contiguous');
 
 # after recovery the counters continue from the last committed change
 $node->safe_psql('postgres', 'UPDATE public.t SET v = v + 1 WHERE id IN (1, 45)');
-is( $node->safe_psql(
-		'postgres', q{
-	SELECT string_agg(key || '=' || seq, ',' ORDER BY key)
-	  FROM (SELECT key, max(seq) AS seq FROM para_sync.outbox
-			 WHERE key IN ('t:1', 't:45') GROUP BY key) s}),
-	't:1=3,t:45=4',
+is(last_seqs('postgres', 't:1', 't:45'), 't:1=3,t:45=4',
 	'sequences continue after crash recovery');
 
 is( $node->safe_psql(
@@ -101,20 +110,9 @@ is( $node->safe_psql(
 	    OR o.key IN ('pt:2:1', 'pt:2:2', 'pt:2:3', 'pt:2:4', 'pt:2:5')}),
 	'0',
 	'partitioned root: nothing of the uncommitted move is in the outbox');
-is( $node->safe_psql(
-		'parted', q{
-	SELECT count(*) FROM (
-		SELECT key, max(seq) AS m, count(*) AS n FROM para_sync.outbox GROUP BY key) s
-	 WHERE m <> n}),
-	'0',
-	'partitioned root: per-key sequences are contiguous');
+is(keys_with_holes('parted'), '0', 'partitioned root: per-key sequences are contiguous');
 $node->safe_psql('parted', 'UPDATE public.pt SET part = 1 WHERE id = 20');
-is( $node->safe_psql(
-		'parted', q{
-	SELECT string_agg(key || '=' || seq, ',' ORDER BY key)
-	  FROM (SELECT key, max(seq) AS seq FROM para_sync.outbox
-			 WHERE key IN ('pt:1:20', 'pt:2:20') GROUP BY key) s}),
-	'pt:1:20=3,pt:2:20=3',
+is(last_seqs('parted', 'pt:1:20', 'pt:2:20'), 'pt:1:20=3,pt:2:20=3',
 	'partitioned root: a move after recovery continues both keys');
 is($node->safe_psql('parted', q{SELECT para_sync.snapshot_json('pt:1:20')->'sequence'}),
 	'3', 'partitioned root: snapshot agrees with the outbox');
