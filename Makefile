@@ -23,6 +23,7 @@ OBJS = \
 	src/catalog.o \
 	src/outbox_append.o \
 	src/outbox_name_seqs.o \
+	src/outbox_batch.o \
 	src/seq_cache.o \
 	src/outbox_consume.o \
 	src/outbox_backlog.o \

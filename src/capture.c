@@ -112,10 +112,12 @@ synced_columns_differ(SyncedTable *table, TupleDesc desc,
  * carries).  replaced: the version
  * with this key that the triggering statement updated or deleted, or NULL;
  * holder: the version whose content this is, or NULL (outbox_append.c).
- * in_trigger: a trigger event's change, appended without advancing the
- * command counter (outbox_append()), so that every event of a
- * statement runs under the statement's command id.  last_seq: the key's
- * last sequence when the caller knows it (outbox_name_seqs.c), else -1.
+ * in_trigger: a trigger event's change, left pending and numbered and
+ * written with the statement's others when it ends (outbox_batch.c), so
+ * that every event of a statement runs under the statement's command id;
+ * the rest are appended at once (outbox_append(), which advances the
+ * command counter).  last_seq: the key's last sequence when the caller
+ * knows it (outbox_name_seqs.c), else -1.
  */
 static void
 emit_versions(SyncedTable *table, StringInfo key, RowImage *row,
@@ -131,19 +133,27 @@ emit_versions(SyncedTable *table, StringInfo key, RowImage *row,
 
 	/* a delete's row (the one that leaves) gives its scope, not a value */
 	scope = row_scope(table, row);
-	seq = last_seq >= 0 ? last_seq + 1 : outbox_next_sequence(key->data, key->len, replaced);
 	if (has_value)
 	{
 		initStringInfo(&value);
 		row_encode_values(&value, table, row->values, row->nulls);
 	}
+	para_sync_xact_wrote_envelopes = true;
+	if (in_trigger)
+	{
+		/* numbered and written with the statement's others (outbox_batch.c) */
+		outbox_batch_add(key->data, key->len, has_value ? &value : NULL,
+						 table->schema_version, op, txid, table->subject_layout,
+						 scope, replaced, holder);
+		return;
+	}
+	seq = last_seq >= 0 ? last_seq + 1 : outbox_next_sequence(key->data, key->len, replaced);
 	envelope = capture_envelope_build_scoped(key->data, key->len,
 											 has_value ? &value : NULL,
 											 table->schema_version, (uint64) seq, op,
 											 true, txid, scope);
 	outbox_append(key->data, key->len, seq, (int64) txid, envelope,
-				  table->subject_layout, scope, holder, in_trigger);
-	para_sync_xact_wrote_envelopes = true;
+				  table->subject_layout, scope, holder);
 }
 
 /*

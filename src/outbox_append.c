@@ -251,8 +251,8 @@ probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
 /*
  * The last sequence of key (0 if never seen).  latest: what is committed
  * now plus everything this transaction wrote, its current command included
- * (SnapshotSelf: the capture trigger appends without advancing the command
- * counter, see outbox_append()); otherwise read with the active
+ * (SnapshotSelf: the capture trigger's rows are written without advancing
+ * the command counter, see outbox_append()); otherwise read with the active
  * snapshot, so that snapshot() reads value and sequence consistently.
  *
  * SnapshotSelf reads the outbox and then the counters at two instants, not
@@ -260,8 +260,8 @@ probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
  * a key's outbox rows and raises its counter in one transaction, so the
  * counters read second are at least as new as the outbox read first.
  */
-int64
-outbox_last_sequence(const char *key, int key_len, bool latest)
+static int64
+last_sequence_now(const char *key, int key_len, bool latest)
 {
 	const OutboxRelations *rels = outbox_relations();
 	text	   *key_text = cstring_to_text_with_len(key, key_len);
@@ -277,13 +277,24 @@ outbox_last_sequence(const char *key, int key_len, bool latest)
 }
 
 /*
+ * The same, after writing the capture's pending envelopes (outbox_batch.c),
+ * which it would otherwise not see.
+ */
+int64
+outbox_last_sequence(const char *key, int key_len, bool latest)
+{
+	outbox_batch_flush(true);
+	return last_sequence_now(key, key_len, latest);
+}
+
+/*
  * The full transaction id that created tuple (a row version of a synced
  * table), or invalid when it cannot be known: no header, a frozen or
  * special xmin.  A live unfrozen version's xmin lies within 2^31 of this
  * transaction's id (wraparound protection), which makes the widening exact.
  */
-static FullTransactionId
-version_writer(HeapTuple tuple)
+FullTransactionId
+outbox_version_writer(HeapTuple tuple)
 {
 	TransactionId xmin;
 	FullTransactionId top;
@@ -311,7 +322,7 @@ outbox_check_last_sequence(const char *key, int key_len, int64 seq, const char *
 
 	if (!psync_sequence_cache_check)
 		return;
-	stored = outbox_last_sequence(key, key_len, true);
+	stored = last_sequence_now(key, key_len, true);
 	if (stored != seq)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -331,14 +342,26 @@ outbox_next_sequence(const char *key, int key_len, HeapTuple replaced)
 {
 	int64		seq;
 
-	outbox_relations();
+	outbox_batch_flush(true);
 	if (replaced != NULL &&
-		seq_cache_lookup(&store_tag, key, key_len, version_writer(replaced), &seq))
-	{
-		outbox_check_last_sequence(key, key_len, seq, "sequence cache");
+		outbox_cached_last(key, key_len, outbox_version_writer(replaced), &seq))
 		return seq + 1;
-	}
-	return outbox_last_sequence(key, key_len, true) + 1;
+	return last_sequence_now(key, key_len, true) + 1;
+}
+
+/*
+ * Key's last sequence from the sequence cache, if its entry names writer
+ * (the creator of the version a change replaced: seq_cache.c); checked
+ * against the look-up with para_sync.sequence_cache_check.
+ */
+bool
+outbox_cached_last(const char *key, int key_len, FullTransactionId writer, int64 *seq)
+{
+	outbox_relations();
+	if (!seq_cache_lookup(&store_tag, key, key_len, writer, seq))
+		return false;
+	outbox_check_last_sequence(key, key_len, *seq, "sequence cache");
+	return true;
 }
 
 /* Does the index of heap hold a visible key in [low, high)? */
@@ -363,11 +386,15 @@ any_key_between(Oid heap_oid, Oid index_oid, text *low, text *high,
 bool
 outbox_name_has_history(const char *sync_name)
 {
-	const OutboxRelations *rels = outbox_relations();
+	const OutboxRelations *rels;
 	text	   *low = cstring_to_text(psprintf("%s:", sync_name));
 	text	   *high = cstring_to_text(psprintf("%s;", sync_name));
-	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	Snapshot	snapshot;
 	bool		found;
+
+	outbox_batch_flush(true);
+	rels = outbox_relations();
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
 
 	found = any_key_between(rels->outbox, rels->outbox_pkey, low, high, snapshot) ||
 		any_key_between(rels->counters, rels->counters_pkey, low, high, snapshot);
@@ -390,64 +417,166 @@ outbox_name_has_history(const char *sync_name)
  * (sub)transaction making this append, else with none (the entry is
  * forgotten).
  *
- * in_trigger (the capture trigger's appends): the command counter is not
- * advanced: the next look-up of the key reads with SnapshotSelf
- * (outbox_last_sequence()), which sees the row anyway, and the outbox's
- * primary key check sees it whatever the command.  So a multi-row
- * statement's capture events all run under the statement's own command id,
- * and a change of the command id during them means that another statement
- * ran (capture.c relies on that).  Other callers advance it, so that anything
- * the transaction reads later with an MVCC snapshot sees the row.
+ * The command counter is advanced after the append, so that anything the
+ * transaction reads later with an MVCC snapshot sees the row.  The capture
+ * trigger's appends do not come here: they wait for the statement's end
+ * and are written together (outbox_batch.c, outbox_append_rows()), without
+ * advancing it, so that a multi-row statement's capture events all run
+ * under the statement's own command id, and a change of the command id
+ * during them means that another statement ran (capture.c relies on that).
  */
 void
 outbox_append(const char *key, int key_len, int64 seq, int64 txid,
 			  bytea *envelope, char layout, const char *scope,
-			  HeapTuple holder, bool in_trigger)
+			  HeapTuple holder)
 {
-	const OutboxRelations *rels = outbox_relations();
-	Relation	heap = table_open(rels->outbox, RowExclusiveLock);
-	Relation	index = index_open(rels->outbox_pkey, RowExclusiveLock);
-	Datum		values[7];
-	bool		nulls[7] = {false, false, false, false, false, false, scope == NULL};
-	HeapTuple	tuple;
+	OutboxNewRow	row;
 
-	/* asked after the lock: it took in any invalidation of the outbox */
-	if (outbox_relations()->legacy_schema && layout != PSYNC_LAYOUT_KEY)
+	outbox_batch_flush(true);
+	row.key = cstring_to_text_with_len(key, key_len);
+	row.seq = seq;
+	row.txid = txid;
+	row.envelope = envelope;
+	row.layout = layout;
+	row.scope = scope;
+	row.cid = GetCurrentCommandId(true);
+	outbox_row_holder(&row, holder);
+	outbox_append_rows(&row, 1);
+	pfree(row.key);
+	CommandCounterIncrement();
+}
+
+/* Record holder (see outbox_append()) in row. */
+void
+outbox_row_holder(OutboxNewRow *row, HeapTuple holder)
+{
+	row->holder_xmin = InvalidTransactionId;
+	row->holder_writer = InvalidFullTransactionId;
+	if (holder == NULL || holder->t_data == NULL)
+		return;
+	row->holder_xmin = HeapTupleHeaderGetXmin(holder->t_data);
+	row->holder_writer = outbox_version_writer(holder);
+}
+
+/* rows written by one heap_multi_insert() call, at most */
+#define MULTI_INSERT_ROWS 1000
+
+static HeapTuple
+row_tuple(TupleDesc desc, const OutboxNewRow *row)
+{
+	Datum		values[7];
+	bool		nulls[7] = {false, false, false, false, false, false, row->scope == NULL};
+
+	/* asked under the lock: it took in any invalidation of the outbox */
+	if (outbox_relations()->legacy_schema && row->layout != PSYNC_LAYOUT_KEY)
 		outbox_require_updated_schema();
-	if (scope != NULL && !outbox_relations()->with_scope)
+	if (row->scope != NULL && !outbox_relations()->with_scope)
 		elog(ERROR, "para_sync outbox has no scope column: run ALTER EXTENSION para_sync UPDATE");
+
 	/*
 	 * A 0.1 outbox has five columns, a 0.3 one six: heap_form_tuple ignores
 	 * the ones after them.
 	 */
-	values[5] = CharGetDatum(layout);
-	values[6] = scope ? CStringGetTextDatum(scope) : (Datum) 0;
-
-	values[0] = PointerGetDatum(cstring_to_text_with_len(key, key_len));
-	values[1] = Int64GetDatum(seq);
-	values[2] = Int64GetDatum(txid);
+	values[0] = PointerGetDatum(row->key);
+	values[1] = Int64GetDatum(row->seq);
+	values[2] = Int64GetDatum(row->txid);
 	values[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	values[4] = PointerGetDatum(envelope);
-	tuple = heap_form_tuple(RelationGetDescr(heap), values, nulls);
-	heap_insert(heap, tuple, GetCurrentCommandId(true), 0, NULL);
-	/* the primary key refuses a duplicate sequence, whatever happened */
-	index_insert(index, values, nulls, &tuple->t_self, heap, UNIQUE_CHECK_YES,
-				 false, outbox_pkey_info);
+	values[4] = PointerGetDatum(row->envelope);
+	values[5] = CharGetDatum(row->layout);
+	values[6] = row->scope ? CStringGetTextDatum(row->scope) : (Datum) 0;
+	return heap_form_tuple(desc, values, nulls);
+}
+
+/*
+ * The heap tuples of rows; one: heap_insert(), more: heap_multi_insert()
+ * (one WAL record per page), MULTI_INSERT_ROWS at a time.  tids[i] gets
+ * where rows[i] went.
+ */
+static void
+insert_heap_rows(Relation heap, const OutboxNewRow *rows, int n, ItemPointer tids)
+{
+	TupleDesc	desc = RelationGetDescr(heap);
+	TupleDesc	slot_desc;
+	TupleTableSlot **slots;
+	int			nslots = Min(n, MULTI_INSERT_ROWS);
+
+	if (n == 1)
+	{
+		HeapTuple	tuple = row_tuple(desc, &rows[0]);
+
+		heap_insert(heap, tuple, rows[0].cid, 0, NULL);
+		tids[0] = tuple->t_self;
+		heap_freetuple(tuple);
+		return;
+	}
+	/* slots of an unshared copy: no reference counting per slot */
+	slot_desc = CreateTupleDescCopy(desc);
+	slots = palloc(sizeof(TupleTableSlot *) * nslots);
+	for (int i = 0; i < nslots; i++)
+		slots[i] = MakeSingleTupleTableSlot(slot_desc, &TTSOpsHeapTuple);
+	for (int done = 0, chunk; done < n; done += chunk)
+	{
+		CHECK_FOR_INTERRUPTS();
+		/* one call per run of rows of one command, at most nslots */
+		for (chunk = 0; chunk < nslots && done + chunk < n &&
+			 rows[done + chunk].cid == rows[done].cid; chunk++)
+			ExecStoreHeapTuple(row_tuple(desc, &rows[done + chunk]), slots[chunk], true);
+		heap_multi_insert(heap, slots, chunk, rows[done].cid, 0, NULL);
+		for (int i = 0; i < chunk; i++)
+		{
+			tids[done + i] = slots[i]->tts_tid;
+			ExecClearTuple(slots[i]);
+		}
+	}
+	for (int i = 0; i < nslots; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	pfree(slots);
+	FreeTupleDesc(slot_desc);
+}
+
+/*
+ * Store rows in the outbox, in the current (sub)transaction, in order,
+ * each under its command id (outbox_append(), and the capture's pending
+ * envelopes: outbox_batch.c).  Does not advance the command counter.  Each row then overwrites its
+ * key's sequence cache entry, in order: with its holder's writer when the
+ * holder was created by the (sub)transaction writing the row, else with
+ * none.
+ */
+void
+outbox_append_rows(const OutboxNewRow *rows, int n)
+{
+	const OutboxRelations *rels = outbox_relations();
+	Relation	heap = table_open(rels->outbox, RowExclusiveLock);
+	Relation	index = index_open(rels->outbox_pkey, RowExclusiveLock);
+	ItemPointer tids = palloc(sizeof(ItemPointerData) * n);
+	TransactionId me;
+
+	insert_heap_rows(heap, rows, n, tids);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[2] = {PointerGetDatum(rows[i].key), Int64GetDatum(rows[i].seq)};
+		bool		nulls[2] = {false, false};
+
+		/* the primary key refuses a duplicate sequence, whatever happened */
+		index_insert(index, values, nulls, &tids[i], heap, UNIQUE_CHECK_YES,
+					 false, outbox_pkey_info);
+	}
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
-	heap_freetuple(tuple);
+	pfree(tids);
 
 	/*
 	 * Only a holder created by the (sub)transaction that appended may vouch
 	 * for the entry: a live holder then proves the append was kept.
 	 */
-	if (holder != NULL &&
-		(holder->t_data == NULL ||
-		 HeapTupleHeaderGetXmin(holder->t_data) != GetCurrentTransactionIdIfAny()))
-		holder = NULL;
-	seq_cache_remember(&store_tag, key, key_len, version_writer(holder), seq);
-	if (!in_trigger)
-		CommandCounterIncrement();
+	me = GetCurrentTransactionIdIfAny();
+	for (int i = 0; i < n; i++)
+		seq_cache_remember(&store_tag, VARDATA_ANY(rows[i].key),
+						   VARSIZE_ANY_EXHDR(rows[i].key),
+						   TransactionIdIsValid(rows[i].holder_xmin) &&
+						   rows[i].holder_xmin == me ?
+						   rows[i].holder_writer : InvalidFullTransactionId,
+						   rows[i].seq);
 }
 
 /* ---- the last sequences of a page's keys (snapshot_table.c) */
@@ -562,27 +691,37 @@ merge_each_last_seq(Oid heap_oid, Oid index_oid, Snapshot snapshot, int n,
 }
 
 /*
- * The last sequences of n distinct keys, in any order, read with the active
- * snapshot: what outbox_last_sequence(key, len, false) returns for each, by
- * one merge of the sorted keys with the outbox's index and one with the
- * counters' (merge_each_last_seq: O(n) whatever the keys' spread in the
- * index), and without SERIALIZABLE predicate locks (a serializable reader
- * is protected by its read of the rows themselves, as snapshot()'s).
+ * The last sequences of n distinct keys, in any order: what
+ * outbox_last_sequence(key, len, latest) returns for each, by one merge of
+ * the sorted keys with the outbox's index and one with the counters'
+ * (merge_each_last_seq: O(n) whatever the keys' spread in the index), and
+ * without SERIALIZABLE predicate locks (a serializable reader is protected
+ * by its read of the rows themselves, as snapshot()'s).
+ *
+ * Read with the active snapshot (snapshot_table.c), a key's counter is
+ * only read when it has no rows in the outbox.  latest (SnapshotSelf, the
+ * capture's pending envelopes: outbox_batch.c) reads every key's counter
+ * too and takes the higher of the two: a forward scan is not one moment,
+ * and a publisher committing the removal of a key's rows while the scan is
+ * among them leaves it the lower rows only; that commit raised the key's
+ * counter, read after (as in outbox_name_seqs.c).
  */
 void
 outbox_last_sequences(int n, const char *const *keys, const int *key_lens,
-						 int64 *seqs)
+					  int64 *seqs, bool latest)
 {
-	const OutboxRelations *rels = outbox_relations();
+	const OutboxRelations *rels;
 	Snapshot	snapshot;
 	SortedKey  *sorted;
 	bool	   *found;
 	bool	   *in_counters;
 	int64	   *counter_seqs;
 
-	if (n == 0)
+	if (n <= 0)
 		return;
-	snapshot = RegisterSnapshot(GetActiveSnapshot());
+	outbox_batch_flush(true);
+	rels = outbox_relations();
+	snapshot = latest ? SnapshotSelf : RegisterSnapshot(GetActiveSnapshot());
 	sorted = palloc(sizeof(SortedKey) * n);
 	for (int i = 0; i < n; i++)
 	{
@@ -596,13 +735,13 @@ outbox_last_sequences(int n, const char *const *keys, const int *key_lens,
 	memset(seqs, 0, sizeof(int64) * n);
 	merge_each_last_seq(rels->outbox, rels->outbox_pkey, snapshot, n, sorted, NULL,
 						seqs, found);
-	/* the counters only for keys without rows in the outbox */
-	merge_each_last_seq(rels->counters, rels->counters_pkey, snapshot, n, sorted, found,
-						counter_seqs, in_counters);
+	merge_each_last_seq(rels->counters, rels->counters_pkey, snapshot, n, sorted,
+						latest ? NULL : found, counter_seqs, in_counters);
 	for (int i = 0; i < n; i++)
-		if (!found[i] && in_counters[i])
+		if (in_counters[i] && (!found[i] || counter_seqs[i] > seqs[i]))
 			seqs[i] = counter_seqs[i];
-	UnregisterSnapshot(snapshot);
+	if (!latest)
+		UnregisterSnapshot(snapshot);
 	for (int i = 0; i < n; i++)
 		pfree(sorted[i].key);
 	pfree(sorted);

@@ -155,15 +155,22 @@ read_range(OutboxNameSeqs *m, NameSeqList *l, Oid heap_oid, Oid index_oid,
 OutboxNameSeqs *
 outbox_name_seqs_read(const char *sync_name, int64 max_keys)
 {
-	const OutboxRelations *rels = outbox_relations();
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
-											  "para_sync name sequences",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	OutboxNameSeqs *m = palloc0(sizeof(OutboxNameSeqs));
-	text	   *low = cstring_to_text(psprintf("%s:", sync_name));
-	text	   *high = cstring_to_text(psprintf("%s;", sync_name));
+	const OutboxRelations *rels;
+	MemoryContext cxt;
+	MemoryContext old;
+	OutboxNameSeqs *m;
+	text	   *low;
+	text	   *high;
 	bool		fits;
+
+	outbox_batch_flush(true);	/* this transaction's pending changes first */
+	rels = outbox_relations();
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync name sequences",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	m = palloc0(sizeof(OutboxNameSeqs));
+	low = cstring_to_text(psprintf("%s:", sync_name));
+	high = cstring_to_text(psprintf("%s;", sync_name));
 
 	m->cxt = cxt;
 	m->budget = (Size) maintenance_work_mem * 1024;

@@ -25,6 +25,7 @@ _PG_init(void)
 	registry_init();
 	catalog_init();
 	outbox_append_init();
+	outbox_batch_init();
 	seq_cache_init();
 	sync_names_init();
 	publisher_init();

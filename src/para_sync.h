@@ -204,11 +204,39 @@ extern void outbox_name_seqs_appended(OutboxNameSeqs *m, const char *key, int le
 									  int64 seq);
 extern void outbox_name_seqs_free(OutboxNameSeqs *m);
 extern void outbox_last_sequences(int n, const char *const *keys,
-									 const int *key_lens, int64 *seqs);
+								  const int *key_lens, int64 *seqs, bool latest);
 extern void outbox_append(const char *key, int key_len, int64 seq,
 						  int64 txid, bytea *envelope, char layout,
-						  const char *scope, HeapTuple holder,
-						  bool in_trigger);
+						  const char *scope, HeapTuple holder);
+
+/* One outbox row to write (outbox_append_rows()). */
+typedef struct OutboxNewRow
+{
+	text	   *key;
+	int64		seq;
+	int64		txid;
+	bytea	   *envelope;
+	char		layout;
+	const char *scope;			/* NULL: none */
+	/* the creator of the version whose content it carries, or invalid */
+	TransactionId holder_xmin;
+	FullTransactionId holder_writer;	/* the same, widened */
+	CommandId	cid;			/* the command the row is written under */
+} OutboxNewRow;
+extern void outbox_row_holder(OutboxNewRow *row, HeapTuple holder);
+extern void outbox_append_rows(const OutboxNewRow *rows, int n);
+extern FullTransactionId outbox_version_writer(HeapTuple tuple);
+extern bool outbox_cached_last(const char *key, int key_len,
+							   FullTransactionId writer, int64 *seq);
+
+/* ---- outbox_batch.c: the capture trigger's envelopes, numbered and written as a set */
+
+extern void outbox_batch_add(const char *key, int key_len, StringInfo value,
+							 const char *schema_version, psync_op op, uint64 txid,
+							 char layout, const char *scope, HeapTuple replaced,
+							 HeapTuple holder);
+extern void outbox_batch_flush(bool force);
+extern void outbox_batch_init(void);
 extern void outbox_append_init(void);
 extern void outbox_raise_counters(text **keys, int64 *seqs, int n);
 /* para_sync.sequence_cache_check (settings.c) */

@@ -447,7 +447,7 @@ page_emit(ReturnSetInfo *rsinfo, SyncedTable *table, PageRow **rows, int n)
 		keys[i] = rows[i]->key;
 		key_lens[i] = rows[i]->key_len;
 	}
-	outbox_last_sequences(n, keys, key_lens, seqs);
+	outbox_last_sequences(n, keys, key_lens, seqs, false);
 	env_cxt = AllocSetContextCreate(CurrentMemoryContext, "para_sync envelope",
 									ALLOCSET_DEFAULT_SIZES);
 	for (int i = 0; i < n; i++)

@@ -36,6 +36,6 @@ table_event_reload(const char *sync_name, const char *schema_version, char layou
 
 	envelope = capture_envelope_build(sync_name, len, NULL, schema_version, (uint64) seq,
 							  PSYNC_OP_RELOAD, true, txid);
-	outbox_append(sync_name, len, seq, (int64) txid, envelope, layout, NULL, NULL, false);
+	outbox_append(sync_name, len, seq, (int64) txid, envelope, layout, NULL, NULL);
 	para_sync_xact_wrote_envelopes = true;
 }

@@ -189,5 +189,115 @@ COMMIT;
 SELECT * FROM pg_temp.since_mark();
 SELECT * FROM pg_temp.broken();
 
+-- ... and by COPY: written when the COPY ends
+SELECT pg_temp.set_mark();
+COPY public.bulk (id, label, score, note) FROM stdin;
+4001	copied	1	n
+4002	copied	2	n
+4003	copied	3	n
+\.
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+
+-- a trigger of the user's that starts a subtransaction (an exception block)
+-- after the capture of each inserted row ('zz' sorts after para_sync) and
+-- changes the row again there: the changes of the statement still pending
+-- are written in that subtransaction; where it rolls back (even ids) they
+-- are numbered and written again later, where it commits they stay
+CREATE FUNCTION pg_temp.try_again() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	BEGIN
+		UPDATE public.bulk SET score = NEW.score + 100 WHERE id = NEW.id;
+		IF NEW.id % 2 = 0 THEN
+			RAISE EXCEPTION 'undone';
+		END IF;
+	EXCEPTION WHEN raise_exception THEN
+		NULL;
+	END;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER zz_try_again AFTER INSERT ON public.bulk
+	FOR EACH ROW EXECUTE FUNCTION pg_temp.try_again();
+SELECT pg_temp.set_mark();
+INSERT INTO public.bulk SELECT g, 'tried', 0, 'n' FROM generate_series(2001, 2040) g;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+SELECT count(*) FILTER (WHERE score = 100) AS kept, count(*) FILTER (WHERE score = 0) AS undone
+  FROM public.bulk WHERE id BETWEEN 2001 AND 2040;
+DROP TRIGGER zz_try_again ON public.bulk;
+
+-- a trigger of the user's that reads snapshot() of each changed row while
+-- the statement's changes are pending: it gets the sequence the row's
+-- content is published with (the pending changes of that key are written
+-- first and read with SnapshotSelf, outbox_append.c), never the content
+-- with an older sequence
+CREATE TEMP TABLE seen (key text, seq bigint, value jsonb);
+CREATE FUNCTION pg_temp.look() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	s jsonb := para_sync.snapshot_json('bulk:' || NEW.id);
+BEGIN
+	INSERT INTO pg_temp.seen VALUES ('bulk:' || NEW.id, (s->>'sequence')::bigint, s->'value');
+	RETURN NULL;
+END $$;
+CREATE TRIGGER zz_look AFTER INSERT OR UPDATE ON public.bulk
+	FOR EACH ROW EXECUTE FUNCTION pg_temp.look();
+UPDATE public.bulk SET score = score + 1 WHERE id BETWEEN 2001 AND 2040;
+INSERT INTO public.bulk SELECT g, 'looked', 0, 'n' FROM generate_series(5001, 5020) g;
+SELECT count(*) AS seen,
+       count(*) FILTER (WHERE o.seq IS NULL OR (e->'value') IS DISTINCT FROM s.value) AS not_as_published
+  FROM pg_temp.seen s
+  LEFT JOIN para_sync.outbox o ON o.key = s.key AND o.seq = s.seq
+  LEFT JOIN LATERAL para_sync.envelope_to_jsonb(o.envelope) e ON true;
+SELECT * FROM pg_temp.broken();
+DROP TRIGGER zz_look ON public.bulk;
+
+-- a statement that fails while its changes are pending (a trigger of the
+-- user's refuses a row after the capture of others): rolled back to the
+-- savepoint, they are forgotten, and what follows is numbered as if the
+-- statement never ran
+CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.id = 3020 THEN
+		RAISE EXCEPTION 'refused';
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER zz_refuse AFTER INSERT ON public.bulk
+	FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse();
+BEGIN;
+SAVEPOINT s;
+INSERT INTO public.bulk SELECT g, 'refused', 0, 'n' FROM generate_series(3001, 3040) g;
+ROLLBACK TO SAVEPOINT s;
+SELECT pg_temp.set_mark();
+INSERT INTO public.bulk SELECT g, 'accepted', 0, 'n' FROM generate_series(3001, 3010) g;
+COMMIT;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+DROP TRIGGER zz_refuse ON public.bulk;
+
 DROP TABLE public.bulk;
+
+-- a bulk INSERT onto keys whose history is in the counters (published and
+-- acknowledged): the statement's changes are numbered together when it
+-- ends (outbox_batch.c), their keys' last sequences read in one merge with
+-- the outbox's and one with the counters' primary key, not by a look-up
+-- per row (before: 300 index scans of each)
+CREATE TABLE public.bulk_set (id int PRIMARY KEY, label text);
+SELECT para_sync.sync_table('public.bulk_set');
+INSERT INTO public.bulk_set SELECT g, 'first' FROM generate_series(1, 300) g;
+DELETE FROM public.bulk_set;
+SELECT para_sync.ack(array_agg(key), array_agg(seq))
+  FROM (SELECT key, max(seq) AS seq FROM para_sync.outbox
+         WHERE key LIKE 'bulk_set:%' GROUP BY key) published;
+SELECT pg_stat_force_next_flush();
+BEGIN;
+INSERT INTO public.bulk_set SELECT g, 'again' FROM generate_series(1, 300) g;
+SELECT relname, idx_scan < 10 AS read_as_a_set FROM pg_stat_xact_all_tables
+ WHERE relid IN ('para_sync.outbox'::regclass, 'para_sync.counters'::regclass)
+ ORDER BY relname;
+COMMIT;
+SELECT min(seq), max(seq), count(*) FROM para_sync.outbox WHERE key LIKE 'bulk_set:%';
+SELECT count(*) AS as_snapshot FROM para_sync.outbox o, para_sync.snapshot_json(o.key) s
+ WHERE o.key LIKE 'bulk_set:%' AND (s->>'sequence')::bigint = o.seq;
+DROP TABLE public.bulk_set;
 TRUNCATE para_sync.outbox, para_sync.counters;
