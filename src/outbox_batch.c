@@ -105,6 +105,7 @@ static Size pending_bytes = 0;
 static CommandId pending_cid = InvalidCommandId;
 static uint64 next_order = 0;
 static bool flushing = false;
+static const char *known_version = NULL;	/* in batch_cxt */
 
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
@@ -132,6 +133,7 @@ batch_reset(void)
 	pending_bytes = 0;
 	pending_cid = InvalidCommandId;
 	flushing = false;
+	known_version = NULL;
 }
 
 /*
@@ -160,11 +162,10 @@ outbox_batch_add(const char *key, int key_len, StringInfo value,
 	c.value_len = value ? value->len : 0;
 	if (value)
 		c.value = memcpy(palloc(value->len + 1), value->data, value->len + 1);
-	/* one table's changes share their schema version */
-	if (pending.n > 0 && strcmp(pending.items[pending.n - 1].schema_version, schema_version) == 0)
-		c.schema_version = pending.items[pending.n - 1].schema_version;
-	else
-		c.schema_version = pstrdup(schema_version);
+	/* changes share their table's schema version: one copy per version */
+	if (known_version == NULL || strcmp(known_version, schema_version) != 0)
+		known_version = pstrdup(schema_version);
+	c.schema_version = known_version;
 	c.scope = scope ? pstrdup(scope) : NULL;
 	MemoryContextSwitchTo(old);
 	c.op = op;
@@ -404,7 +405,10 @@ batch_subxact_end(bool commit, SubTransactionId sub, SubTransactionId parent)
 		if (c->owner == sub)
 		{
 			if (!commit)
+			{
+				free_change(c);	/* a change rolled back with its statement */
 				continue;
+			}
 			c->owner = parent;
 		}
 		pending.items[kept++] = *c;
