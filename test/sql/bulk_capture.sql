@@ -299,5 +299,19 @@ COMMIT;
 SELECT min(seq), max(seq), count(*) FROM para_sync.outbox WHERE key LIKE 'bulk_set:%';
 SELECT count(*) AS as_snapshot FROM para_sync.outbox o, para_sync.snapshot_json(o.key) s
  WHERE o.key LIKE 'bulk_set:%' AND (s->>'sequence')::bigint = o.seq;
+-- many single-row statements in one transaction: what the pending
+-- changes used is reused, the batch's memory does not grow with them
+BEGIN;
+DO $$
+BEGIN
+	FOR i IN 1..10000 LOOP
+		UPDATE public.bulk_set SET label = 'loop ' || i WHERE id = 1 + i % 3;
+	END LOOP;
+END $$;
+SELECT total_bytes < 150000 AS batch_memory_bounded FROM pg_backend_memory_contexts
+ WHERE name = 'para_sync outbox batch';
+COMMIT;
+SELECT count(*) AS as_snapshot FROM para_sync.outbox o, para_sync.snapshot_json(o.key) s
+ WHERE o.key LIKE 'bulk_set:%' AND (s->>'sequence')::bigint = o.seq;
 DROP TABLE public.bulk_set;
 TRUNCATE para_sync.outbox, para_sync.counters;
