@@ -3,9 +3,11 @@
  *
  * Fires AFTER each inserted, updated or deleted row, so that the synced
  * table's own row lock or unique check has already serialized writers of the
- * same object.  For each change of an object it takes the next per-object
- * sequence, encodes the envelope, and appends it to the outbox in the
- * writer's transaction (docs/protocol.md, "Sequences" rules 1 to 5):
+ * same object.  For each change of an object it decides what to publish
+ * and encodes the value; the statement's changes are then numbered (the
+ * next per-object sequence) and appended to the outbox together, in the
+ * writer's transaction, when the statement ends (outbox_batch.c)
+ * (docs/protocol.md, "Sequences" rules 1 to 5):
  *   INSERT            upsert of the new key
  *   DELETE            delete of the old key (value nil)
  *   UPDATE, same key  upsert, unless no synced column changed (then nothing)

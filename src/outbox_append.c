@@ -54,7 +54,8 @@
  * (sub)transaction that appended it, and a hit needs the replaced version
  * to have been created by that (sub)transaction (the argument is at the top
  * of seq_cache.c).  That is only right if every envelope goes into the
- * outbox through outbox_append(), which updates the cache:
+ * outbox through outbox_append_rows(), which updates the cache (for
+ * outbox_append() and the capture's pending changes, outbox_batch.c):
  * nothing else may append.  Setting para_sync.sequence_cache_check makes
  * every hit be compared with the look-up (the tests do).
  */
@@ -260,8 +261,8 @@ probe_last_seq(Oid heap_oid, Oid index_oid, text *key, Snapshot snapshot,
  * a key's outbox rows and raises its counter in one transaction, so the
  * counters read second are at least as new as the outbox read first.
  */
-static int64
-last_sequence_now(const char *key, int key_len, bool latest)
+int64
+outbox_read_last_sequence(const char *key, int key_len, bool latest)
 {
 	const OutboxRelations *rels = outbox_relations();
 	text	   *key_text = cstring_to_text_with_len(key, key_len);
@@ -277,6 +278,20 @@ last_sequence_now(const char *key, int key_len, bool latest)
 }
 
 /*
+ * In parallel mode, where the capture's pending changes cannot be written
+ * (outbox_batch.c), how many of key's a read with SnapshotSelf (latest) or
+ * with the active snapshot would have seen; elsewhere 0: they are written.
+ */
+static int
+pending_before(const char *key, int key_len, bool latest)
+{
+	if (!IsInParallelMode())
+		return 0;
+	return outbox_batch_pending(key, key_len,
+								latest ? InvalidCommandId : GetActiveSnapshot()->curcid);
+}
+
+/*
  * The same, after writing the capture's pending envelopes (outbox_batch.c),
  * which it would otherwise not see.
  */
@@ -284,7 +299,7 @@ int64
 outbox_last_sequence(const char *key, int key_len, bool latest)
 {
 	outbox_batch_flush(true);
-	return last_sequence_now(key, key_len, latest);
+	return outbox_read_last_sequence(key, key_len, latest) + pending_before(key, key_len, latest);
 }
 
 /*
@@ -322,7 +337,7 @@ outbox_check_last_sequence(const char *key, int key_len, int64 seq, const char *
 
 	if (!psync_sequence_cache_check)
 		return;
-	stored = last_sequence_now(key, key_len, true);
+	stored = outbox_read_last_sequence(key, key_len, true);
 	if (stored != seq)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -346,7 +361,14 @@ outbox_next_sequence(const char *key, int key_len, HeapTuple replaced)
 	if (replaced != NULL &&
 		outbox_cached_last(key, key_len, outbox_version_writer(replaced), &seq))
 		return seq + 1;
-	return last_sequence_now(key, key_len, true) + 1;
+	return outbox_read_last_sequence(key, key_len, true) + 1;
+}
+
+/* seq_cache_prefetch() of key, in this store. */
+void
+outbox_cache_prefetch(const text *key)
+{
+	seq_cache_prefetch(&store_tag, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
 }
 
 /*
@@ -499,6 +521,7 @@ insert_heap_rows(Relation heap, const OutboxNewRow *rows, int n, ItemPointer tid
 	TupleDesc	slot_desc;
 	TupleTableSlot **slots;
 	int			nslots = Min(n, MULTI_INSERT_ROWS);
+	int			done;
 
 	if (n == 1)
 	{
@@ -514,19 +537,26 @@ insert_heap_rows(Relation heap, const OutboxNewRow *rows, int n, ItemPointer tid
 	slots = palloc(sizeof(TupleTableSlot *) * nslots);
 	for (int i = 0; i < nslots; i++)
 		slots[i] = MakeSingleTupleTableSlot(slot_desc, &TTSOpsHeapTuple);
-	for (int done = 0, chunk; done < n; done += chunk)
+	done = 0;
+	while (done < n)
 	{
+		int			chunk = 0;
+
 		CHECK_FOR_INTERRUPTS();
 		/* one call per run of rows of one command, at most nslots */
-		for (chunk = 0; chunk < nslots && done + chunk < n &&
-			 rows[done + chunk].cid == rows[done].cid; chunk++)
+		while (chunk < nslots && done + chunk < n &&
+			   rows[done + chunk].cid == rows[done].cid)
+		{
 			ExecStoreHeapTuple(row_tuple(desc, &rows[done + chunk]), slots[chunk], true);
+			chunk++;
+		}
 		heap_multi_insert(heap, slots, chunk, rows[done].cid, 0, NULL);
 		for (int i = 0; i < chunk; i++)
 		{
 			tids[done + i] = slots[i]->tts_tid;
 			ExecClearTuple(slots[i]);
 		}
+		done += chunk;
 	}
 	for (int i = 0; i < nslots; i++)
 		ExecDropSingleTupleTableSlot(slots[i]);
@@ -571,12 +601,16 @@ outbox_append_rows(const OutboxNewRow *rows, int n)
 	 */
 	me = GetCurrentTransactionIdIfAny();
 	for (int i = 0; i < n; i++)
+	{
+		if (i + SEQ_CACHE_PREFETCH_AHEAD < n)
+			outbox_cache_prefetch(rows[i + SEQ_CACHE_PREFETCH_AHEAD].key);
 		seq_cache_remember(&store_tag, VARDATA_ANY(rows[i].key),
 						   VARSIZE_ANY_EXHDR(rows[i].key),
 						   TransactionIdIsValid(rows[i].holder_xmin) &&
 						   rows[i].holder_xmin == me ?
 						   rows[i].holder_writer : InvalidFullTransactionId,
 						   rows[i].seq);
+	}
 }
 
 /* ---- the last sequences of a page's keys (snapshot_table.c) */
@@ -620,8 +654,9 @@ next_visible(IndexScanDesc scan, Relation heap, TupleTableSlot *slot,
  * order, as the index is.  One forward scan merges them with the index:
  * keys close together in the index (a page of uuid or text keys) cost an
  * entry or two each; for a key further on than EACH_STEPS entries the scan
- * is aimed at it again (one descent).  So a page costs O(keys) entries and
- * descents, wherever its keys lie.  No SERIALIZABLE predicate locks, as in
+ * is aimed at it again (one descent), and a key with more rows than that
+ * (a backlog in the outbox) gets its last one by a backward probe.  So a
+ * page costs O(keys) entries and descents, wherever its keys lie.  No SERIALIZABLE predicate locks, as in
  * first_visible().
  */
 static void
@@ -635,7 +670,8 @@ merge_each_last_seq(Oid heap_oid, Oid index_oid, Snapshot snapshot, int n,
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
 	bool		aimed = false;
 	bool		have = false;
-	int			steps = 0;
+	int			steps = 0;		/* entries of other keys since the last aim */
+	int			same = 0;		/* rows of this key read */
 	int			i = 0;
 
 	scan = index_beginscan(heap, index, filter ? SnapshotAny : snapshot, 1, 0);
@@ -678,11 +714,21 @@ merge_each_last_seq(Oid heap_oid, Oid index_oid, Snapshot snapshot, int n,
 			/* a key's rows come in seq order: the last one wins */
 			seqs[k->idx] = DatumGetInt64(slot_getattr(slot, 2, &isnull));
 			found[k->idx] = true;
+			if (++same > EACH_STEPS)
+			{
+				/* a long backlog: its last row by one backward probe */
+				probe_last_seq(heap_oid, index_oid, k->key, snapshot, 2, &seqs[k->idx]);
+				i++;
+				same = 0;
+				aimed = false;
+				continue;
+			}
 			have = next_visible(scan, heap, slot, filter, snapshot);
 			continue;
 		}
 		i++;					/* the entry is past this key: not in the index */
 		steps = 0;
+		same = 0;
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -692,7 +738,7 @@ merge_each_last_seq(Oid heap_oid, Oid index_oid, Snapshot snapshot, int n,
 
 /*
  * The last sequences of n distinct keys, in any order: what
- * outbox_last_sequence(key, len, latest) returns for each, by one merge of
+ * outbox_read_last_sequence(key, len, latest) returns for each, by one merge of
  * the sorted keys with the outbox's index and one with the counters'
  * (merge_each_last_seq: O(n) whatever the keys' spread in the index), and
  * without SERIALIZABLE predicate locks (a serializable reader is protected
@@ -707,8 +753,8 @@ merge_each_last_seq(Oid heap_oid, Oid index_oid, Snapshot snapshot, int n,
  * counter, read after (as in outbox_name_seqs.c).
  */
 void
-outbox_last_sequences(int n, const char *const *keys, const int *key_lens,
-					  int64 *seqs, bool latest)
+outbox_read_last_sequences(int n, const char *const *keys, const int *key_lens,
+						   int64 *seqs, bool latest)
 {
 	const OutboxRelations *rels;
 	Snapshot	snapshot;
@@ -719,7 +765,6 @@ outbox_last_sequences(int n, const char *const *keys, const int *key_lens,
 
 	if (n <= 0)
 		return;
-	outbox_batch_flush(true);
 	rels = outbox_relations();
 	snapshot = latest ? SnapshotSelf : RegisterSnapshot(GetActiveSnapshot());
 	sorted = palloc(sizeof(SortedKey) * n);
@@ -738,8 +783,11 @@ outbox_last_sequences(int n, const char *const *keys, const int *key_lens,
 	merge_each_last_seq(rels->counters, rels->counters_pkey, snapshot, n, sorted,
 						latest ? NULL : found, counter_seqs, in_counters);
 	for (int i = 0; i < n; i++)
+	{
 		if (in_counters[i] && (!found[i] || counter_seqs[i] > seqs[i]))
 			seqs[i] = counter_seqs[i];
+		seqs[i] += pending_before(keys[i], key_lens[i], latest);
+	}
 	if (!latest)
 		UnregisterSnapshot(snapshot);
 	for (int i = 0; i < n; i++)
@@ -748,6 +796,15 @@ outbox_last_sequences(int n, const char *const *keys, const int *key_lens,
 	pfree(found);
 	pfree(in_counters);
 	pfree(counter_seqs);
+}
+
+/* The same, after writing the capture's pending envelopes (outbox_batch.c). */
+void
+outbox_last_sequences(int n, const char *const *keys, const int *key_lens,
+					  int64 *seqs, bool latest)
+{
+	outbox_batch_flush(true);
+	outbox_read_last_sequences(n, keys, key_lens, seqs, latest);
 }
 
 /* ---- the counters, raised when the outbox's rows are removed */

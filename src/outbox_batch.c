@@ -3,19 +3,19 @@
  * and written to the outbox as a set.
  *
  * The capture trigger (capture.c) decides each event's change when it
- * fires, as before: what to publish, under which key, with which content.
- * It no longer numbers and writes it there: the change waits here, pending,
- * and the statement's pending changes are numbered together and written
- * together when the statement ends (the executor's and the utility's
- * finish, outbox_batch_init()):
+ * fires: what to publish, under which key, with which content.  It does
+ * not number and write it there: the change waits here, pending, and the
+ * statement's pending changes are numbered together and written together
+ * when the statement ends (the end of the outermost query running, or of
+ * a COPY: the hooks at the end of this file):
  *
  *  - their keys' last sequences come from the sequence cache (the first
  *    pending change of a key, by the version it replaced: seq_cache.c) or,
  *    for the rest, from one merge of the sorted keys with the outbox's and
- *    the counters' primary keys (outbox_last_sequences(), SnapshotSelf),
- *    not from two index descents per change;
+ *    the counters' primary keys (outbox_read_last_sequences(),
+ *    SnapshotSelf), not from two index descents per change;
  *  - a key's changes are numbered on from there in the order they were
- *    captured, which is the order the row path numbered them in;
+ *    captured, which is the order the row-by-row writes numbered them in;
  *  - the rows go in with heap_multi_insert() (outbox_append_rows()), each
  *    under the command its change was captured in, as the row-by-row
  *    writes had it: a snapshot taken later in the transaction (a query run
@@ -29,21 +29,21 @@
  * or writes a key's sequence (every append, every look-up, the one-pass
  * reads of lifecycle.c, snapshot()) goes through outbox_append.c or
  * outbox_name_seqs.c, which write what is pending first
- * (outbox_batch_flush(true)).  (A query of para_sync.outbox itself, run by
- * a trigger of the user's between two capture events, does not see the
- * changes of that statement captured so far; with the row-by-row writes it
- * did.  snapshot() there does: it reads through outbox_append.c.)  A change of the command id between two
- * events (another statement ran: a trigger's, a foreign-key action's)
- * writes what is pending before the later event is added, so pending
- * changes are always of one statement's events in a row.  What is pending
- * is written before the transaction commits or prepares (at the latest in
- * its pre-commit callback) and forgotten when it aborts.
+ * (outbox_batch_flush(true)), or, in parallel mode, where nothing can be
+ * written, count it (outbox_batch_pending()).  A query of para_sync.outbox
+ * itself, run by a trigger of the user's while a statement's AFTER
+ * triggers fire, does not see the changes of that statement captured so
+ * far (with row-by-row writes it did); snapshot() there does.  What is
+ * pending is written before the transaction commits or prepares (at the
+ * latest in its pre-commit callback), and forgotten when it aborts.  Also
+ * written: 10,000 changes or work_mem of them at a time, whatever comes
+ * first.
  *
  * Subtransactions.  Rows are written in the current subtransaction, and a
  * change pending for an outer one (its owner) must not be lost with an
  * inner one that aborts.  A user's trigger can start a subtransaction
- * (PL/pgSQL's exception block) between two events of a statement, while
- * changes are pending, and write there what forces them out.  So:
+ * (PL/pgSQL's exception block) while changes are pending, and there force
+ * them out (by a read of a sequence, say).  So:
  *  - a flush that is not forced writes only when the current
  *    subtransaction owns every pending change, otherwise it waits;
  *  - a forced flush writes them all; those owned by an outer
@@ -57,12 +57,15 @@
  *    to its parent.  A row's holder vouches for the sequence cache only
  *    when the subtransaction writing the row created it (outbox_append.c),
  *    so a lent row's key is forgotten by the cache, never misremembered.
+ * The abort callback allocates nothing: the pending list always has room
+ * for every lent change (changes_reserve()).
  */
 #include "para_sync.h"
 
 #include "access/xact.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -74,8 +77,8 @@ typedef struct PendingChange
 	text	   *key;
 	char	   *value;			/* the encoded value; NULL: a delete */
 	int			value_len;
-	const char *schema_version;
-	const char *scope;			/* NULL: none */
+	const char *schema_version; /* one of known_versions */
+	char	   *scope;			/* NULL: none */
 	psync_op	op;
 	char		layout;
 	uint64		txid;
@@ -98,29 +101,55 @@ typedef struct ChangeList
 /* pending changes: written at most this many (or work_mem) at a time */
 #define BATCH_MAX_CHANGES 10000
 
+/* the keys of at most this many are read one by one, not merged */
+#define BATCH_PROBE_KEYS 4
+
+/* all in batch_cxt, a child of TopTransactionContext; reset at its end */
 static MemoryContext batch_cxt = NULL;
 static ChangeList pending;
 static ChangeList lent;
 static Size pending_bytes = 0;
-static CommandId pending_cid = InvalidCommandId;
-static uint64 next_order = 0;
+static SubTransactionId max_owner = InvalidSubTransactionId;	/* >= every owner */
+static SubTransactionId max_tag = InvalidSubTransactionId;	/* >= every tag */
+static List *known_versions = NIL;
 static bool flushing = false;
-static const char *known_version = NULL;	/* in batch_cxt */
+
+static uint64 next_order = 0;
+/* ExecutorFinish() calls in progress (queries of AFTER triggers nest) */
+static int	finish_depth = 0;
+/* have the hooks run since the library was loaded (see outbox_batch_add()) */
+static bool hooks_ran = false;
 
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
+/* Room in l for need items. */
 static void
-list_push(ChangeList *l, const PendingChange *c)
+changes_reserve(ChangeList *l, int need)
 {
-	if (l->n == l->cap)
-	{
-		l->cap = l->cap == 0 ? 256 : l->cap * 2;
-		l->items = l->items == NULL ?
-			MemoryContextAlloc(batch_cxt, sizeof(PendingChange) * l->cap) :
-			repalloc(l->items, sizeof(PendingChange) * l->cap);
-	}
-	l->items[l->n++] = *c;
+	if (need <= l->cap)
+		return;
+	l->cap = Max(need, Max(256, l->cap * 2));
+	l->items = l->items == NULL ?
+		MemoryContextAlloc(batch_cxt, sizeof(PendingChange) * l->cap) :
+		repalloc(l->items, sizeof(PendingChange) * l->cap);
+}
+
+/* Free what a change kept (nothing refers to it any more). */
+static void
+free_change(PendingChange *c)
+{
+	pfree(c->key);
+	if (c->value)
+		pfree(c->value);
+	if (c->scope)
+		pfree(c->scope);
+}
+
+static Size
+change_bytes(const PendingChange *c)
+{
+	return VARSIZE_ANY(c->key) + c->value_len + sizeof(PendingChange);
 }
 
 /* Forget everything (the transaction ended; batch_cxt went with it). */
@@ -131,9 +160,28 @@ batch_reset(void)
 	memset(&pending, 0, sizeof(pending));
 	memset(&lent, 0, sizeof(lent));
 	pending_bytes = 0;
-	pending_cid = InvalidCommandId;
+	max_owner = InvalidSubTransactionId;
+	max_tag = InvalidSubTransactionId;
+	known_versions = NIL;
 	flushing = false;
-	known_version = NULL;
+}
+
+/* schema_version, as one copy per version and transaction */
+static const char *
+known_version(const char *schema_version)
+{
+	ListCell   *lc;
+	MemoryContext old;
+	char	   *copy;
+
+	foreach(lc, known_versions)
+		if (strcmp(lfirst(lc), schema_version) == 0)
+			return lfirst(lc);
+	old = MemoryContextSwitchTo(batch_cxt);
+	copy = pstrdup(schema_version);
+	known_versions = lappend(known_versions, copy);
+	MemoryContextSwitchTo(old);
+	return copy;
 }
 
 /*
@@ -147,12 +195,9 @@ outbox_batch_add(const char *key, int key_len, StringInfo value,
 				 const char *scope, HeapTuple replaced, HeapTuple holder)
 {
 	PendingChange c;
-	OutboxNewRow	row;
+	OutboxNewRow row;
 	MemoryContext old;
 
-	/* a change of command: another statement ran since; write its changes */
-	if (pending.n > 0 && pending_cid != GetCurrentCommandId(false))
-		outbox_batch_flush(true);
 	if (batch_cxt == NULL)
 		batch_cxt = AllocSetContextCreate(TopTransactionContext, "para_sync outbox batch",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -162,12 +207,9 @@ outbox_batch_add(const char *key, int key_len, StringInfo value,
 	c.value_len = value ? value->len : 0;
 	if (value)
 		c.value = memcpy(palloc(value->len + 1), value->data, value->len + 1);
-	/* changes share their table's schema version: one copy per version */
-	if (known_version == NULL || strcmp(known_version, schema_version) != 0)
-		known_version = pstrdup(schema_version);
-	c.schema_version = known_version;
 	c.scope = scope ? pstrdup(scope) : NULL;
 	MemoryContextSwitchTo(old);
+	c.schema_version = known_version(schema_version);
 	c.op = op;
 	c.layout = layout;
 	c.txid = txid;
@@ -180,11 +222,40 @@ outbox_batch_add(const char *key, int key_len, StringInfo value,
 	c.order = next_order++;
 	/* used, as writing the row now would: a later statement sees it */
 	c.cid = GetCurrentCommandId(true);
-	list_push(&pending, &c);
-	pending_cid = GetCurrentCommandId(false);
-	pending_bytes += VARSIZE_ANY(c.key) + c.value_len + 64;
-	if (pending.n >= BATCH_MAX_CHANGES || pending_bytes > (Size) work_mem * 1024)
+	changes_reserve(&pending, pending.n + 1 + lent.n);
+	pending.items[pending.n++] = c;
+	pending_bytes += change_bytes(&c);
+	max_owner = Max(max_owner, c.owner);
+
+	/*
+	 * Loaded by this statement (no shared_preload_libraries): the hooks were
+	 * not there when it started and do not see it end, so write at once.
+	 */
+	if (!hooks_ran)
+		outbox_batch_flush(false);
+	else if (pending.n >= BATCH_MAX_CHANGES || pending_bytes > (Size) work_mem * 1024)
 		outbox_batch_flush(true);
+}
+
+/*
+ * How many of key's changes are pending and were captured in a command
+ * before below (InvalidCommandId: all of them).  A reader in parallel mode
+ * (snapshot() evaluated by a parallel query's leader) cannot have them
+ * written first (outbox_batch_flush()): the last sequence it reads lacks
+ * them, and adding those whose row changes its snapshot sees (commands
+ * before its own) gives what it would have read once they were written.
+ */
+int
+outbox_batch_pending(const char *key, int key_len, CommandId below)
+{
+	int			count = 0;
+
+	for (int i = 0; i < pending.n; i++)
+		if ((below == InvalidCommandId || pending.items[i].cid < below) &&
+			VARSIZE_ANY_EXHDR(pending.items[i].key) == key_len &&
+			memcmp(VARDATA_ANY(pending.items[i].key), key, key_len) == 0)
+			count++;
+	return count;
 }
 
 /* pending changes by key, then in the order they were captured */
@@ -195,16 +266,36 @@ typedef struct KeyedChange
 } KeyedChange;
 
 static int
+key_order(const PendingChange *a, const PendingChange *b)
+{
+	return key_cmp(VARDATA_ANY(a->key), VARSIZE_ANY_EXHDR(a->key),
+				   VARDATA_ANY(b->key), VARSIZE_ANY_EXHDR(b->key));
+}
+
+static int
 keyed_cmp(const void *a, const void *b)
 {
 	const KeyedChange *x = a;
 	const KeyedChange *y = b;
-	int			c = key_cmp(VARDATA_ANY(x->change->key), VARSIZE_ANY_EXHDR(x->change->key),
-							VARDATA_ANY(y->change->key), VARSIZE_ANY_EXHDR(y->change->key));
+	int			c = key_order(x->change, y->change);
 
 	if (c != 0)
 		return c;
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* last[i] := the last sequences of the n keys asked (see number_changes()) */
+static void
+read_last_sequences(int n, const char **keys, const int *lens, int64 *last)
+{
+	if (n > BATCH_PROBE_KEYS)
+	{
+		outbox_read_last_sequences(n, keys, lens, last, true);
+		return;
+	}
+	/* a few keys: a backward probe each costs less than setting up a merge */
+	for (int i = 0; i < n; i++)
+		last[i] = outbox_read_last_sequence(keys[i], lens[i], true);
 }
 
 /*
@@ -221,18 +312,24 @@ number_changes(const PendingChange *changes, int n, int64 *seqs)
 	const char **keys = palloc(sizeof(char *) * n);
 	int		   *lens = palloc(sizeof(int) * n);
 	int		   *asked = palloc(sizeof(int) * n);
+	int64	   *found = palloc(sizeof(int64) * n);
 	int			ngroups = 0;
 	int			nasked = 0;
 
 	for (int i = 0; i < n; i++)
-		sorted[i] = (KeyedChange) {&changes[i], i};
+	{
+		sorted[i].change = &changes[i];
+		sorted[i].idx = i;
+	}
 	qsort(sorted, n, sizeof(KeyedChange), keyed_cmp);
 	for (int i = 0; i < n; i++)
 	{
 		const PendingChange *c = sorted[i].change;
+		int			ahead = i + SEQ_CACHE_PREFETCH_AHEAD;
 
-		if (i > 0 && keyed_cmp(&(KeyedChange) {sorted[i - 1].change, 0},
-							   &(KeyedChange) {c, 0}) == 0)
+		if (ahead < n && FullTransactionIdIsValid(sorted[ahead].change->replaced))
+			outbox_cache_prefetch(sorted[ahead].change->key);
+		if (i > 0 && key_order(sorted[i - 1].change, c) == 0)
 			continue;
 		first[ngroups] = i;
 		if (!FullTransactionIdIsValid(c->replaced) ||
@@ -245,15 +342,9 @@ number_changes(const PendingChange *changes, int n, int64 *seqs)
 		}
 		ngroups++;
 	}
-	if (nasked > 0)
-	{
-		int64	   *found = palloc(sizeof(int64) * nasked);
-
-		outbox_last_sequences(nasked, keys, lens, found, true);
-		for (int i = 0; i < nasked; i++)
-			last[asked[i]] = found[i];
-		pfree(found);
-	}
+	read_last_sequences(nasked, keys, lens, found);
+	for (int i = 0; i < nasked; i++)
+		last[asked[i]] = found[i];
 	for (int g = 0; g < ngroups; g++)
 	{
 		int			end = g + 1 < ngroups ? first[g + 1] : n;
@@ -268,6 +359,7 @@ number_changes(const PendingChange *changes, int n, int64 *seqs)
 	pfree(keys);
 	pfree(lens);
 	pfree(asked);
+	pfree(found);
 }
 
 /* changes whose envelopes are built and written at a time */
@@ -292,18 +384,22 @@ write_changes(const PendingChange *changes, int n)
 		for (int i = 0; i < chunk; i++)
 		{
 			const PendingChange *c = &changes[done + i];
-			StringInfoData value = {c->value, c->value_len, c->value_len + 1, 0};
-			int64		seq = seqs[done + i];
+			StringInfoData value;
 
+			value.data = c->value;
+			value.len = c->value_len;
+			value.maxlen = c->value_len + 1;
+			value.cursor = 0;
 			rows[i].key = c->key;
-			rows[i].seq = seq;
+			rows[i].seq = seqs[done + i];
 			rows[i].txid = (int64) c->txid;
 			rows[i].envelope = capture_envelope_build_scoped(VARDATA_ANY(c->key),
 															 VARSIZE_ANY_EXHDR(c->key),
 															 c->value ? &value : NULL,
 															 c->schema_version,
-															 (uint64) seq, c->op,
-															 true, c->txid, c->scope);
+															 (uint64) seqs[done + i],
+															 c->op, true, c->txid,
+															 c->scope);
 			rows[i].layout = c->layout;
 			rows[i].scope = c->scope;
 			rows[i].holder_xmin = c->holder_xmin;
@@ -318,21 +414,35 @@ write_changes(const PendingChange *changes, int n)
 	pfree(seqs);
 }
 
-/* Free what a written change kept (not lent: nothing refers to it any more). */
+/* After a write: keep the changes of outer subtransactions, lent to me. */
 static void
-free_change(PendingChange *c)
+keep_lent(SubTransactionId me)
 {
-	pfree(c->key);
-	if (c->value)
-		pfree(c->value);
-	if (c->scope)
-		pfree((char *) c->scope);
+	for (int i = 0; i < pending.n; i++)
+	{
+		PendingChange *c = &pending.items[i];
+
+		if (c->owner == me)
+		{
+			free_change(c);		/* its memory serves the next ones */
+			continue;
+		}
+		c->tag = me;
+		changes_reserve(&lent, lent.n + 1);
+		lent.items[lent.n++] = *c;
+		max_tag = Max(max_tag, me);
+	}
+	pending.n = 0;
+	pending_bytes = 0;
+	/* room to take every lent change back without allocating (abort) */
+	changes_reserve(&pending, lent.n);
 }
 
 /*
  * Write the pending changes (if any).  Unless force, only when the current
  * subtransaction owns them all; forced, those of outer subtransactions are
- * lent (see the top of this file).
+ * lent (see the top of this file).  Nothing in parallel mode, where no
+ * tuple (nor transaction id) can be written: readers count them instead.
  */
 void
 outbox_batch_flush(bool force)
@@ -343,7 +453,7 @@ outbox_batch_flush(bool force)
 	MemoryContext work;
 	MemoryContext old;
 
-	if (pending.n == 0 || flushing)
+	if (pending.n == 0 || flushing || IsInParallelMode())
 		return;
 	me = GetCurrentSubTransactionId();
 	for (int i = 0; i < pending.n && !foreign; i++)
@@ -364,18 +474,7 @@ outbox_batch_flush(bool force)
 	MemoryContextDelete(work);
 	if (pushed)
 		PopActiveSnapshot();
-	for (int i = 0; i < pending.n; i++)
-	{
-		if (pending.items[i].owner != me)
-		{
-			pending.items[i].tag = me;
-			list_push(&lent, &pending.items[i]);
-		}
-		else
-			free_change(&pending.items[i]);	/* its memory serves the next ones */
-	}
-	pending.n = 0;
-	pending_bytes = 0;
+	keep_lent(me);
 	flushing = false;
 }
 
@@ -391,26 +490,31 @@ order_cmp(const void *a, const void *b)
 /*
  * Subtransaction sub ends (parent: what becomes current).  Committed: its
  * pending changes and its borrowings pass to parent.  Aborted: its pending
- * changes are forgotten, and what it borrowed is pending again.
+ * changes are forgotten, and what it borrowed is pending again.  Allocates
+ * nothing.  Every change owned or borrowed by a subtransaction begun after
+ * sub was passed on or forgotten when that one ended, so with no owner or
+ * tag as high as sub there is nothing to do.
  */
 static void
 batch_subxact_end(bool commit, SubTransactionId sub, SubTransactionId parent)
 {
 	int			kept = 0;
+	bool		restored = false;
 
+	if (max_owner < sub && max_tag < sub)
+		return;
 	for (int i = 0; i < pending.n; i++)
 	{
 		PendingChange *c = &pending.items[i];
 
-		if (c->owner == sub)
+		if (c->owner == sub && !commit)
 		{
-			if (!commit)
-			{
-				free_change(c);	/* a change rolled back with its statement */
-				continue;
-			}
-			c->owner = parent;
+			pending_bytes -= change_bytes(c);
+			free_change(c);		/* rolled back with its statement */
+			continue;
 		}
+		if (c->owner == sub)
+			c->owner = parent;
 		pending.items[kept++] = *c;
 	}
 	pending.n = kept;
@@ -423,28 +527,32 @@ batch_subxact_end(bool commit, SubTransactionId sub, SubTransactionId parent)
 			lent.items[kept++] = *c;
 		else if (!commit)
 		{
+			/* pending again: room for it was reserved when it was lent */
+			Assert(pending.n < pending.cap);
 			c->tag = InvalidSubTransactionId;
-			list_push(&pending, c);
+			pending.items[pending.n++] = *c;
+			pending_bytes += change_bytes(c);
+			restored = true;
 		}
 		else if (parent != c->owner)
 		{
 			c->tag = parent;
 			lent.items[kept++] = *c;
 		}
+		else
+			free_change(c);		/* its owner's own now */
 	}
 	lent.n = kept;
-	if (!commit)
+	if (restored)
 		qsort(pending.items, pending.n, sizeof(PendingChange), order_cmp);
-	if (pending.n == 0)
-		pending_cid = InvalidCommandId;
+	max_owner = parent;
+	max_tag = lent.n > 0 ? parent : InvalidSubTransactionId;
 }
 
 static void
 batch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
-	if (pending.n == 0 && lent.n == 0)
-		return;
 	switch (event)
 	{
 		case SUBXACT_EVENT_PRE_COMMIT_SUB:
@@ -454,12 +562,24 @@ batch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			batch_subxact_end(true, mySubid, parentSubid);
 			break;
 		case SUBXACT_EVENT_ABORT_SUB:
-			flushing = false;
+			flushing = false;	/* a flush that failed: it wrote nothing */
 			batch_subxact_end(false, mySubid, parentSubid);
 			break;
 		default:
 			break;
 	}
+}
+
+/* Write what is pending before the transaction commits or prepares. */
+static void
+batch_before_commit(void)
+{
+	outbox_batch_flush(true);
+	if (pending.n > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("para_sync could not write %d captured changes before the commit", pending.n),
+				 errhint("This is a bug: report it.")));
 }
 
 static void
@@ -470,7 +590,7 @@ batch_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
-			outbox_batch_flush(true);
+			batch_before_commit();
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
@@ -482,15 +602,30 @@ batch_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-/* A query's AFTER triggers have fired: write what they captured. */
+/*
+ * A query's AFTER triggers have fired: write what they captured, unless
+ * the query ran inside another one's (a trigger's query: the outer one's
+ * end writes them all, a statement's changes at once).
+ */
 static void
 batch_executor_finish(QueryDesc *queryDesc)
 {
-	if (prev_ExecutorFinish)
-		prev_ExecutorFinish(queryDesc);
-	else
-		standard_ExecutorFinish(queryDesc);
-	outbox_batch_flush(false);
+	hooks_ran = true;
+	finish_depth++;
+	PG_TRY();
+	{
+		if (prev_ExecutorFinish)
+			prev_ExecutorFinish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		finish_depth--;
+	}
+	PG_END_TRY();
+	if (finish_depth == 0)
+		outbox_batch_flush(false);
 }
 
 /* The same for utility statements that fire triggers (COPY FROM). */
@@ -499,13 +634,15 @@ batch_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 					  ProcessUtilityContext context, ParamListInfo params,
 					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
+	hooks_ran = true;
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 							queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
-	outbox_batch_flush(false);
+	if (finish_depth == 0)
+		outbox_batch_flush(false);
 }
 
 /* Called from _PG_init. */
@@ -518,4 +655,6 @@ outbox_batch_init(void)
 	ProcessUtility_hook = batch_process_utility;
 	RegisterXactCallback(batch_xact_callback, NULL);
 	RegisterSubXactCallback(batch_subxact_callback, NULL);
+	/* preloaded: the hooks are in place before any statement */
+	hooks_ran = process_shared_preload_libraries_in_progress;
 }

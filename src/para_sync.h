@@ -191,6 +191,7 @@ extern void outbox_require_updated_schema(void);
 extern Oid	outbox_resolved(void);
 
 extern int64 outbox_last_sequence(const char *key, int key_len, bool latest);
+extern int64 outbox_read_last_sequence(const char *key, int key_len, bool latest);
 extern void outbox_check_last_sequence(const char *key, int key_len, int64 seq,
 									   const char *source);
 extern bool outbox_name_has_history(const char *sync_name);
@@ -205,6 +206,8 @@ extern void outbox_name_seqs_appended(OutboxNameSeqs *m, const char *key, int le
 extern void outbox_name_seqs_free(OutboxNameSeqs *m);
 extern void outbox_last_sequences(int n, const char *const *keys,
 								  const int *key_lens, int64 *seqs, bool latest);
+extern void outbox_read_last_sequences(int n, const char *const *keys,
+									   const int *key_lens, int64 *seqs, bool latest);
 extern void outbox_append(const char *key, int key_len, int64 seq,
 						  int64 txid, bytea *envelope, char layout,
 						  const char *scope, HeapTuple holder);
@@ -228,6 +231,13 @@ extern void outbox_append_rows(const OutboxNewRow *rows, int n);
 extern FullTransactionId outbox_version_writer(HeapTuple tuple);
 extern bool outbox_cached_last(const char *key, int key_len,
 							   FullTransactionId writer, int64 *seq);
+extern void outbox_cache_prefetch(const text *key);
+extern void outbox_append_init(void);
+extern void outbox_raise_counters(text **keys, int64 *seqs, int n);
+/* para_sync.sequence_cache_check (settings.c) */
+extern bool psync_sequence_cache_check;
+extern int64 outbox_next_sequence(const char *key, int key_len,
+								 HeapTuple replaced);
 
 /* ---- outbox_batch.c: the capture trigger's envelopes, numbered and written as a set */
 
@@ -236,13 +246,8 @@ extern void outbox_batch_add(const char *key, int key_len, StringInfo value,
 							 char layout, const char *scope, HeapTuple replaced,
 							 HeapTuple holder);
 extern void outbox_batch_flush(bool force);
+extern int	outbox_batch_pending(const char *key, int key_len, CommandId below);
 extern void outbox_batch_init(void);
-extern void outbox_append_init(void);
-extern void outbox_raise_counters(text **keys, int64 *seqs, int n);
-/* para_sync.sequence_cache_check (settings.c) */
-extern bool psync_sequence_cache_check;
-extern int64 outbox_next_sequence(const char *key, int key_len,
-								 HeapTuple replaced);
 
 /* ---- outbox_backlog.c: what waits in the outbox (the publisher's count: publisher.h) */
 
@@ -266,6 +271,9 @@ extern bool seq_cache_lookup(const SeqCacheTag *tag, const char *key,
 							 int key_len, FullTransactionId writer, int64 *seq);
 extern void seq_cache_remember(const SeqCacheTag *tag, const char *key,
 							   int key_len, FullTransactionId writer, int64 seq);
+extern void seq_cache_prefetch(const SeqCacheTag *tag, const char *key, int key_len);
+/* how many keys ahead a loop over many keys prefetches their buckets */
+#define SEQ_CACHE_PREFETCH_AHEAD 8
 
 /* ---- capture.c: the trigger's side of capture */
 

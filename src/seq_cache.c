@@ -16,7 +16,8 @@
  * Why a hit is K's last sequence, so that S + 1 is neither reused nor
  * leaves a gap:
  *
- *  1. Every append goes through outbox_append(), which, after
+ *  1. Every append goes through outbox_append_rows() (outbox_append.c;
+ *     the capture's pending changes too, outbox_batch.c), which, after
  *     the outbox row and its primary-key entry are in, overwrites K's entry:
  *     with the appending (sub)transaction's id when the row version whose
  *     content the envelope carries was created by that same
@@ -203,6 +204,28 @@ find_way(SeqCacheBucket *b, uint32 h, const SeqCacheTag *tag,
 		if (b->hashes[i] == h && entry_matches(&b->ways[i], tag, key, key_len))
 			return i;
 	return -1;
+}
+
+/*
+ * Start fetching key's bucket into the CPU's cache.  A caller about to look
+ * up or remember many keys (a statement's changes: outbox_batch.c,
+ * outbox_append_rows()) asks for a key a few places ahead, so that the
+ * buckets, spread over the whole cache, are read from memory in parallel
+ * rather than one after the other.
+ */
+void
+seq_cache_prefetch(const SeqCacheTag *tag, const char *key, int key_len)
+{
+	SeqCacheBucket *b;
+
+	if (seq_cache == NULL || key_len > SEQ_CACHE_KEY_MAX)
+		return;
+	b = &seq_cache[key_hash(tag, key, key_len) % seq_cache_nbuckets];
+#if defined(__GNUC__)
+	__builtin_prefetch(b, 1);
+	__builtin_prefetch((char *) b + 64, 1);
+	__builtin_prefetch((char *) b + 128, 1);
+#endif
 }
 
 /*

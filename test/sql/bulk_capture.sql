@@ -200,14 +200,16 @@ SELECT * FROM pg_temp.since_mark();
 SELECT * FROM pg_temp.broken();
 
 -- a trigger of the user's that starts a subtransaction (an exception block)
--- after the capture of each inserted row ('zz' sorts after para_sync) and
--- changes the row again there: the changes of the statement still pending
--- are written in that subtransaction; where it rolls back (even ids) they
--- are numbered and written again later, where it commits they stay
+-- after the capture of each inserted row ('zz' sorts after para_sync),
+-- changes the row again there and reads its snapshot: the changes of the
+-- statement still pending are written in that subtransaction (lent to
+-- it); where it rolls back (even ids) they are numbered and written again
+-- later, where it commits they stay
 CREATE FUNCTION pg_temp.try_again() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	BEGIN
 		UPDATE public.bulk SET score = NEW.score + 100 WHERE id = NEW.id;
+		PERFORM para_sync.snapshot_json('bulk:' || NEW.id);
 		IF NEW.id % 2 = 0 THEN
 			RAISE EXCEPTION 'undone';
 		END IF;
@@ -250,6 +252,52 @@ SELECT count(*) AS seen,
   LEFT JOIN LATERAL para_sync.envelope_to_jsonb(o.envelope) e ON true;
 SELECT * FROM pg_temp.broken();
 DROP TRIGGER zz_look ON public.bulk;
+
+-- ... and from a parallel query, inside an exception block: the leader is in
+-- parallel mode and can write nothing (nor take a transaction id for the
+-- block), so the pending changes of the key are counted, not written; the
+-- parallel reading has the row's new content and the sequence it is
+-- published with (one more than before the statement)
+CREATE TABLE public.many AS SELECT g AS id FROM generate_series(1, 5000) g;
+ANALYZE public.many;
+CREATE TABLE public.expected_seq AS
+	SELECT 'bulk:' || id AS key, (para_sync.snapshot_json('bulk:' || id)->>'sequence')::bigint + 1 AS seq
+	  FROM public.bulk WHERE id BETWEEN 2001 AND 2010;
+CREATE FUNCTION pg_temp.expect(s jsonb, k text, score int) RETURNS bool
+LANGUAGE plpgsql PARALLEL RESTRICTED AS $$
+DECLARE
+	want bigint := (SELECT e.seq FROM public.expected_seq e WHERE e.key = k);
+BEGIN
+	IF (s->>'sequence')::bigint IS DISTINCT FROM want OR (s->'value'->>'score')::int IS DISTINCT FROM score THEN
+		RAISE EXCEPTION 'parallel reading of %: %, expected sequence % and score %', k, s, want, score;
+	END IF;
+	RETURN true;
+END $$;
+CREATE FUNCTION pg_temp.look_parallel() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	BEGIN
+		PERFORM pg_temp.expect(para_sync.snapshot_json('bulk:' || m.id), 'bulk:' || m.id, NEW.score)
+		   FROM public.many m WHERE m.id = NEW.id;
+	EXCEPTION WHEN division_by_zero THEN
+		NULL;
+	END;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER zz_look_parallel AFTER UPDATE ON public.bulk
+	FOR EACH ROW EXECUTE FUNCTION pg_temp.look_parallel();
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+EXPLAIN (COSTS OFF)
+	SELECT pg_temp.expect(para_sync.snapshot_json('bulk:' || m.id), 'bulk:' || m.id, 1)
+	  FROM public.many m WHERE m.id = 1;
+UPDATE public.bulk SET score = score + 1 WHERE id BETWEEN 2001 AND 2010;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+SELECT * FROM pg_temp.broken();
+DROP TRIGGER zz_look_parallel ON public.bulk;
+DROP TABLE public.many, public.expected_seq;
 
 -- a statement that fails while its changes are pending (a trigger of the
 -- user's refuses a row after the capture of others): rolled back to the
@@ -299,6 +347,51 @@ COMMIT;
 SELECT min(seq), max(seq), count(*) FROM para_sync.outbox WHERE key LIKE 'bulk_set:%';
 SELECT count(*) AS as_snapshot FROM para_sync.outbox o, para_sync.snapshot_json(o.key) s
  WHERE o.key LIKE 'bulk_set:%' AND (s->>'sequence')::bigint = o.seq;
+-- ... also when each row's insert runs a query of its own (the foreign
+-- key's check): the changes of the statement are still written together,
+-- when it ends
+CREATE TABLE public.bulk_parent (id int PRIMARY KEY);
+INSERT INTO public.bulk_parent VALUES (1);
+CREATE TABLE public.bulk_child (id int PRIMARY KEY, parent int REFERENCES public.bulk_parent);
+SELECT para_sync.sync_table('public.bulk_child');
+INSERT INTO public.bulk_child SELECT g, 1 FROM generate_series(1, 300) g;
+DELETE FROM public.bulk_child;
+SELECT para_sync.ack(array_agg(key), array_agg(seq))
+  FROM (SELECT key, max(seq) AS seq FROM para_sync.outbox
+         WHERE key LIKE 'bulk_child:%' GROUP BY key) published;
+SELECT pg_stat_force_next_flush();
+BEGIN;
+INSERT INTO public.bulk_child SELECT g, 1 FROM generate_series(1, 300) g;
+SELECT relname, idx_scan < 10 AS read_as_a_set FROM pg_stat_xact_all_tables
+ WHERE relid IN ('para_sync.outbox'::regclass, 'para_sync.counters'::regclass)
+ ORDER BY relname;
+COMMIT;
+SELECT count(*) AS as_snapshot FROM para_sync.outbox o, para_sync.snapshot_json(o.key) s
+ WHERE o.key LIKE 'bulk_child:%' AND (s->>'sequence')::bigint = o.seq;
+DROP TABLE public.bulk_child, public.bulk_parent;
+
+-- keys the sequence cache cannot hold (over 52 bytes), with a backlog of
+-- 100 envelopes each: a statement's read of their last sequences walks a
+-- few rows of each key, then probes for its last one, not the backlog
+CREATE TABLE public.long_keys (k text PRIMARY KEY, n int);
+SELECT para_sync.sync_table('public.long_keys');
+INSERT INTO public.long_keys SELECT repeat('k', 60) || g, 0 FROM generate_series(1, 10) g;
+DO $$
+BEGIN
+	FOR i IN 1..100 LOOP
+		UPDATE public.long_keys SET n = n + 1;
+	END LOOP;
+END $$;
+SELECT pg_stat_force_next_flush();
+BEGIN;
+UPDATE public.long_keys SET n = n + 1;
+SELECT idx_tup_fetch < 300 AS backlog_not_walked FROM pg_stat_xact_all_tables
+ WHERE relid = 'para_sync.outbox'::regclass;
+COMMIT;
+SELECT count(*) AS keys, min(seq), max(seq) FROM (
+	SELECT key, max(seq) AS seq FROM para_sync.outbox WHERE key LIKE 'long_keys:%' GROUP BY key) k;
+DROP TABLE public.long_keys;
+
 -- many single-row statements in one transaction: what the pending
 -- changes used is reused, the batch's memory does not grow with them
 BEGIN;
