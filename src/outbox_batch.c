@@ -117,8 +117,8 @@ static bool flushing = false;
 static uint64 next_order = 0;
 /* ExecutorFinish() calls in progress (queries of AFTER triggers nest) */
 static int	finish_depth = 0;
-/* have the hooks run since the library was loaded (see outbox_batch_add()) */
-static bool hooks_ran = false;
+/* loaded by a statement (no shared_preload_libraries): see outbox_batch_add() */
+static bool write_at_once = false;
 
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
@@ -228,11 +228,13 @@ outbox_batch_add(const char *key, int key_len, StringInfo value,
 	max_owner = Max(max_owner, c.owner);
 
 	/*
-	 * Loaded by this statement (no shared_preload_libraries): the hooks were
-	 * not there when it started and do not see it end, so write at once.
+	 * The library was loaded by a statement of this transaction (no
+	 * shared_preload_libraries): the hooks were not in place when it
+	 * started and do not see it end, so until the transaction ends, write
+	 * each change at once.
 	 */
-	if (!hooks_ran)
-		outbox_batch_flush(false);
+	if (write_at_once)
+		outbox_batch_flush(true);
 	else if (pending.n >= BATCH_MAX_CHANGES || pending_bytes > (Size) work_mem * 1024)
 		outbox_batch_flush(true);
 }
@@ -598,6 +600,7 @@ batch_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			batch_reset();
+			write_at_once = false;
 			break;
 	}
 }
@@ -610,7 +613,6 @@ batch_xact_callback(XactEvent event, void *arg)
 static void
 batch_executor_finish(QueryDesc *queryDesc)
 {
-	hooks_ran = true;
 	finish_depth++;
 	PG_TRY();
 	{
@@ -634,7 +636,6 @@ batch_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 					  ProcessUtilityContext context, ParamListInfo params,
 					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
-	hooks_ran = true;
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 							queryEnv, dest, qc);
@@ -656,5 +657,5 @@ outbox_batch_init(void)
 	RegisterXactCallback(batch_xact_callback, NULL);
 	RegisterSubXactCallback(batch_subxact_callback, NULL);
 	/* preloaded: the hooks are in place before any statement */
-	hooks_ran = process_shared_preload_libraries_in_progress;
+	write_at_once = !process_shared_preload_libraries_in_progress;
 }

@@ -23,6 +23,16 @@ is($rc, 0, 'the library loads without shared_preload_libraries') or diag($err);
 is( $node->safe_psql('postgres', q{SELECT para_sync.snapshot('items:1') IS NOT NULL}),
 	't', 'capture and snapshot() work in a new session');
 
+# the statement that loads the library (the first capture of a new
+# session) has its envelopes written when it ends, as every later one,
+# though the hooks that write them there were not in place when it started
+is( $node->safe_psql('postgres', q{
+	BEGIN;
+	UPDATE public.items SET label = 'b' WHERE id = 1;
+	SELECT count(*) FROM para_sync.outbox WHERE key = 'items:1';
+	COMMIT;
+}), '2', 'the envelope of the statement that loaded the library is in the outbox when it ends');
+
 # a session that never loaded the library has no utility hook: DROP OWNED
 # (which revokes the owner's privilege on para_sync.sync_names) must still
 # release the role's names, or DROP ROLE leaves them bound to a dead OID
