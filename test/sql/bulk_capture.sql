@@ -299,6 +299,34 @@ SELECT * FROM pg_temp.broken();
 DROP TRIGGER zz_look_parallel ON public.bulk;
 DROP TABLE public.many, public.expected_seq;
 
+-- MERGE: deletes, updates and inserts of one statement
+SELECT pg_temp.set_mark();
+MERGE INTO public.bulk b
+USING (SELECT g AS id FROM generate_series(2031, 2060) g) s ON b.id = s.id
+WHEN MATCHED AND b.id % 3 = 0 THEN DELETE
+WHEN MATCHED THEN UPDATE SET score = b.score + 1
+WHEN NOT MATCHED THEN INSERT VALUES (s.id, 'merged', 0, 'n');
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+
+-- a deferred constraint trigger of the user's that changes each inserted
+-- row again when the transaction commits
+CREATE FUNCTION pg_temp.at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE public.bulk SET label = 'at commit' WHERE id = NEW.id;
+	RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER zz_at_commit AFTER INSERT ON public.bulk
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pg_temp.at_commit();
+SELECT pg_temp.set_mark();
+BEGIN;
+INSERT INTO public.bulk SELECT g, 'inserted', 0, 'n' FROM generate_series(6001, 6050) g;
+COMMIT;
+SELECT * FROM pg_temp.since_mark();
+SELECT * FROM pg_temp.broken();
+SELECT count(*) AS changed_at_commit FROM public.bulk WHERE label = 'at commit';
+DROP TRIGGER zz_at_commit ON public.bulk;
+
 -- a statement that fails while its changes are pending (a trigger of the
 -- user's refuses a row after the capture of others): rolled back to the
 -- savepoint, they are forgotten, and what follows is numbered as if the
