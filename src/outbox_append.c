@@ -299,7 +299,8 @@ int64
 outbox_last_sequence(const char *key, int key_len, bool latest)
 {
 	outbox_batch_flush(true);
-	return outbox_read_last_sequence(key, key_len, latest) + pending_before(key, key_len, latest);
+	return outbox_read_last_sequence(key, key_len, latest) +
+		pending_before(key, key_len, latest);
 }
 
 /*
@@ -656,8 +657,8 @@ next_visible(IndexScanDesc scan, Relation heap, TupleTableSlot *slot,
  * entry or two each; for a key further on than EACH_STEPS entries the scan
  * is aimed at it again (one descent), and a key with more rows than that
  * (a backlog in the outbox) gets its last one by a backward probe.  So a
- * page costs O(keys) entries and descents, wherever its keys lie.  No SERIALIZABLE predicate locks, as in
- * first_visible().
+ * page costs O(keys) entries and descents, wherever its keys lie.  No
+ * SERIALIZABLE predicate locks, as in first_visible().
  */
 static void
 merge_each_last_seq(Oid heap_oid, Oid index_oid, Snapshot snapshot, int n,

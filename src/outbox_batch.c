@@ -580,7 +580,8 @@ batch_before_commit(void)
 	if (pending.n > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("para_sync could not write %d captured changes before the commit", pending.n),
+				 errmsg("para_sync could not write %d captured changes before the commit",
+						pending.n),
 				 errhint("This is a bug: report it.")));
 }
 
