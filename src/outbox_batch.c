@@ -420,6 +420,19 @@ write_changes(const PendingChange *changes, int n)
 static void
 keep_lent(SubTransactionId me)
 {
+	int			foreign = 0;
+
+	for (int i = 0; i < pending.n; i++)
+		foreign += pending.items[i].owner != me;
+
+	/*
+	 * Allocate first: an error here leaves both lists as they were (the
+	 * subtransaction that wrote them aborts, and they are still pending).
+	 * The pending list keeps room to take every lent change back without
+	 * allocating (the abort callback).
+	 */
+	changes_reserve(&lent, lent.n + foreign);
+	changes_reserve(&pending, lent.n + foreign);
 	for (int i = 0; i < pending.n; i++)
 	{
 		PendingChange *c = &pending.items[i];
@@ -430,14 +443,11 @@ keep_lent(SubTransactionId me)
 			continue;
 		}
 		c->tag = me;
-		changes_reserve(&lent, lent.n + 1);
 		lent.items[lent.n++] = *c;
 		max_tag = Max(max_tag, me);
 	}
 	pending.n = 0;
 	pending_bytes = 0;
-	/* room to take every lent change back without allocating (abort) */
-	changes_reserve(&pending, lent.n);
 }
 
 /*
