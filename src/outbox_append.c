@@ -387,40 +387,39 @@ outbox_cached_last(const char *key, int key_len, FullTransactionId writer, int64
 	return true;
 }
 
-/* Does the index of heap hold a visible key in [low, high)? */
-static bool
-any_key_between(Oid heap_oid, Oid index_oid, text *low, text *high,
-				Snapshot snapshot)
+/*
+ * skeys[0] and skeys[1]: the range of sync_name's keys in the outbox's and
+ * the counters' primary keys, exactly the texts in ["name:", "name;").
+ */
+void
+outbox_name_scankeys(const char *sync_name, ScanKey skeys)
 {
-	ScanKeyData skeys[2];
+	text	   *low = cstring_to_text(psprintf("%s:", sync_name));
+	text	   *high = cstring_to_text(psprintf("%s;", sync_name));
 
 	ScanKeyEntryInitialize(&skeys[0], 0, 1, BTGreaterEqualStrategyNumber, InvalidOid,
 						   C_COLLATION_OID, F_TEXT_GE, PointerGetDatum(low));
 	ScanKeyEntryInitialize(&skeys[1], 0, 1, BTLessStrategyNumber, InvalidOid,
 						   C_COLLATION_OID, F_TEXT_LT, PointerGetDatum(high));
-	return first_visible(heap_oid, index_oid, skeys, 2, ForwardScanDirection,
-						 snapshot, 0, NULL);
 }
 
-/*
- * Has any key of sync name ever had a sequence (read with a fresh
- * snapshot)?  Keys of the name are exactly the texts in ["name:", "name;").
- */
+/* Has any key of sync name ever had a sequence (read with a fresh snapshot)? */
 bool
 outbox_name_has_history(const char *sync_name)
 {
 	const OutboxRelations *rels;
-	text	   *low = cstring_to_text(psprintf("%s:", sync_name));
-	text	   *high = cstring_to_text(psprintf("%s;", sync_name));
+	ScanKeyData skeys[2];
 	Snapshot	snapshot;
 	bool		found;
 
 	outbox_batch_flush(true);
 	rels = outbox_relations();
+	outbox_name_scankeys(sync_name, skeys);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-
-	found = any_key_between(rels->outbox, rels->outbox_pkey, low, high, snapshot) ||
-		any_key_between(rels->counters, rels->counters_pkey, low, high, snapshot);
+	found = first_visible(rels->outbox, rels->outbox_pkey, skeys, 2, ForwardScanDirection,
+						  snapshot, 0, NULL) ||
+		first_visible(rels->counters, rels->counters_pkey, skeys, 2, ForwardScanDirection,
+					  snapshot, 0, NULL);
 	UnregisterSnapshot(snapshot);
 	return found;
 }

@@ -36,11 +36,9 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/pg_collation.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -109,25 +107,21 @@ list_add(OutboxNameSeqs *m, NameSeqList *l, text *key, int64 seq)
 }
 
 /*
- * Every key of heap/index in [low, high) with its seq column (attno 2),
- * visible to SnapshotSelf, into l.  In a SERIALIZABLE transaction too no
- * predicate lock is taken: SnapshotSelf is not an MVCC snapshot.
+ * Every key of heap/index in the name's range (skeys: outbox_name_scankeys())
+ * with its seq column (attno 2), visible to SnapshotSelf, into l.  In a
+ * SERIALIZABLE transaction too no predicate lock is taken: SnapshotSelf is
+ * not an MVCC snapshot.
  */
 static bool
 read_range(OutboxNameSeqs *m, NameSeqList *l, Oid heap_oid, Oid index_oid,
-		   text *low, text *high)
+		   ScanKey skeys)
 {
 	Relation	heap = table_open(heap_oid, AccessShareLock);
 	Relation	index = index_open(index_oid, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
 	IndexScanDesc scan;
-	ScanKeyData skeys[2];
 	bool		fits = true;
 
-	ScanKeyEntryInitialize(&skeys[0], 0, 1, BTGreaterEqualStrategyNumber, InvalidOid,
-						   C_COLLATION_OID, F_TEXT_GE, PointerGetDatum(low));
-	ScanKeyEntryInitialize(&skeys[1], 0, 1, BTLessStrategyNumber, InvalidOid,
-						   C_COLLATION_OID, F_TEXT_LT, PointerGetDatum(high));
 	scan = index_beginscan(heap, index, SnapshotSelf, 2, 0);
 	index_rescan(scan, skeys, 2, NULL, 0);
 	while (fits && index_getnext_slot(scan, ForwardScanDirection, slot))
@@ -159,8 +153,7 @@ outbox_name_seqs_read(const char *sync_name, int64 max_keys)
 	MemoryContext cxt;
 	MemoryContext old;
 	OutboxNameSeqs *m;
-	text	   *low;
-	text	   *high;
+	ScanKeyData skeys[2];
 	bool		fits;
 
 	outbox_batch_flush(true);	/* this transaction's pending changes first */
@@ -169,14 +162,13 @@ outbox_name_seqs_read(const char *sync_name, int64 max_keys)
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
 	m = palloc0(sizeof(OutboxNameSeqs));
-	low = cstring_to_text(psprintf("%s:", sync_name));
-	high = cstring_to_text(psprintf("%s;", sync_name));
+	outbox_name_scankeys(sync_name, skeys);
 
 	m->cxt = cxt;
 	m->budget = (Size) maintenance_work_mem * 1024;
 	m->keys_left = max_keys;
-	fits = read_range(m, &m->outbox, rels->outbox, rels->outbox_pkey, low, high) &&
-		read_range(m, &m->counters, rels->counters, rels->counters_pkey, low, high);
+	fits = read_range(m, &m->outbox, rels->outbox, rels->outbox_pkey, skeys) &&
+		read_range(m, &m->counters, rels->counters, rels->counters_pkey, skeys);
 	MemoryContextSwitchTo(old);
 	if (!fits)
 	{

@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "access/attnum.h"
+#include "access/skey.h"
 #include "access/htup.h"
 #include "access/transam.h"
 #include "access/tupdesc.h"
@@ -195,6 +196,7 @@ extern int64 outbox_read_last_sequence(const char *key, int key_len, bool latest
 extern void outbox_check_last_sequence(const char *key, int key_len, int64 seq,
 									   const char *source);
 extern bool outbox_name_has_history(const char *sync_name);
+extern void outbox_name_scankeys(const char *sync_name, ScanKey skeys);
 
 /* ---- outbox_name_seqs.c: the last sequences of a sync name's keys, in one pass */
 
