@@ -631,6 +631,9 @@ sorted_key_cmp(const void *a, const void *b)
 	return key_cmp(VARDATA_ANY(x), VARSIZE_ANY_EXHDR(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(y));
 }
 
+/* outbox_read_last_sequences() of at most this many keys probes each */
+#define PROBE_KEYS 4
+
 /* Index entries read forward before the scan is aimed at a key again. */
 #define EACH_STEPS	8
 
@@ -750,7 +753,9 @@ merge_each_last_seq(Oid heap_oid, Oid index_oid, Snapshot snapshot, int n,
  * too and takes the higher of the two: a forward scan is not one moment,
  * and a publisher committing the removal of a key's rows while the scan is
  * among them leaves it the lower rows only; that commit raised the key's
- * counter, read after (as in outbox_name_seqs.c).
+ * counter, read after (as in outbox_name_seqs.c).  At most PROBE_KEYS keys
+ * are read one by one instead: a backward probe each (highest row first,
+ * so one moment per key) costs less than setting up the two merges.
  */
 void
 outbox_read_last_sequences(int n, const char *const *keys, const int *key_lens,
@@ -763,8 +768,13 @@ outbox_read_last_sequences(int n, const char *const *keys, const int *key_lens,
 	bool	   *in_counters;
 	int64	   *counter_seqs;
 
-	if (n <= 0)
+	if (n <= PROBE_KEYS)
+	{
+		for (int i = 0; i < n; i++)
+			seqs[i] = outbox_read_last_sequence(keys[i], key_lens[i], latest) +
+				pending_before(keys[i], key_lens[i], latest);
 		return;
+	}
 	rels = outbox_relations();
 	snapshot = latest ? SnapshotSelf : RegisterSnapshot(GetActiveSnapshot());
 	sorted = palloc(sizeof(SortedKey) * n);

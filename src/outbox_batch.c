@@ -101,9 +101,6 @@ typedef struct ChangeList
 /* pending changes: written at most this many (or work_mem) at a time */
 #define BATCH_MAX_CHANGES 10000
 
-/* the keys of at most this many are read one by one, not merged */
-#define BATCH_PROBE_KEYS 4
-
 /* all in batch_cxt, a child of TopTransactionContext; reset at its end */
 static MemoryContext batch_cxt = NULL;
 static ChangeList pending;
@@ -286,20 +283,6 @@ keyed_cmp(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* last[i] := the last sequences of the n keys asked (see number_changes()) */
-static void
-read_last_sequences(int n, const char **keys, const int *lens, int64 *last)
-{
-	if (n > BATCH_PROBE_KEYS)
-	{
-		outbox_read_last_sequences(n, keys, lens, last, true);
-		return;
-	}
-	/* a few keys: a backward probe each costs less than setting up a merge */
-	for (int i = 0; i < n; i++)
-		last[i] = outbox_read_last_sequence(keys[i], lens[i], true);
-}
-
 /*
  * seqs[i] := the sequence of changes[i]: each key's last sequence (from the
  * cache by its first change's replaced version, else read for all such
@@ -344,7 +327,7 @@ number_changes(const PendingChange *changes, int n, int64 *seqs)
 		}
 		ngroups++;
 	}
-	read_last_sequences(nasked, keys, lens, found);
+	outbox_read_last_sequences(nasked, keys, lens, found, true);
 	for (int i = 0; i < nasked; i++)
 		last[asked[i]] = found[i];
 	for (int g = 0; g < ngroups; g++)
